@@ -1,0 +1,25 @@
+"""The First Order Motion Model (Siarohin et al., NeurIPS 2019) core: networks, configs, checkpoints, animation.
+
+Imports only torch, numpy and PyYAML, so it runs from a plain checkout on any machine with PyTorch.
+"""
+
+from models.animator import Animator, image_to_tensor, tensor_to_image
+from models.checkpoint import CheckpointError, read_checkpoint
+from models.config import ConfigError, build_networks, load_config, preset_names
+from models.keypoint_detector import Keypoints
+from models.motion import MotionNormalizer, MotionOptions
+
+__all__ = [
+    "Animator",
+    "CheckpointError",
+    "ConfigError",
+    "Keypoints",
+    "MotionNormalizer",
+    "MotionOptions",
+    "build_networks",
+    "image_to_tensor",
+    "load_config",
+    "preset_names",
+    "read_checkpoint",
+    "tensor_to_image",
+]

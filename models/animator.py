@@ -1,0 +1,193 @@
+"""The Python API: load a model, set a source image, calibrate on a neutral driving frame, animate frames.
+
+    from models import Animator
+    animator = Animator.from_checkpoint("vox-cpk.pth.tar", config="vox-256")
+    animator.set_source(source_rgb)        # H x W x 3 uint8, any size: resized to the model's 256 x 256
+    animator.calibrate(neutral_frame_rgb)  # the driving face at rest (relative motion)
+    out = animator.animate(frame_rgb)      # 256 x 256 x 3 uint8
+
+The source is encoded once per ``set_source`` (keypoints and generator encoder features); each frame then runs the
+keypoint detector, the dense motion network and the decoder only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.checkpoint import load_into, read_checkpoint
+from models.config import DEFAULT_IMAGE_SIZE, DEFAULT_PRESET, build_networks, load_config
+from models.generator import OcclusionAwareGenerator, SourceState
+from models.keypoint_detector import Keypoints, KPDetector
+from models.motion import MotionNormalizer, MotionOptions
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error, not a silent CPU run."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> fp16 on CUDA, fp32 on CPU (bf16 on CPU is opt-in until measured per machine)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def image_to_tensor(image: np.ndarray | torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+    """H x W x 3 uint8 RGB (or B x 3 x H x W float in [0, 1]) -> B x 3 x size x size float32 in [0, 1].
+
+    The model input is ``float32(image) / 255``, NCHW, no other normalisation. Other sizes are resized with an
+    antialiased bilinear filter.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255
+    else:
+        tensor = image.to(device, torch.float32)
+        if tensor.ndim == 3:
+            tensor = tensor[None]
+    if tensor.shape[-2:] != (size, size):
+        tensor = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return tensor  # B x 3 x size x size
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W (or 3 x H x W) float in [0, 1] -> H x W x 3 uint8, rounded to nearest."""
+    if tensor.ndim == 4:
+        tensor = tensor[0]
+    return (tensor.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class Animator:
+    """Animates one source image with driving frames, with the source cached and a resettable neutral pose.
+
+    Args:
+        kp_detector: A loaded keypoint detector.
+        generator: A loaded generator.
+        device: Where to run (``auto``, ``cpu``, ``cuda``, ``cuda:1``...).
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``; reduced precision applies to the generator only (the
+            keypoint softmax at temperature 0.1 is the part most sensitive to it, and is ~2% of the compute).
+        motion: Relative/absolute motion and scale adaptation.
+        image_size: Model input size (256 for every published checkpoint).
+    """
+
+    def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: str = "auto",
+                 precision: str = "auto", motion: MotionOptions | None = None,
+                 image_size: int = DEFAULT_IMAGE_SIZE) -> None:
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.kp_detector = kp_detector.to(self.device).eval()
+        self.generator = generator.to(self.device).eval()
+        self.image_size = image_size
+        self.normalizer = MotionNormalizer(motion)
+        self.source: SourceState | None = None
+        self.kp_source: Keypoints | None = None
+        self._kp_neutral: Keypoints | None = None
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, config: str | os.PathLike | dict = DEFAULT_PRESET, *,
+                        device: str = "auto", precision: str = "auto", motion: MotionOptions | None = None
+                        ) -> Animator:
+        """Build the networks of ``config`` (preset name or original YAML) and load ``checkpoint`` strictly."""
+        cfg = load_config(config)
+        kp_detector, generator = build_networks(cfg)
+        load_into(kp_detector, generator, read_checkpoint(checkpoint), source=str(checkpoint),
+                  config_name=str(config) if not isinstance(config, dict) else "the config")
+        return cls(kp_detector, generator, device=device, precision=precision, motion=motion)
+
+    @property
+    def motion(self) -> MotionOptions:
+        return self.normalizer.options
+
+    @property
+    def calibrated(self) -> bool:
+        return self.normalizer.calibrated
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
+
+    def to_tensor(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return image_to_tensor(image, self.image_size, self.device)
+
+    @torch.inference_mode()
+    def keypoints(self, image: np.ndarray | torch.Tensor) -> Keypoints:
+        """Keypoints of an image (always fp32)."""
+        return self.kp_detector(self.to_tensor(image))
+
+    @torch.inference_mode()
+    def set_source(self, image: np.ndarray | torch.Tensor) -> None:
+        """Encode the source image once. A calibrated neutral pose is kept, its movement scale recomputed."""
+        tensor = self.to_tensor(image)
+        self.kp_source = self.kp_detector(tensor)
+        with self._autocast():
+            self.source = self.generator.encode_source(tensor)
+        if self._kp_neutral is not None:
+            self.normalizer.calibrate(self._kp_neutral, self.kp_source)
+
+    @torch.inference_mode()
+    def calibrate(self, frame: np.ndarray | torch.Tensor | Keypoints) -> None:
+        """Take this driving frame (or its keypoints) as the neutral pose; call again at any time to recalibrate."""
+        if self.kp_source is None:
+            raise RuntimeError("set_source() must be called before calibrate()")
+        kp = frame if isinstance(frame, Keypoints) else self.keypoints(frame)
+        self._kp_neutral = kp
+        self.normalizer.calibrate(kp, self.kp_source)
+
+    def reset_calibration(self) -> None:
+        self._kp_neutral = None
+        self.normalizer.reset()
+
+    @torch.inference_mode()
+    def generate(self, kp_driving: Keypoints, *, with_deformed: bool = False) -> dict[str, torch.Tensor]:
+        """Run the normalisation and the cached-source generator on driving keypoints; returns the generator's dict
+        plus ``kp_norm_value`` / ``kp_norm_jacobian``."""
+        if self.source is None or self.kp_source is None:
+            raise RuntimeError("set_source() must be called before animating")
+        kp_norm = self.normalizer(kp_driving, self.kp_source)
+        with self._autocast():
+            out = self.generator.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed)
+        out = {k: v.float() for k, v in out.items()}
+        out["kp_norm_value"] = kp_norm.value
+        if kp_norm.jacobian is not None:
+            out["kp_norm_jacobian"] = kp_norm.jacobian
+        return out
+
+    @torch.inference_mode()
+    def animate_tensor(self, frames: torch.Tensor, *, with_deformed: bool = False) -> dict[str, torch.Tensor]:
+        """B x 3 x H x W frames in [0, 1] -> the generator's outputs. In relative mode the first frame seen is
+        taken as the neutral pose if none was calibrated, as the original demo does."""
+        kp_driving = self.kp_detector(self.to_tensor(frames))
+        if self.motion.relative and not self.calibrated:
+            self.calibrate(Keypoints(*(None if t is None else t[:1] for t in kp_driving)))
+        return self.generate(kp_driving, with_deformed=with_deformed)
+
+    def animate(self, frame: np.ndarray) -> np.ndarray:
+        """One H x W x 3 uint8 RGB driving frame -> the animated source, image_size^2 x 3 uint8."""
+        return tensor_to_image(self.animate_tensor(self.to_tensor(frame))["prediction"])
+
+    def animate_frames(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Animate a stream of frames; the first is the neutral pose unless calibrated already."""
+        for frame in frames:
+            yield self.animate(frame)
