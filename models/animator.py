@@ -61,6 +61,8 @@ def image_to_tensor(image: np.ndarray | torch.Tensor, size: int, device: torch.d
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
+        if not image.flags.writeable:  # torch cannot wrap read-only memory
+            image = image.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255
     else:
         tensor = image.to(device, torch.float32)

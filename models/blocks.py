@@ -140,7 +140,8 @@ class SameBlock2d(nn.Module):
         return F.relu(self.norm(self.conv(x)))
 
 
-def _width(block_expansion: int, max_features: int, level: int) -> int:
+def feature_width(block_expansion: int, max_features: int, level: int) -> int:
+    """Channels at depth ``level`` of an encoder: ``block_expansion * 2**level``, capped at ``max_features``."""
     return min(max_features, block_expansion * (2 ** level))
 
 
@@ -150,8 +151,8 @@ class Encoder(nn.Module):
     def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(in_features if i == 0 else _width(block_expansion, max_features, i),
-                        _width(block_expansion, max_features, i + 1))
+            DownBlock2d(in_features if i == 0 else feature_width(block_expansion, max_features, i),
+                        feature_width(block_expansion, max_features, i + 1))
             for i in range(num_blocks)
         )
 
@@ -169,8 +170,8 @@ class Decoder(nn.Module):
         super().__init__()
         blocks = []
         for i in reversed(range(num_blocks)):
-            in_filters = (1 if i == num_blocks - 1 else 2) * _width(block_expansion, max_features, i + 1)
-            blocks.append(UpBlock2d(in_filters, _width(block_expansion, max_features, i)))
+            in_filters = (1 if i == num_blocks - 1 else 2) * feature_width(block_expansion, max_features, i + 1)
+            blocks.append(UpBlock2d(in_filters, feature_width(block_expansion, max_features, i)))
         self.up_blocks = nn.ModuleList(blocks)
         self.out_filters = block_expansion + in_features
 

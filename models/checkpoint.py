@@ -70,8 +70,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor
                                   ) from err
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (it does not unpickle as one)") from err
     except (EOFError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({str(err).splitlines()[0][:120] or 'unexpected end of file'})"
-                              ) from err
+        reason = (str(err).strip().splitlines() or ["unexpected end of file"])[0][:120]
+        raise CheckpointError(f"{path} is truncated or corrupt ({reason})") from err
     except (KeyError, ValueError, OSError, IndexError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(err).__name__})") from err
     return extract_state_dicts(data, source=str(path))
@@ -160,4 +160,4 @@ def load_into(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
             if key.endswith("num_batches_tracked") and key not in state:
                 state[key] = torch.zeros_like(value)
         module.load_state_dict(state, strict=True)
-    logger.info("loaded %s (%s)", source, config_name)
+    logger.debug("loaded %s (%s)", source, config_name)

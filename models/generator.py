@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, feature_width
 from models.dense_motion import DenseMotionNetwork
 from models.keypoint_detector import Keypoints
 
@@ -72,18 +72,17 @@ class OcclusionAwareGenerator(nn.Module):
         else:
             self.dense_motion_network = None
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
+        def width(level: int) -> int:
+            return feature_width(block_expansion, max_features, level)
+
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(min(max_features, block_expansion * (2 ** i)), min(max_features, block_expansion * (2 ** (i + 1))),
-                        kernel_size=(3, 3), padding=(1, 1))
-            for i in range(num_down_blocks)
+            DownBlock2d(width(i), width(i + 1), kernel_size=(3, 3), padding=(1, 1)) for i in range(num_down_blocks)
         )
         self.up_blocks = nn.ModuleList(
-            UpBlock2d(min(max_features, block_expansion * (2 ** (num_down_blocks - i))),
-                      min(max_features, block_expansion * (2 ** (num_down_blocks - i - 1))),
-                      kernel_size=(3, 3), padding=(1, 1))
+            UpBlock2d(width(num_down_blocks - i), width(num_down_blocks - i - 1), kernel_size=(3, 3), padding=(1, 1))
             for i in range(num_down_blocks)
         )
-        bottleneck_features = min(max_features, block_expansion * (2 ** num_down_blocks))
+        bottleneck_features = width(num_down_blocks)
         self.bottleneck = nn.Sequential()
         for i in range(num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features, kernel_size=(3, 3), padding=(1, 1)))

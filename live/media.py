@@ -1,0 +1,222 @@
+"""Reading images and driving videos, writing frame folders and MP4 files.
+
+Images come from anywhere, so decoding is bounded: OpenCV refuses images over ``MAX_IMAGE_PIXELS`` before decoding
+them (its ``OPENCV_IO_MAX_IMAGE_PIXELS`` limit), and files over ``MAX_IMAGE_BYTES`` are not read at all.
+Outputs are written to a temporary name and renamed when complete, so an interrupted run leaves no half-written file
+under the name the user asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from live.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+MAX_IMAGE_PIXELS = 50_000_000  # 50 MP: a large phone photo is ~12 MP
+MAX_IMAGE_BYTES = 200 << 20
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+SYNTHETIC_TAG = "Synthetic video: AI-generated with fomm-live (First Order Motion Model)"
+
+
+def cv2():
+    """Import OpenCV with the decoder's pixel limit set (the variable must be set before the first import)."""
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+    import cv2 as _cv2
+
+    return _cv2
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 RGB (grayscale, alpha and 16-bit inputs converted; EXIF rotation
+    applied, as the user sees the photo).
+
+    Raises:
+        UserError: missing, empty, too large, or not a decodable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{path} is empty, not an image")
+    if size > MAX_IMAGE_BYTES:
+        raise UserError(f"{path} is {size >> 20} MB, larger than the {MAX_IMAGE_BYTES >> 20} MB image limit")
+    cv = cv2()
+    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        bgr = cv.imdecode(data, cv.IMREAD_COLOR)  # 8-bit BGR, EXIF orientation applied
+    except cv.error as err:  # raised, e.g., for images over the pixel limit
+        raise UserError(f"{path} could not be decoded ({str(err).strip().splitlines()[-1][:120]})") from err
+    if bgr is None:
+        raise UserError(f"{path} is not an image OpenCV can read, or it is truncated or larger than "
+                        f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+    return cv.cvtColor(bgr, cv.COLOR_BGR2RGB)
+
+
+@dataclass
+class FrameSource:
+    """Driving frames from a video file or a folder of images.
+
+    Attributes:
+        frames: Iterator of H x W x 3 uint8 RGB frames.
+        count: Number of frames if known in advance (None for streams).
+        fps: Frame rate (25 for image folders, the original dataset's rate).
+    """
+
+    frames: Iterator[np.ndarray]
+    count: int | None
+    fps: float
+
+
+def open_driving(path: str | os.PathLike) -> FrameSource:
+    """Open a driving video file or a folder of frames (read in name order)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return FrameSource((read_image(p) for p in files), len(files), 25.0)
+    if not path.is_file():
+        raise UserError(f"driving video not found: {path}")
+    cv = cv2()
+    capture = cv.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f"{path} is not a video OpenCV can read")
+    count = int(capture.get(cv.CAP_PROP_FRAME_COUNT)) or None
+    fps = capture.get(cv.CAP_PROP_FPS) or 25.0
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    return
+                yield cv.cvtColor(bgr, cv.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+    return FrameSource(frames(), count, float(fps))
+
+
+class FrameWriter(Protocol):
+    """Where animated frames go; ``close()`` finalises the output and is safe to call twice."""
+
+    def write(self, frame: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 frame, got {frame.dtype} {frame.shape}")
+
+
+class FrameDirWriter:
+    """Writes ``00000.png``, ``00001.png``, ... into a folder (created if missing)."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        _check_frame(frame)
+        cv = cv2()
+        final = self.directory / f"{self.count:05d}.png"
+        partial = final.with_name(f".{final.name}.partial.png")
+        if not cv.imwrite(str(partial), cv.cvtColor(frame, cv.COLOR_RGB2BGR)):
+            raise UserError(f"could not write {final}")
+        partial.replace(final)
+        self.count += 1
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FrameDirWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Mp4Writer:
+    """H.264 MP4 through PyAV, tagged as synthetic; written as ``NAME.partial.mp4`` and renamed on ``close()``.
+
+    Args:
+        path: Output file.
+        fps: Frame rate.
+        metadata: Extra container tags; a ``comment`` saying the video is synthetic is always added.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, fps: float, metadata: dict[str, str] | None = None) -> None:
+        import av
+
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise UserError(f"output folder does not exist: {self.path.parent}")
+        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self._av = av
+        self.fps = Fraction(fps).limit_denominator(1001)
+        try:
+            self.container = av.open(str(self.partial), mode="w", format="mp4")
+        except (OSError, av.error.FFmpegError) as err:
+            raise UserError(f"cannot write {self.path}: {err}") from err
+        self.container.metadata.update({"comment": SYNTHETIC_TAG, **(metadata or {})})
+        self.stream = None
+        self.count = 0
+        self.closed = False
+
+    def write(self, frame: np.ndarray) -> None:
+        _check_frame(frame)
+        if self.stream is None:
+            h, w = frame.shape[:2]
+            self.stream = self.container.add_stream("libx264", rate=self.fps)
+            self.stream.width, self.stream.height = w - w % 2, h - h % 2  # yuv420p needs even sizes
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.options = {"crf": "18"}
+        frame = frame[: self.stream.height, : self.stream.width]
+        video_frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self.stream.encode(video_frame):
+            self.container.mux(packet)
+        self.count += 1
+
+    def close(self) -> None:
+        """Flush the encoder and publish the file under its final name; an empty recording is discarded."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.stream is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        self.container.close()
+        if self.count:
+            self.partial.replace(self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_writer(path: str | os.PathLike, *, fps: float) -> FrameWriter:
+    """``*.mp4`` (or another video suffix) -> Mp4Writer; anything else is a folder of PNG frames."""
+    path = Path(path)
+    if path.suffix.lower() in {".mp4", ".mov", ".mkv"}:
+        return Mp4Writer(path, fps=fps)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a folder; give a .mp4 name or a folder for PNG frames")
+    return FrameDirWriter(path)

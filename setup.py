@@ -1,0 +1,44 @@
+"""fomm-live: real-time webcam puppeteering with the First Order Motion Model."""
+
+from setuptools import setup
+
+setup(
+    name="fomm-live",
+    version="0.1.0",
+    description="Animate a photo with your webcam, live, with the First Order Motion Model; virtual camera output.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=["live", "models", "kernels", "benchmarks"],
+    install_requires=[
+        # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'
+        # machines the normal (CUDA) build. Any looser spec makes every CI run download a multi-GB CUDA build.
+        "torch==2.13.0",
+        # mediapipe 0.10.21 is the last release whose wheel carries its face detection and face mesh models; later
+        # releases download .task files at run time, which fails offline. It needs numpy<2 and
+        # opencv-contrib-python (a second OpenCV package beside it breaks cv2, so opencv-python is not listed).
+        "mediapipe==0.10.21",
+        "numpy>=1.24,<2",
+        # 4.12 and later require numpy>=2, which mediapipe 0.10.21 cannot use.
+        "opencv-contrib-python>=4.8,<4.12",
+        "PyYAML>=6.0",
+        "pyvirtualcam>=0.11",
+        # PyAV writes MP4 with metadata tags (OpenCV's writer cannot), and copies audio.
+        "av>=12",
+        # Progress bars for offline animation and benchmarks.
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # TensorRT needs an NVIDIA GPU; it matches the pinned torch release.
+        "tensorrt": ["torch-tensorrt==2.13.0"],
+        "test": ["pytest>=7", "ruff>=0.4"],
+    },
+    entry_points={"console_scripts": ["fomm-live = live.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "License :: OSI Approved :: MIT License",
+        "Operating System :: OS Independent",
+        "Topic :: Multimedia :: Video",
+    ],
+)

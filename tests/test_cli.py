@@ -1,0 +1,133 @@
+"""The command line: `fomm-live animate` reproduces the original's frames, writes tagged MP4s, and answers bad
+input with one line instead of a traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from live.cli import main
+from tests.conftest import GOLDEN_VARIANTS, REPO, golden_dir, read_rgb
+
+
+def driving_dir(variant: str, tmp_path: Path) -> Path:
+    folder = tmp_path / "driving"
+    folder.mkdir()
+    for i in range(3):
+        shutil.copy(golden_dir(variant) / f"driving_{i}.png", folder / f"driving_{i}.png")
+    return folder
+
+
+def model_args(variant: str) -> list[str]:
+    folder = golden_dir(variant)
+    return ["--source", str(folder / "source.png"), "--checkpoint", str(folder / "checkpoint.pth.tar"),
+            "--config", str(folder / "config.yaml"), "--device", "cpu"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real command in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "live.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("mode", ["relative", "absolute"])
+@pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
+def test_png_frames_equal_original_within_one_level(variant: str, mode: str, tmp_path: Path) -> None:
+    out = tmp_path / "frames"
+    code = main(["animate", *model_args(variant), "--driving", str(driving_dir(variant, tmp_path)),
+                 "--out", str(out), f"--{mode}", "--no-label"])
+    assert code == 0
+    expected = np.load(golden_dir(variant) / "expected.npz")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["00000.png", "00001.png", "00002.png"]
+    for i in range(3):
+        got = read_rgb(out / f"{i:05d}.png").astype(np.int32)
+        want = np.round(expected[f"{mode}_{i}_prediction"][0].transpose(1, 2, 0) * 255).astype(np.int32)
+        diff = np.abs(got - want)
+        assert diff.max() <= 1, f"frame {i}: {int((diff > 1).sum())} pixels off by more than 1 level"
+
+
+def test_label_is_drawn_unless_removed(tmp_path: Path) -> None:
+    drv = driving_dir("tiny", tmp_path)
+    main(["animate", *model_args("tiny"), "--driving", str(drv), "--out", str(tmp_path / "plain"), "--no-label"])
+    main(["animate", *model_args("tiny"), "--driving", str(drv), "--out", str(tmp_path / "labelled")])
+    plain = read_rgb(tmp_path / "plain" / "00001.png").astype(np.int32)
+    labelled = read_rgb(tmp_path / "labelled" / "00001.png").astype(np.int32)
+    changed = np.argwhere(np.abs(plain - labelled).max(-1) > 0)
+    assert len(changed) > 100, "no label drawn"
+    assert changed[:, 0].min() > 200 and changed[:, 1].min() > 128, "the label belongs in the bottom-right corner"
+
+
+def test_mp4_output_is_complete_and_tagged_synthetic(tmp_path: Path) -> None:
+    av = pytest.importorskip("av", reason="PyAV writes the MP4 files")
+    out = tmp_path / "result.mp4"
+    result = run_cli("animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "animated 3 frames" in result.stdout
+    with av.open(str(out)) as container:
+        assert "synthetic" in container.metadata.get("comment", "").lower()
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 3 and frames[0].shape == (256, 256, 3)
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_help_lists_the_shared_options() -> None:
+    result = run_cli("animate", "--help")
+    assert result.returncode == 0
+    for option in ("--source", "--checkpoint", "--config", "--backend", "--device", "--precision", "--relative",
+                   "--absolute", "--adapt-scale", "--no-adapt-scale", "--no-label", "--debug", "--driving", "--out"):
+        assert option in result.stdout, option
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "animate" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--checkpoint": None}, "--checkpoint is required"),
+        ({"--checkpoint": "missing.pth.tar"}, "checkpoint not found"),
+        ({"--source": "missing.png"}, "image not found"),
+        ({"--config": "no-such-preset"}, "unknown preset 'no-such-preset'; presets: bair-256"),
+        ({"--config": "vox-256"}, "does not fit vox-256"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(change: dict, message: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    args = dict(zip(model_args("tiny")[::2], model_args("tiny")[1::2], strict=True))
+    args.update(change)
+    argv = ["animate", "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(tmp_path / "out")]
+    for key, value in args.items():
+        if value is not None:
+            argv += [key, value]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("fomm-live: error: ") and message in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "out").exists(), "nothing is written when the input is bad"
+
+
+def test_bad_checkpoint_file_from_the_real_command(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pth.tar"
+    bogus.write_text("not a checkpoint\n")
+    args = model_args("tiny")
+    args[args.index("--checkpoint") + 1] = str(bogus)
+    result = run_cli("animate", *args, "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(tmp_path / "o"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"fomm-live: error: {bogus} is not a PyTorch checkpoint"
+
+
+def test_empty_driving_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["animate", *model_args("tiny"), "--driving", str(empty), "--out", str(tmp_path / "o")]) == 1
+    assert "holds no image files" in capsys.readouterr().err
