@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.config import build_networks, preset_names
+from models.config import DEFAULT_PRESET, build_networks, preset_names
 from models.generator import OcclusionAwareGenerator
 from models.keypoint_detector import KPDetector
 from models.presets import PRESETS
@@ -70,11 +70,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor
                                   ) from err
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (it does not unpickle as one)") from err
     except (EOFError, RuntimeError) as err:
-        reason = (str(err).strip().splitlines() or ["unexpected end of file"])[0][:120]
-        raise CheckpointError(f"{path} is truncated or corrupt ({reason})") from err
-    except (KeyError, ValueError, OSError, IndexError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt ({_first_sentence(err)})") from err
+    except OSError as err:
+        if head == _ZIP_MAGIC:  # the zip reader reports some cut-short archives as an OS error
+            raise CheckpointError(f"{path} is truncated or corrupt ({_first_sentence(err)})") from err
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(err).__name__})") from err
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(err).__name__})") from err
     return extract_state_dicts(data, source=str(path))
+
+
+def _first_sentence(err: BaseException, limit: int = 120) -> str:
+    """The first sentence of an error message, cut at a word boundary."""
+    text = (str(err).strip().splitlines() or ["unexpected end of file"])[0].split(". ")[0]
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "..."
 
 
 def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -125,14 +134,17 @@ def _preset_shapes() -> dict[str, dict[str, dict[str, tuple[int, ...]]]]:
 def matching_presets(states: Mapping[str, Mapping[str, torch.Tensor]]) -> list[str]:
     """Presets whose architecture has exactly the keys and shapes of ``states``."""
     got = {n: _shapes(states[n]) for n in _NETWORKS}
-    return [name for name, want in _preset_shapes().items() if all(want[n] == got[n] for n in _NETWORKS)]
+    found = [name for name, want in _preset_shapes().items() if all(want[n] == got[n] for n in _NETWORKS)]
+    return sorted(found, key=lambda name: (name != DEFAULT_PRESET, name))  # the common vox-256 first
 
 
 def describe_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     """Human-readable summary of missing/unexpected keys and shape differences ('' when they match)."""
-    want, got = _shapes(module.state_dict()), _shapes(state)
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
     parts = []
-    missing = [k for k in want if k not in got]
+    # BatchNorm counters are absent from checkpoints saved before PyTorch 0.4.1 and unused at inference.
+    missing = [k for k in want if k not in got and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in got if k not in want]
     differ = [f"{k} {list(got[k])} != expected {list(want[k])}" for k in want if k in got and got[k] != want[k]]
     for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", differ)):
@@ -159,5 +171,9 @@ def load_into(kp_detector: KPDetector, generator: OcclusionAwareGenerator,
         for key, value in module.state_dict().items():
             if key.endswith("num_batches_tracked") and key not in state:
                 state[key] = torch.zeros_like(value)
-        module.load_state_dict(state, strict=True)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as err:  # a dtype or value the checks above do not foresee
+            raise CheckpointError(f"{source} does not load into {config_name} ({name}: "
+                                  f"{str(err).strip().splitlines()[-1][:160]})") from err
     logger.debug("loaded %s (%s)", source, config_name)

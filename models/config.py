@@ -93,6 +93,14 @@ def validate_config(data: object, *, source: str) -> dict:
     for key in ("num_kp", "num_channels"):
         if not isinstance(params["common_params"].get(key), int) or params["common_params"][key] < 1:
             raise ConfigError(f"{source}: model_params.common_params.{key} must be a positive integer")
+    sizes = [("kp_detector_params", params["kp_detector_params"]), ("generator_params", params["generator_params"]),
+             ("dense_motion_params", dense or {})]
+    for section, block in sizes:
+        for key in ("block_expansion", "max_features", "num_blocks", "num_down_blocks", "num_bottleneck_blocks"):
+            value = block.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0
+                                      or (value == 0 and key != "num_bottleneck_blocks")):
+                raise ConfigError(f"{source}: {section}.{key} must be a positive integer, got {value!r}")
     return {"model_params": {k: params[k] for k in ("common_params", "kp_detector_params", "generator_params")}}
 
 
@@ -103,6 +111,7 @@ def build_networks(config: dict) -> tuple[KPDetector, OcclusionAwareGenerator]:
     try:
         kp_detector = KPDetector(**params["kp_detector_params"], **common)
         generator = OcclusionAwareGenerator(**params["generator_params"], **common)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"config cannot build the model: {err}") from err
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"config cannot build the model ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+                          ) from err
     return kp_detector.eval(), generator.eval()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import GOLDEN_VARIANTS, REPO, golden_dir, read_rgb
 
 from live.cli import main
-from tests.conftest import GOLDEN_VARIANTS, REPO, golden_dir, read_rgb
 
 
 def driving_dir(variant: str, tmp_path: Path) -> Path:

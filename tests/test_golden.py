@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
 
 from models import Animator, Keypoints, MotionOptions
 from models.animator import image_to_tensor
-from tests.conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
 
 KP_TOL = 1e-5  # keypoints, jacobians, normalised keypoints
 IMAGE_TOL = 1e-4  # prediction, deformed, occlusion map, mask
