@@ -11,6 +11,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=["live", "models", "kernels", "benchmarks"],
+    package_data={"live": ["assets/*.jpg", "assets/*.md"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'
         # machines the normal (CUDA) build. Any looser spec makes every CI run download a multi-GB CUDA build.

@@ -1,7 +1,7 @@
 """The ``fomm-live`` command line.
 
-Subcommands available now: ``animate`` (file to file). The live loop (``run``), ``demo``, ``bench``, ``doctor`` and
-``export`` are added by their own work items; until then the command says so instead of pretending.
+``run`` (the default: the live loop from a camera, file or stream to a virtual camera, preview window and/or MP4)
+and ``animate`` (file to file). Without a subcommand, ``run`` is meant: ``fomm-live --source face.png``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from live.errors import UserError
+from live.hotkeys import help_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger("fomm-live")
 
@@ -23,10 +28,15 @@ CHECKPOINT_HELP = ("an original First Order Motion Model checkpoint (vox-cpk.pth
                    "taichi-cpk.pth.tar, ...); see the README for where to get one")
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool = False) -> None:
     """Options shared by every subcommand that animates, spelled the same everywhere."""
     group = parser.add_argument_group("model")
-    group.add_argument("--source", required=True, metavar="IMG", help="the photo to animate")
+    if several_sources:
+        group.add_argument("--source", action="append", metavar="IMG_OR_DIR",
+                           help="a photo to animate, or a folder of them; repeat for several avatars (hotkeys 1-9, n, "
+                                "p switch); default: the bundled portrait")
+    else:
+        group.add_argument("--source", required=True, metavar="IMG", help="the photo to animate")
     group.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (required with --backend fomm)")
     group.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
                        help=f"original-format config YAML or a preset name: {PRESET_HELP} (default: vox-256)")
@@ -57,6 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'fomm-live COMMAND --help' for the options of a command.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="the live loop (default): camera -> animated photo -> virtual camera / preview / MP4",
+        description="Animate the photo with your face, live. The neutral pose is taken automatically once your face "
+                    "is still after start; press c in the preview to take it again. Press h for all hotkeys.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=help_text(),
+    )
+    add_model_options(run, several_sources=True)
+    live = run.add_argument_group("live loop")
+    live.add_argument("--camera", default="0", metavar="INDEX_OR_PATH_OR_URL",
+                      help="camera device index, video file or stream URL (default: 0)")
+    live.add_argument("--resolution", type=parse_size, metavar="WxH", help="resolution to ask of the camera")
+    live.add_argument("--fps", type=float, metavar="N", help="frame rate to ask of the camera")
+    live.add_argument("--output", action="append", metavar="virtualcam|window|PATH.mp4",
+                      help="where frames go; repeat for several (default: window when a display exists, plus "
+                           "virtualcam when one is installed)")
+    live.add_argument("--output-size", type=parse_size, metavar="WxH",
+                      help="output frame size (default: the resolution the camera granted)")
+    live.add_argument("--no-preview", action="store_true", help="no preview window")
+    live.add_argument("--realtime", action="store_true",
+                      help="pace a video file at its own fps like a camera (stale frames are dropped and counted)")
+    live.add_argument("--loop", action="store_true", help="repeat a video file")
+    live.add_argument("--max-frames", type=int, metavar="N", help="stop after N input frames")
+    live.add_argument("--stats-json", metavar="PATH",
+                      help="write frame counts and per-stage p50/p95/p99 latency (ms) here at exit")
+    live.add_argument("--crop", default="face", choices=["face", "none"],
+                      help="face: track and crop the face (default); none: use the centre square of the frame")
+    live.add_argument("--no-smoothing", action="store_true", help="no smoothing of the crop box and keypoints")
+    live.add_argument("--kp-cutoff", type=float, default=1.0, metavar="HZ",
+                      help="keypoint smoothing at rest: lower is steadier but laggier (default: 1.0)")
+    live.add_argument("--manual-calibration", action="store_true",
+                      help="take the neutral pose only when c is pressed (default: automatically once still)")
     animate = sub.add_parser(
         "animate", help="animate a photo with a driving video or frame folder, file to file",
         description="Animate --source with the motion of --driving and write the result to --out. In relative mode "
@@ -70,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--crop", default="none", choices=["none"],
                          help="none: frames are used as given, resized to the model's size (default)")
     return parser
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``640x480`` -> (640, 480)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}") from None
+    if w < 16 or h < 16 or w > 8192 or h > 8192:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (16 to 8192 pixels a side)")
+    return w, h
 
 
 def resolve_backend(args: argparse.Namespace) -> str:
@@ -129,16 +181,119 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"animate": cmd_animate}
+def load_sources(specs: list[str] | None) -> list[tuple[str, np.ndarray]]:
+    """Read every --source (files, or the images of folders in name order); the bundled portrait by default."""
+    from live.media import IMAGE_SUFFIXES, read_image
+    from live.paths import DEFAULT_PORTRAIT
+
+    paths: list[Path] = []
+    for spec in specs or [str(DEFAULT_PORTRAIT)]:
+        path = Path(spec)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"{path} holds no image files")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    if len(paths) > 9:
+        logger.info("%d avatars: hotkeys 1-9 reach the first nine, n/p all of them", len(paths))
+    return [(p.name, read_image(p)) for p in paths]
+
+
+def open_outputs(args: argparse.Namespace, *, width: int, height: int, fps: float) -> tuple[list, object | None]:
+    """The sinks the options ask for, and the preview window (or None). Unavailable outputs are reported; the run
+    goes on with the others, and fails with one line only when nothing is left."""
+    from live.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
+
+    sinks, window, problems = [], None, []
+    wanted = args.output or ["virtualcam"]
+    want_window = not args.no_preview and (display_available() or "window" in wanted)
+    for spec in wanted:
+        if spec == "window":
+            continue
+        try:
+            if spec == "virtualcam":
+                sinks.append(VirtualCamSink(width=width, height=height, fps=fps))
+            elif spec.lower().endswith((".mp4", ".mov", ".mkv")):
+                sinks.append(Mp4Sink(spec, fps=fps))
+            else:
+                raise UserError(f"unknown --output {spec!r}: use virtualcam, window or a PATH.mp4")
+        except SinkUnavailable as err:
+            problems.append(str(err))
+            logger.warning("%s", err)
+    if want_window:
+        try:
+            window = WindowSink()
+        except SinkUnavailable as err:
+            problems.append(str(err))
+            logger.warning("%s", err)
+    if not sinks and window is None:
+        raise UserError("nothing to show or send frames to: " + "; ".join(problems)
+                        + "; add --output PATH.mp4 to record instead")
+    return sinks, window
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from live.backends import FommBackend
+    from live.capture import OpenCVSource, parse_camera
+    from live.face import FaceDetector
+    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+
+    images = load_sources(args.source)
+    source = OpenCVSource(args.camera, resolution=args.resolution, fps=args.fps)
+    detector = None
+    sinks, window = [], None
+    try:
+        backend = FommBackend(load_animator(args))
+        if args.no_label:
+            logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
+        detector = FaceDetector() if args.crop == "face" else None
+        avatars = prepare_avatars(images, backend.size, detector, crop=args.crop)
+        width, height = args.output_size or (source.width, source.height)
+        fps = source.fps
+        sinks, window = open_outputs(args, width=width, height=height, fps=fps)
+        logger.info("input: %s; output %dx%d to %s", source.description, width, height,
+                    ", ".join([s.name for s in sinks] + (["preview window"] if window else [])))
+        if window is not None:
+            print(help_text())
+        spec = parse_camera(args.camera)
+        reopen = (lambda: OpenCVSource(spec, resolution=args.resolution, fps=args.fps)) if not source.is_file else None
+        options = PipelineOptions(output_size=(width, height), crop=args.crop, smoothing=not args.no_smoothing,
+                                  kp_min_cutoff=args.kp_cutoff, auto_calibrate=not args.manual_calibration,
+                                  label=not args.no_label, realtime=args.realtime, loop=args.loop,
+                                  max_frames=args.max_frames, fps=fps)
+        pipeline = LivePipeline(source, backend, avatars, sinks, options=options, detector=detector, window=window,
+                                reopen=reopen)
+        try:
+            summary = pipeline.run()
+        finally:
+            if args.stats_json:
+                pipeline.stats.write_json(args.stats_json, extra={"backend": backend.name, "input": source.description,
+                                                                   "output_size": [width, height]})
+    finally:
+        source.close()
+        for sink in sinks:
+            sink.close()
+        if window is not None:
+            window.close()
+        if detector is not None:
+            detector.close()
+    e2e = summary["end_to_end_ms"]
+    print(f"{summary['frames_in']} frames in, {summary['frames_out']} out, {summary['frames_dropped']} dropped; "
+          f"end to end p50 {e2e.get('p50', float('nan')):.1f} ms, p95 {e2e.get('p95', float('nan')):.1f} ms")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "animate": cmd_animate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")  # `fomm-live --source face.png` means `fomm-live run --source face.png`
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        print("\nfomm-live: choose a command; available now: animate", file=sys.stderr)
-        return 2
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="fomm-live: %(message)s")
     # SIGTERM ends the run like Ctrl-C, so `finally` blocks finalise outputs.

@@ -30,3 +30,53 @@ def add_label(frame: np.ndarray, text: str = LABEL_TEXT) -> np.ndarray:
     cv.putText(out, text, (x0 + margin, h - base - margin), cv.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
                cv.LINE_AA)
     return out
+
+
+def fit_to_output(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale a square frame to fit ``width`` x ``height`` and pad the rest with black (the aspect is kept).
+
+    Returns the frame itself when it already has the output size.
+    """
+    h, w = frame.shape[:2]
+    if (w, h) == (width, height):
+        return frame
+    cv = cv2()
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    interpolation = cv.INTER_AREA if scale < 1 else cv.INTER_LINEAR
+    resized = cv.resize(frame, (new_w, new_h), interpolation=interpolation)
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    x0, y0 = (width - new_w) // 2, (height - new_h) // 2
+    out[y0:y0 + new_h, x0:x0 + new_w] = resized
+    return out
+
+
+def draw_text_lines(frame: np.ndarray, lines: list[str], *, corner: str = "top-left") -> np.ndarray:
+    """Draw HUD text lines on a dark band in a corner of a copy of ``frame``."""
+    if not lines:
+        return frame
+    cv = cv2()
+    out = frame.copy()
+    h, w = out.shape[:2]
+    scale = max(0.35, h / 900)
+    thickness = 1
+    line_h = int(cv.getTextSize("Ag", cv.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][1] * 1.9)
+    width = max(cv.getTextSize(t, cv.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for t in lines) + 12
+    height = line_h * len(lines) + 8
+    x0 = 0 if corner.endswith("left") else max(0, w - width)
+    y0 = 0 if corner.startswith("top") else max(0, h - height)
+    band = out[y0:y0 + height, x0:x0 + width]
+    band[:] = (band.astype(np.float32) * 0.35).astype(np.uint8)
+    for i, text in enumerate(lines):
+        cv.putText(out, text, (x0 + 6, y0 + 4 + line_h * (i + 1) - line_h // 4), cv.FONT_HERSHEY_SIMPLEX, scale,
+                   (255, 255, 255), thickness, cv.LINE_AA)
+    return out
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Two frames next to each other at the height of ``right`` (the camera beside the avatar, hotkey o)."""
+    cv = cv2()
+    h = right.shape[0]
+    scale = h / left.shape[0]
+    left = cv.resize(left, (max(1, round(left.shape[1] * scale)), h), interpolation=cv.INTER_AREA)
+    return np.concatenate([left, right], axis=1)

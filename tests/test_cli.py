@@ -84,10 +84,16 @@ def test_help_lists_the_shared_options() -> None:
         assert option in result.stdout, option
 
 
-def test_no_command_prints_help_and_fails() -> None:
-    result = run_cli()
-    assert result.returncode == 2
-    assert "animate" in result.stderr
+def test_top_level_help_lists_the_commands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "run" in result.stdout and "animate" in result.stdout
+
+
+def test_no_command_means_run(capsys: pytest.CaptureFixture) -> None:
+    """`fomm-live --config X` is `fomm-live run --config X`: here it stops at the missing checkpoint."""
+    assert main(["--config", "vox-256", "--camera", "no-such-clip.mp4"]) == 1
+    assert "camera or video not found: no-such-clip.mp4" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,213 @@
+"""The live loop end to end: a real video file through the real face tracker, the tiny golden FOMM model and a
+recording sink: frame counts, calibration (automatic and by hotkey), avatar switching, no-face segments, shutdown,
+pacing, output size, stats, jitter."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clips import moving_frames, portrait, still_noisy_frames, write_clip
+from conftest import golden_dir
+
+from live.backends import FommBackend
+from live.capture import OpenCVSource
+from live.cli import main
+from live.face import FaceDetector
+from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.sinks import RecordingSink
+from live.stats import STAGES
+from models import Animator
+
+
+class ListSource:
+    """A FrameSource over frames in memory (a file-like source: lossless, fps 25)."""
+
+    is_file = True
+    fps = 25.0
+    description = "frames in memory"
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = frames
+        self.height, self.width = frames[0].shape[:2]
+        self.position = 0
+        self.closed = False
+
+    def read(self) -> np.ndarray | None:
+        if self.position >= len(self.frames):
+            return None
+        self.position += 1
+        return self.frames[self.position - 1]
+
+    def rewind(self) -> bool:
+        self.position = 0
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class SlowBackend(FommBackend):
+    """The FOMM backend with a fixed extra delay per render (a slow model), for the pacing test."""
+
+    def __init__(self, animator: Animator, delay: float) -> None:
+        super().__init__(animator)
+        self.delay = delay
+
+    def render(self, motion):
+        time.sleep(self.delay)
+        return super().render(motion)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with FaceDetector() as det:
+        yield det
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """60 frames: 20 still, then a head sway; frames 40-44 hold no face."""
+    return write_clip(tmp_path_factory.mktemp("clips") / "move.mp4", moving_frames(60, still=20, blank=(40, 45)))
+
+
+def tiny_backend() -> FommBackend:
+    folder = golden_dir("tiny")
+    return FommBackend(Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu"))
+
+
+def run_pipeline(source, detector, *, avatars=None, backend=None, **options) -> tuple[LivePipeline, RecordingSink]:
+    backend = backend or tiny_backend()
+    images = avatars or [("astronaut", portrait())]
+    sink = RecordingSink()
+    pipeline = LivePipeline(source, backend, prepare_avatars(images, backend.size, detector), [sink],
+                            options=PipelineOptions(**options), detector=detector)
+    pipeline.run()
+    return pipeline, sink
+
+
+def test_every_frame_of_a_file_comes_out_with_calibration_and_no_face_segments(clip: Path, detector) -> None:
+    pipeline, sink = run_pipeline(OpenCVSource(str(clip)), detector)
+    summary = pipeline.stats.summary()
+    assert summary["frames_in"] == summary["frames_out"] == len(sink.frames) == 60
+    assert summary["frames_dropped"] == 0
+    assert sink.closed >= 1
+    assert [info.index for info in sink.infos] == list(range(60))
+    # Automatic calibration once the face is still for 0.5 s (13 frames at 25 fps), during the still start.
+    calibrations = [i for i, what in pipeline.events if what == "calibrated"]
+    assert len(calibrations) == 1 and 10 <= calibrations[0] < 20, pipeline.events
+    # Before it: the source photo, unanimated; after it: animated frames.
+    assert not sink.infos[0].animated and sink.infos[calibrations[0] + 1].animated
+    assert np.array_equal(sink.frames[0], sink.frames[1])
+    # No face in 40-44: reported, and the last good frame is repeated.
+    assert [i.index for i in sink.infos if not i.face] == [40, 41, 42, 43, 44]
+    assert all("no face in view" in sink.infos[i].status for i in range(40, 45))
+    assert all(np.array_equal(sink.frames[39], sink.frames[i]) for i in range(40, 45))
+    assert sink.infos[46].face and sink.infos[46].animated
+    assert summary["frames_no_face"] == 5
+    assert sink.frames[0].shape == (480, 640, 3)
+
+
+def test_recalibrate_hotkey_and_avatar_switching(detector) -> None:
+    flipped = portrait()[:, ::-1].copy()
+    frames = moving_frames(60, still=16, sway_until=35)  # still, sway from 16 to 35, still again
+    pipeline, sink = run_pipeline(ListSource(frames), detector, avatars=[("a", portrait()), ("b", flipped)],
+                                  scripted_keys={5: ["2"], 25: ["c"], 50: ["n"]})
+    events = pipeline.events
+    assert (5, "avatar 1") in events and (50, "avatar 0") in events
+    assert (25, "recalibrate requested") in events
+    calibrations = [i for i, what in events if what == "calibrated"]
+    # Calibrated automatically in the still start, then again once still after the hotkey: not during the sway.
+    assert len(calibrations) == 2 and calibrations[0] < 16 and calibrations[1] > 35, events
+    # Switching avatars changes the picture: the flipped avatar's frames differ from the first one's.
+    assert np.abs(sink.frames[4].astype(int) - sink.frames[6].astype(int)).mean() > 5
+
+
+def test_quit_key_stops_cleanly_and_the_recording_is_playable(clip: Path, tmp_path: Path) -> None:
+    av = pytest.importorskip("av", reason="PyAV reads the recording back")
+    out = tmp_path / "live.mp4"
+    stats = tmp_path / "stats.json"
+    folder = golden_dir("tiny")
+    code = main(["run", "--camera", str(clip), "--checkpoint", str(folder / "checkpoint.pth.tar"),
+                 "--config", str(folder / "config.yaml"), "--device", "cpu", "--output", str(out), "--no-preview",
+                 "--output-size", "320x240", "--max-frames", "30", "--stats-json", str(stats)])
+    assert code == 0
+    with av.open(str(out)) as container:
+        assert "synthetic" in container.metadata.get("comment", "").lower()
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 30 and frames[0].shape == (240, 320, 3)
+    data = json.loads(stats.read_text())
+    assert data["frames_in"] == data["frames_out"] == 30
+    for stage in STAGES:
+        figures = data["stages_ms"][stage]
+        assert figures["count"] > 0, stage
+        assert 0 <= figures["p50"] <= figures["p95"] <= figures["p99"], (stage, figures)
+    assert data["end_to_end_ms"]["p50"] > 0
+
+
+def test_scripted_quit_ends_the_run_early(clip: Path, detector) -> None:
+    pipeline, sink = run_pipeline(OpenCVSource(str(clip)), detector, scripted_keys={10: ["q"]})
+    assert len(sink.frames) <= 12 and sink.closed >= 1
+
+
+def test_realtime_pacing_drops_stale_frames_and_counts_them(detector) -> None:
+    frames = moving_frames(40, still=5)
+    backend = SlowBackend(tiny_backend().animator, delay=0.12)  # ~8 fps against a 25 fps input
+    pipeline, sink = run_pipeline(ListSource(frames), detector, backend=backend, realtime=True, steady_seconds=0.1)
+    summary = pipeline.stats.summary()
+    assert summary["frames_in"] == 40
+    assert summary["frames_dropped"] > 0
+    assert summary["frames_out"] + summary["frames_dropped"] == summary["frames_in"]
+    indices = [info.index for info in sink.infos]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+
+
+def test_loop_repeats_a_file(detector) -> None:
+    pipeline, sink = run_pipeline(ListSource(moving_frames(8, still=8)), detector, loop=True, max_frames=20)
+    assert len(sink.frames) == 20
+
+
+def _box_motion(pipeline_boxes: list) -> float:
+    boxes = np.array(pipeline_boxes)
+    return float(np.abs(np.diff(boxes, axis=0)).sum(axis=1).mean())
+
+
+def test_smoothing_cuts_jitter_on_a_still_noisy_face(detector) -> None:
+    """On a still face with camera noise, the crop box's and the output's frame-to-frame change with smoothing are at
+    most a third of what they are without."""
+    frames = still_noisy_frames(45, sigma=5.0)
+    results = {}
+    for smoothing in (False, True):
+        pipeline, sink = run_pipeline(ListSource(frames), detector, smoothing=smoothing, steady_seconds=0.2)
+        boxes = []
+        original_update = pipeline.tracker.update  # re-run the tracker on the same detections to read its boxes
+        tracker = type(pipeline.tracker)(smoothing=smoothing)
+        for i, frame in enumerate(frames):
+            faces = detector.detect(frame)
+            box = tracker.update(faces[0] if faces else None, i / 25)
+            boxes.append((box.cx, box.cy, box.side))
+        assert original_update is not None
+        animated = [f.astype(np.float32) for f, info in zip(sink.frames, sink.infos, strict=True) if info.animated]
+        assert len(animated) > 30
+        change = float(np.mean([np.abs(b - a).mean() for a, b in zip(animated[5:], animated[6:], strict=False)]))
+        results[smoothing] = (_box_motion(boxes[10:]), change)
+    (box_raw, out_raw), (box_smooth, out_smooth) = results[False], results[True]
+    assert box_raw > 0.2, f"the raw detections should jitter on noisy frames ({box_raw:.3f} px/frame)"
+    assert box_smooth <= box_raw / 3, (box_smooth, box_raw)
+    assert out_smooth <= out_raw / 3, (out_smooth, out_raw)
+
+
+def test_no_output_at_all_is_one_clear_error(clip: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    folder = golden_dir("tiny")
+    code = main(["run", "--camera", str(clip), "--checkpoint", str(folder / "checkpoint.pth.tar"),
+                 "--config", str(folder / "config.yaml")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("fomm-live: error: nothing to show or send frames to")
+    assert "--output PATH.mp4" in err and "virtual camera" in err
