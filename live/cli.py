@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a video file, or a folder of frames read in name order")
     animate.add_argument("--out", required=True, metavar="OUT.mp4_OR_DIR",
                          help="an .mp4 file, or a folder that receives 00000.png, 00001.png, ...")
-    animate.add_argument("--crop", default="none", choices=["none"],
-                         help="none: frames are used as given, resized to the model's size (default)")
+    animate.add_argument("--crop", default="none", choices=["none", "face"],
+                         help="none: frames are used as given, resized to the model's size, like the original demo "
+                              "(default); face: track and crop the face as the live loop does")
     return parser
 
 
@@ -152,28 +153,50 @@ def load_animator(args: argparse.Namespace):
 def cmd_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from live.backends import FommBackend
     from live.compose import add_label
+    from live.face import CropTracker, FaceDetector, centre_crop_box, crop_source_image, crop_square
     from live.media import open_driving, open_writer, read_image
 
     source = read_image(args.source)
     driving = open_driving(args.driving)
-    animator = load_animator(args)
-    animator.set_source(source)
-    if args.no_label:
-        logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
-    out_path = Path(args.out)
-    writer = open_writer(out_path, fps=driving.fps)
-    start = time.perf_counter()
-    count = 0
+    backend = FommBackend(load_animator(args))
+    detector = FaceDetector() if args.crop == "face" else None
     try:
-        frames = tqdm(driving.frames, total=driving.count, unit="frame", disable=not sys.stderr.isatty(),
-                      desc="animating")
-        for frame in frames:
-            result = animator.animate(frame)
-            writer.write(result if args.no_label else add_label(result))
-            count += 1
+        if detector is not None:
+            source, warning = crop_source_image(source, backend.size, detector)
+            if warning:
+                logger.warning("%s: %s", args.source, warning)
+        backend.set_source(source)
+        if args.no_label:
+            logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
+        out_path = Path(args.out)
+        writer = open_writer(out_path, fps=driving.fps)
+        tracker = CropTracker()
+        start = time.perf_counter()
+        count = 0
+        last = None
+        try:
+            frames = tqdm(driving.frames, total=driving.count, unit="frame", disable=not sys.stderr.isatty(),
+                          desc="animating")
+            for frame in frames:
+                if detector is not None:  # the live loop's face tracker and crop
+                    faces = detector.detect(frame)
+                    box = tracker.update(faces[0] if faces else None, count / driving.fps)
+                    frame = crop_square(frame, box or centre_crop_box(*frame.shape[:2]), backend.size)
+                motion = backend.detect(frame)
+                if motion is not None:
+                    if not backend.calibrated:  # the first driving frame is the neutral pose
+                        backend.calibrate(motion)
+                    last = backend.render(motion)
+                result = last if last is not None else source
+                writer.write(result if args.no_label else add_label(result))
+                count += 1
+        finally:
+            writer.close()
     finally:
-        writer.close()
+        if detector is not None:
+            detector.close()
     if count == 0:
         raise UserError(f"{args.driving} holds no frames; nothing was written")
     elapsed = time.perf_counter() - start

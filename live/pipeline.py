@@ -392,6 +392,27 @@ class LivePipeline:
     def _on_lost(self, lost: bool) -> None:
         self.camera_lost = lost
 
+    def _repeat_last(self, last: tuple[np.ndarray, FrameInfo] | None, fps: float, last_sent_at: float) -> float:
+        """While the camera is lost, keep sending the last frame at the output rate so viewers see a still picture,
+        not a frozen or dropped call. Returns when a frame was last sent."""
+        now = time.perf_counter()
+        if not self.camera_lost or last is None or now - last_sent_at < 1.0 / fps:
+            return last_sent_at
+        frame, info = last
+        repeat = FrameInfo(info.index, now, face=False, animated=False, status=["camera lost: reconnecting"],
+                           crop_box=info.crop_box)
+        for sink in list(self.sinks):
+            try:
+                sink.send(frame, repeat)
+            except Exception as err:  # noqa: BLE001 - one failing output must not stop the others
+                logger.error("output %s failed and is closed: %s: %s", sink.name, type(err).__name__, err)
+                self.sinks.remove(sink)
+                _close_quietly(sink)
+        if self.window is not None:
+            self.window.send(frame, FrameInfo(info.index, now, preview=draw_text_lines(frame, repeat.status)))
+        self.stats.count("frames_repeated")
+        return now
+
     def run(self) -> dict:
         """Run until the input ends, ``max_frames``, a quit key, Ctrl-C/SIGTERM (KeyboardInterrupt) or a fatal
         error; always closes the capture and every sink. Returns the stats summary."""
@@ -402,6 +423,8 @@ class LivePipeline:
                                 on_lost=self._on_lost)
         processing = threading.Thread(target=self._process_loop, args=(in_queue, out_queue), name="processing",
                                       daemon=True)
+        fps = self.options.fps or self.source.fps or 30.0
+        last, last_sent_at = None, 0.0
         capture.start()
         processing.start()
         try:
@@ -415,8 +438,10 @@ class LivePipeline:
                 if item is None:
                     if out_queue.closed or self.stop_event.is_set():
                         break
+                    last_sent_at = self._repeat_last(last, fps, last_sent_at)
                     continue
                 self._send(*item)
+                last, last_sent_at = item, time.perf_counter()
         finally:
             self.stop_event.set()
             in_queue.close()

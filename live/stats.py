@@ -26,7 +26,8 @@ class PipelineStats:
     """Thread-safe collector: stage durations, end-to-end latency and frame counters.
 
     Counters: ``frames_in`` (captured), ``frames_out`` (handed to the sinks), ``frames_dropped`` (stale frames
-    replaced by newer ones before processing), plus ``no_face`` (frames shown without a tracked face).
+    replaced by newer ones before processing), plus ``no_face`` (frames shown without a tracked face) and
+    ``frames_repeated`` (the last frame sent again while the camera was lost).
     """
 
     def __init__(self) -> None:
@@ -59,6 +60,7 @@ class PipelineStats:
                 "frames_out": self.counters["frames_out"],
                 "frames_dropped": self.counters["frames_dropped"],
                 "frames_no_face": self.counters["no_face"],
+                "frames_repeated": self.counters["frames_repeated"],
                 "stages_ms": {stage: percentiles(list(self.stages.get(stage, []))) for stage in STAGES},
                 "end_to_end_ms": percentiles(list(self.end_to_end)),
             }

@@ -13,6 +13,7 @@ import pytest
 from conftest import GOLDEN_VARIANTS, REPO, golden_dir, read_rgb
 
 from live.cli import main
+from live.paths import DEFAULT_PORTRAIT
 
 
 def driving_dir(variant: str, tmp_path: Path) -> Path:
@@ -137,3 +138,21 @@ def test_empty_driving_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     empty.mkdir()
     assert main(["animate", *model_args("tiny"), "--driving", str(empty), "--out", str(tmp_path / "o")]) == 1
     assert "holds no image files" in capsys.readouterr().err
+
+
+def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path) -> None:
+    """`animate --crop face` on a clip with a moving face: every frame out, each 256x256, and the crops differ from
+    the uncropped run (the face fills the model input)."""
+    from clips import moving_frames, write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(12, still=4))
+    folder = golden_dir("tiny")
+    common = ["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--checkpoint",
+              str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"), "--no-label"]
+    assert main([*common, "--out", str(tmp_path / "face"), "--crop", "face"]) == 0
+    assert main([*common, "--out", str(tmp_path / "none")]) == 0
+    face = sorted((tmp_path / "face").iterdir())
+    none = sorted((tmp_path / "none").iterdir())
+    assert len(face) == len(none) == 12
+    a, b = read_rgb(face[6]).astype(int), read_rgb(none[6]).astype(int)
+    assert a.shape == (256, 256, 3) and np.abs(a - b).mean() > 1

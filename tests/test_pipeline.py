@@ -211,3 +211,155 @@ def test_no_output_at_all_is_one_clear_error(clip: Path, monkeypatch: pytest.Mon
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("fomm-live: error: nothing to show or send frames to")
     assert "--output PATH.mp4" in err and "virtual camera" in err
+
+
+class FakeWindow:
+    """Stands in for the preview window: records what it shows and hands out scripted key presses."""
+
+    name = "window"
+
+    def __init__(self, keys_at: dict[int, list[str]]) -> None:
+        self.keys_at = keys_at
+        self.shown: list[np.ndarray] = []
+        self.closed = False
+
+    def send(self, frame: np.ndarray, info) -> None:
+        self.shown.append(info.preview if info.preview is not None else frame)
+
+    def poll_keys(self) -> list[str]:
+        return self.keys_at.pop(len(self.shown), [])
+
+    def closed_by_user(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_preview_window_keys_overlays_and_quit(detector) -> None:
+    """Keys pressed in the preview reach the loop: h shows help, o puts the camera beside the avatar, q quits."""
+    backend = tiny_backend()
+    window = FakeWindow({5: ["h"], 10: ["o"], 20: ["q"]})
+    sink = RecordingSink()
+    pipeline = LivePipeline(ListSource(moving_frames(60, still=60)), backend,
+                            prepare_avatars([("a", portrait())], backend.size, detector), [sink],
+                            options=PipelineOptions(), detector=detector, window=window)
+    pipeline.run()
+    assert window.closed and sink.closed
+    assert 20 <= len(window.shown) < 60, "q stops the run"
+    plain, helped = window.shown[2], window.shown[-1]
+    assert helped.shape[1] > plain.shape[1], "o shows the camera beside the avatar"
+    assert pipeline.show_help and pipeline.show_camera
+    # The outputs (virtual camera, recordings) never carry the preview's overlays.
+    assert all(f.shape == (480, 640, 3) for f in sink.frames)
+
+
+def test_best_frame_mode_picks_the_pose_closest_to_the_photo(detector) -> None:
+    """Best-frame mode (no automatic calibration): the neutral is the frame whose face points match the source's
+    best, measured independently here on the same frames."""
+    from live.calibration import BestFrameSelector
+
+    frames = moving_frames(50, still=0, sway_until=40)
+    pipeline, sink = run_pipeline(ListSource(frames), detector, auto_calibrate=False, best_frame=True)
+    calibrations = [i for i, what in pipeline.events if what == "calibrated"]
+    assert calibrations, "best-frame mode calibrates without the hotkey"
+    selector = BestFrameSelector(pipeline.avatars[0].points)
+    detections = [detector.detect(f) for f in frames]
+    distances = [selector.distance(d[0].points) if d else np.inf for d in detections]
+    chosen = distances[calibrations[-1]]
+    assert chosen <= min(distances) + selector.min_gain, (calibrations, chosen, min(distances))
+    assert chosen < float(np.median(distances)), "a sway frame far from the photo's pose is not the neutral"
+    assert np.isfinite(chosen)
+
+
+class FlakyCamera(ListSource):
+    """A live source (paced by itself) that dies after ``fail_at`` frames; reopening gives a working one."""
+
+    is_file = False
+    description = "flaky camera"
+
+    def __init__(self, frames, fail_at: int | None) -> None:
+        super().__init__(frames)
+        self.fail_at = fail_at
+
+    def read(self) -> np.ndarray | None:
+        if self.fail_at is not None and self.position >= self.fail_at:
+            return None
+        time.sleep(0.01)
+        return super().read()
+
+
+def test_lost_camera_reconnects_and_the_output_keeps_going(detector) -> None:
+    """The camera dies after 10 frames and is gone for two reconnect tries: the outputs keep getting the last frame
+    (a meeting does not freeze), the preview says so, and frames flow again once it is back."""
+    frames = moving_frames(30, still=30)
+    opened = []
+
+    def reopen():
+        if len(opened) < 2:  # the device is still gone for two tries
+            opened.append("fail")
+            raise OSError("no such device")
+        opened.append("ok")
+        return FlakyCamera(frames, fail_at=None)
+
+    backend = tiny_backend()
+    sink = RecordingSink()
+    pipeline = LivePipeline(FlakyCamera(frames, fail_at=10), backend,
+                            prepare_avatars([("a", portrait())], backend.size, detector), [sink],
+                            options=PipelineOptions(max_frames=25, fps=25), detector=detector, reopen=reopen)
+    pipeline.run()
+    summary = pipeline.stats.summary()
+    assert opened == ["fail", "fail", "ok"]
+    assert summary["frames_in"] == 25
+    assert summary["frames_out"] + summary["frames_dropped"] == 25
+    lost = [info for info in sink.infos if "camera lost: reconnecting" in info.status]
+    assert lost, "while the camera is gone the last frame is repeated, marked as such"
+    assert sink.infos[-1].index == 24 and "camera lost: reconnecting" not in sink.infos[-1].status
+    assert not pipeline.camera_lost
+
+
+def test_virtual_camera_missing_is_reported_and_the_recording_goes_on(clip: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import live.sinks as sinks
+
+    def no_backend(**kwargs):
+        raise sinks.SinkUnavailable("no virtual camera (no loopback device); to get one, install v4l2loopback")
+
+    monkeypatch.setattr(sinks, "VirtualCamSink", no_backend)
+    folder = golden_dir("tiny")
+    out = tmp_path / "rec.mp4"
+    code = main(["run", "--camera", str(clip), "--checkpoint", str(folder / "checkpoint.pth.tar"), "--config",
+                 str(folder / "config.yaml"), "--output", "virtualcam", "--output", str(out), "--no-preview",
+                 "--max-frames", "10"])
+    assert code == 0 and out.stat().st_size > 0
+    assert any("v4l2loopback" in r.getMessage() for r in caplog.records)
+
+
+def test_sigterm_finalises_the_recording(clip: Path, tmp_path: Path) -> None:
+    """SIGTERM mid-run: exit without a traceback and a playable MP4 holding the frames so far."""
+    import signal
+    import subprocess
+    import sys
+
+    av = pytest.importorskip("av", reason="PyAV reads the recording back")
+    folder = golden_dir("tiny")
+    out = tmp_path / "term.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "live.cli", "run", "--camera", str(clip), "--checkpoint",
+                             str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"),
+                             "--output", str(out), "--no-preview", "--loop", "--realtime"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (tmp_path / ".term.partial.mp4").exists():
+            time.sleep(0.2)
+        time.sleep(2.0)  # let it record a while
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    with av.open(str(out)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames > 5
