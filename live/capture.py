@@ -10,10 +10,11 @@ their own fps like a camera; then, as with a camera, the newest frame wins and s
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -71,14 +72,31 @@ def list_cameras(max_index: int = 8) -> list[int]:
     """Indices of the camera devices that open (a quick probe; slow drivers may take a moment each)."""
     cv = cv2()
     found = []
-    for index in range(max_index):
-        cap = cv.VideoCapture(index)
-        try:
-            if cap.isOpened():
-                found.append(index)
-        finally:
-            cap.release()
+    with silent_opencv_log():
+        for index in range(max_index):
+            cap = cv.VideoCapture(index)
+            try:
+                if cap.isOpened():
+                    found.append(index)
+            finally:
+                cap.release()
     return found
+
+
+@contextlib.contextmanager
+def silent_opencv_log() -> Iterator[None]:
+    """OpenCV logs an error for every camera index a probe finds missing; a probe expects that."""
+    cv = cv2()
+    logging_api = getattr(getattr(cv, "utils", None), "logging", None)
+    if logging_api is None:
+        yield
+        return
+    previous = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_api.setLogLevel(previous)
 
 
 class OpenCVSource:

@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--crop", default="none", choices=["none", "face"],
                          help="none: frames are used as given, resized to the model's size, like the original demo "
                               "(default); face: track and crop the face as the live loop does")
+    doctor = sub.add_parser("doctor", help="check this set-up and say what to fix",
+                            description="Check Python and packages, the bundled face models, cameras, the virtual "
+                                        "camera, the display, the GPU and TensorRT, a checkpoint (with --checkpoint) "
+                                        "and the cache folder. Each line says OK, WARN or FAIL; the exit code is "
+                                        "non-zero when any check fails.")
+    doctor.add_argument("--checkpoint", metavar="CKPT", help="also check that this checkpoint loads")
+    doctor.add_argument("--config", metavar="YAML_OR_PRESET", help="the config the checkpoint should match")
+    doctor.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     return parser
 
 
@@ -308,7 +316,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "animate": cmd_animate}
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from live.doctor import FAIL, run_checks
+
+    checks = run_checks(checkpoint=args.checkpoint, config=args.config)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if c.status == FAIL]
+    print(f"{len(checks)} checks: {len(failed)} failed, {sum(c.status == 'WARN' for c in checks)} warnings")
+    return 1 if failed else 0
+
+
+COMMANDS = {"run": cmd_run, "animate": cmd_animate, "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

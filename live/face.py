@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from live.filters import OneEuroFilter
-from live.media import cv2
+from live.media import cv2, quiet_native_output
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +69,23 @@ class FaceDetector:
     """
 
     def __init__(self, *, min_confidence: float = 0.5, full_range: bool = False) -> None:
-        from mediapipe.python.solutions import face_detection
+        with quiet_native_output():
+            from mediapipe.python.solutions import face_detection
 
-        self._detector = face_detection.FaceDetection(min_detection_confidence=min_confidence,
-                                                      model_selection=1 if full_range else 0)
+            self._detector = face_detection.FaceDetection(min_detection_confidence=min_confidence,
+                                                          model_selection=1 if full_range else 0)
         self._closed = False
+        self._warm = False
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an H x W x 3 uint8 RGB image, largest first."""
         h, w = image.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(image))
+        if not self._warm:  # the first call prints the TFLite delegate's start-up lines
+            with quiet_native_output():
+                result = self._detector.process(np.ascontiguousarray(image))
+            self._warm = True
+        else:
+            result = self._detector.process(np.ascontiguousarray(image))
         faces = []
         for det in result.detections or []:
             rel = det.location_data.relative_bounding_box

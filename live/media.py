@@ -8,8 +8,10 @@ under the name the user asked for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,18 +24,53 @@ from live.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-MAX_IMAGE_PIXELS = 50_000_000  # 50 MP: a large phone photo is ~12 MP
+MAX_IMAGE_PIXELS = int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"])  # 50 MP unless overridden; set in live/__init__
 MAX_IMAGE_BYTES = 200 << 20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SYNTHETIC_TAG = "Synthetic video: AI-generated with fomm-live (First Order Motion Model)"
 
 
 def cv2():
-    """Import OpenCV with the decoder's pixel limit set (the variable must be set before the first import)."""
-    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+    """OpenCV, imported lazily (``live/__init__`` has set its pixel limit and log level before any import)."""
     import cv2 as _cv2
 
     return _cv2
+
+
+def _flush_c_stdio() -> None:
+    """Flush the C library's stdio buffers (native code may have written through them)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C runtime reachable this way (Windows): nothing buffered to lose
+        pass
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what native libraries print straight to file descriptors 1 and 2 (mediapipe's TFLite and absl
+    start-up chatter) for the duration of the block. Python exceptions still propagate with their messages."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no usable descriptors: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                _flush_c_stdio()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""`fomm-live doctor`: one OK/WARN/FAIL line per check, non-zero exit on FAIL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import golden_dir
+
+from live.cli import main
+from live.doctor import FAIL, OK, WARN, run_checks
+
+LINE = re.compile(r"^(OK|WARN|FAIL)\s+\S.*: .+$")
+
+
+def test_every_check_reports_one_line(capsys: pytest.CaptureFixture) -> None:
+    code = main(["doctor"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    checks, summary = lines[:-1], lines[-1]
+    assert all(LINE.match(line) for line in checks), checks
+    names = [line.split(":")[0].split(maxsplit=1)[1] for line in checks]
+    for name in ("python", "torch", "mediapipe", "face models", "cameras", "virtual camera", "display", "GPU",
+                 "TensorRT", "cache folder"):
+        assert name in names, name
+    failed = sum(line.startswith("FAIL") for line in checks)
+    assert summary.startswith(f"{len(checks)} checks: {failed} failed")
+    assert code == (1 if failed else 0)
+
+
+def test_bundled_face_models_are_found_offline() -> None:
+    checks = {c.name: c for c in run_checks()}
+    assert checks["face models"].status == OK, checks["face models"].detail
+    assert checks["cache folder"].status == OK
+
+
+def test_good_checkpoint_is_ok_and_a_bad_one_fails(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = golden_dir("tiny")
+    good = {c.name: c for c in run_checks(checkpoint=str(folder / "checkpoint.pth.tar"),
+                                          config=str(folder / "config.yaml"))}["checkpoint"]
+    assert good.status == OK and "loads into" in good.detail
+    wrong = {c.name: c for c in run_checks(checkpoint=str(folder / "checkpoint.pth.tar"))}["checkpoint"]
+    assert wrong.status == FAIL and "does not fit vox-256" in wrong.detail
+    bogus = tmp_path / "x.pth.tar"
+    bogus.write_bytes(b"\x00garbage")
+    assert main(["doctor", "--checkpoint", str(bogus)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL  checkpoint: {bogus} is not a PyTorch checkpoint" in out
+
+
+def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import live.sinks as sinks
+
+    def unavailable(**kwargs):
+        raise sinks.SinkUnavailable("no virtual camera (none); to get one, " + sinks.VIRTUALCAM_HELP["linux"])
+
+    monkeypatch.setattr(sinks, "VirtualCamSink", unavailable)
+    check = {c.name: c for c in run_checks()}["virtual camera"]
+    assert check.status == WARN and "modprobe v4l2loopback" in check.detail
