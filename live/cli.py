@@ -40,8 +40,10 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool 
     group.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (required with --backend fomm)")
     group.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
                        help=f"original-format config YAML or a preset name: {PRESET_HELP} (default: vox-256)")
-    group.add_argument("--backend", default="auto", choices=["auto", "fomm"],
-                       help="animation backend; auto = fomm when a checkpoint is given (default: auto)")
+    group.add_argument("--backend", default="auto", choices=["auto", "fomm", "landmarks"],
+                       help="animation backend: fomm (the First Order Motion Model, needs --checkpoint) or landmarks "
+                            "(face-mesh warping, no weights, fast on any CPU); auto = fomm when a checkpoint is given, "
+                            "else landmarks (default: auto)")
     group.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="auto = CUDA when a GPU is visible, else CPU (default: auto)")
     group.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
@@ -111,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--crop", default="none", choices=["none", "face"],
                          help="none: frames are used as given, resized to the model's size, like the original demo "
                               "(default); face: track and crop the face as the live loop does")
+    demo = sub.add_parser(
+        "demo", help="see it work without a webcam: the bundled portrait, driven by the bundled clip",
+        description="Run the real live pipeline (the same code as the webcam path) on the bundled portrait driven by "
+                    "a bundled driving clip (made once into the user cache folder), write the result to --out, print "
+                    "the latency summary, and show the preview when a display exists.",
+    )
+    add_model_options(demo, several_sources=True)
+    demo.add_argument("--out", default="fomm-live-demo.mp4", metavar="PATH.mp4",
+                      help="where the result goes (default: fomm-live-demo.mp4)")
+    demo.add_argument("--no-preview", action="store_true", help="no preview window")
+    demo.add_argument("--stats-json", metavar="PATH", help="write the per-stage latency figures here")
     doctor = sub.add_parser("doctor", help="check this set-up and say what to fix",
                             description="Check Python and packages, the bundled face models, cameras, the virtual "
                                         "camera, the display, the GPU and TensorRT, a checkpoint (with --checkpoint) "
@@ -134,16 +147,38 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def resolve_backend(args: argparse.Namespace) -> str:
-    if args.checkpoint is None:
+    """``auto`` -> fomm with a checkpoint, else landmarks (saying how to get the FOMM backend)."""
+    backend = args.backend
+    if backend == "auto":
+        backend = "fomm" if args.checkpoint else "landmarks"
+        if backend == "landmarks":
+            logger.info("no --checkpoint: animating with the landmark backend (no weights needed); for the First "
+                        "Order Motion Model pass --checkpoint vox-cpk.pth.tar (see the README)")
+    if backend == "fomm" and args.checkpoint is None:
         raise UserError("--checkpoint is required: the fomm backend needs " + CHECKPOINT_HELP)
-    return "fomm"
+    return backend
+
+
+def make_backend(args: argparse.Namespace, *, tracking: bool) -> object:
+    """The animation backend the shared options ask for.
+
+    Args:
+        tracking: The driving frames are a continuous stream (the landmark backend then tracks the face mesh from
+            frame to frame instead of detecting it afresh: faster and steadier).
+    """
+    from live.backends import FommBackend
+
+    if resolve_backend(args) == "fomm":
+        return FommBackend(load_animator(args))
+    from live.landmarks import LandmarkBackend
+
+    return LandmarkBackend(relative=args.relative, tracking=tracking)
 
 
 def load_animator(args: argparse.Namespace):
     """Build the Animator the shared options describe (imports torch only when needed)."""
     from models import Animator, CheckpointError, ConfigError, MotionOptions
 
-    resolve_backend(args)
     try:
         animator = Animator.from_checkpoint(args.checkpoint, args.config, device=args.device,
                                             precision=args.precision,
@@ -161,14 +196,13 @@ def load_animator(args: argparse.Namespace):
 def cmd_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from live.backends import FommBackend
     from live.compose import add_label
     from live.face import CropTracker, FaceDetector, centre_crop_box, crop_source_image, crop_square
     from live.media import open_driving, open_writer, read_image
 
     source = read_image(args.source)
     driving = open_driving(args.driving)
-    backend = FommBackend(load_animator(args))
+    backend = make_backend(args, tracking=True)
     detector = FaceDetector() if args.crop == "face" else None
     try:
         if detector is not None:
@@ -205,11 +239,18 @@ def cmd_animate(args: argparse.Namespace) -> int:
     finally:
         if detector is not None:
             detector.close()
+        _close_backend(backend)
     if count == 0:
         raise UserError(f"{args.driving} holds no frames; nothing was written")
     elapsed = time.perf_counter() - start
     print(f"animated {count} frames in {elapsed:.1f} s ({1000 * elapsed / count:.0f} ms per frame) -> {out_path}")
     return 0
+
+
+def _close_backend(backend: object) -> None:
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
 
 def load_sources(specs: list[str] | None) -> list[tuple[str, np.ndarray]]:
@@ -266,17 +307,16 @@ def open_outputs(args: argparse.Namespace, *, width: int, height: int, fps: floa
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from live.backends import FommBackend
     from live.capture import OpenCVSource, parse_camera
     from live.face import FaceDetector
     from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
 
     images = load_sources(args.source)
     source = OpenCVSource(args.camera, resolution=args.resolution, fps=args.fps)
-    detector = None
+    detector = backend = None
     sinks, window = [], None
     try:
-        backend = FommBackend(load_animator(args))
+        backend = make_backend(args, tracking=True)
         if args.no_label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
         detector = FaceDetector() if args.crop == "face" else None
@@ -310,6 +350,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             window.close()
         if detector is not None:
             detector.close()
+        if backend is not None:
+            _close_backend(backend)
     e2e = summary["end_to_end_ms"]
     print(f"{summary['frames_in']} frames in, {summary['frames_out']} out, {summary['frames_dropped']} dropped; "
           f"end to end p50 {e2e.get('p50', float('nan')):.1f} ms, p95 {e2e.get('p95', float('nan')):.1f} ms")
@@ -327,7 +369,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"run": cmd_run, "animate": cmd_animate, "doctor": cmd_doctor}
+def cmd_demo(args: argparse.Namespace) -> int:
+    from live.democlip import demo_clip_path
+
+    clip = demo_clip_path()
+    run_args = build_parser().parse_args(["run"])  # every live-loop option at its default
+    for key, value in vars(args).items():
+        setattr(run_args, key, value)
+    run_args.camera = str(clip)
+    run_args.output = [args.out]
+    run_args.realtime = True  # paced like a camera, so the latency figures mean what they would live
+    print(f"demo: the bundled portrait driven by {clip.name} -> {args.out}")
+    code = cmd_run(run_args)
+    print(f"wrote {args.out}")
+    return code
+
+
+COMMANDS = {"run": cmd_run, "animate": cmd_animate, "demo": cmd_demo, "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,83 @@
+"""Time the landmark backend: ``detect`` (mediapipe face mesh on a driving crop) and ``render`` (motion transfer,
+piecewise-affine warp, mouth interior) at each output size.
+
+    python -m benchmarks.landmarks [--iterations 200] [--sizes 256 512] [--crop 256]
+
+The driving frames are the demo clip's script (head turn, nod, blink, mouth opening) rendered from the bundled
+portrait, so ``render`` runs through every path, the mouth painting included. Warm-up calls are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from live.democlip import SCRIPT, portrait_crop, script_landmarks
+from live.landmarks import LandmarkBackend
+from live.media import cv2, read_image
+from live.paths import DEFAULT_PORTRAIT
+
+
+def timings(fn: Callable[[int], object], *, iterations: int, warmup: int) -> np.ndarray:
+    """Seconds per call of ``fn(i)`` for i in range(iterations), after ``warmup`` untimed calls."""
+    for i in range(warmup):
+        fn(i)
+    out = np.empty(iterations)
+    for i in range(iterations):
+        start = time.perf_counter()
+        fn(i)
+        out[i] = time.perf_counter() - start
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=200, help="timed calls per row (default 200)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="render sizes (default 256 512)")
+    parser.add_argument("--crop", type=int, default=256, help="side of the driving crops detect sees (default 256)")
+    args = parser.parse_args(argv)
+
+    portrait = read_image(DEFAULT_PORTRAIT)
+    rows: list[tuple[str, np.ndarray]] = []
+    with LandmarkBackend(size=args.crop) as maker:
+        crop = portrait_crop(portrait, maker.detect(portrait), args.crop)
+        maker.set_source(crop)
+        neutral = maker.detect(crop)
+        maker.calibrate(neutral)
+        clip_seconds = SCRIPT["end"][1]
+        count = max(25, min(args.iterations, 125))
+        motions = [script_landmarks(neutral, clip_seconds * i / count) for i in range(count)]
+        frames = [maker.render(m) for m in motions]  # driving crops: the script rendered from the portrait
+        driving = [maker.detect(f) for f in frames]
+        if any(d is None for d in driving):
+            raise SystemExit("the face mesh lost the face on a driving frame; the benchmark needs all of them")
+        rows.append((f"detect {args.crop} px crop", timings(lambda i: maker.detect(frames[i % count]),
+                                                            iterations=args.iterations, warmup=args.warmup)))
+    with LandmarkBackend(size=args.crop, tracking=True) as tracker:
+        rows.append((f"detect {args.crop} px, tracking", timings(lambda i: tracker.detect(frames[i % count]),
+                                                                 iterations=args.iterations, warmup=args.warmup)))
+    for size in args.sizes:
+        with LandmarkBackend(size=size) as backend:
+            start = time.perf_counter()
+            backend.set_source(crop)
+            rows.append((f"set_source {size} px (once)", np.array([time.perf_counter() - start])))
+            backend.calibrate(neutral)
+            rows.append((f"render {size} px", timings(lambda i, b=backend: b.render(driving[i % count]),
+                                                      iterations=args.iterations, warmup=args.warmup)))
+
+    print(f"landmark backend: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"OpenCV {cv2().__version__} ({cv2().getNumThreads()} threads)")
+    print(f"{'what':<28} {'p50 ms':>8} {'p95 ms':>8} {'calls':>6}")
+    for name, seconds in rows:
+        p50, p95 = np.percentile(seconds * 1e3, [50, 95])
+        print(f"{name:<28} {p50:8.2f} {p95:8.2f} {len(seconds):6d}")
+
+
+if __name__ == "__main__":
+    main()
