@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--crop", default="none", choices=["none", "face"],
                          help="none: frames are used as given, resized to the model's size, like the original demo "
                               "(default); face: track and crop the face as the live loop does")
+    animate.add_argument("--find-best-frame", action="store_true",
+                         help="take as the neutral pose the driving frame whose face best matches the photo's pose "
+                              "(default: the first frame)")
     demo = sub.add_parser(
         "demo", help="see it work without a webcam: the bundled portrait, driven by the bundled clip",
         description="Run the real live pipeline (the same code as the webcam path) on the bundled portrait driven by "
@@ -193,42 +196,71 @@ def load_animator(args: argparse.Namespace):
     return animator
 
 
+def _driving_crops(driving, detector, size: int, crop: str):
+    """(frame or face crop, face or None) for each driving frame, tracked and cropped as the live loop does."""
+    from live.face import CropTracker, centre_crop_box, crop_square
+
+    tracker = CropTracker()
+    for index, frame in enumerate(driving.frames):
+        faces = detector.detect(frame) if detector is not None else []
+        face = faces[0] if faces else None
+        if crop == "face":
+            box = tracker.update(face, index / driving.fps)
+            frame = crop_square(frame, box or centre_crop_box(*frame.shape[:2]), size)
+        yield frame, face
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from live.calibration import BestFrameSelector
     from live.compose import add_label
-    from live.face import CropTracker, FaceDetector, centre_crop_box, crop_source_image, crop_square
-    from live.media import open_driving, open_writer, read_image
+    from live.face import FaceDetector, crop_source_image
+    from live.media import copy_audio, open_driving, open_writer, read_image
 
     source = read_image(args.source)
     driving = open_driving(args.driving)
     backend = make_backend(args, tracking=True)
-    detector = FaceDetector() if args.crop == "face" else None
+    need_faces = args.crop == "face" or args.find_best_frame
+    detector = FaceDetector() if need_faces else None
     try:
-        if detector is not None:
+        if args.crop == "face":
             source, warning = crop_source_image(source, backend.size, detector)
             if warning:
                 logger.warning("%s: %s", args.source, warning)
         backend.set_source(source)
+        neutral = None
+        if args.find_best_frame:
+            source_faces = detector.detect(source)
+            if not source_faces:
+                raise UserError(f"--find-best-frame needs a face in {args.source}; none was found")
+            selector = BestFrameSelector(source_faces[0].points)
+            best_index, neutral = -1, None
+            for index, (frame, face) in enumerate(_driving_crops(driving, detector, backend.size, args.crop)):
+                if selector.update(face):
+                    best_index, neutral = index, frame
+            if neutral is None:
+                raise UserError(f"--find-best-frame found no face in {args.driving}")
+            logger.info("neutral pose: driving frame %d (closest to the photo's pose)", best_index)
+            driving = open_driving(args.driving)  # second pass
         if args.no_label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
         out_path = Path(args.out)
         writer = open_writer(out_path, fps=driving.fps)
-        tracker = CropTracker()
         start = time.perf_counter()
         count = 0
         last = None
         try:
-            frames = tqdm(driving.frames, total=driving.count, unit="frame", disable=not sys.stderr.isatty(),
-                          desc="animating")
-            for frame in frames:
-                if detector is not None:  # the live loop's face tracker and crop
-                    faces = detector.detect(frame)
-                    box = tracker.update(faces[0] if faces else None, count / driving.fps)
-                    frame = crop_square(frame, box or centre_crop_box(*frame.shape[:2]), backend.size)
+            if neutral is not None:
+                motion = backend.detect(neutral)
+                if motion is not None:
+                    backend.calibrate(motion)
+            frames = tqdm(_driving_crops(driving, detector, backend.size, args.crop), total=driving.count,
+                          unit="frame", disable=not sys.stderr.isatty(), desc="animating")
+            for frame, _face in frames:
                 motion = backend.detect(frame)
                 if motion is not None:
-                    if not backend.calibrated:  # the first driving frame is the neutral pose
+                    if not backend.calibrated:  # without --find-best-frame the first driving frame is the neutral
                         backend.calibrate(motion)
                     last = backend.render(motion)
                 result = last if last is not None else source
@@ -243,6 +275,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
     if count == 0:
         raise UserError(f"{args.driving} holds no frames; nothing was written")
     elapsed = time.perf_counter() - start
+    if out_path.suffix.lower() in (".mp4", ".mov", ".mkv") and Path(args.driving).is_file():
+        if copy_audio(out_path, args.driving):
+            logger.info("copied the driving video's audio")
     print(f"animated {count} frames in {elapsed:.1f} s ({1000 * elapsed / count:.0f} ms per frame) -> {out_path}")
     return 0
 

@@ -257,3 +257,71 @@ def open_writer(path: str | os.PathLike, *, fps: float) -> FrameWriter:
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a folder; give a .mp4 name or a folder for PNG frames")
     return FrameDirWriter(path)
+
+
+# Audio codecs that common players accept inside MP4; others (PCM from .mov/.avi, ...) are re-encoded to AAC.
+_MP4_AUDIO = frozenset({"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"})
+
+
+def copy_audio(video: str | os.PathLike, audio_from: str | os.PathLike) -> bool:
+    """Mux the first audio track of ``audio_from`` into the MP4 ``video`` (in place, through a temporary file).
+
+    The audio is copied as it is when MP4 can hold its codec, else re-encoded to AAC. Returns False (and leaves the
+    video alone) when ``audio_from`` has no audio track or is not a media file.
+    """
+    import av
+
+    video, audio_from = Path(video), Path(audio_from)
+    try:
+        with av.open(str(audio_from)) as probe:
+            if not probe.streams.audio:
+                return False
+            codec = probe.streams.audio[0].codec_context.name
+    except (av.error.FFmpegError, OSError):
+        return False
+    partial = video.with_name(f".{video.stem}.audio.partial{video.suffix}")
+    try:
+        copy = codec in _MP4_AUDIO
+        try:
+            _mux_audio(av, video, audio_from, partial, copy=copy)
+        except (av.error.FFmpegError, ValueError):
+            if not copy:
+                raise
+            copy = False
+            _mux_audio(av, video, audio_from, partial, copy=False)
+        if not copy:
+            logger.info("the driving audio (%s) was re-encoded to AAC for MP4", codec)
+        partial.replace(video)
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
+
+
+def _mux_audio(av, video: Path, audio_from: Path, out: Path, *, copy: bool) -> None:
+    with av.open(str(video)) as vin, av.open(str(audio_from)) as ain, av.open(str(out), "w", format="mp4") as dst:
+        dst.metadata.update(vin.metadata)
+        v_in, a_in = vin.streams.video[0], ain.streams.audio[0]
+        v_out = dst.add_stream_from_template(v_in)
+        if copy:
+            a_out = dst.add_stream_from_template(a_in)
+        else:
+            a_out = dst.add_stream("aac", rate=a_in.rate or 48000)
+        for packet in vin.demux(v_in):
+            if packet.dts is not None:
+                packet.stream = v_out
+                dst.mux(packet)
+        video_end = float(v_in.duration * v_in.time_base) if v_in.duration else None
+        for packet in ain.demux(a_in):
+            if packet.dts is None:
+                continue
+            if video_end is not None and packet.pts is not None and float(packet.pts * a_in.time_base) > video_end:
+                break  # the recording is as long as its video
+            if copy:
+                packet.stream = a_out
+                dst.mux(packet)
+            else:
+                for frame in packet.decode():
+                    frame.pts = None
+                    dst.mux(a_out.encode(frame))
+        if not copy:
+            dst.mux(a_out.encode(None))

@@ -55,3 +55,25 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
         for frame in frames:
             writer.write(frame)
     return path
+
+
+def write_clip_with_audio(path: Path, frames: list[np.ndarray], *, codec: str = "aac", fps: int = 25,
+                          rate: int = 44100) -> Path:
+    """A clip with a 440 Hz tone as long as its frames, audio in ``codec`` (``pcm_s16le`` needs a .mov path)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        audio = out.add_stream(codec, rate=rate)
+        for frame in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        t = np.arange(int(rate * len(frames) / fps)) / rate
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)[None]
+        samples = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+        samples.rate = rate
+        for stream, item in ((audio, samples), (audio, None), (video, None)):
+            for packet in stream.encode(item):
+                out.mux(packet)
+    return path
