@@ -29,11 +29,25 @@ setup(
         "av>=12",
         # Progress bars for offline animation and benchmarks.
         "tqdm>=4.60",
+        # bench --plot; mediapipe already depends on it, listed because fomm-live imports it itself.
+        "matplotlib>=3.7",
     ],
     extras_require={
         # TensorRT needs an NVIDIA GPU; it matches the pinned torch release.
         "tensorrt": ["torch-tensorrt==2.13.0"],
-        "test": ["pytest>=7", "ruff>=0.4"],
+        "test": [
+            "pytest>=7",
+            "ruff>=0.4",
+            # Bounded fuzzing of the image and checkpoint loaders (tests/test_fuzz.py).
+            "hypothesis>=6.100",
+            # ONNX export and its ONNX Runtime check (tests/test_export.py); onnxscript is PyTorch's ONNX exporter.
+            # onnx 1.23 needs protobuf>=6, which mediapipe 0.10.21 (protobuf<5) rules out.
+            "onnx>=1.17,<1.23",
+            "onnxruntime>=1.20",
+            "onnxscript>=0.3",
+            # Runs the fused kernels of kernels/ in its CPU interpreter in tests/test_kernels.py (Linux x86-64 wheels).
+            "triton>=3.2; platform_system == 'Linux' and platform_machine == 'x86_64'",
+        ],
     },
     entry_points={"console_scripts": ["fomm-live = live.cli:main"]},
     classifiers=[

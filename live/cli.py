@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,6 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the result goes (default: fomm-live-demo.mp4)")
     demo.add_argument("--no-preview", action="store_true", help="no preview window")
     demo.add_argument("--stats-json", metavar="PATH", help="write the per-stage latency figures here")
+    bench = sub.add_parser(
+        "bench", help="measure this machine: the model path by path, and the live loop stage by stage",
+        description="Model benchmark: keypoint detector and generator per frame on every available path (device, "
+                    "precision, engine), beside the reference path (source re-encoded every frame, fp32, eager, as "
+                    "the original runs) measured in the same run. Pipeline benchmark: the real live loop on a "
+                    "driving clip for each backend, paced like a camera and unpaced. Without --checkpoint the FOMM "
+                    "networks get random weights of --config (speed does not depend on the weights).",
+    )
+    bench.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (default: random weights)")
+    bench.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
+                       help=f"config or preset: {PRESET_HELP} (default: vox-256)")
+    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bench.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                       help="FOMM precision in the pipeline benchmark (the model benchmark runs every precision)")
+    bench.add_argument("--camera", metavar="PATH", help="driving clip for the pipeline benchmark "
+                                                         "(default: the bundled clip on a 640x480 canvas)")
+    bench.add_argument("--backend", action="append", choices=["fomm", "landmarks"],
+                       help="pipeline backends to run (default: both)")
+    bench.add_argument("--quick", action="store_true", help="fewer iterations: under two minutes on a 2-core CPU")
+    bench.add_argument("--json", metavar="PATH", help="write every figure here (fields: see the README)")
+    bench.add_argument("--plot", metavar="PATH.png", help="latency-per-stage bars and per-frame latency histogram")
+    bench.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     doctor = sub.add_parser("doctor", help="check this set-up and say what to fix",
                             description="Check Python and packages, the bundled face models, cameras, the virtual "
                                         "camera, the display, the GPU and TensorRT, a checkpoint (with --checkpoint) "
@@ -420,7 +444,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-COMMANDS = {"run": cmd_run, "animate": cmd_animate, "demo": cmd_demo, "doctor": cmd_doctor}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from benchmarks.suite import format_report, plot_report, run_bench, write_json
+    from models import CheckpointError, ConfigError
+
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "live.pipeline", "live.landmarks"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # per-pass and per-run chatter would drown the bar
+    bar = tqdm(total=1, unit="step", disable=not sys.stderr.isatty(), desc="bench")
+
+    def progress(text: str, done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_description(text)
+        bar.refresh()
+
+    try:
+        result = run_bench(checkpoint=args.checkpoint, config=args.config, device=args.device,
+                           precision=args.precision, camera=args.camera, quick=args.quick,
+                           backends=tuple(args.backend or ("fomm", "landmarks")), progress=progress)
+    except (CheckpointError, ConfigError) as err:
+        raise UserError(str(err)) from err
+    finally:
+        bar.close()
+    result["command"] = "fomm-live bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+    print(format_report(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"figures: {args.json}")
+    if args.plot:
+        plot_report(result, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "animate": cmd_animate, "demo": cmd_demo, "bench": cmd_bench, "doctor": cmd_doctor}
+
+
+_interrupts = 0
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """First Ctrl-C or SIGTERM: stop cleanly (``finally`` blocks finalise recordings). A second one: exit at once."""
+    global _interrupts
+    _interrupts += 1
+    if _interrupts > 1:
+        print("fomm-live: interrupted again: exiting now; a recording being written may be cut short",
+              file=sys.stderr, flush=True)
+        os._exit(130)
+        return  # only reached where os._exit is replaced (tests)
+    raise KeyboardInterrupt
+
+
+def install_interrupt_handlers() -> dict:
+    """Route Ctrl-C and SIGTERM through ``_on_interrupt``; returns the handlers it replaced."""
+    global _interrupts
+    _interrupts = 0
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def check_conflicts(args: argparse.Namespace) -> None:
+    """Options that contradict each other end the command with one line before anything starts."""
+    backend = getattr(args, "backend", None)
+    if backend == "landmarks" and getattr(args, "checkpoint", None):
+        raise UserError("--checkpoint is for the fomm backend; drop it, or use --backend fomm (or auto)")
+    outputs = getattr(args, "output", None) or []
+    if getattr(args, "no_preview", False) and "window" in outputs:
+        raise UserError("--no-preview and --output window contradict each other; keep one")
+    if getattr(args, "device", None) == "cpu" and getattr(args, "precision", None) == "fp16":
+        raise UserError("--precision fp16 is for CUDA; on the CPU use bf16 or fp32")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -431,9 +526,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="fomm-live: %(message)s")
-    # SIGTERM ends the run like Ctrl-C, so `finally` blocks finalise outputs.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    previous = install_interrupt_handlers()
     try:
+        check_conflicts(args)
         return COMMANDS[args.command](args)
     except UserError as err:
         if debug:
@@ -443,6 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fomm-live: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -63,29 +63,43 @@ class CropBox:
 class FaceDetector:
     """mediapipe's BlazeFace detector (models bundled in the wheel; nothing is downloaded).
 
+    The short-range model (faces within ~2 m, a webcam) runs first; when it finds nothing, the full-range model (faces
+    up to ~5 m, small in the frame) gets a try, so a distant face or a wide photo still works at no cost while the
+    near face is found.
+
     Args:
         min_confidence: Detections below this score are ignored.
-        full_range: Use the full-range model (faces up to ~5 m away) instead of the short-range one (~2 m, a webcam).
+        fallback: Try the full-range model when the short-range one finds no face.
     """
 
-    def __init__(self, *, min_confidence: float = 0.5, full_range: bool = False) -> None:
-        with quiet_native_output():
-            from mediapipe.python.solutions import face_detection
-
-            self._detector = face_detection.FaceDetection(min_detection_confidence=min_confidence,
-                                                          model_selection=1 if full_range else 0)
+    def __init__(self, *, min_confidence: float = 0.5, fallback: bool = True) -> None:
+        self.min_confidence = min_confidence
+        self.fallback = fallback
+        self._detectors: dict[int, object] = {}
+        self._warm: set[int] = set()
         self._closed = False
-        self._warm = False
+        self._model(0)
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in an H x W x 3 uint8 RGB image, largest first."""
-        h, w = image.shape[:2]
-        if not self._warm:  # the first call prints the TFLite delegate's start-up lines
+    def _model(self, selection: int) -> object:
+        detector = self._detectors.get(selection)
+        if detector is None:
             with quiet_native_output():
-                result = self._detector.process(np.ascontiguousarray(image))
-            self._warm = True
-        else:
-            result = self._detector.process(np.ascontiguousarray(image))
+                from mediapipe.python.solutions import face_detection
+
+                detector = face_detection.FaceDetection(min_detection_confidence=self.min_confidence,
+                                                        model_selection=selection)
+            self._detectors[selection] = detector
+        return detector
+
+    def _run(self, selection: int, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        detector = self._model(selection)
+        if selection in self._warm:
+            result = detector.process(image)
+        else:  # the first call prints the TFLite delegate's start-up lines
+            with quiet_native_output():
+                result = detector.process(image)
+            self._warm.add(selection)
         faces = []
         for det in result.detections or []:
             rel = det.location_data.relative_bounding_box
@@ -94,10 +108,20 @@ class FaceDetector:
                               points))
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an H x W x 3 uint8 RGB image, largest first."""
+        image = np.ascontiguousarray(image)
+        faces = self._run(0, image)
+        if not faces and self.fallback:
+            faces = self._run(1, image)
+        return faces
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._detector.close()
+            for detector in self._detectors.values():
+                detector.close()
+            self._detectors.clear()
 
     def __enter__(self) -> FaceDetector:
         return self

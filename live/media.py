@@ -73,30 +73,64 @@ def quiet_native_output() -> Iterator[None]:
             os.close(fd)
 
 
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF",
+          b"MM\x00*": "TIFF"}
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image format by its magic bytes (None when it is none that fomm-live reads)."""
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def _truncated(kind: str, data: np.ndarray) -> bool:
+    """PNG files end with an IEND chunk and JPEG files with an EOI marker; a file cut short has neither (decoders
+    would otherwise hand back a half-grey picture). Some cameras append data after the EOI marker, so for JPEG it is
+    looked for in the second half of the file (0xFF 0xD9 cannot occur inside entropy-coded data)."""
+    if kind == "PNG":
+        return b"IEND" not in data[-1024:].tobytes()
+    if kind == "JPEG":
+        return b"\xff\xd9" not in data[len(data) // 2:].tobytes()
+    return False
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as H x W x 3 uint8 RGB (grayscale, alpha and 16-bit inputs converted; EXIF rotation
+    """Read an image file as H x W x 3 uint8 RGB (grayscale, alpha, CMYK and 16-bit inputs converted; EXIF rotation
     applied, as the user sees the photo).
 
     Raises:
-        UserError: missing, empty, too large, or not a decodable image.
+        UserError: missing, empty, not an image, truncated, too large (refused before decoding), or corrupt.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"image not found: {path}")
+    if not path.is_file():
+        raise UserError(f"{path} is a folder, not an image")
     size = path.stat().st_size
     if size == 0:
         raise UserError(f"{path} is empty, not an image")
     if size > MAX_IMAGE_BYTES:
         raise UserError(f"{path} is {size >> 20} MB, larger than the {MAX_IMAGE_BYTES >> 20} MB image limit")
-    cv = cv2()
     data = np.fromfile(path, dtype=np.uint8)
+    kind = sniff_image(data[:16].tobytes())
+    if kind is None:
+        raise UserError(f"{path} is not an image (PNG, JPEG, BMP, TIFF or WebP expected)")
+    if _truncated(kind, data):
+        raise UserError(f"{path} is a truncated {kind} file (it ends before the image does)")
+    cv = cv2()
     try:
         bgr = cv.imdecode(data, cv.IMREAD_COLOR)  # 8-bit BGR, EXIF orientation applied
-    except cv.error as err:  # raised, e.g., for images over the pixel limit
-        raise UserError(f"{path} could not be decoded ({str(err).strip().splitlines()[-1][:120]})") from err
+    except cv.error as err:
+        if "MAX_IMAGE" in str(err):
+            raise UserError(f"{path} is larger than {MAX_IMAGE_PIXELS // 1_000_000} megapixels; refused before "
+                            "decoding (a photo of a face needs far fewer)") from err
+        raise UserError(f"{path} could not be decoded as {kind}") from err
     if bgr is None:
-        raise UserError(f"{path} is not an image OpenCV can read, or it is truncated or larger than "
-                        f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+        raise UserError(f"{path} could not be decoded: a corrupt or unsupported {kind} file")
     return cv.cvtColor(bgr, cv.COLOR_BGR2RGB)
 
 
@@ -146,6 +180,24 @@ def open_driving(path: str | os.PathLike) -> FrameSource:
     return FrameSource(frames(), count, float(fps))
 
 
+MIN_FREE_BYTES = 200 << 20  # a few minutes of 640x480 H.264 at CRF 18, with room to finalise the file
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse up front an output folder that is missing, not writable, or on a nearly full disk."""
+    import shutil
+
+    folder = Path(folder) if str(folder) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"output folder is not writable: {folder}")
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"only {free >> 20} MB free on the disk of {folder}; free some space (at least "
+                        f"{MIN_FREE_BYTES >> 20} MB) or write elsewhere")
+
+
 class FrameWriter(Protocol):
     """Where animated frames go; ``close()`` finalises the output and is safe to call twice."""
 
@@ -164,7 +216,8 @@ class FrameDirWriter:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        check_writable(self.directory.parent if not self.directory.exists() else self.directory)
+        self.directory.mkdir(exist_ok=True)
         self.count = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -200,8 +253,7 @@ class Mp4Writer:
         import av
 
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise UserError(f"output folder does not exist: {self.path.parent}")
+        check_writable(self.path.parent)
         self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         self._av = av
         self.fps = Fraction(fps).limit_denominator(1001)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -75,8 +76,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor
         if head == _ZIP_MAGIC:  # the zip reader reports some cut-short archives as an OS error
             raise CheckpointError(f"{path} is truncated or corrupt ({_first_sentence(err)})") from err
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(err).__name__})") from err
-    except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(err).__name__})") from err
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError, struct.error, MemoryError) as err:
+        # The weights-only unpickler meets damaged bytes with whatever error the damage triggers (a cut-short
+        # legacy file gave struct.error under fuzzing); none of them leaves anything loaded or run.
+        raise CheckpointError(f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(err).__name__})"
+                              ) from err
     return extract_state_dicts(data, source=str(path))
 
 

@@ -27,7 +27,7 @@ def driving_dir(variant: str, tmp_path: Path) -> Path:
 def model_args(variant: str) -> list[str]:
     folder = golden_dir(variant)
     return ["--source", str(folder / "source.png"), "--checkpoint", str(folder / "checkpoint.pth.tar"),
-            "--config", str(folder / "config.yaml"), "--device", "cpu"]
+            "--config", str(folder / "config.yaml"), "--device", "cpu", "--precision", "fp32"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -100,7 +100,9 @@ def test_no_command_means_run(capsys: pytest.CaptureFixture) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"--checkpoint": None}, "--checkpoint is required"),
+        ({"--checkpoint": None, "--backend": "fomm"}, "--checkpoint is required"),
+        ({"--backend": "landmarks"}, "--checkpoint is for the fomm backend"),
+        ({"--precision": "fp16"}, "--precision fp16 is for CUDA"),
         ({"--checkpoint": "missing.pth.tar"}, "checkpoint not found"),
         ({"--source": "missing.png"}, "image not found"),
         ({"--config": "no-such-preset"}, "unknown preset 'no-such-preset'; presets: bair-256"),

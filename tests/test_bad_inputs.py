@@ -1,0 +1,214 @@
+"""Bad input ends in one clear line (exit 1, no traceback) and nothing written; odd but valid photos just work.
+
+Runs the real command (`live.cli.main`, in process; one case through a fresh interpreter) on files made here."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clips import moving_frames, place, portrait, write_clip
+from conftest import REPO
+
+from live.cli import main
+from live.errors import UserError
+from live.media import cv2, read_image
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("bad") / "clip.mp4", moving_frames(4, still=4))
+
+
+def run(args: list[str], out: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(args + ["--output", str(out), "--no-preview", "--max-frames", "3"])
+    return code, capsys.readouterr().err
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def make_bad_source(kind: str, folder: Path) -> Path:
+    cv = cv2()
+    path = folder / f"{kind}.png"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("not an image\n")
+    elif kind == "truncated_png":
+        cv.imwrite(str(path), portrait())
+        path.write_bytes(path.read_bytes()[:5000])
+    elif kind == "truncated_jpeg":
+        path = folder / "cut.jpg"
+        cv.imwrite(str(path), portrait())
+        path.write_bytes(path.read_bytes()[:8000])
+    elif kind == "bomb":  # a valid PNG header announcing 60000 x 60000 pixels (3.6 GB decoded)
+        ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
+                         png_chunk(b"IDAT", zlib.compress(b"\x00" * 60001 * 4)) + png_chunk(b"IEND", b""))
+    elif kind == "folder":
+        path = folder / "photos.png"
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("missing", "image not found"),
+    ("empty", "is empty, not an image"),
+    ("text", "is not an image (PNG, JPEG, BMP, TIFF or WebP expected)"),
+    ("truncated_png", "is a truncated PNG file"),
+    ("truncated_jpeg", "is a truncated JPEG file"),
+    ("bomb", "larger than 50 megapixels; refused before decoding"),
+    ("folder", "holds no image files"),
+])
+def test_bad_source_image(kind: str, message: str, clip: Path, tmp_path: Path, capsys) -> None:
+    source = tmp_path / "missing.png" if kind == "missing" else make_bad_source(kind, tmp_path)
+    out = tmp_path / "out.mp4"
+    code, err = run(["--source", str(source), "--camera", str(clip)], out, capsys)
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("fomm-live: error: ") and message in last, last
+    assert "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out*")), "nothing is written"
+
+
+def test_decompression_bomb_is_refused_without_allocating(tmp_path: Path) -> None:
+    """The 60000 x 60000 header is refused by the decoder's pixel limit, before any pixel buffer exists."""
+    bomb = make_bad_source("bomb", tmp_path)
+    with pytest.raises(UserError, match="refused before decoding"):
+        read_image(bomb)
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "rgba", "sixteen_bit", "cmyk_jpeg"])
+def test_odd_but_valid_photos_load_as_rgb(kind: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    rgb = portrait()
+    path = tmp_path / f"{kind}.png"
+    cv = cv2()
+    if kind == "grayscale":
+        cv.imwrite(str(path), cv.cvtColor(rgb, cv.COLOR_RGB2GRAY))
+    elif kind == "rgba":
+        cv.imwrite(str(path), np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 100, np.uint8)]))
+    elif kind == "sixteen_bit":
+        cv.imwrite(str(path), rgb[..., ::-1].astype(np.uint16) * 257)
+    else:
+        path = tmp_path / "cmyk.jpg"
+        Image.fromarray(rgb).convert("CMYK").save(path, quality=95)
+    image = read_image(path)
+    assert image.dtype == np.uint8 and image.shape == rgb.shape
+    if kind != "grayscale":
+        assert np.abs(image.astype(int) - rgb.astype(int)).mean() < 6, "colours survive the conversion"
+
+
+def test_exif_rotated_photo_is_turned_as_the_user_sees_it(tmp_path: Path) -> None:
+    from PIL import Image
+
+    wide = np.ascontiguousarray(portrait()[:300])  # 300 x 512, landscape as stored
+    image = Image.fromarray(wide)
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=95)
+    assert read_image(path).shape == (512, 300, 3)
+
+
+def test_source_without_a_face(clip: Path, tmp_path: Path, caplog, capsys) -> None:
+    """FOMM animates whatever it is given: a centre crop, with a warning. The landmark backend needs a face mesh on
+    the photo, so it says in one line that there is none."""
+    from conftest import golden_dir
+
+    blank = tmp_path / "wall.png"
+    cv2().imwrite(str(blank), np.full((300, 400, 3), 120, np.uint8))
+    folder = golden_dir("tiny")
+    code, _ = run(["--source", str(blank), "--camera", str(clip), "--checkpoint", str(folder / "checkpoint.pth.tar"),
+                   "--config", str(folder / "config.yaml")], tmp_path / "o.mp4", capsys)
+    assert code == 0
+    assert any("no face found in the source photo; using a centre crop" in r.getMessage() for r in caplog.records)
+    code, err = run(["--source", str(blank), "--camera", str(clip)], tmp_path / "p.mp4", capsys)
+    assert code == 1 and "face" in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_source_with_several_faces_uses_the_largest(clip: Path, tmp_path: Path, caplog, capsys) -> None:
+    cv = cv2()
+    canvas = place(portrait(), width=900, height=512, scale=1.0, tx=-190)
+    canvas[60:400, 540:880] = cv.resize(portrait(), (340, 340))
+    path = tmp_path / "two.png"
+    cv.imwrite(str(path), canvas[..., ::-1])
+    code, _ = run(["--source", str(path), "--camera", str(clip)], tmp_path / "o.mp4", capsys)
+    assert code == 0
+    assert any("2 faces in the source photo; using the largest" in r.getMessage() for r in caplog.records)
+
+
+def test_camera_that_does_not_exist_names_what_does(tmp_path: Path) -> None:
+    """`--camera 7` on a machine without that device: one line listing the cameras that open, nothing written."""
+    out = tmp_path / "o.mp4"
+    result = subprocess.run([sys.executable, "-m", "live.cli", "--camera", "7", "--output", str(out),
+                             "--no-preview"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("fomm-live: error: camera 7 cannot be opened (missing or busy); ")
+    assert "camera" in last.split(";")[1]
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize(("what", "message"), [("text", "is not a video or stream OpenCV can open"),
+                                               ("missing", "camera or video not found")])
+def test_driving_input_that_is_not_a_video(what: str, message: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "notes.mp4"
+    if what == "text":
+        path.write_text("hello\n")
+    code, err = run(["--camera", str(path)], tmp_path / "o.mp4", capsys)
+    assert code == 1 and message in err.strip().splitlines()[-1]
+
+
+def test_unwritable_or_full_output_is_refused_up_front(clip: Path, tmp_path: Path, capsys,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    code, err = run(["--camera", str(clip)], tmp_path / "no" / "such" / "dir" / "o.mp4", capsys)
+    assert code == 1 and "output folder does not exist" in err
+
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10 << 20))
+    code, err = run(["--camera", str(clip)], tmp_path / "o.mp4", capsys)
+    assert code == 1 and "only 10 MB free" in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--no-preview", "--output", "window"], "contradict"),
+    (["--output", "stream.flv"], "unknown --output 'stream.flv'"),
+])
+def test_conflicting_or_unknown_output_options(args: list[str], message: str, clip: Path, capsys) -> None:
+    code = main(["--camera", str(clip), *args])
+    assert code == 1 and message in capsys.readouterr().err
+
+
+def test_yaml_that_is_not_a_fomm_config(tmp_path: Path, clip: Path, capsys) -> None:
+    bad = tmp_path / "train.yaml"
+    bad.write_text("dataset_params:\n  root_dir: data/vox\n")
+    code = main(["--camera", str(clip), "--checkpoint", str(tmp_path / "x.pth.tar"), "--config", str(bad),
+                 "--output", str(tmp_path / "o.mp4"), "--no-preview"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and "is not a First Order Motion Model config (no model_params section)" in err
+
+
+def test_second_interrupt_exits_at_once(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import live.cli as cli
+
+    exits = []
+    monkeypatch.setattr(os, "_exit", lambda code: exits.append(code))
+    cli._interrupts = 0
+    with pytest.raises(KeyboardInterrupt):
+        cli._on_interrupt(2, None)  # the first: a clean stop
+    cli._on_interrupt(2, None)  # the second: out now
+    assert exits == [130]
+    assert "may be cut short" in capsys.readouterr().err
