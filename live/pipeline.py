@@ -416,7 +416,10 @@ class LivePipeline:
     def run(self) -> dict:
         """Run until the input ends, ``max_frames``, a quit key, Ctrl-C/SIGTERM (KeyboardInterrupt) or a fatal
         error; always closes the capture and every sink. Returns the stats summary."""
-        in_queue = FrameQueue(maxsize=2)
+        # A live (or paced) source hands over one frame at a time: a waiting frame is replaced by a newer one, so
+        # processing always starts on the freshest. A file read losslessly may run two frames ahead.
+        paced = self.options.realtime or not self.source.is_file
+        in_queue = FrameQueue(maxsize=1 if paced else 2)
         out_queue = FrameQueue(maxsize=2)
         capture = CaptureThread(self.source, in_queue, self.stats, self.stop_event, realtime=self.options.realtime,
                                 loop=self.options.loop, max_frames=self.options.max_frames, reopen=self.reopen,
