@@ -1,0 +1,119 @@
+"""Fused kernels for the per-frame hot spots of the First Order Motion Model, with their PyTorch references.
+
+Two ops, each a Triton kernel beside a pure-PyTorch reference built from ``models/``:
+
+- ``dense_motion_inputs``: keypoint gaussians + the K+1 sparse motions (with jacobians) + the (K+1)-way warp of the
+  downscaled source, i.e. the dense motion network's whole input stage (``kernels/dense_motion.py``).
+- ``deform_features``: the final dense deformation of the encoder features (bilinear ``grid_sample``,
+  ``align_corners=False``, zero padding) times the occlusion map (``kernels/deform.py``).
+
+This module is the one switch that decides whether the kernels run (``kernels_enabled``):
+
+- ``FOMM_LIVE_KERNELS=0``: never; ``FOMM_LIVE_KERNELS=1``: whenever Triton can run on the tensors' device
+  (a CUDA GPU, or any device under ``TRITON_INTERPRET=1``, Triton's CPU interpreter used by the tests);
+- unset or ``auto``: on CUDA devices when ``triton`` imports.
+
+When Triton is missing or cannot run there, the references run instead, with one warning if the kernels were asked
+for explicitly. Status: the kernels are checked against the references with Triton's interpreter on CPU; they have
+not been run or timed on a GPU yet.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+
+import torch
+
+from kernels.reference import deform_features_reference, dense_motion_inputs_reference
+from models.keypoint_detector import Keypoints
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "FOMM_LIVE_KERNELS"
+_warned: set[str] = set()
+
+__all__ = [
+    "ENV_VAR",
+    "deform_features",
+    "deform_features_reference",
+    "dense_motion_inputs",
+    "dense_motion_inputs_reference",
+    "kernels_enabled",
+    "triton_available",
+    "triton_interpreted",
+]
+
+
+@functools.cache
+def triton_available() -> bool:
+    """True when the ``triton`` package is installed (checked once, without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreted() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``, read when a kernel module is
+    first imported)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+def kernels_enabled(device: torch.device | str) -> bool:
+    """Whether the fused kernels run for tensors on ``device`` (see the module docstring for the rules)."""
+    device = torch.device(device)
+    setting = os.environ.get(ENV_VAR, "auto").strip().lower()
+    if setting in ("0", "false", "off", "no"):
+        return False
+    if setting not in ("1", "true", "on", "yes", "auto", ""):
+        _warn_once(f"{ENV_VAR}={setting!r} is not 0, 1 or auto; using auto")
+        setting = "auto"
+    explicit = setting not in ("auto", "")
+    if not explicit:
+        return device.type == "cuda" and triton_available()
+    if not triton_available():
+        _warn_once(f"{ENV_VAR}=1 but triton is not installed; using the PyTorch reference ops")
+        return False
+    if device.type != "cuda" and not triton_interpreted():
+        _warn_once(f"{ENV_VAR}=1 but Triton cannot run on {device.type} tensors without TRITON_INTERPRET=1; "
+                   "using the PyTorch reference ops")
+        return False
+    return True
+
+
+def dense_motion_inputs(source_small: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, *,
+                        use_kernel: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dense motion network's input stage; see ``kernels.reference.dense_motion_inputs_reference``.
+
+    Args:
+        use_kernel: Force the Triton kernel (True) or the reference (False); None asks ``kernels_enabled``.
+    """
+    if use_kernel is None:
+        use_kernel = kernels_enabled(source_small.device)
+    if use_kernel:
+        from kernels.dense_motion import dense_motion_inputs_triton
+
+        return dense_motion_inputs_triton(source_small, kp_driving, kp_source)
+    return dense_motion_inputs_reference(source_small, kp_driving, kp_source)
+
+
+def deform_features(features: torch.Tensor, deformation: torch.Tensor, occlusion_map: torch.Tensor | None, *,
+                    use_kernel: bool | None = None) -> torch.Tensor:
+    """The generator's dense warp times the occlusion map; see ``kernels.reference.deform_features_reference``.
+
+    Args:
+        use_kernel: Force the Triton kernel (True) or the reference (False); None asks ``kernels_enabled``.
+    """
+    if use_kernel is None:
+        use_kernel = kernels_enabled(features.device)
+    if use_kernel:
+        from kernels.deform import deform_features_triton
+
+        return deform_features_triton(features, deformation, occlusion_map)
+    return deform_features_reference(features, deformation, occlusion_map)

@@ -7,12 +7,12 @@
     out = animator.animate(frame_rgb)      # 256 x 256 x 3 uint8
 
 The source is encoded once per ``set_source`` (keypoints and generator encoder features); each frame then runs the
-keypoint detector, the dense motion network and the decoder only.
+keypoint detector, the dense motion network and the decoder only. Which code runs them (PyTorch eager with the
+device's fast path, ONNX Runtime, TensorRT) is the ``engine`` argument; see ``models.engines``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from models.checkpoint import load_into, read_checkpoint
 from models.config import DEFAULT_IMAGE_SIZE, DEFAULT_PRESET, build_networks, load_config
+from models.engines import ENGINES, Engine, create_engine, default_precision
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
 from models.motion import MotionNormalizer, MotionOptions
@@ -30,7 +31,6 @@ from models.motion import MotionNormalizer, MotionOptions
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -44,11 +44,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> fp16 on CUDA, fp32 on CPU (bf16 on CPU is opt-in until measured per machine)."""
+    """``auto`` -> fp16 on CUDA; on the CPU bf16 where it has native bf16 dot products (AVX512-BF16 / AMX), else
+    fp32 (the measurements behind this are in ``models.engines``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
+        return default_precision(device)
     return precision
 
 
@@ -56,16 +57,23 @@ def image_to_tensor(image: np.ndarray | torch.Tensor, size: int, device: torch.d
     """H x W x 3 uint8 RGB (or B x 3 x H x W float in [0, 1]) -> B x 3 x size x size float32 in [0, 1].
 
     The model input is ``float32(image) / 255``, NCHW, no other normalisation. Other sizes are resized with an
-    antialiased bilinear filter.
+    antialiased bilinear filter. On CUDA the uint8 frame goes up through pinned memory without blocking (a quarter of
+    the bytes of float32), and the conversion and resize run on the GPU.
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
         if not image.flags.writeable:  # torch cannot wrap read-only memory
             image = image.copy()
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255
+        tensor = torch.from_numpy(np.ascontiguousarray(image))  # H x W x 3 uint8
+        if device.type == "cuda":
+            tensor = tensor.pin_memory().to(device, non_blocking=True)
+        else:
+            tensor = tensor.to(device)
+        tensor = tensor.permute(2, 0, 1)[None].float() / 255  # 1 x 3 x H x W
     else:
-        tensor = image.to(device, torch.float32)
+        non_blocking = device.type == "cuda" and image.device.type == "cpu" and image.is_pinned()
+        tensor = image.to(device, torch.float32, non_blocking=non_blocking)
         if tensor.ndim == 3:
             tensor = tensor[None]
     if tensor.shape[-2:] != (size, size):
@@ -91,16 +99,25 @@ class Animator:
             keypoint softmax at temperature 0.1 is the part most sensitive to it, and is ~2% of the compute).
         motion: Relative/absolute motion and scale adaptation.
         image_size: Model input size (256 for every published checkpoint).
+        engine: ``auto``, ``eager``, ``tensorrt`` or ``onnxruntime`` (see ``models.engines``); ``auto`` picks the
+            fastest one installed that passes its self-check and logs what it picked and why.
+
+    ``kp_detector`` and ``generator`` stay the loaded networks, unchanged (the engine keeps any tuned copy).
     """
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: str = "auto",
                  precision: str = "auto", motion: MotionOptions | None = None,
-                 image_size: int = DEFAULT_IMAGE_SIZE) -> None:
+                 image_size: int = DEFAULT_IMAGE_SIZE, engine: str = "auto") -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         self.kp_detector = kp_detector.to(self.device).eval()
         self.generator = generator.to(self.device).eval()
         self.image_size = image_size
+        self.engine: Engine = create_engine(self.kp_detector, self.generator, device=self.device,
+                                            precision=resolve_precision(precision, self.device), engine=engine,
+                                            image_size=image_size)
+        self.precision = self.engine.precision
         self.normalizer = MotionNormalizer(motion)
         self.source: SourceState | None = None
         self.kp_source: Keypoints | None = None
@@ -108,14 +125,14 @@ class Animator:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, config: str | os.PathLike | dict = DEFAULT_PRESET, *,
-                        device: str = "auto", precision: str = "auto", motion: MotionOptions | None = None
-                        ) -> Animator:
+                        device: str = "auto", precision: str = "auto", motion: MotionOptions | None = None,
+                        engine: str = "auto") -> Animator:
         """Build the networks of ``config`` (preset name or original YAML) and load ``checkpoint`` strictly."""
         cfg = load_config(config)
         kp_detector, generator = build_networks(cfg)
         load_into(kp_detector, generator, read_checkpoint(checkpoint), source=str(checkpoint),
                   config_name=str(config) if not isinstance(config, dict) else "the config")
-        return cls(kp_detector, generator, device=device, precision=precision, motion=motion)
+        return cls(kp_detector, generator, device=device, precision=precision, motion=motion, engine=engine)
 
     @property
     def motion(self) -> MotionOptions:
@@ -125,26 +142,20 @@ class Animator:
     def calibrated(self) -> bool:
         return self.normalizer.calibrated
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
-
     def to_tensor(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         return image_to_tensor(image, self.image_size, self.device)
 
     @torch.inference_mode()
     def keypoints(self, image: np.ndarray | torch.Tensor) -> Keypoints:
         """Keypoints of an image (always fp32)."""
-        return self.kp_detector(self.to_tensor(image))
+        return self.engine.keypoints(self.to_tensor(image))
 
     @torch.inference_mode()
     def set_source(self, image: np.ndarray | torch.Tensor) -> None:
         """Encode the source image once. A calibrated neutral pose is kept, its movement scale recomputed."""
         tensor = self.to_tensor(image)
-        self.kp_source = self.kp_detector(tensor)
-        with self._autocast():
-            self.source = self.generator.encode_source(tensor)
+        self.kp_source = self.engine.keypoints(tensor)
+        self.source = self.engine.encode(tensor)
         if self._kp_neutral is not None:
             self.normalizer.calibrate(self._kp_neutral, self.kp_source)
 
@@ -168,9 +179,8 @@ class Animator:
         if self.source is None or self.kp_source is None:
             raise RuntimeError("set_source() must be called before animating")
         kp_norm = self.normalizer(kp_driving, self.kp_source)
-        with self._autocast():
-            out = self.generator.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed)
-        out = {k: v.float() for k, v in out.items()}
+        out = self.engine.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed)
+        out = {k: v.float().contiguous() for k, v in out.items()}
         out["kp_norm_value"] = kp_norm.value
         if kp_norm.jacobian is not None:
             out["kp_norm_jacobian"] = kp_norm.jacobian
@@ -180,7 +190,7 @@ class Animator:
     def animate_tensor(self, frames: torch.Tensor, *, with_deformed: bool = False) -> dict[str, torch.Tensor]:
         """B x 3 x H x W frames in [0, 1] -> the generator's outputs. In relative mode the first frame seen is
         taken as the neutral pose if none was calibrated, as the original demo does."""
-        kp_driving = self.kp_detector(self.to_tensor(frames))
+        kp_driving = self.engine.keypoints(self.to_tensor(frames))
         if self.motion.relative and not self.calibrated:
             self.calibrate(Keypoints(*(None if t is None else t[:1] for t in kp_driving)))
         return self.generate(kp_driving, with_deformed=with_deformed)
@@ -188,6 +198,10 @@ class Animator:
     def animate(self, frame: np.ndarray) -> np.ndarray:
         """One H x W x 3 uint8 RGB driving frame -> the animated source, image_size^2 x 3 uint8."""
         return tensor_to_image(self.animate_tensor(self.to_tensor(frame))["prediction"])
+
+    def close(self) -> None:
+        """Release the engine's resources (sessions, engines); safe to call twice."""
+        self.engine.close()
 
     def animate_frames(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """Animate a stream of frames; the first is the neutral pose unless calibrated already."""

@@ -16,6 +16,8 @@ Convention: see ``models.blocks``; grids are B x H x W x 2 (x, y) in [-1, 1] for
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,16 +45,47 @@ def sparse_motions(height: int, width: int, kp_driving: Keypoints, kp_source: Ke
     return torch.cat([identity, driving_to_source], dim=1)  # B x (K+1) x H x W x 2
 
 
-def heatmap_representation(height: int, width: int, kp_driving: Keypoints, kp_source: Keypoints) -> torch.Tensor:
+def heatmap_representation(height: int, width: int, kp_driving: Keypoints, kp_source: Keypoints,
+                           variance: float = KP_VARIANCE) -> torch.Tensor:
     """Difference of keypoint gaussians (driving minus source), with a zero map for the background.
 
     Returns:
         B x (K+1) x 1 x H x W.
     """
-    heat = kp2gaussian(kp_driving.value, height, width, KP_VARIANCE) - kp2gaussian(kp_source.value, height, width,
-                                                                                  KP_VARIANCE)  # B x K x H x W
+    heat = kp2gaussian(kp_driving.value, height, width, variance) - kp2gaussian(kp_source.value, height, width,
+                                                                               variance)  # B x K x H x W
     zeros = heat.new_zeros(heat.shape[0], 1, height, width)
     return torch.cat([zeros, heat], dim=1).unsqueeze(2)  # B x (K+1) x 1 x H x W
+
+
+def dense_motion_inputs(source_small: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints,
+                        variance: float = KP_VARIANCE) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's input stage: keypoint gaussians, the K+1 sparse motions, the K+1 warps of the source.
+
+    This is the reference of the fused kernel ``kernels.dense_motion_inputs``.
+
+    Args:
+        source_small: B x C x h x w source at the network's resolution.
+        kp_driving: Driving keypoints, batch B.
+        kp_source: Source keypoints, batch B.
+        variance: Variance of the keypoint gaussians.
+
+    Returns:
+        ``hourglass_in`` B x (K+1)(C+1) x h x w (per motion: the gaussian difference, then the C warped channels)
+        and ``motions`` B x (K+1) x h x w x 2 (identity first).
+    """
+    b, c, h, w = source_small.shape
+    heatmap = heatmap_representation(h, w, kp_driving, kp_source, variance)  # B x (K+1) x 1 x h x w
+    motions = sparse_motions(h, w, kp_driving, kp_source)  # B x (K+1) x h x w x 2
+    k1 = motions.shape[1]
+    repeated = source_small.unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)  # B(K+1) x C x h x w
+    deformed = F.grid_sample(repeated, motions.reshape(b * k1, h, w, 2), align_corners=False)  # B(K+1) x C x h x w
+    deformed = deformed.view(b, k1, c, h, w)  # B x (K+1) x C x h x w
+    hourglass_in = torch.cat([heatmap, deformed], dim=2).view(b, k1 * (c + 1), h, w)  # B x (K+1)(C+1) x h x w
+    return hourglass_in, motions
+
+
+InputsOp = Callable[[torch.Tensor, Keypoints, Keypoints], tuple[torch.Tensor, torch.Tensor]]
 
 
 class DenseMotionNetwork(nn.Module):
@@ -90,9 +123,12 @@ class DenseMotionNetwork(nn.Module):
         """The source at the network's working resolution; depends on the source only, so it can be cached."""
         return self.down(source_image) if self.scale_factor != 1 else source_image
 
-    def forward_downscaled(self, source_small: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints
-                           ) -> dict[str, torch.Tensor]:
+    def forward_downscaled(self, source_small: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, *,
+                           inputs_op: InputsOp | None = None) -> dict[str, torch.Tensor]:
         """Run on an already downscaled source (see ``downscale``).
+
+        Args:
+            inputs_op: Computes the input stage instead of ``dense_motion_inputs`` (the fused kernel).
 
         Returns:
             ``mask`` B x (K+1) x h x w, ``deformation`` B x h x w x 2, ``sparse_deformed`` B x (K+1) x C x h x w,
@@ -104,13 +140,12 @@ class DenseMotionNetwork(nn.Module):
             source_small = source_small.expand(kp_b, c, h, w)
             kp_source = Keypoints(*(t if t is None else t.expand(kp_b, *t.shape[1:]) for t in kp_source))
             b = kp_b
-        heatmap = heatmap_representation(h, w, kp_driving, kp_source)  # B x (K+1) x 1 x h x w
-        motions = sparse_motions(h, w, kp_driving, kp_source)  # B x (K+1) x h x w x 2
+        if inputs_op is None:
+            hourglass_in, motions = dense_motion_inputs(source_small, kp_driving, kp_source, self.kp_variance)
+        else:
+            hourglass_in, motions = inputs_op(source_small, kp_driving, kp_source)
         k1 = self.num_kp + 1
-        repeated = source_small.unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)  # B(K+1) x C x h x w
-        deformed = F.grid_sample(repeated, motions.reshape(b * k1, h, w, 2), align_corners=False)
-        deformed = deformed.view(b, k1, c, h, w)  # B x (K+1) x C x h x w
-        hourglass_in = torch.cat([heatmap, deformed], dim=2).view(b, k1 * (c + 1), h, w)  # B x (K+1)(C+1) x h x w
+        deformed = hourglass_in.view(b, k1, c + 1, h, w)[:, :, 1:]  # B x (K+1) x C x h x w, the warped sources
         prediction = self.hourglass(hourglass_in)
         mask = F.softmax(self.mask(prediction), dim=1)  # B x (K+1) x h x w
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)  # B x h x w x 2

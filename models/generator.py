@@ -11,6 +11,7 @@ about a fifth less work per frame at vox-256 size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, feature_width
-from models.dense_motion import DenseMotionNetwork
+from models.dense_motion import DenseMotionNetwork, InputsOp
 from models.keypoint_detector import Keypoints
 
 
@@ -44,6 +45,31 @@ def warp(inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
         deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
                                     align_corners=False).permute(0, 2, 3, 1)  # B x H x W x 2
     return F.grid_sample(inp, deformation, align_corners=False)  # B x C x H x W
+
+
+def deform_features(features: torch.Tensor, deformation: torch.Tensor,
+                    occlusion_map: torch.Tensor | None) -> torch.Tensor:
+    """The dense warp of the encoder features times the occlusion map (the reference of ``kernels.deform_features``).
+
+    Args:
+        features: B x C x H x W encoder features (batch 1 is broadcast over the deformation's batch).
+        deformation: B x h x w x 2 backward deformation; resized bilinearly to H x W when it differs.
+        occlusion_map: B x 1 x h x w in [0, 1], resized bilinearly to H x W when it differs; None for none.
+
+    Returns:
+        B x C x H x W warped (and occluded) features.
+    """
+    if features.shape[0] != deformation.shape[0]:
+        features = features.expand(deformation.shape[0], *features.shape[1:])
+    out = warp(features, deformation)  # B x C x H x W
+    if occlusion_map is None:
+        return out
+    if occlusion_map.shape[2:] != out.shape[2:]:
+        occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear", align_corners=False)
+    return out * occlusion_map  # B x C x H x W
+
+
+DeformOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 class OcclusionAwareGenerator(nn.Module):
@@ -99,7 +125,8 @@ class OcclusionAwareGenerator(nn.Module):
         return SourceState(source_image, small, features)
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *,
-               with_deformed: bool = True) -> dict[str, torch.Tensor]:
+               with_deformed: bool = True, inputs_op: InputsOp | None = None, deform_op: DeformOp | None = None
+               ) -> dict[str, torch.Tensor]:
         """Generate frames for ``kp_driving`` from an encoded source.
 
         Args:
@@ -108,6 +135,8 @@ class OcclusionAwareGenerator(nn.Module):
             kp_source: The source's keypoints.
             with_deformed: Also return ``deformed``, the source image warped by the dense motion (for
                 visualisation only; the live path skips it).
+            inputs_op: Replaces the dense motion network's input stage (``dense_motion_inputs``).
+            deform_op: Replaces the feature warp times occlusion (``deform_features``).
 
         Returns:
             ``prediction`` B x C x H x W in [0, 1]; with dense motion also ``mask``, ``sparse_deformed``,
@@ -116,20 +145,15 @@ class OcclusionAwareGenerator(nn.Module):
         out = state.features
         result: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is not None:
-            motion = self.dense_motion_network.forward_downscaled(state.image_small, kp_driving, kp_source)
+            motion = self.dense_motion_network.forward_downscaled(state.image_small, kp_driving, kp_source,
+                                                                  inputs_op=inputs_op)
             result["mask"] = motion["mask"]
             result["sparse_deformed"] = motion["sparse_deformed"]
             deformation = motion["deformation"]  # B x h x w x 2
-            if out.shape[0] != deformation.shape[0]:
-                out = out.expand(deformation.shape[0], *out.shape[1:])
-            out = warp(out, deformation)
             occlusion_map = motion.get("occlusion_map")
             if occlusion_map is not None:
                 result["occlusion_map"] = occlusion_map
-                if occlusion_map.shape[2:] != out.shape[2:]:
-                    occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear",
-                                                  align_corners=False)
-                out = out * occlusion_map
+            out = (deform_op or deform_features)(out, deformation, occlusion_map)
             if with_deformed:
                 image = state.image
                 if image.shape[0] != deformation.shape[0]:

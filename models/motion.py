@@ -30,12 +30,13 @@ def _exporting() -> bool:
 def inverse_2x2(m: torch.Tensor) -> torch.Tensor:
     """Inverse of ... x 2 x 2 matrices.
 
-    Eager runs use ``torch.linalg.inv``, whose LU rounding the original's outputs carry (the closed form differs by
+    Eager runs use ``torch.linalg.inv_ex``, whose LU rounding the original's outputs carry (the closed form differs by
     ~1e-7, which the 256x256 warp amplifies to ~4e-5 in the deformed image). ``torch.export`` / ONNX graphs get the
     closed form (adjugate over determinant), since ONNX and TensorRT have no matrix inverse.
     """
     if not _exporting():
-        return torch.linalg.inv(m)
+        # inv_ex: the same LU as inv, without the device-to-host sync inv does on CUDA to check for singularity.
+        return torch.linalg.inv_ex(m).inverse
     a, b = m[..., 0, 0], m[..., 0, 1]
     c, d = m[..., 1, 0], m[..., 1, 1]
     det = a * d - b * c

@@ -1,0 +1,253 @@
+"""TensorRT engines for the First Order Motion Model through torch-tensorrt (CUDA only).
+
+NOT RUN ON A GPU YET: this path is written against the torch-tensorrt API of the pinned release (the ``tensorrt``
+extra, torch-tensorrt 2.13) and its cache logic is tested on the CPU with stand-in builders, but no TensorRT engine
+has been built or timed by this project so far. ``create_engine`` falls back to CUDA eager, with one warning, on any
+failure here, including a missing torch-tensorrt.
+
+What it does:
+
+- Both per-frame graphs of ``models.export`` (keypoint detector, per-frame generator) go through ``torch.export``
+  (closed-form 2x2 inverse, checked) and ``torch_tensorrt.dynamo.compile``. The keypoint detector is built in float32
+  with TF32 off; the generator in the engine's precision (fp16 by default on CUDA).
+- Engines are cached under the user cache dir (``$FOMM_LIVE_CACHE``, else ``$XDG_CACHE_HOME/fomm-live``, else
+  ``~/.cache/fomm-live``), in ``tensorrt/<key>/``, the key hashing the weights, the architecture, the input size, the
+  GPU name, the TensorRT and torch-tensorrt versions and the precision. A cache file that does not load is deleted
+  and rebuilt.
+- Before use, the engines are checked against PyTorch float32 on fixed inputs: keypoints within ``KP_ATOL``, the
+  prediction within ``MIN_PSNR_DB`` (fp16) or ``FP32_ATOL`` (fp32). A failed check means no TensorRT.
+
+First Order Motion Model: Siarohin et al., NeurIPS 2019; upstream github.com/AliaksandrSiarohin/first-order-model
+(MIT licence; the published weights carry that repository's terms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from models.engines import MIN_PSNR_DB, Engine, EngineError, psnr
+from models.export import FrameGraph, KeypointGraph, example_inputs, export_programs
+from models.generator import OcclusionAwareGenerator, SourceState
+from models.keypoint_detector import Keypoints, KPDetector
+
+logger = logging.getLogger(__name__)
+
+KP_ATOL = 1e-3  # keypoints in [-1, 1]: 1e-3 is an eighth of a pixel at 256 x 256 (float32 engine, TF32 off)
+FP32_ATOL = 2e-3  # float32 generator engine (TensorRT may use TF32 convolutions), prediction in [0, 1]
+CACHE_ENV = "FOMM_LIVE_CACHE"
+T = TypeVar("T")
+
+
+def cache_root() -> Path:
+    """The user cache folder of fomm-live (not created here)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fomm-live"
+
+
+def weights_digest(*modules: nn.Module) -> str:
+    """SHA-256 of the modules' state dicts (names, dtypes, shapes and bytes): the checkpoint's identity, whichever
+    file format it came in."""
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in sorted(module.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def architecture_digest(kp_detector: KPDetector, generator: OcclusionAwareGenerator, image_size: int) -> str:
+    """SHA-256 of what the config decides: the layer structure and the constants baked into the graphs."""
+    facts = {"kp": str(kp_detector), "generator": str(generator), "image_size": image_size,
+             "temperature": kp_detector.temperature, "kp_scale": kp_detector.scale_factor,
+             "num_jacobian_maps": kp_detector.num_jacobian_maps}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def cache_key(*, weights: str, architecture: str, gpu: str, tensorrt_version: str, torch_tensorrt_version: str,
+              precision: str) -> str:
+    """Folder name of one set of cached engines: any change of input gives another folder."""
+    fields = {"weights": weights, "architecture": architecture, "gpu": gpu, "tensorrt": tensorrt_version,
+              "torch_tensorrt": torch_tensorrt_version, "precision": precision}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_or_build(path: Path, build: Callable[[Path], None], load: Callable[[Path], T]) -> T:
+    """Load ``path``; when it is missing or does not load (truncated, corrupt, another version), build it again.
+
+    ``build`` writes a file at the path it is given; it goes to a temporary name first and is renamed into place, so
+    an interrupted build never leaves a half-written cache file behind.
+    """
+    if path.exists():
+        try:
+            return load(path)
+        except Exception as err:  # any failure to deserialise means the same thing: rebuild
+            logger.warning("cached engine %s does not load (%s: %s); rebuilding it", path, type(err).__name__,
+                           str(err).strip().splitlines()[0][:120] if str(err).strip() else "")
+            path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")  # same suffix: savers may pick the format from it
+    try:
+        build(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return load(path)
+
+
+def _supported_kwargs(func: Callable, wanted: dict) -> dict:
+    params = inspect.signature(func).parameters
+    return {k: v for k, v in wanted.items() if k in params}
+
+
+def _compile_settings(torch_tensorrt, precision: str) -> dict:
+    """Compile options for this torch-tensorrt release: its rule-based autocast where it has one (newer releases
+    deprecate ``enabled_precisions``), else ``enabled_precisions``."""
+    compile_fn = torch_tensorrt.dynamo.compile
+    params = inspect.signature(compile_fn).parameters
+    settings = {"min_block_size": 1, "truncate_double": True}
+    if precision == "fp32":
+        return {**settings, "disable_tf32": True} if "disable_tf32" in params else settings
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    if "enable_autocast" in params:
+        settings.update(use_explicit_typing=True, enable_autocast=True, low_precision_type=dtype)
+    else:
+        settings["enabled_precisions"] = {dtype}
+    return _supported_kwargs(compile_fn, settings)
+
+
+class TensorRTEngine(Engine):
+    """Keypoint detector and per-frame generator as TensorRT engines (see the module docstring; not run on a GPU yet).
+
+    Raises:
+        EngineError: torch-tensorrt missing, no CUDA device, a build failure, or a failed self-check.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: torch.device,
+                 precision: str, image_size: int, reason: str = "") -> None:
+        super().__init__(device=device, precision=precision, reason=reason)
+        if device.type != "cuda":
+            raise EngineError(f"TensorRT needs a CUDA device, not {device.type}")
+        try:
+            import tensorrt
+            import torch_tensorrt
+        except ImportError as err:
+            raise EngineError(f"torch-tensorrt is not installed ({err}); pip install '.[tensorrt]'") from err
+        self.kp_detector = kp_detector
+        self.generator = generator
+        self.graphs = {"kp_detector": KeypointGraph(kp_detector).eval(),
+                       "generator": FrameGraph(generator, has_jacobian=kp_detector.jacobian is not None).eval()}
+        kp_in, gen_in = example_inputs(kp_detector, generator, image_size=image_size)
+        self.inputs = {"kp_detector": kp_in, "generator": gen_in}
+        key = cache_key(weights=weights_digest(kp_detector, generator),
+                        architecture=architecture_digest(kp_detector, generator, image_size),
+                        gpu=torch.cuda.get_device_name(device), tensorrt_version=tensorrt.__version__,
+                        torch_tensorrt_version=torch_tensorrt.__version__, precision=precision)
+        folder = cache_root() / "tensorrt" / key
+        try:
+            programs: dict[str, torch.export.ExportedProgram] = {}
+
+            def build(name: str) -> Callable[[Path], None]:
+                def _build(path: Path) -> None:
+                    if not programs:
+                        programs.update(export_programs(kp_detector, generator, image_size=image_size))
+                    args = list(self.inputs[name])
+                    settings = _compile_settings(torch_tensorrt, "fp32" if name == "kp_detector" else precision)
+                    logger.info("building the TensorRT %s engine (%s); this takes a while once", name,
+                                "fp32" if name == "kp_detector" else precision)
+                    module = torch_tensorrt.dynamo.compile(programs[name], arg_inputs=args, **settings)
+                    # The keyword for example inputs is ``arg_inputs`` in newer releases, ``inputs`` in older ones.
+                    keyword = "arg_inputs" if "arg_inputs" in inspect.signature(torch_tensorrt.save).parameters \
+                        else "inputs"
+                    torch_tensorrt.save(module, str(path), output_format="exported_program", **{keyword: args})
+                return _build
+
+            def load(path: Path) -> nn.Module:
+                return torch.export.load(str(path)).module()
+
+            self.modules = {name: load_or_build(folder / f"{name}.ep", build(name), load) for name in self.graphs}
+        except EngineError:
+            raise
+        except Exception as err:  # torch-tensorrt raises many types; all mean "no TensorRT here"
+            raise EngineError(f"TensorRT build failed: {type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}") from err
+        try:
+            self.self_check()
+        except EngineError:
+            raise
+        except Exception as err:  # the engines failed to run at all: same outcome as a failed check
+            raise EngineError(f"TensorRT engines failed to run: {type(err).__name__}: {str(err)[:200]}") from err
+        logger.info("TensorRT engines ready (cache %s)", folder)
+
+    def self_check(self) -> None:
+        """Compare the engines with PyTorch float32 on the fixed example inputs; raise EngineError beyond tolerance."""
+        with torch.no_grad():
+            for name, graph in self.graphs.items():
+                want = graph(*self.inputs[name])
+                got = self.modules[name](*self.inputs[name])
+                got = got if isinstance(got, tuple | list) else (got,)
+                if name == "kp_detector":
+                    err = max((g.float() - w).abs().max().item() for g, w in zip(got, want, strict=True))
+                    if not err <= KP_ATOL:
+                        raise EngineError(f"TensorRT keypoints differ from PyTorch by {err:.2e} > {KP_ATOL:.0e}")
+                    continue
+                pred, ref = got[0].float(), want[0]
+                if self.precision == "fp32":
+                    err = (pred - ref).abs().max().item()
+                    if not err <= FP32_ATOL:
+                        raise EngineError(f"TensorRT prediction differs from PyTorch by {err:.2e} > {FP32_ATOL:.0e}")
+                else:
+                    quality = psnr(pred, ref)
+                    if not quality >= MIN_PSNR_DB:
+                        raise EngineError(f"TensorRT {self.precision} prediction is {quality:.1f} dB from PyTorch "
+                                          f"float32 (< {MIN_PSNR_DB:.0f} dB)")
+
+    def keypoints(self, image: torch.Tensor) -> Keypoints:
+        outs = [self.modules["kp_detector"](image[i:i + 1].float().contiguous()) for i in range(image.shape[0])]
+        value = torch.cat([o[0] for o in outs]).float()
+        jacobian = torch.cat([o[1] for o in outs]).float() if len(outs[0]) > 1 else None
+        return Keypoints(value, jacobian)
+
+    def encode(self, image: torch.Tensor) -> SourceState:
+        return self.generator.encode_source(image)  # once per source, PyTorch float32
+
+    def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
+               ) -> dict[str, torch.Tensor]:
+        if with_deformed:  # visualisation only
+            return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
+        graph = self.graphs["generator"]
+        frames = []
+        for i in range(kp_driving.value.shape[0]):
+            s = 0 if state.features.shape[0] == 1 else i
+            named = {"features": state.features[s:s + 1], "source_small": state.image_small[s:s + 1]}
+            for prefix, kp in (("kp_source", kp_source), ("kp_driving", kp_driving)):
+                j = 0 if kp.value.shape[0] == 1 else i
+                named[f"{prefix}_value"] = kp.value[j:j + 1]
+                if kp.jacobian is not None:
+                    named[f"{prefix}_jacobian"] = kp.jacobian[j:j + 1]
+            outs = self.modules["generator"](*(named[n].float().contiguous() for n in graph.input_names))
+            frames.append(dict(zip(graph.output_names, outs, strict=True)))
+        return {k: torch.cat([f[k] for f in frames]).float() for k in frames[0]}
+
+    def close(self) -> None:
+        self.modules = {}
+
+
+def clear_cache() -> None:
+    """Delete every cached TensorRT engine."""
+    shutil.rmtree(cache_root() / "tensorrt", ignore_errors=True)

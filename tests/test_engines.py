@@ -1,0 +1,343 @@
+"""Engines and fast paths: selection and fallback, CPU tuning, parity of every path with the original (golden data),
+and the TensorRT cache logic (with stand-in builders: TensorRT itself needs a GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
+
+import models.engines as engines
+from models import Animator, MotionOptions, build_networks, load_config
+from models.engines import (
+    EagerEngine,
+    EngineError,
+    create_engine,
+    decode_with_kernels,
+    default_precision,
+    fold_batch_norm,
+    prepare_generator,
+)
+from models.tensorrt import TensorRTEngine, architecture_digest, cache_key, load_or_build, weights_digest
+
+IMAGE_TOL = 1e-4  # fp32 paths, as tests/test_golden.py
+KP_TOL = 1e-5
+MIN_PSNR_DB = 40.0  # reduced-precision paths
+HAS_CUDA = torch.cuda.is_available()
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # inside PyTorch's exporter
+
+
+def psnr(got: np.ndarray, want: np.ndarray) -> float:
+    mse = float(((got.astype(np.float64) - want) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def run_golden(variant: str, mode: str, **kwargs) -> tuple[dict[str, list[np.ndarray]], dict]:
+    """The cached path of an Animator on the golden inputs: keypoints and generator outputs for the 3 frames."""
+    folder = golden_dir(variant)
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml",
+                                        motion=MotionOptions(relative=mode == "relative"), **kwargs)
+    expected = dict(np.load(folder / "expected.npz"))
+    frames = [read_rgb(folder / f"driving_{i}.png") for i in range(3)]
+    animator.set_source(read_rgb(folder / "source.png"))
+    animator.calibrate(frames[0])
+    got: dict[str, list[np.ndarray]] = {}
+    for frame in frames:
+        kp = animator.keypoints(frame)
+        got.setdefault("kp_value", []).append(kp.value.cpu().numpy())
+        for key, value in animator.generate(kp).items():
+            got.setdefault(key, []).append(value.cpu().numpy())
+    animator.close()
+    return got, expected
+
+
+def check_fp32(got: dict, expected: dict, mode: str, label: str) -> None:
+    for i in range(3):
+        err = np.abs(got["kp_value"][i] - expected[f"kp_driving_{i}_value"]).max()
+        assert err <= KP_TOL, f"{label}: kp_driving_{i}_value {err:.2e}"
+        for key in ("prediction", "mask", "occlusion_map"):
+            name = f"{mode}_{i}_{key}"
+            if name in expected:
+                err = np.abs(got[key][i].astype(np.float64) - expected[name]).max()
+                assert err <= IMAGE_TOL, f"{label}: {name} max abs error {err:.2e} > {IMAGE_TOL:.0e}"
+
+
+@pytest.mark.parametrize("mode", ["relative", "absolute"])
+@pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
+def test_cpu_fp32_fast_path_matches_original(variant: str, mode: str) -> None:
+    """Folded batch norms + channels_last + cached source, float32: the original's numbers within 1e-4."""
+    got, expected = run_golden(variant, mode, device="cpu", precision="fp32", engine="eager")
+    check_fp32(got, expected, mode, "eager fp32 fast path")
+
+
+def test_fast_path_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FOMM_LIVE_FAST=0 runs the networks as loaded (no tuned copy), still to the original's numbers."""
+    monkeypatch.setenv(engines.FAST_ENV, "0")
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32")
+    assert not engine.fast and engine.generator is gen
+    monkeypatch.setenv(engines.FAST_ENV, "1")
+    engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32")
+    assert engine.fast and engine.generator is not gen
+    monkeypatch.setenv(engines.FAST_ENV, "0")
+    got, expected = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="eager")
+    check_fp32(got, expected, "relative", "eager fp32, fast path off")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
+def test_cpu_reduced_precision_within_40_db(variant: str, precision: str) -> None:
+    """bf16 (the CPU default where native) and fp16 (the CUDA default; its numerics checked here on the CPU) keep
+    the prediction within PSNR 40 dB of the original; keypoints stay float32 and exact."""
+    got, expected = run_golden(variant, "relative", device="cpu", precision=precision, engine="eager")
+    for i in range(3):
+        err = np.abs(got["kp_value"][i] - expected[f"kp_driving_{i}_value"]).max()
+        assert err <= KP_TOL, f"kp_driving_{i}_value {err:.2e}"
+        quality = psnr(got["prediction"][i], expected[f"relative_{i}_prediction"])
+        assert quality >= MIN_PSNR_DB, f"{precision} frame {i}: PSNR {quality:.1f} dB < {MIN_PSNR_DB} dB"
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed (pip install -e '.[test]')")
+@pytest.mark.parametrize("mode", ["relative", "absolute"])
+def test_onnxruntime_engine_matches_original(mode: str) -> None:
+    got, expected = run_golden("tiny", mode, device="cpu", precision="auto", engine="onnxruntime")
+    check_fp32(got, expected, mode, "onnxruntime engine")
+
+
+def test_onnxruntime_engine_is_float32_and_batches() -> None:
+    if not HAS_ORT:
+        pytest.skip("onnx / onnxruntime are not installed (pip install -e '.[test]')")
+    folder = golden_dir("tiny")
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                        precision="bf16", engine="onnxruntime")
+    assert animator.engine.name == "onnxruntime" and animator.precision == "fp32"
+    animator.set_source(read_rgb(folder / "source.png"))
+    frames = torch.stack([torch.from_numpy(np.array(read_rgb(folder / f"driving_{i}.png"))).permute(2, 0, 1)
+                          for i in range(3)]).float() / 255
+    out = animator.animate_tensor(frames)  # a batch of 3 runs frame by frame through batch-1 graphs
+    expected = np.load(folder / "expected.npz")
+    for i in range(3):
+        err = np.abs(out["prediction"][i:i + 1].numpy().astype(np.float64) - expected[f"relative_{i}_prediction"])
+        assert err.max() <= IMAGE_TOL, f"batch item {i}: {err.max():.2e}"
+
+
+def test_engine_selection_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    with caplog.at_level(logging.INFO, logger="models.engines"):
+        engine = create_engine(kp, gen, device=torch.device("cpu"), precision="fp32", engine="auto")
+    assert engine.name == "eager"
+    assert "engine: eager on cpu" in caplog.text and "TensorRT needs CUDA" in caplog.text
+    with pytest.raises(ValueError, match="unknown engine"):
+        create_engine(kp, gen, device=torch.device("cpu"), precision="fp32", engine="fastest")
+    with pytest.raises(ValueError, match="unknown engine"):
+        Animator(kp, gen, device="cpu", engine="fastest")
+
+
+def test_tensorrt_without_cuda_falls_back_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    with caplog.at_level(logging.WARNING):
+        engine = create_engine(kp, gen, device=torch.device("cpu"), precision="fp32", engine="tensorrt")
+    assert engine.name == "eager"
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "falling back to eager" in warnings[0].getMessage()
+    with pytest.raises(EngineError, match="CUDA"):
+        TensorRTEngine(kp, gen, device=torch.device("cpu"), precision="fp16", image_size=256)
+
+
+def test_missing_onnxruntime_falls_back(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    with caplog.at_level(logging.WARNING):
+        engine = create_engine(kp, gen, device=torch.device("cpu"), precision="fp32", engine="onnxruntime")
+    assert engine.name == "eager" and "onnxruntime is not installed" in engine.reason
+    assert sum(r.levelno >= logging.WARNING for r in caplog.records) == 1
+
+
+def test_precision_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_precision(torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(engines, "cpu_bf16_support", lambda: "avx512_bf16")
+    assert default_precision(torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(engines, "cpu_bf16_support", lambda: None)
+    assert default_precision(torch.device("cpu")) == "fp32"
+
+
+def test_cpu_bf16_detection_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16", "avx512_bf16"}))
+    assert engines.cpu_bf16_support() == "amx_bf16"
+    monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert engines.cpu_bf16_support() == "avx512_bf16"
+    flags = engines.cpu_flags()
+    if Path("/proc/cpuinfo").exists():
+        assert flags, "/proc/cpuinfo exists but no flags were read"
+
+
+def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv(engines.THREADS_ENV, "1")
+        assert engines.configure_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv(engines.THREADS_ENV)
+        assert engines.configure_threads() == engines.physical_cores() == torch.get_num_threads()
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(before)
+        assert engines.configure_threads() == before  # the user's OMP_NUM_THREADS wins: left alone
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_fold_batch_norm_counts_and_keeps_outputs() -> None:
+    torch.manual_seed(0)
+    kp, gen = build_networks(load_config("vox-256"))
+    for module in gen.modules():  # non-trivial statistics, or folding would be an identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    # vox-256: generator first + 2 down + 2 up = 5, 6 residual blocks (norm2 each) = 6, dense motion hourglass 5 + 5.
+    tuned = prepare_generator(gen, device=torch.device("cpu"), precision="fp32")
+    remaining = sum(isinstance(m, torch.nn.BatchNorm2d) for m in tuned.modules())
+    assert remaining == 6, "only the residual blocks' norm1 (on the residual input) should remain"
+    assert fold_batch_norm(tuned) == 0  # nothing left to fold
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in gen.modules()) == 27  # the original is untouched
+    source, driving = torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128)
+    with torch.inference_mode():
+        kp_source, kp_driving = kp(source), kp(driving)
+        want = gen.decode(gen.encode_source(source), kp_driving, kp_source)
+        got = tuned.decode(tuned.encode_source(source.contiguous(memory_format=torch.channels_last)), kp_driving,
+                           kp_source)
+    for key in ("prediction", "mask", "occlusion_map", "deformed"):
+        err = (got[key] - want[key]).abs().max().item()
+        assert err <= IMAGE_TOL, f"{key}: folded network differs by {err:.2e}"
+
+
+@pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
+def test_decode_composition_matches_generator_decode(variant: str) -> None:
+    """``decode_with_kernels`` with the reference ops is the same computation as ``generator.decode``."""
+    folder = golden_dir(variant)
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    animator.set_source(read_rgb(folder / "source.png"))
+    kp = animator.keypoints(read_rgb(folder / "driving_1.png"))
+    with torch.inference_mode():
+        state = animator.generator.encode_source(animator.to_tensor(read_rgb(folder / "source.png")))
+        want = animator.generator.decode(state, kp, animator.kp_source, with_deformed=False)
+        got = decode_with_kernels(animator.generator, state, kp, animator.kp_source, use_kernel=False)
+    assert set(got) == set(want)
+    for key in got:
+        assert torch.allclose(got[key], want[key], atol=1e-6, rtol=0), key
+
+
+def test_compiled_decode_is_checked_against_eager(caplog: pytest.LogCaptureFixture) -> None:
+    """The first compiled frame is compared with eager; a compiled decode that is off is dropped, with a warning.
+    (A stand-in plays the compiled function: compiling the real one takes longer than this whole test file.)"""
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32", use_compile=False)
+    source, driving = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 256, 256)
+    with torch.inference_mode():
+        state, kp_source, kp_driving = engine.encode(source), kp(source), kp(driving)
+        want = engine.decode(state, kp_driving, kp_source)["prediction"]
+
+        def off_by_a_little(*args):
+            out = engine._decode_frames(*args)
+            return {**out, "prediction": out["prediction"] + 2e-4}
+
+        engine._compiled, engine._compile_checked = off_by_a_little, False
+        with caplog.at_level(logging.WARNING, logger="models.engines"):
+            got = engine.decode(state, kp_driving, kp_source)["prediction"]
+        assert not engine.compile_active and "differs from eager" in caplog.text
+        assert torch.equal(got, want)
+        engine._compiled, engine._compile_checked = engine._decode_frames, False  # an exact one stays in use
+        engine.decode(state, kp_driving, kp_source)
+        assert engine.compile_active
+
+
+# --- TensorRT: cache logic here, the engine itself only where there is a GPU ----------------------------------------
+
+def test_tensorrt_cache_key_covers_every_field() -> None:
+    base = {"weights": "w", "architecture": "a", "gpu": "NVIDIA H100", "tensorrt_version": "10.9",
+            "torch_tensorrt_version": "2.13.0", "precision": "fp16"}
+    key = cache_key(**base)
+    for field in base:
+        assert cache_key(**{**base, field: base[field] + "x"}) != key, f"{field} does not change the key"
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    kp2, gen2 = build_networks(load_config(golden_dir("tiny_zero_order") / "config.yaml"))
+    assert weights_digest(kp, gen) == weights_digest(kp, gen)
+    with torch.no_grad():
+        gen.final.bias.add_(1e-3)
+    changed = weights_digest(kp, gen)
+    with torch.no_grad():
+        gen.final.bias.sub_(1e-3)
+    assert changed != weights_digest(kp, gen)
+    assert architecture_digest(kp, gen, 256) != architecture_digest(kp2, gen2, 256)
+    assert architecture_digest(kp, gen, 256) != architecture_digest(kp, gen, 512)
+
+
+def test_tensorrt_cache_rebuilds_a_corrupt_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    builds = []
+
+    def build(path: Path) -> None:
+        builds.append(path)
+        path.write_text("engine")
+
+    def load(path: Path) -> str:
+        text = path.read_text()
+        if text != "engine":
+            raise RuntimeError("bad magic")
+        return text
+
+    target = tmp_path / "cache" / "generator.ep"
+    assert load_or_build(target, build, load) == "engine" and len(builds) == 1  # missing: built
+    assert load_or_build(target, build, load) == "engine" and len(builds) == 1  # cached: loaded
+    target.write_text("garbage")  # corrupt
+    with caplog.at_level(logging.WARNING):
+        assert load_or_build(target, build, load) == "engine"
+    assert len(builds) == 2 and "rebuilding" in caplog.text
+    assert builds[-1].name == "generator.tmp.ep" and not builds[-1].exists()  # built aside, then moved into place
+
+    def failing_build(path: Path) -> None:
+        path.write_text("half")
+        raise RuntimeError("builder crashed")
+
+    target.unlink()
+    with pytest.raises(RuntimeError, match="crashed"):
+        load_or_build(target, failing_build, load)
+    assert list(target.parent.iterdir()) == []  # no half-written file left to be loaded next time
+
+
+@pytest.mark.skipif(not HAS_CUDA or importlib.util.find_spec("torch_tensorrt") is None,
+                    reason="TensorRT needs an NVIDIA GPU and torch-tensorrt (pip install -e '.[tensorrt]')")
+def test_tensorrt_engine_matches_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOMM_LIVE_CACHE", str(tmp_path))
+    got, expected = run_golden("tiny", "relative", device="cuda", precision="fp16", engine="tensorrt")
+    for i in range(3):
+        quality = psnr(got["prediction"][i], expected[f"relative_{i}_prediction"])
+        assert quality >= MIN_PSNR_DB, f"TensorRT fp16 frame {i}: PSNR {quality:.1f} dB"
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="the CUDA eager path needs an NVIDIA GPU")
+@pytest.mark.parametrize("kernels_env", ["0", "1"])
+def test_cuda_eager_fp16_matches_original(kernels_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOMM_LIVE_KERNELS", kernels_env)
+    got, expected = run_golden("tiny", "relative", device="cuda", precision="fp16", engine="eager")
+    for i in range(3):
+        quality = psnr(got["prediction"][i], expected[f"relative_{i}_prediction"])
+        assert quality >= MIN_PSNR_DB, f"CUDA fp16 (kernels {kernels_env}) frame {i}: PSNR {quality:.1f} dB"
+    got, expected = run_golden("tiny", "relative", device="cuda", precision="fp32", engine="eager")
+    check_fp32(got, expected, "relative", f"CUDA fp32 (kernels {kernels_env})")

@@ -1,0 +1,203 @@
+"""The fused Triton kernels of ``kernels/`` against their PyTorch references, and the switch that turns them on.
+
+Without a GPU the kernels run in Triton's CPU interpreter (``TRITON_INTERPRET=1``, set below before any kernel module
+is imported), which executes the same kernel code on CPU tensors, slowly; so the shapes here are small, with odd
+sizes that leave partial blocks. On a CUDA machine the kernels run on the GPU instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import golden_dir, read_rgb
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernel modules are imported
+
+import kernels  # noqa: E402
+from kernels.reference import deform_features_reference, dense_motion_inputs_reference  # noqa: E402
+from models import Animator, Keypoints, MotionOptions  # noqa: E402
+from models.engines import decode_with_kernels  # noqa: E402
+
+DEVICE = torch.device("cuda" if HAS_CUDA else "cpu")
+# dtype of the tensors fed to a kernel -> (atol, rtol) against the float32 reference on the same (rounded) values.
+# float32: reordered float32 arithmetic only. fp16/bf16: the warp's output is stored in that dtype, so its rounding
+# (2^-11 and 2^-8 relative) bounds the error.
+TOLERANCES = {
+    torch.float32: (2e-5, 1e-5),
+    torch.float16: (1e-3, 1e-3),
+    torch.bfloat16: (8e-3, 8e-3),
+}
+IMAGE_TOL = 1e-4  # as tests/test_golden.py
+
+
+def _triton_runs() -> str | None:
+    """None when Triton can run a kernel here, else the reason it cannot."""
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install -e '.[test]')"
+    if not HAS_CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+        return "no CUDA GPU, and TRITON_INTERPRET was set to something other than 1 before the tests"
+    try:
+        src = torch.rand(1, 1, 3, 5, device=DEVICE)
+        kp = Keypoints(torch.zeros(1, 1, 2, device=DEVICE), None)
+        kernels.dense_motion_inputs(src, kp, kp, use_kernel=True)
+    except Exception as err:  # any failure to launch means the same: the kernels cannot be checked here
+        return f"Triton cannot run a kernel on this machine ({type(err).__name__}: {str(err)[:120]})"
+    return None
+
+
+_SKIP = _triton_runs()
+needs_triton = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+
+
+def assert_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, name: str) -> None:
+    """Compare within the dtype's tolerance; on failure name the first mismatching index (in index order)."""
+    atol, rtol = TOLERANCES[dtype]
+    assert got.shape == want.shape, f"{name}: shape {tuple(got.shape)} != expected {tuple(want.shape)}"
+    got64, want64 = got.detach().double().cpu(), want.detach().double().cpu()
+    bad = ~((got64 - want64).abs() <= atol + rtol * want64.abs())  # NaN counts as a mismatch
+    if bad.any():
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        err = (got64 - want64).abs().nan_to_num(float("inf"))
+        raise AssertionError(f"{name} ({dtype}): {int(bad.sum())} of {bad.numel()} elements beyond atol {atol:.0e} "
+                             f"+ rtol {rtol:.0e}; first at {first}: got {got64[first].item():.6f}, expected "
+                             f"{want64[first].item():.6f}; max abs error {err.max().item():.3e}")
+
+
+def _keypoints(b: int, k: int, *, jacobian: bool, spread: float = 1.0, seed: int = 0) -> tuple[Keypoints, Keypoints]:
+    gen = torch.Generator().manual_seed(seed)
+
+    def one() -> Keypoints:
+        value = (torch.rand(b, k, 2, generator=gen) * 2 - 1) * spread
+        jac = torch.eye(2) + 0.4 * torch.randn(b, k, 2, 2, generator=gen) if jacobian else None
+        return Keypoints(value.to(DEVICE), None if jac is None else jac.to(DEVICE))
+
+    return one(), one()
+
+
+DENSE_SHAPES = [  # B, K, C, h, w, jacobian, keypoint spread (1.3: some keypoints outside the image)
+    (1, 10, 3, 32, 32, True, 1.0),
+    (2, 5, 3, 17, 23, True, 1.3),
+    (1, 3, 1, 9, 31, False, 1.0),
+    (3, 1, 2, 7, 5, True, 1.3),
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + ("-jac" if s[5] else ""))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_dense_motion_inputs_kernel_matches_reference(shape: tuple, dtype: torch.dtype) -> None:
+    b, k, c, h, w, jacobian, spread = shape
+    kp_driving, kp_source = _keypoints(b, k, jacobian=jacobian, spread=spread, seed=h * w)
+    source = torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(k)).to(DEVICE, dtype)
+    got_in, got_motion = kernels.dense_motion_inputs(source, kp_driving, kp_source, use_kernel=True)
+    want_in, want_motion = dense_motion_inputs_reference(source.float(), kp_driving, kp_source)
+    assert got_in.dtype == torch.float32 and got_motion.dtype == torch.float32
+    # The kernel computes in float32 from the same rounded source values, so float32 tolerances apply throughout.
+    assert_close(got_motion, want_motion, torch.float32, "motions")
+    assert_close(got_in, want_in, torch.float32, "hourglass input")
+
+
+@needs_triton
+def test_dense_motion_inputs_kernel_with_degenerate_jacobians() -> None:
+    """Near-singular driving jacobians send the sparse motions far outside the image: zeros, as in grid_sample."""
+    kp_driving, kp_source = _keypoints(1, 4, jacobian=True, seed=3)
+    kp_driving = Keypoints(kp_driving.value, kp_driving.jacobian * torch.tensor([1.0, 1e-6], device=DEVICE)[:, None])
+    source = torch.rand(1, 3, 11, 13, device=DEVICE)
+    got_in, got_motion = kernels.dense_motion_inputs(source, kp_driving, kp_source, use_kernel=True)
+    want_in, want_motion = dense_motion_inputs_reference(source, kp_driving, kp_source)
+    assert want_motion.abs().max() > 100  # the case is real: coordinates far outside [-1, 1]
+    assert torch.isfinite(got_in).all()
+    assert_close(got_in, want_in, torch.float32, "hourglass input")
+
+
+DEFORM_SHAPES = [  # B (deformation), B (features), C, H, W, occlusion, channels_last, deformation size
+    (1, 1, 40, 13, 19, True, False, None),
+    (3, 1, 17, 8, 8, True, True, None),
+    (2, 2, 5, 11, 7, False, False, None),
+    (1, 1, 16, 16, 12, True, False, (8, 6)),
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("shape", DEFORM_SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + ("-cl" if s[6] else ""))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_deform_features_kernel_matches_reference(shape: tuple, dtype: torch.dtype) -> None:
+    b, bf, c, h, w, occlusion, channels_last, deform_size = shape
+    gen = torch.Generator().manual_seed(c * h)
+    features = torch.randn(bf, c, h, w, generator=gen).to(DEVICE, dtype)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    dh, dw = deform_size or (h, w)
+    deformation = (torch.rand(b, dh, dw, 2, generator=gen) * 2.6 - 1.3).to(DEVICE)  # some samples outside
+    occlusion_map = torch.rand(b, 1, dh, dw, generator=gen).to(DEVICE) if occlusion else None
+    got = kernels.deform_features(features, deformation, occlusion_map, use_kernel=True)
+    want = deform_features_reference(features.float(), deformation, occlusion_map)
+    assert got.dtype == dtype
+    if channels_last:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    assert_close(got, want, dtype, "deformed features")
+
+
+def test_switch_follows_the_environment(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv(kernels.ENV_VAR, "0")
+    assert not kernels.kernels_enabled("cuda")
+    monkeypatch.delenv(kernels.ENV_VAR)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert not kernels.kernels_enabled("cpu")  # auto: CUDA only
+    assert kernels.kernels_enabled("cuda") == kernels.triton_available()
+    monkeypatch.setenv(kernels.ENV_VAR, "1")
+    with caplog.at_level(logging.WARNING, logger="kernels"):
+        assert not kernels.kernels_enabled("cpu")  # asked for, but Triton cannot run on CPU tensors natively
+    if kernels.triton_available():
+        assert "TRITON_INTERPRET" in caplog.text
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        assert kernels.kernels_enabled("cpu")
+        monkeypatch.setenv(kernels.ENV_VAR, "auto")
+        assert not kernels.kernels_enabled("cpu")  # auto never picks the interpreter
+    monkeypatch.setenv(kernels.ENV_VAR, "sometimes")  # not understood: warned about, then auto
+    with caplog.at_level(logging.WARNING, logger="kernels"):
+        assert not kernels.kernels_enabled("cpu")
+    assert "'sometimes' is not 0, 1 or auto" in caplog.text
+
+
+def test_reference_is_used_when_triton_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With triton reported missing the switch says no even when asked, and the ops run their references."""
+    monkeypatch.setenv(kernels.ENV_VAR, "1")
+    monkeypatch.setattr(kernels, "triton_available", lambda: False)
+    assert not kernels.kernels_enabled("cuda")
+    kp_driving, kp_source = _keypoints(1, 2, jacobian=True)
+    source = torch.rand(1, 3, 6, 6, device=DEVICE)
+    got = kernels.dense_motion_inputs(source, kp_driving, kp_source)
+    want = dense_motion_inputs_reference(source, kp_driving, kp_source)
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("use_kernel", [pytest.param(True, marks=needs_triton), False], ids=["triton", "reference"])
+@pytest.mark.parametrize("variant", ["tiny", "tiny_zero_order"])
+def test_decode_with_kernels_matches_golden(variant: str, use_kernel: bool) -> None:
+    """The generator decode rebuilt around the fused ops reproduces the original's frame (golden data)."""
+    folder = golden_dir(variant)
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device=str(DEVICE),
+                                        precision="fp32", engine="eager", motion=MotionOptions(relative=False))
+    expected = np.load(folder / "expected.npz")
+    animator.set_source(read_rgb(folder / "source.png"))
+    jac = expected.get("kp_norm_absolute_2_jacobian")
+    kp = Keypoints(torch.from_numpy(expected["kp_norm_absolute_2_value"]).to(DEVICE),
+                   None if jac is None else torch.from_numpy(jac).to(DEVICE))
+    state = animator.generator.encode_source(animator.to_tensor(read_rgb(folder / "source.png")))
+    with torch.inference_mode():
+        out = decode_with_kernels(animator.generator, state, kp, animator.kp_source, use_kernel=use_kernel)
+    for key in ("prediction", "mask", "occlusion_map"):
+        name = f"absolute_2_{key}"
+        if name not in expected:
+            assert key not in out
+            continue
+        err = np.abs(out[key].cpu().numpy().astype(np.float64) - expected[name]).max()
+        assert err <= IMAGE_TOL, f"{key}: max abs error {err:.2e} > {IMAGE_TOL:.0e}"
