@@ -49,7 +49,11 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool 
     group.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="auto = CUDA when a GPU is visible, else CPU (default: auto)")
     group.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                       help="generator precision; auto = fp16 on CUDA, fp32 on CPU (default: auto)")
+                       help="generator precision; auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16, "
+                            "AMX), else fp32 (default: auto)")
+    group.add_argument("--engine", default="auto", choices=["auto", "eager", "tensorrt", "onnxruntime"],
+                       help="what runs the FOMM networks; auto = TensorRT on an NVIDIA GPU when torch-tensorrt is "
+                            "installed and passes its self-check, else PyTorch eager (default: auto)")
     motion = group.add_mutually_exclusive_group()
     motion.add_argument("--relative", dest="relative", action="store_true", default=True,
                         help="move the source by the driving motion relative to the neutral pose (default)")
@@ -151,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH", help="write every figure here (fields: see the README)")
     bench.add_argument("--plot", metavar="PATH.png", help="latency-per-stage bars and per-frame latency histogram")
     bench.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    export = sub.add_parser(
+        "export", help="export the keypoint detector and the per-frame generator to ONNX, checked with ONNX Runtime",
+        description="Write kp_detector.onnx and generator.onnx (the generator takes the cached source features "
+                    "and keypoints as inputs) into --onnx DIR, then run both with ONNX Runtime and compare every "
+                    "output with PyTorch (fp32, within 1e-4).",
+    )
+    export.add_argument("--checkpoint", required=True, metavar="CKPT", help=CHECKPOINT_HELP)
+    export.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
+                        help=f"config or preset: {PRESET_HELP} (default: vox-256)")
+    export.add_argument("--onnx", required=True, metavar="DIR", help="output folder (created if needed)")
+    export.add_argument("--source", metavar="IMG", help="trace with this photo as the cached source (default: a "
+                                                        "fixed pseudo-random image)")
+    export.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")
+    export.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     doctor = sub.add_parser("doctor", help="check this set-up and say what to fix",
                             description="Check Python and packages, the bundled face models, cameras, the virtual "
                                         "camera, the display, the GPU and TensorRT, a checkpoint (with --checkpoint) "
@@ -208,7 +226,7 @@ def load_animator(args: argparse.Namespace):
 
     try:
         animator = Animator.from_checkpoint(args.checkpoint, args.config, device=args.device,
-                                            precision=args.precision,
+                                            precision=args.precision, engine=args.engine,
                                             motion=MotionOptions(relative=args.relative, adapt_scale=args.adapt_scale))
     except (CheckpointError, ConfigError) as err:
         raise UserError(str(err)) from err
@@ -479,7 +497,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "animate": cmd_animate, "demo": cmd_demo, "bench": cmd_bench, "doctor": cmd_doctor}
+def cmd_export(args: argparse.Namespace) -> int:
+    from live.media import read_image
+    from models import Animator, CheckpointError, ConfigError
+    from models.export import ExportError, export_onnx
+
+    try:
+        animator = Animator.from_checkpoint(args.checkpoint, args.config, device="cpu", precision="fp32",
+                                            engine="eager")
+    except (CheckpointError, ConfigError) as err:
+        raise UserError(str(err)) from err
+    if args.source:
+        animator.set_source(read_image(args.source))
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # the exporter logs every optimisation pass
+    try:
+        paths = export_onnx(animator, args.onnx, verify=not args.no_verify)
+    except ImportError as err:
+        raise UserError(f"ONNX export needs the onnx, onnxscript and onnxruntime packages ({err.name} is missing): "
+                        "pip install -e '.[test]'") from err
+    except ExportError as err:
+        raise UserError(f"export failed: {err}") from err
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    print("checked with ONNX Runtime against PyTorch" if not args.no_verify else "not checked (--no-verify)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "animate": cmd_animate, "demo": cmd_demo, "bench": cmd_bench, "export": cmd_export,
+            "doctor": cmd_doctor}
 
 
 _interrupts = 0

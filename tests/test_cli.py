@@ -158,3 +158,25 @@ def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path) -> None:
     assert len(face) == len(none) == 12
     a, b = read_rgb(face[6]).astype(int), read_rgb(none[6]).astype(int)
     assert a.shape == (256, 256, 3) and np.abs(a - b).mean() > 1
+
+
+def test_export_command_writes_checked_onnx(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("onnxruntime", reason="the export is checked with ONNX Runtime")
+    folder = golden_dir("tiny")
+    out = tmp_path / "onnx"
+    assert main(["export", "--checkpoint", str(folder / "checkpoint.pth.tar"), "--config",
+                 str(folder / "config.yaml"), "--onnx", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "checked with ONNX Runtime against PyTorch" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "kp_detector.onnx"]
+
+
+def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnxruntime engine needs it")
+    out = tmp_path / "frames"
+    assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(out),
+                 "--no-label", "--engine", "onnxruntime"]) == 0
+    expected = np.load(golden_dir("tiny") / "expected.npz")
+    got = read_rgb(out / "00002.png").astype(np.int32)
+    want = np.round(expected["relative_2_prediction"][0].transpose(1, 2, 0) * 255).astype(np.int32)
+    assert np.abs(got - want).max() <= 1
