@@ -68,8 +68,9 @@ def parse_camera(spec: str | int) -> int | str:
     return int(spec) if spec.strip().isdigit() else spec
 
 
-def list_cameras(max_index: int = 8) -> list[int]:
-    """Indices of the camera devices that open (a quick probe; slow drivers may take a moment each)."""
+def probe_cameras(max_index: int = 8) -> list[tuple[int, int, int, float]]:
+    """(index, width, height, fps) of each camera device that opens, at its default mode (a quick probe; slow
+    drivers may take a moment each)."""
     cv = cv2()
     found = []
     with silent_opencv_log():
@@ -77,10 +78,16 @@ def list_cameras(max_index: int = 8) -> list[int]:
             cap = cv.VideoCapture(index)
             try:
                 if cap.isOpened():
-                    found.append(index)
+                    found.append((index, int(cap.get(cv.CAP_PROP_FRAME_WIDTH)),
+                                  int(cap.get(cv.CAP_PROP_FRAME_HEIGHT)), float(cap.get(cv.CAP_PROP_FPS))))
             finally:
                 cap.release()
     return found
+
+
+def list_cameras(max_index: int = 8) -> list[int]:
+    """Indices of the camera devices that open."""
+    return [index for index, *_ in probe_cameras(max_index)]
 
 
 @contextlib.contextmanager

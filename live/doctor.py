@@ -73,21 +73,9 @@ def check_face_models() -> Check:
 
 
 def check_cameras(max_index: int = 4) -> Check:
-    from live.capture import silent_opencv_log
-    from live.media import cv2
+    from live.capture import probe_cameras
 
-    cv = cv2()
-    found = []
-    with silent_opencv_log():
-        for index in range(max_index):
-            cap = cv.VideoCapture(index)
-            try:
-                if cap.isOpened():
-                    w, h = int(cap.get(cv.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv.CAP_PROP_FRAME_HEIGHT))
-                    fps = cap.get(cv.CAP_PROP_FPS)
-                    found.append(f"{index} ({w}x{h} @ {fps:.3g} fps)")
-            finally:
-                cap.release()
+    found = [f"{index} ({w}x{h} @ {fps:.3g} fps)" for index, w, h, fps in probe_cameras(max_index)]
     if not found:
         return Check(WARN, "cameras", f"none opens (indices 0-{max_index - 1}); a video file works with --camera PATH")
     return Check(OK, "cameras", ", ".join(found))

@@ -373,8 +373,8 @@ class LivePipeline:
             out_queue.close()
 
     # --------------------------------------------------------------------------------------------------- run
-    def _send(self, frame: np.ndarray, info: FrameInfo) -> None:
-        t0 = time.perf_counter()
+    def _deliver(self, frame: np.ndarray, info: FrameInfo) -> None:
+        """Hand a frame to every sink; a sink that fails is logged, closed and dropped, the others go on."""
         for sink in list(self.sinks):
             try:
                 sink.send(frame, info)
@@ -382,6 +382,10 @@ class LivePipeline:
                 logger.error("output %s failed and is closed: %s: %s", sink.name, type(err).__name__, err)
                 self.sinks.remove(sink)
                 _close_quietly(sink)
+
+    def _send(self, frame: np.ndarray, info: FrameInfo) -> None:
+        t0 = time.perf_counter()
+        self._deliver(frame, info)
         if self.window is not None:
             self.window.send(frame, info)
         now = time.perf_counter()
@@ -401,13 +405,7 @@ class LivePipeline:
         frame, info = last
         repeat = FrameInfo(info.index, now, face=False, animated=False, status=["camera lost: reconnecting"],
                            crop_box=info.crop_box)
-        for sink in list(self.sinks):
-            try:
-                sink.send(frame, repeat)
-            except Exception as err:  # noqa: BLE001 - one failing output must not stop the others
-                logger.error("output %s failed and is closed: %s: %s", sink.name, type(err).__name__, err)
-                self.sinks.remove(sink)
-                _close_quietly(sink)
+        self._deliver(frame, repeat)
         if self.window is not None:
             self.window.send(frame, FrameInfo(info.index, now, preview=draw_text_lines(frame, repeat.status)))
         self.stats.count("frames_repeated")
