@@ -52,7 +52,7 @@ def run_pipeline_benchmark(make_backend: Callable[[], Backend], clip: str | Path
     finally:
         if own_detector:
             detector.close()
-    summary["end_to_end_samples_ms"] = [round(v, 3) for v in pipeline.stats.end_to_end]
+    summary["end_to_end_samples_ms"] = [round(float(v), 3) for v in pipeline.stats.end_to_end_values()[0]]
     summary["wall_s"] = round(wall, 3)
     summary["achieved_fps"] = round(summary["frames_out"] / wall, 2) if wall > 0 else 0.0
     summary["mode"] = "realtime" if realtime else "unpaced"
@@ -63,13 +63,13 @@ def run_pipeline_benchmark(make_backend: Callable[[], Backend], clip: str | Path
 
 class _ProgressSink(RecordingSink):
     def __init__(self, progress: Callable[[int], None] | None) -> None:
-        super().__init__(keep_frames=False)
+        super().__init__(keep_frames=False, keep_infos=False)
         self.progress = progress
 
     def send(self, frame, info) -> None:
         super().send(frame, info)
         if self.progress is not None:
-            self.progress(len(self.infos))
+            self.progress(self.count)
 
 
 def main(argv: list[str] | None = None) -> int:

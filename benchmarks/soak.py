@@ -17,8 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def rss_mb() -> float:
     """Resident memory of this process in MB."""
@@ -52,15 +50,14 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
         made = factory()
         pipeline = LivePipeline(OpenCVSource(clip), made, prepare_avatars([("s", read_image(DEFAULT_PORTRAIT))],
                                                                             made.size, detector),
-                                [RecordingSink(keep_frames=False)],
+                                [RecordingSink(keep_frames=False, keep_infos=False)],
                                 options=PipelineOptions(realtime=True, loop=True), detector=detector, stats=stats)
         start = time.perf_counter()
 
         def sampler() -> None:
             while not pipeline.stop_event.wait(sample_seconds):
                 elapsed = time.perf_counter() - start
-                with stats._lock:
-                    count = len(stats.end_to_end)
+                count = stats.end_to_end_values()[1]
                 samples.append({"t_s": round(elapsed, 1), "rss_mb": round(rss_mb(), 1), "frames_out": count})
                 if elapsed >= minutes * 60:
                     pipeline.stop_event.set()
@@ -69,7 +66,9 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
         thread.start()
         pipeline.run()
         thread.join(timeout=sample_seconds * 2)
-    e2e = np.array(stats.end_to_end)
+    e2e, total = stats.end_to_end_values()
+    if total != len(e2e):
+        raise RuntimeError(f"the soak outran the stats window ({total} frames); use a shorter run")
     first = [s for s in samples if s["t_s"] <= 60]
     last = [s for s in samples if s["t_s"] >= samples[-1]["t_s"] - 60] if samples else []
 

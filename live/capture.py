@@ -28,6 +28,9 @@ from live.stats import PipelineStats
 logger = logging.getLogger(__name__)
 
 
+STREAM_TIMEOUT_MS = 5000  # a network stream silent this long is treated as lost
+
+
 @dataclass
 class CapturedFrame:
     """A frame as captured.
@@ -124,7 +127,13 @@ class OpenCVSource:
             raise UserError(f"camera or video not found: {self.spec}")
         if isinstance(self.spec, str) and self.is_file and not Path(self.spec).is_file():
             raise UserError(f"{self.spec} is a folder, not a video")
-        self.cap = cv.VideoCapture(self.spec)
+        if isinstance(self.spec, str) and "://" in self.spec:
+            # A stream that stalls would block read() for ever; with a timeout it reads as lost, and the loop
+            # reconnects while the outputs keep the last frame.
+            self.cap = cv.VideoCapture(self.spec, cv.CAP_FFMPEG, [cv.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                                  cv.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            self.cap = cv.VideoCapture(self.spec)
         if not self.cap.isOpened():
             self.cap.release()
             if isinstance(self.spec, int):

@@ -257,7 +257,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
     from live.calibration import BestFrameSelector
     from live.compose import add_label
-    from live.face import FaceDetector, crop_source_image
+    from live.face import FaceDetector, centre_crop_box, crop_source_image, crop_square
     from live.media import copy_audio, open_driving, open_writer, read_image
 
     source = read_image(args.source)
@@ -271,6 +271,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
             if warning:
                 logger.warning("%s: %s", args.source, warning)
         backend.set_source(source)
+        # Shown until a first driving face is seen (landmark backend): the photo at the output size.
+        placeholder = crop_square(source, centre_crop_box(*source.shape[:2]), backend.size)
         neutral = None
         if args.find_best_frame:
             source_faces = detector.detect(source)
@@ -305,7 +307,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
                     if not backend.calibrated:  # without --find-best-frame the first driving frame is the neutral
                         backend.calibrate(motion)
                     last = backend.render(motion)
-                result = last if last is not None else source
+                result = last if last is not None else placeholder
                 writer.write(result if args.no_label else add_label(result))
                 count += 1
         finally:

@@ -396,15 +396,21 @@ class LivePipeline:
     def _on_lost(self, lost: bool) -> None:
         self.camera_lost = lost
 
-    def _repeat_last(self, last: tuple[np.ndarray, FrameInfo] | None, fps: float, last_sent_at: float) -> float:
-        """While the camera is lost, keep sending the last frame at the output rate so viewers see a still picture,
-        not a frozen or dropped call. Returns when a frame was last sent."""
+    def _repeat_last(self, last: tuple[np.ndarray, FrameInfo] | None, fps: float, last_real_at: float,
+                     last_sent_at: float) -> float:
+        """While a live source is lost or silent (a stalled stream, a camera gone), keep sending the last frame at
+        the output rate, so a meeting shows a still picture instead of freezing. Returns when a frame was last sent.
+
+        Silent means no new frame for ``max(0.25 s, 3 frames)``: a slow model (a few frames a second) is not a stall.
+        """
         now = time.perf_counter()
-        if not self.camera_lost or last is None or now - last_sent_at < 1.0 / fps:
+        live = self.options.realtime or not self.source.is_file
+        stalled = live and now - last_real_at > max(0.25, 3.0 / fps)
+        if last is None or not (self.camera_lost or stalled) or now - last_sent_at < 1.0 / fps:
             return last_sent_at
         frame, info = last
-        repeat = FrameInfo(info.index, now, face=False, animated=False, status=["camera lost: reconnecting"],
-                           crop_box=info.crop_box)
+        status = ["camera lost: reconnecting" if self.camera_lost else "waiting for the camera"]
+        repeat = FrameInfo(info.index, now, face=False, animated=False, status=status, crop_box=info.crop_box)
         self._deliver(frame, repeat)
         if self.window is not None:
             self.window.send(frame, FrameInfo(info.index, now, preview=draw_text_lines(frame, repeat.status)))
@@ -425,7 +431,7 @@ class LivePipeline:
         processing = threading.Thread(target=self._process_loop, args=(in_queue, out_queue), name="processing",
                                       daemon=True)
         fps = self.options.fps or self.source.fps or 30.0
-        last, last_sent_at = None, 0.0
+        last, last_real_at, last_sent_at = None, 0.0, 0.0
         capture.start()
         processing.start()
         try:
@@ -439,10 +445,11 @@ class LivePipeline:
                 if item is None:
                     if out_queue.closed or self.stop_event.is_set():
                         break
-                    last_sent_at = self._repeat_last(last, fps, last_sent_at)
+                    last_sent_at = self._repeat_last(last, fps, last_real_at, last_sent_at)
                     continue
                 self._send(*item)
-                last, last_sent_at = item, time.perf_counter()
+                last, last_real_at = item, time.perf_counter()
+                last_sent_at = last_real_at
         finally:
             self.stop_event.set()
             in_queue.close()

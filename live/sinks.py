@@ -73,22 +73,27 @@ class RecordingSink:
     """Keeps every frame (and its info) in memory: for tests and benchmarks.
 
     Args:
-        keep_frames: Store copies of the frames (False: only the infos, for long runs).
+        keep_frames: Store copies of the frames.
+        keep_infos: Store the frames' infos (both off: only count, for long runs).
     """
 
     name = "recording"
 
-    def __init__(self, *, keep_frames: bool = True) -> None:
+    def __init__(self, *, keep_frames: bool = True, keep_infos: bool = True) -> None:
         self.keep_frames = keep_frames
+        self.keep_infos = keep_infos
         self.frames: list[np.ndarray] = []
         self.infos: list[FrameInfo] = []
+        self.count = 0
         self.closed = 0
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
         check_frame(frame)
+        self.count += 1
         if self.keep_frames:
             self.frames.append(frame.copy())
-        self.infos.append(info)
+        if self.keep_infos:
+            self.infos.append(info)
 
     def close(self) -> None:
         self.closed += 1

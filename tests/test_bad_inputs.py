@@ -212,3 +212,28 @@ def test_second_interrupt_exits_at_once(monkeypatch: pytest.MonkeyPatch, capsys)
     cli._on_interrupt(2, None)  # the second: out now
     assert exits == [130]
     assert "may be cut short" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["truncated", "malicious"])
+def test_bad_checkpoint_through_the_command(kind: str, clip: Path, tmp_path: Path, capsys) -> None:
+    """A cut-short checkpoint and one whose pickle would run code: one line each, and the payload never runs."""
+    import torch
+    from conftest import golden_dir
+
+    path = tmp_path / "model.pth.tar"
+    marker = tmp_path / "PWNED"
+    if kind == "truncated":
+        data = (golden_dir("tiny") / "checkpoint.pth.tar").read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    else:
+        class Payload:
+            def __reduce__(self):
+                return (os.system, (f"touch {marker}",))
+
+        torch.save({"generator": Payload(), "kp_detector": {}}, path)
+    code, err = run(["--camera", str(clip), "--checkpoint", str(path)], tmp_path / "o.mp4", capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and "Traceback" not in err
+    assert ("truncated or corrupt" in last) if kind == "truncated" else ("refused" in last and "load code" in last)
+    assert not marker.exists(), "the pickle's payload never ran"
+    assert not (tmp_path / "o.mp4").exists()

@@ -420,7 +420,7 @@ def test_models_never_unpickle_unsafely():
     loads = 0
     for source in sources:
         text = source.read_text(encoding="utf-8")
-        assert not re.search(r"weights_only\s*=\s*False", text), f"{source} sets weights_only=False"
+        assert not re.search(r"weights_only\s*=\s*False", text), f"{source} turns weights-only loading off"
         assert not re.search(r"\bpickle\.(load|loads|Unpickler)\b", text), f"{source} unpickles directly"
         for call in re.finditer(r"torch\.load\(([^)]*)\)", text):
             loads += 1

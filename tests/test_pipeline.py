@@ -312,9 +312,11 @@ def test_lost_camera_reconnects_and_the_output_keeps_going(detector) -> None:
     assert opened == ["fail", "fail", "ok"]
     assert summary["frames_in"] == 25
     assert summary["frames_out"] + summary["frames_dropped"] == 25
-    lost = [info for info in sink.infos if "camera lost: reconnecting" in info.status]
-    assert lost, "while the camera is gone the last frame is repeated, marked as such"
-    assert sink.infos[-1].index == 24 and "camera lost: reconnecting" not in sink.infos[-1].status
+    repeats = [info for info in sink.infos if info.status and info.status[0] in ("camera lost: reconnecting",
+                                                                                 "waiting for the camera")]
+    assert repeats, "while the camera is gone the last frame is repeated, marked as such"
+    assert summary["frames_repeated"] == len(repeats)
+    assert sink.infos[-1].index == 24 and not sink.infos[-1].status
     assert not pipeline.camera_lost
 
 
@@ -363,3 +365,63 @@ def test_sigterm_finalises_the_recording(clip: Path, tmp_path: Path) -> None:
     with av.open(str(out)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames > 5
+
+
+def test_hotkeys_change_the_loop_state(detector) -> None:
+    """Every hotkey of the help text does what it says (applied between frames, as in the live loop)."""
+    from live.hotkeys import HOTKEYS
+
+    backend = tiny_backend()
+    pipeline = LivePipeline(ListSource(moving_frames(2, still=2)), backend,
+                            prepare_avatars([("a", portrait()), ("b", portrait()[:, ::-1].copy())], backend.size,
+                                            detector), [RecordingSink()], detector=detector)
+    keys = {k for key, _ in HOTKEYS for k in key.replace("/", " ").split()}
+    assert {"c", "1-9", "n", "p", "b", "o", "w", "s", "arrows", "r", "m", "i", "h", "q", "Esc"} <= keys
+    apply = pipeline._apply_key
+    apply("2")
+    assert pipeline.avatar_index == 1
+    apply("n")
+    assert pipeline.avatar_index == 0
+    apply("p")
+    assert pipeline.avatar_index == 1
+    apply("9")  # no ninth avatar: nothing happens
+    assert pipeline.avatar_index == 1
+    pipeline.calibrator.cancel()
+    apply("c")
+    assert pipeline.calibrator.pending
+    for key, attribute in (("b", "best_frame"), ("o", "show_camera"), ("m", "mirror"), ("i", "show_timing"),
+                           ("h", "show_help")):
+        before = getattr(pipeline, attribute)
+        apply(key)
+        assert getattr(pipeline, attribute) != before, key
+    apply("w")
+    assert pipeline.tracker.zoom > 1
+    apply("s")
+    apply("s")
+    assert pipeline.tracker.zoom < 1
+    apply("right")
+    apply("up")
+    assert pipeline.tracker.offset[0] > 0 and pipeline.tracker.offset[1] < 0
+    apply("r")
+    assert pipeline.tracker.zoom == 1 and not pipeline.tracker.offset.any()
+    pipeline.post_key("esc")
+    assert pipeline.stop_event.is_set()
+
+
+def test_stats_memory_is_bounded_and_percentiles_cover_the_recent_window() -> None:
+    """A live session runs for hours: stats keep a fixed window of samples, and `frames_*` still count them all."""
+    from live.stats import PipelineStats, RingBuffer
+
+    ring = RingBuffer(5)
+    for v in range(12):
+        ring.append(float(v))
+    assert ring.values().tolist() == [7.0, 8.0, 9.0, 10.0, 11.0] and ring.total == 12 and ring.last() == 11.0
+    stats = PipelineStats(window=100)
+    for i in range(1000):
+        stats.add("generator", 1000.0 if i < 900 else 10.0)  # an old slow stretch, then fast
+        stats.add_end_to_end(5.0)
+        stats.count("frames_out")
+    summary = stats.summary()
+    assert summary["frames_out"] == 1000
+    assert summary["stages_ms"]["generator"]["count"] == 100
+    assert summary["stages_ms"]["generator"]["p99"] == 10.0, "only the recent window is described"

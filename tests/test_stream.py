@@ -1,0 +1,96 @@
+"""A network stream that stalls: with the read timeout it reads as lost, the loop reconnects, and the outputs keep
+getting the last frame meanwhile. The stream is an MJPEG-over-HTTP server on the loopback interface."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+from clips import moving_frames, portrait
+
+import live.capture as capture
+from live.capture import OpenCVSource
+from live.face import FaceDetector
+from live.media import cv2
+from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.sinks import RecordingSink
+
+
+def _jpegs(n: int) -> list[bytes]:
+    cv = cv2()
+    return [cv.imencode(".jpg", f[..., ::-1])[1].tobytes() for f in moving_frames(n, still=n)]
+
+
+class MjpegServer:
+    """Serves multipart/x-mixed-replace JPEG frames at 25 fps; the first connection stalls after ``stall_after``
+    frames (keeps the socket open, sends nothing), later ones stream without end."""
+
+    def __init__(self, stall_after: int) -> None:
+        frames = _jpegs(10)
+        self.connections = 0
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                server.connections += 1
+                first = server.connections == 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                sent = 0
+                try:
+                    while not server.stop.is_set():
+                        if first and sent >= stall_after:
+                            server.stop.wait(0.1)  # stalled: connected, silent
+                            continue
+                        jpeg = frames[sent % len(frames)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        sent += 1
+                        time.sleep(0.04)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> MjpegServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_stalled_stream_is_lost_then_reconnected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_pipeline import tiny_backend
+
+    monkeypatch.setattr(capture, "STREAM_TIMEOUT_MS", 1500)
+    with MjpegServer(stall_after=15) as server, FaceDetector() as detector:
+        try:
+            source = OpenCVSource(server.url)
+        except Exception as err:  # noqa: BLE001 - this OpenCV build may lack FFmpeg's HTTP/MJPEG support
+            pytest.skip(f"OpenCV cannot open an MJPEG HTTP stream here ({err})")
+        backend = tiny_backend()
+        sink = RecordingSink(keep_frames=False)
+        pipeline = LivePipeline(source, backend, prepare_avatars([("a", portrait())], backend.size, detector), [sink],
+                                options=PipelineOptions(max_frames=40, fps=25), detector=detector,
+                                reopen=lambda: OpenCVSource(server.url))
+        started = time.perf_counter()
+        pipeline.run()
+        elapsed = time.perf_counter() - started
+    summary = pipeline.stats.summary()
+    assert server.connections >= 2, "the loop reconnected after the stall"
+    assert summary["frames_in"] == 40
+    assert summary["frames_repeated"] > 0, "the outputs kept getting the last frame while the stream was silent"
+    assert elapsed < 30, "the stall was detected by the read timeout, not waited out"
