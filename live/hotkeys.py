@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 HOTKEYS: list[tuple[str, str]] = [
-    ("c", "recalibrate: take the current face as the neutral pose"),
+    ("c", "recalibrate: take this face as the neutral pose"),
     ("1-9", "pick avatar"),
     ("n / p", "next / previous avatar"),
-    ("b", "best-frame mode on/off (neutral = frame that best matches the photo's pose)"),
+    ("b", "best-frame mode: neutral = best match to the photo"),
     ("o", "show the camera beside the avatar"),
     ("w / s", "zoom the crop in / out"),
     ("arrows", "move the crop"),

@@ -196,9 +196,14 @@ class WindowSink:
         except self.cv.error as err:
             raise SinkUnavailable(f"the preview window cannot open ({str(err).strip()[:100]})") from err
         self._closed = False
+        self._size: tuple[int, int] | None = None
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
         shown = info.preview if info.preview is not None else frame
+        size = (shown.shape[1], shown.shape[0])
+        if size != self._size:  # fit the window to the picture (the camera view beside it changes the width)
+            self._size = size
+            self.cv.resizeWindow(self.title, *size)
         self.cv.imshow(self.title, self.cv.cvtColor(shown, self.cv.COLOR_RGB2BGR))
 
     def poll_keys(self) -> list[str]:
