@@ -15,6 +15,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from kernels.bilinear import bilinear_taps
+
 BLOCK_C = 16
 BLOCK_P = 64
 
@@ -31,28 +33,7 @@ def _deform_kernel(feat_ptr, grid_ptr, occ_ptr, out_ptr, C, H, W, sf_b, sf_c, sf
     gp = grid_ptr + (b * hw + offs) * 2  # deformation is contiguous B x H x W x 2
     gx = tl.load(gp, mask=valid_p, other=0.0).to(tl.float32)
     gy = tl.load(gp + 1, mask=valid_p, other=0.0).to(tl.float32)
-    ix = ((gx + 1.0) * W - 1.0) * 0.5  # align_corners=False unnormalisation
-    iy = ((gy + 1.0) * H - 1.0) * 0.5
-    ix = tl.minimum(tl.maximum(ix, -2.0), W + 1.0)  # beyond one pixel outside is zero anyway; keeps int casts defined
-    iy = tl.minimum(tl.maximum(iy, -2.0), H + 1.0)
-    x0f = tl.floor(ix)
-    y0f = tl.floor(iy)
-    wx1 = ix - x0f
-    wy1 = iy - y0f
-    wx0 = 1.0 - wx1
-    wy0 = 1.0 - wy1
-    x0 = x0f.to(tl.int32)
-    y0 = y0f.to(tl.int32)
-    x1 = x0 + 1
-    y1 = y0 + 1
-    in_x0 = (x0 >= 0) & (x0 < W)
-    in_x1 = (x1 >= 0) & (x1 < W)
-    in_y0 = (y0 >= 0) & (y0 < H)
-    in_y1 = (y1 >= 0) & (y1 < H)
-    cx0 = tl.minimum(tl.maximum(x0, 0), W - 1)
-    cx1 = tl.minimum(tl.maximum(x1, 0), W - 1)
-    cy0 = tl.minimum(tl.maximum(y0, 0), H - 1)
-    cy1 = tl.minimum(tl.maximum(y1, 0), H - 1)
+    cx0, cx1, cy0, cy1, wx0, wx1, wy0, wy1, in_x0, in_x1, in_y0, in_y1 = bilinear_taps(gx, gy, H, W)
 
     chans = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     valid_c = chans < C

@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.bilinear import bilinear_taps
 from models.blocks import KP_VARIANCE
 from models.keypoint_detector import Keypoints
 from models.motion import inverse_2x2
@@ -25,31 +26,9 @@ BLOCK = 256
 
 
 @triton.jit
-def _bilinear_zero_pad(base_ptr, ix, iy, H, W, valid):
-    """Bilinear sample of one H x W plane at unnormalised (ix, iy), zero outside; float32."""
-    # Anything beyond one pixel outside samples zero; clamping there first keeps the int conversion defined for
-    # huge coordinates (a degenerate jacobian) without changing a result.
-    ix = tl.minimum(tl.maximum(ix, -2.0), W + 1.0)
-    iy = tl.minimum(tl.maximum(iy, -2.0), H + 1.0)
-    x0f = tl.floor(ix)
-    y0f = tl.floor(iy)
-    wx1 = ix - x0f
-    wy1 = iy - y0f
-    wx0 = 1.0 - wx1
-    wy0 = 1.0 - wy1
-    x0 = x0f.to(tl.int32)
-    y0 = y0f.to(tl.int32)
-    x1 = x0 + 1
-    y1 = y0 + 1
-    in_x0 = (x0 >= 0) & (x0 < W)
-    in_x1 = (x1 >= 0) & (x1 < W)
-    in_y0 = (y0 >= 0) & (y0 < H)
-    in_y1 = (y1 >= 0) & (y1 < H)
-    # Clamped indices keep every pointer inside the plane; the masks zero what lies outside.
-    cx0 = tl.minimum(tl.maximum(x0, 0), W - 1)
-    cx1 = tl.minimum(tl.maximum(x1, 0), W - 1)
-    cy0 = tl.minimum(tl.maximum(y0, 0), H - 1)
-    cy1 = tl.minimum(tl.maximum(y1, 0), H - 1)
+def _bilinear_zero_pad(base_ptr, gx, gy, H, W, valid):
+    """Bilinear sample of one H x W plane at normalised (gx, gy), zero outside; float32."""
+    cx0, cx1, cy0, cy1, wx0, wx1, wy0, wy1, in_x0, in_x1, in_y0, in_y1 = bilinear_taps(gx, gy, H, W)
     v00 = tl.load(base_ptr + cy0 * W + cx0, mask=valid & in_y0 & in_x0, other=0.0).to(tl.float32)
     v01 = tl.load(base_ptr + cy0 * W + cx1, mask=valid & in_y0 & in_x1, other=0.0).to(tl.float32)
     v10 = tl.load(base_ptr + cy1 * W + cx0, mask=valid & in_y1 & in_x0, other=0.0).to(tl.float32)
@@ -98,10 +77,8 @@ def _dense_motion_inputs_kernel(src_ptr, kpd_ptr, kps_ptr, jac_ptr, hourglass_pt
     tl.store(motion_base + 1, my, mask=valid)
     out_base = hourglass_ptr + (b * (K + 1) + k) * (C + 1) * hw  # channel k * (C+1) of B x (K+1)(C+1) x H x W
     tl.store(out_base + offs, heat, mask=valid)
-    ix = ((mx + 1.0) * W - 1.0) * 0.5  # align_corners=False unnormalisation
-    iy = ((my + 1.0) * H - 1.0) * 0.5
     for c in tl.static_range(C):
-        value = _bilinear_zero_pad(src_ptr + (b * C + c) * hw, ix, iy, H, W, valid)
+        value = _bilinear_zero_pad(src_ptr + (b * C + c) * hw, mx, my, H, W, valid)
         tl.store(out_base + (1 + c) * hw + offs, value, mask=valid)
 
 
