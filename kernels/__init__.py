@@ -87,6 +87,11 @@ def kernels_enabled(device: torch.device | str) -> bool:
     return True
 
 
+def _use(use_kernel: bool | None, device: torch.device) -> bool:
+    """An explicit choice wins; None asks ``kernels_enabled`` for the tensors' device."""
+    return kernels_enabled(device) if use_kernel is None else use_kernel
+
+
 def dense_motion_inputs(source_small: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, *,
                         use_kernel: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The dense motion network's input stage; see ``kernels.reference.dense_motion_inputs_reference``.
@@ -94,9 +99,7 @@ def dense_motion_inputs(source_small: torch.Tensor, kp_driving: Keypoints, kp_so
     Args:
         use_kernel: Force the Triton kernel (True) or the reference (False); None asks ``kernels_enabled``.
     """
-    if use_kernel is None:
-        use_kernel = kernels_enabled(source_small.device)
-    if use_kernel:
+    if _use(use_kernel, source_small.device):
         from kernels.dense_motion import dense_motion_inputs_triton
 
         return dense_motion_inputs_triton(source_small, kp_driving, kp_source)
@@ -110,9 +113,7 @@ def deform_features(features: torch.Tensor, deformation: torch.Tensor, occlusion
     Args:
         use_kernel: Force the Triton kernel (True) or the reference (False); None asks ``kernels_enabled``.
     """
-    if use_kernel is None:
-        use_kernel = kernels_enabled(features.device)
-    if use_kernel:
+    if _use(use_kernel, features.device):
         from kernels.deform import deform_features_triton
 
         return deform_features_triton(features, deformation, occlusion_map)
