@@ -30,6 +30,12 @@ CHECKPOINT_HELP = ("an original First Order Motion Model checkpoint (vox-cpk.pth
                    "taichi-cpk.pth.tar, ...); see the README for where to get one")
 
 
+def add_config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--config``, spelled and explained the same on every command."""
+    parser.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
+                        help=f"original-format config YAML or a preset name: {PRESET_HELP} (default: vox-256)")
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool = False) -> None:
     """Options shared by every subcommand that animates, spelled the same everywhere."""
     group = parser.add_argument_group("model")
@@ -40,8 +46,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool 
     else:
         group.add_argument("--source", required=True, metavar="IMG", help="the photo to animate")
     group.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (required with --backend fomm)")
-    group.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
-                       help=f"original-format config YAML or a preset name: {PRESET_HELP} (default: vox-256)")
+    add_config_option(group)
     group.add_argument("--backend", default="auto", choices=["auto", "fomm", "landmarks"],
                        help="animation backend: fomm (the First Order Motion Model, needs --checkpoint) or landmarks "
                             "(face-mesh warping, no weights, fast on any CPU); auto = fomm when a checkpoint is given, "
@@ -142,8 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "networks get random weights of --config (speed does not depend on the weights).",
     )
     bench.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (default: random weights)")
-    bench.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
-                       help=f"config or preset: {PRESET_HELP} (default: vox-256)")
+    add_config_option(bench)
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                        help="FOMM precision in the pipeline benchmark (the model benchmark runs every precision)")
@@ -162,8 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "output with PyTorch (fp32, within 1e-4).",
     )
     export.add_argument("--checkpoint", required=True, metavar="CKPT", help=CHECKPOINT_HELP)
-    export.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
-                        help=f"config or preset: {PRESET_HELP} (default: vox-256)")
+    add_config_option(export)
     export.add_argument("--onnx", required=True, metavar="DIR", help="output folder (created if needed)")
     export.add_argument("--source", metavar="IMG", help="trace with this photo as the cached source (default: a "
                                                         "fixed pseudo-random image)")

@@ -195,7 +195,7 @@ class LivePipeline:
         self.error: str | None = None
         self.events: list[tuple[int, str]] = []  # (input frame index, what happened): calibrations, switches
         self._stage_errors: dict[str, int] = {}
-        self._last_output: tuple[np.ndarray, np.ndarray] | None = None  # (animated square frame, camera crop)
+        self._last_square: np.ndarray | None = None  # the last animated frame, held while no face is in view
         self._frame_index = -1
         self._select_avatar(0)
 
@@ -298,18 +298,14 @@ class LivePipeline:
             if self.backend.calibrated:
                 square = self._timed("generator", lambda: self.backend.render(motion))
                 animated = True
-                self._last_output = (square, crop)
+                self._last_square = square
             else:
                 square = self.avatars[self.avatar_index].crop
                 status.append("hold still: calibrating" if self.calibrator.pending else "press c to calibrate")
-        elif self._last_output is not None:
-            square = self._last_output[0]
         else:
-            square = self.avatars[self.avatar_index].crop
+            square = self._held_square()
         t0 = time.perf_counter()
-        out = fit_to_output(square, *self.output_size)
-        if self.options.label:
-            out = add_label(out)
+        out = self._compose(square)
         preview = self._preview(out, crop, status) if self.window is not None else None
         self.stats.add("compose", (time.perf_counter() - t0) * 1000)
         info = FrameInfo(item.index, item.captured_at, face=motion is not None, animated=animated, preview=preview,
@@ -335,13 +331,19 @@ class LivePipeline:
             shown = draw_text_lines(shown, help_lines(), corner="bottom-left")
         return shown
 
+    def _held_square(self) -> np.ndarray:
+        """What to show without a new animated frame: the last one, else the source photo unanimated."""
+        return self._last_square if self._last_square is not None else self.avatars[self.avatar_index].crop
+
+    def _compose(self, square: np.ndarray) -> np.ndarray:
+        """The square frame fitted to the output size, with the disclosure label unless it was turned off."""
+        out = fit_to_output(square, *self.output_size)
+        return add_label(out) if self.options.label else out
+
     def _fallback(self, item: CapturedFrame) -> tuple[np.ndarray, FrameInfo]:
         """The last good frame (or the source) after a stage failed."""
-        square = self._last_output[0] if self._last_output is not None else self.avatars[self.avatar_index].crop
-        out = fit_to_output(square, *self.output_size)
-        if self.options.label:
-            out = add_label(out)
-        return out, FrameInfo(item.index, item.captured_at, face=False, animated=False, status=["error"])
+        info = FrameInfo(item.index, item.captured_at, face=False, animated=False, status=["error"])
+        return self._compose(self._held_square()), info
 
     def _process_loop(self, in_queue: FrameQueue, out_queue: FrameQueue) -> None:
         consecutive = 0
