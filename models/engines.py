@@ -155,6 +155,25 @@ def configure_threads(threads: int | None = None) -> int:
     return threads
 
 
+@contextlib.contextmanager
+def exact_float32(device: torch.device):
+    """cuDNN convolutions in full float32 inside this block on CUDA (PyTorch lets them use TF32 by default, whose
+    10-bit mantissa would move keypoints by ~1e-3 and break the 1e-4 parity of float32 frames); no-op elsewhere.
+
+    Uses the ``allow_tf32`` switch that every PyTorch 2 release has. It is process-wide: the engine runs its networks
+    on one thread at a time, and nothing else in the program runs float32 CUDA convolutions.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def _fused_conv(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
     """``norm(conv(x))`` as one convolution (eval-mode batch norm is a per-channel affine map); float64 maths."""
     with torch.no_grad():
@@ -285,13 +304,19 @@ class EagerEngine(Engine):
         use_compile: ``torch.compile`` the per-frame decode (default: ``FOMM_LIVE_COMPILE``, else off). Off by
             default: on the 2-core test CPU it took 7-20 s to compile and saved 4-7% of the decode in the benchmark
             (fp32 214 -> 205 ms, bf16 106 -> 100 ms; benchmarks/RESULTS.md); on CUDA it has not been measured yet.
+            ``FOMM_LIVE_COMPILE=cudagraphs`` (or ``cuda_graphs=True``) compiles with CUDA graphs on CUDA
+            (``mode="reduce-overhead"``): one graph replay per frame instead of hundreds of kernel launches.
+        cuda_graphs: Compile with CUDA graphs (CUDA only; implies ``use_compile``).
+        use_kernels: The fused Triton kernels of ``kernels/`` in the decode (default: ``kernels.kernels_enabled``,
+            i.e. on CUDA when Triton is installed). The compiled decode leaves them out (inductor fuses on its own).
         threads: CPU threads (default: one per physical core; see ``configure_threads``).
     """
 
     name = "eager"
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: torch.device,
-                 precision: str, fast: bool | None = None, use_compile: bool | None = None, threads: int | None = None,
+                 precision: str, fast: bool | None = None, use_compile: bool | None = None,
+                 cuda_graphs: bool | None = None, use_kernels: bool | None = None, threads: int | None = None,
                  reason: str = "") -> None:
         super().__init__(device=device, precision=precision, reason=reason)
         if precision not in DTYPES:
@@ -301,17 +326,28 @@ class EagerEngine(Engine):
         self.generator = prepare_generator(generator, device=device, precision=precision) if self.fast else generator
         self.memory_format = torch.channels_last if self.fast else torch.contiguous_format
         self.threads = configure_threads(threads) if device.type == "cpu" else None
-        self.use_kernels = False
-        if device.type == "cuda":
+        setting = os.environ.get(COMPILE_ENV, "").strip().lower()
+        if cuda_graphs is None:
+            cuda_graphs = setting == "cudagraphs" and use_compile is not False
+        if use_compile is None:
+            use_compile = _env_flag(COMPILE_ENV, False)
+        self.cuda_graphs = cuda_graphs and device.type == "cuda"
+        if cuda_graphs and not self.cuda_graphs:
+            logger.warning("CUDA graphs need a CUDA device; compiling without them on %s", device.type)
+        self.compiled = use_compile or cuda_graphs
+        if use_kernels is None:
             import kernels
 
-            self.use_kernels = kernels.kernels_enabled(device)
-        self.compiled = _env_flag(COMPILE_ENV, False) if use_compile is None else use_compile
+            use_kernels = kernels.kernels_enabled(device)  # auto: CUDA only; FOMM_LIVE_KERNELS=1 where Triton runs
+        self.use_kernels = use_kernels and not self.compiled
         self._compiled = None
         if self.compiled:
-            # Freezing folds the (private, never modified) weights into the graph as constants.
-            options = {"freezing": True} if device.type == "cpu" else None
-            self._compiled = torch.compile(self._decode_frames, dynamic=False, options=options)
+            if self.cuda_graphs:
+                self._compiled = torch.compile(self._decode_frames, dynamic=False, mode="reduce-overhead")
+            else:
+                # Freezing folds the (private, never modified) weights into the graph as constants.
+                options = {"freezing": True} if device.type == "cpu" else None
+                self._compiled = torch.compile(self._decode_frames, dynamic=False, options=options)
         self._compile_checked = False
 
     @property
@@ -325,10 +361,11 @@ class EagerEngine(Engine):
         return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision])
 
     def keypoints(self, image: torch.Tensor) -> Keypoints:
-        return self.kp_detector(image)
+        with exact_float32(self.device):
+            return self.kp_detector(image)
 
     def encode(self, image: torch.Tensor) -> SourceState:
-        with self._autocast():
+        with exact_float32(self.device), self._autocast():
             return self.generator.encode_source(image.contiguous(memory_format=self.memory_format))
 
     def _decode_frames(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints
@@ -340,19 +377,28 @@ class EagerEngine(Engine):
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
                ) -> dict[str, torch.Tensor]:
-        if with_deformed:  # visualisation: the plain decode returns every intermediate
-            with self._autocast():
-                return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
-        if self._compiled is not None:
-            return self._decode_compiled(state, kp_driving, kp_source)
-        return self._decode_frames(state, kp_driving, kp_source)
+        # Full float32 convolutions on CUDA (outside any compiled code: it flips a process-wide switch); under fp16
+        # autocast there are no float32 convolutions left for it to change.
+        with exact_float32(self.device):
+            if with_deformed:  # visualisation: the plain decode returns every intermediate
+                with self._autocast():
+                    return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
+            if self._compiled is not None:
+                return self._decode_compiled(state, kp_driving, kp_source)
+            return self._decode_frames(state, kp_driving, kp_source)
 
     def _decode_compiled(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints
                          ) -> dict[str, torch.Tensor]:
         """The compiled decode, checked once against eager before it is trusted: float32 within ``FP32_ATOL``,
         reduced precision within ``MIN_PSNR_DB``. A failed check (or a failed compilation) means eager from then on."""
         try:
+            if self.cuda_graphs:
+                # A new step for CUDA graph trees: the previous frame's outputs may be overwritten from here on,
+                # which is why the outputs are copied out below.
+                torch.compiler.cudagraph_mark_step_begin()
             out = self._compiled(state, kp_driving, kp_source)
+            if self.cuda_graphs:
+                out = {k: v.clone() for k, v in out.items()}
         except Exception as err:  # compilation errors come in many types; all mean "run eager"
             logger.warning("torch.compile failed (%s: %s); using eager", type(err).__name__, str(err)[:160])
             self._compiled = None
@@ -486,9 +532,7 @@ def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *
                 chosen, reason = "eager", "auto on CUDA: torch-tensorrt is not installed"
     try:
         if chosen == "tensorrt":
-            if device.type != "cuda":
-                raise EngineError(f"TensorRT needs a CUDA device, not {device.type}")
-            from models.tensorrt import TensorRTEngine
+            from models.tensorrt import TensorRTEngine  # raises EngineError off CUDA
 
             result: Engine = TensorRTEngine(kp_detector, generator, device=device, precision=precision,
                                             image_size=image_size, reason=reason)
@@ -512,6 +556,7 @@ def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *
         if device.type == "cuda":
             extra += f", Triton kernels {'on' if result.use_kernels else 'off'}"
         if result.compiled:
-            extra += ", torch.compile on (checked against eager on the first frame)"
+            extra += (f", torch.compile{' with CUDA graphs' if result.cuda_graphs else ''} on (checked against eager "
+                      "on the first frame)")
     logger.info("engine: %s on %s, %s (%s%s)", result.name, device, result.precision, result.reason, extra)
     return result

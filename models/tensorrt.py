@@ -11,11 +11,14 @@ What it does:
   (closed-form 2x2 inverse, checked) and ``torch_tensorrt.dynamo.compile``. The keypoint detector is built in float32
   with TF32 off; the generator in the engine's precision (fp16 by default on CUDA).
 - Engines are cached under the user cache dir (``$FOMM_LIVE_CACHE``, else ``$XDG_CACHE_HOME/fomm-live``, else
-  ``~/.cache/fomm-live``), in ``tensorrt/<key>/``, the key hashing the weights, the architecture, the input size, the
-  GPU name, the TensorRT and torch-tensorrt versions and the precision. A cache file that does not load is deleted
-  and rebuilt.
-- Before use, the engines are checked against PyTorch float32 on fixed inputs: keypoints within ``KP_ATOL``, the
-  prediction within ``MIN_PSNR_DB`` (fp16) or ``FP32_ATOL`` (fp32). A failed check means no TensorRT.
+  ``~/.cache/fomm-live``), in ``tensorrt/<key>/<network>.pt2``, the key hashing the weights, the architecture, the
+  input size, the GPU name, the TensorRT and torch-tensorrt versions and the precision. A cache file that does not
+  load is deleted and rebuilt.
+- Checked twice against PyTorch float32: keypoints within ``KP_ATOL``, the prediction within ``MIN_PSNR_DB``
+  (fp16) or ``FP32_ATOL`` (fp32). Once when the engines are built or loaded, on fixed inputs (a failure there means
+  no TensorRT: ``create_engine`` starts eager instead); and again on the first real inputs each engine gets (the
+  user's source image, the first driving frame). A failure on real inputs switches this engine to CUDA eager for the
+  rest of the run, with one warning.
 
 First Order Motion Model: Siarohin et al., NeurIPS 2019; upstream github.com/AliaksandrSiarohin/first-order-model
 (MIT licence; the published weights carry that repository's terms).
@@ -36,7 +39,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from models.engines import MIN_PSNR_DB, Engine, EngineError, psnr
+from models.engines import MIN_PSNR_DB, Engine, EngineError, exact_float32, psnr
 from models.export import FrameGraph, KeypointGraph, example_inputs, export_programs
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
@@ -55,6 +58,17 @@ def cache_root() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "fomm-live"
+
+
+def require_cuda(device: torch.device) -> None:
+    """Raise EngineError unless ``device`` is a CUDA device."""
+    if device.type != "cuda":
+        raise EngineError(f"TensorRT needs a CUDA device, not {device.type}")
+
+
+def gpu_name(device: torch.device) -> str:
+    """The GPU's name, part of the cache key (an engine is built for one GPU model)."""
+    return torch.cuda.get_device_name(device)
 
 
 def weights_digest(*modules: nn.Module) -> str:
@@ -141,8 +155,7 @@ class TensorRTEngine(Engine):
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: torch.device,
                  precision: str, image_size: int, reason: str = "") -> None:
         super().__init__(device=device, precision=precision, reason=reason)
-        if device.type != "cuda":
-            raise EngineError(f"TensorRT needs a CUDA device, not {device.type}")
+        require_cuda(device)
         try:
             import tensorrt
             import torch_tensorrt
@@ -150,13 +163,15 @@ class TensorRTEngine(Engine):
             raise EngineError(f"torch-tensorrt is not installed ({err}); pip install '.[tensorrt]'") from err
         self.kp_detector = kp_detector
         self.generator = generator
+        self._fallback: Engine | None = None
+        self._checked: set[str] = set()  # engines already checked on real inputs
         self.graphs = {"kp_detector": KeypointGraph(kp_detector).eval(),
                        "generator": FrameGraph(generator, has_jacobian=kp_detector.jacobian is not None).eval()}
         kp_in, gen_in = example_inputs(kp_detector, generator, image_size=image_size)
         self.inputs = {"kp_detector": kp_in, "generator": gen_in}
         key = cache_key(weights=weights_digest(kp_detector, generator),
                         architecture=architecture_digest(kp_detector, generator, image_size),
-                        gpu=torch.cuda.get_device_name(device), tensorrt_version=tensorrt.__version__,
+                        gpu=gpu_name(device), tensorrt_version=tensorrt.__version__,
                         torch_tensorrt_version=torch_tensorrt.__version__, precision=precision)
         folder = cache_root() / "tensorrt" / key
         try:
@@ -178,9 +193,12 @@ class TensorRTEngine(Engine):
                 return _build
 
             def load(path: Path) -> nn.Module:
-                return torch.export.load(str(path)).module()
+                # torch-tensorrt's loader registers its engine op first where its C++ runtime is absent.
+                loaded = getattr(torch_tensorrt, "load", torch.export.load)(str(path))
+                return loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded
 
-            self.modules = {name: load_or_build(folder / f"{name}.ep", build(name), load) for name in self.graphs}
+            # .pt2: the suffix torch.export.save expects for the exported-program format.
+            self.modules = {name: load_or_build(folder / f"{name}.pt2", build(name), load) for name in self.graphs}
         except EngineError:
             raise
         except Exception as err:  # torch-tensorrt raises many types; all mean "no TensorRT here"
@@ -195,41 +213,87 @@ class TensorRTEngine(Engine):
         logger.info("TensorRT engines ready (cache %s)", folder)
 
     def self_check(self) -> None:
-        """Compare the engines with PyTorch float32 on the fixed example inputs; raise EngineError beyond tolerance."""
+        """Compare both engines with PyTorch float32 on the fixed example inputs; raise EngineError beyond tolerance."""
         with torch.no_grad():
-            for name, graph in self.graphs.items():
-                want = graph(*self.inputs[name])
-                got = self.modules[name](*self.inputs[name])
-                got = got if isinstance(got, tuple | list) else (got,)
-                if name == "kp_detector":
-                    err = max((g.float() - w).abs().max().item() for g, w in zip(got, want, strict=True))
-                    if not err <= KP_ATOL:
-                        raise EngineError(f"TensorRT keypoints differ from PyTorch by {err:.2e} > {KP_ATOL:.0e}")
-                    continue
-                pred, ref = got[0].float(), want[0]
-                if self.precision == "fp32":
-                    err = (pred - ref).abs().max().item()
-                    if not err <= FP32_ATOL:
-                        raise EngineError(f"TensorRT prediction differs from PyTorch by {err:.2e} > {FP32_ATOL:.0e}")
-                else:
-                    quality = psnr(pred, ref)
-                    if not quality >= MIN_PSNR_DB:
-                        raise EngineError(f"TensorRT {self.precision} prediction is {quality:.1f} dB from PyTorch "
-                                          f"float32 (< {MIN_PSNR_DB:.0f} dB)")
+            for name in self.graphs:
+                problem = self._compare(name, self.inputs[name])
+                if problem:
+                    raise EngineError(problem)
+
+    def _compare(self, name: str, inputs: tuple[torch.Tensor, ...]) -> str | None:
+        """Run engine ``name`` and its PyTorch float32 graph on ``inputs``: None when they agree, else what differs."""
+        with exact_float32(self.device):
+            want = self.graphs[name](*inputs)
+        got = self.modules[name](*inputs)
+        got = got if isinstance(got, tuple | list) else (got,)
+        if len(got) != len(want):
+            return f"TensorRT {name} gives {len(got)} outputs, PyTorch {len(want)}"
+        if name == "kp_detector":
+            err = max((g.float() - w.float()).abs().max().item() for g, w in zip(got, want, strict=True))
+            if not err <= KP_ATOL:
+                return f"TensorRT keypoints differ from PyTorch by {err:.2e} > {KP_ATOL:.0e}"
+            return None
+        pred, ref = got[0].float(), want[0].float()
+        if self.precision == "fp32":
+            err = (pred - ref).abs().max().item()
+            if not err <= FP32_ATOL:
+                return f"TensorRT prediction differs from PyTorch by {err:.2e} > {FP32_ATOL:.0e}"
+            return None
+        quality = psnr(pred, ref)
+        if not quality >= MIN_PSNR_DB:
+            return (f"TensorRT {self.precision} prediction is {quality:.1f} dB from PyTorch float32 "
+                    f"(< {MIN_PSNR_DB:.0f} dB)")
+        return None
+
+    def _run(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+        """Engine ``name`` on ``inputs``; its first call is checked against PyTorch on these (real) inputs. None when
+        that check fails: the engine has then switched to CUDA eager, and the caller uses it."""
+        if name not in self._checked:
+            try:
+                problem = self._compare(name, inputs)
+            except Exception as err:  # the engine failed to run at all: same outcome as a failed check
+                problem = f"TensorRT {name} failed to run: {type(err).__name__}: {str(err)[:160]}"
+            if problem:
+                self._fall_back(f"{problem}, on the first real input")
+                return None
+            self._checked.add(name)
+            logger.info("TensorRT %s checked against PyTorch on its first real input", name)
+        got = self.modules[name](*inputs)
+        return tuple(got) if isinstance(got, tuple | list) else (got,)
+
+    def _fall_back(self, problem: str) -> None:
+        from models.engines import EagerEngine
+
+        logger.warning("%s; using CUDA eager from now on", problem)
+        self._fallback = EagerEngine(self.kp_detector, self.generator, device=self.device, precision=self.precision,
+                                     reason=f"fallback: {problem}")
+        self.name, self.reason = self._fallback.name, self._fallback.reason
+        self.modules = {}
 
     def keypoints(self, image: torch.Tensor) -> Keypoints:
-        outs = [self.modules["kp_detector"](image[i:i + 1].float().contiguous()) for i in range(image.shape[0])]
+        if self._fallback is not None:
+            return self._fallback.keypoints(image)
+        outs = []
+        for i in range(image.shape[0]):
+            out = self._run("kp_detector", (image[i:i + 1].float().contiguous(),))
+            if out is None:
+                return self._fallback.keypoints(image)
+            outs.append(out)
         value = torch.cat([o[0] for o in outs]).float()
         jacobian = torch.cat([o[1] for o in outs]).float() if len(outs[0]) > 1 else None
         return Keypoints(value, jacobian)
 
     def encode(self, image: torch.Tensor) -> SourceState:
-        return self.generator.encode_source(image)  # once per source, PyTorch float32
+        # Once per source, PyTorch float32 (an eager fallback decodes from this state as well).
+        with exact_float32(self.device):
+            return self.generator.encode_source(image)
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
                ) -> dict[str, torch.Tensor]:
         if with_deformed:  # visualisation only
             return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
+        if self._fallback is not None:
+            return self._fallback.decode(state, kp_driving, kp_source)
         graph = self.graphs["generator"]
         frames = []
         for i in range(kp_driving.value.shape[0]):
@@ -240,12 +304,16 @@ class TensorRTEngine(Engine):
                 named[f"{prefix}_value"] = kp.value[j:j + 1]
                 if kp.jacobian is not None:
                     named[f"{prefix}_jacobian"] = kp.jacobian[j:j + 1]
-            outs = self.modules["generator"](*(named[n].float().contiguous() for n in graph.input_names))
+            outs = self._run("generator", tuple(named[n].float().contiguous() for n in graph.input_names))
+            if outs is None:
+                return self._fallback.decode(state, kp_driving, kp_source)
             frames.append(dict(zip(graph.output_names, outs, strict=True)))
         return {k: torch.cat([f[k] for f in frames]).float() for k in frames[0]}
 
     def close(self) -> None:
         self.modules = {}
+        if self._fallback is not None:
+            self._fallback.close()
 
 
 def clear_cache() -> None:

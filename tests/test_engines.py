@@ -341,3 +341,181 @@ def test_cuda_eager_fp16_matches_original(kernels_env: str, monkeypatch: pytest.
         assert quality >= MIN_PSNR_DB, f"CUDA fp16 (kernels {kernels_env}) frame {i}: PSNR {quality:.1f} dB"
     got, expected = run_golden("tiny", "relative", device="cuda", precision="fp32", engine="eager")
     check_fp32(got, expected, "relative", f"CUDA fp32 (kernels {kernels_env})")
+
+
+# --- TensorRT engine life cycle on the CPU, with a stand-in torch-tensorrt ------------------------------------------
+# The stand-in "compiles" an exported program into its own module and saves it as torch-tensorrt does (an exported
+# program file). What this checks is everything around the builder: cache folders and keys, reuse, corrupt files,
+# both self-checks, output binding, fallback. The real builder and its numbers need a GPU.
+
+class StandInTensorRT:
+    """Stand-ins for the ``tensorrt`` and ``torch_tensorrt`` modules; counts builds; ``offset`` spoils predictions."""
+
+    def __init__(self) -> None:
+        import importlib.machinery
+        import types
+
+        self.builds: list[str] = []
+        self.offset = 0.0
+        self.tensorrt = types.ModuleType("tensorrt")
+        self.torch_tensorrt = types.ModuleType("torch_tensorrt")
+        for module in (self.tensorrt, self.torch_tensorrt):
+            module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)  # the exporter looks for it
+        self.tensorrt.__version__ = "10.0-standin"
+        self.torch_tensorrt.__version__ = "2.13-standin"
+        self.torch_tensorrt.save = self.save
+        self.torch_tensorrt.load = torch.export.load
+        self.torch_tensorrt.dynamo = types.SimpleNamespace(compile=self.compile)
+
+    def compile(self, program, *, arg_inputs, min_block_size=5, truncate_double=False, disable_tf32=False,
+                enabled_precisions=None):
+        self.builds.append("kp_detector" if len(arg_inputs) == 1 else "generator")
+        module, offset = program.module(), self.offset
+        if not offset or len(arg_inputs) == 1:
+            return module
+
+        class Spoiled(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = module
+
+            def forward(self, *inputs):
+                outs = self.inner(*inputs)
+                return (outs[0] + offset, *outs[1:])
+
+        return Spoiled()
+
+    def save(self, module, file_path, *, output_format, arg_inputs):
+        assert output_format == "exported_program"
+        torch.export.save(torch.export.export(module, tuple(arg_inputs)), file_path)
+
+
+@pytest.fixture
+def standin_tensorrt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StandInTensorRT:
+    import sys
+
+    import models.tensorrt as trt
+
+    fake = StandInTensorRT()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt)
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", fake.torch_tensorrt)
+    monkeypatch.setattr(trt, "require_cuda", lambda device: None)
+    monkeypatch.setattr(trt, "gpu_name", lambda device: "Stand-in GPU")
+    monkeypatch.setenv("FOMM_LIVE_CACHE", str(tmp_path))
+    return fake
+
+
+def test_tensorrt_engine_builds_caches_and_matches_original(standin_tensorrt: StandInTensorRT, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        got, expected = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
+    assert "engine: tensorrt on cpu" in caplog.text and "checked against PyTorch on its first real input" in caplog.text
+    check_fp32(got, expected, "relative", "TensorRT engine (stand-in builder)")
+    assert sorted(standin_tensorrt.builds) == ["generator", "kp_detector"]
+    (folder,) = (tmp_path / "tensorrt").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["generator.pt2", "kp_detector.pt2"]
+
+    run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
+    assert len(standin_tensorrt.builds) == 2, "the cached engines were built again"
+
+    (folder / "generator.pt2").write_bytes(b"not an exported program")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        got, _ = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
+    assert standin_tensorrt.builds[2:] == ["generator"] and "rebuilding" in caplog.text
+    check_fp32(got, expected, "relative", "TensorRT engine rebuilt after a corrupt cache file")
+
+    run_golden("tiny_zero_order", "relative", device="cpu", precision="fp32", engine="tensorrt")  # other weights
+    assert len(standin_tensorrt.builds) == 5 and len(list((tmp_path / "tensorrt").iterdir())) == 2
+
+
+def test_tensorrt_engine_that_fails_its_build_check_is_not_used(standin_tensorrt: StandInTensorRT,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    standin_tensorrt.offset = 0.05  # every prediction off by 0.05: ~26 dB, below the 40 dB bar
+    with caplog.at_level(logging.WARNING):
+        got, expected = run_golden("tiny", "relative", device="cpu", precision="fp16", engine="tensorrt")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "dB from PyTorch float32" in warnings[0] and "falling back to eager" in warnings[0]
+    for i in range(3):
+        assert psnr(got["prediction"][i], expected[f"relative_{i}_prediction"]) >= MIN_PSNR_DB
+
+
+def test_tensorrt_engine_checked_again_on_real_inputs(standin_tensorrt: StandInTensorRT,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    folder = golden_dir("tiny")
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                        precision="fp32", engine="tensorrt")
+    engine = animator.engine
+    assert engine.name == "tensorrt"
+    good = engine.modules["generator"]
+    engine.modules["generator"] = lambda *inputs: (good(*inputs)[0] + 0.01, *good(*inputs)[1:])  # right at build only
+    animator.set_source(read_rgb(folder / "source.png"))
+    frames = [read_rgb(folder / f"driving_{i}.png") for i in range(3)]
+    animator.calibrate(frames[0])
+    expected = dict(np.load(folder / "expected.npz"))
+    with caplog.at_level(logging.WARNING):
+        for i, frame in enumerate(frames):
+            prediction = animator.generate(animator.keypoints(frame))["prediction"].numpy()
+            err = np.abs(prediction.astype(np.float64) - expected[f"relative_{i}_prediction"]).max()
+            assert err <= IMAGE_TOL, f"frame {i} after the fallback: {err:.2e}"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "first real input" in warnings[0] and "CUDA eager" in warnings[0]
+    assert engine.name == "eager" and engine.reason.startswith("fallback:") and engine.modules == {}
+    animator.close()
+
+
+def test_exact_float32_turns_tf32_off_on_cuda_only() -> None:
+    from models.engines import exact_float32
+
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        with exact_float32(torch.device("cpu")):
+            assert torch.backends.cudnn.allow_tf32
+        with exact_float32(torch.device("cuda")):
+            assert not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.allow_tf32, "the switch was not put back"
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
+def test_compile_and_cuda_graph_switches(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """``FOMM_LIVE_COMPILE`` and the constructor's options; compiling itself is lazy, so nothing compiles here."""
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("FOMM_LIVE_COMPILE", raising=False)
+    engine = EagerEngine(kp, gen, device=cpu, precision="fp32")
+    assert not engine.compiled and not engine.cuda_graphs
+    monkeypatch.setenv("FOMM_LIVE_COMPILE", "1")
+    assert EagerEngine(kp, gen, device=cpu, precision="fp32").compiled
+    assert not EagerEngine(kp, gen, device=cpu, precision="fp32", use_compile=False).compiled
+    monkeypatch.setenv("FOMM_LIVE_COMPILE", "cudagraphs")
+    with caplog.at_level(logging.WARNING, logger="models.engines"):
+        engine = EagerEngine(kp, gen, device=cpu, precision="fp32")
+    assert engine.compiled and not engine.cuda_graphs and "CUDA graphs need a CUDA device" in caplog.text
+    assert not EagerEngine(kp, gen, device=cpu, precision="fp32", use_compile=False).compiled
+    assert not EagerEngine(kp, gen, device=cpu, precision="fp32", use_compile=True, use_kernels=True).use_kernels
+
+
+def test_cuda_graph_outputs_are_copied_out() -> None:
+    """With CUDA graphs the compiled decode's outputs live in buffers the next replay overwrites; the engine returns
+    copies. (A stand-in plays the compiled function, which shares one output buffer between calls.)"""
+    kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
+    engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32", use_compile=False)
+    source, driving = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 256, 256)
+    buffers: dict[str, torch.Tensor] = {}
+
+    def replay(*args):
+        for key, value in engine._decode_frames(*args).items():
+            buffers.setdefault(key, torch.empty_like(value)).copy_(value)
+        return buffers
+
+    with torch.inference_mode():
+        state, kp_source = engine.encode(source), kp(source)
+        first_kp, second_kp = kp(driving), kp(source)
+        want = engine.decode(state, first_kp, kp_source)["prediction"].clone()
+        engine._compiled, engine._compile_checked, engine.cuda_graphs = replay, True, True
+        first = engine.decode(state, first_kp, kp_source)["prediction"]
+        engine.decode(state, second_kp, kp_source)
+    assert first.data_ptr() != buffers["prediction"].data_ptr()
+    assert torch.equal(first, want), "the first frame was overwritten by the second"
