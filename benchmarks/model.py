@@ -3,10 +3,13 @@
 The reference path is the original's per-frame call: keypoint detector on the driving frame, then the generator
 re-encoding the source every frame (``generator(source, kp_driving, kp_source)``), float32, PyTorch eager, networks as
 loaded. The other paths are ``models.engines`` engines with the source encoded once: eager fp32 and bf16 on the CPU
-(bf16 marked when the CPU has no native bf16), eager fp16 on CUDA, ONNX Runtime when installed, TensorRT when
-torch-tensorrt is installed and CUDA is there. Paths take turns frame by frame (round-robin), so a change in machine
-load hits all of them alike. Warm-up calls are timed apart and left out of the statistics. Each path's prediction is
-compared with the reference's on the same frames (max abs error and PSNR).
+(bf16 marked when the CPU has no native bf16); on CUDA eager fp32, eager fp16, eager fp16 with the fused Triton
+kernels, and with ``--compile`` torch.compile with and without CUDA graphs; ONNX Runtime when installed (its CUDA
+provider on CUDA where it has one); TensorRT when torch-tensorrt is installed and CUDA is there. On CUDA every float32
+convolution runs in full float32, the reference's included (PyTorch's default would let cuDNN use TF32). Paths take
+turns frame by frame (round-robin), so a change in machine load hits all of them alike. Warm-up calls are timed apart
+and left out of the statistics. Each path's prediction is compared with the reference's on the same frames (max abs
+error and PSNR).
 
     python -m benchmarks.model [--quick] [--json PATH] [--checkpoint CKPT --config CFG] [--device cpu|cuda]
 
@@ -35,7 +38,15 @@ from models import Keypoints, build_networks, load_config
 from models.animator import resolve_device
 from models.checkpoint import load_into, read_checkpoint
 from models.config import DEFAULT_IMAGE_SIZE
-from models.engines import EagerEngine, Engine, EngineError, cpu_bf16_support, create_engine, psnr
+from models.engines import (
+    EagerEngine,
+    Engine,
+    EngineError,
+    cpu_bf16_support,
+    create_engine,
+    exact_float32,
+    psnr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,19 +136,26 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
     with torch.inference_mode():
         kp_source = kp_detector(source)
 
+    def exact(call: Callable) -> Callable:  # full float32 convolutions on CUDA (no TF32), as the engines run
+        def run(*args):
+            with exact_float32(dev):
+                return call(*args)
+        return run
+
     measured: list[_Path] = [_Path(
         "reference", "original per-frame call: source re-encoded every frame, fp32, eager, networks as loaded",
-        kp_detector, lambda kp: generator(source, kp, kp_source))]
+        exact(kp_detector), exact(lambda kp: generator(source, kp, kp_source)))]
 
-    def engine_path(name: str, engine_name: str, precision: str, note: str = "", use_compile: bool = False) -> None:
+    def engine_path(name: str, engine_name: str, precision: str, note: str = "", use_compile: bool = False,
+                    **eager_options) -> None:
         if paths is not None and name not in paths:
             return
         say(f"starting {name} ...")
         start = time.perf_counter()
         try:
-            if use_compile:
-                engine = EagerEngine(kp_detector, generator, device=dev, precision=precision, use_compile=True,
-                                     reason="benchmark")
+            if use_compile or eager_options:
+                engine = EagerEngine(kp_detector, generator, device=dev, precision=precision,
+                                     use_compile=use_compile, reason="benchmark", **eager_options)
             else:
                 engine = create_engine(kp_detector, generator, device=dev, precision=precision,
                                        engine=engine_name, image_size=size)
@@ -172,12 +190,20 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
         if importlib.util.find_spec("onnxruntime") is not None:
             engine_path("onnxruntime-fp32", "onnxruntime", "fp32")
     else:
-        engine_path("eager-fp32", "eager", "fp32")
-        engine_path("eager-fp16", "eager", "fp16")
-        if with_compile:
-            engine_path("eager-fp16-compile", "eager", "fp16", ", torch.compile", use_compile=True)
         import importlib.util
 
+        import kernels
+
+        engine_path("eager-fp32", "eager", "fp32", use_kernels=False)
+        engine_path("eager-fp16", "eager", "fp16", use_kernels=False)
+        if kernels.triton_available():
+            engine_path("eager-fp16-kernels", "eager", "fp16", ", fused Triton kernels", use_kernels=True)
+        if with_compile:
+            engine_path("eager-fp16-compile", "eager", "fp16", ", torch.compile", use_compile=True)
+            engine_path("eager-fp16-cudagraphs", "eager", "fp16", ", torch.compile with CUDA graphs",
+                        use_compile=True, cuda_graphs=True)
+        if importlib.util.find_spec("onnxruntime") is not None:
+            engine_path("onnxruntime-fp32", "onnxruntime", "fp32")
         if importlib.util.find_spec("torch_tensorrt") is not None:
             engine_path("tensorrt-fp16", "tensorrt", "fp16")
 
@@ -284,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET", help="config (default: vox-256)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--compile", action="store_true",
-                        help="also time the eager paths under torch.compile (adds 15-20 s of compiling per path)")
+                        help="also time the eager paths under torch.compile, and with CUDA graphs on CUDA (adds "
+                             "15-20 s of compiling per path on a 2-core CPU)")
     parser.add_argument("--paths", nargs="+", metavar="NAME",
                         help="only these paths besides the reference (eager-fp32 eager-bf16 eager-fp16 "
-                             "eager-*-compile onnxruntime-fp32 tensorrt-fp16)")
+                             "eager-fp16-kernels eager-*-compile eager-fp16-cudagraphs onnxruntime-fp32 "
+                             "tensorrt-fp16)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter logs every optimisation pass

@@ -201,3 +201,29 @@ def test_decode_with_kernels_matches_golden(variant: str, use_kernel: bool) -> N
             continue
         err = np.abs(out[key].cpu().numpy().astype(np.float64) - expected[name]).max()
         assert err <= IMAGE_TOL, f"{key}: max abs error {err:.2e} > {IMAGE_TOL:.0e}"
+
+
+@needs_triton
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_eager_engine_with_kernels_matches_golden(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine path the CUDA default takes (folded networks, channels_last, fused kernels; fp16 autocast) on the
+    golden frames: fp32 within the parity tolerance, fp16 within 40 dB. Without a GPU this runs the kernels in the
+    interpreter and fp16 on the CPU, so it checks the numerics, not CUDA itself."""
+    monkeypatch.setenv(kernels.ENV_VAR, "1")
+    folder = golden_dir("tiny")
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device=str(DEVICE),
+                                        precision=precision, engine="eager")
+    assert animator.engine.use_kernels and animator.engine.fast
+    expected = np.load(folder / "expected.npz")
+    frames = [read_rgb(folder / f"driving_{i}.png") for i in range(3)]
+    animator.set_source(read_rgb(folder / "source.png"))
+    animator.calibrate(frames[0])
+    for i, frame in enumerate(frames):
+        got = animator.generate(animator.keypoints(frame))["prediction"].cpu().numpy().astype(np.float64)
+        want = expected[f"relative_{i}_prediction"]
+        if precision == "fp32":
+            err = np.abs(got - want).max()
+            assert err <= IMAGE_TOL, f"frame {i}: max abs error {err:.2e} > {IMAGE_TOL:.0e}"
+        else:
+            psnr = 10 * np.log10(1.0 / max(float(((got - want) ** 2).mean()), 1e-20))
+            assert psnr >= 40.0, f"frame {i}: {psnr:.1f} dB"
