@@ -58,7 +58,8 @@ def image_to_tensor(image: np.ndarray | torch.Tensor, size: int, device: torch.d
 
     The model input is ``float32(image) / 255``, NCHW, no other normalisation. Other sizes are resized with an
     antialiased bilinear filter. On CUDA the uint8 frame goes up through pinned memory without blocking (a quarter of
-    the bytes of float32), and the conversion and resize run on the GPU.
+    the bytes of float32), and the conversion to float and the resize run on the GPU. Frames arrive in RGB: the face
+    tracker needs the camera frame in RGB on the CPU anyway, so the colour conversion happens there, once per frame.
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

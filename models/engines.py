@@ -326,6 +326,10 @@ class EagerEngine(Engine):
         self.generator = prepare_generator(generator, device=device, precision=precision) if self.fast else generator
         self.memory_format = torch.channels_last if self.fast else torch.contiguous_format
         self.threads = configure_threads(threads) if device.type == "cpu" else None
+        if device.type == "cuda":
+            # Every frame has the same shapes, so cuDNN's one-off search for the fastest convolution algorithms (during
+            # the first frames) pays for itself. Process-wide, like every cuDNN switch.
+            torch.backends.cudnn.benchmark = True
         setting = os.environ.get(COMPILE_ENV, "").strip().lower()
         if cuda_graphs is None:
             cuda_graphs = setting == "cudagraphs" and use_compile is not False

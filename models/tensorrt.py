@@ -10,10 +10,10 @@ What it does:
 - Both per-frame graphs of ``models.export`` (keypoint detector, per-frame generator) go through ``torch.export``
   (closed-form 2x2 inverse, checked) and ``torch_tensorrt.dynamo.compile``. The keypoint detector is built in float32
   with TF32 off; the generator in the engine's precision (fp16 by default on CUDA).
-- Engines are cached under the user cache dir (``$FOMM_LIVE_CACHE``, else ``$XDG_CACHE_HOME/fomm-live``, else
-  ``~/.cache/fomm-live``), in ``tensorrt/<key>/<network>.pt2``, the key hashing the weights, the architecture, the
-  input size, the GPU name, the TensorRT and torch-tensorrt versions and the precision. A cache file that does not
-  load is deleted and rebuilt.
+- Engines are cached under the user cache folder (``models.paths.cache_root``: ``$FOMM_LIVE_CACHE``, else
+  ``~/.cache/fomm-live`` or the platform's equivalent), in ``tensorrt/<key>/<network>.pt2``, the key hashing the
+  weights, the architecture, the input size, the GPU name, the TensorRT and torch-tensorrt versions and the
+  precision. A cache file that does not load is deleted and rebuilt.
 - Checked twice against PyTorch float32: keypoints within ``KP_ATOL``, the prediction within ``MIN_PSNR_DB``
   (fp16) or ``FP32_ATOL`` (fp32). Once when the engines are built or loaded, on fixed inputs (a failure there means
   no TensorRT: ``create_engine`` starts eager instead); and again on the first real inputs each engine gets (the
@@ -43,21 +43,13 @@ from models.engines import MIN_PSNR_DB, Engine, EngineError, exact_float32, psnr
 from models.export import FrameGraph, KeypointGraph, example_inputs, export_programs
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
+from models.paths import cache_root
 
 logger = logging.getLogger(__name__)
 
 KP_ATOL = 1e-3  # keypoints in [-1, 1]: 1e-3 is an eighth of a pixel at 256 x 256 (float32 engine, TF32 off)
 FP32_ATOL = 2e-3  # float32 generator engine (TensorRT may use TF32 convolutions), prediction in [0, 1]
-CACHE_ENV = "FOMM_LIVE_CACHE"
 T = TypeVar("T")
-
-
-def cache_root() -> Path:
-    """The user cache folder of fomm-live (not created here)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fomm-live"
 
 
 def require_cuda(device: torch.device) -> None:

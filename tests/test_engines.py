@@ -519,3 +519,27 @@ def test_cuda_graph_outputs_are_copied_out() -> None:
         engine.decode(state, second_kp, kp_source)
     assert first.data_ptr() != buffers["prediction"].data_ptr()
     assert torch.equal(first, want), "the first frame was overwritten by the second"
+
+
+def test_one_cache_folder_for_the_whole_program(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """TensorRT engines and the demo clip share ``models.paths.cache_root`` on every platform."""
+    import sys
+
+    from live.paths import cache_dir
+    from models.paths import cache_root
+
+    monkeypatch.setenv("FOMM_LIVE_CACHE", str(tmp_path / "override"))
+    assert cache_root() == tmp_path / "override" and not cache_root().exists()
+    assert cache_dir() == tmp_path / "override" and cache_dir().is_dir()  # created on demand
+    monkeypatch.delenv("FOMM_LIVE_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert cache_root() == tmp_path / "xdg" / "fomm-live"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert cache_root() == tmp_path / ".cache" / "fomm-live"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert cache_root() == tmp_path / "Library" / "Caches" / "fomm-live"
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert cache_root() == tmp_path / "local" / "fomm-live"

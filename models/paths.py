@@ -1,0 +1,25 @@
+"""The per-user cache folder of fomm-live (demo clip, TensorRT engines); one definition for the whole program."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+CACHE_ENV = "FOMM_LIVE_CACHE"
+
+
+def cache_root() -> Path:
+    """The per-user cache folder (not created here).
+
+    ``FOMM_LIVE_CACHE`` overrides it; otherwise ``%LOCALAPPDATA%`` on Windows, ``~/Library/Caches`` on macOS and
+    ``$XDG_CACHE_HOME`` (default ``~/.cache``) elsewhere, each with a ``fomm-live`` folder.
+    """
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "fomm-live"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "fomm-live"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fomm-live"
