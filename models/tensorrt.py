@@ -114,25 +114,32 @@ def load_or_build(path: Path, build: Callable[[Path], None], load: Callable[[Pat
     return load(path)
 
 
-def _supported_kwargs(func: Callable, wanted: dict) -> dict:
-    params = inspect.signature(func).parameters
-    return {k: v for k, v in wanted.items() if k in params}
-
-
 def _compile_settings(torch_tensorrt, precision: str) -> dict:
-    """Compile options for this torch-tensorrt release: its rule-based autocast where it has one (newer releases
-    deprecate ``enabled_precisions``), else ``enabled_precisions``."""
-    compile_fn = torch_tensorrt.dynamo.compile
-    params = inspect.signature(compile_fn).parameters
-    settings = {"min_block_size": 1, "truncate_double": True}
+    """Compile options for the installed torch-tensorrt, read from its ``dynamo.compile`` signature.
+
+    Releases differ in how reduced precision is asked for: older ones take ``enabled_precisions``; newer ones build
+    strongly typed networks and reduce precision by rule-based autocast (``enable_autocast`` with
+    ``autocast_low_precision_type``, or ``low_precision_type`` in the first releases that had it, some alongside
+    ``use_explicit_typing``). Options the release does not know are left out.
+
+    Raises:
+        EngineError: the release offers no way to ask for ``precision``.
+    """
+    params = inspect.signature(torch_tensorrt.dynamo.compile).parameters
+    settings: dict = {"min_block_size": 1, "truncate_double": True}
     if precision == "fp32":
-        return {**settings, "disable_tf32": True} if "disable_tf32" in params else settings
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    if "enable_autocast" in params:
-        settings.update(use_explicit_typing=True, enable_autocast=True, low_precision_type=dtype)
+        settings["disable_tf32"] = True
     else:
-        settings["enabled_precisions"] = {dtype}
-    return _supported_kwargs(compile_fn, settings)
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        type_option = next((n for n in ("autocast_low_precision_type", "low_precision_type") if n in params), None)
+        if "enable_autocast" in params and type_option:
+            settings.update({"enable_autocast": True, type_option: dtype, "use_explicit_typing": True})
+        elif "enabled_precisions" in params:
+            settings["enabled_precisions"] = {dtype}
+        else:
+            raise EngineError(f"this torch-tensorrt ({getattr(torch_tensorrt, '__version__', '?')}) offers no "
+                              f"option for {precision} engines")
+    return {k: v for k, v in settings.items() if k in params}
 
 
 class TensorRTEngine(Engine):

@@ -543,3 +543,42 @@ def test_one_cache_folder_for_the_whole_program(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
     assert cache_root() == tmp_path / "local" / "fomm-live"
+
+
+def test_tensorrt_precision_options_follow_the_installed_release() -> None:
+    """fp16 is asked for the way the installed torch-tensorrt takes it; a release with no way at all is refused."""
+    import types
+
+    from models.tensorrt import _compile_settings
+
+    def release(compile_fn):
+        return types.SimpleNamespace(__version__="x", dynamo=types.SimpleNamespace(compile=compile_fn))
+
+    def old(program, *, arg_inputs=None, enabled_precisions=None, disable_tf32=False, min_block_size=5,
+            truncate_double=False):
+        pass
+
+    def typed(program, *, arg_inputs=None, use_explicit_typing=False, enable_autocast=False, low_precision_type=None,
+              enabled_precisions=None, disable_tf32=False, min_block_size=5, truncate_double=False):
+        pass
+
+    def newest(program, *, arg_inputs=None, enable_autocast=False, autocast_low_precision_type=None,
+               disable_tf32=False, min_block_size=5, truncate_double=False, **kwargs):
+        pass
+
+    def neither(program, *, arg_inputs=None, min_block_size=5, **kwargs):
+        pass
+
+    assert _compile_settings(release(old), "fp16") == {"min_block_size": 1, "truncate_double": True,
+                                                       "enabled_precisions": {torch.float16}}
+    assert _compile_settings(release(typed), "fp16") == {
+        "min_block_size": 1, "truncate_double": True, "enable_autocast": True, "low_precision_type": torch.float16,
+        "use_explicit_typing": True}
+    assert _compile_settings(release(newest), "bf16") == {
+        "min_block_size": 1, "truncate_double": True, "enable_autocast": True,
+        "autocast_low_precision_type": torch.bfloat16}
+    assert _compile_settings(release(newest), "fp32") == {"min_block_size": 1, "truncate_double": True,
+                                                         "disable_tf32": True}
+    assert _compile_settings(release(neither), "fp32") == {"min_block_size": 1}
+    with pytest.raises(EngineError, match="no option for fp16"):
+        _compile_settings(release(neither), "fp16")
