@@ -482,12 +482,14 @@ class OnnxRuntimeEngine(Engine):
         return Keypoints(value, jacobian)
 
     def encode(self, image: torch.Tensor) -> SourceState:
-        return self.generator.encode_source(image)
+        with exact_float32(self.device):
+            return self.generator.encode_source(image)
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
                ) -> dict[str, torch.Tensor]:
         if with_deformed:
-            return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
+            with exact_float32(self.device):
+                return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
         if self._state_arrays is None or self._state_arrays[0] is not state:
             self._state_arrays = (state, {"features": state.features.float().cpu().numpy(),
                                           "source_small": state.image_small.float().cpu().numpy()})

@@ -290,7 +290,8 @@ class TensorRTEngine(Engine):
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
                ) -> dict[str, torch.Tensor]:
         if with_deformed:  # visualisation only
-            return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
+            with exact_float32(self.device):
+                return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
         if self._fallback is not None:
             return self._fallback.decode(state, kp_driving, kp_source)
         graph = self.graphs["generator"]
