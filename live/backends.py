@@ -22,6 +22,8 @@ class Backend(Protocol):
     Attributes:
         name: Short name shown in logs and stats (``fomm``, ``landmarks``).
         size: Side of the square frames ``render`` returns.
+        fast_rows: Optional. For array motion, the rows (first index) that move fast and briefly, such as eyelids in
+            a blink: the live loop smooths them with a filter that follows quick motion (``live.pipeline``).
     """
 
     name: str

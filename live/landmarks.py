@@ -98,6 +98,14 @@ MOUTH_FULL_OPENING = 0.12
 THROAT = np.array([40.0, 12.0, 15.0], np.float32)  # RGB of the mouth interior: the dark back of the mouth
 TONGUE = np.array([125.0, 50.0, 55.0], np.float32)  # and the tongue, seen above the lower teeth
 MIN_AREA_RATIO = 0.1  # moved triangles squeezed below this fraction of their source area are drawn first
+# Eyelids: how closed an eye is, 1 - opening / the source's opening, where the eyelid starts to show and where it
+# covers the eye completely (see _Eyelid).
+LID_START = 0.35
+LID_FULL = 0.85
+LID_BAND = 0.15  # the height of the upper lid's band that the closed lid replaces, over the eye's width
+LID_SHADE = 0.05  # how much darker the closed lid is at its edge than away from it
+LASH_OPACITY = 0.7
+EYES = ((RIGHT_EYE_CORNERS, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_CORNERS, LEFT_EYE_UPPER, LEFT_EYE_LOWER))
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -156,6 +164,36 @@ def mouth_opening(points: np.ndarray) -> float:
     return float(gap / max(width, 1e-9))
 
 
+def eye_opening(points: np.ndarray, eye: tuple) -> float:
+    """Mean gap between an eye's upper and lower lids over the eye's width (about 0 closed, 0.2-0.4 open).
+
+    Args:
+        points: N x 2 or N x 3 landmarks, any units (only x and y are used).
+        eye: ``(corners, upper, lower)`` landmark indices, as in ``EYES``.
+    """
+    corners, upper, lower = eye
+    xy = np.asarray(points, dtype=np.float64)[:, :2]
+    gap = np.linalg.norm(xy[list(upper)] - xy[list(lower)], axis=1).mean()
+    width = np.linalg.norm(xy[corners[0]] - xy[corners[1]])
+    return float(gap / max(width, 1e-9))
+
+
+@dataclass
+class _Eyelid:
+    """One eye's closed lid, prepared in ``set_source``.
+
+    Closing the lids in the mesh alone stretches the thin band of skin and lashes above the upper lid over the whole
+    eye, a dark smear. So the source's eye opening and lash line are also filled with the skin around them
+    (``cv2.inpaint``), and as the eye closes that fill is blended into the source before the warp: the same mesh
+    then carries a skin-coloured lid down over the eye. A lash line is drawn along the lid's edge on top.
+    """
+
+    box: tuple[slice, slice]  # rows and columns of the source the lid touches
+    delta: np.ndarray  # h x w x 3 float32: (lid fill - source) * feathered mask, within ``box``
+    opening: float  # the source's own eye opening (``eye_opening``)
+    lash: np.ndarray  # RGB float32 of the source's upper lash line
+
+
 @dataclass
 class _SourceMesh:
     """The triangulation of one source, computed once in ``set_source``.
@@ -190,6 +228,8 @@ class LandmarkBackend:
     """
 
     name = "landmarks"
+    # Eyelids move fast and briefly (a blink lasts 100-300 ms): the live loop smooths them with a quicker filter.
+    fast_rows = tuple(sorted(set(RIGHT_EYE_UPPER + RIGHT_EYE_LOWER + LEFT_EYE_UPPER + LEFT_EYE_LOWER)))
 
     def __init__(self, *, size: int = 256, relative: bool = True, smoothing: float = 0.0, tracking: bool = False,
                  mouth_interior: bool = True, min_detection_confidence: float = 0.5) -> None:
@@ -210,6 +250,7 @@ class LandmarkBackend:
         self._mesh: _SourceMesh | None = None
         self._mouth_light = 1.0  # brightness of the source's lips, for the mouth interior
         self._interior_mask = np.zeros((size, size), np.uint8)
+        self._eyelids: list[_Eyelid | None] = []
         self._neutral: np.ndarray | None = None  # 478 x 3 float32, normalised driving landmarks
         self._previous: np.ndarray | None = None  # last moved source landmarks, for smoothing
         n = self.size
@@ -295,6 +336,7 @@ class LandmarkBackend:
         self._interior_mask = np.zeros((n, n), np.uint8)  # the source's own mouth opening, if any
         cv2().fillPoly(self._interior_mask, [np.round(self._source_points[list(INNER_LIP_POLYGON), :2] * 16)
                                              .astype(np.int32)], 255, cv2().LINE_AA, shift=4)
+        self._eyelids = [self._build_eyelid(eye) for eye in EYES]
         self._previous = None
         logger.info("landmarks: source set, %d vertices, %d triangles at %d x %d", len(self._mesh.vertices),
                     len(self._mesh.triangles), n, n)
@@ -348,6 +390,43 @@ class LandmarkBackend:
         logger.debug("landmarks: %d ring points, %d anchors, %d of %d landmarks are vertices", len(ring),
                      len(anchors), int(inside[:MESH_POINTS].sum()), MESH_POINTS)
         return _SourceMesh(vertices=vertices, triangles=triangles, ring_of=ring_of, ring_weight=ring_weight)
+
+    def _build_eyelid(self, eye: tuple) -> _Eyelid | None:
+        """The closed lid of one source eye (see ``_Eyelid``); None when the eye is too small or out of frame."""
+        corners, upper, lower = eye
+        points = self._source_points
+        n = self.size
+        xy = points[[corners[0], *upper, corners[1], *lower[::-1]], :2]  # the eye opening, around
+        width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
+        if width < 6.0 or xy.min() < 0 or xy.max() > n - 1:
+            return None
+        cv = cv2()
+        reach = max(1, round(0.1 * width))  # the lashes around the opening, and a feathered edge beyond
+        x0, y0 = np.maximum(np.floor(xy.min(0) - (0, LID_BAND * width)).astype(int) - 3 * reach, 0)
+        x1, y1 = np.minimum(np.ceil(xy.max(0)).astype(int) + 3 * reach + 1, n)
+        box = (slice(y0, y1), slice(x0, x1))
+        patch = np.ascontiguousarray(self._source[box])
+        opening = np.zeros(patch.shape[:2], np.uint8)
+        # The opening, and the lower part of the upper lid above it (lashes and crease shadow): the band the
+        # closing mesh stretches over the eye.
+        for lift in (0.0, 0.5 * LID_BAND * width, LID_BAND * width):
+            polygon = np.round((xy - (x0, y0 + lift)) * 16).astype(np.int32)
+            cv.fillPoly(opening, [polygon], 255, cv.LINE_8, shift=4)
+        kernel = cv.getStructuringElement(cv.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+        hole = cv.dilate(opening, kernel)
+        fill = cv.inpaint(patch, hole, 2 * reach, cv.INPAINT_TELEA)
+        # Smoothed inside the hole: inpainting leaves streaks that the lid's stretch would draw out.
+        fill = np.where(hole[..., None] > 0, cv.GaussianBlur(fill, (0, 0), 0.5 * reach), fill).astype(np.float32)
+        # A lid is shaded, a little darker towards its edge (the source's upper lid line, where the lashes will be).
+        distance = cv.distanceTransform(255 - opening, cv.DIST_L2, 3)
+        fill *= 1.0 - LID_SHADE * np.clip(1.0 - distance / (LID_BAND * width + reach), 0.0, 1.0)[..., None]
+        alpha = cv.GaussianBlur(cv.dilate(hole, kernel).astype(np.float32) / 255, (0, 0), reach)[..., None]
+        lash_line = np.zeros_like(opening)
+        cv.polylines(lash_line, [np.round(xy[:len(upper) + 2] - (x0, y0)).astype(np.int32)], False, 255, 1)
+        lash_pixels = patch[lash_line > 0].astype(np.float32)
+        darkest = lash_pixels[np.argsort(lash_pixels @ np.array([0.299, 0.587, 0.114]))[:max(1, len(lash_pixels) // 3)]]
+        return _Eyelid(box=box, delta=alpha * (fill - patch.astype(np.float32)),
+                       opening=eye_opening(points, eye), lash=darkest.mean(0))
 
     def _mean_colour(self, polygon: np.ndarray) -> np.ndarray:
         mask = np.zeros((self.size, self.size), np.uint8)
@@ -479,10 +558,52 @@ class LandmarkBackend:
         moved = self.moved_landmarks(motion)
         cv = cv2()
         pmap = self._backward_map(*self._targets(moved))
-        out = cv.remap(self._source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        lids = self._lid_amounts(moved)
+        source = self._source
+        if any(lids):  # the closing lids' skin goes into the source, then moves with the mesh
+            source = source.copy()
+            for lid, amount in zip(self._eyelids, lids, strict=True):
+                if amount:
+                    region = source[lid.box].astype(np.float32)
+                    source[lid.box] = np.clip(region + amount * lid.delta + 0.5, 0, 255).astype(np.uint8)
+        out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        for eye, lid, amount in zip(EYES, self._eyelids, lids, strict=True):
+            if amount:
+                self._draw_lashes(out, moved, eye, lid, amount)
         if self.mouth_interior:
             self._paint_mouth(out, moved)
         return out
+
+    def _lid_amounts(self, moved: np.ndarray) -> list[float]:
+        """Per eye, how much of the closed lid to show: 0 while the eye is open, 1 once it is shut (see LID_*)."""
+        amounts = []
+        for eye, lid in zip(EYES, self._eyelids, strict=True):
+            if lid is None or lid.opening <= 0.02:  # no lid prepared, or an eye already shut in the photo
+                amounts.append(0.0)
+                continue
+            closed = 1.0 - eye_opening(moved, eye) / lid.opening
+            v = float(np.clip((closed - LID_START) / (LID_FULL - LID_START), 0.0, 1.0))
+            amounts.append(v * v * (3 - 2 * v))  # smoothstep
+        return amounts
+
+    def _draw_lashes(self, out: np.ndarray, moved: np.ndarray, eye: tuple, lid: _Eyelid, amount: float) -> None:
+        """The lash line along the edge of a closing lid (in place), as dark as the source's own lashes."""
+        corners, upper, _ = eye
+        line = moved[[corners[0], *upper, corners[1]], :2]
+        cv = cv2()
+        n = self.size
+        x0, y0 = np.maximum(np.floor(line.min(0)).astype(int) - 3, 0)
+        x1, y1 = np.minimum(np.ceil(line.max(0)).astype(int) + 4, n)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        thickness = max(1, round(n / 256))
+        cv.polylines(mask, [np.round((line - (x0, y0)) * 16).astype(np.int32)], False, 255, thickness, cv.LINE_AA,
+                     shift=4)
+        soft = cv.GaussianBlur(mask.astype(np.float32), (0, 0), 0.5 * thickness)
+        alpha = (LASH_OPACITY * amount / 255.0) * soft[..., None]
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(region + alpha * (lid.lash - region) + 0.5, 0, 255).astype(np.uint8)
 
     def _paint_mouth(self, out: np.ndarray, moved: np.ndarray) -> None:
         """Paint the inside of a mouth opened beyond the source's own opening (in place)."""

@@ -41,6 +41,11 @@ logger = logging.getLogger(__name__)
 MAX_CONSECUTIVE_ERRORS = 25  # a stage failing this many frames in a row stops the run
 
 
+# The fast rows' filter (see MotionSmoother): speed in the motion's units per second (normalised landmarks here).
+FAST_BETA = 60.0
+FAST_D_CUTOFF = 5.0
+
+
 @dataclass
 class PipelineOptions:
     """Runtime options of the live loop.
@@ -83,16 +88,30 @@ class PipelineOptions:
 
 
 class MotionSmoother:
-    """One Euro filtering of a backend's motion: numpy arrays, or named tuples of tensors (FOMM keypoints)."""
+    """One Euro filtering of a backend's motion: numpy arrays, or named tuples of tensors (FOMM keypoints).
 
-    def __init__(self, *, min_cutoff: float, beta: float) -> None:
+    Args:
+        min_cutoff: Cutoff at rest, Hz.
+        beta: How fast the cutoff opens with speed.
+        fast_rows: Rows of an array motion that move fast and briefly (a backend's ``fast_rows``: eyelids). They
+            get their own filter, with the same cutoff at rest but a speed estimate that reacts within a frame
+            (``FAST_D_CUTOFF``) and a cutoff that opens much more with speed (``FAST_BETA``): with the common
+            filter, a 160 ms blink on a 25 fps stream reached 61% of its closure one frame late instead of 85%.
+    """
+
+    def __init__(self, *, min_cutoff: float, beta: float, fast_rows: tuple[int, ...] = ()) -> None:
         self.min_cutoff = min_cutoff
         self.beta = beta
+        self.fast_rows = np.asarray(fast_rows, dtype=np.intp)
         self.filters: dict[str, OneEuroFilter] = {}
 
     def _filter(self, name: str) -> OneEuroFilter:
         if name not in self.filters:
-            self.filters[name] = OneEuroFilter(min_cutoff=self.min_cutoff, beta=self.beta, d_cutoff=1.0)
+            if name == "fast":
+                self.filters[name] = OneEuroFilter(min_cutoff=self.min_cutoff, beta=FAST_BETA,
+                                                   d_cutoff=FAST_D_CUTOFF)
+            else:
+                self.filters[name] = OneEuroFilter(min_cutoff=self.min_cutoff, beta=self.beta, d_cutoff=1.0)
         return self.filters[name]
 
     def reset(self) -> None:
@@ -102,7 +121,10 @@ class MotionSmoother:
         if motion is None:
             return None
         if isinstance(motion, np.ndarray):
-            return self._filter("array")(motion, t).astype(motion.dtype)
+            smoothed = self._filter("array")(motion, t)
+            if self.fast_rows.size and motion.ndim and motion.shape[0] > self.fast_rows.max():
+                smoothed[self.fast_rows] = self._filter("fast")(motion[self.fast_rows], t)
+            return smoothed.astype(motion.dtype)
         if hasattr(motion, "_fields"):
             import torch
 
@@ -179,7 +201,8 @@ class LivePipeline:
         self.stop_event = threading.Event()
         self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.tracker = CropTracker(smoothing=self.options.smoothing)
-        self.smoother = (MotionSmoother(min_cutoff=self.options.kp_min_cutoff, beta=self.options.kp_beta)
+        self.smoother = (MotionSmoother(min_cutoff=self.options.kp_min_cutoff, beta=self.options.kp_beta,
+                                        fast_rows=tuple(getattr(backend, "fast_rows", ())))
                          if self.options.smoothing else None)
         self.calibrator = AutoCalibrator(steady_seconds=self.options.steady_seconds)
         if not self.options.auto_calibrate:

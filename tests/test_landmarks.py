@@ -195,7 +195,33 @@ def test_blink_closes_the_eyes(backend: LandmarkBackend, source: np.ndarray) -> 
     ear_open = eye_aspect_ratio(backend.detect(backend.render(neutral)))
     ear_shut = eye_aspect_ratio(backend.detect(backend.render(shut)))
     print(f"eye aspect ratio on the output: {ear_open:.3f} open, {ear_shut:.3f} blinking")
-    assert ear_shut < 0.75 * ear_open, f"eye aspect ratio {ear_open:.3f} -> {ear_shut:.3f}"
+    assert ear_shut < 0.5 * ear_open, f"eye aspect ratio {ear_open:.3f} -> {ear_shut:.3f}"
+
+
+def test_closed_eyes_show_lids_not_a_smear(backend: LandmarkBackend, source: np.ndarray) -> None:
+    """Where the open eye was, a shut one shows skin: few pixels as dark as the iris, lashes or lid shadow. (Closing
+    the mesh alone stretched the lash line over the eye: 42% and 30% of the pixels stayed that dark.)"""
+    neutral = backend.detect(source)
+    backend.calibrate(neutral)
+    shut = neutral.copy()
+    shut[list(UPPER_LIDS)] = shut[list(LOWER_LIDS)] - np.array([0.0, 0.5 / SIZE, 0.0], np.float32)
+    half = neutral.copy()
+    half[list(UPPER_LIDS)] = 0.8 * neutral[list(UPPER_LIDS)] + 0.2 * neutral[list(LOWER_LIDS)]
+    assert backend._lid_amounts(backend.moved_landmarks(neutral)) == [0.0, 0.0]
+    assert backend._lid_amounts(backend.moved_landmarks(half)) == [0.0, 0.0], "a lid over a still-open eye"
+    assert backend._lid_amounts(backend.moved_landmarks(shut)) == [1.0, 1.0]
+    lum_open, lum_shut = luminance(backend.render(neutral)), luminance(backend.render(shut))
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        inside = np.zeros((SIZE, SIZE), np.uint8)
+        hull = cv2().convexHull(np.round(neutral[list(eye), :2] * SIZE).astype(np.int32))
+        cv2().fillConvexPoly(inside, hull, 1)
+        around = cv2().dilate(inside, np.ones((15, 15), np.uint8)) - cv2().dilate(inside, np.ones((7, 7), np.uint8))
+        skin = np.median(lum_open[around > 0])
+        dark_open = (lum_open[inside > 0] < 0.6 * skin).mean()
+        dark_shut = (lum_shut[inside > 0] < 0.6 * skin).mean()
+        print(f"eye {eye[0]}: dark pixels {dark_open:.0%} open, {dark_shut:.0%} shut")
+        assert dark_open > 0.2, "the open eye should have dark pixels (iris, lashes): the measure would say nothing"
+        assert dark_shut < 0.1, f"eye {eye[0]}: {dark_shut:.0%} of the shut eye is as dark as an open one"
 
 
 def test_opening_mouth_shows_a_dark_interior(backend: LandmarkBackend, source: np.ndarray) -> None:

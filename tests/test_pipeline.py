@@ -425,3 +425,26 @@ def test_stats_memory_is_bounded_and_percentiles_cover_the_recent_window() -> No
     assert summary["frames_out"] == 1000
     assert summary["stages_ms"]["generator"]["count"] == 100
     assert summary["stages_ms"]["generator"]["p99"] == 10.0, "only the recent window is described"
+
+
+def test_fast_rows_follow_a_blink_and_stay_steady_at_rest() -> None:
+    """A backend's fast rows (eyelids) get through a two-frame step that the common filter holds back, and are still
+    smoothed at rest. 25 fps, motion in normalised landmark units (a lid travels about 0.02 in a blink)."""
+    from live.pipeline import MotionSmoother
+
+    rng = np.random.default_rng(0)
+    rows, fast = 20, (3, 4)
+    smoother = MotionSmoother(min_cutoff=1.0, beta=2.0, fast_rows=fast)
+    rest = np.full((rows, 3), 0.5)
+    out = [smoother(rest + rng.normal(0, 5e-4, rest.shape), i / 25) for i in range(50)]
+    noisy = np.array([o for o in out[25:]])  # settled
+    step = 0.02
+    closed = rest.copy()
+    closed[:, 1] += step  # every row moves down by a lid's travel
+    reached = [smoother(closed, (50 + i) / 25) for i in range(2)][-1]
+    fast_share = (reached[list(fast), 1] - 0.5).mean() / step
+    slow_share = (np.delete(reached, list(fast), axis=0)[:, 1] - 0.5).mean() / step
+    print(f"after two frames: fast rows {fast_share:.0%} of the step, others {slow_share:.0%}")
+    assert fast_share > 0.75 and slow_share < 0.5
+    jitter_fast = noisy[:, list(fast)].std(0).mean()
+    assert jitter_fast < 0.8 * 5e-4, f"fast rows at rest: jitter {jitter_fast:.1e} of an input's 5e-4"
