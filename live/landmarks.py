@@ -43,8 +43,11 @@ Where the mesh folds (the far cheek in a head turn), triangles turned over are n
 rest are drawn far to near by their landmarks' depth, the ring and anchors behind the face, so the nearer surface
 shows, as in a z-buffer.
 
-Eyes and mouth. Blinks need no special case: the upper eyelid's landmarks move onto the lower lid, the triangles
-over the eyeball collapse and the eyelid's skin above them is stretched down over the eye. An opening mouth would
+Eyes and mouth. In a blink the upper eyelid's landmarks move onto the lower lid and the triangles over the eyeball
+collapse; alone, that would stretch the thin band of lashes above the eye down over it, so a lid made from the skin
+around each eye is blended into the photo as the eye closes and a lash line drawn along its edge (``_Eyelid``).
+The gaze moves each eye's inside as one rigid picture behind the lids, by the driver's iris motion relative to the
+eye's corners, within a fifth of the eye's width (``_Eyeball``). An opening mouth would
 show the lip line stretched into a pale band, so when the mouth opens beyond the source's own opening the inner-lip
 polygon is painted as a mouth: the source's own mouth interior (teeth, if it shows them) carried along with the
 upper lip, and below it a dark cavity shading to a tongue colour near the lower lip, as bright as the source's lips
@@ -106,6 +109,12 @@ LID_BAND = 0.15  # the height of the upper lid's band that the closed lid replac
 LID_SHADE = 0.05  # how much darker the closed lid is at its edge than away from it
 LASH_OPACITY = 0.7
 EYES = ((RIGHT_EYE_CORNERS, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_CORNERS, LEFT_EYE_UPPER, LEFT_EYE_LOWER))
+IRIS_CENTRES = (468, 473)  # the iris centre of each eye in EYES (refine_landmarks=True)
+GAZE_ALONG = 0.2  # how far the gaze may move an iris along the eye from its place in the photo, over the eye's width
+GAZE_ACROSS = 0.06  # and across the eye
+GAZE_FADE = (0.04, 0.08)  # gaze (eye-widths) where the eyeball starts to be painted, and where it is fully painted
+# Closure (as for the lids) over which the gaze is let go: the face mesh's iris is unreliable in a closing eye.
+GAZE_CLOSING = (0.15, 0.35)
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -178,6 +187,14 @@ def eye_opening(points: np.ndarray, eye: tuple) -> float:
     return float(gap / max(width, 1e-9))
 
 
+def _eye_frame(points: np.ndarray, corners: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """An eye's frame from its corners: the midpoint, the axes (rows: along the eye, across it) and the width."""
+    a, b = points[corners[0], :2], points[corners[1], :2]
+    width = max(float(np.linalg.norm(b - a)), 1e-9)
+    along = (b - a) / width
+    return (a + b) / 2, np.array([along, [-along[1], along[0]]]), width
+
+
 @dataclass
 class _Eyelid:
     """One eye's closed lid, prepared in ``set_source``.
@@ -192,6 +209,23 @@ class _Eyelid:
     delta: np.ndarray  # h x w x 3 float32: (lid fill - source) * feathered mask, within ``box``
     opening: float  # the source's own eye opening (``eye_opening``)
     lash: np.ndarray  # RGB float32 of the source's upper lash line
+
+
+@dataclass
+class _Eyeball:
+    """One eye's eyeball, prepared in ``set_source``: the inside of the eye as a rigid picture that the gaze slides
+    behind the lids.
+
+    The mesh moves the lids; inside the moved eye opening the eyeball is painted over the mesh's warp, placed by the
+    eye's corners (a similarity) and shifted by the driver's gaze (the iris centre's motion relative to the eye,
+    within ``GAZE_ALONG`` / ``GAZE_ACROSS`` of the eye's width). Beyond the photo's own opening the picture continues
+    the colours at the opening's edge, which is what a shifted iris uncovers.
+    """
+
+    box: tuple[int, int]  # top-left (x, y) of ``picture`` in source pixels
+    picture: np.ndarray  # h x w x 3 uint8: the inside of the eye opening, its edge colours continued around it
+    iris: np.ndarray  # (u, v) of the iris centre in the photo, in eye-widths along and across the eye
+    opening: float  # the photo's own eye opening (``eye_opening``)
 
 
 @dataclass
@@ -251,6 +285,7 @@ class LandmarkBackend:
         self._mouth_light = 1.0  # brightness of the source's lips, for the mouth interior
         self._interior_mask = np.zeros((size, size), np.uint8)
         self._eyelids: list[_Eyelid | None] = []
+        self._eyeballs: list[_Eyeball | None] = []
         self._neutral: np.ndarray | None = None  # 478 x 3 float32, normalised driving landmarks
         self._previous: np.ndarray | None = None  # last moved source landmarks, for smoothing
         n = self.size
@@ -337,6 +372,7 @@ class LandmarkBackend:
         cv2().fillPoly(self._interior_mask, [np.round(self._source_points[list(INNER_LIP_POLYGON), :2] * 16)
                                              .astype(np.int32)], 255, cv2().LINE_AA, shift=4)
         self._eyelids = [self._build_eyelid(eye) for eye in EYES]
+        self._eyeballs = [self._build_eyeball(eye, iris) for eye, iris in zip(EYES, IRIS_CENTRES, strict=True)]
         self._previous = None
         logger.info("landmarks: source set, %d vertices, %d triangles at %d x %d", len(self._mesh.vertices),
                     len(self._mesh.triangles), n, n)
@@ -427,6 +463,33 @@ class LandmarkBackend:
         darkest = lash_pixels[np.argsort(lash_pixels @ np.array([0.299, 0.587, 0.114]))[:max(1, len(lash_pixels) // 3)]]
         return _Eyelid(box=box, delta=alpha * (fill - patch.astype(np.float32)),
                        opening=eye_opening(points, eye), lash=darkest.mean(0))
+
+    def _build_eyeball(self, eye: tuple, iris: int) -> _Eyeball | None:
+        """The eyeball picture of one source eye (see ``_Eyeball``); None when the eye is too small, shut or out of
+        frame."""
+        corners, upper, lower = eye
+        points = self._source_points
+        n = self.size
+        xy = points[[corners[0], *upper, corners[1], *lower[::-1]], :2]
+        origin, axes, width = _eye_frame(points, corners)
+        if width < 6.0 or xy.min() < 0 or xy.max() > n - 1 or eye_opening(points, eye) < 0.1:
+            return None
+        cv = cv2()
+        margin = int(np.ceil((GAZE_ALONG + 0.1) * width))
+        x0, y0 = np.maximum(np.floor(xy.min(0)).astype(int) - margin, 0)
+        x1, y1 = np.minimum(np.ceil(xy.max(0)).astype(int) + margin + 1, n)
+        patch = self._source[y0:y1, x0:x1]
+        opening = np.zeros(patch.shape[:2], np.uint8)
+        cv.fillPoly(opening, [np.round((xy - (x0, y0)) * 16).astype(np.int32)], 255, cv.LINE_8, shift=4)
+        inner = cv.erode(opening, np.ones((3, 3), np.uint8), iterations=max(1, round(width / 40)))
+        if cv.countNonZero(inner) < 4:
+            return None
+        # Beyond the inside of the opening (lids and lashes left out), the picture continues the eye's own edge
+        # colours outwards: what a shifted iris uncovers looks like the shadowed white next to it.
+        picture = cv.inpaint(np.ascontiguousarray(patch), 255 - inner, 3, cv.INPAINT_TELEA)
+        iris_uv = axes @ (points[iris, :2] - origin) / width
+        return _Eyeball(box=(x0, y0), picture=np.ascontiguousarray(picture), iris=iris_uv,
+                        opening=eye_opening(points, eye))
 
     def _mean_colour(self, polygon: np.ndarray) -> np.ndarray:
         mask = np.zeros((self.size, self.size), np.uint8)
@@ -567,6 +630,9 @@ class LandmarkBackend:
                     region = source[lid.box].astype(np.float32)
                     source[lid.box] = np.clip(region + amount * lid.delta + 0.5, 0, 255).astype(np.uint8)
         out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        for eye, iris, ball, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, lids, strict=True):
+            if ball is not None and amount < 1.0:
+                self._paint_eyeball(out, moved, eye, iris, ball, 1.0 - amount)
         for eye, lid, amount in zip(EYES, self._eyelids, lids, strict=True):
             if amount:
                 self._draw_lashes(out, moved, eye, lid, amount)
@@ -585,6 +651,43 @@ class LandmarkBackend:
             v = float(np.clip((closed - LID_START) / (LID_FULL - LID_START), 0.0, 1.0))
             amounts.append(v * v * (3 - 2 * v))  # smoothstep
         return amounts
+
+    def _paint_eyeball(self, out: np.ndarray, moved: np.ndarray, eye: tuple, iris: int, ball: _Eyeball,
+                       opacity: float) -> None:
+        """Paint the eyeball inside the moved eye opening (in place), shifted by the gaze (see ``_Eyeball``)."""
+        corners, upper, lower = eye
+        cv = cv2()
+        n = self.size
+        polygon = moved[[corners[0], *upper, corners[1], *lower[::-1]], :2]
+        x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int) - 1, 0)
+        x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + 2, n)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return
+        origin0, axes0, width0 = _eye_frame(self._source_points, corners)
+        origin1, axes1, width1 = _eye_frame(moved, corners)
+        gaze = axes1 @ (moved[iris, :2] - origin1) / width1 - ball.iris  # eye-widths, along and across
+        gaze = np.clip(gaze, (-GAZE_ALONG, -GAZE_ACROSS), (GAZE_ALONG, GAZE_ACROSS))
+        closed = 1.0 - eye_opening(moved, eye) / ball.opening
+        gaze *= float(np.clip((GAZE_CLOSING[1] - closed) / (GAZE_CLOSING[1] - GAZE_CLOSING[0]), 0.0, 1.0))
+        # Faded in with the gaze, so that an eye looking where it looked in the photo is the mesh's warp, exactly.
+        fade = float(np.clip((np.linalg.norm(gaze) - GAZE_FADE[0]) / (GAZE_FADE[1] - GAZE_FADE[0]), 0.0, 1.0))
+        opacity *= fade * fade * (3 - 2 * fade)
+        if opacity <= 0.0:
+            return
+        # Output pixel q -> photo pixel p: into the moved eye's frame, less the gaze, out through the photo's frame.
+        scale = width0 / width1
+        linear = scale * axes0.T @ axes1  # 2 x 2
+        offset = origin0 - linear @ origin1 - width0 * axes0.T @ gaze
+        to_picture = np.column_stack([linear, offset - ball.box + linear @ (x0, y0)])  # patch pixel -> picture
+        h, w = y1 - y0, x1 - x0
+        picture = cv.warpAffine(ball.picture, to_picture, (w, h), flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP,
+                                borderMode=cv.BORDER_REPLICATE).astype(np.float32)
+        mask = np.zeros((h, w), np.uint8)
+        cv.fillPoly(mask, [np.round((polygon - (x0, y0)) * 16).astype(np.int32)], 255, cv.LINE_AA, shift=4)
+        mask = cv.erode(mask, np.ones((3, 3), np.uint8))  # leave the lids' edges to the mesh
+        alpha = (opacity / 255.0) * cv.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)[..., None]
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(region + alpha * (picture - region) + 0.5, 0, 255).astype(np.uint8)
 
     def _draw_lashes(self, out: np.ndarray, moved: np.ndarray, eye: tuple, lid: _Eyelid, amount: float) -> None:
         """The lash line along the edge of a closing lid (in place), as dark as the source's own lashes."""

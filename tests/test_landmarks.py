@@ -303,3 +303,29 @@ def test_demo_clip_path_is_cached_by_version(tmp_path: Path, monkeypatch: pytest
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
     monkeypatch.setattr(democlip, "DEMO_CLIP_VERSION", "test-next")
     assert democlip.demo_clip_path() != path and len(made) == 2
+
+
+def test_gaze_moves_the_irises_and_leaves_a_still_eye_alone(backend: LandmarkBackend, source: np.ndarray) -> None:
+    """The driver's irises moved sideways by 0.15 of an eye's width, each way: the darkest quarter of each output
+    eye (the iris) follows. At rest the eyes are the photo's, within about a level."""
+    neutral = backend.detect(source)
+    backend.calibrate(neutral)
+    rest = backend.render(neutral)
+    for eye, corners in ((RIGHT_EYE, (33, 133)), (LEFT_EYE, (263, 362))):
+        hull = cv2().convexHull(np.round(neutral[list(eye), :2] * SIZE).astype(np.int32))
+        inside = np.zeros((SIZE, SIZE), np.uint8)
+        cv2().fillConvexPoly(inside, hull, 1)
+        x, y, w, h = cv2().boundingRect(hull)
+        change = np.abs(rest[y:y + h, x:x + w].astype(np.int32) - source[y:y + h, x:x + w]).mean()
+        assert change < 0.5, f"eye {eye[0]} at rest differs from the photo by {change:.1f} levels on average"
+        width = np.linalg.norm(neutral[corners[0], :2] - neutral[corners[1], :2])
+        centres = []
+        for shift in (-0.15, 0.15):
+            looking = neutral.copy()
+            looking[468:478, 0] += shift * width  # both irises, all ten iris points
+            lum = luminance(backend.render(looking))
+            ys, xs = np.nonzero((inside > 0) & (lum <= np.percentile(lum[inside > 0], 25)))
+            centres.append(xs.mean() / SIZE)
+        moved = (centres[1] - centres[0]) / width
+        print(f"eye {eye[0]}: rest change {change:.2f} levels, iris moved {moved:.2f} eye widths")
+        assert moved > 0.1, f"eye {eye[0]}: the iris moved {moved:.2f} eye widths for a gaze change of 0.3"
