@@ -33,7 +33,8 @@ the driving landmarks as they are instead (S = size * D).
 Warp. The mesh's vertices are the 468 mesh landmarks (not the irises), a ring of points around the face (the face
 oval enlarged 1.3 times about its centre; each follows the motion of the oval point it came from, less near the
 frame's edge, so hair and ears go with the face's edge) and fixed anchors along the frame's border, so the image
-corners stay put. The source vertices are triangulated once (Delaunay, cv2.Subdiv2D). Per frame only the vertex
+corners stay put. The source vertices are triangulated once (Delaunay, cv2.Subdiv2D); landmarks within a
+few pixels inside the oval are left out of it, so that only the oval meets the ring. Per frame only the vertex
 positions change: each triangle gets the affine map from its moved position back to its source position (a 2 x 3
 matrix, kept as three complex numbers so that one gather fetches x and y), the moved triangles' indices are
 rasterised into an index image (one cv2.fillConvexPoly per triangle, ~1000 calls), and every output pixel q is
@@ -95,6 +96,7 @@ OUTER_LIP_POLYGON = OUTER_UPPER_LIP + OUTER_LOWER_LIP[-2:0:-1]
 
 HEAD_RING_SCALE = 1.3  # the ring around the face: the face oval enlarged about its centre
 BORDER_ANCHORS_PER_SIDE = 8
+OVAL_CLEARANCE = 1 / 48  # landmarks closer than this (of the frame's side) to the face oval are not mesh vertices
 BACKGROUND_DEPTH = 1e6  # drawing depth of the head ring and the anchors: behind any face point (output pixels)
 # Mouth interior: fully painted once the opening (mean inner-lip gap / mouth width) exceeds the source's by this.
 MOUTH_FULL_OPENING = 0.12
@@ -406,6 +408,15 @@ class LandmarkBackend:
         # but is not a vertex. Coordinates are rounded to float32, the precision Subdiv2D stores them at.
         inside = np.ones(len(vertices), dtype=bool)
         inside[:MESH_POINTS] = ((xy >= 1.0) & (xy <= last - 1.0)).all(1)
+        # Landmarks hugging the face oval from inside are left out as vertices (they still move): the triangulation
+        # is not constrained to the oval, so they got joined to the head ring across it, and a head turn sheared
+        # those long triangles into background-coloured notches along the far jaw.
+        contour = oval.astype(np.float32).reshape(-1, 1, 2)
+        on_oval = set(FACE_OVAL)
+        for i in range(MESH_POINTS):
+            if i not in on_oval and abs(cv2().pointPolygonTest(contour, (float(xy[i, 0]), float(xy[i, 1])), True)) \
+                    < OVAL_CLEARANCE * n:
+                inside[i] = False
         cv = cv2()
         subdiv = cv.Subdiv2D((0, 0, n, n))
         lookup: dict[tuple[float, float], int] = {}

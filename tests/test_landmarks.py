@@ -329,3 +329,18 @@ def test_gaze_moves_the_irises_and_leaves_a_still_eye_alone(backend: LandmarkBac
         moved = (centres[1] - centres[0]) / width
         print(f"eye {eye[0]}: rest change {change:.2f} levels, iris moved {moved:.2f} eye widths")
         assert moved > 0.1, f"eye {eye[0]}: the iris moved {moved:.2f} eye widths for a gaze change of 0.3"
+
+
+def test_head_ring_joins_the_face_only_at_its_oval(backend: LandmarkBackend, source: np.ndarray) -> None:
+    """Triangles that reach out to the head ring or the frame's border touch the face only at its oval. Long
+    triangles from the ring to landmarks inside the oval (20 of them on this photo, before landmarks hugging the
+    oval stopped being vertices) sheared into background-coloured notches along the far jaw in a 20-degree turn."""
+    from live.landmarks import FACE_OVAL, MESH_POINTS
+
+    backend.set_source(source)
+    triangles = backend._mesh.triangles
+    oval = np.isin(triangles, FACE_OVAL)
+    outer = triangles >= MESH_POINTS
+    crossing = outer.any(1) & ~(oval | outer).all(1)
+    assert outer.any(1).sum() > 30, "the mesh has no head ring to speak of: the test would prove nothing"
+    assert not crossing.any(), f"{crossing.sum()} triangles join the ring to inner landmarks: {triangles[crossing][:5]}"
