@@ -88,6 +88,9 @@ class FaceDetector:
 
                 detector = face_detection.FaceDetection(min_detection_confidence=self.min_confidence,
                                                         model_selection=selection)
+                # The graph starts its calculators asynchronously, and they print their start-up lines then: one
+                # blank frame inside this block waits for them.
+                detector.process(np.zeros((64, 64, 3), np.uint8))
             self._detectors[selection] = detector
         return detector
 

@@ -306,6 +306,9 @@ class LandmarkBackend:
                                                         refine_landmarks=True,
                                                         min_detection_confidence=self.min_detection_confidence,
                                                         min_tracking_confidence=0.5)
+                # Its calculators start asynchronously and print their start-up lines then: a blank frame inside
+                # this block waits for them (no face, so no tracking state is left behind).
+                graph.process(np.zeros((64, 64, 3), np.uint8))
             self._graphs[static] = graph
             self._warm.discard(static)
         return graph

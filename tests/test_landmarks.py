@@ -344,3 +344,23 @@ def test_head_ring_joins_the_face_only_at_its_oval(backend: LandmarkBackend, sou
     crossing = outer.any(1) & ~(oval | outer).all(1)
     assert outer.any(1).sum() > 30, "the mesh has no head ring to speak of: the test would prove nothing"
     assert not crossing.any(), f"{crossing.sum()} triangles join the ring to inner landmarks: {triangles[crossing][:5]}"
+
+
+def test_mediapipe_start_up_lines_stay_quiet() -> None:
+    """mediapipe's graphs start their calculators asynchronously, which then print TFLite and absl lines on the
+    native stderr (three lines per start-up, before the graphs were warmed up inside the quiet block)."""
+    import subprocess
+    import sys
+
+    code = ("import time\n"
+            "from live.face import FaceDetector\n"
+            "from live.landmarks import LandmarkBackend\n"
+            "detector = FaceDetector()\n"
+            "backend = LandmarkBackend(tracking=True)\n"
+            "backend._graph(False)\n"
+            "time.sleep(0.5)\n"
+            "print('ran')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0 and "ran" in result.stdout, result.stderr[-2000:]
+    assert result.stderr.strip() == "", f"start-up lines leaked: {result.stderr[:500]}"
