@@ -189,6 +189,12 @@ def eye_opening(points: np.ndarray, eye: tuple) -> float:
     return float(gap / max(width, 1e-9))
 
 
+def _eye_polygon(points: np.ndarray, eye: tuple) -> np.ndarray:
+    """An eye's opening as a polygon (P x 2): outer corner, upper lid, inner corner, lower lid back."""
+    corners, upper, lower = eye
+    return points[[corners[0], *upper, corners[1], *lower[::-1]], :2]
+
+
 def _eye_frame(points: np.ndarray, corners: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
     """An eye's frame from its corners: the midpoint, the axes (rows: along the eye, across it) and the width."""
     a, b = points[corners[0], :2], points[corners[1], :2]
@@ -209,7 +215,6 @@ class _Eyelid:
 
     box: tuple[slice, slice]  # rows and columns of the source the lid touches
     delta: np.ndarray  # h x w x 3 float32: (lid fill - source) * feathered mask, within ``box``
-    opening: float  # the source's own eye opening (``eye_opening``)
     lash: np.ndarray  # RGB float32 of the source's upper lash line
 
 
@@ -227,7 +232,6 @@ class _Eyeball:
     box: tuple[int, int]  # top-left (x, y) of ``picture`` in source pixels
     picture: np.ndarray  # h x w x 3 uint8: the inside of the eye opening, its edge colours continued around it
     iris: np.ndarray  # (u, v) of the iris centre in the photo, in eye-widths along and across the eye
-    opening: float  # the photo's own eye opening (``eye_opening``)
 
 
 @dataclass
@@ -288,6 +292,7 @@ class LandmarkBackend:
         self._interior_mask = np.zeros((size, size), np.uint8)
         self._eyelids: list[_Eyelid | None] = []
         self._eyeballs: list[_Eyeball | None] = []
+        self._eye_openings: list[float] = []  # the photo's own (``eye_opening``), EYES order
         self._neutral: np.ndarray | None = None  # 478 x 3 float32, normalised driving landmarks
         self._previous: np.ndarray | None = None  # last moved source landmarks, for smoothing
         n = self.size
@@ -376,6 +381,7 @@ class LandmarkBackend:
         self._interior_mask = np.zeros((n, n), np.uint8)  # the source's own mouth opening, if any
         cv2().fillPoly(self._interior_mask, [np.round(self._source_points[list(INNER_LIP_POLYGON), :2] * 16)
                                              .astype(np.int32)], 255, cv2().LINE_AA, shift=4)
+        self._eye_openings = [eye_opening(self._source_points, eye) for eye in EYES]
         self._eyelids = [self._build_eyelid(eye) for eye in EYES]
         self._eyeballs = [self._build_eyeball(eye, iris) for eye, iris in zip(EYES, IRIS_CENTRES, strict=True)]
         self._previous = None
@@ -443,11 +449,11 @@ class LandmarkBackend:
 
     def _build_eyelid(self, eye: tuple) -> _Eyelid | None:
         """The closed lid of one source eye (see ``_Eyelid``); None when the eye is too small or out of frame."""
-        corners, upper, lower = eye
+        corners, upper, _ = eye
         points = self._source_points
         n = self.size
-        xy = points[[corners[0], *upper, corners[1], *lower[::-1]], :2]  # the eye opening, around
-        width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
+        xy = _eye_polygon(points, eye)
+        width = _eye_frame(points, corners)[2]
         if width < 6.0 or xy.min() < 0 or xy.max() > n - 1:
             return None
         cv = cv2()
@@ -476,16 +482,15 @@ class LandmarkBackend:
         lash_pixels = patch[lash_line > 0].astype(np.float32)
         darkest = lash_pixels[np.argsort(lash_pixels @ np.array([0.299, 0.587, 0.114]))[:max(1, len(lash_pixels) // 3)]]
         return _Eyelid(box=box, delta=alpha * (fill - patch.astype(np.float32)),
-                       opening=eye_opening(points, eye), lash=darkest.mean(0))
+                       lash=darkest.mean(0))
 
     def _build_eyeball(self, eye: tuple, iris: int) -> _Eyeball | None:
         """The eyeball picture of one source eye (see ``_Eyeball``); None when the eye is too small, shut or out of
         frame."""
-        corners, upper, lower = eye
         points = self._source_points
         n = self.size
-        xy = points[[corners[0], *upper, corners[1], *lower[::-1]], :2]
-        origin, axes, width = _eye_frame(points, corners)
+        xy = _eye_polygon(points, eye)
+        origin, axes, width = _eye_frame(points, eye[0])
         if width < 6.0 or xy.min() < 0 or xy.max() > n - 1 or eye_opening(points, eye) < 0.1:
             return None
         cv = cv2()
@@ -502,8 +507,7 @@ class LandmarkBackend:
         # colours outwards: what a shifted iris uncovers looks like the shadowed white next to it.
         picture = cv.inpaint(np.ascontiguousarray(patch), 255 - inner, 3, cv.INPAINT_TELEA)
         iris_uv = axes @ (points[iris, :2] - origin) / width
-        return _Eyeball(box=(x0, y0), picture=np.ascontiguousarray(picture), iris=iris_uv,
-                        opening=eye_opening(points, eye))
+        return _Eyeball(box=(x0, y0), picture=np.ascontiguousarray(picture), iris=iris_uv)
 
     def _mean_colour(self, polygon: np.ndarray) -> np.ndarray:
         mask = np.zeros((self.size, self.size), np.uint8)
@@ -635,7 +639,8 @@ class LandmarkBackend:
         moved = self.moved_landmarks(motion)
         cv = cv2()
         pmap = self._backward_map(*self._targets(moved))
-        lids = self._lid_amounts(moved)
+        closures = self._closures(moved)
+        lids = self._lid_amounts(closures)
         source = self._source
         if any(lids):  # the closing lids' skin goes into the source, then moves with the mesh
             source = source.copy()
@@ -644,9 +649,9 @@ class LandmarkBackend:
                     region = source[lid.box].astype(np.float32)
                     source[lid.box] = np.clip(region + amount * lid.delta + 0.5, 0, 255).astype(np.uint8)
         out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
-        for eye, iris, ball, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, lids, strict=True):
+        for eye, iris, ball, closed, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, closures, lids, strict=True):
             if ball is not None and amount < 1.0:
-                self._paint_eyeball(out, moved, eye, iris, ball, 1.0 - amount)
+                self._paint_eyeball(out, moved, eye, iris, ball, closed, 1.0 - amount)
         for eye, lid, amount in zip(EYES, self._eyelids, lids, strict=True):
             if amount:
                 self._draw_lashes(out, moved, eye, lid, amount)
@@ -654,25 +659,28 @@ class LandmarkBackend:
             self._paint_mouth(out, moved)
         return out
 
-    def _lid_amounts(self, moved: np.ndarray) -> list[float]:
+    def _closures(self, moved: np.ndarray) -> list[float]:
+        """Per eye, how closed it is against the photo: 1 - opening / the photo's opening (0 for an eye already
+        shut in the photo)."""
+        return [1.0 - eye_opening(moved, eye) / opening if opening > 0.02 else 0.0
+                for eye, opening in zip(EYES, self._eye_openings, strict=True)]
+
+    def _lid_amounts(self, closures: list[float]) -> list[float]:
         """Per eye, how much of the closed lid to show: 0 while the eye is open, 1 once it is shut (see LID_*)."""
         amounts = []
-        for eye, lid in zip(EYES, self._eyelids, strict=True):
-            if lid is None or lid.opening <= 0.02:  # no lid prepared, or an eye already shut in the photo
-                amounts.append(0.0)
-                continue
-            closed = 1.0 - eye_opening(moved, eye) / lid.opening
-            v = float(np.clip((closed - LID_START) / (LID_FULL - LID_START), 0.0, 1.0))
+        for lid, closed in zip(self._eyelids, closures, strict=True):
+            v = 0.0 if lid is None else float(np.clip((closed - LID_START) / (LID_FULL - LID_START), 0.0, 1.0))
             amounts.append(v * v * (3 - 2 * v))  # smoothstep
         return amounts
 
     def _paint_eyeball(self, out: np.ndarray, moved: np.ndarray, eye: tuple, iris: int, ball: _Eyeball,
-                       opacity: float) -> None:
-        """Paint the eyeball inside the moved eye opening (in place), shifted by the gaze (see ``_Eyeball``)."""
-        corners, upper, lower = eye
+                       closed: float, opacity: float) -> None:
+        """Paint the eyeball inside the moved eye opening (in place), shifted by the gaze (see ``_Eyeball``);
+        ``closed`` is the eye's closure (``_closures``)."""
+        corners = eye[0]
         cv = cv2()
         n = self.size
-        polygon = moved[[corners[0], *upper, corners[1], *lower[::-1]], :2]
+        polygon = _eye_polygon(moved, eye)
         x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int) - 1, 0)
         x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + 2, n)
         if x1 - x0 < 3 or y1 - y0 < 3:
@@ -681,7 +689,6 @@ class LandmarkBackend:
         origin1, axes1, width1 = _eye_frame(moved, corners)
         gaze = axes1 @ (moved[iris, :2] - origin1) / width1 - ball.iris  # eye-widths, along and across
         gaze = np.clip(gaze, (-GAZE_ALONG, -GAZE_ACROSS), (GAZE_ALONG, GAZE_ACROSS))
-        closed = 1.0 - eye_opening(moved, eye) / ball.opening
         gaze *= float(np.clip((GAZE_CLOSING[1] - closed) / (GAZE_CLOSING[1] - GAZE_CLOSING[0]), 0.0, 1.0))
         # Faded in with the gaze, so that an eye looking where it looked in the photo is the mesh's warp, exactly.
         fade = float(np.clip((np.linalg.norm(gaze) - GAZE_FADE[0]) / (GAZE_FADE[1] - GAZE_FADE[0]), 0.0, 1.0))

@@ -207,9 +207,12 @@ def test_closed_eyes_show_lids_not_a_smear(backend: LandmarkBackend, source: np.
     shut[list(UPPER_LIDS)] = shut[list(LOWER_LIDS)] - np.array([0.0, 0.5 / SIZE, 0.0], np.float32)
     half = neutral.copy()
     half[list(UPPER_LIDS)] = 0.8 * neutral[list(UPPER_LIDS)] + 0.2 * neutral[list(LOWER_LIDS)]
-    assert backend._lid_amounts(backend.moved_landmarks(neutral)) == [0.0, 0.0]
-    assert backend._lid_amounts(backend.moved_landmarks(half)) == [0.0, 0.0], "a lid over a still-open eye"
-    assert backend._lid_amounts(backend.moved_landmarks(shut)) == [1.0, 1.0]
+    def lids(motion: np.ndarray) -> list[float]:
+        return backend._lid_amounts(backend._closures(backend.moved_landmarks(motion)))
+
+    assert lids(neutral) == [0.0, 0.0]
+    assert lids(half) == [0.0, 0.0], "a lid over a still-open eye"
+    assert lids(shut) == [1.0, 1.0]
     lum_open, lum_shut = luminance(backend.render(neutral)), luminance(backend.render(shut))
     for eye in (RIGHT_EYE, LEFT_EYE):
         inside = np.zeros((SIZE, SIZE), np.uint8)
