@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from models.export import frame_inputs
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
 
@@ -496,13 +497,8 @@ class OnnxRuntimeEngine(Engine):
         arrays = self._state_arrays[1]
         per_frame = []
         for i in range(kp_driving.value.shape[0]):
-            s = 0 if arrays["features"].shape[0] == 1 else i
-            feeds = {"features": arrays["features"][s:s + 1], "source_small": arrays["source_small"][s:s + 1]}
-            for prefix, kp in (("kp_source", kp_source), ("kp_driving", kp_driving)):
-                j = 0 if kp.value.shape[0] == 1 else i
-                feeds[f"{prefix}_value"] = kp.value[j:j + 1].float().cpu().numpy()
-                if kp.jacobian is not None:
-                    feeds[f"{prefix}_jacobian"] = kp.jacobian[j:j + 1].float().cpu().numpy()
+            named = frame_inputs(arrays["features"], arrays["source_small"], kp_source, kp_driving, i)
+            feeds = {k: v if isinstance(v, np.ndarray) else v.float().cpu().numpy() for k, v in named.items()}
             per_frame.append(self._run("generator", feeds))
         return {k: torch.cat([f[k] for f in per_frame]) for k in per_frame[0]}
 

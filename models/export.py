@@ -86,6 +86,20 @@ class FrameGraph(nn.Module):
         return tuple(out[name] for name in self.output_names)
 
 
+def frame_inputs(features, source_small, kp_source: Keypoints, kp_driving: Keypoints, i: int) -> dict:
+    """The per-frame generator's named inputs for frame ``i`` of a batch, each of batch 1; a batch-1 source or set of
+    source keypoints serves every frame. ``features`` and ``source_small`` may be tensors or arrays (sliced alike);
+    keypoints are tensors, returned as sliced."""
+    s = 0 if features.shape[0] == 1 else i
+    named = {"features": features[s:s + 1], "source_small": source_small[s:s + 1]}
+    for prefix, kp in (("kp_source", kp_source), ("kp_driving", kp_driving)):
+        j = 0 if kp.value.shape[0] == 1 else i
+        named[f"{prefix}_value"] = kp.value[j:j + 1]
+        if kp.jacobian is not None:
+            named[f"{prefix}_jacobian"] = kp.jacobian[j:j + 1]
+    return named
+
+
 def example_inputs(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, image_size: int = 256,
                    source: SourceState | None = None, kp_source: Keypoints | None = None
                    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from models.engines import MIN_PSNR_DB, Engine, EngineError, exact_float32, psnr
-from models.export import FrameGraph, KeypointGraph, example_inputs, export_programs
+from models.export import FrameGraph, KeypointGraph, example_inputs, export_programs, frame_inputs
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
 from models.paths import cache_root
@@ -297,13 +297,7 @@ class TensorRTEngine(Engine):
         graph = self.graphs["generator"]
         frames = []
         for i in range(kp_driving.value.shape[0]):
-            s = 0 if state.features.shape[0] == 1 else i
-            named = {"features": state.features[s:s + 1], "source_small": state.image_small[s:s + 1]}
-            for prefix, kp in (("kp_source", kp_source), ("kp_driving", kp_driving)):
-                j = 0 if kp.value.shape[0] == 1 else i
-                named[f"{prefix}_value"] = kp.value[j:j + 1]
-                if kp.jacobian is not None:
-                    named[f"{prefix}_jacobian"] = kp.jacobian[j:j + 1]
+            named = frame_inputs(state.features, state.image_small, kp_source, kp_driving, i)
             outs = self._run("generator", tuple(named[n].float().contiguous() for n in graph.input_names))
             if outs is None:
                 return self._fallback.decode(state, kp_driving, kp_source)
