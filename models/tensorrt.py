@@ -215,41 +215,42 @@ class TensorRTEngine(Engine):
         """Compare both engines with PyTorch float32 on the fixed example inputs; raise EngineError beyond tolerance."""
         with torch.no_grad():
             for name in self.graphs:
-                problem = self._compare(name, self.inputs[name])
+                problem, _ = self._compare(name, self.inputs[name])
                 if problem:
                     raise EngineError(problem)
 
-    def _compare(self, name: str, inputs: tuple[torch.Tensor, ...]) -> str | None:
-        """Run engine ``name`` and its PyTorch float32 graph on ``inputs``: None when they agree, else what differs."""
+    def _compare(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[str | None, tuple[torch.Tensor, ...]]:
+        """Run engine ``name`` and its PyTorch float32 graph on ``inputs``: (None when they agree, else what differs;
+        the engine's outputs)."""
         with exact_float32(self.device):
             want = self.graphs[name](*inputs)
         got = self.modules[name](*inputs)
-        got = got if isinstance(got, tuple | list) else (got,)
+        got = tuple(got) if isinstance(got, tuple | list) else (got,)
         if len(got) != len(want):
-            return f"TensorRT {name} gives {len(got)} outputs, PyTorch {len(want)}"
+            return f"TensorRT {name} gives {len(got)} outputs, PyTorch {len(want)}", got
         if name == "kp_detector":
             err = max((g.float() - w.float()).abs().max().item() for g, w in zip(got, want, strict=True))
             if not err <= KP_ATOL:
-                return f"TensorRT keypoints differ from PyTorch by {err:.2e} > {KP_ATOL:.0e}"
-            return None
+                return f"TensorRT keypoints differ from PyTorch by {err:.2e} > {KP_ATOL:.0e}", got
+            return None, got
         pred, ref = got[0].float(), want[0].float()
         if self.precision == "fp32":
             err = (pred - ref).abs().max().item()
             if not err <= FP32_ATOL:
-                return f"TensorRT prediction differs from PyTorch by {err:.2e} > {FP32_ATOL:.0e}"
-            return None
+                return f"TensorRT prediction differs from PyTorch by {err:.2e} > {FP32_ATOL:.0e}", got
+            return None, got
         quality = psnr(pred, ref)
         if not quality >= MIN_PSNR_DB:
             return (f"TensorRT {self.precision} prediction is {quality:.1f} dB from PyTorch float32 "
-                    f"(< {MIN_PSNR_DB:.0f} dB)")
-        return None
+                    f"(< {MIN_PSNR_DB:.0f} dB)"), got
+        return None, got
 
     def _run(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
         """Engine ``name`` on ``inputs``; its first call is checked against PyTorch on these (real) inputs. None when
         that check fails: the engine has then switched to CUDA eager, and the caller uses it."""
-        if name not in self._checked:
+        if name not in self._checked:  # the checked run's outputs are this call's: the engine runs once
             try:
-                problem = self._compare(name, inputs)
+                problem, got = self._compare(name, inputs)
             except Exception as err:  # the engine failed to run at all: same outcome as a failed check
                 problem = f"TensorRT {name} failed to run: {type(err).__name__}: {str(err)[:160]}"
             if problem:
@@ -257,6 +258,7 @@ class TensorRTEngine(Engine):
                 return None
             self._checked.add(name)
             logger.info("TensorRT %s checked against PyTorch on its first real input", name)
+            return got
         got = self.modules[name](*inputs)
         return tuple(got) if isinstance(got, tuple | list) else (got,)
 
