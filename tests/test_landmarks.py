@@ -360,7 +360,7 @@ def test_mediapipe_start_up_lines_stay_quiet() -> None:
             "from live.landmarks import LandmarkBackend\n"
             "detector = FaceDetector()\n"
             "backend = LandmarkBackend(tracking=True)\n"
-            "backend._graph(False)\n"
+            "backend.face_mesh.graph(False)\n"
             "time.sleep(0.5)\n"
             "print('ran')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -1,0 +1,210 @@
+"""``LandmarkBackend``: the ``landmarks`` backend's one object, joining the rooms of ``live.landmarks``.
+
+It finds the source's and the driver's face meshes (``facemesh``), carries the driver's motion to the source
+(``motion``), warps the source's mesh (``warp``) and paints the eyes (``eyes``) and the mouth (``mouth``) over it.
+``relative=False`` uses the driving landmarks as they are instead of the relative motion (S = size * D).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from live.errors import UserError
+from live.landmarks import eyes
+from live.landmarks.eyes import Eyeball, Eyelid, eye_opening
+from live.landmarks.facemesh import FaceMesh
+from live.landmarks.motion import relative_motion
+from live.landmarks.mouth import SourceMouth, build_mouth, paint_mouth
+from live.landmarks.points import (
+    EYES,
+    IRIS_CENTRES,
+    LEFT_EYE_LOWER,
+    LEFT_EYE_UPPER,
+    RIGHT_EYE_LOWER,
+    RIGHT_EYE_UPPER,
+    check_image,
+    check_landmarks,
+)
+from live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
+from live.media import cv2
+
+logger = logging.getLogger(__name__)
+
+
+class LandmarkBackend:
+    """Animate a source photo with mediapipe face-mesh landmarks and a piecewise-affine warp (no learned weights).
+
+    ``detect`` returns 478 x 3 float32 landmarks in normalised units (see ``live.landmarks``' Convention) or None
+    when there is no face; ``render`` returns ``size x size x 3`` uint8 RGB. A context manager; ``close()`` releases
+    the mediapipe graphs and is safe to call twice.
+
+    Args:
+        size: Side of the output frames (the source is resized to it).
+        relative: Relative motion from the calibrated neutral pose (default); False uses the driving landmarks as
+            they are, which makes the source take the driver's face shape.
+        smoothing: Temporal smoothing of the moved landmarks in [0, 1): the weight of the previous frame's positions
+            (0: none). Cuts landmark jitter on a live stream at the cost of lag.
+        tracking: Run the driving face mesh in mediapipe's video mode (landmarks seed the next frame's region:
+            steadier on a continuous stream); the default runs face detection on every frame, so ``detect`` gives the
+            same answer for the same frame whatever came before.
+        mouth_interior: Paint the inside of an opening mouth (see ``live.landmarks.mouth``).
+        min_detection_confidence: mediapipe's face detection threshold.
+    """
+
+    name = "landmarks"
+    # Eyelids move fast and briefly (a blink lasts 100-300 ms): the live loop smooths them with a quicker filter.
+    fast_rows = tuple(sorted(set(RIGHT_EYE_UPPER + RIGHT_EYE_LOWER + LEFT_EYE_UPPER + LEFT_EYE_LOWER)))
+
+    def __init__(self, *, size: int = 256, relative: bool = True, smoothing: float = 0.0, tracking: bool = False,
+                 mouth_interior: bool = True, min_detection_confidence: float = 0.5) -> None:
+        if not 64 <= size <= 4096:
+            raise ValueError(f"size: expected 64..4096 pixels, got {size}")
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing: expected a weight in [0, 1), got {smoothing}")
+        self.size = int(size)
+        self.relative = relative
+        self.smoothing = float(smoothing)
+        self.tracking = tracking
+        self.mouth_interior = mouth_interior
+        self.min_detection_confidence = min_detection_confidence
+        self.face_mesh = FaceMesh(min_detection_confidence=min_detection_confidence)
+        self._source: np.ndarray | None = None  # size x size x 3 uint8
+        self._source_points: np.ndarray | None = None  # 478 x 3 float64, output pixels
+        self._mesh: SourceMesh | None = None
+        self._mouth: SourceMouth | None = None
+        self._eyelids: list[Eyelid | None] = []
+        self._eyeballs: list[Eyeball | None] = []
+        self._eye_openings: list[float] = []  # the photo's own (``eye_opening``), EYES order
+        self._neutral: np.ndarray | None = None  # 478 x 3 float32, normalised driving landmarks
+        self._previous: np.ndarray | None = None  # last moved source landmarks, for smoothing
+        self._warp = Warp(size=self.size)
+
+    # -- mediapipe ---------------------------------------------------------------------------------------------
+    def detect(self, frame: np.ndarray) -> np.ndarray | None:
+        """The face mesh of a driving crop: 478 x 3 float32 normalised landmarks, or None when there is no face.
+
+        Args:
+            frame: H x W x 3 uint8 RGB face crop.
+        """
+        check_image(frame, "detect")
+        return self.face_mesh.landmarks(frame, static=not self.tracking)
+
+    def close(self) -> None:
+        """Release the mediapipe graphs (safe to call twice; ``detect`` would open them again)."""
+        self.face_mesh.close()
+
+    def __enter__(self) -> LandmarkBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- source ------------------------------------------------------------------------------------------------
+    def set_source(self, image: np.ndarray) -> None:
+        """Take the source photo: resize it to ``size x size``, find its landmarks, triangulate (once per source).
+        A calibrated neutral pose is kept.
+
+        Args:
+            image: H x W x 3 uint8 RGB, ideally a square crop around the face.
+
+        Raises:
+            UserError: no face found in the image.
+        """
+        check_image(image, "set_source")
+        points = self.face_mesh.landmarks(image, static=True)
+        if points is None:
+            raise UserError("no face found in the source image: use a photo with one face, seen from the front")
+        n = self.size
+        h, w = image.shape[:2]
+        interpolation = cv2().INTER_AREA if min(h, w) > n else cv2().INTER_CUBIC
+        self._source = source = np.ascontiguousarray(cv2().resize(image, (n, n), interpolation=interpolation))
+        self._source_points = points = points.astype(np.float64) * n  # 478 x 3, output pixels
+        self._mesh = build_mesh(points, size=n)
+        self._mouth = build_mouth(source, points)
+        self._eye_openings = [eye_opening(points, eye) for eye in EYES]
+        self._eyelids = [eyes.build_eyelid(source, points, eye) for eye in EYES]
+        self._eyeballs = [eyes.build_eyeball(source, points, eye, iris) for eye, iris in zip(EYES, IRIS_CENTRES,
+                                                                                             strict=True)]
+        self._previous = None
+        logger.info("landmarks: source set, %d vertices, %d triangles at %d x %d", len(self._mesh.vertices),
+                    len(self._mesh.triangles), n, n)
+
+    # -- calibration -------------------------------------------------------------------------------------------
+    @property
+    def calibrated(self) -> bool:
+        """Whether a neutral pose is set (absolute motion needs none)."""
+        return self._neutral is not None or not self.relative
+
+    def calibrate(self, motion: np.ndarray) -> None:
+        """Take these driving landmarks (from ``detect``) as the neutral pose; call again to recalibrate.
+
+        Args:
+            motion: 478 x 3 normalised landmarks.
+        """
+        self._neutral = check_landmarks(motion, "calibrate").copy()
+        self._previous = None
+
+    def reset_calibration(self) -> None:
+        """Forget the neutral pose."""
+        self._neutral = None
+        self._previous = None
+
+    # -- motion ------------------------------------------------------------------------------------------------
+    def moved_landmarks(self, motion: np.ndarray) -> np.ndarray:
+        """Where the source's landmarks go for these driving landmarks: 478 x 3 float64 in output pixels.
+
+        Args:
+            motion: 478 x 3 normalised driving landmarks (from ``detect``).
+        """
+        driving = check_landmarks(motion, "render").astype(np.float64)
+        if self._source_points is None:
+            raise RuntimeError("set_source() must be called before render()")
+        if not self.relative:
+            moved = driving * self.size
+        else:
+            if self._neutral is None:
+                raise RuntimeError("relative motion needs a neutral pose: call calibrate() first")
+            moved = relative_motion(self._source_points, self._neutral.astype(np.float64), driving)
+        if self.smoothing and self._previous is not None:
+            moved = self.smoothing * self._previous + (1.0 - self.smoothing) * moved
+        self._previous = moved
+        return moved
+
+    # -- rendering ---------------------------------------------------------------------------------------------
+    def render(self, motion: np.ndarray) -> np.ndarray:
+        """The source moved by ``motion``: size x size x 3 uint8 RGB.
+
+        Args:
+            motion: 478 x 3 normalised driving landmarks (from ``detect``).
+
+        Raises:
+            RuntimeError: no source set, or relative motion without a neutral pose.
+        """
+        moved = self.moved_landmarks(motion)
+        cv = cv2()
+        pmap = self._warp.backward_map(self._mesh, *mesh_targets(self._mesh, moved, self._source_points))
+        closures = self._closures(moved)
+        lids = self._lid_amounts(closures)
+        source = eyes.close_lids(self._source, self._eyelids, lids)  # the closing lids' skin moves with the mesh
+        out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        for eye, iris, ball, closed, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, closures, lids, strict=True):
+            if ball is not None and amount < 1.0:
+                eyes.paint_eyeball(out, moved, self._source_points, eye, iris, ball, closed, 1.0 - amount)
+        for eye, lid, amount in zip(EYES, self._eyelids, lids, strict=True):
+            if amount:
+                eyes.draw_lashes(out, moved, eye, lid, amount)
+        if self.mouth_interior:
+            paint_mouth(out, moved, self._source_points, self._source, self._mouth)
+        return out
+
+    def _closures(self, moved: np.ndarray) -> list[float]:
+        """Per eye, how closed it is against the photo: 1 - opening / the photo's opening (0 for an eye already
+        shut in the photo)."""
+        return [1.0 - eye_opening(moved, eye) / opening if opening > 0.02 else 0.0
+                for eye, opening in zip(EYES, self._eye_openings, strict=True)]
+
+    def _lid_amounts(self, closures: list[float]) -> list[float]:
+        """Per eye, how much of the closed lid to show: 0 while the eye is open, 1 once it is shut."""
+        return [eyes.lid_amount(lid, closed) for lid, closed in zip(self._eyelids, closures, strict=True)]
