@@ -294,7 +294,8 @@ def test_checker_passes_a_package_init_reexport_and_flags_an_import_from_the_ini
 def test_checker_lists_every_cycle_and_the_layer_breaks(tmp_path: Path) -> None:
     modules = _write(tmp_path, {
         "kernels/__init__.py": "", "kernels/k.py": "import importlib\nimportlib.import_module('models.m')\n",
-        "models/__init__.py": "", "models/m.py": "from models import n\n", "models/n.py": "from .m import q\n",
+        "models/__init__.py": "", "models/m.py": "from models import n, o\n", "models/n.py": "from .m import q\n",
+        "models/o.py": "def f():\n    import models.m\n",  # a second cycle through models/m.py
         "live/__init__.py": "", "live/cli.py": "from benchmarks import b\n", "live/x.py": "import benchmarks.b\n",
         "live/y.py": "from live import z\n", "live/z.py": "def f():\n    import live.y\n",
         "benchmarks/__init__.py": "", "benchmarks/b.py": "import live.x, kernels.k\n"})
@@ -302,8 +303,9 @@ def test_checker_lists_every_cycle_and_the_layer_breaks(tmp_path: Path) -> None:
     assert [describe_cycle(c, modules, tmp_path) for c in find_cycles(edges)] == [
         "benchmarks/b.py:1 -> live/x.py:1 -> benchmarks/b.py",
         "live/y.py:1 -> live/z.py:2 -> live/y.py",
-        "models/m.py:1 -> models/n.py:1 -> models/m.py"]
+        "models/m.py:1 -> models/n.py:1 -> models/m.py",
+        "models/m.py:1 -> models/o.py:2 -> models/m.py"]
     assert [(e.source, e.target, e.line) for e in layer_violations(edges)] == [
         ("kernels.k", "models.m", 2), ("live.x", "benchmarks.b", 1)]  # live/cli.py may import benchmarks
     assert [(p.relative_to(tmp_path).as_posix(), n) for p, n in long_files(modules, limit=1)] == [
-        ("kernels/k.py", 2), ("live/z.py", 2)]
+        ("kernels/k.py", 2), ("live/z.py", 2), ("models/o.py", 2)]
