@@ -223,3 +223,22 @@ def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path
     got = read_rgb(out / "00002.png").astype(np.int32)
     want = np.round(expected["relative_2_prediction"][0].transpose(1, 2, 0) * 255).astype(np.int32)
     assert np.abs(got - want).max() <= 1
+
+
+def test_a_failing_writer_ends_animate_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The live pipeline drops an output that fails and goes on; for animate the writer is the only output, so its
+    failure is the command's failure."""
+    import live.sinks as sinks
+
+    def full_disk(self, frame, info) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sinks.FileSink, "send", full_disk)
+    out = tmp_path / "frames"
+    assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--out",
+                 str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"fomm-live: error: writing {out} failed (see the error above); the output is incomplete"
+    assert any("No space left on device" in r.getMessage() for r in caplog.records), "the cause is logged"

@@ -9,13 +9,16 @@ import logging
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from live.cli.common import add_model_options, model_options
 from live.errors import UserError
 from live.options import AnimateOptions
-from live.sinks import FrameInfo
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from live.sinks import FrameInfo
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +62,13 @@ class ProgressBar:
         self.bar.close()
 
 
+def animate_options(args: argparse.Namespace) -> AnimateOptions:
+    return AnimateOptions(source=args.source, driving=args.driving, out=args.out, crop=args.crop,
+                          find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
+                          label=not args.no_label)
+
+
 def execute(args: argparse.Namespace) -> int:
-    job = AnimateOptions(source=args.source, driving=args.driving, out=args.out, crop=args.crop,
-                         find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
-                         label=not args.no_label)
     from live.animate import animate_pipeline_options, calibrate_on, find_best_frame, open_driving, prepare_photo
     from live.face import FaceDetector
     from live.media import copy_audio
@@ -70,6 +76,7 @@ def execute(args: argparse.Namespace) -> int:
     from live.sinks import FileSink
     from live.wiring import close_backend, make_backend
 
+    job = animate_options(args)
     with contextlib.ExitStack() as cleanup:
         backend = make_backend(model_options(args), tracking=True)
         cleanup.callback(close_backend, backend)
@@ -80,20 +87,21 @@ def execute(args: argparse.Namespace) -> int:
         driving = cleanup.enter_context(contextlib.closing(open_driving(job, size=size)))
         if not job.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
+        # Opened last, so that bad input leaves nothing behind.
         writer = cleanup.enter_context(contextlib.closing(FileSink(job.out, fps=driving.fps)))
         progress = cleanup.enter_context(contextlib.closing(ProgressBar(driving.count)))
         pipeline = LivePipeline(driving, backend, avatars, [writer, progress], detector=detector,
                                 options=animate_pipeline_options(job, size=size, fps=driving.fps))
         if neutral is not None:
-            calibrate_on(backend, neutral)
+            calibrate_on(backend, neutral)  # else the pipeline takes the first driving frame with a face
         start = time.perf_counter()
         summary = pipeline.run()
         elapsed = time.perf_counter() - start
-    if writer not in pipeline.sinks:
+    if writer not in pipeline.sinks:  # the pipeline drops a sink that fails and goes on; here that is fatal
         raise UserError(f"writing {job.out} failed (see the error above); the output is incomplete")
-    count = summary["frames_out"]
     if writer.is_video and Path(job.driving).is_file() and copy_audio(job.out, job.driving):
         logger.info("copied the driving video's audio")
+    count = summary["frames_out"]
     print(f"animated {count} frames in {elapsed:.1f} s ({1000 * elapsed / max(count, 1):.0f} ms per frame) -> "
           f"{job.out}")
     return 0

@@ -7,7 +7,6 @@ import argparse
 from live.cli.common import add_model_options, model_options
 from live.cli.run import run_live
 from live.options import CameraOptions, OutputOptions
-from live.pipeline import PipelineOptions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from live.democlip import demo_clip_path
+    from live.pipeline import PipelineOptions
 
     clip = demo_clip_path()
     print(f"demo: the bundled portrait driven by {clip.name} -> {args.out}")

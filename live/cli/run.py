@@ -6,11 +6,14 @@ import argparse
 import contextlib
 import logging
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from live.cli.common import add_model_options, model_options, parse_size
 from live.hotkeys import help_text
 from live.options import CameraOptions, ModelOptions, OutputOptions
-from live.pipeline import PipelineOptions
+
+if TYPE_CHECKING:
+    from live.pipeline import PipelineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from live.pipeline import PipelineOptions
+
     camera = CameraOptions(camera=args.camera, resolution=args.resolution, fps=args.fps)
     outputs = OutputOptions(outputs=tuple(args.output or ()), preview=not args.no_preview, size=args.output_size,
                             stats_json=args.stats_json)
