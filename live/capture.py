@@ -1,4 +1,5 @@
-"""Frame capture: cameras, video files and streams behind one interface, read in a thread of their own.
+"""Frame capture: cameras, video files, streams and driving frame folders behind one interface, read in a thread of
+their own.
 
 Each frame is timestamped at capture (``time.perf_counter``) and carries its media time (position in a file, or the
 capture time for a camera), which drives the time-based filters so that a file gives the same result at any speed.
