@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=["live", "models", "kernels", "benchmarks"],
+    packages=["live", "live.cli", "models", "kernels", "benchmarks"],
     package_data={"live": ["assets/*.jpg", "assets/*.md"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 MAX_IMAGE_PIXELS = int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"])  # 50 MP unless overridden; set in live/__init__
 MAX_IMAGE_BYTES = 200 << 20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")  # written as video; any other output name is a folder of PNG frames
 SYNTHETIC_TAG = "Synthetic video: AI-generated with fomm-live (First Order Motion Model)"
 
 
@@ -304,7 +305,7 @@ class Mp4Writer:
 def open_writer(path: str | os.PathLike, *, fps: float) -> FrameWriter:
     """``*.mp4`` (or another video suffix) -> Mp4Writer; anything else is a folder of PNG frames."""
     path = Path(path)
-    if path.suffix.lower() in {".mp4", ".mov", ".mkv"}:
+    if path.suffix.lower() in VIDEO_SUFFIXES:
         return Mp4Writer(path, fps=fps)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a folder; give a .mp4 name or a folder for PNG frames")

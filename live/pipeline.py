@@ -58,6 +58,8 @@ class PipelineOptions:
         kp_beta: Keypoint filter speed coefficient (higher: less lag in fast motion).
         auto_calibrate: Take the neutral pose once the face is steady after start (else only on the hotkey).
         steady_seconds: How long the face must be still for automatic calibration.
+        calibrate_first: Take the first frame with motion as the neutral pose when none is set yet (file-to-file
+            animation, as the original demo does).
         best_frame: Start in best-frame mode.
         label: Draw the "AI-generated" label on every output frame.
         mirror: Mirror the camera image before processing.
@@ -76,6 +78,7 @@ class PipelineOptions:
     kp_beta: float = 2.0
     auto_calibrate: bool = True
     steady_seconds: float = 0.5
+    calibrate_first: bool = False
     best_frame: bool = False
     label: bool = True
     mirror: bool = False
@@ -313,6 +316,8 @@ class LivePipeline:
                 motion = self.smoother(motion, t)
             take = self.calibrator.update(face if self.options.crop == "face" else _StillFace, t)
             if self.best_frame and self.best_selector is not None and self.best_selector.update(face):
+                take = True
+            if self.options.calibrate_first and not self.backend.calibrated:
                 take = True
             if take:
                 self.backend.calibrate(motion)

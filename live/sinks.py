@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from live.media import Mp4Writer, cv2
+from live.media import VIDEO_SUFFIXES, Mp4Writer, cv2, open_writer
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,28 @@ class Mp4Sink:
     def __init__(self, path: str | Path, *, fps: float) -> None:
         self.path = Path(path)
         self.writer = Mp4Writer(self.path, fps=fps, metadata={"title": "fomm-live recording"})
+
+    def send(self, frame: np.ndarray, info: FrameInfo) -> None:
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class FileSink:
+    """Every frame into a file output, for file-to-file animation: an MP4 (``*.mp4``, ``*.mov``, ``*.mkv``, tagged as
+    synthetic) or a folder that receives 00000.png, 00001.png, ... (anything else).
+
+    Args:
+        path: The output file or folder.
+        fps: Frame rate of an MP4.
+    """
+
+    def __init__(self, path: str | Path, *, fps: float) -> None:
+        self.path = Path(path)
+        self.is_video = self.path.suffix.lower() in VIDEO_SUFFIXES
+        self.name = "mp4" if self.is_video else "png frames"
+        self.writer = open_writer(self.path, fps=fps)
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
         self.writer.write(frame)

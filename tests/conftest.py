@@ -1,8 +1,13 @@
-"""Shared test fixtures: the golden data in ../shared beside the checkout, and small helpers."""
+"""Shared test fixtures: the golden data in ../shared beside the checkout, and small helpers.
+
+Without ../shared the tests that need it skip with the reason, except on CI (``CI=true``), where the run fails at once:
+a CI run that silently skipped every golden test would prove nothing.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +20,22 @@ GOLDEN_VARIANTS = ("tiny", "tiny_single_jacobian", "tiny_zero_order")
 REFERENCE_TSV = SHARED / "reference" / "fomm-vox256-state-dict.tsv"
 
 
+ON_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if ON_CI and not GOLDEN.is_dir():
+        raise pytest.UsageError(f"CI=true but the golden data is missing: {GOLDEN} does not exist. Put the shared "
+                                "folder (golden/, reference/) beside the repository before running the tests on CI.")
+
+
 def require(path: Path) -> Path:
-    """Skip (with the reason) when a file from ../shared is not beside this checkout."""
+    """Skip (with the reason) when a file from ../shared is not beside this checkout; on CI, fail instead."""
     if not path.exists():
-        pytest.skip(f"{path} is missing: the golden data lives in ../shared beside the repository")
+        reason = f"{path} is missing: the golden data lives in ../shared beside the repository"
+        if ON_CI:
+            pytest.fail(f"{reason} (CI=true: a missing golden file fails the run)", pytrace=False)
+        pytest.skip(reason)
     return path
 
 

@@ -202,14 +202,14 @@ def test_yaml_that_is_not_a_fomm_config(tmp_path: Path, clip: Path, capsys) -> N
 
 
 def test_second_interrupt_exits_at_once(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import live.cli as cli
+    import live.cli.interrupts as interrupts
 
     exits = []
     monkeypatch.setattr(os, "_exit", lambda code: exits.append(code))
-    cli._interrupts = 0
+    interrupts._interrupts = 0
     with pytest.raises(KeyboardInterrupt):
-        cli._on_interrupt(2, None)  # the first: a clean stop
-    cli._on_interrupt(2, None)  # the second: out now
+        interrupts._on_interrupt(2, None)  # the first: a clean stop
+    interrupts._on_interrupt(2, None)  # the second: out now
     assert exits == [130]
     assert "may be cut short" in capsys.readouterr().err
 

@@ -53,6 +53,17 @@ def test_png_frames_equal_original_within_one_level(variant: str, mode: str, tmp
         assert diff.max() <= 1, f"frame {i}: {int((diff > 1).sum())} pixels off by more than 1 level"
 
 
+def test_crop_none_smooths_nothing(tmp_path: Path) -> None:
+    """With `--crop none` (the default) `--no-smoothing` changes nothing: the frames are byte for byte the same."""
+    drv = driving_dir("tiny", tmp_path)
+    for name, extra in (("default", []), ("unsmoothed", ["--no-smoothing"])):
+        assert main(["animate", *model_args("tiny"), "--driving", str(drv), "--out", str(tmp_path / name),
+                     "--no-label", *extra]) == 0
+    for i in range(3):
+        assert (tmp_path / "default" / f"{i:05d}.png").read_bytes() == \
+            (tmp_path / "unsmoothed" / f"{i:05d}.png").read_bytes(), f"frame {i}"
+
+
 def test_label_is_drawn_unless_removed(tmp_path: Path) -> None:
     drv = driving_dir("tiny", tmp_path)
     main(["animate", *model_args("tiny"), "--driving", str(drv), "--out", str(tmp_path / "plain"), "--no-label"])
@@ -142,20 +153,52 @@ def test_empty_driving_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "holds no image files" in capsys.readouterr().err
 
 
-def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path) -> None:
-    """`animate --crop face` on a clip with a moving face: every frame out, each 256x256, and the crops differ from
-    the uncropped run (the face fills the model input)."""
+def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`animate --crop face` runs the live pipeline's face tracker: on a clip whose face slides to the right,
+    every frame carries a face crop box (smaller than the frame): with `--no-smoothing` exactly the box around the
+    face found in that frame, smoothed a little behind it, while `--crop none` uses the whole frame, resized to the
+    model's 256 x 256; the animated frames differ accordingly."""
     from clips import moving_frames, write_clip
 
-    clip = write_clip(tmp_path / "clip.mp4", moving_frames(12, still=4))
+    import live.sinks as sinks
+    from live.capture import OpenCVSource
+    from live.face import FaceDetector, face_crop_box
+
+    boxes: dict[str, list] = {}
+
+    class BoxRecordingSink(sinks.FileSink):
+        """The real writer sink, also keeping the crop box the pipeline reports with each frame."""
+
+        def send(self, frame: np.ndarray, info: sinks.FrameInfo) -> None:
+            boxes.setdefault(self.path.name, []).append(info.crop_box)
+            super().send(frame, info)
+
+    monkeypatch.setattr(sinks, "FileSink", BoxRecordingSink)
+    frames = moving_frames(16, still=4)  # the face sways and slides right from frame 4
+    clip = write_clip(tmp_path / "clip.mp4", frames)
     folder = golden_dir("tiny")
     common = ["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--checkpoint",
               str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"), "--no-label"]
     assert main([*common, "--out", str(tmp_path / "face"), "--crop", "face"]) == 0
+    assert main([*common, "--out", str(tmp_path / "raw"), "--crop", "face", "--no-smoothing"]) == 0
     assert main([*common, "--out", str(tmp_path / "none")]) == 0
+    assert [len(boxes[name]) for name in ("face", "raw", "none")] == [16, 16, 16]
+    assert all(box is not None and box[2] < 0.9 * 480 for box in boxes["face"] + boxes["raw"]), boxes
+    assert all(box == (128.0, 128.0, 256.0) for box in boxes["none"]), "--crop none: the whole frame, model-sized"
+    # The unsmoothed boxes are the tracker's boxes around the faces found in the decoded clip.
+    source, expected = OpenCVSource(str(clip)), []
+    with FaceDetector() as detector:
+        while (frame := source.read()) is not None:
+            box = face_crop_box(detector.detect(frame)[0])
+            expected.append((box.cx, box.cy, box.side))
+    source.close()
+    np.testing.assert_allclose(np.array(boxes["raw"]), np.array(expected), atol=0.5)
+    assert expected[-1][0] - expected[3][0] > 10, "the face slides right"
+    start, end, smoothed = expected[3][0], expected[-1][0], boxes["face"][-1][0]
+    assert start < smoothed < end - 1, ("smoothed: the box follows the face, a little behind", start, smoothed, end)
     face = sorted((tmp_path / "face").iterdir())
     none = sorted((tmp_path / "none").iterdir())
-    assert len(face) == len(none) == 12
+    assert len(face) == len(none) == 16
     a, b = read_rgb(face[6]).astype(int), read_rgb(none[6]).astype(int)
     assert a.shape == (256, 256, 3) and np.abs(a - b).mean() > 1
 
@@ -180,3 +223,22 @@ def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path
     got = read_rgb(out / "00002.png").astype(np.int32)
     want = np.round(expected["relative_2_prediction"][0].transpose(1, 2, 0) * 255).astype(np.int32)
     assert np.abs(got - want).max() <= 1
+
+
+def test_a_failing_writer_ends_animate_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The live pipeline drops an output that fails and goes on; for animate the writer is the only output, so its
+    failure is the command's failure."""
+    import live.sinks as sinks
+
+    def full_disk(self, frame, info) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sinks.FileSink, "send", full_disk)
+    out = tmp_path / "frames"
+    assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--out",
+                 str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"fomm-live: error: writing {out} failed (see the error above); the output is incomplete"
+    assert any("No space left on device" in r.getMessage() for r in caplog.records), "the cause is logged"

@@ -35,7 +35,8 @@ def test_demo_runs_the_live_pipeline_on_the_bundled_clip(tmp_path: Path, cache: 
     assert data["frames_in"] == 125 and data["frames_out"] + data["frames_dropped"] == 125
     with av.open(str(out)) as container:
         assert "synthetic" in container.metadata.get("comment", "").lower()
-        assert sum(1 for _ in container.decode(video=0)) == data["frames_out"]
+        # A paced run on a loaded machine may resend the last frame while processing lags (frames_repeated).
+        assert sum(1 for _ in container.decode(video=0)) == data["frames_out"] + data["frames_repeated"]
 
 
 def test_no_checkpoint_means_the_landmark_backend(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,4 +1,5 @@
-"""The real preview window on a virtual X display: it opens, takes key presses, and q ends the run cleanly.
+"""The real preview window on a virtual X display: it opens, each key pressed has its effect on the window, and q
+ends the run cleanly.
 
 Needs Xvfb and xdotool (.ci/run installs them where it can); skips with that reason otherwise."""
 
@@ -9,9 +10,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clips import moving_frames, write_clip
 from conftest import REPO
@@ -40,25 +43,83 @@ def xdotool(display: str, *args: str) -> subprocess.CompletedProcess:
                           timeout=30)
 
 
+def window_geometry(display: str, window: str) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of a window on the screen."""
+    shell = xdotool(display, "getwindowgeometry", "--shell", window).stdout
+    values = dict(line.split("=", 1) for line in shell.split())
+    return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
+
+def grab(display: str, window: str) -> np.ndarray:
+    """What the window shows now, H x W x 3 int (the screen read back from the X server)."""
+    from PIL import ImageGrab
+
+    x, y, w, h = window_geometry(display, window)
+    screen = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"), dtype=np.int32)
+    return screen[y:y + h, x:x + w]
+
+
+def change(before: np.ndarray, after: np.ndarray, rows: slice, cols: slice) -> float:
+    """Mean absolute change (levels) in a region given as fractions of the picture: rows/cols slices of 0-12."""
+    def region(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        return image[h * rows.start // 12:h * rows.stop // 12, w * cols.start // 12:w * cols.stop // 12]
+
+    return float(np.abs(region(after) - region(before)).mean())
+
+
+def wait_for(lines: list[str], text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in lines):
+        assert time.monotonic() < deadline, f"{text!r} never logged; log: {lines[-5:]}"
+        time.sleep(0.1)
+
+
+def press(display: str, window: str, key: str) -> np.ndarray:
+    xdotool(display, "windowfocus", "--sync", window)
+    xdotool(display, "key", key)
+    time.sleep(1.0)  # a few frames at 25 fps, with room for a loaded machine
+    return grab(display, window)
+
+
+TOP_LEFT, BOTTOM_LEFT, TOP_RIGHT = (slice(0, 2), slice(0, 4)), (slice(7, 12), slice(0, 4)), (slice(0, 2), slice(9, 12))
+
+
 def test_preview_window_takes_keys_and_q_quits(display: str, tmp_path: Path) -> None:
+    """Each key's effect is checked on the window itself: h draws the help at the bottom left, i the timings at the
+    top left, o puts the camera beside the avatar (a wider window), q ends the run cleanly with a playable
+    recording."""
     av = pytest.importorskip("av", reason="PyAV reads the recording back")
+    pytest.importorskip("PIL.ImageGrab", reason="Pillow reads the window back from the X server")
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(25, still=25))
     out = tmp_path / "rec.mp4"
     env = {**os.environ, "DISPLAY": display}
     proc = subprocess.Popen([sys.executable, "-m", "live.cli", "--camera", str(clip), "--output", str(out),
                              "--realtime", "--loop"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
     try:
-        found = xdotool(display, "search", "--sync", "--name", "fomm-live")
-        window = found.stdout.split()[0]
-        time.sleep(1.5)  # let it run a while
-        xdotool(display, "windowfocus", "--sync", window)
-        for key in ("h", "o", "i", "q"):
-            xdotool(display, "key", key)
-            time.sleep(0.3)
-        stdout, stderr = proc.communicate(timeout=60)
+        window = xdotool(display, "search", "--sync", "--name", "fomm-live").stdout.split()[0]
+        wait_for(log, "neutral pose calibrated", timeout=60)  # the HUD's status line is gone once calibrated
+        time.sleep(1.0)
+        before = grab(display, window)
+        with_help = press(display, window, "h")
+        still = change(before, with_help, *TOP_RIGHT)
+        assert change(before, with_help, *BOTTOM_LEFT) > 4 * still + 5, "h: no help overlay at the bottom left"
+        with_timing = press(display, window, "i")
+        assert change(with_help, with_timing, *TOP_LEFT) > 4 * still + 5, "i: no timing overlay at the top left"
+        width = window_geometry(display, window)[2]
+        press(display, window, "o")
+        assert window_geometry(display, window)[2] > width * 1.3, "o: the camera view is not beside the avatar"
+        xdotool(display, "key", "q")
+        stdout = proc.stdout.read()
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
         proc.kill()
+    stderr = "".join(log)
     assert proc.returncode == 0, stderr
     assert "hotkeys (in the preview window)" in stdout and re.search(r"\d+ frames in, \d+ out", stdout)
     assert "preview window" in stderr

@@ -1,0 +1,42 @@
+"""The ``fomm-live`` command line: the only place that parses arguments and prints.
+
+``run`` (the default: the live loop from a camera, file or stream to a virtual camera, preview window and/or MP4),
+``animate`` (file to file, through the same live pipeline), ``demo``, ``bench``, ``export`` and ``doctor``; one module
+per command. Without a command, ``run`` is meant: ``fomm-live --source face.png``. Arguments become the runtime
+options of ``live.options`` here, once; ``benchmarks`` is imported only by ``bench``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from live.errors import UserError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from live.cli.common import check_conflicts
+    from live.cli.interrupts import install_interrupt_handlers, restore_handlers
+    from live.cli.parser import COMMANDS, build_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")  # `fomm-live --source face.png` means `fomm-live run --source face.png`
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="fomm-live: %(message)s")
+    previous = install_interrupt_handlers()
+    try:
+        check_conflicts(args)
+        return COMMANDS[args.command].execute(args)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"fomm-live: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fomm-live: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        restore_handlers(previous)

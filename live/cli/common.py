@@ -1,0 +1,88 @@
+"""Options shared by several commands, spelled and explained the same everywhere, and the runtime options built
+from them (``live.options``): below the command line nothing sees argparse."""
+
+from __future__ import annotations
+
+import argparse
+
+from live.errors import UserError
+from live.options import CHECKPOINT_HELP, ModelOptions
+
+PRESET_HELP = "vox-256, vox-adv-256, taichi-256, taichi-adv-256, mgif-256, bair-256, fashion-256, nemo-256"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``640x480`` -> (640, 480)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}") from None
+    if w < 16 or h < 16 or w > 8192 or h > 8192:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (16 to 8192 pixels a side)")
+    return w, h
+
+
+def add_config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--config``, spelled and explained the same on every command."""
+    parser.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
+                        help=f"original-format config YAML or a preset name: {PRESET_HELP} (default: vox-256)")
+
+
+def add_debug_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool = False) -> None:
+    """Options shared by every command that animates."""
+    group = parser.add_argument_group("model")
+    if several_sources:
+        group.add_argument("--source", action="append", metavar="IMG_OR_DIR",
+                           help="a photo to animate, or a folder of them; repeat for several avatars (hotkeys 1-9, n, "
+                                "p switch); default: the bundled portrait")
+    else:
+        group.add_argument("--source", required=True, metavar="IMG", help="the photo to animate")
+    group.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (required with --backend fomm)")
+    add_config_option(group)
+    group.add_argument("--backend", default="auto", choices=["auto", "fomm", "landmarks"],
+                       help="animation backend: fomm (the First Order Motion Model, needs --checkpoint) or landmarks "
+                            "(face-mesh warping, no weights, fast on any CPU); auto = fomm when a checkpoint is given, "
+                            "else landmarks (default: auto)")
+    group.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="auto = CUDA when a GPU is visible, else CPU (default: auto)")
+    group.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                       help="generator precision; auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16, "
+                            "AMX), else fp32 (default: auto)")
+    group.add_argument("--engine", default="auto", choices=["auto", "eager", "tensorrt", "onnxruntime"],
+                       help="what runs the FOMM networks; auto = TensorRT on an NVIDIA GPU when torch-tensorrt is "
+                            "installed and passes its self-check, else PyTorch eager (default: auto)")
+    motion = group.add_mutually_exclusive_group()
+    motion.add_argument("--relative", dest="relative", action="store_true", default=True,
+                        help="move the source by the driving motion relative to the neutral pose (default)")
+    motion.add_argument("--absolute", dest="relative", action="store_false",
+                        help="use the driving keypoints as they are (only for a source and driver of the same person)")
+    scale = group.add_mutually_exclusive_group()
+    scale.add_argument("--adapt-scale", dest="adapt_scale", action="store_true", default=True,
+                       help="scale the motion by the source/driver face size ratio (default)")
+    scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="do not scale the motion")
+    group.add_argument("--no-label", action="store_true",
+                       help="leave out the 'AI-generated' label drawn on every output frame (the log says so)")
+    add_debug_option(group)
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The ``add_model_options`` arguments as runtime options."""
+    return ModelOptions(checkpoint=args.checkpoint, config=args.config, backend=args.backend, device=args.device,
+                        precision=args.precision, engine=args.engine, relative=args.relative,
+                        adapt_scale=args.adapt_scale)
+
+
+def check_conflicts(args: argparse.Namespace) -> None:
+    """Options that contradict each other end the command with one line before anything starts."""
+    backend = getattr(args, "backend", None)
+    if backend == "landmarks" and getattr(args, "checkpoint", None):
+        raise UserError("--checkpoint is for the fomm backend; drop it, or use --backend fomm (or auto)")
+    outputs = getattr(args, "output", None) or []
+    if getattr(args, "no_preview", False) and "window" in outputs:
+        raise UserError("--no-preview and --output window contradict each other; keep one")
+    if getattr(args, "device", None) == "cpu" and getattr(args, "precision", None) == "fp16":
+        raise UserError("--precision fp16 is for CUDA; on the CPU use bf16 or fp32")

@@ -1,0 +1,117 @@
+"""``fomm-live run``: the live loop from a camera, file or stream to the virtual camera, preview window and/or MP4."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from live.cli.common import add_model_options, model_options, parse_size
+from live.hotkeys import help_text
+from live.options import CameraOptions, ModelOptions, OutputOptions
+
+if TYPE_CHECKING:
+    from live.pipeline import PipelineOptions
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run", help="the live loop (default): camera -> animated photo -> virtual camera / preview / MP4",
+        description="Animate the photo with your face, live. The neutral pose is taken automatically once your face "
+                    "is still after start; press c in the preview to take it again. Press h for all hotkeys.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=help_text(),
+    )
+    add_model_options(run, several_sources=True)
+    live = run.add_argument_group("live loop")
+    live.add_argument("--camera", default="0", metavar="INDEX_OR_PATH_OR_URL",
+                      help="camera device index, video file or stream URL (default: 0)")
+    live.add_argument("--resolution", type=parse_size, metavar="WxH", help="resolution to ask of the camera")
+    live.add_argument("--fps", type=float, metavar="N", help="frame rate to ask of the camera")
+    live.add_argument("--output", action="append", metavar="virtualcam|window|PATH.mp4",
+                      help="where frames go; repeat for several (default: window when a display exists, plus "
+                           "virtualcam when one is installed)")
+    live.add_argument("--output-size", type=parse_size, metavar="WxH",
+                      help="output frame size (default: the resolution the camera granted)")
+    live.add_argument("--no-preview", action="store_true", help="no preview window")
+    live.add_argument("--realtime", action="store_true",
+                      help="pace a video file at its own fps like a camera (stale frames are dropped and counted)")
+    live.add_argument("--loop", action="store_true", help="repeat a video file")
+    live.add_argument("--max-frames", type=int, metavar="N", help="stop after N input frames")
+    live.add_argument("--stats-json", metavar="PATH",
+                      help="write frame counts and per-stage p50/p95/p99 latency (ms) here at exit")
+    live.add_argument("--crop", default="face", choices=["face", "none"],
+                      help="face: track and crop the face (default); none: use the centre square of the frame")
+    live.add_argument("--no-smoothing", action="store_true", help="no smoothing of the crop box and keypoints")
+    live.add_argument("--kp-cutoff", type=float, default=1.0, metavar="HZ",
+                      help="keypoint smoothing at rest: lower is steadier but laggier (default: 1.0)")
+    live.add_argument("--manual-calibration", action="store_true",
+                      help="take the neutral pose only when c is pressed (default: automatically once still)")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from live.pipeline import PipelineOptions
+
+    camera = CameraOptions(camera=args.camera, resolution=args.resolution, fps=args.fps)
+    outputs = OutputOptions(outputs=tuple(args.output or ()), preview=not args.no_preview, size=args.output_size,
+                            stats_json=args.stats_json)
+    loop = PipelineOptions(crop=args.crop, smoothing=not args.no_smoothing, kp_min_cutoff=args.kp_cutoff,
+                           auto_calibrate=not args.manual_calibration, label=not args.no_label,
+                           realtime=args.realtime, loop=args.loop, max_frames=args.max_frames)
+    return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop)
+
+
+def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOptions, outputs: OutputOptions,
+             loop: PipelineOptions) -> int:
+    """Open the input, the backend and the outputs, run the live loop until the input ends or the user stops it,
+    and print the summary.
+
+    Args:
+        sources: The photos (files or folders); None: the bundled portrait.
+        model: What animates.
+        camera: Where frames come from.
+        outputs: Where they go.
+        loop: The live loop's options (the output size and frame rate are filled in from the input).
+    """
+    from live.capture import OpenCVSource, parse_camera
+    from live.face import FaceDetector
+    from live.pipeline import LivePipeline, prepare_avatars
+    from live.wiring import close_backend, load_sources, make_backend, open_outputs
+
+    images = load_sources(sources)
+    with contextlib.ExitStack() as cleanup:
+        source = cleanup.enter_context(contextlib.closing(OpenCVSource(camera.camera, resolution=camera.resolution,
+                                                                       fps=camera.fps)))
+        backend = make_backend(model, tracking=True)
+        cleanup.callback(close_backend, backend)
+        if not loop.label:
+            logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
+        detector = cleanup.enter_context(FaceDetector()) if loop.crop == "face" else None
+        avatars = prepare_avatars(images, backend.size, detector, crop=loop.crop)
+        width, height = outputs.size or (source.width, source.height)
+        sinks, window = open_outputs(outputs, width=width, height=height, fps=source.fps)
+        for output in [*sinks, window]:
+            if output is not None:
+                cleanup.callback(output.close)
+        logger.info("input: %s; output %dx%d to %s", source.description, width, height,
+                    ", ".join([s.name for s in sinks] + (["preview window"] if window else [])))
+        if window is not None:
+            print(help_text())
+        spec = parse_camera(camera.camera)
+        reopen = None if source.is_file else (lambda: OpenCVSource(spec, resolution=camera.resolution,
+                                                                  fps=camera.fps))
+        pipeline = LivePipeline(source, backend, avatars, sinks, detector=detector, window=window, reopen=reopen,
+                                options=replace(loop, output_size=(width, height), fps=source.fps))
+        try:
+            summary = pipeline.run()
+        finally:
+            if outputs.stats_json:
+                pipeline.stats.write_json(outputs.stats_json, extra={
+                    "backend": backend.name, "input": source.description, "output_size": [width, height]})
+    e2e = summary["end_to_end_ms"]
+    print(f"{summary['frames_in']} frames in, {summary['frames_out']} out, {summary['frames_dropped']} dropped; "
+          f"end to end p50 {e2e.get('p50', float('nan')):.1f} ms, p95 {e2e.get('p95', float('nan')):.1f} ms")
+    return 0

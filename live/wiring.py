@@ -1,0 +1,127 @@
+"""Building the running parts from the runtime options: the animation backend, the source photos, the outputs.
+
+Shared by the commands that animate (``run``, ``demo``, ``animate``); takes the dataclasses of ``live.options``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from live.backends import Backend
+from live.errors import UserError
+from live.media import VIDEO_SUFFIXES
+from live.options import CHECKPOINT_HELP, ModelOptions, OutputOptions
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_backend(model: ModelOptions) -> str:
+    """``auto`` -> fomm with a checkpoint, else landmarks (saying how to get the FOMM backend)."""
+    backend = model.backend
+    if backend == "auto":
+        backend = "fomm" if model.checkpoint else "landmarks"
+        if backend == "landmarks":
+            logger.info("no --checkpoint: animating with the landmark backend (no weights needed); for the First "
+                        "Order Motion Model pass --checkpoint vox-cpk.pth.tar (see the README)")
+    if backend == "fomm" and model.checkpoint is None:
+        raise UserError("--checkpoint is required: the fomm backend needs " + CHECKPOINT_HELP)
+    return backend
+
+
+def make_backend(model: ModelOptions, *, tracking: bool) -> Backend:
+    """The animation backend the options ask for.
+
+    Args:
+        model: What animates.
+        tracking: The driving frames are a continuous stream (the landmark backend then tracks the face mesh from
+            frame to frame instead of detecting it afresh: faster and steadier).
+    """
+    from live.backends import FommBackend
+
+    if resolve_backend(model) == "fomm":
+        return FommBackend(load_animator(model))
+    from live.landmarks import LandmarkBackend
+
+    return LandmarkBackend(relative=model.relative, tracking=tracking)
+
+
+def load_animator(model: ModelOptions):
+    """The ``models.Animator`` the options describe (imports torch only when needed)."""
+    from models import Animator, CheckpointError, ConfigError, MotionOptions
+
+    try:
+        animator = Animator.from_checkpoint(model.checkpoint, model.config, device=model.device,
+                                            precision=model.precision, engine=model.engine,
+                                            motion=MotionOptions(relative=model.relative,
+                                                                 adapt_scale=model.adapt_scale))
+    except (CheckpointError, ConfigError) as err:
+        raise UserError(str(err)) from err
+    except RuntimeError as err:  # e.g. --device cuda without a GPU
+        raise UserError(str(err)) from err
+    logger.info("model: %s (%s), device %s, precision %s, %s motion%s", model.checkpoint, model.config,
+                animator.device, animator.precision, "relative" if model.relative else "absolute",
+                ", adapted scale" if model.relative and model.adapt_scale else "")
+    return animator
+
+
+def close_backend(backend: object | None) -> None:
+    """Release what a backend holds (the landmark backend's face mesh); backends without ``close`` hold nothing."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
+def load_sources(specs: list[str] | tuple[str, ...] | None) -> list[tuple[str, np.ndarray]]:
+    """Read every source photo (files, or the images of folders in name order); the bundled portrait by default."""
+    from live.media import IMAGE_SUFFIXES, read_image
+    from live.paths import DEFAULT_PORTRAIT
+
+    paths: list[Path] = []
+    for spec in specs or [str(DEFAULT_PORTRAIT)]:
+        path = Path(spec)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"{path} holds no image files")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    if len(paths) > 9:
+        logger.info("%d avatars: hotkeys 1-9 reach the first nine, n/p all of them", len(paths))
+    return [(p.name, read_image(p)) for p in paths]
+
+
+def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float) -> tuple[list, object | None]:
+    """The sinks the options ask for, and the preview window (or None). Unavailable outputs are reported; the run
+    goes on with the others, and fails with one line only when nothing is left."""
+    from live.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
+
+    sinks, window, problems = [], None, []
+    wanted = list(outputs.outputs) or ["virtualcam"]
+    want_window = outputs.preview and (display_available() or "window" in wanted)
+    for spec in wanted:
+        if spec == "window":
+            continue
+        try:
+            if spec == "virtualcam":
+                sinks.append(VirtualCamSink(width=width, height=height, fps=fps))
+            elif spec.lower().endswith(VIDEO_SUFFIXES):
+                sinks.append(Mp4Sink(spec, fps=fps))
+            else:
+                raise UserError(f"unknown --output {spec!r}: use virtualcam, window or a PATH.mp4")
+        except SinkUnavailable as err:
+            problems.append(str(err))
+            logger.warning("%s", err)
+    if want_window:
+        try:
+            window = WindowSink()
+        except SinkUnavailable as err:
+            problems.append(str(err))
+            logger.warning("%s", err)
+    if not sinks and window is None:
+        raise UserError("nothing to show or send frames to: " + "; ".join(problems)
+                        + "; add --output PATH.mp4 to record instead")
+    return sinks, window
