@@ -11,17 +11,23 @@ their own fps like a camera; then, as with a camera, the newest frame wins and s
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from live.cameras import (
+    capture_backends,
+    check_camera,
+    check_device_path,
+    parse_camera_spec,
+    silent_opencv_log,
+)
 from live.errors import UserError
 from live.media import cv2, open_driving
 from live.stats import PipelineStats
@@ -72,49 +78,18 @@ def parse_camera(spec: str | int) -> int | str:
     return int(spec) if spec.strip().isdigit() else spec
 
 
-def probe_cameras(max_index: int = 8) -> list[tuple[int, int, int, float]]:
-    """(index, width, height, fps) of each camera device that opens, at its default mode (a quick probe; slow
-    drivers may take a moment each)."""
-    cv = cv2()
-    found = []
-    with silent_opencv_log():
-        for index in range(max_index):
-            cap = cv.VideoCapture(index)
-            try:
-                if cap.isOpened():
-                    found.append((index, int(cap.get(cv.CAP_PROP_FRAME_WIDTH)),
-                                  int(cap.get(cv.CAP_PROP_FRAME_HEIGHT)), float(cap.get(cv.CAP_PROP_FPS))))
-            finally:
-                cap.release()
-    return found
-
-
-def list_cameras(max_index: int = 8) -> list[int]:
-    """Indices of the camera devices that open."""
-    return [index for index, *_ in probe_cameras(max_index)]
-
-
-@contextlib.contextmanager
-def silent_opencv_log() -> Iterator[None]:
-    """OpenCV logs an error for every camera index a probe finds missing; a probe expects that."""
-    cv = cv2()
-    logging_api = getattr(getattr(cv, "utils", None), "logging", None)
-    if logging_api is None:
-        yield
-        return
-    previous = logging_api.getLogLevel()
-    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        logging_api.setLogLevel(previous)
+MJPG_BACKENDS = ("V4L2", "DirectShow")  # backends that take a FOURCC request before the size
 
 
 class OpenCVSource:
-    """A camera index, a video file or a stream URL read with OpenCV.
+    """A camera (index or device path), a video file or a stream URL read with OpenCV.
+
+    Cameras open with the OS's backend (``live.cameras.capture_backends``). On V4L2 and DirectShow MJPG is asked for
+    before the size: uncompressed YUYV at 1280x720 is capped at 5-10 fps by USB 2 bandwidth on most webcams, MJPG
+    gives 30. The granted size and rate are logged; a camera that grants a 0 size is refused.
 
     Args:
-        spec: Device index, file path or URL.
+        spec: Device index, device path, file path or URL.
         resolution: (width, height) asked of a camera; the granted size is what is used.
         fps: Frame rate asked of a camera.
     """
@@ -122,51 +97,85 @@ class OpenCVSource:
     def __init__(self, spec: int | str, *, resolution: tuple[int, int] | None = None, fps: float | None = None) -> None:
         cv = cv2()
         self._cv = cv
+        self.cap = None
         self.spec = parse_camera(spec)
-        self.is_file = isinstance(self.spec, str) and Path(self.spec).exists()
-        if isinstance(self.spec, str) and not self.is_file and "://" not in self.spec:
-            raise UserError(f"camera or video not found: {self.spec}")
-        if isinstance(self.spec, str) and self.is_file and not Path(self.spec).is_file():
-            raise UserError(f"{self.spec} is a folder, not a video")
-        if isinstance(self.spec, str) and "://" in self.spec:
+        self.camera = parse_camera_spec(spec)
+        self.is_file = self.camera.kind == "file"
+        self.backend_name = "FFmpeg"
+        if resolution is not None and (resolution[0] <= 0 or resolution[1] <= 0):
+            raise UserError(f"a camera resolution of {resolution[0]}x{resolution[1]} is not possible; give both sides, "
+                            "e.g. 1280x720")
+        if self.camera.kind == "file":
+            check_camera(self.camera)
+            self.cap = cv.VideoCapture(str(self.spec))
+        elif self.camera.kind == "stream":
             # A stream that stalls would block read() for ever; with a timeout it reads as lost, and the loop
             # reconnects while the outputs keep the last frame.
             self.cap = cv.VideoCapture(self.spec, cv.CAP_FFMPEG, [cv.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                                                                   cv.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
         else:
-            self.cap = cv.VideoCapture(self.spec)
+            self._open_camera()
         if not self.cap.isOpened():
-            self.cap.release()
-            if isinstance(self.spec, int):
-                found = list_cameras()
-                have = f"cameras that open here: {', '.join(map(str, found))}" if found else "no camera opens here"
-                raise UserError(f"camera {self.spec} cannot be opened (missing or busy); {have}")
+            self.close()
+            if self.camera.is_camera:
+                raise UserError(f"camera {self.spec} cannot be opened (missing, or busy in another program)")
             raise UserError(f"{self.spec} is not a video or stream OpenCV can open")
-        if not self.is_file:
-            if resolution:
-                self.cap.set(cv.CAP_PROP_FRAME_WIDTH, resolution[0])
-                self.cap.set(cv.CAP_PROP_FRAME_HEIGHT, resolution[1])
-            if fps:
-                self.cap.set(cv.CAP_PROP_FPS, fps)
+        if self.camera.is_camera:
+            self._ask(resolution, fps)
         self.width = int(self.cap.get(cv.CAP_PROP_FRAME_WIDTH))
         self.height = int(self.cap.get(cv.CAP_PROP_FRAME_HEIGHT))
         self.fps = float(self.cap.get(cv.CAP_PROP_FPS) or 0) or float(fps or 30)
-        kind = "video" if self.is_file else ("camera" if isinstance(self.spec, int) else "stream")
+        kind = {"file": "video", "stream": "stream"}.get(self.camera.kind, "camera")
         self.description = f"{kind} {self.spec} ({self.width}x{self.height} @ {self.fps:.3g} fps)"
-        if self.is_file and self.width == 0:
+        if self.width <= 0 or self.height <= 0:
             self.close()
-            raise UserError(f"{self.spec} is not a video OpenCV can read")
-        if resolution and not self.is_file and (self.width, self.height) != tuple(resolution):
-            logger.info("asked the camera for %dx%d, it granted %dx%d", *resolution, self.width, self.height)
+            if self.is_file:
+                raise UserError(f"{self.spec} is not a video OpenCV can read")
+            raise UserError(f"{kind} {self.spec} reports a {self.width}x{self.height} picture; it cannot be used (try "
+                            "another --resolution, or another camera)")
+        if self.camera.is_camera:
+            fourcc = int(self.cap.get(cv.CAP_PROP_FOURCC))
+            code = "".join(chr((fourcc >> 8 * i) & 0xFF) for i in range(4)) if fourcc > 0 else "?"
+            logger.info("camera %s (%s): %dx%d @ %.3g fps, %s", self.spec, self.backend_name, self.width,
+                        self.height, self.fps, code.strip() or "?")
+            if resolution and (self.width, self.height) != tuple(resolution):
+                logger.info("asked the camera for %dx%d, it granted %dx%d", *resolution, self.width, self.height)
+
+    def _open_camera(self) -> None:
+        """Open with the OS's backends in turn (OpenCV's own noise silenced: a missing camera is our error to say)."""
+        cv = self._cv
+        target: int | str = self.spec
+        if self.camera.kind == "device":
+            target = check_device_path(str(self.spec))
+        for name, api in capture_backends():
+            with silent_opencv_log():
+                cap = cv.VideoCapture(target, api)
+            if cap.isOpened():
+                self.cap, self.backend_name = cap, name
+                return
+            cap.release()
+        self.cap = cap
+
+    def _ask(self, resolution: tuple[int, int] | None, fps: float | None) -> None:
+        cv = self._cv
+        if self.backend_name in MJPG_BACKENDS:
+            self.cap.set(cv.CAP_PROP_FOURCC, cv.VideoWriter_fourcc(*"MJPG"))  # before the size: see the class doc
+        if resolution:
+            self.cap.set(cv.CAP_PROP_FRAME_WIDTH, resolution[0])
+            self.cap.set(cv.CAP_PROP_FRAME_HEIGHT, resolution[1])
+        if fps:
+            self.cap.set(cv.CAP_PROP_FPS, fps)
 
     def read(self) -> np.ndarray | None:
+        if self.cap is None:
+            return None
         ok, bgr = self.cap.read()
         if not ok or bgr is None:
             return None
         return self._cv.cvtColor(bgr, self._cv.COLOR_BGR2RGB)
 
     def rewind(self) -> bool:
-        return bool(self.is_file and self.cap.set(self._cv.CAP_PROP_POS_FRAMES, 0))
+        return bool(self.is_file and self.cap is not None and self.cap.set(self._cv.CAP_PROP_POS_FRAMES, 0))
 
     def close(self) -> None:
         if self.cap is not None:

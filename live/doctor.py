@@ -72,16 +72,19 @@ def check_face_models() -> Check:
     return Check(OK, "face models", "bundled with mediapipe; a face found in the bundled portrait")
 
 
-def check_cameras(max_index: int = 4) -> Check:
-    from live.capture import probe_cameras
+def check_cameras() -> Check:
+    """The same listing as ``fomm-live cameras``."""
+    from live.cameras import list_cameras
 
-    found = [f"{index} ({w}x{h} @ {fps:.3g} fps)" for index, w, h, fps in probe_cameras(max_index)]
+    found = list_cameras()
     if not found:
-        return Check(WARN, "cameras", f"none opens (indices 0-{max_index - 1}); a video file works with --camera PATH")
-    return Check(OK, "cameras", ", ".join(found))
+        return Check(WARN, "cameras", "no camera found (fomm-live cameras lists them); a video file works with "
+                                      "--camera PATH")
+    return Check(OK, "cameras", "; ".join(" ".join(c.line().split()) for c in found))
 
 
 def check_virtualcam() -> Check:
+    """Opens the virtual camera only for as long as it takes to name it, then lets it go for the real run."""
     from live.sinks import SinkUnavailable, VirtualCamSink
 
     try:
@@ -89,7 +92,7 @@ def check_virtualcam() -> Check:
     except SinkUnavailable as err:
         return Check(WARN, "virtual camera", str(err))
     try:
-        return Check(OK, "virtual camera", f"available ({sink.camera.device})")
+        return Check(OK, "virtual camera", f"available: {sink.camera.device} ({sink.backend} backend)")
     finally:
         sink.close()
 

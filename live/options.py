@@ -43,7 +43,7 @@ class CameraOptions:
     """Where the live loop's frames come from.
 
     Attributes:
-        camera: Device index, video file or stream URL.
+        camera: Device index, device path (``/dev/video0``, ``/dev/v4l/by-id/...``), video file or stream URL.
         resolution: (width, height) asked of a camera; None: its default.
         fps: Frame rate asked of a camera; None: its default.
     """
@@ -63,12 +63,15 @@ class OutputOptions:
         preview: Open the preview window when a display exists (or when ``window`` is asked for).
         size: (width, height) of output frames; None: the camera's granted resolution.
         stats_json: Write frame counts and per-stage latency here at exit.
+        mirror_output: Flip what the virtual camera shows (the call) left to right; the preview and recordings are
+            left as they are.
     """
 
     outputs: tuple[str, ...] = ()
     preview: bool = True
     size: tuple[int, int] | None = None
     stats_json: str | None = None
+    mirror_output: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from live.media import VIDEO_SUFFIXES, Mp4Writer, cv2, open_writer
+from live.media import VIDEO_SUFFIXES, cv2, open_writer
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +102,38 @@ class RecordingSink:
 
 
 class Mp4Sink:
-    """Records to an MP4 file (tagged as synthetic), finalised on ``close()``."""
+    """Records the live loop to an MP4 file (tagged as synthetic) that survives any stop: fragmented while recording,
+    an ordinary MP4 after ``close()`` (``live.recording``).
+
+    Frames are timed by capture time, so the recording lasts as long as the input whatever the model's speed. A
+    frame repeated while the camera was silent (the same input frame again) is not written: the last frame is held
+    instead, until the next real frame or, at the end, until the last repeat.
+
+    Args:
+        path: The output file.
+        fps: The input's frame rate.
+        clock: ``capture`` (live sources and paced files) or ``frames`` (a file read losslessly: frame number / fps).
+    """
 
     name = "mp4"
 
-    def __init__(self, path: str | Path, *, fps: float) -> None:
+    def __init__(self, path: str | Path, *, fps: float, clock: str = "capture") -> None:
+        from live.recording import FragmentedRecording
+
         self.path = Path(path)
-        self.writer = Mp4Writer(self.path, fps=fps, metadata={"title": "fomm-live recording"})
+        self.recording = FragmentedRecording(self.path, fps=fps, clock=clock,
+                                             metadata={"title": "fomm-live recording"})
+        self._last_index = -1
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
-        self.writer.write(frame)
+        if info.index <= self._last_index:
+            self.recording.hold_until(info.captured_at)
+            return
+        self._last_index = info.index
+        self.recording.write(frame, t=info.captured_at, index=info.index)
 
     def close(self) -> None:
-        self.writer.close()
+        self.recording.close()
 
 
 class FileSink:
@@ -137,43 +158,171 @@ class FileSink:
         self.writer.close()
 
 
+# The pixel format each virtual camera backend uses inside (pyvirtualcam's ``native_fmt``): frames converted to it
+# here (OpenCV's SIMD conversion) pass through pyvirtualcam unconverted. RGB is the fallback every backend takes.
+NATIVE_FORMATS = {"linux": "I420", "windows": "NV12", "macos": "NV12"}
+BUSY_WORDS = ("busy", "in use", "already started", "already running")
+
+
+def to_pixel_format(frame: np.ndarray, fmt: str) -> np.ndarray:
+    """An RGB frame in ``fmt``: RGB, BGR, I420 (planar Y, U, V) or NV12 (Y, then interleaved U V); even sizes for
+    the 4:2:0 formats."""
+    if fmt == "RGB":
+        return frame
+    if fmt == "BGR":
+        return np.ascontiguousarray(frame[..., ::-1])
+    yuv = cv2().cvtColor(frame, cv2().COLOR_RGB2YUV_I420)  # (H * 3 / 2) x W: Y, then U and V planes
+    if fmt == "I420":
+        return yuv
+    if fmt == "NV12":
+        h, w = frame.shape[:2]
+        chroma = yuv[h:].reshape(2, h // 2 * w // 2)  # U plane, V plane
+        return np.concatenate([yuv[:h].reshape(-1), chroma.T.reshape(-1)]).reshape(h * 3 // 2, w)
+    raise ValueError(f"unsupported pixel format {fmt}")
+
+
+def _platform() -> str:
+    if sys.platform.startswith("linux"):
+        return "linux"
+    return {"win32": "windows", "darwin": "macos"}.get(sys.platform, "other")
+
+
+def virtualcam_error(err: BaseException, device: str | None) -> SinkUnavailable:
+    """One message holding every backend error pyvirtualcam collected (one line each, joined), and what to do: a
+    device another program holds says so; a missing one says how to install it."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    said = "; ".join(lines)
+    if any(word in said.lower() for word in BUSY_WORDS):
+        where = f"{device} " if device else ""
+        return SinkUnavailable(f"the virtual camera {where}is in use by another program (another fomm-live, OBS "
+                               f"or a second virtual camera tool); close it and start again ({said})")
+    hint = VIRTUALCAM_HELP.get(sys.platform, VIRTUALCAM_HELP["linux"])
+    return SinkUnavailable(f"no virtual camera ({said}); to get one, {hint}")
+
+
 class VirtualCamSink:
     """A virtual camera that Zoom, Meet, Teams or OBS can select (pyvirtualcam: v4l2loopback on Linux, OBS Virtual
     Camera on Windows and macOS).
+
+    The device is promised ``fps`` frames a second; the pipeline delivers what the model manages. A pacing thread
+    sends the newest frame every 1/fps s (``perf_counter`` deadlines, as pyvirtualcam's ``sleep_until_next_frame``),
+    repeating it when the pipeline is slower, so consumers that expect a steady rate (browsers drop a camera that goes
+    quiet) see one; the rate the pipeline really achieves is logged once measured and again at close.
 
     Args:
         width: Output width.
         height: Output height.
         fps: Frame rate announced to the consumers.
         device: A specific device (e.g. /dev/video10), else the backend's first free one.
+        mirror: Flip what the call shows left to right (``--mirror-output``).
     """
 
     name = "virtualcam"
 
-    def __init__(self, *, width: int, height: int, fps: float, device: str | None = None) -> None:
+    def __init__(self, *, width: int, height: int, fps: float, device: str | None = None,
+                 mirror: bool = False) -> None:
         try:
             import pyvirtualcam
         except ImportError as err:
             raise SinkUnavailable("pyvirtualcam is not installed (pip install pyvirtualcam)") from err
         self.size = (width, height)
-        try:
-            self.camera = pyvirtualcam.Camera(width=width, height=height, fps=fps, fmt=pyvirtualcam.PixelFormat.RGB,
-                                              device=device)
-        except (RuntimeError, ValueError, OSError) as err:
-            hint = VIRTUALCAM_HELP.get(sys.platform, VIRTUALCAM_HELP["linux"])
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise SinkUnavailable(f"no virtual camera ({first}); to get one, {hint}") from err
-        logger.info("virtual camera: %s", self.camera.device)
+        self.fps = float(fps)
+        self.mirror = mirror
+        formats = ["RGB"]
+        native = NATIVE_FORMATS.get(_platform())
+        if native and width % 2 == 0 and height % 2 == 0 and hasattr(pyvirtualcam.PixelFormat, native):
+            formats.insert(0, native)
+        errors = []
+        self.camera = None
+        for fmt in formats:
+            try:
+                self.camera = pyvirtualcam.Camera(width=width, height=height, fps=fps,
+                                                  fmt=getattr(pyvirtualcam.PixelFormat, fmt), device=device)
+                self.fmt = fmt
+                break
+            except (RuntimeError, ValueError, OSError) as err:
+                errors.append(err)
+                if not any(word in str(err).lower() for word in ("format", "fourcc")):
+                    break  # not about the format: another format would fail the same way
+        if self.camera is None:
+            raise virtualcam_error(errors[-1], device) from errors[-1]
+        self.backend = str(getattr(self.camera, "backend", "?"))
+        logger.info("virtual camera: %s (%s backend), %dx%d %s at %.3g fps%s", self.camera.device, self.backend,
+                    width, height, self.fmt, fps, ", mirrored" if mirror else "")
         self._closed = False
+        self._lock = threading.Lock()
+        self._latest: np.ndarray | None = None
+        self._received = 0
+        self._first_at: float | None = None
+        self._rate_logged = False
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pace, name="virtualcam", daemon=True)
+        self._thread.start()
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"the virtual camera failed: {self.error}") from self.error
         check_frame(frame, self.size)
-        self.camera.send(frame)  # the pipeline paces frames; no sleep here
+        if self.mirror:
+            frame = frame[:, ::-1]
+        converted = to_pixel_format(np.ascontiguousarray(frame), self.fmt)
+        now = time.perf_counter()
+        with self._lock:
+            self._latest = converted
+            self._received += 1
+            self._first_at = self._first_at or now
+            received, first = self._received, self._first_at
+        if not self._rate_logged and now - first >= 5.0:
+            self._rate_logged = True
+            self._log_rate(received, now - first)
+
+    def achieved_fps(self) -> float:
+        """Frames a second the pipeline has delivered so far."""
+        with self._lock:
+            if self._first_at is None or self._received < 2:
+                return 0.0
+            return (self._received - 1) / max(time.perf_counter() - self._first_at, 1e-6)
+
+    def _log_rate(self, received: int, seconds: float) -> None:
+        rate = (received - 1) / max(seconds, 1e-6)
+        if rate < 0.9 * self.fps:
+            logger.info("virtual camera: the pipeline delivers %.1f fps; each frame is repeated to the %.3g fps the "
+                        "device announces", rate, self.fps)
+
+    def _pace(self) -> None:
+        period = 1.0 / max(self.fps, 1.0)
+        due = None
+        while not self._stop.is_set():
+            with self._lock:
+                frame = self._latest
+            if frame is None:  # nothing to show yet
+                self._stop.wait(period / 4)
+                continue
+            try:
+                self.camera.send(frame)
+            except Exception as err:  # noqa: BLE001 - reported by the next send(), which the pipeline handles
+                self.error = err
+                return
+            self.sent += 1
+            now = time.perf_counter()
+            due = now + period if due is None or now - due > period else due + period  # late: start afresh
+            self._stop.wait(max(0.0, due - now))
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.camera.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():  # a send blocked in the driver: closing under it could crash the process
+            logger.error("the virtual camera did not stop within 2 s; it is left open")
+            return
+        if self._received > 1 and self._first_at is not None:
+            logger.info("virtual camera: %d frames from the pipeline (%.1f fps), %d sent to the device",
+                        self._received, self.achieved_fps(), self.sent)
+        self.camera.close()
 
 
 # cv2.waitKeyEx codes of the arrow keys: GTK/Qt on Linux, Windows, macOS.

@@ -94,9 +94,19 @@ def load_sources(specs: list[str] | tuple[str, ...] | None) -> list[tuple[str, n
     return [(p.name, read_image(p)) for p in paths]
 
 
-def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float) -> tuple[list, object | None]:
+def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
+                 clock: str = "capture") -> tuple[list, object | None]:
     """The sinks the options ask for, and the preview window (or None). Unavailable outputs are reported; the run
-    goes on with the others, and fails with one line only when nothing is left."""
+    goes on with the others, and fails with one line only when nothing is left.
+
+    Args:
+        outputs: What to open.
+        width: Output frame width.
+        height: Output frame height.
+        fps: The input's frame rate (announced to the virtual camera; a recording's nominal rate).
+        clock: How recordings are timed: ``capture`` (live sources, paced files) or ``frames`` (a file read
+            losslessly, faster than real time).
+    """
     from live.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
 
     sinks, window, problems = [], None, []
@@ -107,9 +117,9 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float)
             continue
         try:
             if spec == "virtualcam":
-                sinks.append(VirtualCamSink(width=width, height=height, fps=fps))
+                sinks.append(VirtualCamSink(width=width, height=height, fps=fps, mirror=outputs.mirror_output))
             elif spec.lower().endswith(VIDEO_SUFFIXES):
-                sinks.append(Mp4Sink(spec, fps=fps))
+                sinks.append(Mp4Sink(spec, fps=fps, clock=clock))
             else:
                 raise UserError(f"unknown --output {spec!r}: use virtualcam, window or a PATH.mp4")
         except SinkUnavailable as err:

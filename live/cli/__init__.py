@@ -1,9 +1,9 @@
 """The ``fomm-live`` command line: the only place that parses arguments and prints.
 
 ``run`` (the default: the live loop from a camera, file or stream to a virtual camera, preview window and/or MP4),
-``animate`` (file to file, through the same live pipeline), ``demo``, ``bench``, ``export`` and ``doctor``; one module
-per command. Without a command, ``run`` is meant: ``fomm-live --source face.png``. Arguments become the runtime
-options of ``live.options`` here, once; ``benchmarks`` is imported only by ``bench``.
+``animate`` (file to file, through the same live pipeline), ``demo``, ``bench``, ``export``, ``doctor`` and
+``cameras``; one module per command. Without a command, ``run`` is meant: ``fomm-live --source face.png``. Arguments
+become the runtime options of ``live.options`` here, once; ``benchmarks`` is imported only by ``bench``.
 """
 
 from __future__ import annotations

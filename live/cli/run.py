@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_options(run, several_sources=True)
     live = run.add_argument_group("live loop")
     live.add_argument("--camera", default="0", metavar="INDEX_OR_PATH_OR_URL",
-                      help="camera device index, video file or stream URL (default: 0)")
+                      help="camera index, device path (/dev/video0, /dev/v4l/by-id/...), video file or stream URL; "
+                           "'fomm-live cameras' lists the cameras (default: 0)")
     live.add_argument("--resolution", type=parse_size, metavar="WxH", help="resolution to ask of the camera")
     live.add_argument("--fps", type=float, metavar="N", help="frame rate to ask of the camera")
     live.add_argument("--output", action="append", metavar="virtualcam|window|PATH.mp4",
@@ -37,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--output-size", type=parse_size, metavar="WxH",
                       help="output frame size (default: the resolution the camera granted)")
     live.add_argument("--no-preview", action="store_true", help="no preview window")
+    live.add_argument("--mirror", action="store_true",
+                      help="flip the camera image left to right before tracking, as the m key does")
+    live.add_argument("--mirror-output", action="store_true",
+                      help="flip what the virtual camera sends (what the call sees); the preview and recordings stay")
     live.add_argument("--realtime", action="store_true",
                       help="pace a video file at its own fps like a camera (stale frames are dropped and counted)")
     live.add_argument("--loop", action="store_true", help="repeat a video file")
@@ -57,10 +62,10 @@ def execute(args: argparse.Namespace) -> int:
 
     camera = CameraOptions(camera=args.camera, resolution=args.resolution, fps=args.fps)
     outputs = OutputOptions(outputs=tuple(args.output or ()), preview=not args.no_preview, size=args.output_size,
-                            stats_json=args.stats_json)
+                            stats_json=args.stats_json, mirror_output=args.mirror_output)
     loop = PipelineOptions(crop=args.crop, smoothing=not args.no_smoothing, kp_min_cutoff=args.kp_cutoff,
                            auto_calibrate=not args.manual_calibration, label=not args.no_label,
-                           realtime=args.realtime, loop=args.loop, max_frames=args.max_frames)
+                           realtime=args.realtime, loop=args.loop, max_frames=args.max_frames, mirror=args.mirror)
     return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop)
 
 
@@ -76,23 +81,29 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         outputs: Where they go.
         loop: The live loop's options (the output size and frame rate are filled in from the input).
     """
-    from live.capture import OpenCVSource, parse_camera
+    from live.cameras import check_camera, parse_camera_spec
+    from live.capture import OpenCVSource
     from live.face import FaceDetector
     from live.pipeline import LivePipeline, prepare_avatars
     from live.wiring import close_backend, load_sources, make_backend, open_outputs
 
+    # The camera's existence is checked before the model loads (a TensorRT build can take minutes) and the camera is
+    # opened only after, so that it is not held, light on, while nothing reads it.
+    spec = parse_camera_spec(camera.camera)
+    check_camera(spec)
     images = load_sources(sources)
     with contextlib.ExitStack() as cleanup:
-        source = cleanup.enter_context(contextlib.closing(OpenCVSource(camera.camera, resolution=camera.resolution,
-                                                                       fps=camera.fps)))
         backend = make_backend(model, tracking=True)
         cleanup.callback(close_backend, backend)
         if not loop.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
         detector = cleanup.enter_context(FaceDetector()) if loop.crop == "face" else None
         avatars = prepare_avatars(images, backend.size, detector, crop=loop.crop)
+        source = OpenCVSource(camera.camera, resolution=camera.resolution, fps=camera.fps)
+        cleanup.callback(source.close)  # safe twice: the pipeline closes what it reads when it ends
         width, height = outputs.size or (source.width, source.height)
-        sinks, window = open_outputs(outputs, width=width, height=height, fps=source.fps)
+        clock = "frames" if source.is_file and not loop.realtime else "capture"
+        sinks, window = open_outputs(outputs, width=width, height=height, fps=source.fps, clock=clock)
         for output in [*sinks, window]:
             if output is not None:
                 cleanup.callback(output.close)
@@ -100,8 +111,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
                     ", ".join([s.name for s in sinks] + (["preview window"] if window else [])))
         if window is not None:
             print(help_text())
-        spec = parse_camera(camera.camera)
-        reopen = None if source.is_file else (lambda: OpenCVSource(spec, resolution=camera.resolution,
+        # A lost camera is opened again by the same name (device path or index), without probing the others.
+        reopen = None if source.is_file else (lambda: OpenCVSource(camera.camera, resolution=camera.resolution,
                                                                   fps=camera.fps))
         pipeline = LivePipeline(source, backend, avatars, sinks, detector=detector, window=window, reopen=reopen,
                                 options=replace(loop, output_size=(width, height), fps=source.fps))
