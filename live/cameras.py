@@ -98,7 +98,8 @@ def capture_backends() -> list[tuple[str, int]]:
 
 
 def parse_camera_spec(camera: str | int) -> CameraSpec:
-    """Classify ``--camera``: ``"0"`` -> index 0, ``/dev/...`` -> a device, ``x://`` -> a stream, else a file."""
+    """Classify ``--camera``: ``"0"`` -> index 0, ``/dev/...`` (or a link to a device node) -> a device, ``x://`` ->
+    a stream, else a file."""
     if isinstance(camera, int):
         return CameraSpec("index", camera)
     text = camera.strip()
@@ -106,9 +107,16 @@ def parse_camera_spec(camera: str | int) -> CameraSpec:
         return CameraSpec("index", int(text))
     if "://" in text:
         return CameraSpec("stream", text)
-    if text.startswith("/dev/"):
+    if text.startswith("/dev/") or _is_char_device(text):
         return CameraSpec("device", text)
     return CameraSpec("file", text)
+
+
+def _is_char_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _node_name(node: str) -> str:

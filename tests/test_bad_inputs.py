@@ -147,16 +147,23 @@ def test_source_with_several_faces_uses_the_largest(clip: Path, tmp_path: Path, 
     assert any("2 faces in the source photo; using the largest" in r.getMessage() for r in caplog.records)
 
 
-def test_camera_that_does_not_exist_names_what_does(tmp_path: Path) -> None:
-    """`--camera 7` on a machine without that device: one line listing the cameras that open, nothing written."""
-    out = tmp_path / "o.mp4"
-    result = subprocess.run([sys.executable, "-m", "live.cli", "--camera", "7", "--output", str(out),
-                             "--no-preview"], capture_output=True, text=True, cwd=REPO, timeout=120)
+def test_camera_that_does_not_exist_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    """`--camera 7` on a machine without that device: exit 1, at most two non-empty lines on stderr (none of
+    OpenCV's own), the one that matters naming what is there; nothing written. The time it takes is printed, not
+    asserted."""
+    import time
+
+    out = tmp_path / "x.mp4"
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "live.cli", "--camera", "7", "--no-preview", "--output", str(out),
+                             "--max-frames", "5"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    print(f"--camera 7 failed in {time.perf_counter() - started:.2f} s")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("fomm-live: error: camera 7 cannot be opened (missing or busy); ")
-    assert "camera" in last.split(";")[1]
-    assert "Traceback" not in result.stderr and not out.exists()
+    assert 1 <= len(lines) <= 2, lines
+    assert lines[-1].startswith("fomm-live: error: camera 7 "), lines
+    assert "cameras" in lines[-1], "it says what is there or how to list it"
+    assert "obsensor" not in result.stderr and "Traceback" not in result.stderr and not out.exists()
 
 
 @pytest.mark.parametrize(("what", "message"), [("text", "is not a video or stream OpenCV can open"),
