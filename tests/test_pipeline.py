@@ -353,7 +353,7 @@ def test_sigterm_finalises_the_recording(clip: Path, tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
-        while time.time() < deadline and not (tmp_path / ".term.partial.mp4").exists():
+        while time.time() < deadline and not out.exists():  # the recording is at its name from the start
             time.sleep(0.2)
         time.sleep(2.0)  # let it record a while
         proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,152 @@
+"""Recordings that survive any stop and last as long as their input: fragmented while recording, an ordinary MP4 after
+a clean stop, playable after ``kill -9`` with every frame older than 2 s, and timed by capture so that a slow model
+does not make them play fast."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clips import moving_frames, portrait, write_clip
+from conftest import REPO, golden_dir
+
+from live.capture import OpenCVSource
+from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.recording import FragmentedRecording, mp4_boxes
+from live.sinks import Mp4Sink
+
+av = pytest.importorskip("av", reason="PyAV writes and reads the recordings")
+
+
+def decoded_times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return [float(frame.pts * frame.time_base) for frame in container.decode(video=0)]
+
+
+def test_fragmented_while_recording_and_ordinary_after_a_clean_stop(tmp_path: Path) -> None:
+    path = tmp_path / "rec.mp4"
+    recording = FragmentedRecording(path, fps=25)
+    for i in range(60):  # 2.4 s: two fragments closed by time
+        recording.write(np.full((48, 64, 3), i * 4, np.uint8), t=100.0 + i / 25, index=i)
+    snapshot = tmp_path / "snapshot.mp4"
+    shutil.copy(path, snapshot)  # what a kill at this moment would leave
+    boxes = mp4_boxes(snapshot)
+    assert boxes[:2] == ["ftyp", "moov"] and "moof" in boxes, boxes
+    times = decoded_times(snapshot)
+    assert times == pytest.approx([i / 25 for i in range(len(times))]) and times[-1] >= 1.4, times[-1]
+    recording.close()
+    recording.close()
+    boxes = mp4_boxes(path)
+    assert "moof" not in boxes and boxes.index("moov") < boxes.index("mdat"), boxes
+    assert decoded_times(path) == pytest.approx([i / 25 for i in range(60)])
+    assert not list(tmp_path.glob(".rec*")), "no temporary file is left"
+
+
+def test_a_slow_model_is_held_not_skipped_in_time(tmp_path: Path) -> None:
+    """Frames rendered at 5 fps from a 25 fps capture keep their capture times; a repeat does not advance time."""
+    path = tmp_path / "slow.mp4"
+    recording = FragmentedRecording(path, fps=25)
+    for i in range(0, 50, 5):
+        recording.write(np.full((48, 64, 3), i * 4, np.uint8), t=7.0 + i / 25, index=i)
+    recording.write(np.zeros((48, 64, 3), np.uint8), t=7.0 + 45 / 25, index=45)  # same time again: held
+    recording.close()
+    assert decoded_times(path) == pytest.approx([i / 25 for i in range(0, 50, 5)])
+    assert recording.held == 1
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert float(stream.duration * stream.time_base) == pytest.approx(46 / 25, abs=0.002)
+
+
+def test_an_empty_recording_leaves_no_file(tmp_path: Path) -> None:
+    FragmentedRecording(tmp_path / "none.mp4", fps=25).close()
+    assert not list(tmp_path.iterdir())
+
+
+class Slow:
+    """Wraps a backend: every render takes ``delay`` seconds longer (a model slower than the camera)."""
+
+    def __init__(self, backend, delay: float) -> None:
+        self.inner, self.delay = backend, delay
+        self.name, self.size = backend.name, backend.size
+        self.renders = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.inner.calibrated
+
+    def render(self, motion):
+        time.sleep(self.delay)
+        self.renders += 1
+        return self.inner.render(motion)
+
+
+def test_a_paced_file_through_a_slow_model_lasts_as_long_as_the_input(tmp_path: Path) -> None:
+    from test_pipeline import tiny_backend
+
+    frames, fps = 50, 25.0
+    clip = write_clip(tmp_path / "in.mp4", moving_frames(frames, still=frames), fps=fps)
+    source = OpenCVSource(str(clip))
+    backend = Slow(tiny_backend(), delay=0.12)  # ~8 renders a second from a 25 fps input
+    out = tmp_path / "out.mp4"
+    sink = Mp4Sink(out, fps=source.fps, clock="capture")
+    pipeline = LivePipeline(source, backend, prepare_avatars([("a", portrait())], backend.size, None, crop="none"),
+                            [sink], options=PipelineOptions(realtime=True, crop="none", steady_seconds=0.1))
+    summary = pipeline.run()
+    assert summary["frames_dropped"] > 0, "the model really was slower than the input"
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        duration = float(stream.duration * stream.time_base)
+        written = sum(1 for _ in container.decode(video=0))
+    assert written < frames
+    assert abs(duration - frames / fps) <= 1 / fps, f"{duration:.3f} s for a {frames / fps:.2f} s input"
+    assert "moof" not in mp4_boxes(out), "a clean stop leaves an ordinary MP4"
+
+
+def test_kill_9_leaves_a_playable_recording_with_every_frame_older_than_2_s(tmp_path: Path) -> None:
+    """The real command records a paced clip; SIGKILL at a random moment 3-5 s after the first frame. The file at the
+    name given decodes, and reaches at least 2 s before the kill (measured from when the first frame was logged,
+    which is no earlier than its capture, so the bound asked is never more than the truth)."""
+    clip = write_clip(tmp_path / "in.mp4", moving_frames(50, still=50), fps=25)
+    folder = golden_dir("tiny")
+    out = tmp_path / "NAME.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "live.cli", "run", "--camera", str(clip), "--checkpoint",
+                             str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"),
+                             "--device", "cpu", "--crop", "none", "--output", str(out), "--no-preview", "--loop",
+                             "--realtime"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first_frame = threading.Event()
+    seen_at: list[float] = []
+
+    def watch() -> None:
+        for line in proc.stderr:
+            if f"recording {out}" in line and not seen_at:
+                seen_at.append(time.perf_counter())
+                first_frame.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert first_frame.wait(90), "the recording never started"
+        time.sleep(3.0 + 2.0 * random.random())
+        killed_at = time.perf_counter()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert out.exists() and not list(tmp_path.glob(".NAME*")), "the recording is at the name given"
+    times = decoded_times(out)
+    assert times == sorted(times) and times[0] == 0.0
+    must_reach = killed_at - 2.0 - seen_at[0]
+    assert times[-1] >= must_reach - 1 / 25, f"recording ends at {times[-1]:.2f} s, must reach {must_reach:.2f} s"
