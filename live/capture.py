@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 
 STREAM_TIMEOUT_MS = 5000  # a network stream silent this long is treated as lost
+# A live frame whose brightest pixel (on a 1-in-16 grid) is under this is black: a closed privacy shutter or a covered
+# lens reads 0-10 on the webcams we know of, a dark room still has highlights well above it.
+BLACK_LEVEL = 16
+BLACK_SECONDS = 2.0  # black this long is reported once (a blink of the shutter is not)
 
 
 @dataclass
@@ -266,6 +270,8 @@ class CaptureThread(threading.Thread):
         self.reopen = reopen
         self.on_lost = on_lost
         self.error: BaseException | None = None
+        self.black_since: float | None = None
+        self.black_reported = False
 
     def run(self) -> None:
         try:
@@ -297,6 +303,20 @@ class CaptureThread(threading.Thread):
                 delay = min(delay * 2, 2.0)
         return False
 
+    def _check_black(self, image: np.ndarray, now: float) -> None:
+        """Say once when a live source has given only black frames for ``BLACK_SECONDS`` (and when it is back):
+        the pipeline sees no face in them and holds the last animated frame, which alone would not say why."""
+        if int(image[::16, ::16].max()) >= BLACK_LEVEL:
+            if self.black_reported:
+                logger.info("the %s gives a picture again", self.source.description)
+            self.black_since, self.black_reported = None, False
+            return
+        self.black_since = self.black_since or now
+        if not self.black_reported and now - self.black_since >= BLACK_SECONDS:
+            self.black_reported = True
+            logger.warning("the %s gives only black frames (privacy shutter closed, lens covered, or another program "
+                           "driving it?); the output holds the last frame", self.source.description)
+
     def _run(self) -> None:
         index = 0
         file_index = 0
@@ -325,6 +345,8 @@ class CaptureThread(threading.Thread):
                 if self._reconnect():
                     continue
                 return
+            if not self.source.is_file:
+                self._check_black(image, t1)
             media_time = (index / fps) if self.source.is_file else t1 - start
             frame = CapturedFrame(image, index, t1, media_time)
             self.stats.add("capture", (t1 - t0) * 1000)

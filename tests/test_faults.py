@@ -1,7 +1,11 @@
 """Faults in the running loop: a failing stage is logged once and the last good frame is served; repeated failures
-stop the run with a clear message; a failing output is closed while the others go on."""
+stop the run with a clear message; a failing output is closed while the others go on; a camera that gives black
+frames or vanishes for good is reported and the outputs go on."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -86,3 +90,73 @@ def test_a_failing_output_is_closed_and_the_others_go_on(detector, caplog) -> No
     assert len(good.frames) == 20
     assert bad.closed >= 1
     assert sum("output broken failed" in r.getMessage() for r in caplog.records) == 1
+
+
+class BlackThenFaceCamera:
+    """A live source (paced by itself): ``black`` black frames, then the moving face."""
+
+    is_file = False
+    fps = 25.0
+    description = "camera 0"
+
+    def __init__(self, black: int, faces: int) -> None:
+        self.frames = [np.zeros((480, 640, 3), np.uint8)] * black + moving_frames(faces, still=faces)
+        self.height, self.width = 480, 640
+        self.position = 0
+
+    def read(self):
+        if self.position >= len(self.frames):
+            return None
+        time.sleep(0.04)
+        self.position += 1
+        return self.frames[self.position - 1]
+
+    def rewind(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_camera_giving_black_frames_is_reported_once_and_the_output_goes_on(detector, caplog, monkeypatch) -> None:
+    import live.capture as capture
+
+    monkeypatch.setattr(capture, "BLACK_SECONDS", 0.3)
+    backend = tiny_backend()
+    sink = RecordingSink(keep_frames=False)
+    pipeline = LivePipeline(BlackThenFaceCamera(black=15, faces=10), backend,
+                            prepare_avatars([("a", portrait())], backend.size, detector), [sink],
+                            options=PipelineOptions(steady_seconds=0.1), detector=detector)
+    pipeline.run()
+    warnings = [r.getMessage() for r in caplog.records if "only black frames" in r.getMessage()]
+    assert len(warnings) == 1 and "camera 0" in warnings[0]
+    assert sink.count > 0 and any(info.status == ["no face in view"] for info in sink.infos)
+    assert any(info.face for info in sink.infos), "faces are tracked once the picture is back"
+
+
+def test_a_camera_that_vanishes_for_good_keeps_the_outputs_fed_until_stopped(detector) -> None:
+    """The camera dies after 8 frames and never comes back: capture keeps retrying, the outputs get the last frame
+    marked "camera lost: reconnecting", and a stop (here a timer, as Ctrl-C would) ends the run cleanly."""
+    from test_pipeline import FlakyCamera
+
+    tries = []
+
+    def reopen():
+        tries.append(time.perf_counter())
+        raise UserError("camera 0 cannot be opened (missing, or busy in another program)")
+
+    backend = tiny_backend()
+    sink = RecordingSink(keep_frames=False)
+    pipeline = LivePipeline(FlakyCamera(moving_frames(20, still=20), fail_at=8), backend,
+                            prepare_avatars([("a", portrait())], backend.size, detector), [sink],
+                            options=PipelineOptions(fps=25), detector=detector, reopen=reopen)
+    timer = threading.Timer(2.5, pipeline.stop_event.set)
+    timer.start()
+    try:
+        pipeline.run()
+    finally:
+        timer.cancel()
+    assert len(tries) >= 2, "it keeps trying, with back-off"
+    lost = [info for info in sink.infos if info.status == ["camera lost: reconnecting"]]
+    assert lost and pipeline.stats.summary()["frames_repeated"] >= len(lost)
+    assert pipeline.camera_lost and sink.closed == 1
