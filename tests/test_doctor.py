@@ -57,3 +57,45 @@ def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: 
     monkeypatch.setattr(sinks, "VirtualCamSink", unavailable)
     check = {c.name: c for c in run_checks()}["virtual camera"]
     assert check.status == WARN and "modprobe v4l2loopback" in check.detail
+
+
+def test_cameras_check_uses_the_cameras_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import live.cameras as cameras
+    from live.cameras import CameraInfo
+
+    monkeypatch.setattr(cameras, "list_cameras", lambda: [CameraInfo(0, "/dev/video0", "Integrated Camera",
+                                                                     1280, 720, 30.0)])
+    check = {c.name: c for c in run_checks()}["cameras"]
+    assert check.status == OK and check.detail == "0 /dev/video0 Integrated Camera 1280x720@30"
+    monkeypatch.setattr(cameras, "list_cameras", lambda: [])
+    check = {c.name: c for c in run_checks()}["cameras"]
+    assert check.status == WARN and check.detail.startswith("no camera found")
+
+
+def test_virtual_camera_check_names_device_and_backend_and_lets_it_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    closed = []
+
+    class StandInCamera:
+        """A stand-in for pyvirtualcam.Camera: no loopback device here."""
+
+        device, backend = "/dev/video10", "v4l2loopback"
+
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def send(self, frame) -> None:
+            pass
+
+        def close(self) -> None:
+            closed.append(True)
+
+    formats = types.SimpleNamespace(RGB="RGB", I420="I420", NV12="NV12")
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", types.SimpleNamespace(Camera=StandInCamera, PixelFormat=formats))
+    from live.doctor import check_virtualcam
+
+    check = check_virtualcam()
+    assert check.status == OK and check.detail == "available: /dev/video10 (v4l2loopback backend)"
+    assert closed == [True], "the device is released as soon as it is named"
