@@ -78,8 +78,7 @@ def check_cameras() -> Check:
 
     found = list_cameras()
     if not found:
-        return Check(WARN, "cameras", "no camera found (fomm-live cameras lists them); a video file works with "
-                                      "--camera PATH")
+        return Check(WARN, "cameras", "no camera found; a video file works with --camera PATH")
     return Check(OK, "cameras", "; ".join(" ".join(c.line().split()) for c in found))
 
 
