@@ -349,7 +349,8 @@ class LivePipeline:
                 if item is None:
                     if out_queue.closed or self.stop_event.is_set():
                         break
-                    decision = stall.decide(now, camera_lost=self.camera_lost)
+                    in_flight = frames_in > self.stats.counter("frames_out") + self.stats.counter("frames_dropped")
+                    decision = stall.decide(now, camera_lost=self.camera_lost, in_flight=in_flight)
                     if decision is not None and last is not None:
                         self._repeat(last, decision.status, now)
                         stall.repeated(now)

@@ -2,9 +2,10 @@
 
 A live output (a virtual camera in a meeting) should show a still picture rather than freeze when the camera is lost
 or goes silent. A slow model is not a stall: its frames come out at its own rate, and repeating frames in between
-would only add copies and a wrong "waiting for the camera" note. The rule tells the two apart with two measurements:
-whether the capture is still delivering frames (``frames_in`` grows), and the rate at which processed frames come
-out (an output gap is only suspicious when it is several times the measured processing interval).
+would only add copies and a wrong "waiting for the camera" note. The rule tells the two apart with three
+measurements: whether the capture is still delivering frames (``frames_in`` grows), whether a captured frame is still
+in the stages (in flight: the model is working on it), and the rate at which processed frames come out (an output gap
+is only suspicious when it is several times the measured processing interval).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class StallRule:
         live: Whether the input is live (a camera, a stream or a paced file); a file read losslessly never stalls.
 
     Call ``input_seen(now)`` whenever the capture has delivered a new frame, ``output_sent(now)`` for each processed
-    frame sent, and ``decide(now, camera_lost=...)`` while no processed frame is waiting.
+    frame sent, and ``decide(now, camera_lost=..., in_flight=...)`` while no processed frame is waiting.
     """
 
     def __init__(self, *, fps: float, live: bool) -> None:
@@ -62,13 +63,19 @@ class StallRule:
             limit = max(limit, SILENT_FRAMES * self.interval)  # frames still in flight in a slow model come first
         return limit
 
-    def decide(self, now: float, *, camera_lost: bool) -> StallDecision | None:
-        """Whether to send the last frame again now (at most once per output frame interval)."""
+    def decide(self, now: float, *, camera_lost: bool, in_flight: bool = False) -> StallDecision | None:
+        """Whether to send the last frame again now (at most once per output frame interval).
+
+        Args:
+            now: ``perf_counter`` seconds.
+            camera_lost: The capture is reconnecting a lost camera (repeat whatever else holds).
+            in_flight: A captured frame is still being processed (a slow model, not a silent camera).
+        """
         if self.last_output_at is None or now - self.last_sent_at < 1.0 / self.fps:
             return None
         if camera_lost:
             return StallDecision(CAMERA_LOST)
-        if not self.live:
+        if not self.live or in_flight:
             return None
         limit = self.silence_limit()
         input_silent = self.last_input_at is None or now - self.last_input_at > max(MIN_SILENCE_S,

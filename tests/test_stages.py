@@ -119,8 +119,9 @@ def test_lossless_hand_off_waits_for_room_and_close_wakes_the_reader() -> None:
 
 
 def test_stall_rule_tells_a_slow_model_from_a_silent_camera() -> None:
-    """25 fps input. A model at 2 fps with the camera delivering: no repeats. The camera silent: repeats at the
-    output rate, said as such. A lost camera: repeats at once. A file read losslessly: never."""
+    """25 fps input. A model at 2 fps with the camera delivering, or with a frame still in flight: no repeats. The
+    camera silent: repeats at the output rate, said as such. A lost camera: repeats at once. A file read losslessly:
+    never."""
     fps = 25.0
     slow = StallRule(fps=fps, live=True)
     repeats = 0
@@ -151,6 +152,11 @@ def test_stall_rule_tells_a_slow_model_from_a_silent_camera() -> None:
         slow_then_silent.output_sent(step * 0.5)
     assert slow_then_silent.decide(2.0 + 1.0, camera_lost=False) is None
     assert slow_then_silent.decide(2.0 + 1.6, camera_lost=False) is not None
+
+    in_flight = StallRule(fps=fps, live=True)
+    in_flight.output_sent(0.0)
+    assert in_flight.decide(5.0, camera_lost=False, in_flight=True) is None, "the model is still on a frame"
+    assert in_flight.decide(5.0, camera_lost=False, in_flight=False) is not None
 
     file = StallRule(fps=fps, live=False)
     file.output_sent(0.0)
