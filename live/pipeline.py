@@ -37,7 +37,7 @@ from live.calibration import AutoCalibrator
 from live.capture import CapturedFrame, CaptureThread, FrameQueue, FrameSource
 from live.compose import draw_text_lines
 from live.errors import UserError
-from live.face import FaceDetector
+from live.face import CropTracker, FaceDetector
 from live.handoff import OneSlot
 from live.hotkeys import QUIT_KEYS, Controls, is_tracking_key
 from live.sinks import FrameInfo, Sink, WindowSink
@@ -160,7 +160,7 @@ class LivePipeline:
 
     # The stages own these; they are read here by the CLI, tests and demos.
     @property
-    def tracker(self):
+    def tracker(self) -> CropTracker:
         return self.tracking.tracker
 
     @property
