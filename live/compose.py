@@ -3,6 +3,8 @@ with PyTorch where the model ran), the disclosure label every output carries by 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from live.media import cv2
@@ -113,6 +115,15 @@ def _linear_weights(src: int, dst: int):
     return weights  # dst x src
 
 
+@functools.lru_cache(maxsize=16)
+def _resize_weights(kind: str, src: int, dst: int, device: str):
+    """The weights of one resize, made once per size and device (the output size rarely changes during a run)."""
+    import torch
+
+    weights = _area_weights(src, dst) if kind == "area" else _linear_weights(src, dst)
+    return weights.to(device=device, dtype=torch.float32)  # dst x src
+
+
 def fit_to_output_tensor(frame, width: int, height: int):
     """``fit_to_output`` in PyTorch, on the frame's device: a 3 x H x W (or 1 x 3 x H x W) uint8 or [0, 1] float
     square frame -> ``height`` x ``width`` x 3 uint8, scaled to fit and padded with black.
@@ -133,9 +144,9 @@ def fit_to_output_tensor(frame, width: int, height: int):
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     pixels = frame.float()
     if (new_w, new_h) != (w, h):
-        weights = _area_weights if scale < 1 else _linear_weights
-        rows = weights(h, new_h).to(pixels.device, torch.float32)  # new_h x h
-        cols = weights(w, new_w).to(pixels.device, torch.float32)  # new_w x w
+        kind = "area" if scale < 1 else "linear"
+        rows = _resize_weights(kind, h, new_h, str(pixels.device))  # new_h x h
+        cols = _resize_weights(kind, w, new_w, str(pixels.device))  # new_w x w
         pixels = torch.einsum("yh,chw,xw->cyx", rows, pixels, cols)  # 3 x new_h x new_w
     out = torch.zeros(height, width, 3, dtype=torch.uint8, device=frame.device)
     x0, y0 = (width - new_w) // 2, (height - new_h) // 2
