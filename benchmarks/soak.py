@@ -33,7 +33,7 @@ def rss_mb() -> float:
 def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = None, checkpoint: str | None = None,
              config: str = "vox-256", sample_seconds: float = 5.0) -> dict:
     """Run the live loop for ``minutes`` and sample memory and latency; see the module docstring."""
-    from benchmarks.suite import _fomm_backend_factory, _landmark_backend, bench_clip
+    from benchmarks.common import backend_factory, bench_clip
     from live.capture import OpenCVSource
     from live.face import FaceDetector
     from live.media import read_image
@@ -42,7 +42,7 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
     from live.sinks import RecordingSink
     from live.stats import PipelineStats, percentiles
 
-    factory = _fomm_backend_factory(checkpoint, config, "auto", "auto") if backend == "fomm" else _landmark_backend
+    factory = backend_factory(backend, checkpoint=checkpoint, config=config)
     clip = clip or str(bench_clip())
     stats = PipelineStats()
     samples: list[dict] = []
