@@ -463,6 +463,9 @@ def test_tensorrt_stand_in_engine_checked_again_on_real_inputs(standin_tensorrt:
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "first real input" in warnings[0] and "CUDA eager" in warnings[0]
     assert engine.name == "eager" and engine.reason.startswith("fallback:") and engine.modules == {}
+    # Both engines passed at build; on real inputs the keypoints passed, the generator did not.
+    assert [(c.path, c.ok) for c in engine.checks] == [("tensorrt", True)] * 3 + [("tensorrt", False)]
+    assert "first real input" in engine.checks[-1].detail and engine.checks[-1].max_abs > 5e-3
     animator.close()
 
 
