@@ -110,7 +110,8 @@ class OnnxRuntimeEngine(Engine):
     def _fall_back(self, result: CheckResult) -> None:
         self.record(result, label="ONNX Runtime", fallback="eager float32")
         self._fallback = EagerEngine(self.kp_detector, self.generator, device=self.device, precision="fp32",
-                                     reason=f"fallback: ONNX Runtime failed its check ({result.detail})")
+                                     reason=f"fallback: ONNX Runtime failed its first-frame check "
+                                            f"({result.detail}, {result.measured()})")
         self._fallback.checks = self.checks  # one record of every check, whichever engine made it
         self.name, self.reason = self._fallback.name, self._fallback.reason
         self.sessions = {}
