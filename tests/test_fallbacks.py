@@ -303,6 +303,23 @@ def test_reduced_precision_within_tolerance_is_kept(monkeypatch: pytest.MonkeyPa
     assert check.tolerance == "PSNR >= 40 dB" and animator.engine.precision == "bf16"
 
 
+def test_checks_run_on_the_first_frame_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The float32 reference runs once, for the first frame; later frames run the checked path alone."""
+    _env(monkeypatch)
+    animator = make("bf16")
+    engine: EagerEngine = animator.engine
+    calls = []
+    real_decode = engine.reference_generator.decode
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(engine.reference_generator, "decode", counted)
+    animate(animator)  # FRAMES frames
+    assert FRAMES > 1 and len(calls) == 1 and len(engine.checks) == 1
+
+
 # --- ONNX Runtime -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed (pip install -e '.[test]')")
