@@ -15,6 +15,7 @@ each key applies at the same input frame whether the stages run one after the ot
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,9 +139,15 @@ class FailurePolicy:
         self.consecutive = 0
 
     def failed(self, index: int, err: BaseException) -> str | None:
-        """Count a failed frame; returns the message that stops the run once the limit is reached."""
+        """Count a failed frame; returns the message that stops the run once the limit is reached, or at once for
+        a device failure (``models.engines.DeviceError``: the GPU ran out of memory with nothing left to drop, or
+        was lost), which would fail the same way on every following frame."""
         self.consecutive += 1
         kind = type(err).__name__
+        engines = sys.modules.get("models.engines.base")  # never imported: no model engine, so no DeviceError
+        if engines is not None and isinstance(err, engines.DeviceError):
+            logger.error("processing frame %d failed: %s", index, err)
+            return str(err)
         if kind not in self.counts:
             logger.error("processing frame %d failed: %s: %s (serving the last good frame)", index, kind, err)
         self.counts[kind] = self.counts.get(kind, 0) + 1

@@ -196,6 +196,38 @@ def test_a_tracking_failure_serves_the_held_frame_and_counts_toward_the_stop(det
         stopping.run()
 
 
+class LostDeviceBackend:
+    """Wraps the tiny FOMM backend; ``render`` raises the engines' DeviceError from the third call on, as a GPU that
+    fell off the bus would."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.renders = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def render(self, motion):
+        from models.engines import DeviceError
+
+        self.renders += 1
+        if self.renders >= 3:
+            raise DeviceError("the GPU (cuda:0) was lost while decoding a frame (stand-in failure)")
+        return self.inner.render(motion)
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_device_failure_stops_the_run_at_once_with_its_own_line(detector, pipelining) -> None:
+    """A DeviceError would fail the same way on every frame: the run stops on the first one, not after 25 retries,
+    and the user sees the engine's one-line message."""
+    backend = LostDeviceBackend(tiny_backend())
+    avatars = prepare_avatars([("a", portrait())], backend.size, detector)
+    pipeline = LivePipeline(ListSource(moving_frames(60, still=60)), backend, avatars, [RecordingSink()],
+                            options=PipelineOptions(pipelining=pipelining, steady_seconds=0.2), detector=detector)
+    with pytest.raises(UserError, match=r"^the GPU \(cuda:0\) was lost while decoding a frame"):
+        pipeline.run()
+    assert backend.renders == 3
+
+
 @pytest.mark.parametrize(("size", "width", "height"), [(256, 640, 480), (256, 320, 240), (256, 256, 256),
                                                        (64, 100, 37), (31, 45, 80), (256, 1280, 720),
                                                        (256, 128, 128), (17, 17, 90)])
