@@ -1,0 +1,501 @@
+"""One report of everything a CUDA machine can tell about fomm-live: environment, correctness, model, batch, pipeline.
+
+    PYTHONPATH=. python3 -m benchmarks.gpu_report --out DIR [--device auto|cuda|cpu] [--golden DIR] [--quick]
+
+On a machine with an NVIDIA H100/H200, from a plain checkout (no install; torch, Triton, NumPy, PyYAML and OpenCV
+are enough), prepare the golden data beside the checkout once and run:
+
+    python3 -m benchmarks.gpu_report --prepare        # copies ../shared/golden/fomm/tiny to .gpu/golden/tiny
+    PYTHONPATH=. python3 -m benchmarks.gpu_report --out $OUT --golden .gpu/golden/tiny
+
+It writes ``DIR/gpu_report.json`` and ``DIR/gpu_report.md``, both rewritten after every section, so a run cut short
+still leaves what finished; it exits 0 whenever they are written. Sections, each in its own try/except (a failure is
+recorded as ``{"error": ...}``, a row that cannot run here as ``{"skipped": reason}``):
+
+- ``environment``: GPU name, memory, driver, compute capability; torch, CUDA, cuDNN, Triton, ONNX Runtime versions;
+  which optional packages import.
+- ``correctness``: ``golden`` (each path on the golden frames: fp32 within the tests' tolerances, reduced precision
+  and fused paths within 40 dB PSNR, torch.export's graphs), ``kernels`` (fused kernels against their references on
+  odd shapes, CUDA only), ``self_checks`` (each engine's own check on its first real frame).
+- ``model``: ``benchmarks.model`` at vox-256 size with random weights, every path side by side (per path as
+  ``bench --json``), torch.compile and CUDA graphs last, as time allows.
+- ``batch``: 1, 2, 4, 8, 16, 32 streams with distinct sources, one batch per step: ``step_ms`` p50/p95/p99,
+  ``frames_per_second``, ``gpu_memory_mb``.
+- ``pipeline``: the live loop with ``--crop none`` on synthetic 640x480 and 1280x720 clips, unpaced and paced at 30
+  and 60 fps, into a discarding sink: ``stages_ms``, ``end_to_end_ms``, ``achieved_fps``, ``gpu_busy_fraction``.
+
+Sections start only while the time budget lasts (``--budget-s``: 200 s on CUDA, so that the run ends within 4
+minutes; 270 s on the CPU). ``--quick`` keeps every section and batch size with fewer iterations; ``--device cpu
+--quick`` is the dry run that proves the report imports and runs without the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.gpu_correctness import missing_package
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_GOLDEN = REPO.parent / "shared" / "golden" / "fomm" / "tiny"
+PREPARED_GOLDEN = REPO / ".gpu" / "golden" / "tiny"
+GOLDEN_COPY = ("config.yaml", "checkpoint.pth.tar", "expected.npz", "source.png", "driving_0.png", "driving_1.png",
+               "driving_2.png")
+OPTIONAL_PACKAGES = ("triton", "onnxruntime", "cv2", "mediapipe", "av", "tqdm", "pyvirtualcam", "onnx", "onnxscript",
+                     "ray", "torch_tensorrt")
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+CLIP_SIZES = ((640, 480), (1280, 720))
+PACINGS = (None, 30.0, 60.0)
+
+
+@dataclass
+class Context:
+    """What every section gets: the options and the clock."""
+
+    device_spec: str
+    golden: Path | None
+    quick: bool
+    deadline: float
+    started: float = field(default_factory=time.monotonic)
+    _device: torch.device | None = None
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is None:
+            from models.animator import resolve_device
+
+            self._device = resolve_device(self.device_spec)  # raises for cuda without a GPU: each section says so
+        return self._device
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def say(self, line: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+
+# --- environment ----------------------------------------------------------------------------------------------------
+
+def _version(*dists: str) -> str | None:
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _opencv_version() -> str | None:
+    version = _version("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
+                       "opencv-contrib-python")
+    if version is None and not missing_package("cv2"):
+        try:
+            import cv2
+
+            version = cv2.__version__
+        except ImportError:
+            pass
+    return version
+
+
+def _module_level_imports() -> dict[str, list[str]] | str:
+    """Which packages missing on the GPU machine each live module pulls in when imported (should be none: mediapipe,
+    PyAV and the rest are imported lazily, where a feature needs them). One fresh interpreter imports the modules in
+    turn, torch first (it imports tqdm itself when tqdm is installed, and does without); a package is charged to
+    the first module after whose import it is loaded."""
+    code = ("import json, sys\n"
+            f"watch, found, seen = {list(OPTIONAL_PACKAGES[3:])!r}, {{}}, set()\n"
+            "for module in ('torch', 'live.capture', 'live.sinks', 'live.backends', 'live.pipeline', 'models.engines'):\n"
+            "    __import__(module)\n"
+            "    found[module] = [m for m in watch if m in sys.modules and m not in seen]\n"
+            "    seen.update(found[module])\n"
+            "print(json.dumps(found))\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as err:
+        return f"could not check: {type(err).__name__}: {str(err)[:200]}"
+
+
+def _driver_version() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=15, check=True)
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        pass
+    try:  # the kernel module's banner: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15 ..."
+        words = Path("/proc/driver/nvidia/version").read_text().split()
+        return next(w for w in words if w.count(".") >= 1 and w.replace(".", "").isdigit())
+    except (OSError, StopIteration):
+        return None
+
+
+def environment(ctx: Context) -> dict:
+    from benchmarks.model import machine_info
+
+    info: dict = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                  "python": platform.python_version(), "torch": torch.__version__, "cuda_runtime": torch.version.cuda,
+                  "numpy": np.__version__, "triton": _version("triton", "pytorch-triton"),
+                  "onnxruntime": _version("onnxruntime", "onnxruntime-gpu"),
+                  "opencv": _opencv_version(),
+                  "packages_importable": {name: not missing_package(name) for name in OPTIONAL_PACKAGES}}
+    if info["onnxruntime"]:
+        try:
+            import onnxruntime
+
+            info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+        except Exception as err:  # noqa: BLE001 - a broken install is a fact to report
+            info["onnxruntime_providers"] = f"import failed: {type(err).__name__}: {err}"
+    info["machine"] = machine_info(ctx.device)
+    info["module_level_imports_of_missing_packages"] = _module_level_imports()
+    if ctx.cuda:
+        props = torch.cuda.get_device_properties(ctx.device)
+        info["gpu"] = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
+                       "compute_capability": f"{props.major}.{props.minor}",
+                       "multiprocessors": props.multi_processor_count, "driver": _driver_version(),
+                       "cudnn": torch.backends.cudnn.version(), "count": torch.cuda.device_count()}
+    else:
+        info["gpu"] = {"skipped": f"device is {ctx.device.type}: no GPU in use"}
+    return info
+
+
+# --- model benchmark and batch sweep --------------------------------------------------------------------------------
+
+def vox_networks(device: torch.device, seed: int = 0):
+    """vox-256 networks with seeded random weights (``benchmarks.model.randomize_``), eval mode, on ``device``."""
+    from benchmarks.model import randomize_
+    from models import build_networks, load_config
+
+    kp_detector, generator = build_networks(load_config("vox-256"))
+    randomize_(kp_detector, generator, seed=seed)
+    return kp_detector.to(device).eval(), generator.to(device).eval()
+
+
+def _model_paths(ctx: Context) -> tuple[list[str], dict[str, str]]:
+    """Paths to time on this device, and those skipped with their reason."""
+    from benchmarks.gpu_correctness import onnx_unavailable, tensorrt_unavailable
+
+    skipped = {}
+    if ctx.cuda:
+        paths = ["eager-fp32", "eager-fp16", "eager-fp16-kernels"]
+        if missing_package("triton"):
+            paths.remove("eager-fp16-kernels")
+            skipped["eager-fp16-kernels"] = "triton is not installed"
+    else:
+        paths = ["eager-fp32", "eager-bf16"]
+    for name, reason in (("onnxruntime-fp32", onnx_unavailable(ctx.device)),
+                         ("tensorrt-fp16", tensorrt_unavailable(ctx.device))):
+        if reason is None:
+            paths.append(name)
+        else:
+            skipped[name] = reason
+    return paths, skipped
+
+
+def _benchmark(ctx: Context, paths: list[str], *, with_compile: bool, iterations: int, warmup: int) -> dict:
+    from benchmarks.model import run_model_benchmark
+
+    notes: list[str] = []
+
+    def progress(line: str) -> None:
+        notes.append(line)
+        ctx.say(f"  {line}")
+
+    result = run_model_benchmark(device=str(ctx.device), iterations=iterations, warmup=warmup, paths=paths,
+                                 with_compile=with_compile, progress=progress)
+    result["skipped"] = {}
+    for name in paths:  # a path that did not start says why in a progress line "name: ..."
+        if name not in result["paths"]:
+            why = next((n.split(":", 1)[1].strip() for n in notes if n.startswith(f"{name}:")), "did not start")
+            result["skipped"][name] = why
+    return result
+
+
+def model(ctx: Context) -> dict:
+    paths, skipped = _model_paths(ctx)
+    iterations, warmup = ((4, 1) if ctx.quick else (8, 1)) if not ctx.cuda else ((20, 3) if ctx.quick else (100, 5))
+    result = _benchmark(ctx, paths, with_compile=False, iterations=iterations, warmup=warmup)
+    result["skipped"].update(skipped)
+    compile_paths = ["eager-fp16-compile", "eager-fp16-cudagraphs"]
+    for name in compile_paths:
+        result["skipped"][name] = ("compiled paths are timed on CUDA only here (15-20 s of compiling per path on a "
+                                   "2-core CPU)" if not ctx.cuda else "pending: timed at the end of the run")
+    result["note"] = "compiled paths run last, each with its own reference run, while the time budget lasts"
+    return result
+
+
+def model_compiled(ctx: Context, report: dict) -> None:
+    """torch.compile and CUDA-graph paths (CUDA only), added to ``report["model"]`` while time lasts: compiling
+    cannot be interrupted, so each starts only with 75 s left."""
+    section = report.get("model")
+    if not ctx.cuda or not isinstance(section, dict) or "paths" not in section:
+        return
+    iterations, warmup = (20, 3) if ctx.quick else (60, 5)
+    for name in ("eager-fp16-compile", "eager-fp16-cudagraphs"):
+        if ctx.time_left() < 75:
+            section["skipped"][name] = f"time budget: {max(0, ctx.time_left()):.0f} s left, compiling needs more"
+            continue
+        ctx.say(f"model: {name}")
+        try:
+            run = _benchmark(ctx, [name], with_compile=True, iterations=iterations, warmup=warmup)
+        except Exception as err:  # noqa: BLE001 - a failed compile is a row
+            section["skipped"][name] = f"error: {type(err).__name__}: {str(err)[:300]}"
+            continue
+        section["skipped"].pop(name, None)
+        if name in run["paths"]:
+            row = run["paths"][name]
+            row["own_reference_frame_p50_ms"] = run["paths"]["reference"]["frame"]["p50_ms"]
+            section["paths"][name] = row
+            verdict = {"path": name, "verdict": "passed", "detail": "compiled decode checked against eager on its "
+                       "first frame (fp16: >= 40 dB) and kept"}
+        else:
+            section["skipped"].update(run["skipped"])
+            verdict = {"path": name, "verdict": "failed", "detail": run["skipped"].get(name, "")}
+        checks = report.setdefault("correctness", {}).setdefault("self_checks", {})
+        if isinstance(checks, dict):
+            checks.setdefault("engines", {})[name] = verdict
+
+
+def batch(ctx: Context) -> dict:
+    from live.stats import percentiles
+    from models.engines import EagerEngine, default_precision
+
+    dev = ctx.device
+    kp_detector, generator = vox_networks(dev)
+    precision = default_precision(dev)
+    engine = EagerEngine(kp_detector, generator, device=dev, precision=precision, reason="batch sweep")
+    if ctx.cuda:
+        warmup, iterations = (2, 5) if ctx.quick else (3, 20)
+    else:  # vox-256 is 100-230 ms per frame on a 2-core CPU: batch 32 alone is seconds per step, so the quick run
+        # times one step per size, its first (one-off allocations included)
+        warmup, iterations = (0, 1) if ctx.quick else (1, 3)
+    result: dict = {"engine": f"{engine.name} {precision}" + (", Triton kernels" if engine.use_kernels else ""),
+                    "step": "keypoints of B driving frames + decode of B frames from B cached sources",
+                    "warmup_steps": warmup, "steps": iterations, "sizes": {}}
+    gen = torch.Generator().manual_seed(3)
+
+    def sync() -> None:
+        if ctx.cuda:
+            torch.cuda.synchronize(dev)
+
+    with torch.inference_mode():
+        for size in BATCH_SIZES:
+            if ctx.time_left() <= 0:
+                result["sizes"][str(size)] = {"skipped": "time budget spent"}
+                continue
+            try:
+                sources = torch.rand(size, 3, 256, 256, generator=gen).to(dev)  # B distinct sources
+                driving = [torch.rand(size, 3, 256, 256, generator=gen).to(dev) for _ in range(2)]
+                if ctx.cuda:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(dev)
+                state, kp_source = engine.encode(sources), engine.keypoints(sources)
+                samples = []
+                for i in range(warmup + iterations):
+                    sync()
+                    t0 = time.perf_counter()
+                    engine.decode(state, engine.keypoints(driving[i % 2]), kp_source)
+                    sync()
+                    if i >= warmup:
+                        samples.append((time.perf_counter() - t0) * 1000)
+                step = percentiles(samples)
+                row = {"step_ms": {k: step[k] for k in ("p50", "p95", "p99")}, "steps": step["count"],
+                       "frames_per_second": round(size * 1000 / step["p50"], 1) if step["p50"] > 0 else None}
+                if ctx.cuda:
+                    row["gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+                    row["gpu_memory_reserved_mb"] = round(torch.cuda.max_memory_reserved(dev) / 2**20, 1)
+                else:
+                    row["gpu_memory_mb"] = None
+                result["sizes"][str(size)] = row
+                ctx.say(f"  batch {size}: {row['step_ms']['p50']:.1f} ms per step")
+            except Exception as err:  # noqa: BLE001 - out of memory at one size is a row; the sweep goes on
+                result["sizes"][str(size)] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+    if not ctx.cuda:
+        result["gpu_memory_note"] = "null: no GPU"
+    engine.close()
+    return result
+
+
+def pipeline(ctx: Context) -> dict:
+    from benchmarks.gpu_pipeline import BUSY_METHOD, PIPELINING_ENV, make_fomm_backend, run_clip
+
+    dev = ctx.device
+    backend = make_fomm_backend(*vox_networks(dev), dev)
+    engine = backend.animator.engine
+    result: dict = {"backend": f"fomm, {engine.name} {engine.precision} ({engine.reason})", "crop": "none",
+                    "sink": "discards every frame", "gpu_busy_method": BUSY_METHOD if ctx.cuda else None,
+                    "clips": {}}
+    if ctx.cuda:
+        unpaced_frames, paced_seconds = (90, 2.0) if ctx.quick else (300, 5.0)
+    else:
+        unpaced_frames, paced_seconds = (6, 1.0) if ctx.quick else (20, 3.0)
+    runs = [(w, h, fps, None) for w, h in CLIP_SIZES for fps in PACINGS]
+    runs.append((1280, 720, None, "0"))  # the pipelined loop switched off, beside the default unpaced row
+    for width, height, fps, pipelining in runs:
+        label = "unpaced" if fps is None else f"paced-{fps:g}fps"
+        if pipelining is not None:
+            label += f"-{PIPELINING_ENV}={pipelining}"
+        rows = result["clips"].setdefault(f"{width}x{height}", {})
+        if ctx.time_left() <= 0:
+            rows[label] = {"skipped": "time budget spent"}
+            continue
+        frames = unpaced_frames if fps is None else int(fps * paced_seconds)
+        try:
+            rows[label] = run_clip(backend, dev, width=width, height=height, fps=fps, frames=frames,
+                                   pipelining=pipelining)
+            ctx.say(f"  {width}x{height} {label}: {rows[label]['achieved_fps']} fps")
+        except Exception as err:  # noqa: BLE001 - one failing run is a row
+            rows[label] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+    backend.animator.close()
+    return result
+
+
+# --- the run --------------------------------------------------------------------------------------------------------
+
+def _correctness(name: str) -> Callable[[Context], dict]:
+    def run(ctx: Context) -> dict:
+        from benchmarks import gpu_correctness
+
+        if name == "golden":
+            return gpu_correctness.golden_parity(ctx.golden, ctx.device, time_left=ctx.time_left)
+        if name == "kernels":
+            return gpu_correctness.kernel_checks(ctx.device)
+        return gpu_correctness.self_checks(ctx.device, vox_networks(ctx.device))
+    return run
+
+
+# (JSON key path, function) in run order; tests replace entries to prove a failing section is recorded.
+SECTIONS: list[tuple[tuple[str, ...], Callable[[Context], dict]]] = [
+    (("environment",), environment),
+    (("correctness", "golden"), _correctness("golden")),
+    (("correctness", "kernels"), _correctness("kernels")),
+    (("correctness", "self_checks"), _correctness("self_checks")),
+    (("model",), model),
+    (("batch",), batch),
+    (("pipeline",), pipeline),
+]
+TOP_LEVEL = ("environment", "correctness", "model", "batch", "pipeline")
+
+
+def write_report(out: Path, report: dict) -> None:
+    """Both files, each written to a temporary name first so that a reader never sees half a file."""
+    from benchmarks.gpu_report_markdown import render
+
+    for name, text in (("gpu_report.json", json.dumps(report, indent=2, default=str) + "\n"),
+                       ("gpu_report.md", render(report))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+
+
+def run_report(ctx: Context, out: Path, command: str) -> dict:
+    report: dict = {"command": command, "settings": {"device": ctx.device_spec, "quick": ctx.quick,
+                                                     "golden": str(ctx.golden) if ctx.golden else None,
+                                                     "budget_s": round(ctx.deadline - ctx.started)}}
+    report.update({key: {"skipped": "not reached"} for key in TOP_LEVEL})
+    report["correctness"] = {"golden": {"skipped": "not reached"}, "kernels": {"skipped": "not reached"},
+                             "self_checks": {"skipped": "not reached"}}
+
+    def store(path: tuple[str, ...], value: dict) -> None:
+        node = report
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+    write_report(out, report)
+    for path, function in SECTIONS:
+        name = ".".join(path)
+        if ctx.time_left() <= 0 and path != ("environment",):
+            store(path, {"skipped": "time budget spent before this section started"})
+            continue
+        ctx.say(f"{name} ...")
+        t0 = time.monotonic()
+        try:
+            value = function(ctx)
+            value.setdefault("seconds", round(time.monotonic() - t0, 1))
+        except Exception as err:  # noqa: BLE001 - a failing section is recorded and the report goes on
+            value = {"error": f"{type(err).__name__}: {str(err)[:500]}",
+                     "traceback": traceback.format_exc(limit=6).splitlines()[-8:]}
+            ctx.say(f"{name} failed: {value['error']}")
+        store(path, value)
+        write_report(out, report)
+    try:
+        model_compiled(ctx, report)
+    except Exception as err:  # noqa: BLE001 - as above
+        report.setdefault("model", {})["compile_error"] = f"{type(err).__name__}: {str(err)[:300]}"
+    report["settings"]["wall_s"] = round(time.monotonic() - ctx.started, 1)
+    write_report(out, report)
+    return report
+
+
+def prepare(source: Path, target: Path = PREPARED_GOLDEN) -> int:
+    """Copy one golden variant's files into ``target`` (an ignored folder that travels with the checkout)."""
+    missing = [name for name in GOLDEN_COPY if not (source / name).is_file()]
+    if missing:
+        print(f"error: {source} lacks {', '.join(missing)}: not a golden variant folder", file=sys.stderr)
+        return 1
+    target.mkdir(parents=True, exist_ok=True)
+    for name in GOLDEN_COPY:
+        shutil.copyfile(source / name, target / name)
+    print(f"copied {len(GOLDEN_COPY)} files from {source} to {target}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for gpu_report.json and gpu_report.md")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    parser.add_argument("--golden", type=Path, help="a golden variant folder (or a parent of several)")
+    parser.add_argument("--quick", action="store_true", help="every section, fewer iterations")
+    parser.add_argument("--budget-s", type=float, help="start no new section after this many seconds "
+                        "(default 200 on CUDA, 270 on the CPU)")
+    parser.add_argument("--prepare", nargs="?", const=SHARED_GOLDEN, type=Path, metavar="SRC",
+                        help=f"copy a golden variant (default {SHARED_GOLDEN}) to {PREPARED_GOLDEN} and exit")
+    args = parser.parse_args(argv)
+    if args.prepare is not None:
+        return prepare(args.prepare)
+    if args.out is None:
+        parser.error("--out is required")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create {args.out}: {err}", file=sys.stderr)
+        return 1
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    budget = args.budget_s if args.budget_s is not None else (200.0 if cuda else 270.0)
+    ctx = Context(device_spec=args.device, golden=args.golden, quick=args.quick, deadline=time.monotonic() + budget)
+    command = "python3 -m benchmarks.gpu_report " + " ".join(argv if argv is not None else sys.argv[1:])
+    try:
+        run_report(ctx, args.out, command)
+    except OSError as err:
+        print(f"error: cannot write the report to {args.out}: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out / 'gpu_report.json'} and {args.out / 'gpu_report.md'} "
+          f"({time.monotonic() - ctx.started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
