@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
+CLIP_SIZES = ((640, 480), (1280, 720))
+PACINGS = (None, 30.0, 60.0)  # unpaced, then paced like a camera at 30 and 60 fps
 BUSY_METHOD = ("CUDA events around each backend detect/render call on the current stream, overlapping spans merged, "
                "summed over the run's wall time (an upper bound: gaps between kernels inside a call count as busy)")
 
@@ -200,3 +202,44 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
         summary["gpu_busy_fraction"] = round(min(1.0, busy / 1000 / wall), 3) if wall > 0 else None
         summary["gpu_busy_ms"] = round(busy, 1)
     return summary
+
+
+def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_left: Callable[[], float],
+                  say: Callable[[str], None]) -> dict:
+    """Every clip size and pacing (and the pipelined loop switched off once), while ``time_left()`` is positive.
+
+    Args:
+        device: Where the backend runs.
+        networks: vox-256 keypoint detector and generator (random weights).
+        quick: Fewer frames per run.
+        time_left: Seconds left of the report's budget.
+        say: Progress lines.
+    """
+    backend = make_fomm_backend(*networks, device)
+    engine = backend.animator.engine
+    result: dict = {"backend": f"fomm, {engine.name} {engine.precision} ({engine.reason})", "crop": "none",
+                    "sink": "discards every frame", "gpu_busy_method": BUSY_METHOD if device.type == "cuda" else None,
+                    "clips": {}}
+    if device.type == "cuda":
+        unpaced_frames, paced_seconds = (90, 2.0) if quick else (200, 3.0)
+    else:
+        unpaced_frames, paced_seconds = (6, 1.0) if quick else (20, 3.0)
+    runs = [(w, h, fps, None) for w, h in CLIP_SIZES for fps in PACINGS]
+    runs.append((1280, 720, None, "0"))  # the pipelined loop switched off, beside the default unpaced row
+    for width, height, fps, pipelining in runs:
+        label = "unpaced" if fps is None else f"paced-{fps:g}fps"
+        if pipelining is not None:
+            label += f"-{PIPELINING_ENV}={pipelining}"
+        rows = result["clips"].setdefault(f"{width}x{height}", {})
+        if time_left() <= 0:
+            rows[label] = {"skipped": "time budget spent"}
+            continue
+        frames = unpaced_frames if fps is None else int(fps * paced_seconds)
+        try:
+            rows[label] = run_clip(backend, device, width=width, height=height, fps=fps, frames=frames,
+                                   pipelining=pipelining)
+            say(f"  {width}x{height} {label}: {rows[label]['achieved_fps']} fps")
+        except Exception as err:  # noqa: BLE001 - one failing run is a row
+            rows[label] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+    backend.animator.close()
+    return result
