@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -381,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"error: cannot create {args.out}: {err}", file=sys.stderr)
         return 1
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter logs every pass and missing extra
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     budget = args.budget_s if args.budget_s is not None else (190.0 if cuda else 270.0)
     ctx = Context(device_spec=args.device, golden=args.golden, quick=args.quick, deadline=time.monotonic() + budget)
