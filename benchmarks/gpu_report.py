@@ -171,15 +171,26 @@ def model_compiled(ctx: Context, report: dict) -> None:
     """torch.compile and CUDA-graph paths (CUDA only), added to ``report["model"]`` while time lasts: compiling
     cannot be interrupted, so each starts only with ``COMPILE_GUARD_S`` left (or 1.2 times what the previous one
     took)."""
-    section = report.get("model")
-    if not ctx.cuda or not isinstance(section, dict) or "paths" not in section:
+    if not ctx.cuda:
         return
+    checks = report.get("correctness", {}).get("self_checks")
+    engines = checks.get("engines") if isinstance(checks, dict) else None
+
+    def verdict(name: str, outcome: str, detail: str) -> None:
+        if isinstance(engines, dict):
+            engines[name] = {"verdict": outcome, "detail": detail}
+
+    section = report.get("model")
     iterations, warmup = (20, 3) if ctx.quick else (60, 5)
     needed = COMPILE_GUARD_S
     for name in ("eager-fp16-compile", "eager-fp16-cudagraphs"):
+        if not isinstance(section, dict) or "paths" not in section:
+            verdict(name, "skipped", "the model section did not finish")
+            continue
         if ctx.time_left() < needed:
-            section["skipped"][name] = (f"time budget: {max(0, ctx.time_left()):.0f} s left, {needed:.0f} s needed "
-                                        "to compile and time it")
+            why = f"time budget: {max(0, ctx.time_left()):.0f} s left, {needed:.0f} s needed to compile and time it"
+            section["skipped"][name] = why
+            verdict(name, "skipped", why)
             continue
         ctx.say(f"model: {name}")
         t0 = time.monotonic()
@@ -187,6 +198,7 @@ def model_compiled(ctx: Context, report: dict) -> None:
             run = _benchmark(ctx, [name], with_compile=True, iterations=iterations, warmup=warmup)
         except Exception as err:  # noqa: BLE001 - a failed compile is a row
             section["skipped"][name] = f"error: {type(err).__name__}: {str(err)[:300]}"
+            verdict(name, "error", section["skipped"][name])
             continue
         finally:  # the next compile takes about as long as this one did
             needed = max(COMPILE_GUARD_S, 1.2 * (time.monotonic() - t0))
@@ -195,14 +207,11 @@ def model_compiled(ctx: Context, report: dict) -> None:
             row = run["paths"][name]
             row["own_reference_frame_p50_ms"] = run["paths"]["reference"]["frame"]["p50_ms"]
             section["paths"][name] = row
-            verdict = {"path": name, "verdict": "passed", "detail": "compiled decode checked against eager on its "
-                       "first frame (fp16: >= 40 dB) and kept"}
+            verdict(name, "passed", "compiled decode checked against eager on its first frame (fp16: >= 40 dB) "
+                                    "and kept")
         else:
             section["skipped"].update(run["skipped"])
-            verdict = {"path": name, "verdict": "failed", "detail": run["skipped"].get(name, "")}
-        checks = report.setdefault("correctness", {}).setdefault("self_checks", {})
-        if isinstance(checks, dict):
-            checks.setdefault("engines", {})[name] = verdict
+            verdict(name, "failed", run["skipped"].get(name, "did not start"))
 
 
 def batch(ctx: Context) -> dict:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,34 @@ def test_prepare_copies_one_golden_variant(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.iterdir()) == sorted(gpu_report.GOLDEN_COPY)
     assert golden_variants(tmp_path / ".gpu" / "golden") == [target]  # a parent of variants is accepted too
     assert gpu_report.prepare(tmp_path, tmp_path / "elsewhere") == 1  # not a golden variant: refused
+
+
+def test_compiled_paths_are_timed_last_and_their_checks_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compile phase's bookkeeping on a CUDA run, with a stand-in for the benchmark (no GPU here): a compiled path
+    that failed its check is a failed self-check and an untimed row; one that passed joins the model's paths."""
+    def stand_in(ctx, paths, *, with_compile, iterations, warmup) -> dict:
+        assert with_compile and len(paths) == 1
+        reference = {"frame": {"p50_ms": 10.0}}
+        if paths[0] == "eager-fp16-compile":
+            return {"paths": {"reference": reference}, "skipped": {paths[0]: "torch.compile failed its check"}}
+        return {"paths": {"reference": reference, paths[0]: {"frame": {"p50_ms": 4.0}}}, "skipped": {}}
+
+    monkeypatch.setattr(gpu_report, "_benchmark", stand_in)
+    ctx = gpu_report.Context(device_spec="cpu", golden=None, quick=True, deadline=time.monotonic() + 600)
+    monkeypatch.setattr(gpu_report.Context, "cuda", property(lambda self: True))
+    report = {"model": {"paths": {"reference": {}}, "skipped": {"eager-fp16-compile": "pending",
+                                                                "eager-fp16-cudagraphs": "pending"}},
+              "correctness": {"self_checks": {"engines": {}}}}
+    gpu_report.model_compiled(ctx, report)
+    engines = report["correctness"]["self_checks"]["engines"]
+    assert engines["eager-fp16-compile"]["verdict"] == "failed"
+    assert "failed its check" in report["model"]["skipped"]["eager-fp16-compile"]
+    assert engines["eager-fp16-cudagraphs"]["verdict"] == "passed"
+    assert report["model"]["paths"]["eager-fp16-cudagraphs"]["own_reference_frame_p50_ms"] == 10.0
+    assert "eager-fp16-cudagraphs" not in report["model"]["skipped"]
+
+    report["model"]["skipped"]["eager-fp16-compile"] = "pending"
+    ctx.deadline = time.monotonic() + 1  # too little time left to compile: skipped, with the reason, in both places
+    gpu_report.model_compiled(ctx, report)
+    assert "time budget" in report["model"]["skipped"]["eager-fp16-compile"]
+    assert engines["eager-fp16-compile"]["verdict"] == "skipped"
