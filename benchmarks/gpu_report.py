@@ -12,17 +12,21 @@ It writes ``DIR/gpu_report.json`` and ``DIR/gpu_report.md``, both rewritten afte
 still leaves what finished; it exits 0 whenever they are written. Sections, each in its own try/except (a failure is
 recorded as ``{"error": ...}``, a row that cannot run here as ``{"skipped": reason}``):
 
-- ``environment``: GPU name, memory, driver, compute capability; torch, CUDA, cuDNN, Triton, ONNX Runtime versions;
-  which optional packages import.
-- ``correctness``: ``golden`` (each path on the golden frames: fp32 within the tests' tolerances, reduced precision
-  and fused paths within 40 dB PSNR, torch.export's graphs), ``kernels`` (fused kernels against their references on
-  odd shapes, CUDA only), ``self_checks`` (each engine's own check on its first real frame).
-- ``model``: ``benchmarks.model`` at vox-256 size with random weights, every path side by side (per path as
-  ``bench --json``), torch.compile and CUDA graphs last, as time allows.
-- ``batch``: 1, 2, 4, 8, 16, 32 streams with distinct sources, one batch per step: ``step_ms`` p50/p95/p99,
-  ``frames_per_second``, ``gpu_memory_mb``.
+- ``environment``: ``gpu`` (name, memory, driver, compute capability, cuDNN), torch, CUDA, Triton, ONNX Runtime
+  versions; ``packages_importable``; ``module_level_imports_of_missing_packages`` (per live module).
+- ``correctness``: ``golden.variants[variant][path]`` (each path on the golden frames: fp32 within the tests'
+  tolerances, reduced precision and fused paths within 40 dB PSNR, torch.export's graphs; ``passed``),
+  ``kernels.rows["op shape dtype"]`` (fused kernels against their references on odd shapes, CUDA only),
+  ``self_checks.engines[engine]`` (``verdict`` of each engine's own check on its first real frame).
+- ``model``: ``benchmarks.model`` at vox-256 size with random weights, every path side by side: ``paths[path]`` as
+  ``bench --json`` (keypoints / generator / frame p50/p95/p99, warm-up apart), ``skipped[path]`` with the reason;
+  torch.compile and CUDA graphs last, as time allows.
+- ``batch``: 1, 2, 4, 8, 16, 32 streams with distinct sources, one batch per step: ``sizes["1".."32"]`` with
+  ``step_ms`` p50/p95/p99, ``frames_per_second``, ``gpu_memory_mb`` (peak allocated).
 - ``pipeline``: the live loop with ``--crop none`` on synthetic 640x480 and 1280x720 clips, unpaced and paced at 30
-  and 60 fps, into a discarding sink: ``stages_ms``, ``end_to_end_ms``, ``achieved_fps``, ``gpu_busy_fraction``.
+  and 60 fps, into a discarding sink: ``clips["640x480"]["unpaced" | "paced-30fps" | "paced-60fps"]`` with
+  ``stages_ms``, ``end_to_end_ms`` (p50/p95/p99), ``achieved_fps``, ``gpu_busy_fraction`` (method in
+  ``gpu_busy_method``).
 
 Sections (and rows within them) start only while the time budget lasts (``--budget-s``: 190 s on CUDA, so that the
 run ends within 4 minutes; 270 s on the CPU); torch.compile paths run last, each only with enough time left.
