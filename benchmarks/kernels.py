@@ -27,6 +27,8 @@ import torch
 from kernels import triton_available
 from kernels.reference import deform_features_reference, dense_motion_inputs_reference
 from models.animator import resolve_device
+from models.blocks import KP_VARIANCE
+from models.dense_motion import motion_jacobians
 from models.keypoint_detector import Keypoints
 
 
@@ -70,14 +72,15 @@ def run_kernel_benchmark(*, device: str = "auto", iterations: int = 200, warmup:
     x = _inputs(dev)
     import kernels
 
+    # The ops take plain tensors; the 10 x 2 x 2 motion jacobians are formed once, outside the timed calls.
+    motion = (x["source_small"], x["kp_driving"].value, x["kp_source"].value,
+              motion_jacobians(x["kp_driving"], x["kp_source"]))
     references = {
-        "dense_motion_inputs": lambda: dense_motion_inputs_reference(x["source_small"], x["kp_driving"],
-                                                                     x["kp_source"]),
+        "dense_motion_inputs": lambda: dense_motion_inputs_reference(*motion, variance=KP_VARIANCE),
         "deform_features": lambda: deform_features_reference(x["features"], x["deformation"], x["occlusion_map"]),
     }
     fused_ops = {
-        "dense_motion_inputs": lambda: kernels.dense_motion_inputs(x["source_small"], x["kp_driving"],
-                                                                   x["kp_source"], use_kernel=True),
+        "dense_motion_inputs": lambda: kernels.dense_motion_inputs(*motion, variance=KP_VARIANCE, use_kernel=True),
         "deform_features": lambda: kernels.deform_features(x["features"], x["deformation"], x["occlusion_map"],
                                                            use_kernel=True),
     }

@@ -167,7 +167,7 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
         drop_camera_every: Make the camera vanish every this many seconds.
         sample_seconds: How often memory is sampled.
     """
-    from benchmarks.suite import _fomm_backend_factory, _landmark_backend, bench_clip
+    from benchmarks.common import backend_factory, bench_clip
     from live.face import FaceDetector
     from live.media import read_image
     from live.paths import DEFAULT_PORTRAIT
@@ -175,7 +175,7 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
     from live.sinks import Mp4Sink, RecordingSink
     from live.stats import PipelineStats, percentiles
 
-    factory = _fomm_backend_factory(checkpoint, config, device, precision) if backend == "fomm" else _landmark_backend
+    factory = backend_factory(backend, checkpoint=checkpoint, config=config, device=device, precision=precision)
     clip = clip or str(bench_clip())
     stats = PipelineStats()
     samples: list[dict] = []

@@ -1,6 +1,13 @@
 """Fused kernels for the per-frame hot spots of the First Order Motion Model, with their PyTorch references.
 
-Two ops, each a Triton kernel beside a pure-PyTorch reference built from ``models/``:
+What this room is for: the fused ops, their pure-PyTorch references (``kernels.reference``) and the switch that
+decides whether the kernels run. What it may import: torch and triton only; nothing from ``models/`` (models import
+kernels, never the other way). The ops take plain tensors and constants: keypoint values, the B x K x 2 x 2 motion
+jacobians ``J_src @ inv(J_drv)`` and the gaussian variance come from the caller (``models.engines.kernel_ops``
+adapts the model's keypoints). That the references equal the model's own functions is proven by
+``tests/test_kernels.py``.
+
+Two ops, each a Triton kernel beside its reference:
 
 - ``dense_motion_inputs``: keypoint gaussians + the K+1 sparse motions (with jacobians) + the (K+1)-way warp of the
   downscaled source, i.e. the dense motion network's whole input stage (``kernels/dense_motion.py``).
@@ -14,8 +21,9 @@ This module is the one switch that decides whether the kernels run (``kernels_en
 - unset or ``auto``: on CUDA devices when ``triton`` imports.
 
 When Triton is missing or cannot run there, the references run instead, with one warning if the kernels were asked
-for explicitly. Status: the kernels are checked against the references with Triton's interpreter on CPU; they have
-not been run or timed on a GPU yet.
+for explicitly. The engine that uses them (``models.engines``) also checks each op against its reference on its first
+real inputs and turns an op off when it raises or differs. Status: the kernels are checked against the references
+with Triton's interpreter on CPU; they have not been run or timed on a GPU yet.
 """
 
 from __future__ import annotations
@@ -28,7 +36,6 @@ import os
 import torch
 
 from kernels.reference import deform_features_reference, dense_motion_inputs_reference
-from models.keypoint_detector import Keypoints
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +99,8 @@ def _use(use_kernel: bool | None, device: torch.device) -> bool:
     return kernels_enabled(device) if use_kernel is None else use_kernel
 
 
-def dense_motion_inputs(source_small: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, *,
+def dense_motion_inputs(source_small: torch.Tensor, value_driving: torch.Tensor, value_source: torch.Tensor,
+                        motion_jacobian: torch.Tensor | None = None, *, variance: float,
                         use_kernel: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The dense motion network's input stage; see ``kernels.reference.dense_motion_inputs_reference``.
 
@@ -102,8 +110,10 @@ def dense_motion_inputs(source_small: torch.Tensor, kp_driving: Keypoints, kp_so
     if _use(use_kernel, source_small.device):
         from kernels.dense_motion import dense_motion_inputs_triton
 
-        return dense_motion_inputs_triton(source_small, kp_driving, kp_source)
-    return dense_motion_inputs_reference(source_small, kp_driving, kp_source)
+        return dense_motion_inputs_triton(source_small, value_driving, value_source, motion_jacobian,
+                                          variance=variance)
+    return dense_motion_inputs_reference(source_small, value_driving, value_source, motion_jacobian,
+                                         variance=variance)
 
 
 def deform_features(features: torch.Tensor, deformation: torch.Tensor, occlusion_map: torch.Tensor | None, *,

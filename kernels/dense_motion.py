@@ -6,7 +6,7 @@ of keypoint k, the sparse motion T_k (first-order with jacobians), and the bilin
 T_k. At vox-256 size (K = 10, C = 3, 64 x 64) that replaces about a dozen kernel launches and ~2 MB of temporaries
 with one launch.
 
-Convention: see ``models.blocks``. Grid coordinates are ``2 * (i / (n - 1)) - 1`` (the pixel centres of the first
+Convention: see ``kernels.reference``. Grid coordinates are ``2 * (i / (n - 1)) - 1`` (the pixel centres of the first
 and last pixels at -1 and 1), but sampling unnormalises with ``((x + 1) * n - 1) / 2`` (``align_corners=False``),
 exactly like the model, half a pixel apart on purpose.
 """
@@ -18,9 +18,6 @@ import triton
 import triton.language as tl
 
 from kernels.bilinear import bilinear_taps
-from models.blocks import KP_VARIANCE
-from models.keypoint_detector import Keypoints
-from models.motion import inverse_2x2
 
 BLOCK = 256
 
@@ -82,29 +79,31 @@ def _dense_motion_inputs_kernel(src_ptr, kpd_ptr, kps_ptr, jac_ptr, hourglass_pt
         tl.store(out_base + (1 + c) * hw + offs, value, mask=valid)
 
 
-def dense_motion_inputs_triton(source_small: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints
+def dense_motion_inputs_triton(source_small: torch.Tensor, value_driving: torch.Tensor, value_source: torch.Tensor,
+                               motion_jacobian: torch.Tensor | None = None, *, variance: float
                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Triton version of ``kernels.reference.dense_motion_inputs_reference`` (same arguments, same results).
 
-    The K x 2 x 2 product ``J_src @ inv(J_drv)`` is formed in PyTorch with the model's ``inverse_2x2`` (a few dozen
-    numbers); everything per pixel happens in the kernel. Outputs are float32.
+    ``motion_jacobian`` (B x K x 2 x 2, ``J_src @ inv(J_drv)``) comes formed by the caller (a few dozen numbers);
+    everything per pixel happens in the kernel. Outputs are float32.
     """
     b, c, h, w = source_small.shape
-    value_d, value_s = kp_driving.value, kp_source.value
-    if value_d.shape[0] != b or value_s.shape[0] != b:
-        raise ValueError(f"batch sizes differ: source {b}, driving {value_d.shape[0]}, source keypoints "
-                         f"{value_s.shape[0]} (expand them first)")
-    k = value_d.shape[1]
-    has_jacobian = kp_driving.jacobian is not None
+    if value_driving.shape[0] != b or value_source.shape[0] != b:
+        raise ValueError(f"batch sizes differ: source {b}, driving {value_driving.shape[0]}, source keypoints "
+                         f"{value_source.shape[0]} (expand them first)")
+    k = value_driving.shape[1]
+    has_jacobian = motion_jacobian is not None
     if has_jacobian:
-        jac = (kp_source.jacobian.float() @ inverse_2x2(kp_driving.jacobian.float())).contiguous()  # B x K x 2 x 2
+        if tuple(motion_jacobian.shape) != (b, k, 2, 2):
+            raise ValueError(f"motion_jacobian must be {b} x {k} x 2 x 2, got {tuple(motion_jacobian.shape)}")
+        jac = motion_jacobian.float().contiguous()  # B x K x 2 x 2
     else:
-        jac = value_d.new_empty(1)  # unused
+        jac = value_driving.new_empty(1, dtype=torch.float32)  # unused
     device = source_small.device
     hourglass_in = torch.empty(b, (k + 1) * (c + 1), h, w, device=device, dtype=torch.float32)
     motions = torch.empty(b, k + 1, h, w, 2, device=device, dtype=torch.float32)
     grid = (triton.cdiv(h * w, BLOCK), k + 1, b)
-    _dense_motion_inputs_kernel[grid](source_small.contiguous(), value_d.float().contiguous(),
-                                      value_s.float().contiguous(), jac, hourglass_in, motions, h, w,
-                                      KP_VARIANCE, K=k, C=c, HAS_JACOBIAN=has_jacobian, BLOCK=BLOCK)
+    _dense_motion_inputs_kernel[grid](source_small.contiguous(), value_driving.float().contiguous(),
+                                      value_source.float().contiguous(), jac, hourglass_in, motions, h, w,
+                                      float(variance), K=k, C=c, HAS_JACOBIAN=has_jacobian, BLOCK=BLOCK)
     return hourglass_in, motions  # B x (K+1)(C+1) x h x w, B x (K+1) x h x w x 2

@@ -7,10 +7,14 @@ separately by the pipeline:
     frame = backend.render(motion)          # "generator" stage: the animated source, size x size x 3 uint8 RGB
 
 and a neutral pose that can be (re)set at any time with ``calibrate(motion)``.
+
+A backend whose model runs on a GPU may also fit its frame to the output size there (``composes_on_device`` and
+``render_fitted``), so that only the finished output frame is downloaded.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +27,10 @@ class Backend(Protocol):
         name: Short name shown in logs and stats (``fomm``, ``landmarks``).
         size: Side of the square frames ``render`` returns.
         fast_rows: Optional. For array motion, the rows (first index) that move fast and briefly, such as eyelids in
-            a blink: the live loop smooths them with a filter that follows quick motion (``live.pipeline``).
+            a blink: the live loop smooths them with a filter that follows quick motion (``live.smoothing``).
+        composes_on_device: Optional. True when ``render_fitted(motion, width, height)`` fits the frame to the output
+            size where the model ran (one download of the finished frame); the live loop then calls it instead of
+            ``render``.
     """
 
     name: str
@@ -49,6 +56,14 @@ class Backend(Protocol):
         """The source moved by ``motion``: size x size x 3 uint8 RGB."""
 
 
+DEVICE_COMPOSE_ENV = "FOMM_LIVE_DEVICE_COMPOSE"
+
+
+def device_compose_enabled() -> bool:
+    """Composition on the model's GPU, unless ``FOMM_LIVE_DEVICE_COMPOSE=0`` sends it back to OpenCV on the host."""
+    return os.environ.get(DEVICE_COMPOSE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 class FommBackend:
     """The First Order Motion Model as a backend: ``detect`` runs the keypoint detector, ``render`` the motion
     normalisation and the cached-source generator.
@@ -62,6 +77,8 @@ class FommBackend:
     def __init__(self, animator: Any) -> None:
         self.animator = animator
         self.size = animator.image_size
+        # On the CPU OpenCV fits faster than PyTorch and exactly as before; on CUDA the fit runs beside the generator.
+        self.composes_on_device = animator.device.type == "cuda" and device_compose_enabled()
 
     @property
     def calibrated(self) -> bool:
@@ -84,3 +101,12 @@ class FommBackend:
         from models import tensor_to_image
 
         return tensor_to_image(self.animator.generate(motion)["prediction"])
+
+    def render_fitted(self, motion: Any, width: int, height: int) -> np.ndarray:
+        """The animated frame fitted to ``width`` x ``height`` (``live.compose.fit_to_output``) on the model's
+        device, then downloaded once: height x width x 3 uint8 RGB."""
+        from live.compose import fit_to_output_tensor
+        from models.animator import download_image
+
+        prediction = self.animator.generate(motion)["prediction"]  # 1 x 3 x size x size float in [0, 1]
+        return download_image(fit_to_output_tensor(prediction, width, height))

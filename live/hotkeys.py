@@ -1,6 +1,17 @@
-"""Hotkeys of the preview window, printed at start and shown on the help overlay."""
+"""Hotkeys of the preview window: the help text, and what each key changes in the live loop.
+
+The live loop runs in two stages (see ``live.stages``), and each key is applied by the stage that owns what it
+changes, at the same input frame in both:
+
+- tracking keys (crop zoom and position, mirror) change the crop tracker and the ``mirror`` flag, which the tracking
+  stage reads;
+- every other key travels with the frame to the model stage: calibration requests, avatar switches, best-frame mode
+  and the preview's view toggles.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 HOTKEYS: list[tuple[str, str]] = [
     ("c", "recalibrate: take this face as the neutral pose"),
@@ -18,6 +29,8 @@ HOTKEYS: list[tuple[str, str]] = [
 ]
 
 QUIT_KEYS = frozenset({"q", "esc"})
+TRACKING_KEYS = frozenset({"w", "s", "left", "right", "up", "down", "r", "m"})
+_ARROWS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
 def help_lines() -> list[str]:
@@ -26,3 +39,72 @@ def help_lines() -> list[str]:
 
 def help_text() -> str:
     return "hotkeys (in the preview window):\n" + "\n".join(help_lines())
+
+
+def is_tracking_key(key: str) -> bool:
+    """Whether ``key`` changes the crop geometry or the mirror (applied by the tracking stage)."""
+    return key in TRACKING_KEYS
+
+
+@dataclass
+class Controls:
+    """The loop state that hotkeys toggle.
+
+    The tracking stage owns ``mirror``; the model stage owns the rest (it draws the preview and decides calibration).
+
+    Attributes:
+        mirror: Mirror the camera image before tracking (m).
+        best_frame: Best-frame calibration mode (b).
+        show_camera: Show the camera crop beside the avatar in the preview (o).
+        show_timing: Show per-stage timings in the preview (i).
+        show_help: Show the help overlay in the preview (h).
+    """
+
+    mirror: bool = False
+    best_frame: bool = False
+    show_camera: bool = False
+    show_timing: bool = False
+    show_help: bool = False
+
+
+def apply_tracking_key(key: str, controls: Controls, tracker) -> None:
+    """Apply a tracking key to the crop tracker (a ``live.face.CropTracker``) or the mirror flag."""
+    if key == "w":
+        tracker.zoom_in()
+    elif key == "s":
+        tracker.zoom_out()
+    elif key in _ARROWS:
+        tracker.move(*_ARROWS[key])
+    elif key == "r":
+        tracker.reset_view()
+    elif key == "m":
+        controls.mirror = not controls.mirror
+
+
+@dataclass(frozen=True)
+class ModelAction:
+    """What a model-stage key asks of the pipeline beyond a flag: ``kind`` is ``recalibrate``, ``avatar`` (``value``:
+    an index from 0), ``step_avatar`` (``value``: +1 or -1) or ``best_frame`` (the mode was toggled)."""
+
+    kind: str
+    value: int = 0
+
+
+def apply_model_key(key: str, controls: Controls) -> ModelAction | None:
+    """Apply a model-stage key: view toggles change ``controls`` here; the rest come back as a ``ModelAction``."""
+    if key == "c":
+        return ModelAction("recalibrate")
+    if key.isdigit() and key != "0":
+        return ModelAction("avatar", int(key) - 1)
+    if key in ("n", "p"):
+        return ModelAction("step_avatar", 1 if key == "n" else -1)
+    if key == "b":
+        controls.best_frame = not controls.best_frame
+        return ModelAction("best_frame")
+    if key == "o":
+        controls.show_camera = not controls.show_camera
+    elif key == "i":
+        controls.show_timing = not controls.show_timing
+    elif key == "h":
+        controls.show_help = not controls.show_help
+    return None

@@ -1,13 +1,18 @@
 """The live loop: camera frame -> face crop -> keypoints -> motion normalisation -> generator -> compose -> sinks.
 
-Three threads, so that the model never waits on the camera or the outputs:
+Threads, so that the model never waits on the camera, the face tracker or the outputs:
 
-- capture (``CaptureThread``): reads frames, timestamps them, and hands the newest to processing (live sources drop
+- capture (``CaptureThread``): reads frames, timestamps them, and hands the newest to tracking (live sources drop
   stale frames and count them; files are read losslessly unless paced with ``realtime``);
-- processing (``_process_loop``): face tracking, crop, the backend's ``detect`` (keypoints) and ``render``
-  (generator), composition; hotkey actions are applied here, between frames;
+- tracking (``live.stages.TrackingStage``, CPU): crop hotkeys, mirror, face detection, crop box and crop;
+- model (``live.stages.ModelStage``): the other hotkeys, keypoints, smoothing, calibration, generator, composition;
 - output (the calling thread, ``run``): hands frames to the sinks and polls the preview window's keys (GUI toolkits
-  want the main thread).
+  want the main thread), and repeats the last frame while the camera is lost or silent (``live.stall``).
+
+Pipelined (the default), tracking and model run in two threads joined by a one-slot hand-off, so the CPU tracks
+frame N+1 while the model renders frame N: lossless for a file read losslessly, newest-frame-wins (drops counted)
+for a live or paced input. ``FOMM_LIVE_PIPELINING=0`` (or ``PipelineOptions.pipelining=False``) runs the same two
+stage functions one after the other in one thread; on a file read losslessly both give the same frames.
 
 Until the neutral pose is calibrated the output is the source photo, unanimated, so frames out = frames in. With no
 face in view the last good frame is repeated and the HUD says so.
@@ -16,6 +21,7 @@ face in view the last good frame is repeated and the HUD says so.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -25,25 +31,33 @@ from typing import Any
 
 import numpy as np
 
+from live.avatars import Avatar, prepare_avatars
 from live.backends import Backend
-from live.calibration import AutoCalibrator, BestFrameSelector
+from live.calibration import AutoCalibrator
 from live.capture import CapturedFrame, CaptureThread, FrameQueue, FrameSource
-from live.compose import add_label, draw_text_lines, fit_to_output, side_by_side
+from live.compose import draw_text_lines
 from live.errors import UserError
-from live.face import CropTracker, FaceDetector, centre_crop_box, crop_source_image, crop_square
-from live.filters import OneEuroFilter
-from live.hotkeys import QUIT_KEYS, help_lines
+from live.face import CropTracker, FaceDetector
+from live.handoff import OneSlot
+from live.hotkeys import QUIT_KEYS, Controls, is_tracking_key
 from live.sinks import FrameInfo, Sink, WindowSink
+from live.smoothing import MotionSmoother
+from live.stages import MAX_CONSECUTIVE_ERRORS, FailurePolicy, ModelStage, TrackedFrame, TrackingStage, merge_keys
+from live.stall import StallRule
 from live.stats import PipelineStats
+
+__all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother", "PipelineOptions",
+           "pipelining_default", "prepare_avatars"]
 
 logger = logging.getLogger(__name__)
 
-MAX_CONSECUTIVE_ERRORS = 25  # a stage failing this many frames in a row stops the run
+PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
 
 
-# The fast rows' filter (see MotionSmoother): speed in the motion's units per second (normalised landmarks here).
-FAST_BETA = 60.0
-FAST_D_CUTOFF = 5.0
+def pipelining_default() -> bool:
+    """Whether the loop runs its stages in two threads unless told otherwise: on, unless ``FOMM_LIVE_PIPELINING``
+    is ``0``, ``false``, ``no`` or ``off``."""
+    return os.environ.get(PIPELINING_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 @dataclass
@@ -69,6 +83,8 @@ class PipelineOptions:
         fps: Output frame rate announced to sinks; None: the input's.
         scripted_keys: Input frame index -> hotkeys applied just before that frame is processed (tests, demos).
         show_help: Show the help overlay in the preview from the start.
+        pipelining: Track frame N+1 while the model works on frame N (two threads); None: on unless the
+            environment says ``FOMM_LIVE_PIPELINING=0``.
     """
 
     output_size: tuple[int, int] | None = None
@@ -88,84 +104,7 @@ class PipelineOptions:
     fps: float | None = None
     scripted_keys: dict[int, list[str]] = field(default_factory=dict)
     show_help: bool = False
-
-
-class MotionSmoother:
-    """One Euro filtering of a backend's motion: numpy arrays, or named tuples of tensors (FOMM keypoints).
-
-    Args:
-        min_cutoff: Cutoff at rest, Hz.
-        beta: How fast the cutoff opens with speed.
-        fast_rows: Rows of an array motion that move fast and briefly (a backend's ``fast_rows``: eyelids). They
-            get their own filter, with the same cutoff at rest but a speed estimate that reacts within a frame
-            (``FAST_D_CUTOFF``) and a cutoff that opens much more with speed (``FAST_BETA``): with the common
-            filter, a 160 ms blink on a 25 fps stream reached 61% of its closure one frame late instead of 85%.
-    """
-
-    def __init__(self, *, min_cutoff: float, beta: float, fast_rows: tuple[int, ...] = ()) -> None:
-        self.min_cutoff = min_cutoff
-        self.beta = beta
-        self.fast_rows = np.asarray(fast_rows, dtype=np.intp)
-        self.filters: dict[str, OneEuroFilter] = {}
-
-    def _filter(self, name: str) -> OneEuroFilter:
-        if name not in self.filters:
-            if name == "fast":
-                self.filters[name] = OneEuroFilter(min_cutoff=self.min_cutoff, beta=FAST_BETA,
-                                                   d_cutoff=FAST_D_CUTOFF)
-            else:
-                self.filters[name] = OneEuroFilter(min_cutoff=self.min_cutoff, beta=self.beta, d_cutoff=1.0)
-        return self.filters[name]
-
-    def reset(self) -> None:
-        self.filters.clear()
-
-    def __call__(self, motion: Any, t: float) -> Any:
-        if motion is None:
-            return None
-        if isinstance(motion, np.ndarray):
-            smoothed = self._filter("array")(motion, t)
-            if self.fast_rows.size and motion.ndim and motion.shape[0] > self.fast_rows.max():
-                smoothed[self.fast_rows] = self._filter("fast")(motion[self.fast_rows], t)
-            return smoothed.astype(motion.dtype)
-        if hasattr(motion, "_fields"):
-            import torch
-
-            smoothed = {}
-            for name in motion._fields:
-                value = getattr(motion, name)
-                if isinstance(value, torch.Tensor):
-                    filtered = self._filter(name)(value.detach().cpu().numpy(), t)
-                    smoothed[name] = torch.as_tensor(filtered, dtype=value.dtype, device=value.device)
-            return motion._replace(**smoothed)
-        return motion
-
-
-@dataclass
-class Avatar:
-    """A source photo prepared for animation: its face crop and its face points (None when it has no face)."""
-
-    name: str
-    crop: np.ndarray
-    points: np.ndarray | None
-
-
-def prepare_avatars(images: list[tuple[str, np.ndarray]], size: int, detector: FaceDetector | None,
-                    crop: str = "face") -> list[Avatar]:
-    """Crop each source photo the way driving frames are cropped (warning when it holds no face or several)."""
-    avatars = []
-    for name, image in images:
-        if crop == "face":
-            cropped, warning = crop_source_image(image, size, detector)
-            if warning:
-                logger.warning("%s: %s", name, warning)
-            faces = detector.detect(cropped) if detector is not None else []
-            points = faces[0].points if faces else None
-        else:
-            h, w = image.shape[:2]
-            cropped, points = crop_square(image, centre_crop_box(h, w), size), None
-        avatars.append(Avatar(name, cropped, points))
-    return avatars
+    pipelining: bool | None = None
 
 
 class LivePipeline:
@@ -201,29 +140,45 @@ class LivePipeline:
         self.stats = stats or PipelineStats()
         self.reopen = reopen
         self.output_size = self.options.output_size or (source.width, source.height)
+        self.pipelining = (pipelining_default() if self.options.pipelining is None else self.options.pipelining)
         self.stop_event = threading.Event()
         self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self.tracker = CropTracker(smoothing=self.options.smoothing)
-        self.smoother = (MotionSmoother(min_cutoff=self.options.kp_min_cutoff, beta=self.options.kp_beta,
-                                        fast_rows=tuple(getattr(backend, "fast_rows", ())))
-                         if self.options.smoothing else None)
-        self.calibrator = AutoCalibrator(steady_seconds=self.options.steady_seconds)
-        if not self.options.auto_calibrate:
-            self.calibrator.cancel()
-        self.best_frame = self.options.best_frame
-        self.best_selector: BestFrameSelector | None = None
-        self.avatar_index = 0
-        self.mirror = self.options.mirror
-        self.show_camera = False
-        self.show_timing = False
-        self.show_help = self.options.show_help
         self.camera_lost = False
         self.error: str | None = None
-        self.events: list[tuple[int, str]] = []  # (input frame index, what happened): calibrations, switches
-        self._stage_errors: dict[str, int] = {}
-        self._last_square: np.ndarray | None = None  # the last animated frame, held while no face is in view
-        self._frame_index = -1
-        self._select_avatar(0)
+        self.controls = Controls(mirror=self.options.mirror, best_frame=self.options.best_frame,
+                                 show_help=self.options.show_help)
+        self.tracking = TrackingStage(crop_mode=self.options.crop, detector=detector, size=backend.size,
+                                      smoothing=self.options.smoothing, controls=self.controls, stats=self.stats)
+        smoother = (MotionSmoother(min_cutoff=self.options.kp_min_cutoff, beta=self.options.kp_beta,
+                                   fast_rows=tuple(getattr(backend, "fast_rows", ())))
+                    if self.options.smoothing else None)
+        calibrator = AutoCalibrator(steady_seconds=self.options.steady_seconds)
+        if not self.options.auto_calibrate:
+            calibrator.cancel()
+        self.model = ModelStage(backend=backend, avatars=avatars, output_size=self.output_size,
+                                crop_mode=self.options.crop, smoother=smoother, calibrator=calibrator,
+                                controls=self.controls, label=self.options.label, preview=window is not None,
+                                stats=self.stats, camera_lost=lambda: self.camera_lost,
+                                calibrate_first=self.options.calibrate_first)
+        self.failures = FailurePolicy()
+
+    # The stages own these; they are read here by the CLI, tests and demos.
+    @property
+    def tracker(self) -> CropTracker:
+        return self.tracking.tracker
+
+    @property
+    def calibrator(self) -> AutoCalibrator:
+        return self.model.calibrator
+
+    @property
+    def events(self) -> list[tuple[int, str]]:
+        """(input frame index, what happened): calibrations, avatar switches, recalibration requests."""
+        return self.model.events
+
+    @property
+    def avatar_index(self) -> int:
+        return self.model.avatar_index
 
     # ----------------------------------------------------------------------------------------------- hotkeys
     def post_key(self, key: str) -> None:
@@ -233,148 +188,48 @@ class LivePipeline:
         else:
             self._keys.put(key)
 
-    def _select_avatar(self, index: int) -> None:
-        if not 0 <= index < len(self.avatars):
-            return
-        self.avatar_index = index
-        avatar = self.avatars[index]
-        self.backend.set_source(avatar.crop)
-        self.best_selector = BestFrameSelector(avatar.points) if avatar.points is not None else None
-        self.events.append((self._frame_index, f"avatar {index}"))
-        logger.info("avatar %d: %s", index + 1, avatar.name)
+    def apply_key(self, key: str) -> None:
+        """Apply a hotkey now, in the stage that owns what it changes (for a loop that is not running)."""
+        if key in QUIT_KEYS:
+            self.stop_event.set()
+        elif is_tracking_key(key):
+            self.tracking.apply_key(key)
+        else:
+            self.model.apply_key(key)
 
-    def _apply_key(self, key: str) -> None:
-        if key == "c":
-            self.calibrator.request()
-            self.events.append((self._frame_index, "recalibrate requested"))
-        elif key.isdigit() and key != "0":
-            self._select_avatar(int(key) - 1)
-        elif key in ("n", "p"):
-            step = 1 if key == "n" else -1
-            self._select_avatar((self.avatar_index + step) % len(self.avatars))
-        elif key == "b":
-            self.best_frame = not self.best_frame
-            if self.best_selector is not None:
-                self.best_selector.reset()
-            logger.info("best-frame mode %s", "on" if self.best_frame else "off")
-        elif key == "o":
-            self.show_camera = not self.show_camera
-        elif key == "w":
-            self.tracker.zoom_in()
-        elif key == "s":
-            self.tracker.zoom_out()
-        elif key in ("left", "right", "up", "down"):
-            dx = {"left": -1, "right": 1}.get(key, 0)
-            dy = {"up": -1, "down": 1}.get(key, 0)
-            self.tracker.move(dx, dy)
-        elif key == "r":
-            self.tracker.reset_view()
-        elif key == "m":
-            self.mirror = not self.mirror
-        elif key == "i":
-            self.show_timing = not self.show_timing
-        elif key == "h":
-            self.show_help = not self.show_help
-
-    # ------------------------------------------------------------------------------------------- processing
-    def _timed(self, stage: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        result = fn()
-        self.stats.add(stage, (time.perf_counter() - t0) * 1000)
-        return result
-
-    def _process(self, item: CapturedFrame) -> tuple[np.ndarray, FrameInfo]:
-        self._frame_index = item.index
-        for key in self.options.scripted_keys.get(item.index, []):
+    def _take_keys(self, index: int) -> list[str]:
+        for key in self.options.scripted_keys.get(index, []):
             self.post_key(key)
+        keys = []
         while not self._keys.empty():
-            self._apply_key(self._keys.get())
-        frame = item.image[:, ::-1] if self.mirror else item.image
-        t = item.media_time
-        size = self.backend.size
-        face = None
-        if self.options.crop == "face":
-            faces = self._timed("face_tracking", lambda: self.detector.detect(np.ascontiguousarray(frame)))
-            face = faces[0] if faces else None
-        t0 = time.perf_counter()
-        box = self.tracker.update(face, t) if self.options.crop == "face" else centre_crop_box(*frame.shape[:2])
-        crop = None if box is None else crop_square(frame, box, size)
-        self.stats.add("crop", (time.perf_counter() - t0) * 1000)
-        status = []
-        animated = False
-        if crop is None or (self.options.crop == "face" and face is None):
-            self.stats.count("no_face")
-            status.append("no face in view")
-            motion = None
-        else:
-            motion = self._timed("keypoints", lambda: self.backend.detect(crop))
-            if motion is None:
-                self.stats.count("no_face")
-                status.append("no face in view")
-        if motion is not None:
-            if self.smoother is not None:
-                motion = self.smoother(motion, t)
-            take = self.calibrator.update(face if self.options.crop == "face" else _StillFace, t)
-            if self.best_frame and self.best_selector is not None and self.best_selector.update(face):
-                take = True
-            if self.options.calibrate_first and not self.backend.calibrated:
-                take = True
-            if take:
-                self.backend.calibrate(motion)
-                self.events.append((item.index, "calibrated"))
-                logger.info("neutral pose calibrated at frame %d", item.index)
-            if self.backend.calibrated:
-                square = self._timed("generator", lambda: self.backend.render(motion))
-                animated = True
-                self._last_square = square
-            else:
-                square = self.avatars[self.avatar_index].crop
-                status.append("hold still: calibrating" if self.calibrator.pending else "press c to calibrate")
-        else:
-            square = self._held_square()
-        t0 = time.perf_counter()
-        out = self._compose(square)
-        preview = self._preview(out, crop, status) if self.window is not None else None
-        self.stats.add("compose", (time.perf_counter() - t0) * 1000)
-        info = FrameInfo(item.index, item.captured_at, face=motion is not None, animated=animated, preview=preview,
-                         status=status, crop_box=None if box is None else (box.cx, box.cy, box.side))
-        return out, info
+            keys.append(self._keys.get())
+        return keys
 
-    def _preview(self, out: np.ndarray, crop: np.ndarray | None, status: list[str]) -> np.ndarray:
-        shown = out
-        if self.show_camera and crop is not None:
-            shown = side_by_side(crop, out)
-        lines = list(status)
-        if self.camera_lost:
-            lines.insert(0, "camera lost: reconnecting")
-        if self.best_frame:
-            lines.append("best-frame mode")
-        if self.show_timing:
-            for stage in ("face_tracking", "keypoints", "generator", "output"):
-                last = self.stats.last(stage)
-                if last is not None:
-                    lines.append(f"{stage}: {last:.1f} ms")
-        shown = draw_text_lines(shown, lines)
-        if self.show_help:
-            shown = draw_text_lines(shown, help_lines(), corner="bottom-left")
-        return shown
+    # ------------------------------------------------------------------------------------------------ stages
+    def _track(self, item: CapturedFrame) -> TrackedFrame:
+        return self.tracking(item, self._take_keys(item.index))
 
-    def _held_square(self) -> np.ndarray:
-        """What to show without a new animated frame: the last one, else the source photo unanimated."""
-        return self._last_square if self._last_square is not None else self.avatars[self.avatar_index].crop
+    def _model_step(self, tracked: TrackedFrame) -> tuple[np.ndarray, FrameInfo] | None:
+        """The model stage on one frame under the failure policy; None once the run must stop."""
+        err = tracked.error  # tracking failed on this frame
+        try:
+            self.model.begin(tracked)
+            if err is None:
+                result = self.model(tracked)
+                self.failures.succeeded()
+                return result
+        except Exception as caught:  # noqa: BLE001 - a stage error must not silently kill the loop
+            err = caught
+        assert err is not None
+        fatal = self.failures.failed(tracked.index, err)
+        if fatal is not None:
+            self.error = fatal
+            self.stop_event.set()
+            return None
+        return self.model.fallback(tracked)
 
-    def _compose(self, square: np.ndarray) -> np.ndarray:
-        """The square frame fitted to the output size, with the disclosure label unless it was turned off."""
-        out = fit_to_output(square, *self.output_size)
-        return add_label(out) if self.options.label else out
-
-    def _fallback(self, item: CapturedFrame) -> tuple[np.ndarray, FrameInfo]:
-        """The last good frame (or the source) after a stage failed."""
-        info = FrameInfo(item.index, item.captured_at, face=False, animated=False, status=["error"])
-        return self._compose(self._held_square()), info
-
-    def _process_loop(self, in_queue: FrameQueue, out_queue: FrameQueue) -> None:
-        consecutive = 0
+    def _sequential_loop(self, in_queue: FrameQueue, out_queue: FrameQueue) -> None:
+        """Tracking then model, one frame at a time, in one thread (``pipelining=False``)."""
         try:
             while not self.stop_event.is_set():
                 item = in_queue.get(timeout=0.1)
@@ -382,25 +237,55 @@ class LivePipeline:
                     if in_queue.closed:
                         return
                     continue
-                try:
-                    result = self._process(item)
-                    consecutive = 0
-                except Exception as err:  # noqa: BLE001 - a stage error must not silently kill the loop
-                    consecutive += 1
-                    stage = type(err).__name__
-                    if stage not in self._stage_errors:
-                        logger.error("processing frame %d failed: %s: %s (serving the last good frame)",
-                                     item.index, type(err).__name__, err)
-                    self._stage_errors[stage] = self._stage_errors.get(stage, 0) + 1
-                    if consecutive >= MAX_CONSECUTIVE_ERRORS:
-                        self.error = (f"processing failed {consecutive} frames in a row "
-                                      f"({type(err).__name__}: {err}); stopping")
-                        self.stop_event.set()
-                        return
-                    result = self._fallback(item)
+                result = self._model_step(self._track(item))
+                if result is None:
+                    return
                 out_queue.put(result, lossless=True, stop=self.stop_event)
         finally:
             out_queue.close()
+
+    def _tracking_loop(self, in_queue: FrameQueue, slot: OneSlot[TrackedFrame]) -> None:
+        try:
+            while not self.stop_event.is_set():
+                item = in_queue.get(timeout=0.1)
+                if item is None:
+                    if in_queue.closed:
+                        return
+                    continue
+                dropped = slot.put(self._track(item), stop=self.stop_event)
+                if dropped:
+                    self.stats.count("frames_dropped", dropped)
+                    self.stats.count("dropped_before_model", dropped)
+        finally:
+            slot.close()
+
+    def _model_loop(self, slot: OneSlot[TrackedFrame], out_queue: FrameQueue) -> None:
+        try:
+            while not self.stop_event.is_set():
+                tracked = slot.get(timeout=0.1)
+                if tracked is None:
+                    if slot.closed:
+                        return
+                    continue
+                result = self._model_step(tracked)
+                if result is None:
+                    return
+                out_queue.put(result, lossless=True, stop=self.stop_event)
+        finally:
+            out_queue.close()
+
+    def _start_stages(self, in_queue: FrameQueue, out_queue: FrameQueue, lossless: bool) -> list[threading.Thread]:
+        if not self.pipelining:
+            threads = [threading.Thread(target=self._sequential_loop, args=(in_queue, out_queue), name="processing",
+                                        daemon=True)]
+        else:
+            slot: OneSlot[TrackedFrame] = OneSlot(lossless=lossless, merge=merge_keys)
+            threads = [threading.Thread(target=self._tracking_loop, args=(in_queue, slot), name="tracking",
+                                        daemon=True),
+                       threading.Thread(target=self._model_loop, args=(slot, out_queue), name="model", daemon=True)]
+        for thread in threads:
+            thread.start()
+        return threads
 
     # --------------------------------------------------------------------------------------------------- run
     def _deliver(self, frame: np.ndarray, info: FrameInfo) -> None:
@@ -422,48 +307,36 @@ class LivePipeline:
         self.stats.add("output", (now - t0) * 1000)
         self.stats.add_end_to_end((now - info.captured_at) * 1000)
         self.stats.count("frames_out")
+        self.stats.mark_output(now)
 
     def _on_lost(self, lost: bool) -> None:
         self.camera_lost = lost
 
-    def _repeat_last(self, last: tuple[np.ndarray, FrameInfo] | None, fps: float, last_real_at: float,
-                     last_sent_at: float) -> float:
-        """While a live source is lost or silent (a stalled stream, a camera gone), keep sending the last frame at
-        the output rate, so a meeting shows a still picture instead of freezing. Returns when a frame was last sent.
-
-        Silent means no new frame for ``max(0.25 s, 3 frames)``: a slow model (a few frames a second) is not a stall.
-        """
-        now = time.perf_counter()
-        live = self.options.realtime or not self.source.is_file
-        stalled = live and now - last_real_at > max(0.25, 3.0 / fps)
-        if last is None or not (self.camera_lost or stalled) or now - last_sent_at < 1.0 / fps:
-            return last_sent_at
+    def _repeat(self, last: tuple[np.ndarray, FrameInfo], status: str, now: float) -> None:
+        """Send the last frame again, marked as a repeat (a meeting shows a still picture instead of freezing)."""
         frame, info = last
-        status = ["camera lost: reconnecting" if self.camera_lost else "waiting for the camera"]
-        repeat = FrameInfo(info.index, now, face=False, animated=False, status=status, crop_box=info.crop_box)
+        repeat = FrameInfo(info.index, now, face=False, animated=False, status=[status], crop_box=info.crop_box)
         self._deliver(frame, repeat)
         if self.window is not None:
             self.window.send(frame, FrameInfo(info.index, now, preview=draw_text_lines(frame, repeat.status)))
         self.stats.count("frames_repeated")
-        return now
 
     def run(self) -> dict:
         """Run until the input ends, ``max_frames``, a quit key, Ctrl-C/SIGTERM (KeyboardInterrupt) or a fatal
         error; always closes the capture and every sink. Returns the stats summary."""
-        # A live (or paced) source hands over one frame at a time: a waiting frame is replaced by a newer one, so
-        # processing always starts on the freshest. A file read losslessly may run two frames ahead.
+        # A live (or paced) source hands over one frame at a time at every hand-off: a waiting frame is replaced by
+        # a newer one, so each stage starts on the freshest. A file read losslessly may run two frames ahead.
         paced = self.options.realtime or not self.source.is_file
         in_queue = FrameQueue(maxsize=1 if paced else 2)
-        out_queue = FrameQueue(maxsize=2)
+        out_queue = FrameQueue(maxsize=1 if paced else 2)
         capture = CaptureThread(self.source, in_queue, self.stats, self.stop_event, realtime=self.options.realtime,
                                 loop=self.options.loop, max_frames=self.options.max_frames, reopen=self.reopen,
                                 on_lost=self._on_lost)
-        processing = threading.Thread(target=self._process_loop, args=(in_queue, out_queue), name="processing",
-                                      daemon=True)
-        fps = self.options.fps or self.source.fps or 30.0
-        last, last_real_at, last_sent_at = None, 0.0, 0.0
+        stall = StallRule(fps=self.options.fps or self.source.fps or 30.0, live=paced)
+        last: tuple[np.ndarray, FrameInfo] | None = None
+        frames_in = 0
         capture.start()
-        processing.start()
+        stages = self._start_stages(in_queue, out_queue, lossless=not paced)
         try:
             while True:
                 if self.window is not None:
@@ -472,20 +345,30 @@ class LivePipeline:
                     if self.window.closed_by_user():
                         self.stop_event.set()
                 item = out_queue.get(timeout=0.02)
+                now = time.perf_counter()
+                seen = self.stats.counter("frames_in")
+                if seen != frames_in:
+                    frames_in = seen
+                    stall.input_seen(now)
                 if item is None:
                     if out_queue.closed or self.stop_event.is_set():
                         break
-                    last_sent_at = self._repeat_last(last, fps, last_real_at, last_sent_at)
+                    in_flight = frames_in > self.stats.counter("frames_out") + self.stats.counter("frames_dropped")
+                    decision = stall.decide(now, camera_lost=self.camera_lost, in_flight=in_flight)
+                    if decision is not None and last is not None:
+                        self._repeat(last, decision.status, now)
+                        stall.repeated(now)
                     continue
                 self._send(*item)
-                last, last_real_at = item, time.perf_counter()
-                last_sent_at = last_real_at
+                last = item
+                stall.output_sent(time.perf_counter())
         finally:
             self.stop_event.set()
             in_queue.close()
             out_queue.close()
             capture.join(timeout=5)
-            processing.join(timeout=30)
+            for thread in stages:
+                thread.join(timeout=30)
             self.source.close()
             for sink in self.sinks:
                 _close_quietly(sink)
@@ -496,18 +379,6 @@ class LivePipeline:
         if self.error:
             raise UserError(self.error)
         return self.stats.summary()
-
-
-class _StillFaceType:
-    """Stands in for a face with ``crop="none"``: the whole frame never moves, so calibration happens once the
-    steady time has passed."""
-
-    centre = (0.0, 0.0)
-    size = 1.0
-    points = None
-
-
-_StillFace = _StillFaceType()
 
 
 def _close_quietly(sink: Any) -> None:

@@ -1,4 +1,9 @@
-"""Per-stage latency and frame counters of the live loop, summarised as percentiles and written as JSON."""
+"""Per-stage latency and frame counters of the live loop, summarised as percentiles and written as JSON.
+
+Throughput and latency are two figures: ``achieved_fps`` (output frames per second between the first and the last
+output frame) and ``end_to_end_ms`` (capture to sink, per frame). A pipelined loop raises the first without lowering
+the second; the per-stage times show where the time goes.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ STAGES = ("capture", "face_tracking", "crop", "keypoints", "generator", "compose
 # Samples kept per series: about an hour at 30 fps. A live session runs for hours; the percentiles describe the most
 # recent hour, and memory stays fixed (8 series x 100k float64 = 6.4 MB) instead of growing with every frame.
 WINDOW = 100_000
+RECENT_OUTPUTS = 30  # output times kept for the preview's fps figure: about a second at 30 fps
 
 
 class RingBuffer:
@@ -55,8 +61,9 @@ class PipelineStats:
     """Thread-safe collector: stage durations, end-to-end latency and frame counters.
 
     Counters: ``frames_in`` (captured), ``frames_out`` (handed to the sinks), ``frames_dropped`` (stale frames
-    replaced by newer ones before processing), plus ``no_face`` (frames shown without a tracked face) and
-    ``frames_repeated`` (the last frame sent again while the camera was lost).
+    replaced by newer ones before processing, at either hand-off), ``dropped_before_model`` (of those, the tracked
+    frames replaced before the model stage took them), plus ``no_face`` (frames shown without a tracked face) and
+    ``frames_repeated`` (the last frame sent again while the camera was lost or silent).
     """
 
     def __init__(self, window: int = WINDOW) -> None:
@@ -65,6 +72,9 @@ class PipelineStats:
         self.stages: dict[str, RingBuffer] = {}
         self.end_to_end = RingBuffer(window)
         self.counters: dict[str, int] = defaultdict(int)
+        self._first_out: float | None = None
+        self._last_out: float | None = None
+        self._recent_out = RingBuffer(RECENT_OUTPUTS)
 
     def add(self, stage: str, ms: float) -> None:
         with self._lock:
@@ -80,6 +90,34 @@ class PipelineStats:
         with self._lock:
             self.counters[name] += n
 
+    def mark_output(self, at: float) -> None:
+        """Note that an output frame left at ``at`` (``perf_counter`` seconds), for the fps figures."""
+        with self._lock:
+            if self._first_out is None:
+                self._first_out = at
+            self._last_out = at
+            self._recent_out.append(at)
+
+    def output_fps(self) -> float | None:
+        """Output frames per second over the last ``RECENT_OUTPUTS`` frames (None before two frames)."""
+        with self._lock:
+            times = self._recent_out.values()
+        if len(times) < 2 or times[-1] <= times[0]:
+            return None
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def achieved_fps(self) -> float | None:
+        """Output frames per second from the first output frame to the last (None before two frames)."""
+        with self._lock:
+            n = self.counters["frames_out"]
+            if self._first_out is None or self._last_out is None or n < 2 or self._last_out <= self._first_out:
+                return None
+            return (n - 1) / (self._last_out - self._first_out)
+
+    def counter(self, name: str) -> int:
+        with self._lock:
+            return self.counters[name]
+
     def last(self, stage: str) -> float | None:
         with self._lock:
             values = self.stages.get(stage)
@@ -91,16 +129,19 @@ class PipelineStats:
             return self.end_to_end.values(), self.end_to_end.total
 
     def summary(self) -> dict:
+        fps = self.achieved_fps()
         with self._lock:
             return {
                 "frames_in": self.counters["frames_in"],
                 "frames_out": self.counters["frames_out"],
                 "frames_dropped": self.counters["frames_dropped"],
+                "frames_dropped_before_model": self.counters["dropped_before_model"],
                 "frames_no_face": self.counters["no_face"],
                 "frames_repeated": self.counters["frames_repeated"],
                 "stages_ms": {stage: percentiles(self.stages[stage].values() if stage in self.stages else [])
                               for stage in STAGES},
                 "end_to_end_ms": percentiles(self.end_to_end.values()),
+                "achieved_fps": None if fps is None else round(fps, 2),
             }
 
     def write_json(self, path: str | Path, extra: dict | None = None) -> None:

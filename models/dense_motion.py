@@ -27,6 +27,14 @@ from models.keypoint_detector import Keypoints
 from models.motion import inverse_2x2
 
 
+def motion_jacobians(kp_driving: Keypoints, kp_source: Keypoints) -> torch.Tensor | None:
+    """``J_src @ inv(J_drv)`` per keypoint, B x K x 2 x 2 (None for keypoints without jacobians): the linear part of
+    the sparse motions, also what the fused kernel ``kernels.dense_motion_inputs`` takes."""
+    if kp_driving.jacobian is None:
+        return None
+    return kp_source.jacobian @ inverse_2x2(kp_driving.jacobian)  # B x K x 2 x 2
+
+
 def sparse_motions(height: int, width: int, kp_driving: Keypoints, kp_source: Keypoints) -> torch.Tensor:
     """The K+1 candidate backward motions (identity first).
 
@@ -37,8 +45,8 @@ def sparse_motions(height: int, width: int, kp_driving: Keypoints, kp_source: Ke
     b, k, _ = value_d.shape
     identity = make_coordinate_grid(height, width, dtype=value_d.dtype, device=value_d.device)  # H x W x 2
     coords = identity.view(1, 1, height, width, 2) - value_d.view(b, k, 1, 1, 2)  # B x K x H x W x 2
-    if kp_driving.jacobian is not None:
-        jac = kp_source.jacobian @ inverse_2x2(kp_driving.jacobian)  # B x K x 2 x 2
+    jac = motion_jacobians(kp_driving, kp_source)  # B x K x 2 x 2
+    if jac is not None:
         coords = (jac.view(b, k, 1, 1, 2, 2) @ coords.unsqueeze(-1)).squeeze(-1)  # B x K x H x W x 2
     driving_to_source = coords + value_s.view(b, k, 1, 1, 2)  # B x K x H x W x 2
     identity = identity.view(1, 1, height, width, 2).expand(b, 1, height, width, 2)
@@ -62,7 +70,8 @@ def dense_motion_inputs(source_small: torch.Tensor, kp_driving: Keypoints, kp_so
                         variance: float = KP_VARIANCE) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's input stage: keypoint gaussians, the K+1 sparse motions, the K+1 warps of the source.
 
-    This is the reference of the fused kernel ``kernels.dense_motion_inputs``.
+    ``kernels.reference.dense_motion_inputs_reference`` computes the same from plain tensors for the fused kernel
+    (``tests/test_kernels.py`` proves the two equal).
 
     Args:
         source_small: B x C x h x w source at the network's resolution.

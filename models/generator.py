@@ -49,7 +49,8 @@ def warp(inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
 
 def deform_features(features: torch.Tensor, deformation: torch.Tensor,
                     occlusion_map: torch.Tensor | None) -> torch.Tensor:
-    """The dense warp of the encoder features times the occlusion map (the reference of ``kernels.deform_features``).
+    """The dense warp of the encoder features times the occlusion map (``kernels.deform_features`` fuses it;
+    ``tests/test_kernels.py`` proves its reference equal to this).
 
     Args:
         features: B x C x H x W encoder features (batch 1 is broadcast over the deformation's batch).

@@ -13,6 +13,7 @@ import torch
 from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
 
 import models.engines as engines
+import models.engines.cpu as engines_cpu
 from models import Animator, MotionOptions, build_networks, load_config
 from models.engines import (
     EagerEngine,
@@ -23,7 +24,7 @@ from models.engines import (
     fold_batch_norm,
     prepare_generator,
 )
-from models.tensorrt import TensorRTEngine, architecture_digest, cache_key, load_or_build, weights_digest
+from models.engines.tensorrt import TensorRTEngine, architecture_digest, cache_key, load_or_build, weights_digest
 
 IMAGE_TOL = 1e-4  # fp32 paths, as tests/test_golden.py
 KP_TOL = 1e-5
@@ -170,17 +171,17 @@ def test_missing_onnxruntime_falls_back(monkeypatch: pytest.MonkeyPatch, caplog:
 
 def test_precision_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_precision(torch.device("cuda")) == "fp16"
-    monkeypatch.setattr(engines, "cpu_bf16_support", lambda: "avx512_bf16")
+    monkeypatch.setattr(engines_cpu, "cpu_bf16_support", lambda: "avx512_bf16")
     assert default_precision(torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(engines, "cpu_bf16_support", lambda: None)
+    monkeypatch.setattr(engines_cpu, "cpu_bf16_support", lambda: None)
     assert default_precision(torch.device("cpu")) == "fp32"
 
 
 def test_cpu_bf16_detection_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16", "avx512_bf16"}))
-    assert engines.cpu_bf16_support() == "amx_bf16"
-    monkeypatch.setattr(engines, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert engines.cpu_bf16_support() == "avx512_bf16"
+    monkeypatch.setattr(engines_cpu, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16", "avx512_bf16"}))
+    assert engines_cpu.cpu_bf16_support() == "amx_bf16"
+    monkeypatch.setattr(engines_cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert engines_cpu.cpu_bf16_support() == "avx512_bf16"
     flags = engines.cpu_flags()
     if Path("/proc/cpuinfo").exists():
         assert flags, "/proc/cpuinfo exists but no flags were read"
@@ -289,7 +290,8 @@ def test_tensorrt_cache_key_covers_every_field() -> None:
     assert architecture_digest(kp, gen, 256) != architecture_digest(kp, gen, 512)
 
 
-def test_tensorrt_cache_rebuilds_a_corrupt_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_tensorrt_cache_rebuilds_a_corrupt_file_with_a_stand_in_builder(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     builds = []
 
     def build(path: Path) -> None:
@@ -394,7 +396,7 @@ class StandInTensorRT:
 def standin_tensorrt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StandInTensorRT:
     import sys
 
-    import models.tensorrt as trt
+    import models.engines.tensorrt as trt
 
     fake = StandInTensorRT()
     monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt)
@@ -405,7 +407,7 @@ def standin_tensorrt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StandIn
     return fake
 
 
-def test_tensorrt_engine_builds_caches_and_matches_original(standin_tensorrt: StandInTensorRT, tmp_path: Path,
+def test_tensorrt_stand_in_builder_caches_and_matches_original(standin_tensorrt: StandInTensorRT, tmp_path: Path,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         got, expected = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
@@ -429,7 +431,7 @@ def test_tensorrt_engine_builds_caches_and_matches_original(standin_tensorrt: St
     assert len(standin_tensorrt.builds) == 5 and len(list((tmp_path / "tensorrt").iterdir())) == 2
 
 
-def test_tensorrt_engine_that_fails_its_build_check_is_not_used(standin_tensorrt: StandInTensorRT,
+def test_tensorrt_stand_in_engine_that_fails_its_build_check_is_not_used(standin_tensorrt: StandInTensorRT,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     standin_tensorrt.offset = 0.05  # every prediction off by 0.05: ~26 dB, below the 40 dB bar
     with caplog.at_level(logging.WARNING):
@@ -440,7 +442,7 @@ def test_tensorrt_engine_that_fails_its_build_check_is_not_used(standin_tensorrt
         assert psnr(got["prediction"][i], expected[f"relative_{i}_prediction"]) >= MIN_PSNR_DB
 
 
-def test_tensorrt_engine_checked_again_on_real_inputs(standin_tensorrt: StandInTensorRT,
+def test_tensorrt_stand_in_engine_checked_again_on_real_inputs(standin_tensorrt: StandInTensorRT,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     folder = golden_dir("tiny")
     animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
@@ -461,6 +463,9 @@ def test_tensorrt_engine_checked_again_on_real_inputs(standin_tensorrt: StandInT
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "first real input" in warnings[0] and "CUDA eager" in warnings[0]
     assert engine.name == "eager" and engine.reason.startswith("fallback:") and engine.modules == {}
+    # Both engines passed at build; on real inputs the keypoints passed, the generator did not.
+    assert [(c.path, c.ok) for c in engine.checks] == [("tensorrt", True)] * 3 + [("tensorrt", False)]
+    assert "first real input" in engine.checks[-1].detail and engine.checks[-1].max_abs > 5e-3
     animator.close()
 
 
@@ -549,7 +554,7 @@ def test_tensorrt_precision_options_follow_the_installed_release() -> None:
     """fp16 is asked for the way the installed torch-tensorrt takes it; a release with no way at all is refused."""
     import types
 
-    from models.tensorrt import _compile_settings
+    from models.engines.tensorrt import _compile_settings
 
     def release(compile_fn):
         return types.SimpleNamespace(__version__="x", dynamo=types.SimpleNamespace(compile=compile_fn))

@@ -23,7 +23,11 @@ if not HAS_CUDA:
 import kernels  # noqa: E402
 from kernels.reference import deform_features_reference, dense_motion_inputs_reference  # noqa: E402
 from models import Animator, Keypoints, MotionOptions  # noqa: E402
+from models.blocks import KP_VARIANCE  # noqa: E402
+from models.dense_motion import dense_motion_inputs as model_dense_motion_inputs  # noqa: E402
+from models.dense_motion import motion_jacobians  # noqa: E402
 from models.engines import decode_with_kernels  # noqa: E402
+from models.generator import deform_features as model_deform_features  # noqa: E402
 
 DEVICE = torch.device("cuda" if HAS_CUDA else "cpu")
 # dtype of the tensors fed to a kernel -> (atol, rtol) against the float32 reference on the same (rounded) values.
@@ -46,7 +50,7 @@ def _triton_runs() -> str | None:
     try:
         src = torch.rand(1, 1, 3, 5, device=DEVICE)
         kp = Keypoints(torch.zeros(1, 1, 2, device=DEVICE), None)
-        kernels.dense_motion_inputs(src, kp, kp, use_kernel=True)
+        kernels.dense_motion_inputs(src, kp.value, kp.value, None, variance=KP_VARIANCE, use_kernel=True)
     except Exception as err:  # any failure to launch means the same: the kernels cannot be checked here
         return f"Triton cannot run a kernel on this machine ({type(err).__name__}: {str(err)[:120]})"
     return None
@@ -68,6 +72,21 @@ def assert_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, name
         raise AssertionError(f"{name} ({dtype}): {int(bad.sum())} of {bad.numel()} elements beyond atol {atol:.0e} "
                              f"+ rtol {rtol:.0e}; first at {first}: got {got64[first].item():.6f}, expected "
                              f"{want64[first].item():.6f}; max abs error {err.max().item():.3e}")
+
+
+def fused_inputs(source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, *, use_kernel: bool | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``kernels.dense_motion_inputs`` on the model's keypoints (plain tensors, the model's variance)."""
+    return kernels.dense_motion_inputs(source, kp_driving.value, kp_source.value,
+                                       motion_jacobians(kp_driving, kp_source), variance=KP_VARIANCE,
+                                       use_kernel=use_kernel)
+
+
+def reference_inputs(source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``kernels.reference.dense_motion_inputs_reference`` on the model's keypoints."""
+    return dense_motion_inputs_reference(source, kp_driving.value, kp_source.value,
+                                         motion_jacobians(kp_driving, kp_source), variance=KP_VARIANCE)
 
 
 def _keypoints(b: int, k: int, *, jacobian: bool, spread: float = 1.0, seed: int = 0) -> tuple[Keypoints, Keypoints]:
@@ -96,8 +115,8 @@ def test_dense_motion_inputs_kernel_matches_reference(shape: tuple, dtype: torch
     b, k, c, h, w, jacobian, spread = shape
     kp_driving, kp_source = _keypoints(b, k, jacobian=jacobian, spread=spread, seed=h * w)
     source = torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(k)).to(DEVICE, dtype)
-    got_in, got_motion = kernels.dense_motion_inputs(source, kp_driving, kp_source, use_kernel=True)
-    want_in, want_motion = dense_motion_inputs_reference(source.float(), kp_driving, kp_source)
+    got_in, got_motion = fused_inputs(source, kp_driving, kp_source, use_kernel=True)
+    want_in, want_motion = reference_inputs(source.float(), kp_driving, kp_source)
     assert got_in.dtype == torch.float32 and got_motion.dtype == torch.float32
     # The kernel computes in float32 from the same rounded source values, so float32 tolerances apply throughout.
     assert_close(got_motion, want_motion, torch.float32, "motions")
@@ -110,8 +129,8 @@ def test_dense_motion_inputs_kernel_with_degenerate_jacobians() -> None:
     kp_driving, kp_source = _keypoints(1, 4, jacobian=True, seed=3)
     kp_driving = Keypoints(kp_driving.value, kp_driving.jacobian * torch.tensor([1.0, 1e-6], device=DEVICE)[:, None])
     source = torch.rand(1, 3, 11, 13, device=DEVICE)
-    got_in, got_motion = kernels.dense_motion_inputs(source, kp_driving, kp_source, use_kernel=True)
-    want_in, want_motion = dense_motion_inputs_reference(source, kp_driving, kp_source)
+    got_in, got_motion = fused_inputs(source, kp_driving, kp_source, use_kernel=True)
+    want_in, want_motion = reference_inputs(source, kp_driving, kp_source)
     assert want_motion.abs().max() > 100  # the case is real: coordinates far outside [-1, 1]
     assert torch.isfinite(got_in).all()
     assert_close(got_in, want_in, torch.float32, "hourglass input")
@@ -145,6 +164,50 @@ def test_deform_features_kernel_matches_reference(shape: tuple, dtype: torch.dty
     assert_close(got, want, dtype, "deformed features")
 
 
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + ("-jac" if s[5] else ""))
+def test_dense_motion_reference_equals_the_model(shape: tuple) -> None:
+    """The kernels' own reference (plain tensors) computes exactly what the model's ``dense_motion_inputs`` does, so
+    the kernel checks cannot drift from the model."""
+    b, k, c, h, w, jacobian, spread = shape
+    kp_driving, kp_source = _keypoints(b, k, jacobian=jacobian, spread=spread, seed=h + w)
+    source = torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(c)).to(DEVICE)
+    for variance in (KP_VARIANCE, 0.03):
+        got = dense_motion_inputs_reference(source, kp_driving.value, kp_source.value,
+                                            motion_jacobians(kp_driving, kp_source), variance=variance)
+        want = model_dense_motion_inputs(source, kp_driving, kp_source, variance)
+        for name, g, v in zip(("hourglass input", "motions"), got, want, strict=True):
+            assert_close(g, v, torch.float32, name)
+            assert (g - v).abs().max().item() <= 1e-6, f"{name}: the reference drifted from the model"
+
+
+@pytest.mark.parametrize("shape", DEFORM_SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + ("-cl" if s[6] else ""))
+def test_deform_reference_equals_the_model(shape: tuple) -> None:
+    """The kernels' reference warp equals the model's ``deform_features`` (also resized and broadcast inputs)."""
+    b, bf, c, h, w, occlusion, channels_last, deform_size = shape
+    gen = torch.Generator().manual_seed(h * w)
+    features = torch.randn(bf, c, h, w, generator=gen).to(DEVICE)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    dh, dw = deform_size or (h, w)
+    deformation = (torch.rand(b, dh, dw, 2, generator=gen) * 2.6 - 1.3).to(DEVICE)
+    occlusion_map = torch.rand(b, 1, dh, dw, generator=gen).to(DEVICE) if occlusion else None
+    got = deform_features_reference(features, deformation, occlusion_map)
+    want = model_deform_features(features, deformation, occlusion_map)
+    assert torch.equal(got, want), f"max abs difference {(got - want).abs().max().item():.2e}"
+
+
+def test_kernels_import_nothing_from_models() -> None:
+    """``kernels/`` is below ``models/`` in the import direction: none of its files imports ``models``."""
+    import ast
+    from pathlib import Path
+
+    for path in sorted(Path(kernels.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "models" or n.startswith("models.") for n in names), f"{path.name} imports {names}"
+
+
 def test_switch_follows_the_environment(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv(kernels.ENV_VAR, "0")
     assert not kernels.kernels_enabled("cuda")
@@ -174,8 +237,8 @@ def test_reference_is_used_when_triton_is_missing(monkeypatch: pytest.MonkeyPatc
     assert not kernels.kernels_enabled("cuda")
     kp_driving, kp_source = _keypoints(1, 2, jacobian=True)
     source = torch.rand(1, 3, 6, 6, device=DEVICE)
-    got = kernels.dense_motion_inputs(source, kp_driving, kp_source)
-    want = dense_motion_inputs_reference(source, kp_driving, kp_source)
+    got = fused_inputs(source, kp_driving, kp_source, use_kernel=None)
+    want = reference_inputs(source, kp_driving, kp_source)
     assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
 
 

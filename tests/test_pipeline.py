@@ -182,14 +182,8 @@ def test_smoothing_cuts_jitter_on_a_still_noisy_face(detector) -> None:
     results = {}
     for smoothing in (False, True):
         pipeline, sink = run_pipeline(ListSource(frames), detector, smoothing=smoothing, steady_seconds=0.2)
-        boxes = []
-        original_update = pipeline.tracker.update  # re-run the tracker on the same detections to read its boxes
-        tracker = type(pipeline.tracker)(smoothing=smoothing)
-        for i, frame in enumerate(frames):
-            faces = detector.detect(frame)
-            box = tracker.update(faces[0] if faces else None, i / 25)
-            boxes.append((box.cx, box.cy, box.side))
-        assert original_update is not None
+        boxes = [info.crop_box for info in sink.infos]  # the crop boxes the pipeline itself used
+        assert len(boxes) == len(frames) and all(box is not None for box in boxes)
         animated = [f.astype(np.float32) for f, info in zip(sink.frames, sink.infos, strict=True) if info.animated]
         assert len(animated) > 30
         change = float(np.mean([np.abs(b - a).mean() for a, b in zip(animated[5:], animated[6:], strict=False)]))
@@ -249,7 +243,7 @@ def test_preview_window_keys_overlays_and_quit(detector) -> None:
     assert 20 <= len(window.shown) < 60, "q stops the run"
     plain, helped = window.shown[2], window.shown[-1]
     assert helped.shape[1] > plain.shape[1], "o shows the camera beside the avatar"
-    assert pipeline.show_help and pipeline.show_camera
+    assert pipeline.controls.show_help and pipeline.controls.show_camera
     # The outputs (virtual camera, recordings) never carry the preview's overlays.
     assert all(f.shape == (480, 640, 3) for f in sink.frames)
 
@@ -368,7 +362,7 @@ def test_sigterm_finalises_the_recording(clip: Path, tmp_path: Path) -> None:
 
 
 def test_hotkeys_change_the_loop_state(detector) -> None:
-    """Every hotkey of the help text does what it says (applied between frames, as in the live loop)."""
+    """Every hotkey of the help text does what it says, in the stage that owns what it changes."""
     from live.hotkeys import HOTKEYS
 
     backend = tiny_backend()
@@ -377,7 +371,7 @@ def test_hotkeys_change_the_loop_state(detector) -> None:
                                             detector), [RecordingSink()], detector=detector)
     keys = {k for key, _ in HOTKEYS for k in key.replace("/", " ").split()}
     assert {"c", "1-9", "n", "p", "b", "o", "w", "s", "arrows", "r", "m", "i", "h", "q", "Esc"} <= keys
-    apply = pipeline._apply_key
+    apply = pipeline.apply_key
     apply("2")
     assert pipeline.avatar_index == 1
     apply("n")
@@ -391,9 +385,9 @@ def test_hotkeys_change_the_loop_state(detector) -> None:
     assert pipeline.calibrator.pending
     for key, attribute in (("b", "best_frame"), ("o", "show_camera"), ("m", "mirror"), ("i", "show_timing"),
                            ("h", "show_help")):
-        before = getattr(pipeline, attribute)
+        before = getattr(pipeline.controls, attribute)
         apply(key)
-        assert getattr(pipeline, attribute) != before, key
+        assert getattr(pipeline.controls, attribute) != before, key
     apply("w")
     assert pipeline.tracker.zoom > 1
     apply("s")
@@ -430,7 +424,7 @@ def test_stats_memory_is_bounded_and_percentiles_cover_the_recent_window() -> No
 def test_fast_rows_follow_a_blink_and_stay_steady_at_rest() -> None:
     """A backend's fast rows (eyelids) get through a two-frame step that the common filter holds back, and are still
     smoothed at rest. 25 fps, motion in normalised landmark units (a lid travels about 0.02 in a blink)."""
-    from live.pipeline import MotionSmoother
+    from live.smoothing import MotionSmoother
 
     rng = np.random.default_rng(0)
     rows, fast = 20, (3, 4)

@@ -35,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"fomm-live: error: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:
+        engines = sys.modules.get("models.engines.base")  # a GPU failure outside the live loop (export, bench)
+        if debug or engines is None or not isinstance(err, engines.DeviceError):
+            raise
+        print(f"fomm-live: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fomm-live: interrupted", file=sys.stderr)
         return 130

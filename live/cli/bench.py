@@ -42,7 +42,9 @@ def execute(args: argparse.Namespace) -> int:
     from benchmarks.suite import format_report, plot_report, run_bench, write_json
     from models import CheckpointError, ConfigError
 
-    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "live.pipeline", "live.landmarks"):
+    noisy_loggers = ("onnxscript", "onnx_ir", "torch.onnx", "live.pipeline", "live.stages", "live.avatars",
+                     "live.landmarks")
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)  # per-pass and per-run chatter would drown the bar
     bar = tqdm(total=1, unit="step", disable=not sys.stderr.isatty(), desc="bench")
 

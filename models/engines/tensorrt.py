@@ -14,11 +14,14 @@ What it does:
   ``~/.cache/fomm-live`` or the platform's equivalent), in ``tensorrt/<key>/<network>.pt2``, the key hashing the
   weights, the architecture, the input size, the GPU name, the TensorRT and torch-tensorrt versions and the
   precision. A cache file that does not load is deleted and rebuilt.
-- Checked twice against PyTorch float32: keypoints within ``KP_ATOL``, the prediction within ``MIN_PSNR_DB``
-  (fp16) or ``FP32_ATOL`` (fp32). Once when the engines are built or loaded, on fixed inputs (a failure there means
-  no TensorRT: ``create_engine`` starts eager instead); and again on the first real inputs each engine gets (the
-  user's source image, the first driving frame). A failure on real inputs switches this engine to CUDA eager for the
-  rest of the run, with one warning.
+- Checked twice against PyTorch float32 through ``models.engines.base.compare`` (check ``tensorrt``): keypoints
+  within ``KP_ATOL``, the prediction within ``MIN_PSNR_DB`` (fp16) or ``FP32_ATOL`` (fp32). Once when the engines are
+  built or loaded, on fixed inputs (a failure there means no TensorRT: ``create_engine`` starts eager instead); and
+  again on the first real inputs each engine gets (the user's source image, the first driving frame). A failure on
+  real inputs switches this engine to CUDA eager for the rest of the run, with one warning. Every verdict is kept in
+  ``Engine.checks``.
+
+Imports ``models.engines.base`` and ``.eager`` (its fallback); torch-tensorrt itself lazily.
 
 First Order Motion Model: Siarohin et al., NeurIPS 2019; upstream github.com/AliaksandrSiarohin/first-order-model
 (MIT licence; the published weights carry that repository's terms).
@@ -39,7 +42,18 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from models.engines import MIN_PSNR_DB, Engine, EngineError, exact_float32, psnr
+from models.engines.base import (
+    MIN_PSNR_DB,
+    CheckResult,
+    Engine,
+    EngineError,
+    Tolerance,
+    compare,
+    device_failure,
+    exact_float32,
+    failed_to_run,
+)
+from models.engines.eager import EagerEngine, device_guard
 from models.export import FrameGraph, KeypointGraph, example_inputs, export_programs, frame_inputs
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
@@ -205,7 +219,8 @@ class TensorRTEngine(Engine):
                               f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}") from err
         try:
             self.self_check()
-        except EngineError:
+        except EngineError as err:
+            err.checks = list(self.checks)  # create_engine hands the verdicts to the engine it falls back to
             raise
         except Exception as err:  # the engines failed to run at all: same outcome as a failed check
             raise EngineError(f"TensorRT engines failed to run: {type(err).__name__}: {str(err)[:200]}") from err
@@ -215,59 +230,70 @@ class TensorRTEngine(Engine):
         """Compare both engines with PyTorch float32 on the fixed example inputs; raise EngineError beyond tolerance."""
         with torch.no_grad():
             for name in self.graphs:
-                problem, _ = self._compare(name, self.inputs[name])
-                if problem:
-                    raise EngineError(problem)
+                result, _ = self._compare(name, self.inputs[name], detail=f"{name}, fixed inputs at build")
+                self.checks.append(result)
+                if not result.ok:
+                    raise EngineError(self._problem(name, result))
 
-    def _compare(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[str | None, tuple[torch.Tensor, ...]]:
-        """Run engine ``name`` and its PyTorch float32 graph on ``inputs``: (None when they agree, else what differs;
-        the engine's outputs)."""
+    def _tolerance(self, name: str) -> Tolerance:
+        if name == "kp_detector":
+            return Tolerance(atol=KP_ATOL)
+        return Tolerance(atol=FP32_ATOL) if self.precision == "fp32" else Tolerance(min_psnr_db=MIN_PSNR_DB)
+
+    def _problem(self, name: str, result: CheckResult) -> str:
+        """A failed check in words."""
+        if result.max_abs is None:
+            return f"TensorRT {name}: {result.detail}"
+        if name == "kp_detector":
+            return f"TensorRT keypoints differ from PyTorch by {result.max_abs:.2e} > {KP_ATOL:.0e}"
+        if self.precision == "fp32":
+            return f"TensorRT prediction differs from PyTorch by {result.max_abs:.2e} > {FP32_ATOL:.0e}"
+        return (f"TensorRT {self.precision} prediction is {result.psnr_db:.1f} dB from PyTorch float32 "
+                f"(< {MIN_PSNR_DB:.0f} dB)")
+
+    def _compare(self, name: str, inputs: tuple[torch.Tensor, ...], *, detail: str
+                 ) -> tuple[CheckResult, tuple[torch.Tensor, ...]]:
+        """Run engine ``name`` and its PyTorch float32 graph on ``inputs``: the verdict, and the engine's outputs."""
+        tolerance = self._tolerance(name)
         with exact_float32(self.device):
             want = self.graphs[name](*inputs)
         got = self.modules[name](*inputs)
         got = tuple(got) if isinstance(got, tuple | list) else (got,)
         if len(got) != len(want):
-            return f"TensorRT {name} gives {len(got)} outputs, PyTorch {len(want)}", got
-        if name == "kp_detector":
-            err = max((g.float() - w.float()).abs().max().item() for g, w in zip(got, want, strict=True))
-            if not err <= KP_ATOL:
-                return f"TensorRT keypoints differ from PyTorch by {err:.2e} > {KP_ATOL:.0e}", got
-            return None, got
-        pred, ref = got[0].float(), want[0].float()
-        if self.precision == "fp32":
-            err = (pred - ref).abs().max().item()
-            if not err <= FP32_ATOL:
-                return f"TensorRT prediction differs from PyTorch by {err:.2e} > {FP32_ATOL:.0e}", got
-            return None, got
-        quality = psnr(pred, ref)
-        if not quality >= MIN_PSNR_DB:
-            return (f"TensorRT {self.precision} prediction is {quality:.1f} dB from PyTorch float32 "
-                    f"(< {MIN_PSNR_DB:.0f} dB)"), got
-        return None, got
+            return CheckResult("tensorrt", False, None, None, tolerance.describe(),
+                               f"{detail}: {len(got)} outputs, PyTorch {len(want)}"), got
+        if name == "kp_detector":  # every output (values, jacobians) within KP_ATOL
+            results = [compare("tensorrt", g.float(), w.float(), tolerance, image=False, detail=detail)
+                       for g, w in zip(got, want, strict=True)]
+            return max(results, key=lambda r: (not r.ok, r.max_abs)), got
+        return compare("tensorrt", got[0].float(), want[0].float(), tolerance, detail=detail), got
 
     def _run(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
         """Engine ``name`` on ``inputs``; its first call is checked against PyTorch on these (real) inputs. None when
         that check fails: the engine has then switched to CUDA eager, and the caller uses it."""
         if name not in self._checked:  # the checked run's outputs are this call's: the engine runs once
+            detail = f"{name}, first real input"
             try:
-                problem, got = self._compare(name, inputs)
+                result, got = self._compare(name, inputs, detail=detail)
             except Exception as err:  # the engine failed to run at all: same outcome as a failed check
-                problem = f"TensorRT {name} failed to run: {type(err).__name__}: {str(err)[:160]}"
-            if problem:
-                self._fall_back(f"{problem}, on the first real input")
+                if device_failure(err) is not None:
+                    raise
+                result, got = failed_to_run("tensorrt", err, self._tolerance(name), detail=detail), ()
+            self.checks.append(result)
+            if not result.ok:
+                self._fall_back(f"{self._problem(name, result)}, on the first real input")
                 return None
             self._checked.add(name)
-            logger.info("TensorRT %s checked against PyTorch on its first real input", name)
+            logger.info("TensorRT %s checked against PyTorch on its first real input: %s", name, result.measured())
             return got
         got = self.modules[name](*inputs)
         return tuple(got) if isinstance(got, tuple | list) else (got,)
 
     def _fall_back(self, problem: str) -> None:
-        from models.engines import EagerEngine
-
         logger.warning("%s; using CUDA eager from now on", problem)
         self._fallback = EagerEngine(self.kp_detector, self.generator, device=self.device, precision=self.precision,
                                      reason=f"fallback: {problem}")
+        self._fallback.checks = self.checks  # one record of every check, whichever engine made it
         self.name, self.reason = self._fallback.name, self._fallback.reason
         self.modules = {}
 
@@ -276,7 +302,8 @@ class TensorRTEngine(Engine):
             return self._fallback.keypoints(image)
         outs = []
         for i in range(image.shape[0]):
-            out = self._run("kp_detector", (image[i:i + 1].float().contiguous(),))
+            with device_guard(self.device, "finding keypoints"):
+                out = self._run("kp_detector", (image[i:i + 1].float().contiguous(),))
             if out is None:
                 return self._fallback.keypoints(image)
             outs.append(out)
@@ -300,7 +327,8 @@ class TensorRTEngine(Engine):
         frames = []
         for i in range(kp_driving.value.shape[0]):
             named = frame_inputs(state.features, state.image_small, kp_source, kp_driving, i)
-            outs = self._run("generator", tuple(named[n].float().contiguous() for n in graph.input_names))
+            with device_guard(self.device, "decoding a frame"):
+                outs = self._run("generator", tuple(named[n].float().contiguous() for n in graph.input_names))
             if outs is None:
                 return self._fallback.decode(state, kp_driving, kp_source)
             frames.append(dict(zip(graph.output_names, outs, strict=True)))

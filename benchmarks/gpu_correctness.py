@@ -1,0 +1,424 @@
+"""Correctness rows of ``benchmarks.gpu_report``: golden parity per path, the fused kernels on odd shapes, and the
+engines' own self-checks.
+
+Golden parity runs the original's frames (``expected.npz`` of a golden variant folder: config.yaml,
+checkpoint.pth.tar, source.png, driving_0..2.png) through each path in relative mode: float32 paths within the
+tolerances of ``tests/test_golden.py`` (keypoints 1e-5, images 1e-4), reduced-precision and fused paths within
+``models.engines.MIN_PSNR_DB`` of the original's prediction. The kernels are compared with their references at the
+dtype tolerances of ``tests/test_kernels.py``, on CUDA only (Triton's CPU interpreter is a correctness tool for the
+tests, far too slow for a report).
+
+Only torch, numpy and the repository are imported at module level; ONNX Runtime, ONNX and torch-tensorrt rows are
+reported as skipped, naming the missing package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import Animator, Keypoints, MotionOptions
+from models.engines import MIN_PSNR_DB, EagerEngine, Engine, exact_float32, psnr
+
+KP_TOL = 1e-5  # keypoints, jacobians, normalised keypoints (as tests/test_golden.py)
+IMAGE_TOL = 1e-4  # prediction, mask, occlusion map (as tests/test_golden.py)
+# dtype of a kernel's inputs -> (atol, rtol) against the float32 reference (as tests/test_kernels.py).
+KERNEL_TOLERANCES = {torch.float32: (2e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3)}
+GOLDEN_FILES = ("config.yaml", "checkpoint.pth.tar", "expected.npz", "source.png", "driving_0.png")
+NUM_FRAMES = 3
+
+
+def missing_package(name: str) -> bool:
+    """True when ``name`` cannot be imported here (checked without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def onnx_unavailable(device: torch.device) -> str | None:
+    """Why the ONNX Runtime path cannot run here, or None."""
+    for package, why in (("onnxruntime", "runs the graphs"), ("onnxscript", "is needed by the ONNX export"),
+                         ("onnx", "is needed to check the exported file")):
+        if missing_package(package):
+            return f"{package} is not installed ({package} {why})"
+    if device.type == "cuda":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "onnxruntime here has no CUDA provider (a CPU-only build); its graphs would run on the CPU"
+    return None
+
+
+def tensorrt_unavailable(device: torch.device) -> str | None:
+    """Why the TensorRT path cannot run here, or None."""
+    if missing_package("torch_tensorrt"):
+        return "torch_tensorrt is not installed (the graph it would get is checked through torch.export instead)"
+    if device.type != "cuda":
+        return "TensorRT needs a CUDA device"
+    return None
+
+
+def golden_variants(folder: Path) -> list[Path]:
+    """``folder`` itself when it is a golden variant, else its sub-folders that are."""
+    def is_variant(path: Path) -> bool:
+        return all((path / name).is_file() for name in GOLDEN_FILES)
+
+    if is_variant(folder):
+        return [folder]
+    return sorted(p for p in folder.iterdir() if p.is_dir() and is_variant(p)) if folder.is_dir() else []
+
+
+def read_png(path: Path) -> np.ndarray:
+    """An 8-bit RGB PNG as H x W x 3 uint8: OpenCV when it imports, else a small zlib decoder (no interlacing)."""
+    try:
+        from live.media import read_image
+
+        return read_image(path)
+    except ImportError:
+        pass
+    data = path.read_bytes()
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    if (header[8], header[9], header[12]) != (8, 2, 0):
+        raise ValueError(f"{path}: only 8-bit RGB PNGs without interlacing are decoded without OpenCV")
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
+    out = np.zeros((height, width * 3), dtype=np.int32)
+    prev = np.zeros(width * 3, dtype=np.int32)
+    for y in range(height):
+        kind, line = raw[y, 0], raw[y, 1:].astype(np.int32)
+        cur = line.copy()
+        for x in range(width * 3):  # filters 1, 3, 4 depend on the decoded left neighbour
+            a, b, c = (cur[x - 3] if x >= 3 else 0), prev[x], (prev[x - 3] if x >= 3 else 0)
+            pa, pb, pc = abs(a + b - c - a), abs(a + b - c - b), abs(a + b - c - c)
+            paeth = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            cur[x] = (line[x] + (0, a, b, (a + b) // 2, paeth)[kind]) & 255
+        out[y], prev = cur, cur
+    return out.astype(np.uint8).reshape(height, width, 3)
+
+
+def _max_err(got: torch.Tensor | None, want: np.ndarray) -> float:
+    if got is None:
+        return float("inf")
+    got64 = got.detach().float().cpu().numpy().astype(np.float64)
+    if got64.shape != want.shape:
+        return float("inf")
+    return float(np.abs(got64 - want).max())
+
+
+def _check_frames(animator: Animator, expected: dict, images: dict, *, fp32: bool) -> dict:
+    """Relative mode, the first driving frame as neutral; errors per group against the original's arrays."""
+    animator.set_source(images["source"])
+    animator.calibrate(images["driving"][0])
+    kp_err = max(_max_err(animator.kp_source.value, expected["kp_source_value"]),
+                 _max_err(animator.kp_source.jacobian, expected["kp_source_jacobian"])
+                 if "kp_source_jacobian" in expected else 0.0)
+    image_err, qualities = 0.0, []
+    for i, frame in enumerate(images["driving"]):
+        kp = animator.keypoints(frame)
+        out = animator.generate(kp)
+        for got, key in ((kp.value, f"kp_driving_{i}_value"), (kp.jacobian, f"kp_driving_{i}_jacobian"),
+                         (out["kp_norm_value"], f"kp_norm_relative_{i}_value"),
+                         (out.get("kp_norm_jacobian"), f"kp_norm_relative_{i}_jacobian")):
+            if key in expected:
+                kp_err = max(kp_err, _max_err(got, expected[key]))
+        for name in ("prediction", "mask", "occlusion_map"):
+            key = f"relative_{i}_{name}"
+            if key in expected:
+                image_err = max(image_err, _max_err(out.get(name), expected[key]))
+        qualities.append(psnr(out["prediction"].float().cpu(), torch.from_numpy(expected[f"relative_{i}_prediction"])))
+    row = {"keypoints_max_abs": float(f"{kp_err:.3g}"), "images_max_abs": float(f"{image_err:.3g}"),
+           "min_psnr_db": round(min(qualities), 1) if min(qualities) != float("inf") else "inf",
+           "engine_checks": engine_checks(animator.engine)}
+    if fp32:
+        row["criterion"] = f"keypoints <= {KP_TOL:.0e}, images <= {IMAGE_TOL:.0e} (max abs)"
+        row["passed"] = kp_err <= KP_TOL and image_err <= IMAGE_TOL
+    else:
+        row["criterion"] = f"prediction PSNR >= {MIN_PSNR_DB:.0f} dB"
+        row["passed"] = min(qualities) >= MIN_PSNR_DB
+    return row
+
+
+def engine_checks(engine: Engine) -> list[dict] | str:
+    """An engine's own self-check results (``engine.checks``, filled on its first real frame), or a note."""
+    checks = getattr(engine, "checks", None)
+    if not checks:
+        return "no self-check data"
+    return [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else {"detail": str(c)} for c in checks]
+
+
+def _uncached_reference(animator: Animator, expected: dict, images: dict) -> dict:
+    """The original's per-frame call, ``generator(source, kp_norm, kp_source)``, on the original's keypoints."""
+    dev = animator.device
+    source = animator.to_tensor(images["source"])
+    err = 0.0
+    with torch.inference_mode(), exact_float32(dev):
+        kp_source = animator.kp_detector(source)
+        for i in range(NUM_FRAMES):
+            jac = expected.get(f"kp_norm_relative_{i}_jacobian")
+            kp = Keypoints(torch.from_numpy(expected[f"kp_norm_relative_{i}_value"]).to(dev),
+                           None if jac is None else torch.from_numpy(jac).to(dev))
+            out = animator.generator(source, kp, kp_source)
+            for name in ("prediction", "deformed", "mask"):
+                err = max(err, _max_err(out[name], expected[f"relative_{i}_{name}"]))
+    return {"images_max_abs": float(f"{err:.3g}"), "criterion": f"images <= {IMAGE_TOL:.0e} (max abs)",
+            "passed": err <= IMAGE_TOL}
+
+
+def _torch_export(animator: Animator, expected: dict, images: dict) -> dict:
+    """Both per-frame graphs through ``torch.export`` (the graphs TensorRT and ONNX are built from), run as exported
+    programs on the original's keypoints."""
+    from models.export import GENERATOR_INPUTS, export_programs
+
+    dev = animator.device
+    source = animator.to_tensor(images["source"])
+    with torch.no_grad(), exact_float32(dev):
+        kp_source = animator.kp_detector(source)
+        state = animator.generator.encode_source(source)
+        programs = export_programs(animator.kp_detector, animator.generator, source=state, kp_source=kp_source)
+        kp_graph, frame_graph = programs["kp_detector"].module(), programs["generator"].module()
+        kp_err, image_err = 0.0, 0.0
+        for i, frame in enumerate(images["driving"]):
+            outs = kp_graph(animator.to_tensor(frame))
+            kp_err = max(kp_err, _max_err(outs[0], expected[f"kp_driving_{i}_value"]))
+            jac = expected.get(f"kp_norm_relative_{i}_jacobian")
+            named = {"features": state.features, "source_small": state.image_small,
+                     "kp_source_value": kp_source.value, "kp_source_jacobian": kp_source.jacobian,
+                     "kp_driving_value": torch.from_numpy(expected[f"kp_norm_relative_{i}_value"]).to(dev),
+                     "kp_driving_jacobian": None if jac is None else torch.from_numpy(jac).to(dev)}
+            inputs = [named[n] for n in GENERATOR_INPUTS if named[n] is not None]
+            prediction = frame_graph(*inputs)[0]
+            image_err = max(image_err, _max_err(prediction, expected[f"relative_{i}_prediction"]))
+    return {"keypoints_max_abs": float(f"{kp_err:.3g}"), "images_max_abs": float(f"{image_err:.3g}"),
+            "criterion": f"keypoints <= {KP_TOL:.0e}, prediction <= {IMAGE_TOL:.0e} (max abs)",
+            "passed": kp_err <= KP_TOL and image_err <= IMAGE_TOL}
+
+
+def golden_rows(device: torch.device) -> list[tuple[str, str, Callable[[Animator], Engine] | str]]:
+    """(row, precision kind, engine factory or skip reason) for every path golden parity covers on ``device``."""
+    cuda = device.type == "cuda"
+
+    def eager(precision: str, kernels: bool) -> Callable[[Animator], Engine]:
+        return lambda a: EagerEngine(a.kp_detector, a.generator, device=device, precision=precision,
+                                     use_kernels=kernels, reason="report")
+
+    triton = None if not missing_package("triton") else "triton is not installed"
+    cuda_only = "CUDA only (the tests check this path's numerics on the CPU)"
+    rows: list = [("fp32", "fp32", eager("fp32", False)),
+                  ("fp32-kernels", "fp32", (triton or eager("fp32", True)) if cuda else cuda_only),
+                  ("fp16", "reduced", eager("fp16", False) if cuda else cuda_only),
+                  ("fp16-kernels", "reduced", (triton or eager("fp16", True)) if cuda else cuda_only),
+                  ("bf16", "reduced", eager("bf16", False))]
+    onnx_reason = onnx_unavailable(device)
+    if onnx_reason is None:
+        from models.engines import OnnxRuntimeEngine
+
+        rows.append(("onnxruntime-fp32", "fp32",
+                     lambda a: OnnxRuntimeEngine(a.kp_detector, a.generator, device=device, image_size=a.image_size)))
+    else:
+        rows.append(("onnxruntime-fp32", "fp32", onnx_reason))
+    trt_reason = tensorrt_unavailable(device)
+    if trt_reason is None:
+        from models.tensorrt import TensorRTEngine
+
+        rows.append(("tensorrt-fp16", "reduced",
+                     lambda a: TensorRTEngine(a.kp_detector, a.generator, device=device, precision="fp16",
+                                              image_size=a.image_size)))
+    else:
+        rows.append(("tensorrt-fp16", "reduced", trt_reason))
+    return rows
+
+
+def golden_parity(folder: Path | None, device: torch.device, *, time_left: Callable[[], float]) -> dict:
+    """Every path on every golden variant in ``folder``; see the module docstring."""
+    if folder is None:
+        return {"skipped": "no --golden folder given (a golden variant: config.yaml, checkpoint.pth.tar, source and "
+                           "driving PNGs, expected.npz)"}
+    variants = golden_variants(folder)
+    if not variants:
+        return {"error": f"{folder} is not a golden variant folder and holds none ({', '.join(GOLDEN_FILES)})"}
+    result: dict = {"folder": str(folder), "mode": "relative, first driving frame as neutral", "variants": {}}
+    for variant in variants:
+        expected = dict(np.load(variant / "expected.npz"))
+        images = {"source": read_png(variant / "source.png"),
+                  "driving": [read_png(variant / f"driving_{i}.png") for i in range(NUM_FRAMES)]}
+        animator = Animator.from_checkpoint(variant / "checkpoint.pth.tar", variant / "config.yaml",
+                                            device=str(device), precision="fp32", engine="eager",
+                                            motion=MotionOptions(relative=True, adapt_scale=True))
+        default_engine = animator.engine
+        rows: dict = {}
+        for name, kind, factory in golden_rows(device):
+            if isinstance(factory, str):
+                rows[name] = {"skipped": factory}
+                continue
+            if time_left() <= 0:
+                rows[name] = {"skipped": "time budget spent"}
+                continue
+            try:
+                animator.engine = factory(animator)  # constructed directly: an engine that cannot start raises
+                animator.precision = animator.engine.precision
+                rows[name] = _check_frames(animator, expected, images, fp32=kind == "fp32")
+            except Exception as err:  # noqa: BLE001 - one failing path is a row, not the end of the report
+                rows[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+            finally:
+                if animator.engine is not default_engine:
+                    animator.engine.close()
+                animator.engine = default_engine
+                animator.reset_calibration()
+        for name, check in (("reference-uncached-fp32", _uncached_reference), ("torch-export-fp32", _torch_export)):
+            try:
+                rows[name] = check(animator, expected, images)
+            except Exception as err:  # noqa: BLE001 - as above
+                rows[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        result["variants"][variant.name] = rows
+    ran = [row for rows in result["variants"].values() for row in rows.values() if "passed" in row]
+    result["passed"] = bool(ran) and all(row["passed"] for row in ran)
+    return result
+
+
+# --- kernels on odd shapes ------------------------------------------------------------------------------------------
+
+DENSE_SHAPES = [(1, 10, 3, 32, 32, True, 1.0), (2, 5, 3, 17, 23, True, 1.3), (1, 3, 1, 9, 31, False, 1.0),
+                (3, 1, 2, 7, 5, True, 1.3)]  # B, K, C, h, w, jacobian, keypoint spread (as tests/test_kernels.py)
+DEFORM_SHAPES = [(1, 1, 40, 13, 19, True, False), (3, 1, 17, 8, 8, True, True), (2, 2, 5, 11, 7, False, False),
+                 (1, 1, 256, 63, 65, True, True)]  # B, B of features, C, H, W, occlusion, channels_last
+
+
+def _random_keypoints(b: int, k: int, *, jacobian: bool, spread: float, gen: torch.Generator,
+                      device: torch.device) -> Keypoints:
+    value = (torch.rand(b, k, 2, generator=gen) * 2 - 1) * spread  # B x K x 2, some outside [-1, 1] when spread > 1
+    jac = torch.eye(2) + 0.4 * torch.randn(b, k, 2, 2, generator=gen) if jacobian else None  # B x K x 2 x 2
+    return Keypoints(value.to(device), None if jac is None else jac.to(device))
+
+
+def _compare(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> dict:
+    atol, rtol = KERNEL_TOLERANCES[dtype]
+    got64, want64 = got.detach().double().cpu(), want.detach().double().cpu()
+    if got64.shape != want64.shape:
+        return {"passed": False, "detail": f"shape {tuple(got64.shape)} != {tuple(want64.shape)}"}
+    bad = ~((got64 - want64).abs() <= atol + rtol * want64.abs())
+    row = {"max_abs": float(f"{(got64 - want64).abs().nan_to_num(float('inf')).max().item():.3g}"),
+           "tolerance": f"atol {atol:.0e} + rtol {rtol:.0e}", "passed": not bool(bad.any())}
+    if bad.any():
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        row["first_mismatch"] = f"{first}: got {got64[first].item():.6f}, expected {want64[first].item():.6f}"
+    return row
+
+
+def kernel_checks(device: torch.device) -> dict:
+    """Each fused kernel against its reference on odd shapes, fp32 / fp16 / bf16 inputs (CUDA only)."""
+    if device.type != "cuda":
+        return {"skipped": "Triton kernels run on CUDA only here (on the CPU the tests check them with Triton's "
+                           "interpreter, too slow for this report)"}
+    if missing_package("triton"):
+        return {"skipped": "triton is not installed"}
+    import kernels
+    from kernels.reference import deform_features_reference, dense_motion_inputs_reference
+
+    rows = {}
+    for dtype in KERNEL_TOLERANCES:
+        for b, k, c, h, w, jacobian, spread in DENSE_SHAPES:
+            gen = torch.Generator().manual_seed(h * w)
+            kp_driving, kp_source = (_random_keypoints(b, k, jacobian=jacobian, spread=spread, gen=gen, device=device)
+                                     for _ in range(2))
+            source = torch.rand(b, c, h, w, generator=gen).to(device, dtype)
+            name = f"dense_motion_inputs {b}x{k}x{c}x{h}x{w}{'-jac' if jacobian else ''} {str(dtype)[6:]}"
+            try:
+                got = kernels.dense_motion_inputs(source, kp_driving, kp_source, use_kernel=True)
+                want = dense_motion_inputs_reference(source.float(), kp_driving, kp_source)
+                # The kernel computes in float32 from the same rounded source: float32 tolerances throughout.
+                checks = [_compare(g, r, torch.float32) for g, r in zip(got, want, strict=True)]
+                rows[name] = min(checks, key=lambda r: (r["passed"], -r.get("max_abs", 0)))
+            except Exception as err:  # noqa: BLE001 - a kernel that fails to launch is a failed row
+                rows[name] = {"passed": False, "error": f"{type(err).__name__}: {str(err)[:200]}"}
+        for b, bf, c, h, w, occlusion, channels_last in DEFORM_SHAPES:
+            gen = torch.Generator().manual_seed(c * h)
+            features = torch.randn(bf, c, h, w, generator=gen).to(device, dtype)
+            if channels_last:
+                features = features.contiguous(memory_format=torch.channels_last)
+            deformation = (torch.rand(b, h, w, 2, generator=gen) * 2.6 - 1.3).to(device)  # some samples outside
+            occlusion_map = torch.rand(b, 1, h, w, generator=gen).to(device) if occlusion else None
+            name = f"deform_features {b}x{c}x{h}x{w}{'-cl' if channels_last else ''} {str(dtype)[6:]}"
+            try:
+                got = kernels.deform_features(features, deformation, occlusion_map, use_kernel=True)
+                rows[name] = _compare(got, deform_features_reference(features.float(), deformation, occlusion_map),
+                                      dtype)
+            except Exception as err:  # noqa: BLE001 - as above
+                rows[name] = {"passed": False, "error": f"{type(err).__name__}: {str(err)[:200]}"}
+    return {"rows": rows, "passed": all(r.get("passed") for r in rows.values())}
+
+
+# --- the engines' own self-checks -----------------------------------------------------------------------------------
+
+def self_checks(device: torch.device, networks: tuple) -> dict:
+    """Start each engine this device offers on the vox-256 networks, run one real frame (which fills the engine's
+    ``checks``), and report its verdict. Compiled paths are added by the model section, which compiles them."""
+    kp_detector, generator = networks
+    cuda = device.type == "cuda"
+
+    def eager(precision: str, kernels: bool | None = None) -> Callable[[], Engine]:
+        return lambda: EagerEngine(kp_detector, generator, device=device, precision=precision, use_kernels=kernels,
+                                   reason="report")
+
+    candidates: dict[str, Callable[[], Engine] | str] = {"eager-fp32": eager("fp32", False)}
+    if cuda:
+        candidates["eager-fp16"] = eager("fp16", False)
+        candidates["eager-fp16-kernels"] = ("triton is not installed" if missing_package("triton")
+                                            else eager("fp16", True))
+    else:
+        candidates["eager-bf16"] = eager("bf16")
+    onnx_reason, trt_reason = onnx_unavailable(device), tensorrt_unavailable(device)
+    if onnx_reason is None:
+        from models.engines import OnnxRuntimeEngine
+
+        candidates["onnxruntime-fp32"] = lambda: OnnxRuntimeEngine(kp_detector, generator, device=device,
+                                                                   image_size=256)
+    else:
+        candidates["onnxruntime-fp32"] = onnx_reason
+    if trt_reason is None:
+        from models.tensorrt import TensorRTEngine
+
+        candidates["tensorrt-fp16"] = lambda: TensorRTEngine(kp_detector, generator, device=device, precision="fp16",
+                                                             image_size=256)
+    else:
+        candidates["tensorrt-fp16"] = trt_reason
+    for name in ("eager-fp16-compile", "eager-fp16-cudagraphs"):
+        candidates[name] = ("pending: the model section compiles it and records its check" if cuda
+                            else "compiled paths are checked on CUDA only here")
+    gen = torch.Generator().manual_seed(5)
+    source, frame = (torch.rand(1, 3, 256, 256, generator=gen).to(device) for _ in range(2))
+    rows: dict = {}
+    for name, factory in candidates.items():
+        if isinstance(factory, str):
+            rows[name] = {"verdict": "skipped", "detail": factory}
+            continue
+        engine = None
+        try:
+            engine = factory()
+            with torch.inference_mode():
+                state, kp_source = engine.encode(source), engine.keypoints(source)
+                engine.decode(state, engine.keypoints(frame), kp_source)
+            checks = engine_checks(engine)
+            if isinstance(checks, str):
+                rows[name] = {"verdict": checks, "engine": f"{engine.name} {engine.precision}"}
+            else:
+                ok = all(c.get("ok", False) for c in checks)
+                rows[name] = {"verdict": "passed" if ok else "failed", "checks": checks}
+        except Exception as err:  # noqa: BLE001 - an engine that cannot start is a failed row
+            rows[name] = {"verdict": "error", "detail": f"{type(err).__name__}: {str(err)[:300]}"}
+        finally:
+            if engine is not None:
+                engine.close()
+    return {"networks": "vox-256, random weights", "engines": rows}

@@ -1,0 +1,68 @@
+"""Motion smoothing of the live loop: One Euro filters over whatever a backend's ``detect`` returns.
+
+The filter itself is ``live.filters.OneEuroFilter``; this room decides which parts of a motion get which filter (the
+fast rows of a blink get their own) and how tensors of FOMM keypoints pass through it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from live.filters import OneEuroFilter
+
+# The fast rows' filter (see MotionSmoother): speed in the motion's units per second (normalised landmarks here).
+FAST_BETA = 60.0
+FAST_D_CUTOFF = 5.0
+
+
+class MotionSmoother:
+    """One Euro filtering of a backend's motion: numpy arrays, or named tuples of tensors (FOMM keypoints).
+
+    Args:
+        min_cutoff: Cutoff at rest, Hz.
+        beta: How fast the cutoff opens with speed.
+        fast_rows: Rows of an array motion that move fast and briefly (a backend's ``fast_rows``: eyelids). They
+            get their own filter, with the same cutoff at rest but a speed estimate that reacts within a frame
+            (``FAST_D_CUTOFF``) and a cutoff that opens much more with speed (``FAST_BETA``): with the common
+            filter, a 160 ms blink on a 25 fps stream reached 61% of its closure one frame late instead of 85%.
+    """
+
+    def __init__(self, *, min_cutoff: float, beta: float, fast_rows: tuple[int, ...] = ()) -> None:
+        self.min_cutoff = min_cutoff
+        self.beta = beta
+        self.fast_rows = np.asarray(fast_rows, dtype=np.intp)
+        self.filters: dict[str, OneEuroFilter] = {}
+
+    def _filter(self, name: str) -> OneEuroFilter:
+        if name not in self.filters:
+            if name == "fast":
+                self.filters[name] = OneEuroFilter(min_cutoff=self.min_cutoff, beta=FAST_BETA,
+                                                   d_cutoff=FAST_D_CUTOFF)
+            else:
+                self.filters[name] = OneEuroFilter(min_cutoff=self.min_cutoff, beta=self.beta, d_cutoff=1.0)
+        return self.filters[name]
+
+    def reset(self) -> None:
+        self.filters.clear()
+
+    def __call__(self, motion: Any, t: float) -> Any:
+        if motion is None:
+            return None
+        if isinstance(motion, np.ndarray):
+            smoothed = self._filter("array")(motion, t)
+            if self.fast_rows.size and motion.ndim and motion.shape[0] > self.fast_rows.max():
+                smoothed[self.fast_rows] = self._filter("fast")(motion[self.fast_rows], t)
+            return smoothed.astype(motion.dtype)
+        if hasattr(motion, "_fields"):
+            import torch
+
+            smoothed = {}
+            for name in motion._fields:
+                value = getattr(motion, name)
+                if isinstance(value, torch.Tensor):
+                    filtered = self._filter(name)(value.detach().cpu().numpy(), t)
+                    smoothed[name] = torch.as_tensor(filtered, dtype=value.dtype, device=value.device)
+            return motion._replace(**smoothed)
+        return motion
