@@ -279,6 +279,7 @@ class CaptureThread(threading.Thread):
         except BaseException as err:  # noqa: BLE001 - handed to the main thread, which reports it
             self.error = err
             logger.error("capture stopped: %s", err)
+            logger.debug("capture stopped with:", exc_info=err)  # the traceback, with --debug
         finally:
             self.queue.close()
 

@@ -4,7 +4,7 @@ The live loop runs in two stages (see ``live.stages``), and each key is applied 
 changes, at the same input frame in both:
 
 - tracking keys (crop zoom and position, mirror) change the crop tracker and the ``mirror`` flag, which the tracking
-  stage reads;
+  stage reads, and tell the model stage to take the neutral pose again (``GEOMETRY_CHANGED``);
 - every other key travels with the frame to the model stage: calibration requests, avatar switches, best-frame mode
   and the preview's view toggles.
 """
@@ -22,7 +22,7 @@ HOTKEYS: list[tuple[str, str]] = [
     ("w / s", "zoom the crop in / out"),
     ("arrows", "move the crop"),
     ("r", "reset the crop"),
-    ("m", "mirror the camera"),
+    ("m", "mirror the camera (the neutral pose is taken again)"),
     ("i", "timing overlay"),
     ("h", "this help"),
     ("q / Esc", "quit"),
@@ -30,6 +30,10 @@ HOTKEYS: list[tuple[str, str]] = [
 
 QUIT_KEYS = frozenset({"q", "esc"})
 TRACKING_KEYS = frozenset({"w", "s", "left", "right", "up", "down", "r", "m"})
+# Not a key: what the tracking stage hands the model stage after a tracking key changed the crop geometry or the
+# mirror. Keypoints of the new crops are not comparable with a neutral pose taken from the old ones (mirrored
+# keypoints against an unmirrored neutral move the avatar the wrong way), so the model stage recalibrates.
+GEOMETRY_CHANGED = "geometry changed"
 _ARROWS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
@@ -84,7 +88,8 @@ def apply_tracking_key(key: str, controls: Controls, tracker) -> None:
 @dataclass(frozen=True)
 class ModelAction:
     """What a model-stage key asks of the pipeline beyond a flag: ``kind`` is ``recalibrate``, ``avatar`` (``value``:
-    an index from 0), ``step_avatar`` (``value``: +1 or -1) or ``best_frame`` (the mode was toggled)."""
+    an index from 0), ``step_avatar`` (``value``: +1 or -1), ``best_frame`` (the mode was toggled) or ``geometry``
+    (the crop geometry or the mirror changed: recalibrate from scratch)."""
 
     kind: str
     value: int = 0
@@ -94,6 +99,8 @@ def apply_model_key(key: str, controls: Controls) -> ModelAction | None:
     """Apply a model-stage key: view toggles change ``controls`` here; the rest come back as a ``ModelAction``."""
     if key == "c":
         return ModelAction("recalibrate")
+    if key == GEOMETRY_CHANGED:
+        return ModelAction("geometry")
     if key.isdigit() and key != "0":
         return ModelAction("avatar", int(key) - 1)
     if key in ("n", "p"):

@@ -28,7 +28,7 @@ from live.calibration import AutoCalibrator, BestFrameSelector
 from live.capture import CapturedFrame
 from live.compose import add_label, fit_to_output
 from live.face import CropBox, CropTracker, Face, FaceDetector, centre_crop_box, crop_square
-from live.hotkeys import Controls, apply_model_key, apply_tracking_key, is_tracking_key
+from live.hotkeys import GEOMETRY_CHANGED, Controls, apply_model_key, apply_tracking_key, is_tracking_key
 from live.overlay import build_preview
 from live.sinks import FrameInfo
 from live.smoothing import MotionSmoother
@@ -101,15 +101,24 @@ class TrackingStage:
 
     def apply_key(self, key: str) -> None:
         apply_tracking_key(key, self.controls, self.tracker)
+        if key == "m":  # the face is now on the other side: follow it from there instead of gliding across
+            self.tracker.last = None
+            if self.tracker.filter is not None:
+                self.tracker.filter.reset()
 
     def __call__(self, item: CapturedFrame, keys: list[str]) -> TrackedFrame:
-        """Apply this frame's tracking keys (the others ride along to the model stage), then track and crop."""
+        """Apply this frame's tracking keys (the others ride along to the model stage, followed by
+        ``GEOMETRY_CHANGED`` when a tracking key changed the crops), then track and crop."""
         tracked = TrackedFrame(item)
+        changed = False
         for key in keys:
             if is_tracking_key(key):
                 self.apply_key(key)
+                changed = True
             else:
                 tracked.keys.append(key)
+        if changed:
+            tracked.keys.append(GEOMETRY_CHANGED)
         try:
             frame = item.image[:, ::-1] if self.controls.mirror else item.image
             if self.crop_mode == "face":
@@ -147,9 +156,11 @@ class FailurePolicy:
         engines = sys.modules.get("models.engines.base")  # never imported: no model engine, so no DeviceError
         if engines is not None and isinstance(err, engines.DeviceError):
             logger.error("processing frame %d failed: %s", index, err)
+            logger.debug("the device error, with its traceback:", exc_info=err)  # shown with --debug
             return str(err)
         if kind not in self.counts:
             logger.error("processing frame %d failed: %s: %s (serving the last good frame)", index, kind, err)
+            logger.debug("the first %s, with its traceback:", kind, exc_info=err)  # shown with --debug
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.consecutive >= self.limit:
             return f"processing failed {self.consecutive} frames in a row ({kind}: {err}); stopping"
@@ -217,6 +228,7 @@ class ModelStage:
         self.avatar_index = index
         avatar = self.avatars[index]
         self.backend.set_source(avatar.crop)
+        self._held = None  # with no face in view the new avatar shows (unanimated), not the old one's last frame
         self.best_selector = BestFrameSelector(avatar.points) if avatar.points is not None else None
         self.events.append((self.frame_index, f"avatar {index}"))
         logger.info("avatar %d: %s", index + 1, avatar.name)
@@ -236,6 +248,21 @@ class ModelStage:
             if self.best_selector is not None:
                 self.best_selector.reset()
             logger.info("best-frame mode %s", "on" if self.controls.best_frame else "off")
+        elif action.kind == "geometry":
+            self.recalibrate_from_scratch()
+
+    def recalibrate_from_scratch(self) -> None:
+        """After the crop geometry or the mirror changed: forget the neutral pose and the smoothed motion (both
+        belong to the old crops) and take a new neutral once the face is steady; meanwhile the last animated frame
+        is held."""
+        self.backend.reset_calibration()
+        if self.smoother is not None:
+            self.smoother.reset()
+        if self.best_selector is not None:
+            self.best_selector.reset()
+        self.calibrator.request()
+        self.events.append((self.frame_index, "crop changed: recalibrating"))
+        logger.info("the crop or the mirror changed: taking the neutral pose again once the face is still")
 
     # ---------------------------------------------------------------------------------------------- per frame
     def begin(self, tracked: TrackedFrame) -> None:

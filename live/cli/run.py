@@ -119,6 +119,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         try:
             summary = pipeline.run()
         finally:
+            if pipeline.stuck:  # a thread still uses the model or the detector: leave them to the process's exit
+                cleanup.pop_all()
             if outputs.stats_json:
                 pipeline.stats.write_json(outputs.stats_json, extra={
                     "backend": backend.name, "input": source.description, "output_size": [width, height]})
