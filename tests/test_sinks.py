@@ -197,3 +197,36 @@ def test_mp4_sink_tags_the_recording(tmp_path: Path) -> None:
         frames = list(container.decode(video=0))
     assert len(frames) == 5, "a repeat is held, not written"
     assert float(frames[-1].pts * frames[-1].time_base) == pytest.approx(4 / 25)
+
+
+def test_mirror_options_reach_the_loop_and_the_virtual_camera(standin_pyvirtualcam, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--mirror` flips the input as the m key does; `--mirror-output` flips only what the virtual camera sends."""
+    from clips import moving_frames, write_clip
+
+    import live.pipeline as pipeline
+    import live.sinks as sinks
+    from live.cli import main
+
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(3, still=3))
+    seen = {}
+    real = pipeline.LivePipeline
+
+    def spy(*args, **kwargs):
+        made = real(*args, **kwargs)
+        seen["mirror"] = made.controls.mirror
+        return made
+
+    def sink_spy(**kwargs):
+        made = VirtualCamSink(**kwargs)
+        seen["mirror_output"] = made.mirror
+        return made
+
+    monkeypatch.setattr(pipeline, "LivePipeline", spy)
+    monkeypatch.setattr(sinks, "VirtualCamSink", sink_spy)
+    StandInCamera.refuse = ("I420",)
+    assert main(["--camera", str(clip), "--no-preview", "--output", "virtualcam", "--max-frames", "3", "--crop", "none",
+                 "--mirror", "--mirror-output"]) == 0
+    assert seen == {"mirror": True, "mirror_output": True}
+    camera = StandInCamera.instances[0]
+    assert camera.sent and camera.closes == 1
