@@ -15,7 +15,7 @@ import numpy as np
 
 from live.backends import Backend
 from live.calibration import BestFrameSelector
-from live.capture import DrivingSource, resize_to_square
+from live.driving import DrivingSource, resize_to_square
 from live.errors import UserError
 from live.face import CropTracker, FaceDetector, centre_crop_box, crop_square
 from live.media import read_image

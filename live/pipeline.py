@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -40,6 +39,7 @@ from live.errors import UserError
 from live.face import CropTracker, FaceDetector
 from live.handoff import OneSlot
 from live.hotkeys import QUIT_KEYS, Controls, is_tracking_key
+from live.shutdown import close_quietly, join_and_release
 from live.sinks import FrameInfo, Sink, WindowSink
 from live.smoothing import MotionSmoother
 from live.stages import MAX_CONSECUTIVE_ERRORS, FailurePolicy, ModelStage, TrackedFrame, TrackingStage, merge_keys
@@ -52,8 +52,6 @@ __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother",
 logger = logging.getLogger(__name__)
 
 PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
-CAPTURE_JOIN_SECONDS = 5.0  # a camera read returns within a frame or two; a stream read times out in 5 s
-STAGE_JOIN_SECONDS = 30.0  # a first TensorRT or torch.compile call can take this long to finish
 
 
 def pipelining_default() -> bool:
@@ -163,7 +161,7 @@ class LivePipeline:
                                 stats=self.stats, camera_lost=lambda: self.camera_lost,
                                 calibrate_first=self.options.calibrate_first)
         self.failures = FailurePolicy()
-        self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``_shut_down``)
+        self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.shutdown``)
 
     # The stages own these; they are read here by the CLI, tests and demos.
     @property
@@ -300,7 +298,7 @@ class LivePipeline:
                 logger.error("output %s failed and is closed: %s: %s", sink.name, type(err).__name__, err)
                 logger.debug("output %s failed with:", sink.name, exc_info=err)  # the traceback, with --debug
                 self.sinks.remove(sink)
-                _close_quietly(sink)
+                close_quietly(sink)
 
     def _send(self, frame: np.ndarray, info: FrameInfo) -> None:
         t0 = time.perf_counter()
@@ -324,31 +322,6 @@ class LivePipeline:
         if self.window is not None:
             self.window.send(frame, FrameInfo(info.index, now, preview=draw_text_lines(frame, repeat.status)))
         self.stats.count("frames_repeated")
-
-    def _shut_down(self, capture: CaptureThread, stages: list[threading.Thread]) -> None:
-        """Join the threads, then release what they used: the source the capture thread holds now (after a
-        reconnect, the reopened one; the lost one was closed when it was replaced) and the outputs. A thread that
-        does not stop in time is reported and what it uses is left open (releasing a camera under a blocked read, or
-        a model under a running call, can crash in native code); ``stuck`` names such threads, so the caller leaves
-        the backend and the detector alone too."""
-        capture.join(timeout=CAPTURE_JOIN_SECONDS)
-        deadline = time.perf_counter() + STAGE_JOIN_SECONDS
-        for thread in stages:
-            thread.join(timeout=max(0.0, deadline - time.perf_counter()))
-        self.stuck = [t.name for t in (capture, *stages) if t.is_alive()]
-        if capture.is_alive():
-            logger.error("the capture thread did not stop within %.0f s (a read blocked in the driver?); %s is "
-                         "left open", CAPTURE_JOIN_SECONDS, capture.source.description)
-        else:
-            capture.source.close()
-        for name in self.stuck:
-            if name != capture.name:
-                logger.error("the %s thread did not stop within %.0f s; what it uses is left open", name,
-                             STAGE_JOIN_SECONDS)
-        for sink in self.sinks:  # the outputs are driven from this thread only: theirs to close in any case
-            _close_quietly(sink)
-        if self.window is not None:
-            _close_quietly(self.window)
 
     def run(self) -> dict:
         """Run until the input ends, ``max_frames``, a quit key, Ctrl-C/SIGTERM (KeyboardInterrupt) or a fatal
@@ -395,17 +368,10 @@ class LivePipeline:
             self.stop_event.set()
             in_queue.close()
             out_queue.close()
-            self._shut_down(capture, stages)
+            # Threads joined before their source is released; a stuck one keeps it (see live.shutdown).
+            self.stuck = join_and_release(capture, stages, [*self.sinks, *([self.window] if self.window else [])])
         if capture.error is not None and self.error is None:
             self.error = f"capture failed: {capture.error}"
         if self.error:
             raise UserError(self.error)
         return self.stats.summary()
-
-
-def _close_quietly(sink: Any) -> None:
-    try:
-        sink.close()
-    except Exception as err:  # noqa: BLE001 - closing must go on for the other outputs
-        logger.error("closing %s failed: %s", getattr(sink, "name", sink), err)
-        logger.debug("closing %s failed with:", getattr(sink, "name", sink), exc_info=err)

@@ -14,7 +14,7 @@ import pytest
 from clips import moving_frames, portrait
 from test_pipeline import FlakyCamera, ListSource, tiny_backend
 
-import live.pipeline as pipeline_module
+import live.shutdown as shutdown
 from live.compose import fit_to_output
 from live.face import FaceDetector
 from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
@@ -117,7 +117,7 @@ class BlockingCamera(ListSource):
 
 def test_a_capture_thread_that_does_not_stop_is_reported_and_its_source_left_open(detector, caplog,
                                                                                   monkeypatch) -> None:
-    monkeypatch.setattr(pipeline_module, "CAPTURE_JOIN_SECONDS", 0.3)
+    monkeypatch.setattr(shutdown, "CAPTURE_JOIN_SECONDS", 0.3)
     camera = BlockingCamera()
     backend = tiny_backend()
     sink = RecordingSink(keep_frames=False)
