@@ -52,13 +52,9 @@ class FragmentedRecording:
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.clock = clock
         self.metadata = {"comment": SYNTHETIC_TAG, **(metadata or {})}
-        try:
-            # flush_packets: each closed fragment goes to the OS at once, not when FFmpeg's 32 KB buffer fills.
-            self.container = av.open(str(self.path), mode="w", format="mp4",
-                                     options={"movflags": FRAGMENTED, "flush_packets": "1"})
-        except (OSError, av.error.FFmpegError) as err:
-            raise UserError(f"cannot write {self.path}: {err}") from err
-        self.container.metadata.update(self.metadata)
+        if self.path.is_dir() or (self.path.exists() and not os.access(self.path, os.W_OK)):
+            raise UserError(f"cannot write {self.path}: {'a folder' if self.path.is_dir() else 'not writable'}")
+        self.container = None  # opened at the first frame: a run that ends before one leaves an older file alone
         self.stream = None
         self.count = 0
         self.held = 0  # frames not written because their time did not advance (a repeat of the last)
@@ -70,6 +66,13 @@ class FragmentedRecording:
         self.closed = False
 
     def _open_stream(self, frame: np.ndarray) -> None:
+        try:
+            # flush_packets: each closed fragment goes to the OS at once, not when FFmpeg's 32 KB buffer fills.
+            self.container = self._av.open(str(self.path), mode="w", format="mp4",
+                                           options={"movflags": FRAGMENTED, "flush_packets": "1"})
+        except (OSError, self._av.error.FFmpegError) as err:
+            raise UserError(f"cannot write {self.path}: {err}") from err
+        self.container.metadata.update(self.metadata)
         h, w = frame.shape[:2]
         stream = self.container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
         stream.width, stream.height = w - w % 2, h - h % 2  # yuv420p needs even sizes
@@ -83,7 +86,8 @@ class FragmentedRecording:
         self.stream = stream
 
     def write(self, frame: np.ndarray, *, t: float, index: int) -> None:
-        """Add a frame captured at ``t`` seconds (any origin) that was input frame ``index``.
+        """Add a frame captured at ``t`` seconds (any origin) that was input frame ``index`` (input frames are
+        counted from 0 whether or not they were rendered; the first one written starts the recording at its place).
 
         A frame whose time does not advance past the last one (a repeat sent while the camera was silent) is not
         written: the last frame is held until the next real one instead, which plays the same.
@@ -92,9 +96,11 @@ class FragmentedRecording:
             raise ValueError(f"expected an H x W x 3 uint8 frame, got {frame.dtype} {frame.shape}")
         seconds = index / self.fps if self.clock == "frames" else t
         if self._origin is None:
-            self._origin = seconds
+            # Input frames before this one (dropped before the model could take them) were captured from
+            # index / fps earlier: the recording starts there, with this frame shown from 0.
+            self._origin = seconds - index / self.fps
             logger.info("recording %s", self.path)
-        pts = round((seconds - self._origin) / TIME_BASE)
+        pts = 0 if self.count == 0 else round((seconds - self._origin) / TIME_BASE)
         if pts <= self._last_pts:
             self.held += 1
             return
@@ -130,12 +136,10 @@ class FragmentedRecording:
         if self.closed:
             return
         self.closed = True
-        if self.stream is not None:
-            self._mux(self.stream.encode())
-        self.container.close()
-        if not self.count:
-            self.path.unlink(missing_ok=True)
+        if self.container is None:  # not a frame came
             return
+        self._mux(self.stream.encode())
+        self.container.close()
         partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         try:
             last = 1.0 / self.fps

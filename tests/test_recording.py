@@ -65,9 +65,13 @@ def test_a_slow_model_is_held_not_skipped_in_time(tmp_path: Path) -> None:
         assert float(stream.duration * stream.time_base) == pytest.approx(46 / 25, abs=0.002)
 
 
-def test_an_empty_recording_leaves_no_file(tmp_path: Path) -> None:
+def test_a_run_without_frames_leaves_no_file_and_an_older_one_alone(tmp_path: Path) -> None:
     FragmentedRecording(tmp_path / "none.mp4", fps=25).close()
     assert not list(tmp_path.iterdir())
+    older = tmp_path / "talk.mp4"
+    older.write_bytes(b"yesterday's recording")
+    FragmentedRecording(older, fps=25).close()
+    assert older.read_bytes() == b"yesterday's recording"
 
 
 class Slow:
