@@ -153,4 +153,5 @@ def test_kill_9_leaves_a_playable_recording_with_every_frame_older_than_2_s(tmp_
     times = decoded_times(out)
     assert times == sorted(times) and times[0] == 0.0
     must_reach = killed_at - 2.0 - seen_at[0]
+    print(f"killed {killed_at - seen_at[0]:.2f} s after the first frame; the recording reaches {times[-1]:.2f} s")
     assert times[-1] >= must_reach - 1 / 25, f"recording ends at {times[-1]:.2f} s, must reach {must_reach:.2f} s"
