@@ -28,6 +28,7 @@ from live.media import cv2
 logger = logging.getLogger(__name__)
 
 SYSFS_V4L = Path("/sys/class/video4linux")  # one folder per video4linux node: videoN/name, videoN/index
+DEV = Path("/dev")
 V4L_MAJOR = 81  # the character-device major number of video4linux nodes (Linux devices.txt)
 PROBE_INDICES = 8  # indices probed where the OS lists nothing (Windows, macOS)
 
@@ -148,8 +149,9 @@ def check_device_path(path: str) -> str:
 def linux_cameras() -> list[CameraInfo]:
     """Capture nodes listed in sysfs, with their names; metadata nodes (``index`` 1 and up: a second node of the same
     camera that gives no pictures) are left out."""
-    if not SYSFS_V4L.is_dir():
-        return []
+    if not SYSFS_V4L.is_dir():  # no sysfs (some containers): the device nodes, without names
+        nodes = [p for p in DEV.glob("video*") if p.name[5:].isdigit()]
+        return sorted((CameraInfo(int(p.name[5:]), str(p), "") for p in nodes), key=lambda c: c.index)
     found = []
     for node in SYSFS_V4L.iterdir():
         if not node.name.startswith("video") or not node.name[5:].isdigit():

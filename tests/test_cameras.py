@@ -76,6 +76,17 @@ def test_cameras_command_lists_one_line_each_or_says_none(linux: Path, monkeypat
     assert capsys.readouterr().out.strip() == "no camera found"
 
 
+def test_without_sysfs_the_device_nodes_are_listed(linux: Path, tmp_path: Path, monkeypatch) -> None:
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in ("video2", "video0", "vhci", "video-meta"):
+        (dev / name).write_bytes(b"")
+    monkeypatch.setattr(cameras, "SYSFS_V4L", tmp_path / "no-sysfs")
+    monkeypatch.setattr(cameras, "DEV", dev)
+    assert [(c.index, c.path, c.name) for c in list_cameras(probe=False)] == [(0, str(dev / "video0"), ""),
+                                                                              (2, str(dev / "video2"), "")]
+
+
 def test_a_missing_index_is_refused_naming_what_is_there(linux: Path) -> None:
     check_camera(CameraSpec("index", 4))
     with pytest.raises(UserError, match=r"camera 7 not found; cameras here: 0 \(Integrated Camera"):
