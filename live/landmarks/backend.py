@@ -172,6 +172,23 @@ class LandmarkBackend:
         self._previous = moved
         return moved
 
+    def moved_mesh(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The warp's triangles for these driving landmarks: ``(source, moved, triangles)``, the M x 2 vertex
+        positions in the photo and moved (output pixels) and the T x 3 vertex indices; after ``render``,
+        ``triangle_index`` says which triangle each output pixel shows. Moves the smoothing state as ``render``.
+
+        Args:
+            motion: 478 x 3 normalised driving landmarks (from ``detect``).
+        """
+        moved = self.moved_landmarks(motion)
+        targets, _ = mesh_targets(self._mesh, moved, self._source_points)
+        return self._mesh.vertices, targets, self._mesh.triangles
+
+    @property
+    def triangle_index(self) -> np.ndarray:
+        """The last render's triangle per output pixel (size x size int32; the triangle count where none)."""
+        return self._warp.index
+
     # -- rendering ---------------------------------------------------------------------------------------------
     def render(self, motion: np.ndarray) -> np.ndarray:
         """The source moved by ``motion``: size x size x 3 uint8 RGB.

@@ -148,6 +148,14 @@ class Warp:
         self._qx, self._qy = xs.ravel(), ys.ravel()  # H*W: output pixel centres
         self._index = np.empty((n, n), np.int32)  # per output pixel, the moved triangle covering it
 
+    @property
+    def index(self) -> np.ndarray:
+        """The last ``backward_map``'s triangle per output pixel: size x size int32, T (the triangle count) where no
+        triangle covers the pixel. Read-only view; the next call overwrites it."""
+        view = self._index.view()
+        view.flags.writeable = False
+        return view
+
     def backward_map(self, mesh: SourceMesh, targets: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Per output pixel, the source position to sample: size x size x 2 float32 (x, y), for ``cv2.remap``.
 
@@ -188,7 +196,7 @@ class Warp:
         order = order[front[order]]
         polys = np.round(dst[order] * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
         index = self._index
-        index.fill(len(a) - 1)
+        index.fill(len(a) - 1)  # T: no triangle (the identity map)
         cv = cv2()
         for t, poly in zip(order.tolist(), polys, strict=True):
             cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
