@@ -27,7 +27,7 @@ from live.landmarks.points import (
     check_image,
     check_landmarks,
 )
-from live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
+from live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets, soften_tears
 from live.media import cv2
 
 logger = logging.getLogger(__name__)
@@ -206,6 +206,8 @@ class LandmarkBackend:
         lids = self._lid_amounts(closures)
         source = eyes.close_lids(self._source, self._eyelids, lids)  # the closing lids' skin moves with the mesh
         out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        if self._warp.culled:  # a surface turned away: the face's edge may have torn over its surroundings
+            soften_tears(out, pmap, self._warp.index, self._mesh)
         for eye, iris, ball, closed, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, closures, lids, strict=True):
             if ball is not None and amount < 1.0:
                 eyes.paint_eyeball(out, moved, self._source_points, eye, iris, ball, closed, 1.0 - amount)
