@@ -223,7 +223,10 @@ def test_neutral_pose_gives_back_the_source_over_the_face(name: str, backend: La
 def test_an_open_mouth_moves_the_rest_of_the_face_no_more_than_the_drivers(
         name: str, backend: LandmarkBackend, sources: dict, renderer: HeadRenderer, driving: tuple) -> None:
     """Forehead, brows, eyes and nose move (mean landmark shift over the inter-ocular distance) no more than the
-    driver's own do when its mouth opens wide, give or take the face mesh's own jitter on a still face."""
+    driver's own do when its mouth opens wide. Measured on the warp's own landmarks (what the backend moves) and by
+    the face mesh on the output frames; the latter within the face mesh's own coupling: on the driving clip it moves
+    the upper face by about 0.017 of the inter-ocular distance when only the jaw moved, so measuring again on the
+    output may add up to 0.01 more (measured 0.000-0.005 on the bundled photo and the drawn portrait)."""
     neutral = driving[0]
     opened = backend.detect(renderer.render(Pose(mouth=1.0)))
     upper = list(UPPER_FACE)
@@ -234,12 +237,15 @@ def test_an_open_mouth_moves_the_rest_of_the_face_no_more_than_the_drivers(
 
     backend.set_source(sources[name][0])
     backend.calibrate(neutral)
+    driver = shift(neutral, opened)
+    warp = shift(backend.moved_landmarks(neutral), backend.moved_landmarks(opened))
     rest, wide = backend.detect(backend.render(neutral)), backend.detect(backend.render(opened))
-    jitter = shift(rest, backend.detect(backend.render(neutral + 1e-4)))  # the same face, a hair apart
-    print(f"{name}: upper face shift {shift(rest, wide):.4f} IOD, driver {shift(neutral, opened):.4f}; "
-          f"mouth {mouth_gap(rest):.3f} -> {mouth_gap(wide):.3f}, jitter {jitter:.4f}")
+    print(f"{name}: upper face shift {shift(rest, wide):.4f} IOD on the output, {warp:.4f} in the warp, driver "
+          f"{driver:.4f}; mouth {mouth_gap(rest):.3f} -> {mouth_gap(wide):.3f}")
     assert mouth_gap(wide) - mouth_gap(rest) > 0.08, "the mouth did not open: the test would prove nothing"
-    assert shift(rest, wide) <= shift(neutral, opened) + 0.005 + jitter
+    # 5%: the motion is scaled to the source by its stable points' spread, the shift here by its eye distance.
+    assert warp <= 1.05 * driver, f"the warp moves the upper face by {warp:.4f} IOD, the driver by {driver:.4f}"
+    assert shift(rest, wide) <= driver + 0.01
 
 
 def test_ease_passes_small_turns_and_bounds_large_ones() -> None:

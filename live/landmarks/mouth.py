@@ -23,6 +23,8 @@ MOUTH_FULL_OPENING = 0.12
 # lower half read as lip to the face mesh, which then found the lip gap 0.195 of the inter-ocular distance on an
 # output whose moved lips were 0.262 apart (0.244 with the plain cavity), so the mouth seemed to open less than it did.
 THROAT = np.array([40.0, 12.0, 15.0], np.float32)
+TEETH_SATURATION = 110.0  # teeth are paler than this (HSV saturation, 0..255), fully so 40 below it
+TEETH_VALUE = 110.0  # and brighter than this (HSV value), fully so 50 above it
 
 
 def mouth_opening(points: np.ndarray) -> float:
@@ -42,7 +44,7 @@ class SourceMouth:
     """What the mouth painting needs from one source, prepared once per source (``build_mouth``)."""
 
     light: float  # brightness of the source's lips, scaling the cavity's colours
-    interior_mask: np.ndarray  # size x size uint8: the source's own mouth opening (its teeth), 255 inside
+    interior_mask: np.ndarray  # size x size uint8: the teeth in the source's own mouth opening, 255 where teeth
 
 
 def _mean_colour(image: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -55,7 +57,10 @@ def _mean_colour(image: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 
 def build_mouth(image: np.ndarray, points: np.ndarray) -> SourceMouth:
-    """The source's lip brightness and own mouth opening.
+    """The source's lip brightness and the teeth in its own mouth opening: pale, unsaturated pixels inside the
+    inner lips (teeth: saturation about 30-65 of 255, value above 130 on the bundled photo; lips and a drawn lip line
+    inside the opening: saturation 100-150), so that what is carried into an opened mouth is a teeth row where the
+    source shows teeth and nothing, leaving the dark cavity, where it does not.
 
     Args:
         image: size x size x 3 uint8 RGB source.
@@ -67,6 +72,11 @@ def build_mouth(image: np.ndarray, points: np.ndarray) -> SourceMouth:
     interior_mask = np.zeros((n, n), np.uint8)
     cv2().fillPoly(interior_mask, [np.round(points[list(INNER_LIP_POLYGON), :2] * 16).astype(np.int32)], 255,
                    cv2().LINE_AA, shift=4)
+    hsv = cv2().cvtColor(image, cv2().COLOR_RGB2HSV).astype(np.float32)  # H x W x 3, S and V in 0..255
+    teeth = (np.clip((TEETH_SATURATION - hsv[..., 1]) / 40.0, 0.0, 1.0)
+             * np.clip((hsv[..., 2] - TEETH_VALUE) / 50.0, 0.0, 1.0))  # H x W, 1 where teeth-like
+    teeth = cv2().GaussianBlur(teeth, (0, 0), 0.7)
+    interior_mask = np.round(interior_mask * teeth).astype(np.uint8)
     return SourceMouth(light=light, interior_mask=interior_mask)
 
 
