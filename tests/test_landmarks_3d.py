@@ -291,3 +291,26 @@ def test_the_drawn_portrait_is_made_by_its_script_and_is_a_face(backend: Landmar
     # Within rounding of what the script draws (OpenCV's anti-aliasing may differ by a level between versions).
     assert bundled.shape == made.shape and np.abs(bundled.astype(int) - made).mean() < 0.5
     assert backend.detect(bundled) is not None
+
+
+def test_softening_touches_only_a_band_along_the_turned_faces_edge(backend: LandmarkBackend, sources: dict,
+                                                                   renderer: HeadRenderer, driving: tuple,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a head turn the face's torn edge over its surroundings is softened, and nothing else: every changed pixel
+    lies within 2 pixels of where face triangles meet the surroundings' triangles."""
+    import live.landmarks.backend as backend_module
+
+    backend.set_source(sources["drawn"][0])
+    backend.calibrate(driving[0])
+    motion = backend.detect(renderer.render(Pose(yaw=25.0)))
+    soft = backend.render(motion)
+    _, _, triangles = backend.moved_mesh(motion)
+    outer = np.append((triangles >= MESH_POINTS).any(1), True)[backend.triangle_index].astype(np.uint8)
+    edge = cv2().morphologyEx(outer, cv2().MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    band = cv2().dilate(edge, np.ones((5, 5), np.uint8)) > 0
+    monkeypatch.setattr(backend_module, "soften_tears", lambda *args: None)
+    sharp = backend.render(motion)
+    changed = np.abs(soft.astype(int) - sharp).max(2) > 0
+    print(f"softened {changed.sum()} pixels, {(changed & ~band).sum()} outside the band")
+    assert changed.sum() > 20, "nothing was softened: the test would prove nothing"
+    assert not (changed & ~band).any(), f"{(changed & ~band).sum()} pixels changed away from the face's edge"

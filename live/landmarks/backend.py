@@ -201,13 +201,14 @@ class LandmarkBackend:
         """
         moved = self.moved_landmarks(motion)
         cv = cv2()
-        pmap = self._warp.backward_map(self._mesh, *mesh_targets(self._mesh, moved, self._source_points))
+        targets, depth = mesh_targets(self._mesh, moved, self._source_points)
+        pmap = self._warp.backward_map(self._mesh, targets, depth)
         closures = self._closures(moved)
         lids = self._lid_amounts(closures)
         source = eyes.close_lids(self._source, self._eyelids, lids)  # the closing lids' skin moves with the mesh
         out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
         if self._warp.culled:  # a surface turned away: the face's edge may have torn over its surroundings
-            soften_tears(out, pmap, self._warp.index, self._mesh)
+            soften_tears(out, pmap, self._warp.index, self._mesh, targets)
         for eye, iris, ball, closed, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, closures, lids, strict=True):
             if ball is not None and amount < 1.0:
                 eyes.paint_eyeball(out, moved, self._source_points, eye, iris, ball, closed, 1.0 - amount)
