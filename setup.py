@@ -1,6 +1,6 @@
 """fomm-live: real-time webcam puppeteering with the First Order Motion Model."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="fomm-live",
@@ -10,8 +10,9 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=["live", "live.cli", "models", "kernels", "benchmarks"],
-    package_data={"live": ["assets/*.jpg", "assets/*.md"]},
+    # Every sub-package too (live.cli, live.landmarks, models.engines, ...), so that a non-editable install is whole.
+    packages=find_packages(include=["live", "live.*", "models", "models.*", "kernels", "kernels.*", "benchmarks"]),
+    package_data={"live": ["assets/*.jpg", "assets/*.png", "assets/*.md"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'
         # machines the normal (CUDA) build. Any looser spec makes every CI run download a multi-GB CUDA build.

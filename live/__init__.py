@@ -1,6 +1,8 @@
 """fomm-live's running program: capture, face tracking, calibration, the live pipeline, sinks, hotkeys, the CLI.
 
-OpenCV, PyAV, mediapipe and pyvirtualcam are imported lazily, where they are used.
+What this room is for: everything between a camera frame and the outputs, and the command line (``live/cli/``). What
+it may import: ``models`` and ``kernels`` (never the other way); ``benchmarks`` only from the CLI's ``bench``
+command. OpenCV, PyAV, mediapipe and pyvirtualcam are imported lazily, where they are used.
 """
 
 import os as _os

@@ -1,6 +1,8 @@
 """The First Order Motion Model (Siarohin et al., NeurIPS 2019) core: networks, configs, checkpoints, animation.
 
-Imports only torch, numpy and PyYAML, so it runs from a plain checkout on any machine with PyTorch.
+What this room is for: the networks (one per file), configs and presets, checkpoint loading, export, the engines
+(``models/engines/``) and the ``Animator`` API. What it may import: torch, numpy, PyYAML and ``kernels``; nothing
+from ``live`` or ``benchmarks``. So it runs from a plain checkout on any machine with PyTorch.
 """
 
 from models.animator import Animator, image_to_tensor, tensor_to_image

@@ -2,7 +2,11 @@
 
 The source photo is moved by the face-mesh landmarks of the driving face, in the spirit of the First Order Motion
 Model (Siarohin et al., NeurIPS 2019): motion is taken relative to a calibrated neutral pose of the driver and
-transferred to the source, whose own face shape is kept. Landmarks come from mediapipe's face mesh (the model
+transferred to the source, whose own face shape is kept. The motion is 3-D: the driver's head rotation (a rigid fit
+of its face mesh, depth included, against the neutral) turns the source's own 3-D mesh, eased from 25 degrees of
+yaw and 15 of pitch so that it never passes 35 and 25; what turns away is culled and drawn behind what comes forward
+instead of folding over it. Expression (mouth, jaw, eyelids, brows) is what the rotation leaves, scaled to the
+source's face, the mouth never less than the face's scale says. Landmarks come from mediapipe's face mesh (the model
 bundled in the mediapipe 0.10.21 wheel, so it runs offline): 468 mesh points and, with ``refine_landmarks``, 10 iris
 points (478 in all).
 
@@ -17,8 +21,8 @@ The rooms, one job each:
 
 - ``points``: which landmark is which (index tables) and the input checks;
 - ``facemesh``: mediapipe's face mesh, with its native start-up output kept quiet;
-- ``motion``: the similarity fit and the driver's motion carried to the source;
-- ``warp``: the source's triangle mesh and the piecewise-affine warp;
+- ``motion``: the similarity fit, the head rotation's easing and the driver's motion carried to the source;
+- ``warp``: the source's triangle mesh, the piecewise-affine warp drawn in depth order, its torn edges softened;
 - ``eyes``: closed lids in a blink and the eyeballs following the gaze;
 - ``mouth``: the inside of an opening mouth;
 - ``backend``: ``LandmarkBackend``, joining them.

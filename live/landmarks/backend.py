@@ -27,7 +27,7 @@ from live.landmarks.points import (
     check_image,
     check_landmarks,
 )
-from live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
+from live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets, soften_tears
 from live.media import cv2
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,23 @@ class LandmarkBackend:
         self._previous = moved
         return moved
 
+    def moved_mesh(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The warp's triangles for these driving landmarks: ``(source, moved, triangles)``, the M x 2 vertex
+        positions in the photo and moved (output pixels) and the T x 3 vertex indices; after ``render``,
+        ``triangle_index`` says which triangle each output pixel shows. Moves the smoothing state as ``render``.
+
+        Args:
+            motion: 478 x 3 normalised driving landmarks (from ``detect``).
+        """
+        moved = self.moved_landmarks(motion)
+        targets, _ = mesh_targets(self._mesh, moved, self._source_points)
+        return self._mesh.vertices, targets, self._mesh.triangles
+
+    @property
+    def triangle_index(self) -> np.ndarray:
+        """The last render's triangle per output pixel (size x size int32; the triangle count where none)."""
+        return self._warp.index
+
     # -- rendering ---------------------------------------------------------------------------------------------
     def render(self, motion: np.ndarray) -> np.ndarray:
         """The source moved by ``motion``: size x size x 3 uint8 RGB.
@@ -184,11 +201,14 @@ class LandmarkBackend:
         """
         moved = self.moved_landmarks(motion)
         cv = cv2()
-        pmap = self._warp.backward_map(self._mesh, *mesh_targets(self._mesh, moved, self._source_points))
+        targets, depth = mesh_targets(self._mesh, moved, self._source_points)
+        pmap = self._warp.backward_map(self._mesh, targets, depth)
         closures = self._closures(moved)
         lids = self._lid_amounts(closures)
         source = eyes.close_lids(self._source, self._eyelids, lids)  # the closing lids' skin moves with the mesh
         out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        if self._warp.culled:  # a surface turned away: the face's edge may have torn over its surroundings
+            soften_tears(out, pmap, self._warp.index, self._mesh, targets)
         for eye, iris, ball, closed, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, closures, lids, strict=True):
             if ball is not None and amount < 1.0:
                 eyes.paint_eyeball(out, moved, self._source_points, eye, iris, ball, closed, 1.0 - amount)

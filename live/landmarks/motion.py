@@ -14,14 +14,76 @@ The source moves by the same head motion about its own centre c_S, and by the ex
 
 where c_D is the centre of the stable points of D0. When the source is the driver's face up to a scale and a shift,
 this is exactly S - S0 = k (D - D0), the relative motion of FOMM with its adaptive scale; when the faces differ,
-the source keeps its own shape. S is projected orthographically (its x and y are kept).
+the source keeps its own shape. S is projected orthographically (its x and y are kept); the warp draws it with
+triangles that turn away culled and nearer ones over farther ones (``live.landmarks.warp``), so a head turn hides
+the far cheek instead of folding it.
+
+Large turns are eased: the source's rotation is R' = Rz(roll) Ry(yaw') Rx(pitch'), the driver's yaw and pitch
+passed through ``ease`` (unchanged up to 25 and 15 degrees, then approaching 35 and 25 smoothly), because beyond
+about 30 degrees of yaw the face mesh's far half is mostly hidden and a photo has no texture for what would come
+into view. The expression E is still taken out with the driver's own R, so a turn is never read as an expression.
+
+Convention for the angles (degrees): R = Rz(roll) Ry(yaw) Rx(pitch) on column vectors (x right, y down, z away from
+the camera); a positive yaw moves the nose to the image's right, a positive pitch moves it down, a positive roll
+turns the face counter-clockwise on screen.
+
+The mouth (lips, jaw) moves by its expression scaled by k_m = k * g, g = clip(source mouth width / driver mouth width
+over k, 1, MOUTH_GAIN_MAX): a source whose mouth is wider for its face than the driver's opens a little more, and a
+small drawn mouth never opens less than the face's scale says (its opening, relative to the face, is the driver's).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from live.landmarks.points import STABLE
+from live.landmarks.points import JAW_AND_LIPS, MOUTH_CORNERS, STABLE
+
+YAW_EASE = (25.0, 35.0)  # degrees: the yaw passed on unchanged up to the first, approaching the second beyond it
+PITCH_EASE = (15.0, 25.0)  # the same for pitch
+MOUTH_GAIN_MAX = 1.2  # the most a wide source mouth amplifies the driver's mouth motion over the face's scale
+
+
+def ease(angle: float, knee: float, limit: float) -> float:
+    """``angle`` unchanged within +-knee, then approaching +-limit: knee + (limit - knee) tanh((|a| - knee) /
+    (limit - knee)), continuous with its first derivative at the knee.
+
+    Args:
+        angle: Degrees.
+        knee: Where easing starts (degrees, > 0).
+        limit: The bound approached (degrees, > knee).
+    """
+    if abs(angle) <= knee:
+        return angle
+    span = limit - knee
+    return math.copysign(knee + span * math.tanh((abs(angle) - knee) / span), angle)
+
+
+def rotation_angles(rot: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of R = Rz(roll) Ry(yaw) Rx(pitch) (see the Convention)."""
+    yaw = math.degrees(math.asin(float(np.clip(rot[2, 0], -1.0, 1.0))))
+    pitch = math.degrees(math.atan2(rot[2, 1], rot[2, 2]))
+    roll = math.degrees(math.atan2(-rot[1, 0], rot[0, 0]))
+    return yaw, pitch, roll
+
+
+def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """R = Rz(roll) Ry(yaw) Rx(pitch), 3 x 3 (degrees; see the Convention)."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    rot_y = np.array([[math.cos(y), 0.0, -math.sin(y)], [0.0, 1.0, 0.0], [math.sin(y), 0.0, math.cos(y)]])
+    rot_x = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(p), -math.sin(p)], [0.0, math.sin(p), math.cos(p)]])
+    rot_z = np.array([[math.cos(r), math.sin(r), 0.0], [-math.sin(r), math.cos(r), 0.0], [0.0, 0.0, 1.0]])
+    return rot_z @ rot_y @ rot_x
+
+
+def eased_rotation(rot: np.ndarray) -> np.ndarray:
+    """``rot`` with its yaw and pitch eased (``ease`` with YAW_EASE, PITCH_EASE); ``rot`` itself while both are
+    within their knees."""
+    yaw, pitch, roll = rotation_angles(rot)
+    if abs(yaw) <= YAW_EASE[0] and abs(pitch) <= PITCH_EASE[0]:
+        return rot
+    return rotation_matrix(ease(yaw, *YAW_EASE), ease(pitch, *PITCH_EASE), roll)
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -67,4 +129,10 @@ def relative_motion(source: np.ndarray, neutral: np.ndarray, driving: np.ndarray
     k = (np.sqrt(((source[stable, :2] - c_s[:2]) ** 2).sum(1).mean())
          / np.sqrt(((neutral[stable, :2] - c_d[:2]) ** 2).sum(1).mean()))
     head_shift = scale * rot @ c_d + shift - c_d
-    return c_s + scale * (source + k * expression - c_s) @ rot.T + k * head_shift
+    mouth, corners = list(JAW_AND_LIPS), list(MOUTH_CORNERS)
+    mouth_ratio = (np.linalg.norm(source[corners[0], :2] - source[corners[1], :2])
+                   / max(np.linalg.norm(neutral[corners[0], :2] - neutral[corners[1], :2]), 1e-9))
+    gain = float(np.clip(mouth_ratio / k, 1.0, MOUTH_GAIN_MAX))
+    scaled = k * expression  # 478 x 3, in the source's units
+    scaled[mouth] *= gain
+    return c_s + scale * (source + scaled - c_s) @ eased_rotation(rot).T + k * head_shift

@@ -1,8 +1,8 @@
 """The inside of an opening mouth, painted where the warp alone would stretch the lip line into a pale band.
 
 When the mouth opens beyond the source's own opening, the inner-lip polygon is painted as a mouth: the source's own
-mouth interior (teeth, if it shows them) carried along with the upper lip, and below it a dark cavity shading to a
-tongue colour near the lower lip, as bright as the source's lips allow, blended in as the opening grows.
+mouth interior (teeth, if it shows them) carried along with the upper lip, and below it a dark cavity, as bright as
+the source's lips allow, blended in as the opening grows.
 
 Convention: landmarks are 478 x 3 in output pixels of a square frame (see ``live.landmarks``).
 """
@@ -19,8 +19,12 @@ from live.media import cv2
 
 # Mouth interior: fully painted once the opening (mean inner-lip gap / mouth width) exceeds the source's by this.
 MOUTH_FULL_OPENING = 0.12
-THROAT = np.array([40.0, 12.0, 15.0], np.float32)  # RGB of the mouth interior: the dark back of the mouth
-TONGUE = np.array([125.0, 50.0, 55.0], np.float32)  # and the tongue, seen above the lower teeth
+# RGB of the mouth's dark cavity, scaled by how bright the source's lips are. No tongue: a red, lighter tone over the
+# lower half read as lip to the face mesh, which then found the lip gap 0.195 of the inter-ocular distance on an
+# output whose moved lips were 0.262 apart (0.244 with the plain cavity), so the mouth seemed to open less than it did.
+THROAT = np.array([40.0, 12.0, 15.0], np.float32)
+TEETH_SATURATION = 110.0  # teeth are paler than this (HSV saturation, 0..255), fully so 40 below it
+TEETH_VALUE = 110.0  # and brighter than this (HSV value), fully so 50 above it
 
 
 def mouth_opening(points: np.ndarray) -> float:
@@ -40,7 +44,7 @@ class SourceMouth:
     """What the mouth painting needs from one source, prepared once per source (``build_mouth``)."""
 
     light: float  # brightness of the source's lips, scaling the cavity's colours
-    interior_mask: np.ndarray  # size x size uint8: the source's own mouth opening (its teeth), 255 inside
+    interior_mask: np.ndarray  # size x size uint8: the teeth in the source's own mouth opening, 255 where teeth
 
 
 def _mean_colour(image: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -53,7 +57,10 @@ def _mean_colour(image: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 
 def build_mouth(image: np.ndarray, points: np.ndarray) -> SourceMouth:
-    """The source's lip brightness and own mouth opening.
+    """The source's lip brightness and the teeth in its own mouth opening: pale, unsaturated pixels inside the
+    inner lips (teeth: saturation about 30-65 of 255, value above 130 on the bundled photo; lips and a drawn lip line
+    inside the opening: saturation 100-150), so that what is carried into an opened mouth is a teeth row where the
+    source shows teeth and nothing, leaving the dark cavity, where it does not.
 
     Args:
         image: size x size x 3 uint8 RGB source.
@@ -65,6 +72,11 @@ def build_mouth(image: np.ndarray, points: np.ndarray) -> SourceMouth:
     interior_mask = np.zeros((n, n), np.uint8)
     cv2().fillPoly(interior_mask, [np.round(points[list(INNER_LIP_POLYGON), :2] * 16).astype(np.int32)], 255,
                    cv2().LINE_AA, shift=4)
+    hsv = cv2().cvtColor(image, cv2().COLOR_RGB2HSV).astype(np.float32)  # H x W x 3, S and V in 0..255
+    teeth = (np.clip((TEETH_SATURATION - hsv[..., 1]) / 40.0, 0.0, 1.0)
+             * np.clip((hsv[..., 2] - TEETH_VALUE) / 50.0, 0.0, 1.0))  # H x W, 1 where teeth-like
+    teeth = cv2().GaussianBlur(teeth, (0, 0), 0.7)
+    interior_mask = np.round(interior_mask * teeth).astype(np.uint8)
     return SourceMouth(light=light, interior_mask=interior_mask)
 
 
@@ -95,16 +107,13 @@ def paint_mouth(out: np.ndarray, moved: np.ndarray, source: np.ndarray, image: n
     origin = np.array([x0, y0], np.float64)
     mask = np.zeros((h, w), np.uint8)
     cv.fillPoly(mask, [np.round((polygon - origin) * 16).astype(np.int32)], 255, cv.LINE_AA, shift=4)
-    # The cavity: a dark throat above, the tongue's redder, lighter tone towards the lower lip, darker at the
-    # centre than at the lips; scaled by how bright the source's lips are, so a dim photo gets a dim mouth.
-    top, bottom = polygon[:, 1].min() - y0, polygon[:, 1].max() - y0
+    # The cavity: dark, a little darker towards the lips that shade it; scaled by how bright the source's lips are,
+    # so a dim photo gets a dim mouth.
     centre = polygon.mean(0) - origin
     half = np.maximum((polygon.max(0) - polygon.min(0)) / 2, 1.0)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)  # h x w each
-    v = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)  # 0 at the upper lip, 1 at the lower
-    tongue = (v * v * (3 - 2 * v))[..., None] ** 2  # h x w x 1, smooth, mostly in the lower half
     r2 = np.minimum(((xs - centre[0]) / half[0]) ** 2 + ((ys - centre[1]) / half[1]) ** 2, 1.0)[..., None]
-    fill = (THROAT + tongue * (TONGUE - THROAT)) * ((0.75 + 0.35 * r2) * mouth.light)  # h x w x 3
+    fill = THROAT * ((1.15 - 0.35 * r2) * mouth.light)  # h x w x 3
     # The source's own mouth interior (teeth), carried along with the upper lip by a 2-D similarity.
     upper = list(INNER_UPPER_LIP)
     scale, rot, shift = similarity_fit(source[upper, :2], moved[upper, :2])

@@ -34,6 +34,13 @@ BORDER_ANCHORS_PER_SIDE = 8
 OVAL_CLEARANCE = 1 / 48  # landmarks closer than this (of the frame's side) to the face oval are not mesh vertices
 BACKGROUND_DEPTH = 1e6  # drawing depth of the head ring and the anchors: behind any face point (output pixels)
 MIN_AREA_RATIO = 0.1  # moved triangles squeezed below this fraction of their source area are drawn first
+# Where neighbouring output pixels come from source places this far apart (pixels, at any size) and from different
+# triangles, the warp tore: a nearer surface over a farther one (the face's edge over its surroundings in a head
+# turn). At 20-30 degrees of yaw the culled far cheek left a saw-toothed edge there, the triangles' own outline;
+# softening a 3-pixel band across it hides the teeth. Within one triangle, even a squeezed one, nothing is
+# softened, and at rest the map has no tear, so the neutral frame is the photo's own.
+TEAR_JUMP = 3.0
+TEAR_BLUR = 1.0  # gaussian sigma of the softening, output pixels
 
 
 @dataclass
@@ -147,6 +154,15 @@ class Warp:
         ys, xs = np.mgrid[0:n, 0:n].astype(np.float32)  # H x W each
         self._qx, self._qy = xs.ravel(), ys.ravel()  # H*W: output pixel centres
         self._index = np.empty((n, n), np.int32)  # per output pixel, the moved triangle covering it
+        self.culled = False  # whether the last map left out triangles that turned over (then it may have tears)
+
+    @property
+    def index(self) -> np.ndarray:
+        """The last ``backward_map``'s triangle per output pixel: size x size int32, T (the triangle count) where no
+        triangle covers the pixel. Read-only view; the next call overwrites it."""
+        view = self._index.view()
+        view.flags.writeable = False
+        return view
 
     def backward_map(self, mesh: SourceMesh, targets: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Per output pixel, the source position to sample: size x size x 2 float32 (x, y), for ``cv2.remap``.
@@ -186,9 +202,10 @@ class Warp:
         tri_depth = depth[mesh.triangles].mean(1)  # T
         order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
         order = order[front[order]]
+        self.culled = len(order) < len(front)
         polys = np.round(dst[order] * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
         index = self._index
-        index.fill(len(a) - 1)
+        index.fill(len(a) - 1)  # T: no triangle (the identity map)
         cv = cv2()
         for t, poly in zip(order.tolist(), polys, strict=True):
             cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
@@ -197,3 +214,38 @@ class Warp:
         p += np.take(b, flat) * self._qy
         p += np.take(c, flat)  # H*W complex64
         return p.view(np.float32).reshape(n, n, 2)  # H x W x 2: (x, y) per output pixel
+
+
+def soften_tears(out: np.ndarray, pmap: np.ndarray, index: np.ndarray, mesh: SourceMesh,
+                 targets: np.ndarray) -> None:
+    """Blur ``out`` (in place) in a band along the face's outline where the warp tore (see TEAR_JUMP): between a
+    face triangle and one of the surroundings (head ring, anchors). Tears inside the face are left sharp: softening
+    the lips' edges made the face mesh read an open mouth as less open.
+
+    Args:
+        out: size x size x 3 uint8 warped frame.
+        pmap: Its size x size x 2 float32 backward map (``Warp.backward_map``).
+        index: The triangle per output pixel (``Warp.index``).
+        mesh: The source's mesh.
+        targets: M x 2 moved vertex positions (``mesh_targets``): the face's box bounds the search.
+    """
+    cv = cv2()
+    n = index.shape[0]
+    # Only the face's box, 4 pixels wider, is searched, and there only the pixels where face meets surroundings
+    # (a few hundred) are compared: the whole frame's map difference cost 4 ms at 256 x 256 on the 2-core CPU,
+    # twice the warp itself.
+    x0, y0 = np.clip(np.floor(targets[:MESH_POINTS].min(0)).astype(int) - 4, 0, n - 1)
+    x1, y1 = np.clip(np.ceil(targets[:MESH_POINTS].max(0)).astype(int) + 5, 1, n)
+    outer = np.append((mesh.triangles >= MESH_POINTS).any(1), True).take(index[y0:y1, x0:x1])  # h x w
+    box = pmap[y0:y1, x0:x1]  # h x w x 2
+    tear = np.zeros(outer.shape, np.uint8)
+    for dy, dx in ((0, 1), (1, 0)):
+        ys, xs = np.nonzero(outer[dy:, dx:] != outer[:outer.shape[0] - dy, :outer.shape[1] - dx])
+        torn = np.abs(box[ys + dy, xs + dx] - box[ys, xs]).sum(1) > TEAR_JUMP
+        tear[ys[torn], xs[torn]] = 1
+        tear[ys[torn] + dy, xs[torn] + dx] = 1
+    if not tear.any():
+        return
+    ys, xs = np.nonzero(cv.dilate(tear, np.ones((3, 3), np.uint8)))
+    region = out[y0:y1, x0:x1]
+    region[ys, xs] = cv.GaussianBlur(region, (0, 0), TEAR_BLUR)[ys, xs]
