@@ -150,7 +150,7 @@ def test_a_camera_that_vanishes_for_good_keeps_the_outputs_fed_until_stopped(det
     pipeline = LivePipeline(FlakyCamera(moving_frames(20, still=20), fail_at=8), backend,
                             prepare_avatars([("a", portrait())], backend.size, detector), [sink],
                             options=PipelineOptions(fps=25), detector=detector, reopen=reopen)
-    timer = threading.Timer(2.5, pipeline.stop_event.set)
+    timer = threading.Timer(1.5, pipeline.stop_event.set)
     timer.start()
     try:
         pipeline.run()

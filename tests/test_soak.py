@@ -21,8 +21,8 @@ def test_short_fomm_soak_with_camera_drops_and_a_recording(tmp_path: Path, capsy
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(25, still=10), fps=25)
     record, figures = tmp_path / "soak.mp4", tmp_path / "soak.json"
     code = main(["--backend", "fomm", "--checkpoint", str(folder / "checkpoint.pth.tar"), "--config",
-                 str(folder / "config.yaml"), "--device", "cpu", "--clip", str(clip), "--minutes", "0.25",
-                 "--record", str(record), "--drop-camera-every", "4", "--sample-seconds", "1", "--json", str(figures)])
+                 str(folder / "config.yaml"), "--device", "cpu", "--clip", str(clip), "--minutes", "0.14",
+                 "--record", str(record), "--drop-camera-every", "2.5", "--sample-seconds", "1", "--json", str(figures)])
     assert code == 0
     result = json.loads(figures.read_text())
     assert result["camera_drops"] >= 2 and result["reconnect_attempts_refused"] >= 1, "the camera dropped and came back"
