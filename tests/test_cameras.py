@@ -221,3 +221,34 @@ def test_the_camera_is_checked_before_the_model_loads_and_opened_after(tmp_path:
     assert main(["--camera", str(clip), "--no-preview", "--output", str(tmp_path / "o.mp4"), "--max-frames", "3",
                  "--crop", "none"]) == 0
     assert order == ["model", "camera"]
+
+
+class CountingCapture(FakeCapture):
+    releases = 0
+
+    def release(self) -> None:
+        CountingCapture.releases += 1
+
+
+@pytest.mark.parametrize("ending", ["max frames", "bad output", "bad model"])
+def test_the_camera_is_released_exactly_once_on_every_way_out(ending: str, linux: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Camera 0 (a stand-in capture behind a faked sysfs) through the real command: released once whether the run
+    ends normally or fails after opening it; never opened when the model fails to load."""
+    from conftest import golden_dir
+
+    monkeypatch.setattr(cv2(), "VideoCapture", CountingCapture)
+    FakeCapture.opened, FakeCapture.opens_with, FakeCapture.grant = [], None, None
+    CountingCapture.releases = 0
+    folder = golden_dir("tiny")
+    checkpoint = folder / "checkpoint.pth.tar"
+    if ending == "bad model":
+        checkpoint = tmp_path / "broken.pth.tar"
+        checkpoint.write_bytes(b"not a checkpoint")
+    output = str(tmp_path / ("o.flv" if ending == "bad output" else "o.mp4"))
+    code = main(["--camera", "0", "--checkpoint", str(checkpoint), "--config", str(folder / "config.yaml"),
+                 "--device", "cpu", "--crop", "none", "--no-preview", "--output", output, "--max-frames", "3"])
+    assert code == (0 if ending == "max frames" else 1)
+    opened = [target for target, _ in FakeCapture.opened]
+    assert opened == ([] if ending == "bad model" else [0])
+    assert CountingCapture.releases == len(opened)
