@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from live.cameras import platform_name
 from live.media import VIDEO_SUFFIXES, cv2, open_writer
 
 logger = logging.getLogger(__name__)
@@ -181,12 +182,6 @@ def to_pixel_format(frame: np.ndarray, fmt: str) -> np.ndarray:
     raise ValueError(f"unsupported pixel format {fmt}")
 
 
-def _platform() -> str:
-    if sys.platform.startswith("linux"):
-        return "linux"
-    return {"win32": "windows", "darwin": "macos"}.get(sys.platform, "other")
-
-
 def virtualcam_error(err: BaseException, device: str | None) -> SinkUnavailable:
     """One message holding every backend error pyvirtualcam collected (one line each, joined), and what to do: a
     device another program holds says so; a missing one says how to install it."""
@@ -229,7 +224,7 @@ class VirtualCamSink:
         self.fps = float(fps)
         self.mirror = mirror
         formats = ["RGB"]
-        native = NATIVE_FORMATS.get(_platform())
+        native = NATIVE_FORMATS.get(platform_name())
         if native and width % 2 == 0 and height % 2 == 0 and hasattr(pyvirtualcam.PixelFormat, native):
             formats.insert(0, native)
         errors = []
