@@ -35,8 +35,9 @@ Every section's wall time is its ``seconds`` (in its ``settings`` where it has t
 start only while the time budget lasts (``--budget-s``: 190 s on CUDA, so that the run ends within 4 minutes; 270 s
 on the CPU); torch.compile paths run last, each only with enough time left.
 ``--quick`` keeps every section and batch size with fewer iterations; ``--device cpu --quick`` is the dry run that
-proves the report imports and runs without the GPU (``tests/test_gpu_report.py`` runs it with mediapipe, PyAV, tqdm,
-pyvirtualcam, ONNX, onnxscript, ray and torch-tensorrt hidden).
+proves the report imports and runs without the GPU, with the self-checks and the batch sweep at 128 x 128
+(``tests/test_gpu_report.py`` runs it with mediapipe, PyAV, tqdm, pyvirtualcam, ONNX, onnxscript, ray and
+torch-tensorrt hidden).
 
 ``.gpu/`` is ignored by git: a remote run must carry it with the checkout (the device tool's ``carry: [".gpu"]``).
 The pipelined live loop is switched off for one row (``FOMM_LIVE_PIPELINING=0``, 1280x720 unpaced) beside the
@@ -93,6 +94,13 @@ class Context:
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def check_size(self) -> int:
+        """Image side for the self-checks and the batch sweep: vox-256's 256, except in the CPU dry run (``--quick``
+        off CUDA), which proves the code, not the figures: 128 (the smallest side vox-256's networks take) is about
+        4x less work."""
+        return 128 if self.quick and not self.cuda else 256
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -163,7 +171,7 @@ def _benchmark(ctx: Context, paths: list[str], *, with_compile: bool, iterations
 
 def model(ctx: Context) -> dict:
     paths, skipped = _model_paths(ctx)
-    iterations, warmup = ((3, 1) if ctx.quick else (8, 1)) if not ctx.cuda else ((20, 3) if ctx.quick else (60, 5))
+    iterations, warmup = ((2, 1) if ctx.quick else (8, 1)) if not ctx.cuda else ((20, 3) if ctx.quick else (60, 5))
     result = _benchmark(ctx, paths, with_compile=False, iterations=iterations, warmup=warmup)
     result["skipped"].update(skipped)
     compile_paths = ["eager-fp16-compile", "eager-fp16-cudagraphs"]
@@ -224,7 +232,8 @@ def model_compiled(ctx: Context, report: dict) -> None:
 def batch(ctx: Context) -> dict:
     from benchmarks.gpu_batch import batch_sweep
 
-    return batch_sweep(ctx.device, vox_networks(ctx.device), quick=ctx.quick, time_left=ctx.time_left, say=ctx.say)
+    return batch_sweep(ctx.device, vox_networks(ctx.device), quick=ctx.quick, time_left=ctx.time_left, say=ctx.say,
+                       image_size=ctx.check_size)
 
 
 def pipeline(ctx: Context) -> dict:
@@ -245,7 +254,7 @@ def _correctness(name: str) -> Callable[[Context], dict]:
             from benchmarks.gpu_kernels import kernel_checks
 
             return kernel_checks(ctx.device)
-        return gpu_correctness.self_checks(ctx.device, vox_networks(ctx.device))
+        return gpu_correctness.self_checks(ctx.device, vox_networks(ctx.device), image_size=ctx.check_size)
     return run
 
 
