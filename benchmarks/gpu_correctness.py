@@ -1,12 +1,10 @@
-"""Correctness rows of ``benchmarks.gpu_report``: golden parity per path, the fused kernels on odd shapes, and the
-engines' own self-checks.
+"""Correctness rows of ``benchmarks.gpu_report``: golden parity per path and the engines' own self-checks (the fused
+kernels on odd shapes are ``benchmarks.gpu_kernels``).
 
 Golden parity runs the original's frames (``expected.npz`` of a golden variant folder: config.yaml,
 checkpoint.pth.tar, source.png, driving_0..2.png) through each path in relative mode: float32 paths within the
 tolerances of ``tests/test_golden.py`` (keypoints 1e-5, images 1e-4), reduced-precision and fused paths within
-``models.engines.MIN_PSNR_DB`` of the original's prediction. The kernels are compared with their references at the
-dtype tolerances of ``tests/test_kernels.py``, on CUDA only (Triton's CPU interpreter is a correctness tool for the
-tests, far too slow for a report).
+``models.engines.MIN_PSNR_DB`` of the original's prediction.
 
 Only torch, numpy and the repository are imported at module level; ONNX Runtime, ONNX and torch-tensorrt rows are
 reported as skipped, naming the missing package.
@@ -28,8 +26,6 @@ from models.engines import MIN_PSNR_DB, EagerEngine, Engine, exact_float32, psnr
 
 KP_TOL = 1e-5  # keypoints, jacobians, normalised keypoints (as tests/test_golden.py)
 IMAGE_TOL = 1e-4  # prediction, mask, occlusion map (as tests/test_golden.py)
-# dtype of a kernel's inputs -> (atol, rtol) against the float32 reference (as tests/test_kernels.py).
-KERNEL_TOLERANCES = {torch.float32: (2e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3)}
 GOLDEN_FILES = ("config.yaml", "checkpoint.pth.tar", "expected.npz", "source.png", "driving_0.png")
 NUM_FRAMES = 3
 
@@ -231,7 +227,7 @@ def golden_rows(device: torch.device) -> list[tuple[str, str, Callable[[Animator
         rows.append(("onnxruntime-fp32", "fp32", onnx_reason))
     trt_reason = tensorrt_unavailable(device)
     if trt_reason is None:
-        from models.tensorrt import TensorRTEngine
+        from models.engines.tensorrt import TensorRTEngine
 
         rows.append(("tensorrt-fp16", "reduced",
                      lambda a: TensorRTEngine(a.kp_detector, a.generator, device=device, precision="fp16",
@@ -288,85 +284,24 @@ def golden_parity(folder: Path | None, device: torch.device, *, time_left: Calla
     return result
 
 
-# --- kernels on odd shapes ------------------------------------------------------------------------------------------
-
-DENSE_SHAPES = [(1, 10, 3, 32, 32, True, 1.0), (2, 5, 3, 17, 23, True, 1.3), (1, 3, 1, 9, 31, False, 1.0),
-                (3, 1, 2, 7, 5, True, 1.3)]  # B, K, C, h, w, jacobian, keypoint spread (as tests/test_kernels.py)
-DEFORM_SHAPES = [(1, 1, 40, 13, 19, True, False), (3, 1, 17, 8, 8, True, True), (2, 2, 5, 11, 7, False, False),
-                 (1, 1, 256, 63, 65, True, True)]  # B, B of features, C, H, W, occlusion, channels_last
-
-
-def _random_keypoints(b: int, k: int, *, jacobian: bool, spread: float, gen: torch.Generator,
-                      device: torch.device) -> Keypoints:
-    value = (torch.rand(b, k, 2, generator=gen) * 2 - 1) * spread  # B x K x 2, some outside [-1, 1] when spread > 1
-    jac = torch.eye(2) + 0.4 * torch.randn(b, k, 2, 2, generator=gen) if jacobian else None  # B x K x 2 x 2
-    return Keypoints(value.to(device), None if jac is None else jac.to(device))
-
-
-def _compare(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> dict:
-    atol, rtol = KERNEL_TOLERANCES[dtype]
-    got64, want64 = got.detach().double().cpu(), want.detach().double().cpu()
-    if got64.shape != want64.shape:
-        return {"passed": False, "detail": f"shape {tuple(got64.shape)} != {tuple(want64.shape)}"}
-    bad = ~((got64 - want64).abs() <= atol + rtol * want64.abs())
-    row = {"max_abs": float(f"{(got64 - want64).abs().nan_to_num(float('inf')).max().item():.3g}"),
-           "tolerance": f"atol {atol:.0e} + rtol {rtol:.0e}", "passed": not bool(bad.any())}
-    if bad.any():
-        first = tuple(int(i) for i in bad.nonzero()[0])
-        row["first_mismatch"] = f"{first}: got {got64[first].item():.6f}, expected {want64[first].item():.6f}"
-    return row
-
-
-def kernel_checks(device: torch.device) -> dict:
-    """Each fused kernel against its reference on odd shapes, fp32 / fp16 / bf16 inputs (CUDA only)."""
-    if device.type != "cuda":
-        return {"skipped": "Triton kernels run on CUDA only here (on the CPU the tests check them with Triton's "
-                           "interpreter, too slow for this report)"}
-    if missing_package("triton"):
-        return {"skipped": "triton is not installed"}
-    import kernels
-    from kernels.reference import deform_features_reference, dense_motion_inputs_reference
-
-    rows = {}
-    for dtype in KERNEL_TOLERANCES:
-        for b, k, c, h, w, jacobian, spread in DENSE_SHAPES:
-            gen = torch.Generator().manual_seed(h * w)
-            kp_driving, kp_source = (_random_keypoints(b, k, jacobian=jacobian, spread=spread, gen=gen, device=device)
-                                     for _ in range(2))
-            source = torch.rand(b, c, h, w, generator=gen).to(device, dtype)
-            name = f"dense_motion_inputs {b}x{k}x{c}x{h}x{w}{'-jac' if jacobian else ''} {str(dtype)[6:]}"
-            try:
-                got = kernels.dense_motion_inputs(source, kp_driving, kp_source, use_kernel=True)
-                want = dense_motion_inputs_reference(source.float(), kp_driving, kp_source)
-                # The kernel computes in float32 from the same rounded source: float32 tolerances throughout.
-                checks = [_compare(g, r, torch.float32) for g, r in zip(got, want, strict=True)]
-                rows[name] = min(checks, key=lambda r: (r["passed"], -r.get("max_abs", 0)))
-            except Exception as err:  # noqa: BLE001 - a kernel that fails to launch is a failed row
-                rows[name] = {"passed": False, "error": f"{type(err).__name__}: {str(err)[:200]}"}
-        for b, bf, c, h, w, occlusion, channels_last in DEFORM_SHAPES:
-            gen = torch.Generator().manual_seed(c * h)
-            features = torch.randn(bf, c, h, w, generator=gen).to(device, dtype)
-            if channels_last:
-                features = features.contiguous(memory_format=torch.channels_last)
-            deformation = (torch.rand(b, h, w, 2, generator=gen) * 2.6 - 1.3).to(device)  # some samples outside
-            occlusion_map = torch.rand(b, 1, h, w, generator=gen).to(device) if occlusion else None
-            name = f"deform_features {b}x{c}x{h}x{w}{'-cl' if channels_last else ''} {str(dtype)[6:]}"
-            try:
-                got = kernels.deform_features(features, deformation, occlusion_map, use_kernel=True)
-                rows[name] = _compare(got, deform_features_reference(features.float(), deformation, occlusion_map),
-                                      dtype)
-            except Exception as err:  # noqa: BLE001 - as above
-                rows[name] = {"passed": False, "error": f"{type(err).__name__}: {str(err)[:200]}"}
-    return {"rows": rows, "passed": all(r.get("passed") for r in rows.values())}
-
-
 # --- the engines' own self-checks -----------------------------------------------------------------------------------
 
-def self_checks(device: torch.device, networks: tuple) -> dict:
-    """Start each engine this device offers on the vox-256 networks, run one real frame (which fills the engine's
-    ``checks``), and report its verdict. Compiled paths are added by the model section, which compiles them."""
+COMPILED = ("eager-fp16-compile", "eager-fp16-cudagraphs")
+
+
+def engine_candidates(device: torch.device, networks: tuple, *, image_size: int = 256,
+                      cuda_paths: bool | None = None) -> dict[str, Callable[[], Engine] | str]:
+    """Engine name -> a factory, or the reason it does not run here.
+
+    Args:
+        device: Where the engines run.
+        networks: Keypoint detector and generator, on ``device``.
+        image_size: Their input size (the ONNX and TensorRT graphs are traced at it).
+        cuda_paths: Offer the CUDA engines (fp16, fp16 with the fused kernels); None: when ``device`` is CUDA. The
+            tests set it on the CPU, where the kernels run in Triton's interpreter and fp16 in PyTorch's CPU ops.
+    """
     kp_detector, generator = networks
-    cuda = device.type == "cuda"
+    cuda = device.type == "cuda" if cuda_paths is None else cuda_paths
 
     def eager(precision: str, kernels: bool | None = None) -> Callable[[], Engine]:
         return lambda: EagerEngine(kp_detector, generator, device=device, precision=precision, use_kernels=kernels,
@@ -384,23 +319,52 @@ def self_checks(device: torch.device, networks: tuple) -> dict:
         from models.engines import OnnxRuntimeEngine
 
         candidates["onnxruntime-fp32"] = lambda: OnnxRuntimeEngine(kp_detector, generator, device=device,
-                                                                   image_size=256)
+                                                                   image_size=image_size)
     else:
         candidates["onnxruntime-fp32"] = onnx_reason
     if trt_reason is None:
-        from models.tensorrt import TensorRTEngine
+        from models.engines.tensorrt import TensorRTEngine
 
         candidates["tensorrt-fp16"] = lambda: TensorRTEngine(kp_detector, generator, device=device, precision="fp16",
-                                                             image_size=256)
+                                                             image_size=image_size)
     else:
         candidates["tensorrt-fp16"] = trt_reason
-    for name in ("eager-fp16-compile", "eager-fp16-cudagraphs"):
+    for name in COMPILED:
         candidates[name] = ("pending: the model section compiles it and records its check" if cuda
                             else "compiled paths are checked on CUDA only here")
+    return candidates
+
+
+def check_verdict(checks: list[dict] | str) -> dict:
+    """A row from an engine's checks: ``passed`` when every check passed, ``failed`` when one did (that path fell
+    back), ``nothing checked`` when the engine ran no fast path (float32 eager is the reference itself)."""
+    if isinstance(checks, str):
+        return {"verdict": "nothing checked", "detail": checks}
+    ok = all(c.get("ok", False) for c in checks)
+    return {"verdict": "passed" if ok else "failed", "paths": sorted({str(c.get("path")) for c in checks}),
+            "failed_paths": sorted({str(c.get("path")) for c in checks if not c.get("ok", False)}), "checks": checks}
+
+
+def self_checks(device: torch.device, networks: tuple, *, image_size: int = 256, cuda_paths: bool | None = None,
+                only: tuple[str, ...] | None = None) -> dict:
+    """Start each engine this device offers, run one real frame (which fills the engine's ``checks`` with
+    ``models.engines.CheckResult`` rows, paths as ``models.engines.CHECK_PATHS``), and report its verdict. Compiled
+    paths are added by the model section, which compiles them.
+
+    Args:
+        device: Where the engines run.
+        networks: Keypoint detector and generator, on ``device``.
+        image_size: Their input size.
+        cuda_paths: As ``engine_candidates``.
+        only: Run just these engines (the others are left out); None: all.
+    """
+    candidates = engine_candidates(device, networks, image_size=image_size, cuda_paths=cuda_paths)
     gen = torch.Generator().manual_seed(5)
-    source, frame = (torch.rand(1, 3, 256, 256, generator=gen).to(device) for _ in range(2))
+    source, frame = (torch.rand(1, 3, image_size, image_size, generator=gen).to(device) for _ in range(2))
     rows: dict = {}
     for name, factory in candidates.items():
+        if only is not None and name not in only:
+            continue
         if isinstance(factory, str):
             rows[name] = {"verdict": "skipped", "detail": factory}
             continue
@@ -410,15 +374,11 @@ def self_checks(device: torch.device, networks: tuple) -> dict:
             with torch.inference_mode():
                 state, kp_source = engine.encode(source), engine.keypoints(source)
                 engine.decode(state, engine.keypoints(frame), kp_source)
-            checks = engine_checks(engine)
-            if isinstance(checks, str):
-                rows[name] = {"verdict": checks, "engine": f"{engine.name} {engine.precision}"}
-            else:
-                ok = all(c.get("ok", False) for c in checks)
-                rows[name] = {"verdict": "passed" if ok else "failed", "checks": checks}
+            rows[name] = {**check_verdict(engine_checks(engine)),
+                          "engine": f"{engine.name} {engine.precision}"}  # precision after any fallback
         except Exception as err:  # noqa: BLE001 - an engine that cannot start is a failed row
             rows[name] = {"verdict": "error", "detail": f"{type(err).__name__}: {str(err)[:300]}"}
         finally:
             if engine is not None:
                 engine.close()
-    return {"networks": "vox-256, random weights", "engines": rows}
+    return {"networks": f"{image_size} x {image_size}, random weights", "engines": rows}

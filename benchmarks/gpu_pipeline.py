@@ -3,16 +3,18 @@
 that discards every frame.
 
 GPU busy fraction: CUDA events are recorded on the current stream just before and just after each call into the
-backend (``detect``: keypoints; ``render``: motion normalisation and generator), the spans are taken relative to an
-event recorded at the start of the run, overlapping spans are merged, and their sum is divided by the run's wall
-time. A span runs from the first to the last GPU operation of a call, gaps between kernels included, so this is an
-upper bound on the time the GPU computed; on the CPU it is null.
+backend (``detect``: keypoints; ``render``, or ``render_fitted`` when the backend composes on the device as the FOMM
+backend does on CUDA: motion normalisation, generator and the fit to the output size), the spans are taken relative
+to an event recorded at the start of the run, overlapping spans are merged, and their sum is divided by the run's
+wall time. Each row's ``timed_calls`` counts the calls covered. A span runs from the first to the last GPU
+operation of a call, gaps between kernels included, so this is an upper bound on the time the GPU computed; on the
+CPU it is null.
 """
 
 from __future__ import annotations
 
-import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -22,8 +24,9 @@ import torch
 PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
 CLIP_SIZES = ((640, 480), (1280, 720))
 PACINGS = (None, 30.0, 60.0)  # unpaced, then paced like a camera at 30 and 60 fps
-BUSY_METHOD = ("CUDA events around each backend detect/render call on the current stream, overlapping spans merged, "
-               "summed over the run's wall time (an upper bound: gaps between kernels inside a call count as busy)")
+BUSY_METHOD = ("CUDA events around each backend detect/render/render_fitted call on the current stream, overlapping "
+               "spans merged, summed over the run's wall time (an upper bound: gaps between kernels inside a call "
+               "count as busy)")
 
 
 class SyntheticClip:
@@ -71,11 +74,12 @@ class SyntheticClip:
 
 
 class BusyTimedBackend:
-    """Wraps a backend and records CUDA events around ``detect`` and ``render``; everything else is passed through.
+    """Wraps a backend and records CUDA events around ``detect``, ``render`` and ``render_fitted`` (what the live
+    loop calls on CUDA when the backend ``composes_on_device``); everything else is passed through.
 
     Args:
         backend: The backend to time.
-        device: Its device; on anything but CUDA nothing is recorded.
+        device: Its device; on anything but CUDA no events are recorded (the calls are still counted).
     """
 
     def __init__(self, backend: Any, device: torch.device) -> None:
@@ -83,6 +87,7 @@ class BusyTimedBackend:
         self._cuda = device.type == "cuda"
         self._spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._origin: torch.cuda.Event | None = None
+        self.calls: Counter[str] = Counter()  # timed calls by name: proves which calls the busy figure covers
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
@@ -91,13 +96,18 @@ class BusyTimedBackend:
     def calibrated(self) -> bool:
         return self._backend.calibrated
 
+    @property
+    def composes_on_device(self) -> bool:
+        return bool(getattr(self._backend, "composes_on_device", False))
+
     def start(self) -> None:
         """Mark the start of the run (call just before ``LivePipeline.run``)."""
         if self._cuda:
             self._origin = torch.cuda.Event(enable_timing=True)
             self._origin.record()
 
-    def _timed(self, call: Callable[[], Any]) -> Any:
+    def _timed(self, name: str, call: Callable[[], Any]) -> Any:
+        self.calls[name] += 1
         if not self._cuda or self._origin is None:
             return call()
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -108,10 +118,13 @@ class BusyTimedBackend:
         return result
 
     def detect(self, frame: np.ndarray) -> Any:
-        return self._timed(lambda: self._backend.detect(frame))
+        return self._timed("detect", lambda: self._backend.detect(frame))
 
     def render(self, motion: Any) -> np.ndarray:
-        return self._timed(lambda: self._backend.render(motion))
+        return self._timed("render", lambda: self._backend.render(motion))
+
+    def render_fitted(self, motion: Any, width: int, height: int) -> np.ndarray:
+        return self._timed("render_fitted", lambda: self._backend.render_fitted(motion, width, height))
 
     def busy_ms(self) -> float | None:
         """Milliseconds the GPU spent inside the recorded calls (merged spans); None off CUDA."""
@@ -140,7 +153,7 @@ def make_fomm_backend(kp_detector, generator, device: torch.device):
 
 
 def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps: float | None, frames: int,
-             pipelining: str | None = None) -> dict:
+             pipelining: bool | None = None) -> dict:
     """One run of the live loop on a synthetic clip.
 
     Args:
@@ -150,13 +163,14 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
         height: Clip height.
         fps: Pace the clip at this rate like a camera; None: unpaced, every frame as fast as it goes.
         frames: Input frames.
-        pipelining: ``FOMM_LIVE_PIPELINING`` for this run (None: leave the environment as it is).
+        pipelining: Run the loop's two stages in two threads (``PipelineOptions.pipelining``); None: the default
+            (on unless ``FOMM_LIVE_PIPELINING=0``).
 
     Returns:
         The pipeline's stats (``stages_ms``, ``end_to_end_ms``, frame counters) plus ``achieved_fps``, ``wall_s``
-        and ``gpu_busy_fraction``.
+        ``gpu_busy_fraction`` and ``timed_calls``.
     """
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.pipeline import LivePipeline, PipelineOptions, pipelining_default, prepare_avatars
     from live.sinks import RecordingSink
     from live.stats import PipelineStats
 
@@ -167,34 +181,26 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
     backend.reset_calibration()
     # steady_seconds 0: with crop none the "face" never moves, so the neutral pose is taken on the first frame and
     # every frame after runs the generator.
-    options = PipelineOptions(crop="none", realtime=fps is not None, fps=fps, steady_seconds=0.0, max_frames=frames)
+    options = PipelineOptions(crop="none", realtime=fps is not None, fps=fps, steady_seconds=0.0, max_frames=frames,
+                              pipelining=pipelining)
     sink = RecordingSink(keep_frames=False, keep_infos=False)
-    before = os.environ.get(PIPELINING_ENV)
-    if pipelining is not None:
-        os.environ[PIPELINING_ENV] = pipelining
-    try:
-        pipeline = LivePipeline(clip, timed, prepare_avatars([("photo", photo)], backend.size, None, crop="none"),
-                                [sink], options=options, detector=None, stats=PipelineStats())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        timed.start()
-        start = time.perf_counter()
-        summary = pipeline.run()
-        busy = timed.busy_ms()
-        wall = time.perf_counter() - start
-    finally:
-        if pipelining is not None:
-            if before is None:
-                os.environ.pop(PIPELINING_ENV, None)
-            else:
-                os.environ[PIPELINING_ENV] = before
+    pipeline = LivePipeline(clip, timed, prepare_avatars([("photo", photo)], backend.size, None, crop="none"),
+                            [sink], options=options, detector=None, stats=PipelineStats())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    timed.start()
+    start = time.perf_counter()
+    summary = pipeline.run()
+    busy = timed.busy_ms()
+    wall = time.perf_counter() - start
     summary["stages_ms"] = {k: v for k, v in summary["stages_ms"].items() if v.get("count")}
     summary["wall_s"] = round(wall, 3)
     summary["achieved_fps"] = round(summary["frames_out"] / wall, 2) if wall > 0 else None
     summary["frames_discarded_by_sink"] = sink.count
     summary["input"] = clip.description
     summary["pacing"] = f"paced at {fps:g} fps (newest frame wins)" if fps else "unpaced (every frame)"
-    summary[PIPELINING_ENV] = os.environ.get(PIPELINING_ENV, "unset") if pipelining is None else pipelining
+    summary["pipelining"] = pipelining_default() if pipelining is None else pipelining
+    summary["timed_calls"] = dict(timed.calls)
     if busy is None:
         summary["gpu_busy_fraction"] = None
         summary["gpu_busy_note"] = f"not measured on {device.type}: no GPU"
@@ -214,23 +220,30 @@ def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_le
         quick: Fewer frames per run.
         time_left: Seconds left of the report's budget.
         say: Progress lines.
+
+    Returns:
+        One entry per clip size directly (``"640x480"``, ``"1280x720"``), each with a row per pacing (``unpaced``,
+        ``paced-30fps``, ``paced-60fps``; see ``run_clip``), and the run's settings under ``settings``.
     """
     backend = make_fomm_backend(*networks, device)
     engine = backend.animator.engine
-    result: dict = {"backend": f"fomm, {engine.name} {engine.precision} ({engine.reason})", "crop": "none",
-                    "sink": "discards every frame", "gpu_busy_method": BUSY_METHOD if device.type == "cuda" else None,
-                    "clips": {}}
     if device.type == "cuda":
         unpaced_frames, paced_seconds = (90, 2.0) if quick else (200, 3.0)
-    else:
-        unpaced_frames, paced_seconds = (6, 1.0) if quick else (20, 3.0)
-    runs = [(w, h, fps, None) for w, h in CLIP_SIZES for fps in PACINGS]
-    runs.append((1280, 720, None, "0"))  # the pipelined loop switched off, beside the default unpaced row
+    else:  # 200-400 ms per frame at vox-256 on a 2-core CPU: a few frames prove every row runs
+        unpaced_frames, paced_seconds = (4, 0.5) if quick else (20, 3.0)
+    result: dict = {"settings": {"backend": f"fomm, {engine.name} {engine.precision} ({engine.reason})",
+                                 "composes_on_device": bool(getattr(backend, "composes_on_device", False)),
+                                 "crop": "none", "sink": "discards every frame",
+                                 "gpu_busy_method": BUSY_METHOD if device.type == "cuda" else None,
+                                 "unpaced_frames": unpaced_frames, "paced_seconds": paced_seconds}}
+    runs: list[tuple[int, int, float | None, bool | None]] = [(w, h, fps, None) for w, h in CLIP_SIZES
+                                                              for fps in PACINGS]
+    runs.append((1280, 720, None, False))  # the pipelined loop switched off, beside the default unpaced row
     for width, height, fps, pipelining in runs:
         label = "unpaced" if fps is None else f"paced-{fps:g}fps"
         if pipelining is not None:
-            label += f"-{PIPELINING_ENV}={pipelining}"
-        rows = result["clips"].setdefault(f"{width}x{height}", {})
+            label += f"-{PIPELINING_ENV}={int(pipelining)}"
+        rows = result.setdefault(f"{width}x{height}", {})
         if time_left() <= 0:
             rows[label] = {"skipped": "time budget spent"}
             continue

@@ -16,23 +16,28 @@ recorded as ``{"error": ...}``, a row that cannot run here as ``{"skipped": reas
   versions; ``packages_importable``; ``module_level_imports_of_missing_packages`` (per live module).
 - ``correctness``: ``golden.variants[variant][path]`` (each path on the golden frames: fp32 within the tests'
   tolerances, reduced precision and fused paths within 40 dB PSNR, torch.export's graphs; ``passed``),
-  ``kernels.rows["op shape dtype"]`` (fused kernels against their references on odd shapes, CUDA only),
-  ``self_checks.engines[engine]`` (``verdict`` of each engine's own check on its first real frame).
+  ``kernels.rows["op shape dtype"]`` (fused kernels against their references on odd shapes, CUDA only;
+  ``benchmarks.gpu_kernels``), ``self_checks.engines[engine]`` (``verdict`` of each engine's own checks on its first
+  real frame, ``paths`` checked as ``models.engines.CHECK_PATHS``, ``failed_paths``, ``checks`` as ``CheckResult``).
 - ``model``: ``benchmarks.model`` at vox-256 size with random weights, every path side by side: ``paths[path]`` as
   ``bench --json`` (keypoints / generator / frame p50/p95/p99, warm-up apart), ``skipped[path]`` with the reason;
   torch.compile and CUDA graphs last, as time allows.
-- ``batch``: 1, 2, 4, 8, 16, 32 streams with distinct sources, one batch per step: ``sizes["1".."32"]`` with
-  ``step_ms`` p50/p95/p99, ``frames_per_second``, ``gpu_memory_mb`` (peak allocated).
+- ``batch``: 1, 2, 4, 8, 16, 32 streams with distinct sources, one batch per step (``benchmarks.gpu_batch``): per
+  size ``batch["1"]`` .. ``batch["32"]`` with ``step_ms`` p50/p95/p99, ``frames_per_second``, ``gpu_memory_mb``
+  (peak allocated); the run's settings in ``batch["settings"]``.
 - ``pipeline``: the live loop with ``--crop none`` on synthetic 640x480 and 1280x720 clips, unpaced and paced at 30
-  and 60 fps, into a discarding sink: ``clips["640x480"]["unpaced" | "paced-30fps" | "paced-60fps"]`` with
-  ``stages_ms``, ``end_to_end_ms`` (p50/p95/p99), ``achieved_fps``, ``gpu_busy_fraction`` (method in
-  ``gpu_busy_method``).
+  and 60 fps, into a discarding sink (``benchmarks.gpu_pipeline``): per clip size and pacing
+  ``pipeline["640x480"]["unpaced" | "paced-30fps" | "paced-60fps"]`` (and ``pipeline["1280x720"]``) with
+  ``stages_ms``, ``end_to_end_ms`` (p50/p95/p99), ``achieved_fps``, ``gpu_busy_fraction``; the run's settings
+  (backend, ``gpu_busy_method``) in ``pipeline["settings"]``.
 
-Sections (and rows within them) start only while the time budget lasts (``--budget-s``: 190 s on CUDA, so that the
-run ends within 4 minutes; 270 s on the CPU); torch.compile paths run last, each only with enough time left.
+Every section's wall time is its ``seconds`` (in its ``settings`` where it has them). Sections (and rows within them)
+start only while the time budget lasts (``--budget-s``: 190 s on CUDA, so that the run ends within 4 minutes; 270 s
+on the CPU); torch.compile paths run last, each only with enough time left.
 ``--quick`` keeps every section and batch size with fewer iterations; ``--device cpu --quick`` is the dry run that
-proves the report imports and runs without the GPU (``tests/test_gpu_report.py`` runs it with mediapipe, PyAV, tqdm,
-pyvirtualcam, ONNX, onnxscript, ray and torch-tensorrt hidden).
+proves the report imports and runs without the GPU, with the self-checks and the batch sweep at 128 x 128
+(``tests/test_gpu_report.py`` runs it with mediapipe, PyAV, tqdm, pyvirtualcam, ONNX, onnxscript, ray and
+torch-tensorrt hidden).
 
 ``.gpu/`` is ignored by git: a remote run must carry it with the checkout (the device tool's ``carry: [".gpu"]``).
 The pipelined live loop is switched off for one row (``FOMM_LIVE_PIPELINING=0``, 1280x720 unpaced) beside the
@@ -62,7 +67,6 @@ SHARED_GOLDEN = REPO.parent / "shared" / "golden" / "fomm" / "tiny"
 PREPARED_GOLDEN = REPO / ".gpu" / "golden" / "tiny"
 GOLDEN_COPY = ("config.yaml", "checkpoint.pth.tar", "expected.npz", "source.png", "driving_0.png", "driving_1.png",
                "driving_2.png")
-BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 # Seconds left that a torch.compile path needs to start: compile (not measured on these GPUs yet; 15-20 s per path on
 # the 2-core test CPU) plus the timed frames.
 COMPILE_GUARD_S = 60.0
@@ -90,6 +94,13 @@ class Context:
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def check_size(self) -> int:
+        """Image side for the self-checks and the batch sweep: vox-256's 256, except in the CPU dry run (``--quick``
+        off CUDA), which proves the code, not the figures: 128 (the smallest side vox-256's networks take) is about
+        4x less work."""
+        return 128 if self.quick and not self.cuda else 256
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -160,7 +171,7 @@ def _benchmark(ctx: Context, paths: list[str], *, with_compile: bool, iterations
 
 def model(ctx: Context) -> dict:
     paths, skipped = _model_paths(ctx)
-    iterations, warmup = ((3, 1) if ctx.quick else (8, 1)) if not ctx.cuda else ((20, 3) if ctx.quick else (60, 5))
+    iterations, warmup = ((2, 1) if ctx.quick else (8, 1)) if not ctx.cuda else ((20, 3) if ctx.quick else (60, 5))
     result = _benchmark(ctx, paths, with_compile=False, iterations=iterations, warmup=warmup)
     result["skipped"].update(skipped)
     compile_paths = ["eager-fp16-compile", "eager-fp16-cudagraphs"]
@@ -219,63 +230,10 @@ def model_compiled(ctx: Context, report: dict) -> None:
 
 
 def batch(ctx: Context) -> dict:
-    from live.stats import percentiles
-    from models.engines import EagerEngine, default_precision
+    from benchmarks.gpu_batch import batch_sweep
 
-    dev = ctx.device
-    kp_detector, generator = vox_networks(dev)
-    precision = default_precision(dev)
-    engine = EagerEngine(kp_detector, generator, device=dev, precision=precision, reason="batch sweep")
-    if ctx.cuda:
-        warmup, iterations = (2, 5) if ctx.quick else (3, 20)
-    else:  # vox-256 is 100-230 ms per frame on a 2-core CPU: batch 32 alone is seconds per step, so the quick run
-        # times one step per size, its first (one-off allocations included)
-        warmup, iterations = (0, 1) if ctx.quick else (1, 3)
-    result: dict = {"engine": f"{engine.name} {precision}" + (", Triton kernels" if engine.use_kernels else ""),
-                    "step": "keypoints of B driving frames + decode of B frames from B cached sources",
-                    "warmup_steps": warmup, "steps": iterations, "sizes": {}}
-    gen = torch.Generator().manual_seed(3)
-
-    def sync() -> None:
-        if ctx.cuda:
-            torch.cuda.synchronize(dev)
-
-    with torch.inference_mode():
-        for size in BATCH_SIZES:
-            if ctx.time_left() <= 0:
-                result["sizes"][str(size)] = {"skipped": "time budget spent"}
-                continue
-            try:
-                sources = torch.rand(size, 3, 256, 256, generator=gen).to(dev)  # B distinct sources
-                driving = [torch.rand(size, 3, 256, 256, generator=gen).to(dev) for _ in range(2)]
-                if ctx.cuda:
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(dev)
-                state, kp_source = engine.encode(sources), engine.keypoints(sources)
-                samples = []
-                for i in range(warmup + iterations):
-                    sync()
-                    t0 = time.perf_counter()
-                    engine.decode(state, engine.keypoints(driving[i % 2]), kp_source)
-                    sync()
-                    if i >= warmup:
-                        samples.append((time.perf_counter() - t0) * 1000)
-                step = percentiles(samples)
-                row = {"step_ms": {k: step[k] for k in ("p50", "p95", "p99")}, "steps": step["count"],
-                       "frames_per_second": round(size * 1000 / step["p50"], 1) if step["p50"] > 0 else None}
-                if ctx.cuda:
-                    row["gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
-                    row["gpu_memory_reserved_mb"] = round(torch.cuda.max_memory_reserved(dev) / 2**20, 1)
-                else:
-                    row["gpu_memory_mb"] = None
-                result["sizes"][str(size)] = row
-                ctx.say(f"  batch {size}: {row['step_ms']['p50']:.1f} ms per step")
-            except Exception as err:  # noqa: BLE001 - out of memory at one size is a row; the sweep goes on
-                result["sizes"][str(size)] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
-    if not ctx.cuda:
-        result["gpu_memory_note"] = "null: no GPU"
-    engine.close()
-    return result
+    return batch_sweep(ctx.device, vox_networks(ctx.device), quick=ctx.quick, time_left=ctx.time_left, say=ctx.say,
+                       image_size=ctx.check_size)
 
 
 def pipeline(ctx: Context) -> dict:
@@ -293,8 +251,10 @@ def _correctness(name: str) -> Callable[[Context], dict]:
         if name == "golden":
             return gpu_correctness.golden_parity(ctx.golden, ctx.device, time_left=ctx.time_left)
         if name == "kernels":
-            return gpu_correctness.kernel_checks(ctx.device)
-        return gpu_correctness.self_checks(ctx.device, vox_networks(ctx.device))
+            from benchmarks.gpu_kernels import kernel_checks
+
+            return kernel_checks(ctx.device)
+        return gpu_correctness.self_checks(ctx.device, vox_networks(ctx.device), image_size=ctx.check_size)
     return run
 
 
@@ -346,7 +306,9 @@ def run_report(ctx: Context, out: Path, command: str) -> dict:
         t0 = time.monotonic()
         try:
             value = function(ctx)
-            value.setdefault("seconds", round(time.monotonic() - t0, 1))
+            seconds = round(time.monotonic() - t0, 1)
+            # Sections keyed by rows (batch sizes, clips) keep their own keys in "settings", beside the run's.
+            (value["settings"] if isinstance(value.get("settings"), dict) else value).setdefault("seconds", seconds)
         except Exception as err:  # noqa: BLE001 - a failing section is recorded and the report goes on
             value = {"error": f"{type(err).__name__}: {str(err)[:500]}",
                      "traceback": traceback.format_exc(limit=6).splitlines()[-8:]}

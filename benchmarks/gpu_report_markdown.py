@@ -73,9 +73,11 @@ def _kernels(kernels: dict) -> list[str]:
 def _self_checks(checks: dict) -> list[str]:
     rows = []
     for name, row in checks.get("engines", {}).items():
-        detail = row.get("detail") or row.get("engine") or json.dumps(row.get("checks"), default=str)[:200]
-        rows.append([name, row.get("verdict"), detail])
-    return _table(["engine", "verdict", "detail"], rows)
+        paths = row.get("paths")
+        failed = row.get("failed_paths")
+        detail = row.get("detail") or (f"failed: {', '.join(failed)}" if failed else None) or row.get("engine")
+        rows.append([name, row.get("verdict"), ", ".join(paths) if paths else None, detail])
+    return _table(["engine", "verdict", "paths checked", "detail"], rows)
 
 
 def _model(model: dict) -> list[str]:
@@ -96,11 +98,17 @@ def _model(model: dict) -> list[str]:
     return lines
 
 
+def _rows(part: dict) -> dict:
+    """The rows of a section keyed by rows (batch sizes, clips): everything but its ``settings``."""
+    return {k: v for k, v in part.items() if k != "settings" and isinstance(v, dict)}
+
+
 def _batch(batch: dict) -> list[str]:
-    lines = [f"{batch.get('engine')}; step: {batch.get('step')}; {batch.get('warmup_steps')} warm-up + "
-             f"{batch.get('steps')} steps per size.", ""]
+    settings = batch.get("settings", {})
+    lines = [f"{settings.get('engine')}; step: {settings.get('step')}; {settings.get('warmup_steps')} warm-up + "
+             f"{settings.get('steps')} steps per size.", ""]
     rows = []
-    for size, r in batch.get("sizes", {}).items():
+    for size, r in _rows(batch).items():
         if "step_ms" in r:
             rows.append([size, *_pct(r["step_ms"]), r.get("frames_per_second"), r.get("gpu_memory_mb")])
         else:
@@ -109,14 +117,17 @@ def _batch(batch: dict) -> list[str]:
 
 
 def _pipeline(pipe: dict) -> list[str]:
-    lines = [f"Backend {pipe.get('backend')}; crop {pipe.get('crop')}; sink {pipe.get('sink')}.", ""]
-    if pipe.get("gpu_busy_method"):
-        lines += [f"GPU busy: {pipe['gpu_busy_method']}.", ""]
+    settings = pipe.get("settings", {})
+    lines = [f"Backend {settings.get('backend')}; composes on the device: {settings.get('composes_on_device')}; "
+             f"crop {settings.get('crop')}; sink {settings.get('sink')}.", ""]
+    if settings.get("gpu_busy_method"):
+        lines += [f"GPU busy: {settings['gpu_busy_method']}.", ""]
     rows = []
-    for clip, runs in pipe.get("clips", {}).items():
+    for clip, runs in _rows(pipe).items():
         for label, r in runs.items():
-            if "end_to_end_ms" not in r:
-                rows.append([clip, label, r.get("error") or r.get("skipped")] + [None] * 9)
+            if not isinstance(r, dict) or "end_to_end_ms" not in r:
+                note = (r.get("error") or r.get("skipped")) if isinstance(r, dict) else r
+                rows.append([clip, label, note] + [None] * 9)
                 continue
             stages = r.get("stages_ms", {})
             rows.append([clip, label, r.get("frames_out"), r.get("frames_dropped"), r.get("achieved_fps"),
@@ -154,6 +165,8 @@ def render(report: dict) -> str:
             lines += draw(part)
         except Exception as err:  # noqa: BLE001 - the JSON has it all; one part that does not render is noted
             lines += [f"_could not render this part ({type(err).__name__}: {err}); see gpu_report.json_", ""]
-        if part.get("seconds") is not None:
-            lines += [f"_{part['seconds']} s_", ""]
+        settings = part.get("settings")
+        seconds = part.get("seconds", settings.get("seconds") if isinstance(settings, dict) else None)
+        if seconds is not None:
+            lines += [f"_{seconds} s_", ""]
     return "\n".join(lines) + "\n"
