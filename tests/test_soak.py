@@ -22,7 +22,8 @@ def test_short_fomm_soak_with_camera_drops_and_a_recording(tmp_path: Path, capsy
     record, figures = tmp_path / "soak.mp4", tmp_path / "soak.json"
     code = main(["--backend", "fomm", "--checkpoint", str(folder / "checkpoint.pth.tar"), "--config",
                  str(folder / "config.yaml"), "--device", "cpu", "--clip", str(clip), "--minutes", "0.14",
-                 "--record", str(record), "--drop-camera-every", "2.5", "--sample-seconds", "1", "--json", str(figures)])
+                 "--record", str(record), "--drop-camera-every", "2.5", "--sample-seconds", "1",
+                 "--json", str(figures)])
     assert code == 0
     result = json.loads(figures.read_text())
     assert result["camera_drops"] >= 2 and result["reconnect_attempts_refused"] >= 1, "the camera dropped and came back"
