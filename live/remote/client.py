@@ -128,7 +128,10 @@ class RemoteBackend:
         from websockets.sync.client import connect
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        ws = connect(self.ws_url, additional_headers=headers, open_timeout=5, close_timeout=1, max_size=None)
+        # Entered by hand: the connection outlives this call (``close`` ends it); newer websockets releases warn
+        # when ``connect`` is not entered.
+        ws = connect(self.ws_url, additional_headers=headers, open_timeout=5, close_timeout=1,
+                     max_size=None).__enter__()
         try:
             self._ws = ws
             ready = self._request({"type": "hello", "version": PROTOCOL_VERSION, "codec": self.codec,

@@ -16,8 +16,8 @@ networks and animate the face crops of many streams in shared batches.
 Imports Ray, FastAPI and torch: only ``live.cli.serve`` and the tests import it.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": FastAPI reads the route parameters' annotations (Request, WebSocket)
+# from the methods Serve wraps, and postponed (string) annotations are not resolved there.
 import asyncio
 import hashlib
 import hmac
@@ -62,6 +62,14 @@ class UnknownAvatar(KeyError):
 def token_digest(token: str) -> str:
     """What the replicas keep of the token: its SHA-256 (compared in constant time, never stored in clear)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _hash(header: dict) -> str:
+    # Defined above the deployment: Serve pickles the class when it is decorated, with the globals it sees then.
+    value = header.get("hash")
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ProtocolError("'hash' must be 64 lowercase hex digits (SHA-256)")
+    return value
 
 
 @dataclass
@@ -308,13 +316,6 @@ class FommServer:
         stream.frames += 1
         self.counts["frames"] += 1
         return pack({"type": "frame", "id": frame_id}, encode_image(image, stream.codec))
-
-
-def _hash(header: dict) -> str:
-    value = header.get("hash")
-    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ProtocolError("'hash' must be 64 lowercase hex digits (SHA-256)")
-    return value
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
