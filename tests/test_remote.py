@@ -22,16 +22,13 @@ import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
 
-pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
-pytest.importorskip("websockets", reason="the serve extra (websockets) is not installed")
-
-from live.capture import resize_to_square  # noqa: E402
-from live.cli import main  # noqa: E402
-from live.errors import UserError  # noqa: E402
-from live.media import read_image  # noqa: E402
-from live.paths import DEFAULT_PORTRAIT  # noqa: E402
-from live.remote import protocol  # noqa: E402
-from live.remote.client import RemoteBackend  # noqa: E402
+from live.capture import resize_to_square
+from live.cli import main
+from live.errors import UserError
+from live.media import read_image
+from live.paths import DEFAULT_PORTRAIT
+from live.remote import protocol
+from live.remote.client import RemoteBackend
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789"
@@ -127,6 +124,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+    pytest.importorskip("websockets", reason="the serve extra (websockets) is not installed")
     srv = Server(tmp_path_factory.mktemp("serve"))
     srv.start()
     yield srv
@@ -172,6 +171,21 @@ def test_remote_with_landmarks_is_an_error(capsys: pytest.CaptureFixture) -> Non
     assert main(["animate", "--source", "x.png", "--driving", "d", "--out", "o", "--backend", "landmarks",
                  "--remote", "http://127.0.0.1:1"]) == 1
     assert "--backend landmarks runs here; --remote is for the FOMM on a server" in capsys.readouterr().err
+
+
+def test_without_ray_serve_and_remote_say_so_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    tiny = golden_dir("tiny")
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the serve extra sees
+    monkeypatch.setitem(sys.modules, "websockets", None)
+    monkeypatch.setitem(sys.modules, "websockets.sync", None)
+    monkeypatch.setitem(sys.modules, "websockets.sync.client", None)
+    assert main(["serve", "--checkpoint", str(tiny / "checkpoint.pth.tar")]) == 1
+    error = "fomm-live: error: "
+    assert capsys.readouterr().err == error + "fomm-live serve needs Ray Serve: pip install 'fomm-live[serve]'\n"
+    assert main(["animate", "--source", str(tiny / "source.png"), "--driving", str(tiny), "--out", "unused",
+                 "--remote", "http://127.0.0.1:1"]) == 1
+    assert capsys.readouterr().err == error + "--remote needs the serve extra: pip install 'fomm-live[serve]'\n"
 
 
 def test_serve_logs_serving_on_its_url(server: Server) -> None:
@@ -369,3 +383,23 @@ def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
     assert len(recording.times) >= summary["frames_out"]  # and the output thread's repeats, if any
     run_time = recording.times[-1] - source.started
     assert recording.times[-1] - recording.times[0] > 0.8 * run_time, "the recording stopped during the outage"
+
+
+def test_the_shipped_serve_config_is_valid_and_builds_the_application(tmp_path: Path) -> None:
+    pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from live.remote.server import build_app
+
+    config = yaml.safe_load((REPO / "live" / "remote" / "serve-config.yaml").read_text())
+    ServeDeploySchema.model_validate(config)
+    app = config["applications"][0]
+    assert app["import_path"] == "live.remote.server:build_app" and app["deployments"][0]["name"] == "FommServer"
+    token = tmp_path / "token.txt"
+    token.write_text(TOKEN)
+    args = dict(app["args"], checkpoint=str(golden_dir("tiny") / "checkpoint.pth.tar"), token_file=str(token))
+    assert type(build_app(args)).__name__ == "Application"
+    token.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        build_app(args)
