@@ -283,10 +283,12 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "png"})["type"] == "ready"
         oversized = ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
         assert f"over the {protocol.MAX_MESSAGE_BYTES} byte limit" in oversized["message"]
+        crop = protocol.encode_image(golden("driving_1.png"), "png")
+        assert "no avatar yet" in ask(ws, {"type": "frame", "id": 4}, crop)["message"]
         unknown = ask(ws, {"type": "avatar", "hash": "ab" * 32})
         assert unknown == {"type": "avatar", "hash": "ab" * 32, "known": False}
-        assert "no avatar yet" in ask(ws, {"type": "frame", "id": 3},
-                                      protocol.encode_image(golden("driving_1.png"), "png"))["message"]
+        missing = ask(ws, {"type": "frame", "id": 3}, crop)
+        assert missing["message"] == f"unknown avatar {'ab' * 32}: upload it first" and missing["id"] == 3
         forged = ask(ws, {"type": "upload", "hash": "ab" * 32}, protocol.encode_image(golden("source.png"), "png"))
         assert "does not match its hash" in forged["message"]
         huge = protocol.encode_image(np.zeros((protocol.MAX_SIDE + 8, 32, 3), np.uint8), "png")

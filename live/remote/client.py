@@ -120,6 +120,7 @@ class RemoteBackend:
         self._next_attempt = 0.0
         self._failures = 0
         self._frame_id = 0
+        self._gone = False
         self._connect_until(time.monotonic() + start_timeout, first=True)
 
     # ----------------------------------------------------------------------------------------- connection
@@ -218,7 +219,13 @@ class RemoteBackend:
 
     def _reconnect(self) -> bool:
         if self.lossless:
-            self._connect_until(time.monotonic() + START_TIMEOUT_S, first=False)
+            if self._gone:  # waited START_TIMEOUT_S once already: fail fast, so that the run stops
+                raise ConnectionError(f"the server at {self.url} is gone")
+            try:
+                self._connect_until(time.monotonic() + START_TIMEOUT_S, first=False)
+            except UserError:
+                self._gone = True
+                raise
             self.reconnects += 1
             return True
         now = time.monotonic()
@@ -244,7 +251,10 @@ class RemoteBackend:
     def set_source(self, image: np.ndarray) -> None:
         self._avatar = np.ascontiguousarray(image)
         self._avatar_hash = content_hash(self._avatar)
-        self._call(self._send_avatar)  # when the server is away, the reconnection sends it
+        try:
+            self._call(self._send_avatar)  # when the server is away, the reconnection sends it
+        except RemoteError as err:
+            raise UserError(f"the server at {self.url} refused the avatar: {err}") from err
 
     def detect(self, frame: np.ndarray) -> CropMotion:
         return CropMotion(np.ascontiguousarray(frame))

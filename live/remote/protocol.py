@@ -19,8 +19,8 @@ Client -> server (``type`` in the header):
   codec.
 
 Any message can be answered with ``error`` {message, fatal}; a fatal one is followed by the server closing the
-stream. The rendered face and the driving crops are JPEG at ``JPEG_QUALITY`` by default (a 256 x 256 face is about
-15 KB instead of 197 KB raw; see the README for its PSNR against the local run), or PNG, lossless, for parity.
+stream. The rendered face and the driving crops are JPEG at ``JPEG_QUALITY`` by default (a 256 x 256 face is 10 to 23 KB
+instead of 197 KB raw; see the README for its PSNR against the local run), or PNG, lossless, for parity.
 """
 
 from __future__ import annotations

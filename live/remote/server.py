@@ -25,7 +25,7 @@ import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -91,7 +91,7 @@ class Stream:
     encoding: AvatarEncoding | None = None
     next_frame_at: float = 0.0
     frames: int = 0
-    errors: list[str] = field(default_factory=list)
+    missing: str | None = None  # an avatar asked for that this replica does not hold (until uploaded)
 
 
 api = FastAPI(title="fomm-live serve")
@@ -257,7 +257,7 @@ class FommServer:
             while len(self.pending) > MAX_PENDING_UPLOADS:
                 self.pending.popitem(last=False)
             stream.encoding = await self.get_avatar(avatar_hash)
-            stream.avatar = avatar_hash
+            stream.avatar, stream.missing = avatar_hash, None
             await self._recalibrate(stream)
             return pack({"type": "avatar", "hash": avatar_hash, "known": True})
         if kind == "calibrate":
@@ -290,6 +290,7 @@ class FommServer:
         try:
             stream.encoding = await self.get_avatar(avatar_hash)
         except UnknownAvatar:
+            stream.avatar, stream.encoding, stream.missing = None, None, avatar_hash
             return pack({"type": "avatar", "hash": avatar_hash, "known": False})
         self.counts["avatar_cache_hits"] += 1
         stream.avatar = avatar_hash
@@ -303,6 +304,8 @@ class FommServer:
 
     async def _frame(self, stream: Stream, header: dict, payload: bytes) -> bytes:
         frame_id = header.get("id")
+        if stream.encoding is None and stream.missing is not None:
+            raise UnknownAvatar(stream.missing)
         if stream.encoding is None:
             raise ProtocolError("no avatar yet: send 'avatar' (and 'upload') before frames")
         if stream.normalizer.options.relative and not stream.normalizer.calibrated:
