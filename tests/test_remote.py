@@ -219,6 +219,23 @@ def test_animate_remote_png_equals_local_within_one_level_and_jpeg_psnr(server: 
     assert min(psnrs) > 30, psnrs  # JPEG both ways at quality 90: a visible loss would be well under 30 dB
 
 
+def test_run_remote_on_a_file_sends_every_frame_and_records_them_all(server: Server, tmp_path: Path) -> None:
+    from clips import moving_frames, write_clip
+
+    from live.media import open_driving
+
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(20, still=20))  # 0.8 s: calibrates once still 0.5 s
+    before = server.stats()
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
+    assert main(["run", "--camera", str(clip), "--output", str(out), "--no-preview", "--crop", "none",
+                 "--stats-json", str(stats), "--remote", server.url, "--token-file", str(server.token_file)]) == 0
+    summary = json.loads(stats.read_text())
+    assert (summary["frames_in"], summary["frames_out"], summary["frames_dropped"]) == (20, 20, 0), summary
+    sent = server.stats()["frames"] - before["frames"]
+    assert 1 <= sent <= 20, sent  # every frame after the calibration was rendered remotely
+    assert sum(1 for _ in open_driving(out).frames) == 20
+
+
 def test_two_clients_get_their_own_avatars_and_a_third_reuses_the_cached_one(server: Server) -> None:
     source, neutral, drive = golden("source.png"), golden("driving_0.png"), golden("driving_1.png")
     other = resize_to_square(read_image(DEFAULT_PORTRAIT), 256)  # a second avatar: the bundled portrait

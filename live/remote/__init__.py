@@ -7,5 +7,6 @@
   tests;
 - ``serve-config.yaml``: the application as a Serve config file, for a running Ray cluster.
 
-May import ``models`` and the rest of ``live``; nothing outside the CLI imports it, except ``live.wiring`` (lazily).
+May import ``models`` and the rest of ``live``; imported by the CLI, ``live.wiring`` (lazily, for ``--remote``) and
+``benchmarks.remote``.
 """
