@@ -167,6 +167,31 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_token(capsys: pytest.
     assert err.count("\n") == 1, err
 
 
+def test_serve_help_says_how_to_run_on_one_gpu_machine_and_on_a_ray_cluster(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "fomm-live serve --checkpoint vox-cpk.pth.tar --host 0.0.0.0 --token-file token.txt" in out
+    assert "serve deploy live/remote/serve-config.yaml" in out
+
+
+def test_remote_urls_map_to_the_stream_route() -> None:
+    from live.remote.client import stream_url
+
+    assert stream_url("http://gpu-box:8000") == "ws://gpu-box:8000/stream"
+    assert stream_url("ws://127.0.0.1:8000/") == "ws://127.0.0.1:8000/stream"
+    assert stream_url("https://fomm.example.org/team") == "wss://fomm.example.org/team/stream"
+    with pytest.raises(UserError, match="expected http://HOST:PORT"):
+        stream_url("ftp://gpu-box")
+
+
+def test_a_client_without_a_server_says_so_in_one_line_after_its_retries() -> None:
+    pytest.importorskip("websockets", reason="the serve extra (websockets) is not installed")
+    with pytest.raises(UserError, match=r"^no fomm-live server at http://127.0.0.1:\d+ .*start one with 'fomm-live"):
+        RemoteBackend(f"http://127.0.0.1:{free_port()}", start_timeout=1.0)
+
+
 def test_remote_with_landmarks_is_an_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["animate", "--source", "x.png", "--driving", "d", "--out", "o", "--backend", "landmarks",
                  "--remote", "http://127.0.0.1:1"]) == 1

@@ -235,7 +235,7 @@ class FommServer:
                     reply = pack({"type": "error", "fatal": False, "id": header.get("id"),
                                   "message": f"server error: {type(err).__name__}: {err}"})
                 await ws.send_bytes(reply)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError):  # the client left (RuntimeError: sent after it closed)
             pass
         finally:
             self.counts["streams"] -= 1
