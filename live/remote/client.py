@@ -128,10 +128,12 @@ class RemoteBackend:
         """Connect and replay the stream's setup; raises ``OSError`` (or a websockets error) when unreachable."""
         from websockets.sync.client import connect
 
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if self._avatar_hash is not None:  # Serve routes a (re)connection to a replica that holds this avatar
+            headers["serve_multiplexed_model_id"] = self._avatar_hash
         # Entered by hand: the connection outlives this call (``close`` ends it); newer websockets releases warn
         # when ``connect`` is not entered.
-        ws = connect(self.ws_url, additional_headers=headers, open_timeout=5, close_timeout=1,
+        ws = connect(self.ws_url, additional_headers=headers or None, open_timeout=5, close_timeout=1,
                      max_size=None).__enter__()
         try:
             self._ws = ws

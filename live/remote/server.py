@@ -5,7 +5,8 @@ networks and animate the face crops of many streams in shared batches.
   avatar) lives in its handler on the replica that accepted it.
 - Avatars are addressed by the content hash of their crop and encoded once per replica: Serve's model multiplexing
   (``get_avatar``), least recently used first out. A stream holds its own avatar's encoding, so eviction never
-  breaks a running stream; it only means a later stream uploads it again.
+  breaks a running stream; it only means a later stream uploads it again. A client that reconnects names its avatar
+  in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
 - Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most): keypoints of
   B crops, per-stream motion normalisation, one decode of B frames from B cached sources, the function that
   ``benchmarks.gpu_batch`` times on a GPU.
