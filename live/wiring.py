@@ -58,6 +58,7 @@ def make_remote_backend(model: ModelOptions, remote: RemoteOptions, *, lossless:
     """``live.remote.client.RemoteBackend`` for ``--remote``: the server's checkpoint animates; the client's model
     options other than the motion ones are accepted and unused (said in one line)."""
     from live.remote.client import RemoteBackend, read_token
+    from live.remote.protocol import JPEG_QUALITY
 
     if model.backend == "landmarks":
         raise UserError("--backend landmarks runs here; --remote is for the FOMM on a server: drop one of them")
@@ -70,7 +71,7 @@ def make_remote_backend(model: ModelOptions, remote: RemoteOptions, *, lossless:
     backend = RemoteBackend(remote.url, token=read_token(remote.token_file), codec=remote.codec,
                             relative=model.relative, adapt_scale=model.adapt_scale, lossless=lossless)
     logger.info("model: the FOMM at %s (%s on the wire)", remote.url,
-                "JPEG quality 90" if remote.codec == "jpeg" else "PNG, lossless")
+                f"JPEG quality {JPEG_QUALITY}" if remote.codec == "jpeg" else "PNG, lossless")
     return backend
 
 
