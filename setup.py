@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.11",
     # Every sub-package too (live.cli, live.landmarks, models.engines, ...), so that a non-editable install is whole.
     packages=find_packages(include=["live", "live.*", "models", "models.*", "kernels", "kernels.*", "benchmarks"]),
-    package_data={"live": ["assets/*.jpg", "assets/*.png", "assets/*.md"]},
+    package_data={"live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'
         # machines the normal (CUDA) build. Any looser spec makes every CI run download a multi-GB CUDA build.
@@ -36,7 +36,12 @@ setup(
     extras_require={
         # TensorRT needs an NVIDIA GPU; it matches the pinned torch release.
         "tensorrt": ["torch-tensorrt==2.13.0"],
+        # fomm-live serve and run --remote: Ray Serve (its FastAPI ingress serves the WebSocket) and the client's
+        # WebSocket library. Resolves beside mediapipe's numpy<2 and protobuf<5 pins (ray 2.60 checked).
+        "serve": ["ray[serve]>=2.40", "websockets>=13"],
         "test": [
+            # tests/test_remote.py starts a real Ray Serve instance on the CPU.
+            "fomm-live[serve]",
             "pytest>=7",
             "ruff>=0.4",
             # Bounded fuzzing of the image and checkpoint loaders (tests/test_fuzz.py).

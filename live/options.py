@@ -97,3 +97,18 @@ class AnimateOptions:
     find_best_frame: bool = False
     smoothing: bool = True
     label: bool = True
+
+
+@dataclass(frozen=True)
+class RemoteOptions:
+    """The FOMM on a ``fomm-live serve`` server instead of this machine (``--remote``).
+
+    Attributes:
+        url: The server, ``http://HOST:PORT`` (``ws://`` accepted).
+        token_file: A file whose first line is the server's token; None: no token (a loopback server).
+        codec: ``jpeg`` (quality 90, compact) or ``png`` (lossless, for parity) for the crops and faces on the wire.
+    """
+
+    url: str
+    token_file: str | None = None
+    codec: str = "jpeg"

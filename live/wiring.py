@@ -13,7 +13,7 @@ import numpy as np
 from live.backends import Backend
 from live.errors import UserError
 from live.media import VIDEO_SUFFIXES
-from live.options import CHECKPOINT_HELP, ModelOptions, OutputOptions
+from live.options import CHECKPOINT_HELP, ModelOptions, OutputOptions, RemoteOptions
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +31,48 @@ def resolve_backend(model: ModelOptions) -> str:
     return backend
 
 
-def make_backend(model: ModelOptions, *, tracking: bool) -> Backend:
+def make_backend(model: ModelOptions, *, tracking: bool, remote: RemoteOptions | None = None,
+                 lossless: bool = False) -> Backend:
     """The animation backend the options ask for.
 
     Args:
         model: What animates.
         tracking: The driving frames are a continuous stream (the landmark backend then tracks the face mesh from
             frame to frame instead of detecting it afresh: faster and steadier).
+        remote: The FOMM of a ``fomm-live serve`` server instead of a local model (None: local).
+        lossless: With ``remote``: every input frame must be animated (a file read losslessly), so a lost server is
+            waited for instead of repeating the last frame.
     """
     from live.backends import FommBackend
 
+    if remote is not None:
+        return make_remote_backend(model, remote, lossless=lossless)
     if resolve_backend(model) == "fomm":
         return FommBackend(load_animator(model))
     from live.landmarks import LandmarkBackend
 
     return LandmarkBackend(relative=model.relative, tracking=tracking)
+
+
+def make_remote_backend(model: ModelOptions, remote: RemoteOptions, *, lossless: bool) -> Backend:
+    """``live.remote.client.RemoteBackend`` for ``--remote``: the server's checkpoint animates; the client's model
+    options other than the motion ones are accepted and unused (said in one line)."""
+    from live.remote.client import RemoteBackend, read_token
+    from live.remote.protocol import JPEG_QUALITY
+
+    if model.backend == "landmarks":
+        raise UserError("--backend landmarks runs here; --remote is for the FOMM on a server: drop one of them")
+    defaults = ModelOptions()
+    unused = [name for name in ("checkpoint", "config", "device", "precision", "engine")
+              if getattr(model, name) != getattr(defaults, name)]
+    if unused:
+        logger.info("--remote: the server's model animates; %s unused here",
+                    ", ".join(f"--{name}" for name in unused))
+    backend = RemoteBackend(remote.url, token=read_token(remote.token_file), codec=remote.codec,
+                            relative=model.relative, adapt_scale=model.adapt_scale, lossless=lossless)
+    logger.info("model: the FOMM at %s (%s on the wire)", remote.url,
+                f"JPEG quality {JPEG_QUALITY}" if remote.codec == "jpeg" else "PNG, lossless")
+    return backend
 
 
 def load_animator(model: ModelOptions):

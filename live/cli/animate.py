@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from live.cli.common import add_model_options, model_options
+from live.cli.common import add_model_options, add_remote_options, model_options, remote_options
 from live.errors import UserError
 from live.options import AnimateOptions
 
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(the default) the first driving frame is the neutral pose.",
     )
     add_model_options(animate)
+    add_remote_options(animate)
     animate.add_argument("--driving", required=True, metavar="VIDEO_OR_FRAME_DIR",
                          help="a video file, or a folder of frames read in name order")
     animate.add_argument("--out", required=True, metavar="OUT.mp4_OR_DIR",
@@ -78,7 +79,7 @@ def execute(args: argparse.Namespace) -> int:
 
     job = animate_options(args)
     with contextlib.ExitStack() as cleanup:
-        backend = make_backend(model_options(args), tracking=True)
+        backend = make_backend(model_options(args), tracking=True, remote=remote_options(args), lossless=True)
         cleanup.callback(close_backend, backend)
         size = backend.size
         detector = cleanup.enter_context(FaceDetector()) if job.crop == "face" or job.find_best_frame else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from live.errors import UserError
-from live.options import CHECKPOINT_HELP, ModelOptions
+from live.options import CHECKPOINT_HELP, ModelOptions, RemoteOptions
 
 PRESET_HELP = "vox-256, vox-adv-256, taichi-256, taichi-adv-256, mgif-256, bair-256, fashion-256, nemo-256"
 
@@ -69,6 +69,24 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool 
     add_debug_option(group)
 
 
+def add_remote_options(parser: argparse.ArgumentParser) -> None:
+    """``--remote``, ``--token-file``, ``--remote-codec``: the FOMM on a ``fomm-live serve`` server."""
+    group = parser.add_argument_group("remote GPU")
+    group.add_argument("--remote", metavar="URL",
+                       help="animate with the FOMM of a 'fomm-live serve' server at http://HOST:PORT (ws:// too); "
+                            "only the face crop is sent; --checkpoint/--config/--device/--precision are then unused")
+    group.add_argument("--token-file", metavar="F", help="a file whose first line is the server's token")
+    group.add_argument("--remote-codec", default="jpeg", choices=["jpeg", "png"],
+                       help="crops and faces on the wire: jpeg (quality 90, default) or png (lossless)")
+
+
+def remote_options(args: argparse.Namespace) -> RemoteOptions | None:
+    """The ``add_remote_options`` arguments as runtime options (None without ``--remote``)."""
+    if getattr(args, "remote", None) is None:
+        return None
+    return RemoteOptions(url=args.remote, token_file=args.token_file, codec=args.remote_codec)
+
+
 def model_options(args: argparse.Namespace) -> ModelOptions:
     """The ``add_model_options`` arguments as runtime options."""
     return ModelOptions(checkpoint=args.checkpoint, config=args.config, backend=args.backend, device=args.device,
@@ -79,6 +97,8 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
 def check_conflicts(args: argparse.Namespace) -> None:
     """Options that contradict each other end the command with one line before anything starts."""
     backend = getattr(args, "backend", None)
+    if backend == "landmarks" and getattr(args, "remote", None):
+        raise UserError("--backend landmarks runs here; --remote is for the FOMM on a server: drop one of them")
     if backend == "landmarks" and getattr(args, "checkpoint", None):
         raise UserError("--checkpoint is for the fomm backend; drop it, or use --backend fomm (or auto)")
     outputs = getattr(args, "output", None) or []

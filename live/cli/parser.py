@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from live.cli import animate, bench, cameras, demo, doctor, export, run
+from live.cli import animate, bench, cameras, demo, doctor, export, run, serve
 
 # Each command module has ``add_parser(subparsers)`` and ``execute(args) -> exit code``.
 COMMANDS: dict[str, ModuleType] = {"run": run, "animate": animate, "demo": demo, "bench": bench, "export": export,
-                                   "doctor": doctor, "cameras": cameras}
+                                   "doctor": doctor, "cameras": cameras, "serve": serve}
 
 
 def build_parser() -> argparse.ArgumentParser:

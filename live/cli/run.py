@@ -8,9 +8,9 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from live.cli.common import add_model_options, model_options, parse_size
+from live.cli.common import add_model_options, add_remote_options, model_options, parse_size, remote_options
 from live.hotkeys import help_text
-from live.options import CameraOptions, ModelOptions, OutputOptions
+from live.options import CameraOptions, ModelOptions, OutputOptions, RemoteOptions
 
 if TYPE_CHECKING:
     from live.pipeline import PipelineOptions
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=help_text(),
     )
     add_model_options(run, several_sources=True)
+    add_remote_options(run)
     live = run.add_argument_group("live loop")
     live.add_argument("--camera", default="0", metavar="INDEX_OR_PATH_OR_URL",
                       help="camera index, device path (/dev/video0, /dev/v4l/by-id/...), video file or stream URL; "
@@ -66,11 +67,12 @@ def execute(args: argparse.Namespace) -> int:
     loop = PipelineOptions(crop=args.crop, smoothing=not args.no_smoothing, kp_min_cutoff=args.kp_cutoff,
                            auto_calibrate=not args.manual_calibration, label=not args.no_label,
                            realtime=args.realtime, loop=args.loop, max_frames=args.max_frames, mirror=args.mirror)
-    return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop)
+    return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop,
+                    remote=remote_options(args))
 
 
 def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOptions, outputs: OutputOptions,
-             loop: PipelineOptions) -> int:
+             loop: PipelineOptions, remote: RemoteOptions | None = None) -> int:
     """Open the input, the backend and the outputs, run the live loop until the input ends or the user stops it,
     and print the summary.
 
@@ -80,6 +82,7 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         camera: Where frames come from.
         outputs: Where they go.
         loop: The live loop's options (the output size and frame rate are filled in from the input).
+        remote: The FOMM of a ``fomm-live serve`` server instead of a local model (None: local).
     """
     from live.cameras import check_camera, parse_camera_spec
     from live.capture import OpenCVSource
@@ -93,7 +96,9 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     check_camera(spec)
     images = load_sources(sources)
     with contextlib.ExitStack() as cleanup:
-        backend = make_backend(model, tracking=True)
+        # A remote server is sent every frame of a file read losslessly (none dropped), as a local model would be.
+        lossless = spec.kind == "file" and not loop.realtime
+        backend = make_backend(model, tracking=True, remote=remote, lossless=lossless)
         cleanup.callback(close_backend, backend)
         if not loop.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")

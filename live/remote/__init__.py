@@ -1,0 +1,12 @@
+"""Remote GPU and many streams: the FOMM served by Ray Serve (``fomm-live serve``) and animated from a laptop
+(``fomm-live run --remote URL``).
+
+- ``protocol``: the wire format and the bounds of every message (numpy and OpenCV only);
+- ``client``: ``RemoteBackend``, the backend of the live loop that talks to a server (needs ``websockets``);
+- ``server``: the Ray Serve application (needs ``ray[serve]`` and torch); imported only by ``live.cli.serve`` and the
+  tests;
+- ``serve-config.yaml``: the application as a Serve config file, for a running Ray cluster.
+
+May import ``models`` and the rest of ``live``; imported by the CLI, ``live.wiring`` (lazily, for ``--remote``) and
+``benchmarks.remote``.
+"""

@@ -1,0 +1,292 @@
+"""``RemoteBackend``: the FOMM on a ``fomm-live serve`` server, as a backend of the live loop.
+
+Everything but the networks stays local: capture, face tracking, the crop, calibration decisions, paste-back, label
+and sinks. ``detect`` keeps the face crop (``CropMotion``); ``render`` sends it and returns the face the server
+rendered; ``calibrate`` sends the neutral crop; the avatar's crop is uploaded once and then addressed by its content
+hash. The full photo never leaves the machine.
+
+One request at a time: ``render`` waits for its frame, so at most one frame is in flight, and the live loop's
+newest-frame-wins hand-off in front of the model stage decides what is sent next.
+
+When the server is slow or gone: at start the backend retries for ``START_TIMEOUT_S``; during a run it reconnects
+with back-off (saying so once, and once more when it is back), replaying the stream's setup (avatar, neutral pose).
+Meanwhile a live or paced input gets the last rendered face again (the output keeps its last frame and its frame
+count); a lossless input (a file without ``--realtime``) waits for the server instead, so no frame is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from live.errors import UserError
+from live.remote.protocol import (
+    CODECS,
+    PROTOCOL_VERSION,
+    STREAM_ROUTE,
+    content_hash,
+    decode_image,
+    encode_image,
+    pack,
+    unpack,
+)
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0  # a server just started needs ~10 s for Ray and its replica before it answers
+REPLY_TIMEOUT_S = 10.0  # a reply slower than this: the server is taken as gone
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between reconnection attempts, the last one repeated
+
+
+class RemoteError(RuntimeError):
+    """The server answered a request with an error (the message is the server's, one line)."""
+
+
+@dataclass(frozen=True)
+class CropMotion:
+    """What ``RemoteBackend.detect`` hands on: the driving face crop itself (the keypoints are found remotely). Not
+    an array, so the local keypoint smoother passes it through unchanged."""
+
+    crop: np.ndarray
+
+
+def stream_url(url: str) -> str:
+    """``http://HOST:PORT[/PREFIX]`` (or ``ws://``, ``https://``, ``wss://``) -> the WebSocket URL of the stream
+    route."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    scheme = {"http": "ws", "ws": "ws", "https": "wss", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.hostname:
+        raise UserError(f"--remote {url!r}: expected http://HOST:PORT (or ws://HOST:PORT)")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + STREAM_ROUTE, "", ""))
+
+
+def read_token(path: str | None) -> str | None:
+    """The token on the first line of ``path`` (None: no token)."""
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    except OSError as err:
+        raise UserError(f"cannot read --token-file {path}: {err.strerror or err}") from err
+    if not token or not token[0].strip():
+        raise UserError(f"--token-file {path} is empty: put the token on its first line")
+    return token[0].strip()
+
+
+class RemoteBackend:
+    """The remote FOMM as a ``live.backends.Backend``.
+
+    Args:
+        url: The server, ``http://HOST:PORT`` (``ws://`` too).
+        token: The server's token (None: the server runs without one, on loopback).
+        codec: ``jpeg`` (default, quality ``protocol.JPEG_QUALITY``) or ``png`` (lossless).
+        relative: Relative motion from the neutral pose (else absolute keypoints).
+        adapt_scale: Scale the motion by the source/neutral face size ratio.
+        lossless: Wait for the server when it is gone instead of repeating the last face (file input, every frame).
+        start_timeout: How long to keep trying at start.
+    """
+
+    name = "fomm-remote"
+    composes_on_device = False
+
+    def __init__(self, url: str, *, token: str | None = None, codec: str = "jpeg", relative: bool = True,
+                 adapt_scale: bool = True, lossless: bool = False, start_timeout: float = START_TIMEOUT_S) -> None:
+        if codec not in CODECS:
+            raise UserError(f"--remote-codec {codec!r}: choose from {', '.join(CODECS)}")
+        try:
+            from websockets.sync import client as ws_client  # noqa: F401
+        except ImportError:
+            raise UserError("--remote needs the serve extra: pip install 'fomm-live[serve]'") from None
+        self.url = url
+        self.ws_url = stream_url(url)
+        self.token = token
+        self.codec = codec
+        self.relative = relative
+        self.adapt_scale = adapt_scale
+        self.lossless = lossless
+        self.size = 256
+        self.reconnects = 0
+        self._ws: Any = None
+        self._avatar: np.ndarray | None = None
+        self._avatar_hash: str | None = None
+        self._neutral: np.ndarray | None = None
+        self._held: np.ndarray | None = None
+        self._next_attempt = 0.0
+        self._failures = 0
+        self._frame_id = 0
+        self._gone = False
+        self._connect_until(time.monotonic() + start_timeout, first=True)
+
+    # ----------------------------------------------------------------------------------------- connection
+    def _open(self) -> None:
+        """Connect and replay the stream's setup; raises ``OSError`` (or a websockets error) when unreachable."""
+        from websockets.sync.client import connect
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if self._avatar_hash is not None:  # Serve routes a (re)connection to a replica that holds this avatar
+            headers["serve_multiplexed_model_id"] = self._avatar_hash
+        # Entered by hand: the connection outlives this call (``close`` ends it); newer websockets releases warn
+        # when ``connect`` is not entered.
+        ws = connect(self.ws_url, additional_headers=headers or None, open_timeout=5, close_timeout=1,
+                     max_size=None).__enter__()
+        try:
+            self._ws = ws
+            ready = self._request({"type": "hello", "version": PROTOCOL_VERSION, "codec": self.codec,
+                                   "relative": self.relative, "adapt_scale": self.adapt_scale})[0]
+            self.size = int(ready["image_size"])
+            if self._avatar is not None:
+                self._send_avatar()
+            if self._neutral is not None:
+                self._request({"type": "calibrate"}, encode_image(self._neutral, "png"))
+        except BaseException:
+            self._drop()
+            raise
+
+    def _connect_until(self, deadline: float, *, first: bool) -> None:
+        from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+
+        said = False
+        attempt = 0
+        while True:
+            try:
+                self._open()
+                return
+            except InvalidURI as err:
+                raise UserError(f"--remote {self.url!r}: {err}") from err
+            except RemoteError as err:
+                raise UserError(f"the server at {self.url} refused the stream: {err}") from err
+            except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as err:
+                if time.monotonic() >= deadline:
+                    raise UserError(f"no fomm-live server at {self.url} ({type(err).__name__}: {err}); start one "
+                                    "with 'fomm-live serve' and check the address") from err
+                if not said:
+                    logger.info("%s %s; retrying for up to %.0f s", "waiting for the server at" if first
+                                else "reconnecting to", self.url, max(deadline - time.monotonic(), 0))
+                    said = True
+                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+
+    def _drop(self) -> None:
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            try:
+                ws.close()
+            except Exception:  # noqa: BLE001 - closing a broken socket may fail in many ways; it is gone either way
+                pass
+
+    def _request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytes]:
+        """Send one message and wait for its answer; a server ``error`` becomes ``RemoteError`` (and a fatal one
+        closes the connection)."""
+        if self._ws is None:
+            raise ConnectionError("not connected")
+        self._ws.send(pack(header, payload))
+        reply, data = unpack(self._ws.recv(timeout=REPLY_TIMEOUT_S))
+        if reply["type"] == "error":
+            if reply.get("fatal"):
+                self._drop()
+            raise RemoteError(reply.get("message", "unknown error"))
+        return reply, data
+
+    def _send_avatar(self) -> None:
+        reply = self._request({"type": "avatar", "hash": self._avatar_hash})[0]
+        if not reply.get("known"):
+            self._request({"type": "upload", "hash": self._avatar_hash}, encode_image(self._avatar, "png"))
+
+    def _call(self, fn):
+        """Run ``fn`` against the server; on a lost connection, reconnect (lossless: wait up to START_TIMEOUT_S;
+        else once per back-off step) and return None when the server is still away."""
+        from websockets.exceptions import WebSocketException
+
+        while True:
+            if self._ws is None and not self._reconnect():
+                return None
+            try:
+                result = fn()
+                if self._failures:
+                    logger.warning("the server at %s is back; animating again", self.url)
+                    self._failures = 0
+                return result
+            except (OSError, TimeoutError, WebSocketException) as err:
+                self._drop()
+                if not self._failures:
+                    logger.warning("lost the server at %s (%s); %s and reconnecting", self.url, type(err).__name__,
+                                   "waiting" if self.lossless else "keeping the last frame")
+                self._failures += 1
+
+    def _reconnect(self) -> bool:
+        if self.lossless:
+            if self._gone:  # waited START_TIMEOUT_S once already: fail fast, so that the run stops
+                raise ConnectionError(f"the server at {self.url} is gone")
+            try:
+                self._connect_until(time.monotonic() + START_TIMEOUT_S, first=False)
+            except UserError:
+                self._gone = True
+                raise
+            self.reconnects += 1
+            return True
+        now = time.monotonic()
+        if now < self._next_attempt:
+            return False
+        try:
+            self._open()
+        except RemoteError:
+            raise
+        except Exception:  # noqa: BLE001 - unreachable in any way: try again after the next back-off step
+            step = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
+            self._failures += 1
+            self._next_attempt = now + step
+            return False
+        self.reconnects += 1
+        return True
+
+    # --------------------------------------------------------------------------------------------- backend
+    @property
+    def calibrated(self) -> bool:
+        return self._neutral is not None or not self.relative
+
+    def set_source(self, image: np.ndarray) -> None:
+        self._avatar = np.ascontiguousarray(image)
+        self._avatar_hash = content_hash(self._avatar)
+        try:
+            self._call(self._send_avatar)  # when the server is away, the reconnection sends it
+        except RemoteError as err:
+            raise UserError(f"the server at {self.url} refused the avatar: {err}") from err
+
+    def detect(self, frame: np.ndarray) -> CropMotion:
+        return CropMotion(np.ascontiguousarray(frame))
+
+    def calibrate(self, motion: CropMotion) -> None:
+        self._neutral = motion.crop
+        self._call(lambda: self._request({"type": "calibrate"}, encode_image(motion.crop, "png")))
+
+    def reset_calibration(self) -> None:
+        self._neutral = None
+        self._call(lambda: self._request({"type": "reset"}))
+
+    def render(self, motion: CropMotion) -> np.ndarray:
+        self._frame_id += 1
+        frame_id = self._frame_id
+
+        def send() -> np.ndarray:
+            reply, data = self._request({"type": "frame", "id": frame_id}, encode_image(motion.crop, self.codec))
+            if reply.get("type") != "frame" or reply.get("id") != frame_id:
+                raise RemoteError(f"expected frame {frame_id}, got {reply}")
+            return decode_image(data)
+
+        face = self._call(send)
+        if face is None:
+            if self._held is None:
+                raise ConnectionError(f"the server at {self.url} is away and no frame was rendered yet")
+            return self._held
+        self._held = face
+        return face
+
+    def close(self) -> None:
+        """Close the stream; safe to call twice."""
+        self._drop()

@@ -1,0 +1,375 @@
+"""``fomm-live serve`` and ``--remote``: the real command started once for this module (Ray Serve on the CPU with the
+tiny golden model, a token, on loopback), real WebSocket clients, then SIGTERM and a check that its processes are
+gone. The server is stopped and started again in the last test (a fault mid-run). No timing assertions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import golden_dir, read_rgb
+
+from live.capture import resize_to_square
+from live.cli import main
+from live.errors import UserError
+from live.media import read_image
+from live.paths import DEFAULT_PORTRAIT
+from live.remote import protocol
+from live.remote.client import RemoteBackend
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-0123456789"
+START_TIMEOUT_S = 240  # Ray, its Serve controller and one replica on a loaded 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Ray's GCS, raylet, workers...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Server:
+    """``fomm-live serve`` in a subprocess, as a user starts it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token_file = folder / "token.txt"
+        self.token_file.write_text(TOKEN + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        tiny = golden_dir("tiny")
+        self.starts += 1
+        self.log = self.folder / f"serve-{self.starts}.log"
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "live.cli", "serve", "--checkpoint", str(tiny / "checkpoint.pth.tar"),
+                 "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--port",
+                 str(self.port), "--token-file", str(self.token_file)],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "serving on" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"fomm-live serve did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> set[int]:
+        """SIGTERM, as a service manager stops it; returns the processes it had started that are still alive."""
+        if self.proc is None:
+            return set()
+        below = descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        deadline = time.monotonic() + 30
+        while (left := {p for p in below if alive(p)}) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return left
+
+    def stats(self, token: str | None = TOKEN) -> dict:
+        request = urllib.request.Request(self.url + protocol.STATS_ROUTE,
+                                         headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+    pytest.importorskip("websockets", reason="the serve extra (websockets) is not installed")
+    srv = Server(tmp_path_factory.mktemp("serve"))
+    srv.start()
+    yield srv
+    left = srv.stop()
+    assert not left, f"SIGTERM left processes of fomm-live serve running: {sorted(left)}"
+
+
+def golden(name: str) -> np.ndarray:
+    return read_rgb(golden_dir("tiny") / name)
+
+
+def local_faces(source: np.ndarray, neutral: np.ndarray, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The local model's faces for ``frames`` (fp32 CPU), the reference for the remote ones."""
+    from models import Animator, tensor_to_image
+
+    tiny = golden_dir("tiny")
+    animator = Animator.from_checkpoint(tiny / "checkpoint.pth.tar", tiny / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    animator.set_source(source)
+    animator.calibrate(neutral)
+    return [tensor_to_image(animator.generate(animator.keypoints(f))["prediction"]) for f in frames]
+
+
+def client(server: Server, **kwargs) -> RemoteBackend:
+    kwargs.setdefault("token", TOKEN)
+    kwargs.setdefault("codec", "png")
+    return RemoteBackend(server.url, start_timeout=30, **kwargs)
+
+
+def max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())
+
+
+def test_serve_logs_serving_on_its_url(server: Server) -> None:
+    assert f"serving on {server.url}" in server.log.read_text()
+    assert "streams must carry the token" in server.log.read_text()
+
+
+def test_animate_remote_png_equals_local_within_one_level_and_jpeg_psnr(server: Server, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    tiny = golden_dir("tiny")
+    driving = tmp_path / "driving"
+    driving.mkdir()
+    for i in range(3):
+        shutil.copy(tiny / f"driving_{i}.png", driving / f"driving_{i}.png")
+    common = ["animate", "--source", str(tiny / "source.png"), "--checkpoint", str(tiny / "checkpoint.pth.tar"),
+              "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--driving",
+              str(driving), "--no-label"]
+    remote = ["--remote", server.url, "--token-file", str(server.token_file)]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    with caplog.at_level(logging.INFO):
+        assert main([*common, *remote, "--remote-codec", "png", "--out", str(tmp_path / "png")]) == 0
+    assert "--checkpoint, --config, --device, --precision unused here" in caplog.text
+    assert main([*common, *remote, "--out", str(tmp_path / "jpeg")]) == 0
+    psnrs = []
+    for i in range(3):
+        local, png, jpeg = (read_rgb(tmp_path / d / f"{i:05d}.png").astype(np.float64)
+                            for d in ("local", "png", "jpeg"))
+        assert max_diff(png, local) <= 1, f"frame {i}: lossless remote differs from local by {max_diff(png, local)}"
+        psnrs.append(10 * np.log10(255 ** 2 / max(np.mean((jpeg - local) ** 2), 1e-12)))
+    print(f"JPEG quality {protocol.JPEG_QUALITY} vs local: PSNR {', '.join(f'{p:.1f}' for p in psnrs)} dB")
+    assert min(psnrs) > 30, psnrs  # JPEG both ways at quality 90: a visible loss would be well under 30 dB
+
+
+def test_run_remote_on_a_file_sends_every_frame_and_records_them_all(server: Server, tmp_path: Path) -> None:
+    from clips import moving_frames, write_clip
+
+    from live.media import open_driving
+
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(20, still=20))  # 0.8 s: calibrates once still 0.5 s
+    before = server.stats()
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
+    assert main(["run", "--camera", str(clip), "--output", str(out), "--no-preview", "--crop", "none",
+                 "--stats-json", str(stats), "--remote", server.url, "--token-file", str(server.token_file)]) == 0
+    summary = json.loads(stats.read_text())
+    assert (summary["frames_in"], summary["frames_out"], summary["frames_dropped"]) == (20, 20, 0), summary
+    sent = server.stats()["frames"] - before["frames"]
+    assert 1 <= sent <= 20, sent  # every frame after the calibration was rendered remotely
+    assert sum(1 for _ in open_driving(out).frames) == 20
+
+
+def test_two_clients_get_their_own_avatars_and_a_third_reuses_the_cached_one(server: Server) -> None:
+    source, neutral, drive = golden("source.png"), golden("driving_0.png"), golden("driving_1.png")
+    other = resize_to_square(read_image(DEFAULT_PORTRAIT), 256)  # a second avatar: the bundled portrait
+    before = server.stats()
+    a, b = client(server), client(server)
+    a.set_source(source)
+    b.set_source(other)
+    for backend in (a, b):
+        backend.calibrate(backend.detect(neutral))
+    got: dict[str, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda n=n, c=c: got.__setitem__(n, c.render(c.detect(drive))))
+               for n, c in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    want_a, want_b = local_faces(source, neutral, [drive])[0], local_faces(other, neutral, [drive])[0]
+    assert max_diff(got["a"], want_a) <= 1 and max_diff(got["b"], want_b) <= 1
+    # The tiny golden model has random weights, so its faces depend little on the avatar; they still differ by far
+    # more than the 1-level tolerance, which is what tells the two streams apart.
+    assert max_diff(got["a"], want_b) > 2 and max_diff(got["b"], want_a) > 2, "each stream got its own avatar"
+    middle = server.stats()
+    c = client(server)
+    c.set_source(source)
+    c.calibrate(c.detect(neutral))
+    assert max_diff(c.render(c.detect(drive)), want_a) <= 1
+    after = server.stats()
+    for backend in (a, b, c):
+        backend.close()
+    assert middle["avatar_encodings"] - before["avatar_encodings"] <= 2
+    assert after["avatar_encodings"] == middle["avatar_encodings"], "the third client's avatar was encoded again"
+    assert after["avatar_cache_hits"] == middle["avatar_cache_hits"] + 1
+    assert after["frames"] >= middle["frames"] + 1 and after["streams_total"] == middle["streams_total"] + 1
+
+
+def raw_stream(server: Server, token: str | None = TOKEN):
+    from websockets.sync.client import connect
+
+    ws = connect(server.url.replace("http", "ws") + protocol.STREAM_ROUTE, max_size=None,
+                 additional_headers={"Authorization": f"Bearer {token}"} if token else None)
+    return ws
+
+
+def ask(ws, header: dict, payload: bytes = b"") -> dict:
+    ws.send(protocol.pack(header, payload))
+    return protocol.unpack(ws.recv(timeout=60))[0]
+
+
+def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(server: Server) -> None:
+    good = client(server)
+    good.set_source(golden("source.png"))
+    good.calibrate(good.detect(golden("driving_0.png")))
+    want = local_faces(golden("source.png"), golden("driving_0.png"), [golden("driving_2.png")])[0]
+    with raw_stream(server) as ws:
+        ws.send(b"\x00\x01garbage")
+        reply = protocol.unpack(ws.recv(timeout=60))[0]
+        assert reply["type"] == "error" and not reply["fatal"] and "header" in reply["message"]
+        assert "before" not in reply["message"]
+        ws.send("text, not binary")
+        assert "expected a binary message" in protocol.unpack(ws.recv(timeout=60))[0]["message"]
+        assert "must be 'hello'" in ask(ws, {"type": "frame", "id": 1})["message"]
+        assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "png"})["type"] == "ready"
+        oversized = ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
+        assert f"over the {protocol.MAX_MESSAGE_BYTES} byte limit" in oversized["message"]
+        crop = protocol.encode_image(golden("driving_1.png"), "png")
+        assert "no avatar yet" in ask(ws, {"type": "frame", "id": 4}, crop)["message"]
+        unknown = ask(ws, {"type": "avatar", "hash": "ab" * 32})
+        assert unknown == {"type": "avatar", "hash": "ab" * 32, "known": False}
+        missing = ask(ws, {"type": "frame", "id": 3}, crop)
+        assert missing["message"] == f"unknown avatar {'ab' * 32}: upload it first" and missing["id"] == 3
+        forged = ask(ws, {"type": "upload", "hash": "ab" * 32}, protocol.encode_image(golden("source.png"), "png"))
+        assert "does not match its hash" in forged["message"]
+        huge = protocol.encode_image(np.zeros((protocol.MAX_SIDE + 8, 32, 3), np.uint8), "png")
+        assert "out of bounds" in ask(ws, {"type": "calibrate"}, huge)["message"]
+        assert "neither PNG nor JPEG" in ask(ws, {"type": "calibrate"}, b"GIF89a" + bytes(64))["message"]
+        assert "unknown message type" in ask(ws, {"type": "shutdown"})["message"]
+        # The same stream still works after all of that, and so does the other client.
+        assert good.render(good.detect(golden("driving_2.png"))) is not None
+    assert max_diff(good.render(good.detect(golden("driving_2.png"))), want) <= 1
+    good.close()
+
+
+def test_a_wrong_or_missing_token_is_refused_with_one_clear_line(server: Server) -> None:
+    for token in ("wrong-token", None):
+        with pytest.raises(UserError, match="refused the stream: wrong or missing token"):
+            RemoteBackend(server.url, token=token, start_timeout=30)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            server.stats(token)
+        assert err.value.code == 401
+    assert server.stats()["errors"] >= 2
+
+
+class PacedFrames:
+    """A camera stand-in: the golden driving frames in turn at 10 fps until ``stop`` is set."""
+
+    fps, width, height, is_file, description = 10.0, 256, 256, False, "paced test frames"
+
+    def __init__(self) -> None:
+        self.frames = [golden(f"driving_{i}.png") for i in range(3)]
+        self.stop = threading.Event()
+        self.count = 0
+        self.started = time.perf_counter()
+
+    def read(self) -> np.ndarray | None:
+        if self.stop.is_set():
+            return None
+        time.sleep(max(0.0, self.started + self.count / self.fps - time.perf_counter()))
+        self.count += 1
+        return self.frames[self.count % 3].copy()
+
+    def rewind(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class Recording:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def send(self, frame: np.ndarray, info) -> None:
+        self.times.append(time.perf_counter())
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Last in the module: it stops the module's server and starts it again."""
+    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+
+    backend = client(server, codec="jpeg")
+    avatars = prepare_avatars([("source.png", golden("source.png"))], backend.size, None, crop="none")
+    source, recording = PacedFrames(), Recording()
+    pipeline = LivePipeline(source, backend, avatars, [recording], options=PipelineOptions(
+        crop="none", output_size=(256, 256), calibrate_first=True, auto_calibrate=False, label=False, fps=10.0))
+    summary: dict = {}
+    runner = threading.Thread(target=lambda: summary.update(pipeline.run()))
+    with caplog.at_level(logging.INFO):
+        runner.start()
+        while len(recording.times) < 5:
+            time.sleep(0.1)
+        left = server.stop()
+        assert not left, f"SIGTERM left processes running: {sorted(left)}"
+        server.start()
+        deadline = time.monotonic() + 120
+        while backend.reconnects < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        served = len(recording.times)
+        while len(recording.times) < served + 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        source.stop.set()
+        runner.join(timeout=60)
+    backend.close()
+    assert backend.reconnects >= 1, "the client did not reconnect"
+    assert caplog.text.count("lost the server") == 1 and caplog.text.count("is back; animating again") == 1
+    stats = server.stats()
+    assert stats["frames"] >= 1 and stats["avatar_encodings"] == 1, stats  # setup replayed, frames rendered
+    assert summary["frames_out"] + summary["frames_dropped"] == summary["frames_in"], summary
+    assert len(recording.times) >= summary["frames_out"]  # and the output thread's repeats, if any
+    run_time = recording.times[-1] - source.started
+    assert recording.times[-1] - recording.times[0] > 0.8 * run_time, "the recording stopped during the outage"
