@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
 
-from live.capture import resize_to_square
 from live.cli import main
+from live.driving import resize_to_square
 from live.errors import UserError
 from live.media import read_image
 from live.paths import DEFAULT_PORTRAIT

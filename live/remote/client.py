@@ -162,6 +162,9 @@ class RemoteBackend:
             except RemoteError as err:
                 raise UserError(f"the server at {self.url} refused the stream: {err}") from err
             except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as err:
+                if _closed_for_policy(err):  # the token was refused, and the close overtook the server's message
+                    raise UserError(f"the server at {self.url} refused the stream: wrong or missing token: pass "
+                                    "the server's token with --token-file") from err
                 if time.monotonic() >= deadline:
                     raise UserError(f"no fomm-live server at {self.url} ({type(err).__name__}: {err}); start one "
                                     "with 'fomm-live serve' and check the address") from err
@@ -290,3 +293,9 @@ class RemoteBackend:
     def close(self) -> None:
         """Close the stream; safe to call twice."""
         self._drop()
+
+
+def _closed_for_policy(err: BaseException) -> bool:
+    """True when the server closed the WebSocket with 1008 (policy violation), which it does only for a bad token."""
+    close = getattr(err, "rcvd", None)  # websockets' ConnectionClosed: the close frame the server sent
+    return getattr(close, "code", None) == 1008
