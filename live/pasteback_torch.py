@@ -4,23 +4,22 @@ The same mask and blend as ``live.pasteback`` (whose constants define them), com
 on CUDA only the finished output frame is downloaded. It runs on the CPU as well (tests, and the FOMM backend on a
 CPU, where its cost is small beside the generator's).
 
-Detail transfer (FOMM). The generator paints an n x n frame (n = 256); brought to a face that is s = side / n times
-larger in the output, it holds no detail finer than the model's pixel. The photo has that detail, and the dense
-motion network says where each output pixel comes from in the source: ``deformation`` (1 x h x w x 2, grid_sample
-coordinates of the source square, align_corners=False) and ``occlusion_map`` (1 x 1 x h x w, 1 where the source is
-visible, 0 where the generator must inpaint). So:
+Detail transfer (FOMM). The generator paints an n x n frame (n = 256); brought to the face's size in the output it
+holds no detail finer than the model's pixel. The photo has that detail, and the dense motion network says where
+each output pixel comes from in the source: ``deformation`` (1 x h x w x 2, grid_sample coordinates of the source
+square, align_corners=False) and ``occlusion_map`` (1 x 1 x h x w, 1 where the source is visible, 0 where the
+generator must inpaint). So:
 
-    detail = photo - gaussian(photo, sigma = DETAIL_SIGMA * s)   # the band the n x n frame cannot hold
+    detail = photo - upscale(source crop)        # over the square: exactly what the n x n path loses
     animated = upscale(prediction) + occlusion * warp(detail, deformation)
 
-The band's cut: a Gaussian of sigma passes half the amplitude at frequency sqrt(ln 2 / 2) / (pi sigma); at
-sigma = 0.375 s that is 0.5 / s cycles per output pixel, the Nyquist limit of the n x n frame upscaled by s, so the
-band added is the one the upscaled frame lacks. Detail is off when s <= 1 (the face is no larger than the model's
-square) and where the occlusion map is 0. On a known motion (a textured photo shifted by 6 model pixels, the
+(``live.pasteback.detail_band``; with a perfect reconstruction at rest the output is the photo itself.) Detail is
+left out where the occlusion map is 0. On a known motion (a textured photo shifted by 6 model pixels, the
 prediction the ideal 256 x 256 render of that shift, 1280 x 720 output with s = 2.1) the error to the photo shifted
-at full resolution falls from 5.7 to 2.2 levels (mean absolute where the animation shows fully) and the face's
-variance of the Laplacian rises from 50% to 80% of the truth's (``tests/test_pasteback.py``). A real checkpoint must confirm it on real motion: its deformation is only as
-sharp as its 64 x 64 motion field, and its occlusion map decides where detail is left out.
+at full resolution falls from 5.7 to 0.4 levels (mean absolute where the animation shows fully) and the face's
+variance of the Laplacian rises from 50% to 99% of the truth's (``tests/test_pasteback.py``). That is the ideal
+case: a real checkpoint must confirm it on real motion, where the prediction is not the ideal render, the deformation
+is only as sharp as the 64 x 64 motion field, and the occlusion map decides where detail is left out.
 """
 
 from __future__ import annotations
@@ -40,8 +39,6 @@ from live.pasteback import (
     region,
     window,
 )
-
-DETAIL_SIGMA = 0.375  # detail band's Gaussian sigma per unit of upscale (see the module docstring)
 
 
 @functools.lru_cache(maxsize=16)
@@ -72,8 +69,8 @@ def smoothstep(x: torch.Tensor) -> torch.Tensor:
 
 def change_mask(animated: torch.Tensor, reference: torch.Tensor, window_mask: torch.Tensor) -> torch.Tensor:
     """``live.pasteback.change_mask`` in PyTorch: 1 x 3 x n x n levels (float) -> 1 x 1 x n x n in [0, 1]."""
-    diff = (animated - reference).abs().amax(dim=1, keepdim=True)  # 1 x 1 x n x n levels
-    moved = smoothstep((gaussian_blur(diff, DIFF_SIGMA) - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW))
+    diff = gaussian_blur(animated - reference, DIFF_SIGMA).abs().amax(dim=1, keepdim=True)  # 1 x 1 x n x n levels
+    moved = smoothstep((diff - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW))
     return window_mask * (2 * gaussian_blur(moved, SPREAD_SIGMA)).clamp(max=1)  # 1 x 1 x n x n
 
 
@@ -111,8 +108,8 @@ class TensorPasteBack:
         self.grid = torch.stack([gx, gy], dim=-1)[None].to(self.device, torch.float32)  # 1 x rh x rw x 2
         self.upscale = side / n
         self.detail_band = None
-        if detail and self.upscale > 1:
-            self.detail_band = photo - gaussian_blur(photo, DETAIL_SIGMA * self.upscale)  # 1 x 3 x H x W
+        if detail and x1 > x0 and y1 > y0:
+            self.detail_band = self.region_photo - self._sample(self.reference, "border")  # 1 x 3 x rh x rw
         self.last_mask: torch.Tensor | None = None
 
     def _sample(self, image: torch.Tensor, padding: str) -> torch.Tensor:
@@ -121,13 +118,13 @@ class TensorPasteBack:
 
     def _detail(self, deformation: torch.Tensor, occlusion: torch.Tensor | None) -> torch.Tensor:
         """The photo's detail band carried along ``deformation`` to the region: 1 x 3 x rh x rw levels."""
-        width, height = self.output_size
         bx, by, side = self.box
         # B x h x w x 2 -> 1 x 2 x rh x rw: where each region pixel comes from, in the square's coordinates.
         source = self._sample(deformation[:1].permute(0, 3, 1, 2).float(), "border")
-        # Square grid_sample coordinates g -> output edge coordinate bx + (g + 1) side / 2 -> whole-frame coordinates.
-        fx = (bx + (source[:, 0] + 1) * side / 2) * 2 / width - 1  # 1 x rh x rw
-        fy = (by + (source[:, 1] + 1) * side / 2) * 2 / height - 1  # 1 x rh x rw
+        # Square grid_sample coordinates g -> output edge coordinate bx + (g + 1) side / 2 -> the region's.
+        x0, y0, x1, y1 = self.bounds
+        fx = (bx - x0 + (source[:, 0] + 1) * side / 2) * 2 / (x1 - x0) - 1  # 1 x rh x rw
+        fy = (by - y0 + (source[:, 1] + 1) * side / 2) * 2 / (y1 - y0) - 1  # 1 x rh x rw
         assert self.detail_band is not None
         band = F.grid_sample(self.detail_band, torch.stack([fx, fy], dim=-1), mode="bilinear",
                              padding_mode="zeros", align_corners=False)  # 1 x 3 x rh x rw

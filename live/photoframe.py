@@ -56,7 +56,7 @@ class PhotoCompositor:
             paster: Any = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
                                           device=self.backend.animator.device, detail=self.detail)
         else:
-            paster = PasteBack(framed=framed, reference=avatar.crop, box=framing.box)
+            paster = PasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=self.detail)
         bx, by, side = framing.box
         logger.info("avatar %d framed at %dx%d: face square %.0f px at (%.0f, %.0f), %.2fx the model's", index + 1,
                     *self.output_size, side, bx, by, side / avatar.crop.shape[0])

@@ -75,7 +75,8 @@ def test_the_mask_is_zero_along_the_square_border_and_one_inside() -> None:
 
 @pytest.mark.parametrize("box", [(100.0, 20.0, 150.0), (-40.5, -30.25, 170.0), (231.3, 91.7, 97.0)])
 def test_opencv_and_torch_paste_backs_agree(box: tuple[float, float, float]) -> None:
-    """The two paths within two levels (OpenCV interpolates with 5-bit fixed-point weights), mean under 0.2."""
+    """The two paths within four levels, mean under 0.2: OpenCV samples the mask with 5-bit fixed-point weights, and
+    a mask weight off by 1/64 where the animation and the photo differ by 200 levels is 3 levels."""
     framed = textured(181, 317, 6)
     reference = textured(N, N, 7)
     animated = reference.copy()
@@ -84,7 +85,7 @@ def test_opencv_and_torch_paste_backs_agree(box: tuple[float, float, float]) -> 
     pasted = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False)
     got = pasted.paste(torch.from_numpy(animated).permute(2, 0, 1)[None].float() / 255).astype(int)
     err = np.abs(got - want)
-    if err.max() > 2:
+    if err.max() > 4:
         idx = np.unravel_index(np.argmax(err), err.shape)
         raise AssertionError(f"max error {err.max()} at {idx}: torch {got[idx]}, opencv {want[idx]}")
     assert err.mean() < 0.2
@@ -135,3 +136,21 @@ def test_detail_is_left_out_where_the_occlusion_map_says_the_source_is_hidden() 
     hidden = paster.paste(tensor, deformation, torch.zeros(1, 1, 64, 64))
     plain = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False).paste(tensor)
     np.testing.assert_array_equal(hidden, plain)
+
+
+def test_opencv_detail_along_the_estimated_flow_is_closer_to_the_truth_on_a_known_motion() -> None:
+    """The host path has no motion field from the backend; it estimates one (optical flow) and carries the same
+    residual along it."""
+    framed, truth, prediction, reference, box, _ = known_motion()
+    results = {d: PasteBack(framed=framed, reference=reference, box=box, detail=d).paste(prediction)
+               for d in (False, True)}
+    mask = PasteBack(framed=framed, reference=reference, box=box)
+    mask.paste(prediction)
+    full = mask.full_mask() > 0.999
+    full[:, :400] = False
+    errors = {d: float(np.abs(results[d].astype(int) - truth.astype(int))[full].mean()) for d in results}
+    bbox = support_bbox(mask.full_mask())
+    sharp = {d: sharpness(results[d], bbox) / sharpness(truth, bbox) for d in results}
+    print(f"known motion, estimated flow: error {errors[False]:.1f} -> {errors[True]:.1f} levels; "
+          f"sharpness {sharp[False]:.0%} -> {sharp[True]:.0%} of the truth's")
+    assert errors[True] < 0.8 * errors[False] and sharp[True] > 1.3 * sharp[False]
