@@ -154,3 +154,23 @@ def test_opencv_detail_along_the_estimated_flow_is_closer_to_the_truth_on_a_know
     print(f"known motion, estimated flow: error {errors[False]:.1f} -> {errors[True]:.1f} levels; "
           f"sharpness {sharp[False]:.0%} -> {sharp[True]:.0%} of the truth's")
     assert errors[True] < 0.8 * errors[False] and sharp[True] > 1.3 * sharp[False]
+
+
+@pytest.mark.parametrize("n", [64, 97, 256])
+def test_the_devices_change_mask_matches_the_hosts(n: int) -> None:
+    """``pasteback_torch.change_mask`` (the CUDA path; a CPU paste uses OpenCV's) against ``pasteback.change_mask``,
+    within 1e-3 (float32 sums in another order)."""
+    from live.pasteback_torch import change_mask as device_change_mask
+
+    reference = textured(n, n, 10)
+    animated = reference.copy()
+    animated[n // 4:n // 2, n // 3:n // 2 + 5] = textured(n // 2 - n // 4, n // 2 + 5 - n // 3, 11)
+    want = change_mask(animated, reference)
+
+    def levels(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float()
+
+    got = device_change_mask(levels(animated), levels(reference), torch.from_numpy(window(n))[None, None])[0, 0]
+    err = np.abs(got.numpy() - want)
+    where = np.unravel_index(err.argmax(), err.shape)
+    assert want.max() > 0.9 and err.max() < 1e-3, f"max error {err.max():.2e} at {where}"
