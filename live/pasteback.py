@@ -152,8 +152,9 @@ class PasteBack:
             xs, ys = np.meshgrid(np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32))
             self.region_grid = np.stack([xs, ys], axis=-1)  # rh x rw x 2: region pixel coordinates
 
-    def _detail(self, animated: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """The detail band moved along the flow from the unanimated crop to ``animated``: rh x rw x 3 float32."""
+    def _detail(self, animated: np.ndarray, sub: tuple[int, int, int, int]) -> np.ndarray:
+        """The detail band moved along the flow from the unanimated crop to ``animated``, over the part ``sub``
+        (x0, y0, x1, y1 in region pixels) of the region: h x w x 3 float32."""
         cv = cv2()
         assert self.band is not None
         flow = self.flow.calc(cv.cvtColor(animated, cv.COLOR_RGB2GRAY), self.reference_grey, None)  # n x n x 2
@@ -163,13 +164,21 @@ class PasteBack:
         k = kernel_size(DIFF_SIGMA)
         error = np.abs(cv.GaussianBlur(cv.subtract(warped, animated, dtype=cv.CV_32F), (k, k), DIFF_SIGMA)).max(2)
         visible = 1.0 - smoothstep((error - FLOW_ERROR_LOW) / (FLOW_ERROR_HIGH - FLOW_ERROR_LOW))  # n x n
-        flags = cv.INTER_LINEAR | cv.WARP_INVERSE_MAP
         both = np.dstack([flow, visible.astype(np.float32)])  # n x n x 3
-        up = cv.warpAffine(both, self.matrix, size, flags=flags, borderMode=cv.BORDER_REPLICATE)  # rh x rw x 3
+        up = self._to_region(both, sub, cv.BORDER_REPLICATE)  # h x w x 3
         # A flow of f square pixels is f * side / n output pixels (the square's map is a pure scale).
-        source = self.region_grid + up[..., :2] * np.float32(self.upscale)  # rh x rw x 2 region coordinates
+        sx0, sy0, sx1, sy1 = sub
+        source = self.region_grid[sy0:sy1, sx0:sx1] + up[..., :2] * np.float32(self.upscale)  # h x w x 2
         band = cv.remap(self.band, source, None, cv.INTER_LINEAR, borderMode=cv.BORDER_CONSTANT, borderValue=0)
-        return band * up[..., 2:3]  # rh x rw x 3
+        return band * up[..., 2:3]  # h x w x 3
+
+    def _to_region(self, square: np.ndarray, sub: tuple[int, int, int, int], border: int) -> np.ndarray:
+        """An n x n map sampled (bilinear) at the pixels of ``sub`` (x0, y0, x1, y1 in region pixels)."""
+        cv = cv2()
+        matrix = self.matrix.copy()
+        matrix[:, 2] += matrix[:, :2] @ np.array([sub[0], sub[1]], np.float64)  # start at the part's corner
+        return cv.warpAffine(square, matrix, (sub[2] - sub[0], sub[3] - sub[1]),
+                             flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
 
     def paste(self, animated: np.ndarray) -> np.ndarray:
         """The framed photo with ``animated`` (n x n x 3 uint8) pasted in: H x W x 3 uint8, a new array."""
@@ -178,18 +187,20 @@ class PasteBack:
         x0, y0, x1, y1 = self.bounds
         if x1 <= x0 or y1 <= y0:
             return out
-        size = (x1 - x0, y1 - y0)
-        flags = cv.INTER_LINEAR | cv.WARP_INVERSE_MAP
-        mask = cv.warpAffine(change_mask(animated, self.reference), self.matrix, size, flags=flags,
-                             borderMode=cv.BORDER_CONSTANT, borderValue=0)  # rh x rw float32
+        mask = self._to_region(change_mask(animated, self.reference), (0, 0, x1 - x0, y1 - y0),
+                               cv.BORDER_CONSTANT)  # rh x rw float32
         self.last_mask = mask
-        if not mask.any():
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
             return out
-        up = cv.warpAffine(animated, self.matrix, size, flags=flags, borderMode=cv.BORDER_REPLICATE)  # rh x rw x 3
-        photo = out[y0:y1, x0:x1]
+        # Only the mask's support changes: a face at rest changes a few features, not the whole square.
+        sub = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        up = self._to_region(animated, sub, cv.BORDER_REPLICATE)  # h x w x 3
         if self.band is not None:
-            up = np.clip(up.astype(np.float32) + self._detail(animated, size), 0, 255).astype(np.uint8)
-        out[y0:y1, x0:x1] = cv.blendLinear(up, photo, mask, 1.0 - mask)
+            up = np.clip(up.astype(np.float32) + self._detail(animated, sub), 0, 255).astype(np.uint8)
+        weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
+        target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
+        target[:] = cv.blendLinear(up, target, weight, 1.0 - weight)
         return out
 
     def full_mask(self) -> np.ndarray:
