@@ -34,6 +34,7 @@ from live.pasteback import (
     DIFF_HIGH,
     DIFF_LOW,
     DIFF_SIGMA,
+    SPREAD_GAIN,
     SPREAD_SIGMA,
     kernel_size,
     region,
@@ -78,7 +79,7 @@ def change_mask(animated: torch.Tensor, reference: torch.Tensor, window_mask: to
     """``live.pasteback.change_mask`` in PyTorch: 1 x 3 x n x n levels (float) -> 1 x 1 x n x n in [0, 1]."""
     diff = gaussian_blur(animated - reference, DIFF_SIGMA).abs().amax(dim=1, keepdim=True)  # 1 x 1 x n x n levels
     moved = smoothstep((diff - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW))
-    return window_mask * (2 * gaussian_blur(moved, SPREAD_SIGMA)).clamp(max=1)  # 1 x 1 x n x n
+    return window_mask * (SPREAD_GAIN * gaussian_blur(moved, SPREAD_SIGMA)).clamp(max=1)  # 1 x 1 x n x n
 
 
 class TensorPasteBack:
