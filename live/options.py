@@ -87,7 +87,7 @@ class AnimateOptions:
         label: Draw the "AI-generated" label on every frame.
         framing: ``face`` (the model's square) or ``photo`` (the photo framed, the face pasted back).
         output_size: (width, height); None: the model's square (``face``) or 1280 x 720 (``photo``).
-        detail: With photo framing, FOMM's detail transfer.
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
     """
 
     source: str

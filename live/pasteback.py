@@ -143,31 +143,36 @@ class PasteBack:
             cv = cv2()
             self.flow = cv.DISOpticalFlow_create(cv.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
             self.reference_grey = cv.cvtColor(reference, cv.COLOR_RGB2GRAY)
+            self.reference_float = reference.astype(np.float32)
             grid = np.arange(n, dtype=np.float32)
             self.square_grid = np.stack(np.meshgrid(grid, grid), axis=-1)  # n x n x 2: (x, y) of each pixel
-            xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-            self.region_grid = np.stack([xs, ys], axis=-1)  # rh x rw x 2: output pixel coordinates
+            # Square pixel p -> output pixel (p + 0.5) * side / n + box corner - 0.5.
+            self.to_output = (np.float32(self.upscale),
+                              np.array([box[0] + 0.5 * self.upscale - 0.5, box[1] + 0.5 * self.upscale - 0.5],
+                                       np.float32))
 
-    def _detail(self, animated: np.ndarray, sub: tuple[int, int, int, int]) -> np.ndarray:
-        """What to add to the upscaled frame over the part ``sub`` (x0, y0, x1, y1 in region pixels) of the region:
-        h x w x 3 float32 levels (see the module docstring)."""
+    def _animated(self, animated: np.ndarray, sub: tuple[int, int, int, int]) -> np.ndarray:
+        """The animated frame with the photo's detail over the part ``sub`` (x0, y0, x1, y1 in region pixels) of
+        the region: h x w x 3 uint8 (see the module docstring)."""
         cv = cv2()
         flow = self.flow.calc(cv.cvtColor(animated, cv.COLOR_RGB2GRAY), self.reference_grey, None)  # n x n x 2
         # animated(p) ~ reference(p + flow(p)): how well the flow explains the frame decides where detail goes.
-        warped = cv.remap(self.reference, self.square_grid + flow, None, cv.INTER_LINEAR,
+        source = self.square_grid + flow  # n x n x 2, square pixels
+        warped = cv.remap(self.reference_float, source, None, cv.INTER_LINEAR,
                           borderMode=cv.BORDER_REPLICATE)  # n x n x 3
         k = kernel_size(DIFF_SIGMA)
-        error = np.abs(cv.GaussianBlur(cv.subtract(warped, animated, dtype=cv.CV_32F), (k, k), DIFF_SIGMA)).max(2)
-        visible = 1.0 - smoothstep((error - FLOW_ERROR_LOW) / (FLOW_ERROR_HIGH - FLOW_ERROR_LOW))  # n x n
-        both = np.dstack([flow, visible.astype(np.float32), warped.astype(np.float32)])  # n x n x 6
-        up = self._to_region(both, sub, cv.BORDER_REPLICATE)  # h x w x 6
-        # A flow of f square pixels is f * side / n output pixels (the square's map is a pure scale).
-        sx0, sy0, sx1, sy1 = sub
-        source = self.region_grid[sy0:sy1, sx0:sx1] + up[..., :2] * np.float32(self.upscale)  # h x w x 2
-        photo = cv.remap(self.framed, source, None, cv.INTER_CUBIC, borderMode=cv.BORDER_REPLICATE)  # h x w x 3
-        # The photo moved at full resolution, less the crop moved at the model's resolution (as the backend moved
-        # it, with the same softening): what the n x n frame misses of the moving photo.
-        return (photo.astype(np.float32) - up[..., 3:]) * up[..., 2:3]  # h x w x 3
+        frame = animated.astype(np.float32)
+        error = np.abs(cv.GaussianBlur(warped - frame, (k, k), DIFF_SIGMA)).max(2)
+        visible = (1.0 - smoothstep((error - FLOW_ERROR_LOW) / (FLOW_ERROR_HIGH - FLOW_ERROR_LOW)))[..., None]
+        # frame + visible * (photo moved - crop moved), with the model-resolution terms summed before upscaling:
+        # correction = frame - visible * crop moved, then + visible * photo moved at full resolution.
+        scale, offset = self.to_output
+        at_output = self._to_region(source * scale + offset, sub, cv.BORDER_REPLICATE)  # h x w x 2, output px
+        rest = np.dstack([frame - visible * warped, visible]).astype(np.float32)  # n x n x 4
+        rest = self._to_region(rest, sub, cv.BORDER_REPLICATE)  # h x w x 4
+        photo = cv.remap(self.framed, at_output, None, cv.INTER_CUBIC, borderMode=cv.BORDER_REPLICATE)  # h x w x 3
+        out = cv.multiply(photo, rest[..., 3:4].repeat(3, axis=2), dtype=cv.CV_32F)  # h x w x 3
+        return cv.add(out, rest[..., :3], dtype=cv.CV_8U)  # saturated, rounded
 
     def _to_region(self, square: np.ndarray, sub: tuple[int, int, int, int], border: int) -> np.ndarray:
         """An n x n map sampled (bilinear) at the pixels of ``sub`` (x0, y0, x1, y1 in region pixels)."""
@@ -184,17 +189,23 @@ class PasteBack:
         x0, y0, x1, y1 = self.bounds
         if x1 <= x0 or y1 <= y0:
             return out
-        mask = self._to_region(change_mask(animated, self.reference), (0, 0, x1 - x0, y1 - y0),
-                               cv.BORDER_CONSTANT)  # rh x rw float32
+        small = change_mask(animated, self.reference)  # n x n
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)  # rh x rw
         self.last_mask = mask
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        rows, cols = np.flatnonzero(small.any(axis=1)), np.flatnonzero(small.any(axis=0))
         if rows.size == 0:
             return out
-        # Only the mask's support changes: a face at rest changes a few features, not the whole square.
-        sub = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-        up = self._to_region(animated, sub, cv.BORDER_REPLICATE)  # h x w x 3
+        # Only the mask's support changes (a face at rest changes a few features, not the whole square): the region
+        # pixels whose bilinear footprint in the square reaches the support's bounding box.
+        k, c = self.matrix[0, 0], self.matrix[:, 2]
+        sub = (max(0, int(np.floor((cols[0] - 1 - c[0]) / k))), max(0, int(np.floor((rows[0] - 1 - c[1]) / k))),
+               min(x1 - x0, int(np.ceil((cols[-1] + 1 - c[0]) / k)) + 1),
+               min(y1 - y0, int(np.ceil((rows[-1] + 1 - c[1]) / k)) + 1))
+        mask[sub[1]:sub[3], sub[0]:sub[2]] = self._to_region(small, sub, cv.BORDER_CONSTANT)
         if self.detail:
-            up = np.clip(up.astype(np.float32) + self._detail(animated, sub), 0, 255).astype(np.uint8)
+            up = self._animated(animated, sub)  # h x w x 3
+        else:
+            up = self._to_region(animated, sub, cv.BORDER_REPLICATE)  # h x w x 3
         weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
         target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
         target[:] = cv.blendLinear(up, target, weight, 1.0 - weight)

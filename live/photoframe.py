@@ -28,7 +28,7 @@ class PhotoCompositor:
         avatars: The prepared source photos.
         output_size: (width, height) of output frames.
         backend: The animation backend (``render_parts`` picks the on-device path).
-        detail: FOMM detail transfer (``live.pasteback_torch``).
+        detail: Carry the photo's fine detail along the motion (``live.pasteback``, ``live.pasteback_torch``).
     """
 
     def __init__(self, *, avatars: list[Avatar], output_size: tuple[int, int], backend: Any, detail: bool) -> None:

@@ -87,7 +87,7 @@ class PipelineOptions:
             environment says ``FOMM_LIVE_PIPELINING=0``.
         framing: ``face`` (the model's square fitted to the output) or ``photo`` (the source photo framed for the
             output, the animated face pasted back: ``live.photoframe``).
-        detail: With photo framing, carry the photo's fine detail along FOMM's motion field.
+        detail: With photo framing, carry the photo's fine detail along the motion (``live.pasteback``).
     """
 
     output_size: tuple[int, int] | None = None

@@ -180,7 +180,7 @@ class ModelStage:
         calibrate_first: Take the first frame with motion as the neutral pose when none is set yet.
         framing: ``face``: the model's square fitted to the output; ``photo``: the whole source photo framed for the
             output with the animated face pasted back (``live.photoframe``).
-        detail: With photo framing, FOMM's detail transfer (``live.pasteback_torch``).
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
     """
 
     def __init__(self, *, backend: Backend, avatars: list, output_size: tuple[int, int], crop_mode: str,

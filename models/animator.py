@@ -203,7 +203,7 @@ class Animator:
         ``with_motion`` also returns the dense motion field ``deformation`` (and ``occlusion_map``, as always when
         the model estimates one). The engines' fused, compiled and exported decodes return the prediction only, so
         this decodes with the PyTorch networks at the engine's precision: on a CPU the same code the eager engine
-        runs; on CUDA without the engine's fusions.
+        runs; on CUDA without the engine's fused kernels, compiled graph or TensorRT engine.
         """
         if self.source is None or self.kp_source is None:
             raise RuntimeError("set_source() must be called before animating")
@@ -222,9 +222,14 @@ class Animator:
         autocast = (contextlib.nullcontext() if self.precision == "fp32"
                     else torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision]))
         assert self.source is not None and self.kp_source is not None
+        # The engine's tuned copy where it keeps one (eager: batch norms folded, channels_last, reduced-precision
+        # weights), so the frame is the one its decode paints.
+        generator = getattr(self.engine, "generator", None)
+        if not isinstance(generator, OcclusionAwareGenerator):
+            generator = self.generator
         with exact_float32(self.device), autocast:
-            return self.generator.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed,
-                                         with_deformation=True)
+            return generator.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed,
+                                    with_deformation=True)
 
     @torch.inference_mode()
     def animate_tensor(self, frames: torch.Tensor, *, with_deformed: bool = False) -> dict[str, torch.Tensor]:

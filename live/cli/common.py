@@ -83,7 +83,7 @@ def add_framing_options(parser: argparse.ArgumentParser, *, framing: str, output
     if output_size is not None:
         group.add_argument("--output-size", type=parse_size, metavar="WxH", help=f"output frame size ({output_size})")
     group.add_argument("--no-detail", action="store_true",
-                       help="with --framing photo and the fomm backend, no transfer of the photo's fine detail")
+                       help="with --framing photo, no transfer of the photo's fine detail onto the animated face")
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
