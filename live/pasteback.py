@@ -15,8 +15,8 @@ The mask is made at the model's resolution (n x n, n = 256) from two factors:
   the photo's own full-resolution pixels show.
 
 The product is brought to the output's resolution with the same bilinear sampling as the animated square, and
-``out = round(mask * animated + (1 - mask) * photo)`` in the square's bounding box; every pixel outside the mask's
-support is the framed photo's, bit for bit.
+``out = round(mask * animated + (1 - mask) * photo)`` over the bounding box of the mask's support (only what moved is
+computed); every pixel outside the mask's support is the framed photo's, bit for bit.
 
 Detail (``detail=True``). The n x n frame, brought to the face's size in the output, holds no detail finer than
 the model's pixel, and each resampling on the way (photo -> crop -> render -> output) softens it further; the photo
