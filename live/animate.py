@@ -33,8 +33,10 @@ def animate_pipeline_options(job: AnimateOptions, *, size: int, fps: float) -> P
         size: The model's square side (the output size).
         fps: The driving input's frame rate.
     """
-    return PipelineOptions(output_size=(size, size), crop=job.crop, smoothing=job.crop == "face" and job.smoothing,
-                           auto_calibrate=False, calibrate_first=True, label=job.label, fps=fps)
+    default_size = (1280, 720) if job.framing == "photo" else (size, size)
+    return PipelineOptions(output_size=job.output_size or default_size, crop=job.crop,
+                           smoothing=job.crop == "face" and job.smoothing, auto_calibrate=False, calibrate_first=True,
+                           label=job.label, fps=fps, framing=job.framing, detail=job.detail)
 
 
 def open_driving(job: AnimateOptions, *, size: int) -> DrivingSource:
@@ -45,7 +47,7 @@ def open_driving(job: AnimateOptions, *, size: int) -> DrivingSource:
 def prepare_photo(job: AnimateOptions, *, size: int, detector: FaceDetector | None) -> list[Avatar]:
     """The photo as the one avatar: its face crop with ``crop="face"``, else the whole photo at the model's square."""
     image = read_image(job.source)
-    if job.crop == "none":
+    if job.crop == "none" and job.framing == "face":  # photo framing animates the photo's centre square
         image = resize_to_square(image, size)
     return prepare_avatars([(Path(job.source).name, image)], size, detector, crop=job.crop)
 

@@ -9,7 +9,9 @@ separately by the pipeline:
 and a neutral pose that can be (re)set at any time with ``calibrate(motion)``.
 
 A backend whose model runs on a GPU may also fit its frame to the output size there (``composes_on_device`` and
-``render_fitted``), so that only the finished output frame is downloaded.
+``render_fitted``), so that only the finished output frame is downloaded. A backend with ``render_parts`` (FOMM)
+hands photo framing its frame as a tensor on the model's device with the dense motion field, so that the paste-back
+and the detail transfer run there too (``live.pasteback_torch``).
 """
 
 from __future__ import annotations
@@ -101,6 +103,14 @@ class FommBackend:
         from models import tensor_to_image
 
         return tensor_to_image(self.animator.generate(motion)["prediction"])
+
+    def render_parts(self, motion: Any, *, with_motion: bool) -> dict:
+        """What photo framing pastes, left on the model's device: ``prediction`` (1 x 3 x size x size float in
+        [0, 1]) and, with ``with_motion``, ``deformation`` (1 x h x w x 2) and ``occlusion_map`` (1 x 1 x h x w, when
+        the model estimates one) for the detail transfer (``live.pasteback_torch``)."""
+        out = self.animator.generate(motion, with_motion=with_motion)
+        keys = ("prediction", "deformation", "occlusion_map") if with_motion else ("prediction",)
+        return {k: out[k] for k in keys if k in out}
 
     def render_fitted(self, motion: Any, width: int, height: int) -> np.ndarray:
         """The animated frame fitted to ``width`` x ``height`` (``live.compose.fit_to_output``) on the model's

@@ -88,6 +88,9 @@ class AnimateOptions:
         smoothing: Smooth the crop box and the keypoints (only with ``crop="face"``: there is nothing to track
             otherwise, and the original demo does not smooth).
         label: Draw the "AI-generated" label on every frame.
+        framing: ``face`` (the model's square) or ``photo`` (the photo framed, the face pasted back).
+        output_size: (width, height); None: the model's square (``face``) or 1280 x 720 (``photo``).
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
     """
 
     source: str
@@ -97,6 +100,9 @@ class AnimateOptions:
     find_best_frame: bool = False
     smoothing: bool = True
     label: bool = True
+    framing: str = "face"
+    output_size: tuple[int, int] | None = None
+    detail: bool = True
 
 
 @dataclass(frozen=True)

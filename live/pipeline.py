@@ -85,6 +85,9 @@ class PipelineOptions:
         show_help: Show the help overlay in the preview from the start.
         pipelining: Track frame N+1 while the model works on frame N (two threads); None: on unless the
             environment says ``FOMM_LIVE_PIPELINING=0``.
+        framing: ``face`` (the model's square fitted to the output) or ``photo`` (the source photo framed for the
+            output, the animated face pasted back: ``live.photoframe``).
+        detail: With photo framing, carry the photo's fine detail along the motion (``live.pasteback``).
     """
 
     output_size: tuple[int, int] | None = None
@@ -105,6 +108,8 @@ class PipelineOptions:
     scripted_keys: dict[int, list[str]] = field(default_factory=dict)
     show_help: bool = False
     pipelining: bool | None = None
+    framing: str = "face"
+    detail: bool = True
 
 
 class LivePipeline:
@@ -159,7 +164,8 @@ class LivePipeline:
                                 crop_mode=self.options.crop, smoother=smoother, calibrator=calibrator,
                                 controls=self.controls, label=self.options.label, preview=window is not None,
                                 stats=self.stats, camera_lost=lambda: self.camera_lost,
-                                calibrate_first=self.options.calibrate_first)
+                                calibrate_first=self.options.calibrate_first, framing=self.options.framing,
+                                detail=self.options.detail)
         self.failures = FailurePolicy()
         self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.shutdown``)
 

@@ -30,6 +30,7 @@ from live.compose import add_label, fit_to_output
 from live.face import CropBox, CropTracker, Face, FaceDetector, centre_crop_box, crop_square
 from live.hotkeys import GEOMETRY_CHANGED, Controls, apply_model_key, apply_tracking_key, is_tracking_key
 from live.overlay import build_preview
+from live.photoframe import PhotoCompositor
 from live.sinks import FrameInfo
 from live.smoothing import MotionSmoother
 from live.stats import PipelineStats
@@ -195,12 +196,15 @@ class ModelStage:
         stats: Receives the ``keypoints``, ``generator`` and ``compose`` times.
         camera_lost: Tells whether the camera is being reconnected (for the preview).
         calibrate_first: Take the first frame with motion as the neutral pose when none is set yet.
+        framing: ``face``: the model's square fitted to the output; ``photo``: the whole source photo framed for the
+            output with the animated face pasted back (``live.photoframe``).
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
     """
 
     def __init__(self, *, backend: Backend, avatars: list, output_size: tuple[int, int], crop_mode: str,
                  smoother: MotionSmoother | None, calibrator: AutoCalibrator, controls: Controls, label: bool,
                  preview: bool, stats: PipelineStats, camera_lost: Callable[[], bool],
-                 calibrate_first: bool = False) -> None:
+                 calibrate_first: bool = False, framing: str = "face", detail: bool = True) -> None:
         self.backend = backend
         self.avatars = avatars
         self.output_size = output_size
@@ -219,6 +223,8 @@ class ModelStage:
         self.frame_index = -1
         self._held: np.ndarray | None = None  # the last animated frame at the output size, held while no face
         self._fitted_avatars: dict[int, np.ndarray] = {}
+        self.photo = (PhotoCompositor(avatars=avatars, output_size=output_size, backend=backend, detail=detail)
+                      if framing == "photo" else None)
         self.select_avatar(0)
 
     # ------------------------------------------------------------------------------------------------ hotkeys
@@ -229,6 +235,8 @@ class ModelStage:
         avatar = self.avatars[index]
         self.backend.set_source(avatar.crop)
         self._held = None  # with no face in view the new avatar shows (unanimated), not the old one's last frame
+        if self.photo is not None:
+            self.photo.select(index)
         self.best_selector = BestFrameSelector(avatar.points) if avatar.points is not None else None
         self.events.append((self.frame_index, f"avatar {index}"))
         logger.info("avatar %d: %s", index + 1, avatar.name)
@@ -285,19 +293,25 @@ class ModelStage:
             if motion is None:
                 self.stats.count("no_face")
                 status.append("no face in view")
-        fitted = square = None
+        fitted = square = rendered = None
         if motion is not None:
             if self.smoother is not None:
                 motion = self.smoother(motion, t)
             self._maybe_calibrate(motion, face, tracked.index, t)
             if self.backend.calibrated:
-                fitted, square = self._render(motion)
+                if self.photo is not None:
+                    rendered = timed(self.stats, "generator", lambda: self.photo.render(motion))
+                else:
+                    fitted, square = self._render(motion)
                 animated = True
             else:
                 status.append("hold still: calibrating" if self.calibrator.pending else "press c to calibrate")
         t0 = time.perf_counter()
         if square is not None:
             fitted = fit_to_output(square, *self.output_size)
+        if rendered is not None:
+            assert self.photo is not None
+            fitted = self.photo.paste(rendered)
         if animated:
             self._held = fitted
         else:
@@ -335,6 +349,8 @@ class ModelStage:
         output size, without the label)."""
         if self._held is not None:
             return self._held
+        if self.photo is not None:
+            return self.photo.framed
         index = self.avatar_index
         if index not in self._fitted_avatars:
             self._fitted_avatars[index] = fit_to_output(self.avatars[index].crop, *self.output_size)

@@ -126,8 +126,8 @@ class OcclusionAwareGenerator(nn.Module):
         return SourceState(source_image, small, features)
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *,
-               with_deformed: bool = True, inputs_op: InputsOp | None = None, deform_op: DeformOp | None = None
-               ) -> dict[str, torch.Tensor]:
+               with_deformed: bool = True, inputs_op: InputsOp | None = None, deform_op: DeformOp | None = None,
+               with_deformation: bool = False) -> dict[str, torch.Tensor]:
         """Generate frames for ``kp_driving`` from an encoded source.
 
         Args:
@@ -138,10 +138,12 @@ class OcclusionAwareGenerator(nn.Module):
                 visualisation only; the live path skips it).
             inputs_op: Replaces the dense motion network's input stage (``dense_motion_inputs``).
             deform_op: Replaces the feature warp times occlusion (``deform_features``).
+            with_deformation: Also return ``deformation``, the dense motion field (B x h x w x 2, grid_sample
+                coordinates of the source), for carrying the photo's detail along it at output resolution.
 
         Returns:
             ``prediction`` B x C x H x W in [0, 1]; with dense motion also ``mask``, ``sparse_deformed``,
-            ``occlusion_map`` (if estimated) and ``deformed`` (if asked).
+            ``occlusion_map`` (if estimated), ``deformed`` and ``deformation`` (if asked).
         """
         out = state.features
         result: dict[str, torch.Tensor] = {}
@@ -154,6 +156,8 @@ class OcclusionAwareGenerator(nn.Module):
             occlusion_map = motion.get("occlusion_map")
             if occlusion_map is not None:
                 result["occlusion_map"] = occlusion_map
+            if with_deformation:
+                result["deformation"] = deformation
             out = (deform_op or deform_features)(out, deformation, occlusion_map)
             if with_deformed:
                 image = state.image

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from live.cli.common import add_model_options, add_remote_options, model_options, remote_options
+from live.cli.common import add_framing_options, add_model_options, add_remote_options, model_options, remote_options
 from live.errors import UserError
 from live.options import AnimateOptions
 
@@ -44,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     animate.add_argument("--find-best-frame", action="store_true",
                          help="take as the neutral pose the driving frame whose face best matches the photo's pose "
                               "(default: the first frame)")
+    add_framing_options(animate, framing="face", output_size="default: 1280x720 with --framing photo, else the "
+                                                           "model's square")
 
 
 class ProgressBar:
@@ -66,7 +68,8 @@ class ProgressBar:
 def animate_options(args: argparse.Namespace) -> AnimateOptions:
     return AnimateOptions(source=args.source, driving=args.driving, out=args.out, crop=args.crop,
                           find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
-                          label=not args.no_label)
+                          label=not args.no_label, framing=args.framing, output_size=args.output_size,
+                          detail=not args.no_detail)
 
 
 def execute(args: argparse.Namespace) -> int:

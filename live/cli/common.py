@@ -87,6 +87,23 @@ def remote_options(args: argparse.Namespace) -> RemoteOptions | None:
     return RemoteOptions(url=args.remote, token_file=args.token_file, codec=args.remote_codec)
 
 
+def add_framing_options(parser: argparse.ArgumentParser, *, framing: str, output_size: str | None) -> None:
+    """``--framing``, ``--no-detail`` and (unless the command has it already) ``--output-size``.
+
+    Args:
+        framing: The command's default framing.
+        output_size: Help text for the default output size; None: the command adds ``--output-size`` itself.
+    """
+    group = parser.add_argument_group("framing")
+    group.add_argument("--framing", default=framing, choices=["photo", "face"],
+                       help="photo: the whole source photo framed for the call, the animated face pasted back; face: "
+                            f"the model's square alone (default: {framing})")
+    if output_size is not None:
+        group.add_argument("--output-size", type=parse_size, metavar="WxH", help=f"output frame size ({output_size})")
+    group.add_argument("--no-detail", action="store_true",
+                       help="with --framing photo, no transfer of the photo's fine detail onto the animated face")
+
+
 def model_options(args: argparse.Namespace) -> ModelOptions:
     """The ``add_model_options`` arguments as runtime options."""
     return ModelOptions(checkpoint=args.checkpoint, config=args.config, backend=args.backend, device=args.device,

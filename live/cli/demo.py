@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from live.cli.common import add_model_options, model_options
+from live.cli.common import add_framing_options, add_model_options, model_options
 from live.cli.run import run_live
 from live.options import CameraOptions, OutputOptions
 
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="where the result goes (default: fomm-live-demo.mp4)")
     demo.add_argument("--no-preview", action="store_true", help="no preview window")
     demo.add_argument("--stats-json", metavar="PATH", help="write the per-stage latency figures here")
+    add_framing_options(demo, framing="photo", output_size="default: 1280x720")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -29,10 +30,11 @@ def execute(args: argparse.Namespace) -> int:
 
     clip = demo_clip_path()
     print(f"demo: the bundled portrait driven by {clip.name} -> {args.out}")
-    outputs = OutputOptions(outputs=(args.out,), preview=not args.no_preview, stats_json=args.stats_json)
+    outputs = OutputOptions(outputs=(args.out,), preview=not args.no_preview, stats_json=args.stats_json,
+                            size=args.output_size or (1280, 720))
     # Paced like a camera, so the latency figures mean what they would live; every other live-loop option at its
     # default.
-    loop = PipelineOptions(label=not args.no_label, realtime=True)
+    loop = PipelineOptions(label=not args.no_label, realtime=True, framing=args.framing, detail=not args.no_detail)
     code = run_live(args.source, model=model_options(args), camera=CameraOptions(camera=str(clip)), outputs=outputs,
                     loop=loop)
     print(f"wrote {args.out}")

@@ -8,7 +8,14 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from live.cli.common import add_model_options, add_remote_options, model_options, parse_size, remote_options
+from live.cli.common import (
+    add_framing_options,
+    add_model_options,
+    add_remote_options,
+    model_options,
+    parse_size,
+    remote_options,
+)
 from live.hotkeys import help_text
 from live.options import CameraOptions, ModelOptions, OutputOptions, RemoteOptions
 
@@ -56,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="keypoint smoothing at rest: lower is steadier but laggier (default: 1.0)")
     live.add_argument("--manual-calibration", action="store_true",
                       help="take the neutral pose only when c is pressed (default: automatically once still)")
+    add_framing_options(run, framing="photo", output_size=None)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -66,7 +74,8 @@ def execute(args: argparse.Namespace) -> int:
                             stats_json=args.stats_json, mirror_output=args.mirror_output)
     loop = PipelineOptions(crop=args.crop, smoothing=not args.no_smoothing, kp_min_cutoff=args.kp_cutoff,
                            auto_calibrate=not args.manual_calibration, label=not args.no_label,
-                           realtime=args.realtime, loop=args.loop, max_frames=args.max_frames, mirror=args.mirror)
+                           realtime=args.realtime, loop=args.loop, max_frames=args.max_frames, mirror=args.mirror,
+                           framing=args.framing, detail=not args.no_detail)
     return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop,
                     remote=remote_options(args))
 

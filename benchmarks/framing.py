@@ -1,0 +1,180 @@
+"""Time photo framing at 1280 x 720 output: the paste-back and composition per frame, FOMM's per-frame cost with the
+square output beside photo framing, and the landmark backend's whole live loop.
+
+    python -m benchmarks.framing [--iterations 100] [--frames 125] [--device auto] [--quick]
+
+- ``paste``: paste-back (``live.pasteback`` on the host, ``live.pasteback_torch`` on the model's device) plus the
+  label, on the landmark backend's renders of the demo clip's script (head turn, nod, blink, mouth), detail on and
+  off. The issue's target: at most 4 ms p50 on a 2-core CPU.
+- ``fomm``: vox-256 networks with seeded random weights (speed does not depend on the weights), the square output
+  (generate, download, letterbox to 1280 x 720) and photo framing (generate with the motion field, paste-back with
+  detail, download) interleaved frame by frame in one run. Target: photo at most 10% over square.
+- ``loop``: the landmark backend's live loop on the demo clip on a 1280 x 720 canvas, unpaced, photo framing at
+  1280 x 720. Target: at least 25 fps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+SIZE = (1280, 720)
+
+
+def p50_ms(fn: Callable[[int], object], *, iterations: int, warmup: int) -> dict:
+    """p50 / p95 milliseconds per call of ``fn(i)``, after ``warmup`` untimed calls."""
+    for i in range(warmup):
+        fn(i)
+    times = np.empty(iterations)
+    for i in range(iterations):
+        start = time.perf_counter()
+        fn(i)
+        times[i] = time.perf_counter() - start
+    return {"p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
+            "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2)}
+
+
+def landmark_renders(count: int):
+    """The bundled portrait as an avatar and ``count`` landmark-backend renders of the demo clip's script."""
+    from live.democlip import SCRIPT, script_landmarks
+    from live.face import FaceDetector
+    from live.landmarks import LandmarkBackend
+    from live.pipeline import prepare_avatars
+    from live.wiring import load_sources
+
+    with FaceDetector() as detector, LandmarkBackend() as backend:
+        avatar = prepare_avatars(load_sources(None), backend.size, detector)[0]
+        backend.set_source(avatar.crop)
+        neutral = backend.detect(avatar.crop)
+        backend.calibrate(neutral)
+        renders = [backend.render(script_landmarks(neutral, SCRIPT["end"][1] * i / count)) for i in range(count)]
+    return avatar, renders
+
+
+def bench_paste(*, iterations: int, warmup: int, device: str) -> dict:
+    import torch
+
+    from live.compose import add_label
+    from live.framing import make_framing, render_framed
+    from live.pasteback import PasteBack
+    from live.pasteback_torch import TensorPasteBack
+
+    avatar, renders = landmark_renders(max(25, min(iterations, 125)))
+    framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
+    framed = render_framed(avatar.photo, framing)
+    rows = {}
+    for detail in (True, False):
+        paster = PasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=detail)
+        rows[f"host paste + label, detail {'on' if detail else 'off'}"] = p50_ms(
+            lambda i, p=paster: add_label(p.paste(renders[i % len(renders)])), iterations=iterations, warmup=warmup)
+    tensors = [torch.from_numpy(r).permute(2, 0, 1)[None].to(device) for r in renders]
+    paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box, device=device, detail=False)
+    rows[f"torch paste on {device} + label, no motion field"] = p50_ms(
+        lambda i: add_label(paster.paste(tensors[i % len(tensors)])), iterations=iterations, warmup=warmup)
+    rows["face square side (output px)"] = round(framing.box[2])
+    return rows
+
+
+def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
+    from benchmarks.model import randomize_
+    from live.backends import FommBackend
+    from live.compose import add_label, fit_to_output
+    from live.framing import make_framing, render_framed
+    from live.pasteback_torch import TensorPasteBack
+    from models import Animator, tensor_to_image
+    from models.config import build_networks, load_config
+
+    kp_detector, generator = build_networks(load_config("vox-256"))
+    randomize_(kp_detector, generator, seed=0)
+    backend = FommBackend(Animator(kp_detector, generator, device=device, engine="eager"))
+    avatar, renders = landmark_renders(25)
+    backend.set_source(avatar.crop)
+    motions = [backend.detect(r) for r in renders]
+    backend.calibrate(motions[0])
+    framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
+    paster = TensorPasteBack(framed=render_framed(avatar.photo, framing), reference=avatar.crop, box=framing.box,
+                             device=backend.animator.device, detail=True)
+
+    def square(i: int) -> None:
+        add_label(fit_to_output(tensor_to_image(backend.animator.generate(motions[i % 25])["prediction"]), *SIZE))
+
+    def photo(i: int) -> None:
+        parts = backend.render_parts(motions[i % 25], with_motion=True)
+        add_label(paster.paste(parts["prediction"], parts["deformation"], parts.get("occlusion_map")))
+
+    for i in range(warmup):
+        square(i)
+        photo(i)
+    times: dict[str, list[float]] = {"square": [], "photo": []}
+    for i in range(iterations):  # interleaved, so that both see the same machine load
+        for name, fn in (("square", square), ("photo", photo)):
+            start = time.perf_counter()
+            fn(i)
+            times[name].append(time.perf_counter() - start)
+    p50 = {k: float(np.percentile(v, 50)) * 1000 for k, v in times.items()}
+    return {"square p50_ms": round(p50["square"], 1), "photo p50_ms": round(p50["photo"], 1),
+            "photo / square": round(p50["photo"] / p50["square"], 3), "device": str(backend.animator.device)}
+
+
+def bench_loop(*, frames: int) -> dict:
+    from benchmarks.common import bench_clip
+    from live.capture import OpenCVSource
+    from live.face import FaceDetector
+    from live.landmarks import LandmarkBackend
+    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.wiring import load_sources
+
+    class Count:
+        name = "count"
+        frames = 0
+
+        def send(self, frame, info) -> None:
+            self.frames += 1
+
+        def close(self) -> None:
+            pass
+
+    sink = Count()
+    with FaceDetector() as detector, LandmarkBackend(tracking=True) as backend:
+        avatars = prepare_avatars(load_sources(None), backend.size, detector)
+        pipeline = LivePipeline(OpenCVSource(str(bench_clip(SIZE))), backend, avatars, [sink], detector=detector,
+                                options=PipelineOptions(output_size=SIZE, framing="photo", max_frames=frames))
+        start = time.perf_counter()
+        summary = pipeline.run()
+        elapsed = time.perf_counter() - start
+    stages = {k: v.get("p50") for k, v in summary.items() if isinstance(v, dict) and "p50" in v}
+    return {"frames": sink.frames, "fps": round(sink.frames / elapsed, 1), "stage p50 ms": stages}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=100, help="timed calls per row (default 100)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    parser.add_argument("--frames", type=int, default=125, help="live-loop frames (default 125, the clip)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="a few iterations only (proves it runs; figures are "
+                                                             "not valid)")
+    parser.add_argument("--json", metavar="PATH", help="write the figures here")
+    args = parser.parse_args(argv)
+    from models.animator import resolve_device
+
+    device = str(resolve_device(args.device))
+    iterations, frames = (5, 30) if args.quick else (args.iterations, args.frames)
+    warmup = 1 if args.quick else args.warmup
+    result = {"output": f"{SIZE[0]}x{SIZE[1]}", "quick": args.quick,
+              "paste": bench_paste(iterations=iterations, warmup=warmup, device=device),
+              "fomm": bench_fomm(iterations=max(3, iterations // 5), warmup=warmup, device=device),
+              "loop": bench_loop(frames=frames)}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Photo framing: where the output frame lies in the photo, the framed photo's pixels, and photo framing in the
+model stage (held frames, avatars of different sizes, the label on the final frame)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from live.avatars import Avatar, prepare_avatars
+from live.face import CropBox, centre_crop_box, crop_square
+from live.framing import FACE_CENTRE_Y, FACE_SHARE, frame_rect, make_framing, render_framed
+from live.media import cv2
+
+
+def test_face_sits_in_the_upper_third_at_a_third_of_the_height_when_the_photo_allows() -> None:
+    # A 4000 x 3000 photo with a 300 px face at (2100, 1400): room for the ideal framing.
+    rect = frame_rect((3000, 4000), (1280, 720), (2100.0, 1400.0, 300.0))
+    assert rect.height == pytest.approx(300 / FACE_SHARE)
+    assert rect.width / rect.height == pytest.approx(1280 / 720)
+    assert (1400 - rect.y0) / rect.height == pytest.approx(FACE_CENTRE_Y)
+    assert rect.x0 + rect.width / 2 == pytest.approx(2100)
+
+
+def test_a_tight_photo_is_used_as_it_is_covering_the_output_without_bars() -> None:
+    # The face fills most of a 600 x 500 photo: the largest 16:9 rectangle inside it, shifted to stay inside.
+    rect = frame_rect((500, 600), (1280, 720), (300.0, 120.0, 400.0))
+    assert rect.width == pytest.approx(600) and rect.height == pytest.approx(600 * 720 / 1280)
+    assert rect.x0 >= 0 and rect.y0 == 0 and rect.x0 + rect.width <= 600 + 1e-9
+    # A portrait photo into a landscape frame: full width, cut top and bottom.
+    rect = frame_rect((1200, 800), (640, 480), (400.0, 500.0, 100.0))
+    assert rect.y0 >= 0 and rect.y0 + rect.height <= 1200 + 1e-9 and rect.x0 >= 0 and rect.x0 + rect.width <= 800
+
+
+def test_without_a_face_the_centred_rectangle_is_shown() -> None:
+    rect = frame_rect((480, 640), (1280, 720), None)
+    assert rect.width == 640 and rect.height == pytest.approx(360)
+    assert rect.x0 == 0 and rect.y0 == pytest.approx(60)
+
+
+def test_framed_photo_at_scale_one_is_the_photo_itself() -> None:
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    framing = make_framing((200, 300), (160, 90), CropBox(150, 100, 80), (150.0, 100.0, 30.0))
+    assert framing.scale == pytest.approx(1)
+    x0, y0 = round(framing.photo_rect.x0), round(framing.photo_rect.y0)
+    np.testing.assert_array_equal(render_framed(photo, framing), photo[y0:y0 + 90, x0:x0 + 160])
+
+
+def test_shrinking_a_large_photo_averages_like_opencv_area_resize() -> None:
+    rng = np.random.default_rng(1)
+    photo = cv2().GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (5, 5), 2)
+    framing = make_framing((720, 1280), (320, 180), centre_crop_box(720, 1280), None)
+    want = cv2().resize(photo, (320, 180), interpolation=cv2().INTER_AREA).astype(int)
+    got = render_framed(photo, framing).astype(int)
+    assert np.abs(got - want).max() <= 1
+
+
+def test_the_face_square_maps_to_where_the_photo_shows_it() -> None:
+    # The square's pixels cut from the framed photo match the crop made from the photo (up to resampling).
+    rng = np.random.default_rng(2)
+    photo = cv2().GaussianBlur(rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8), (0, 0), 6)
+    box = CropBox(610.0, 420.0, 300.0)
+    framing = make_framing((900, 1200), (1280, 720), box, (610.0, 450.0, 150.0))
+    framed = render_framed(photo, framing)
+    bx, by, side = framing.box
+    assert 0 <= bx and bx + side <= 1280 and 0 <= by and by + side <= 720
+    from_framed = crop_square(framed, CropBox(bx + side / 2, by + side / 2, side), 64).astype(int)
+    from_photo = crop_square(photo, box, 64).astype(int)
+    assert np.abs(from_framed - from_photo).mean() < 1.5
+
+
+def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[int, int] = (320, 180)):
+    from live.calibration import AutoCalibrator
+    from live.hotkeys import Controls
+    from live.stages import ModelStage
+    from live.stats import PipelineStats
+
+    return ModelStage(backend=backend, avatars=avatars, output_size=size, crop_mode="none", smoother=None,
+                      calibrator=AutoCalibrator(), controls=Controls(), label=label, preview=False,
+                      stats=PipelineStats(), camera_lost=lambda: False, framing="photo")
+
+
+class ShiftBackend:
+    """A stand-in backend: ``render`` returns the source crop rolled by ``motion`` pixels (a known motion)."""
+
+    name = "shift"
+    size = 64
+    calibrated = True
+
+    def set_source(self, image: np.ndarray) -> None:
+        self.source = image
+
+    def detect(self, frame: np.ndarray) -> int:
+        return 4
+
+    def calibrate(self, motion: int) -> None:
+        pass
+
+    def render(self, motion: int) -> np.ndarray:
+        return np.roll(self.source, motion, axis=1)
+
+
+def _photo(seed: int, shape: tuple[int, int]) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2().GaussianBlur(rng.integers(0, 256, (*shape, 3), dtype=np.uint8), (0, 0), 2)
+
+
+def test_avatars_of_different_sizes_each_hold_their_own_framed_photo_until_animated() -> None:
+    photos = [("a", _photo(0, (300, 400))), ("b", _photo(1, (1000, 700)))]
+    avatars = prepare_avatars(photos, 64, None, crop="none")
+    stage = _stage(avatars, ShiftBackend())
+    first = stage.held_frame()
+    assert first.shape == (180, 320, 3)
+    np.testing.assert_array_equal(first, stage.photo.framed)
+    stage.select_avatar(1)
+    second = stage.held_frame()
+    assert second.shape == (180, 320, 3) and not np.array_equal(first, second)
+    stage.select_avatar(0)
+    np.testing.assert_array_equal(stage.held_frame(), first)  # the frame changes only with the avatar
+
+
+def test_crop_none_with_photo_framing_animates_the_centre_square() -> None:
+    photo = _photo(3, (300, 500))
+    avatar = prepare_avatars([("a", photo)], 64, None, crop="none")[0]
+    assert avatar.box == centre_crop_box(300, 500)
+    stage = _stage([avatar], ShiftBackend())
+    bx, by, side = stage.photo.framing.box
+    scale = stage.photo.framing.scale
+    assert side == pytest.approx(300 * scale)
+    assert bx + side / 2 == pytest.approx(160) and by + side / 2 == pytest.approx(90)
+
+
+def test_the_label_is_drawn_on_the_final_photo_frame() -> None:
+    from live.capture import CapturedFrame
+    from live.stages import TrackedFrame
+
+    avatars = prepare_avatars([("a", _photo(4, (360, 640)))], 64, None, crop="none")
+    plain, labelled = _stage(avatars, ShiftBackend()), _stage(avatars, ShiftBackend(), label=True)
+    tracked = TrackedFrame(CapturedFrame(np.zeros((64, 64, 3), np.uint8), 0, 0.0, 0.0),
+                           crop=np.zeros((64, 64, 3), np.uint8))
+    out_plain, info = plain(tracked)
+    out_label, _ = labelled(tracked)
+    assert info.animated and out_plain.shape == (180, 320, 3)
+    differs = np.any(out_plain != out_label, axis=2)
+    ys, xs = np.nonzero(differs)
+    assert differs.any() and ys.min() > 180 * 0.8 and xs.min() > 320 * 0.5  # the bottom-right corner only
+    assert not np.array_equal(out_plain, plain.photo.framed)  # the face moved: the paste shows

@@ -1,0 +1,187 @@
+"""Paste-back: the photo's own pixels outside the mask, the OpenCV and PyTorch paths held to each other, no box at the
+square's border, and the FOMM detail transfer on a known motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from live.media import cv2
+from live.pasteback import PasteBack, change_mask, window
+from live.pasteback_torch import TensorPasteBack
+from live.seam import sharpness, support_bbox
+
+N = 64  # a small model square keeps these tests fast; the paste-back does not depend on it
+
+
+def textured(height: int, width: int, seed: int, sigma: float = 1.0) -> np.ndarray:
+    """A photo stand-in with detail at every scale: smooth colour fields plus fine texture."""
+    rng = np.random.default_rng(seed)
+    cv = cv2()
+    coarse = cv.resize(rng.integers(0, 256, (height // 40 + 2, width // 40 + 2, 3), dtype=np.uint8), (width, height),
+                       interpolation=cv.INTER_CUBIC).astype(np.float32)
+    fine = cv.GaussianBlur(rng.normal(0, 40, (height, width, 3)).astype(np.float32), (0, 0), sigma)
+    return np.clip(coarse * 0.7 + fine + 40, 0, 255).astype(np.uint8)
+
+
+def square_of(frame: np.ndarray, box: tuple[int, int, int], n: int) -> np.ndarray:
+    """An integer box of ``frame`` shrunk to n x n by area averaging (the ideal render of what the box shows)."""
+    x, y, side = box
+    return cv2().resize(frame[y:y + side, x:x + side], (n, n), interpolation=cv2().INTER_AREA)
+
+
+@pytest.mark.parametrize("box", [(100.0, 20.0, 150.0), (-40.5, -30.25, 170.0), (230.3, 90.7, 97.0)])
+@pytest.mark.parametrize("path", ["opencv", "torch"])
+def test_outside_the_mask_support_every_pixel_is_the_framed_photo(box: tuple[float, float, float], path: str) -> None:
+    framed = textured(180, 320, 0)
+    reference = textured(N, N, 1)
+    animated = textured(N, N, 2)  # differs everywhere: the mask is the whole window
+    if path == "opencv":
+        paster = PasteBack(framed=framed, reference=reference, box=box)
+    else:
+        paster = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False)
+    out = paster.paste(animated if path == "opencv" else torch.from_numpy(animated).permute(2, 0, 1)[None])
+    mask = paster.full_mask()
+    outside = mask == 0
+    assert (mask > 0).any() and outside.any()
+    np.testing.assert_array_equal(out[outside], framed[outside])
+    inside = mask > 0.99
+    assert np.abs(out[inside].astype(int) - framed[inside].astype(int)).mean() > 10  # the animation shows there
+
+
+def test_an_unchanged_animation_leaves_the_photo_exactly() -> None:
+    framed = textured(180, 320, 3)
+    reference = square_of(framed, (100, 20, 150), N)
+    out = PasteBack(framed=framed, reference=reference, box=(100.0, 20.0, 150.0)).paste(reference.copy())
+    np.testing.assert_array_equal(out, framed)
+    pasted = TensorPasteBack(framed=framed, reference=reference, box=(100.0, 20.0, 150.0), device="cpu")
+    np.testing.assert_array_equal(pasted.paste(torch.from_numpy(reference).permute(2, 0, 1)[None]), framed)
+
+
+def test_the_mask_is_zero_along_the_square_border_and_one_inside() -> None:
+    w = window(256)
+    assert w[0].max() == 0 and w[-1].max() == 0 and w[:, 0].max() == 0 and w[:, -1].max() == 0
+    assert w[64:192, 64:192].min() == 1  # the middle half is fully animated
+    animated, reference = textured(256, 256, 4), textured(256, 256, 5)
+    mask = change_mask(animated, reference)
+    assert mask[0].max() == 0 and mask[128, 128] == pytest.approx(1)
+    # A small change lights only its neighbourhood.
+    moved = reference.copy()
+    moved[120:136, 120:136] = 255 - moved[120:136, 120:136]
+    mask = change_mask(moved, reference)
+    assert mask[128, 128] == pytest.approx(1) and mask[20:60, 20:60].max() == 0 and mask[200:, 200:].max() == 0
+
+
+@pytest.mark.parametrize("box", [(100.0, 20.0, 150.0), (-40.5, -30.25, 170.0), (231.3, 91.7, 97.0)])
+def test_opencv_and_torch_paste_backs_agree(box: tuple[float, float, float]) -> None:
+    """The two paths within four levels, mean under 0.2: OpenCV samples the mask with 5-bit fixed-point weights, and
+    a mask weight off by 1/64 where the animation and the photo differ by 200 levels is 3 levels."""
+    framed = textured(181, 317, 6)
+    reference = textured(N, N, 7)
+    animated = reference.copy()
+    animated[10:40, 15:50] = textured(30, 35, 8)  # a moving part: the change mask's edges are exercised too
+    want = PasteBack(framed=framed, reference=reference, box=box).paste(animated).astype(int)
+    pasted = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False)
+    got = pasted.paste(torch.from_numpy(animated).permute(2, 0, 1)[None].float() / 255).astype(int)
+    err = np.abs(got - want)
+    if err.max() > 4:
+        idx = np.unravel_index(np.argmax(err), err.shape)
+        raise AssertionError(f"max error {err.max()} at {idx}: torch {got[idx]}, opencv {want[idx]}")
+    assert err.mean() < 0.2
+
+
+FINE = 4  # the known motion's photo is made at 4x and shrunk: its shifts are exact to a quarter output pixel
+
+
+def known_motion(shift_model_px: float = 6.25, n: int = 256):
+    """A photo moved right by ``shift_model_px`` pixels of an n x n model square 512 output pixels wide (2x, so
+    12.5 output pixels): the framed photo, the truth at full resolution, the ideal n x n render of the truth, the
+    unanimated square, and the model's motion field for that shift (backward: each pixel comes from ``shift`` to its
+    left). Photo and truth are one 4x finer texture shrunk by area averaging, before and after a whole-pixel shift
+    there, so the truth's sub-pixel shift owes nothing to an interpolation."""
+    cv = cv2()
+    fine = textured(720 * FINE, 1280 * FINE, 9, sigma=0.8 * FINE)
+    box = (370, 90, 512)
+    shift = shift_model_px * box[2] / n  # output pixels
+    fine_shift = round(shift * FINE)
+    assert fine_shift == shift * FINE, "the shift must be a whole number of fine pixels"
+    moved = np.roll(fine, fine_shift, axis=1)
+
+    def shrink(image: np.ndarray) -> np.ndarray:
+        return cv.resize(image, (1280, 720), interpolation=cv.INTER_AREA)
+
+    framed, truth = shrink(fine), shrink(moved)
+    prediction, reference = square_of(truth, box, n), square_of(framed, box, n)
+    g = (torch.arange(64, dtype=torch.float32) + 0.5) * 2 / 64 - 1  # 64 x 64 motion field, as vox-256's
+    gy, gx = torch.meshgrid(g, g, indexing="ij")
+    deformation = torch.stack([gx - 2 * shift_model_px / n, gy], dim=-1)[None]  # 1 x 64 x 64 x 2
+    return framed, truth, prediction, reference, tuple(float(v) for v in box), deformation
+
+
+def test_detail_transfer_on_a_known_motion_is_sharper_and_closer_to_the_truth() -> None:
+    framed, truth, prediction, reference, box, deformation = known_motion()
+    tensor = torch.from_numpy(prediction).permute(2, 0, 1)[None].float() / 255
+    occlusion = torch.ones(1, 1, 64, 64)
+    results = {}
+    for detail in (False, True):
+        paster = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=detail)
+        results[detail] = paster.paste(tensor, deformation, occlusion)
+    mask = paster.full_mask()
+    full = mask > 0.999
+    full[:, :400] = False  # away from the frame's left edge, where the shifted truth has no source pixels
+    bbox = support_bbox(mask)
+    errors = {d: float(np.abs(results[d].astype(int) - truth.astype(int))[full].mean()) for d in results}
+    sharp = {d: sharpness(results[d], bbox) / sharpness(truth, bbox) for d in results}
+    print(f"known motion: error {errors[False]:.1f} -> {errors[True]:.1f} levels; "
+          f"sharpness {sharp[False]:.0%} -> {sharp[True]:.0%} of the truth's")
+    assert errors[True] < 0.8 * errors[False]
+    assert sharp[True] > 1.3 * sharp[False]
+    assert sharp[True] < 1.3  # detail restored, not invented: no oversharpening past the truth
+
+
+def test_detail_is_left_out_where_the_occlusion_map_says_the_source_is_hidden() -> None:
+    framed, _, prediction, reference, box, deformation = known_motion()
+    tensor = torch.from_numpy(prediction).permute(2, 0, 1)[None].float() / 255
+    paster = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=True)
+    hidden = paster.paste(tensor, deformation, torch.zeros(1, 1, 64, 64))
+    plain = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False).paste(tensor)
+    np.testing.assert_array_equal(hidden, plain)
+
+
+def test_opencv_detail_along_the_estimated_flow_is_closer_to_the_truth_on_a_known_motion() -> None:
+    """The host path has no motion field from the backend; it estimates one (optical flow) and carries the same
+    residual along it."""
+    framed, truth, prediction, reference, box, _ = known_motion()
+    results = {d: PasteBack(framed=framed, reference=reference, box=box, detail=d).paste(prediction)
+               for d in (False, True)}
+    mask = PasteBack(framed=framed, reference=reference, box=box)
+    mask.paste(prediction)
+    full = mask.full_mask() > 0.999
+    full[:, :400] = False
+    errors = {d: float(np.abs(results[d].astype(int) - truth.astype(int))[full].mean()) for d in results}
+    bbox = support_bbox(mask.full_mask())
+    sharp = {d: sharpness(results[d], bbox) / sharpness(truth, bbox) for d in results}
+    print(f"known motion, estimated flow: error {errors[False]:.1f} -> {errors[True]:.1f} levels; "
+          f"sharpness {sharp[False]:.0%} -> {sharp[True]:.0%} of the truth's")
+    assert errors[True] < 0.8 * errors[False] and sharp[True] > 1.3 * sharp[False]
+
+
+@pytest.mark.parametrize("n", [64, 97, 256])
+def test_the_devices_change_mask_matches_the_hosts(n: int) -> None:
+    """``pasteback_torch.change_mask`` (the CUDA path; a CPU paste uses OpenCV's) against ``pasteback.change_mask``,
+    within 1e-3 (float32 sums in another order)."""
+    from live.pasteback_torch import change_mask as device_change_mask
+
+    reference = textured(n, n, 10)
+    animated = reference.copy()
+    animated[n // 4:n // 2, n // 3:n // 2 + 5] = textured(n // 2 - n // 4, n // 2 + 5 - n // 3, 11)
+    want = change_mask(animated, reference)
+
+    def levels(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float()
+
+    got = device_change_mask(levels(animated), levels(reference), torch.from_numpy(window(n))[None, None])[0, 0]
+    err = np.abs(got.numpy() - want)
+    where = np.unravel_index(err.argmax(), err.shape)
+    assert want.max() > 0.9 and err.max() < 1e-3, f"max error {err.max():.2e} at {where}"
