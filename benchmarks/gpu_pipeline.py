@@ -170,7 +170,7 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
         The pipeline's stats (``stages_ms``, ``end_to_end_ms``, frame counters) plus ``achieved_fps``, ``wall_s``
         ``gpu_busy_fraction`` and ``timed_calls``.
     """
-    from live.pipeline import LivePipeline, PipelineOptions, pipelining_default, prepare_avatars
+    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
     from live.sinks import RecordingSink
     from live.stats import PipelineStats
 
@@ -199,7 +199,7 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
     summary["frames_discarded_by_sink"] = sink.count
     summary["input"] = clip.description
     summary["pacing"] = f"paced at {fps:g} fps (newest frame wins)" if fps else "unpaced (every frame)"
-    summary["pipelining"] = pipelining_default() if pipelining is None else pipelining
+    summary["pipelining"] = pipeline.pipelining
     summary["timed_calls"] = dict(timed.calls)
     if busy is None:
         summary["gpu_busy_fraction"] = None

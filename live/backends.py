@@ -81,6 +81,9 @@ class FommBackend:
         self.size = animator.image_size
         # On the CPU OpenCV fits faster than PyTorch and exactly as before; on CUDA the fit runs beside the generator.
         self.composes_on_device = animator.device.type == "cuda" and device_compose_enabled()
+        # On the CPU the networks run one PyTorch thread per core: tracking in a second thread would only take cores
+        # from them (``live.pipeline.pipelining_default``).
+        self.uses_all_cores = animator.device.type == "cpu"
 
     @property
     def calibrated(self) -> bool:

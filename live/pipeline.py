@@ -12,7 +12,8 @@ Threads, so that the model never waits on the camera, the face tracker or the ou
 Pipelined (the default), tracking and model run in two threads joined by a one-slot hand-off, so the CPU tracks
 frame N+1 while the model renders frame N: lossless for a file read losslessly, newest-frame-wins (drops counted)
 for a live or paced input. ``FOMM_LIVE_PIPELINING=0`` (or ``PipelineOptions.pipelining=False``) runs the same two
-stage functions one after the other in one thread; on a file read losslessly both give the same frames.
+stage functions one after the other in one thread; on a file read losslessly both give the same frames. By default
+the FOMM model on the CPU runs one-thread (it keeps every core busy itself; see ``pipelining_default``).
 
 Until the neutral pose is calibrated the output is the source photo, unanimated, so frames out = frames in. With no
 face in view the last good frame is repeated and the HUD says so.
@@ -54,10 +55,23 @@ logger = logging.getLogger(__name__)
 PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
 
 
-def pipelining_default() -> bool:
-    """Whether the loop runs its stages in two threads unless told otherwise: on, unless ``FOMM_LIVE_PIPELINING``
-    is ``0``, ``false``, ``no`` or ``off``."""
-    return os.environ.get(PIPELINING_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+def pipelining_default(backend: object | None = None) -> bool:
+    """Whether the loop runs its stages in two threads unless told otherwise.
+
+    ``FOMM_LIVE_PIPELINING=1`` (``true``, ``yes``, ``on``) or ``0`` (``false``, ``no``, ``off``) decides. Unset (or
+    ``auto``): on, unless the backend's model already keeps every CPU core busy (``backend.uses_all_cores``: the
+    FOMM networks on the CPU, one PyTorch thread per core). There, tracking beside the model only takes cores from
+    it: on the 2-core test CPU with the tiny golden model, unpaced, the two-thread loop made 25.9 frames a second
+    against 28.2-28.8 for the one-thread loop (keypoints 11.5 -> 17.6 ms), while the landmark backend, whose stages
+    leave room, went from 89-91 to 111-113 (``python -m benchmarks.pipeline``, 2026-11-30, benchmarks/RESULTS.md).
+    On a GPU the model's work is off the CPU and the two threads overlap as meant.
+    """
+    setting = os.environ.get(PIPELINING_ENV, "auto").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return False
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    return not getattr(backend, "uses_all_cores", False)
 
 
 @dataclass
@@ -83,8 +97,8 @@ class PipelineOptions:
         fps: Output frame rate announced to sinks; None: the input's.
         scripted_keys: Input frame index -> hotkeys applied just before that frame is processed (tests, demos).
         show_help: Show the help overlay in the preview from the start.
-        pipelining: Track frame N+1 while the model works on frame N (two threads); None: on unless the
-            environment says ``FOMM_LIVE_PIPELINING=0``.
+        pipelining: Track frame N+1 while the model works on frame N (two threads); None: ``pipelining_default``
+            (``FOMM_LIVE_PIPELINING``, else on unless the backend's model keeps every CPU core busy).
         framing: ``face`` (the model's square fitted to the output) or ``photo`` (the source photo framed for the
             output, the animated face pasted back: ``live.photoframe``).
         detail: With photo framing, carry the photo's fine detail along the motion (``live.pasteback``).
@@ -145,7 +159,8 @@ class LivePipeline:
         self.stats = stats or PipelineStats()
         self.reopen = reopen
         self.output_size = self.options.output_size or (source.width, source.height)
-        self.pipelining = (pipelining_default() if self.options.pipelining is None else self.options.pipelining)
+        self.pipelining = (pipelining_default(backend) if self.options.pipelining is None
+                           else self.options.pipelining)
         self.stop_event = threading.Event()
         self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.camera_lost = False

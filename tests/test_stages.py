@@ -78,10 +78,32 @@ def test_the_environment_switches_pipelining_and_options_override_it(detector, m
                             options=PipelineOptions(**options), detector=detector)
 
     monkeypatch.delenv("FOMM_LIVE_PIPELINING", raising=False)
+    assert made().pipelining is False, "the FOMM networks on the CPU keep both cores busy: one thread by default"
+    monkeypatch.setenv("FOMM_LIVE_PIPELINING", "1")
     assert made().pipelining is True
     monkeypatch.setenv("FOMM_LIVE_PIPELINING", "0")
     assert made().pipelining is False
     assert made(pipelining=True).pipelining is True
+
+
+def test_pipelining_is_on_by_default_unless_the_model_keeps_every_core_busy(monkeypatch) -> None:
+    from live.pipeline import pipelining_default
+
+    class CpuLight:
+        pass
+
+    class CpuHeavy:
+        uses_all_cores = True
+
+    monkeypatch.delenv("FOMM_LIVE_PIPELINING", raising=False)
+    assert pipelining_default(CpuLight()) is True
+    assert pipelining_default(CpuHeavy()) is False
+    monkeypatch.setenv("FOMM_LIVE_PIPELINING", "auto")
+    assert pipelining_default(CpuHeavy()) is False
+    monkeypatch.setenv("FOMM_LIVE_PIPELINING", "on")
+    assert pipelining_default(CpuHeavy()) is True
+    monkeypatch.setenv("FOMM_LIVE_PIPELINING", "off")
+    assert pipelining_default(CpuLight()) is False
 
 
 def _tracked(index: int, keys: list[str]) -> TrackedFrame:
