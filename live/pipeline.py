@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -250,30 +250,22 @@ class LivePipeline:
             return None
         return self.model.fallback(tracked)
 
+    def _arrivals(self, source: FrameQueue | OneSlot) -> Iterator:
+        """What ``source`` hands over, until it is closed and empty or the run stops (polled every 0.1 s)."""
+        while not self.stop_event.is_set():
+            item = source.get(timeout=0.1)
+            if item is not None:
+                yield item
+            elif source.closed:
+                return
+
     def _sequential_loop(self, in_queue: FrameQueue, out_queue: FrameQueue) -> None:
         """Tracking then model, one frame at a time, in one thread (``pipelining=False``)."""
-        try:
-            while not self.stop_event.is_set():
-                item = in_queue.get(timeout=0.1)
-                if item is None:
-                    if in_queue.closed:
-                        return
-                    continue
-                result = self._model_step(self._track(item))
-                if result is None:
-                    return
-                out_queue.put(result, lossless=True, stop=self.stop_event)
-        finally:
-            out_queue.close()
+        self._model_loop(map(self._track, self._arrivals(in_queue)), out_queue)
 
     def _tracking_loop(self, in_queue: FrameQueue, slot: OneSlot[TrackedFrame]) -> None:
         try:
-            while not self.stop_event.is_set():
-                item = in_queue.get(timeout=0.1)
-                if item is None:
-                    if in_queue.closed:
-                        return
-                    continue
+            for item in self._arrivals(in_queue):
                 dropped = slot.put(self._track(item), stop=self.stop_event)
                 if dropped:
                     self.stats.count("frames_dropped", dropped)
@@ -281,14 +273,10 @@ class LivePipeline:
         finally:
             slot.close()
 
-    def _model_loop(self, slot: OneSlot[TrackedFrame], out_queue: FrameQueue) -> None:
+    def _model_loop(self, tracked_frames: Iterable[TrackedFrame], out_queue: FrameQueue) -> None:
+        """The model stage over ``tracked_frames`` into ``out_queue``, until they end or the failure policy stops."""
         try:
-            while not self.stop_event.is_set():
-                tracked = slot.get(timeout=0.1)
-                if tracked is None:
-                    if slot.closed:
-                        return
-                    continue
+            for tracked in tracked_frames:
                 result = self._model_step(tracked)
                 if result is None:
                     return
@@ -304,7 +292,8 @@ class LivePipeline:
             slot: OneSlot[TrackedFrame] = OneSlot(lossless=lossless, merge=merge_keys)
             threads = [threading.Thread(target=self._tracking_loop, args=(in_queue, slot), name="tracking",
                                         daemon=True),
-                       threading.Thread(target=self._model_loop, args=(slot, out_queue), name="model", daemon=True)]
+                       threading.Thread(target=self._model_loop, args=(self._arrivals(slot), out_queue), name="model",
+                                        daemon=True)]
         for thread in threads:
             thread.start()
         return threads
