@@ -192,11 +192,17 @@ class FrameQueue:
     ``put(item, lossless=True)`` waits for room (files: every frame is processed); ``lossless=False`` replaces the
     oldest waiting item when full (live sources: the newest frame wins) and reports the drop. ``close()`` wakes every
     waiter; ``get`` then returns None once the queue is empty.
+
+    Args:
+        maxsize: How many items may wait.
+        merge: ``merge(dropped, newer)`` returns what to keep when ``newer`` replaces a waiting item, so that what the
+            dropped one carried can travel on (default: ``newer``).
     """
 
-    def __init__(self, maxsize: int = 2) -> None:
+    def __init__(self, maxsize: int = 2, *, merge: Callable[[object, object], object] | None = None) -> None:
         self._items: collections.deque = collections.deque()
         self._maxsize = maxsize
+        self._merge = merge
         self._cond = threading.Condition()
         self.closed = False
 
@@ -206,7 +212,8 @@ class FrameQueue:
             dropped = 0
             while len(self._items) >= self._maxsize and not self.closed:
                 if not lossless:
-                    self._items.popleft()
+                    older = self._items.popleft()
+                    item = item if self._merge is None else self._merge(older, item)
                     dropped += 1
                     break
                 self._cond.wait(0.05)

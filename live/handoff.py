@@ -5,6 +5,8 @@ At most one tracked frame waits between the stages, so the model always starts o
 - lossless (a file read losslessly): ``put`` waits until the model stage has taken the waiting frame;
 - newest wins (live or paced input): ``put`` replaces a waiting frame and reports the drop. What the replaced frame
   carried that must not be lost (the hotkeys bound for the model stage) is merged into the newer one by ``merge``.
+
+It is the capture's ``FrameQueue`` with room for one, its policy fixed when it is made.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from live.capture import FrameQueue
+
 T = TypeVar("T")
 
 
-class OneSlot(Generic[T]):
+class OneSlot(FrameQueue, Generic[T]):
     """A one-item hand-over between two threads.
 
     Args:
@@ -26,46 +30,10 @@ class OneSlot(Generic[T]):
     """
 
     def __init__(self, *, lossless: bool, merge: Callable[[T, T], T] | None = None) -> None:
+        super().__init__(maxsize=1, merge=merge)
         self.lossless = lossless
-        self.merge = merge or (lambda older, newer: newer)
-        self._item: T | None = None
-        self._full = False
-        self._cond = threading.Condition()
-        self.closed = False
 
-    def put(self, item: T, *, stop: threading.Event | None = None) -> int:
+    def put(self, item: T, *, stop: threading.Event | None = None) -> int:  # type: ignore[override]
         """Hand ``item`` over; returns how many waiting items it replaced (0 or 1). Gives up when closed or ``stop``
         is set."""
-        with self._cond:
-            dropped = 0
-            while self._full and not self.closed:
-                if not self.lossless:
-                    assert self._item is not None
-                    item = self.merge(self._item, item)
-                    dropped = 1
-                    break
-                self._cond.wait(0.05)
-                if stop is not None and stop.is_set():
-                    return 0
-            if self.closed:
-                return dropped
-            self._item, self._full = item, True
-            self._cond.notify_all()
-            return dropped
-
-    def get(self, timeout: float | None = None) -> T | None:
-        """The waiting item, waiting up to ``timeout`` seconds; None on timeout, or once closed and empty."""
-        with self._cond:
-            if not self._full and not self.closed:
-                self._cond.wait_for(lambda: self._full or self.closed, timeout)
-            if not self._full:
-                return None
-            item, self._item, self._full = self._item, None, False
-            self._cond.notify_all()
-            return item
-
-    def close(self) -> None:
-        """Wake every waiter; ``get`` returns what is left, then None."""
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
+        return super().put(item, lossless=self.lossless, stop=stop)
