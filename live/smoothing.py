@@ -2,6 +2,10 @@
 
 The filter itself is ``live.filters.OneEuroFilter``; this room decides which parts of a motion get which filter (the
 fast rows of a blink get their own) and how tensors of FOMM keypoints pass through it.
+
+A motion that is smoothed elsewhere (``live.remote.client.CropMotion``: the keypoints are found on a server) has a
+``smoothed_by(smoother, t)`` method; the smoother hands it its options and the media time instead of filtering it, and
+the server filters the keypoints it finds with a ``MotionSmoother`` of those options at those times.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class MotionSmoother:
     def __call__(self, motion: Any, t: float) -> Any:
         if motion is None:
             return None
+        smoothed_by = getattr(motion, "smoothed_by", None)
+        if callable(smoothed_by):  # smoothed where its keypoints are found: it takes the options and the time
+            return smoothed_by(self, t)
         if isinstance(motion, np.ndarray):
             smoothed = self._filter("array")(motion, t)
             if self.fast_rows.size and motion.ndim and motion.shape[0] > self.fast_rows.max():

@@ -242,6 +242,78 @@ def test_two_clients_get_their_own_avatars_and_a_third_reuses_the_cached_one(ser
     assert after["frames"] >= middle["frames"] + 1 and after["streams_total"] == middle["streams_total"] + 1
 
 
+def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_when_asked(server: Server) -> None:
+    """A ``MotionSmoother`` in front of ``RemoteBackend`` (as the live loop has it) stamps each crop with its options
+    and media time; the server then smooths the keypoints it finds as the local model's loop does (calibrating on the
+    smoothed pose, the frame it calibrated on not filtered twice), within 1 level. Unstamped crops are not smoothed,
+    and the two differ by far more than that on a face that moves."""
+    from clips import moving_frames
+
+    from live.smoothing import MotionSmoother
+    from models import Animator, tensor_to_image
+
+    source = golden("source.png")
+    crops = [resize_to_square(f, 256) for f in moving_frames(8, still=2)]  # the face sways from frame 2
+    times = [i / 25 for i in range(len(crops))]
+    tiny = golden_dir("tiny")
+    animator = Animator.from_checkpoint(tiny / "checkpoint.pth.tar", tiny / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    animator.set_source(source)
+    local_smoother = MotionSmoother(min_cutoff=0.5, beta=0.5)
+    want = []
+    for i, (crop, t) in enumerate(zip(crops, times, strict=True)):
+        kp = local_smoother(animator.keypoints(crop), t)
+        if i == 0:
+            animator.calibrate(kp)
+        want.append(tensor_to_image(animator.generate(kp)["prediction"]))
+
+    def remote_faces(smoother: MotionSmoother | None) -> list[np.ndarray]:
+        backend = client(server)
+        backend.set_source(source)
+        faces = []
+        for i, (crop, t) in enumerate(zip(crops, times, strict=True)):
+            motion = backend.detect(crop)
+            motion = smoother(motion, t) if smoother is not None else motion
+            if i == 0:
+                backend.calibrate(motion)
+            faces.append(backend.render(motion))
+        backend.close()
+        return faces
+
+    smoothed = remote_faces(MotionSmoother(min_cutoff=0.5, beta=0.5))
+    raw = remote_faces(None)
+    unsmoothed = local_faces(source, crops[0], crops)
+    for i in range(len(crops)):
+        assert max_diff(smoothed[i], want[i]) <= 1, f"frame {i}: smoothed, {max_diff(smoothed[i], want[i])} off"
+        assert max_diff(raw[i], unsmoothed[i]) <= 1, f"frame {i}: unsmoothed, {max_diff(raw[i], unsmoothed[i])} off"
+    assert max_diff(smoothed[0], raw[0]) <= 1, "the first sample passes the filter unchanged"
+    assert max(max_diff(a, b) for a, b in zip(smoothed, raw, strict=True)) > 2, "smoothing changed nothing"
+
+
+def test_animate_crop_face_remote_smooths_as_local_and_no_smoothing_differs(server: Server, tmp_path: Path) -> None:
+    """``animate --crop face`` smooths the crop box locally and the keypoints on the server: its frames equal the
+    local run's within 1 level with the lossless codec; ``--no-smoothing`` gives other frames."""
+    from clips import moving_frames, write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(10, still=3))
+    tiny = golden_dir("tiny")
+    common = ["animate", "--source", str(tiny / "source.png"), "--checkpoint", str(tiny / "checkpoint.pth.tar"),
+              "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--driving",
+              str(clip), "--crop", "face", "--no-label"]
+    remote = ["--remote", server.url, "--token-file", str(server.token_file), "--remote-codec", "png"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, *remote, "--out", str(tmp_path / "remote")]) == 0
+    assert main([*common, *remote, "--no-smoothing", "--out", str(tmp_path / "raw")]) == 0
+    names = sorted(p.name for p in (tmp_path / "local").glob("*.png"))
+    assert len(names) == 10 and names == sorted(p.name for p in (tmp_path / "remote").glob("*.png"))
+    diffs = []
+    for name in names:
+        local, smoothed, raw = (read_rgb(tmp_path / d / name) for d in ("local", "remote", "raw"))
+        assert max_diff(smoothed, local) <= 1, f"{name}: remote differs from local by {max_diff(smoothed, local)}"
+        diffs.append(max_diff(smoothed, raw))
+    assert max(diffs) > 2, f"--no-smoothing changed nothing: {diffs}"
+
+
 def raw_stream(server: Server, token: str | None = TOKEN):
     from websockets.sync.client import connect
 
@@ -283,6 +355,10 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert "out of bounds" in ask(ws, {"type": "calibrate"}, huge)["message"]
         assert "neither PNG nor JPEG" in ask(ws, {"type": "calibrate"}, b"GIF89a" + bytes(64))["message"]
         assert "unknown message type" in ask(ws, {"type": "shutdown"})["message"]
+        neutral = protocol.encode_image(golden("driving_0.png"), "png")
+        assert "two numbers" in ask(ws, {"type": "calibrate", "t": 0.0, "smooth": "fast"}, neutral)["message"]
+        assert "min_cutoff > 0" in ask(ws, {"type": "calibrate", "t": 0.0, "smooth": [0, 1]}, neutral)["message"]
+        assert "finite number" in ask(ws, {"type": "calibrate", "smooth": [1.0, 2.0]}, neutral)["message"]
         # The same stream still works after all of that, and so does the other client.
         assert good.render(good.detect(golden("driving_2.png"))) is not None
     assert max_diff(good.render(good.detect(golden("driving_2.png"))), want) <= 1

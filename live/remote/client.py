@@ -1,9 +1,10 @@
 """``RemoteBackend``: the FOMM on a ``fomm-live serve`` server, as a backend of the live loop.
 
 Everything but the networks stays local: capture, face tracking, the crop, calibration decisions, paste-back, label
-and sinks. ``detect`` keeps the face crop (``CropMotion``); ``render`` sends it and returns the face the server
-rendered; ``calibrate`` sends the neutral crop; the avatar's crop is uploaded once and then addressed by its content
-hash. The full photo never leaves the machine.
+and sinks; keypoint smoothing happens where the keypoints are found, on the server, with the live loop's options and
+media times (``CropMotion.smoothed_by``). ``detect`` keeps the face crop (``CropMotion``); ``render`` sends it and
+returns the face the server rendered; ``calibrate`` sends the neutral crop; the avatar's crop is uploaded once and
+then addressed by its content hash. The full photo never leaves the machine.
 
 One request at a time: ``render`` waits for its frame, so at most one frame is in flight, and the live loop's
 newest-frame-wins hand-off in front of the model stage decides what is sent next.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -50,10 +51,27 @@ class RemoteError(RuntimeError):
 
 @dataclass(frozen=True)
 class CropMotion:
-    """What ``RemoteBackend.detect`` hands on: the driving face crop itself (the keypoints are found remotely). Not
-    an array, so the local keypoint smoother passes it through unchanged."""
+    """What ``RemoteBackend.detect`` hands on: the driving face crop itself (the keypoints are found remotely).
+
+    The live loop's ``MotionSmoother`` cannot filter keypoints it never sees: it calls ``smoothed_by``, which stamps
+    the crop with the smoother's options and the media time, and the server smooths the keypoints it finds with them.
+    Unstamped (``--no-smoothing``): the server does not smooth.
+    """
 
     crop: np.ndarray
+    t: float | None = None
+    smoothing: tuple[float, float] | None = None  # (min_cutoff, beta) of the live loop's keypoint smoother
+
+    def smoothed_by(self, smoother: Any, t: float) -> CropMotion:
+        """This crop, to be smoothed on the server by ``smoother``'s options (a ``live.smoothing.MotionSmoother``)
+        at media time ``t``."""
+        return replace(self, t=float(t), smoothing=(float(smoother.min_cutoff), float(smoother.beta)))
+
+    def header(self) -> dict[str, Any]:
+        """The ``t`` and ``smooth`` fields of its ``calibrate`` or ``frame`` message (none: not smoothed)."""
+        if self.smoothing is None or self.t is None:
+            return {}
+        return {"t": self.t, "smooth": list(self.smoothing)}
 
 
 def stream_url(url: str) -> str:
@@ -115,7 +133,7 @@ class RemoteBackend:
         self._ws: Any = None
         self._avatar: np.ndarray | None = None
         self._avatar_hash: str | None = None
-        self._neutral: np.ndarray | None = None
+        self._neutral: CropMotion | None = None
         self._held: np.ndarray | None = None
         self._next_attempt = 0.0
         self._failures = 0
@@ -142,8 +160,8 @@ class RemoteBackend:
             self.size = int(ready["image_size"])
             if self._avatar is not None:
                 self._send_avatar()
-            if self._neutral is not None:
-                self._request({"type": "calibrate"}, encode_image(self._neutral, "png"))
+            if self._neutral is not None:  # a new stream's smoother starts afresh: the pose is this crop's keypoints
+                self._request({"type": "calibrate", **self._neutral.header()}, encode_image(self._neutral.crop, "png"))
         except BaseException:
             self._drop()
             raise
@@ -265,8 +283,8 @@ class RemoteBackend:
         return CropMotion(np.ascontiguousarray(frame))
 
     def calibrate(self, motion: CropMotion) -> None:
-        self._neutral = motion.crop
-        self._call(lambda: self._request({"type": "calibrate"}, encode_image(motion.crop, "png")))
+        self._neutral = motion
+        self._call(lambda: self._request({"type": "calibrate", **motion.header()}, encode_image(motion.crop, "png")))
 
     def reset_calibration(self) -> None:
         self._neutral = None
@@ -277,7 +295,8 @@ class RemoteBackend:
         frame_id = self._frame_id
 
         def send() -> np.ndarray:
-            reply, data = self._request({"type": "frame", "id": frame_id}, encode_image(motion.crop, self.codec))
+            reply, data = self._request({"type": "frame", "id": frame_id, **motion.header()},
+                                        encode_image(motion.crop, self.codec))
             if reply.get("type") != "frame" or reply.get("id") != frame_id:
                 raise RemoteError(f"expected frame {frame_id}, got {reply}")
             return decode_image(data)

@@ -13,10 +13,15 @@ Client -> server (``type`` in the header):
 - ``avatar`` {hash}: use this avatar from now on; the reply is ``avatar`` {hash, known}. When the server does not
   hold it, the client sends ``upload`` {hash} with the avatar's crop as a PNG payload; the server checks that the
   hash is the hash of the decoded pixels (``content_hash``), so nobody can plant an image under another's hash.
-- ``calibrate`` {}: payload = the neutral driving crop; reply ``ok``.
-- ``reset`` {}: forget the neutral pose; reply ``ok``.
-- ``frame`` {id}: payload = a driving crop; reply ``frame`` {id} with the rendered face as payload, in the stream's
-  codec.
+- ``calibrate`` {t, smooth}: payload = the neutral driving crop; reply ``ok``.
+- ``reset`` {}: forget the neutral pose and the smoothed keypoints; reply ``ok``.
+- ``frame`` {id, t, smooth}: payload = a driving crop; reply ``frame`` {id} with the rendered face as payload, in the
+  stream's codec.
+
+``smooth`` [min_cutoff, beta] and ``t`` (the crop's media time, seconds): the server smooths the crop's keypoints
+with the client's One Euro options (``live.smoothing.MotionSmoother``, one per stream) at that time, before motion
+normalisation, as the local loop smooths its own; without ``smooth`` they are not smoothed (``--no-smoothing``). A
+``calibrate`` and the ``frame`` after it with the same ``t`` are one sample: the crop the pose was taken on.
 
 Any message can be answered with ``error`` {message, fatal}; a fatal one is followed by the server closing the
 stream. The rendered face and the driving crops are JPEG at ``JPEG_QUALITY`` by default (a 256 x 256 face is 10 to 23 KB
@@ -27,12 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from typing import Any
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: keypoint smoothing ({t, smooth} on calibrate and frame)
 STREAM_ROUTE = "/stream"
 STATS_ROUTE = "/stats"
 CODECS = ("jpeg", "png")
@@ -132,3 +138,24 @@ def decode_image(data: bytes) -> np.ndarray:
     if bgr is None or bgr.shape[:2] != (height, width):
         raise ProtocolError("the image payload could not be decoded")
     return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def smoothing_of(header: dict[str, Any]) -> tuple[float, float, float] | None:
+    """(t, min_cutoff, beta) of a ``calibrate`` or ``frame`` header that asks for keypoint smoothing, else None.
+
+    ``t`` is a finite number of seconds; ``min_cutoff`` > 0 Hz and ``beta`` >= 0, as ``live.filters.OneEuroFilter``
+    requires.
+    """
+    smooth = header.get("smooth")
+    if smooth is None:
+        return None
+    if (not isinstance(smooth, list) or len(smooth) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in smooth)):
+        raise ProtocolError("'smooth' must be [min_cutoff, beta], two numbers")
+    min_cutoff, beta = (float(v) for v in smooth)
+    if not (0 < min_cutoff < math.inf and 0 <= beta < math.inf):
+        raise ProtocolError(f"'smooth' needs min_cutoff > 0 and beta >= 0, finite; got {smooth}")
+    t = header.get("t")
+    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+        raise ProtocolError("'t' (the crop's media time, seconds) must be a finite number with 'smooth'")
+    return float(t), min_cutoff, beta

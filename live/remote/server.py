@@ -8,8 +8,8 @@ networks and animate the face crops of many streams in shared batches.
   breaks a running stream; it only means a later stream uploads it again. A client that reconnects names its avatar
   in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
 - Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most): keypoints of
-  B crops, per-stream motion normalisation, one decode of B frames from B cached sources, the function that
-  ``benchmarks.gpu_batch`` times on a GPU.
+  B crops, per-stream keypoint smoothing (the client's options and media times) and motion normalisation, one decode
+  of B frames from B cached sources, the function that ``benchmarks.gpu_batch`` times on a GPU.
 - Every message is bounded (``live.remote.protocol``); a bad one gets an error on its stream and the replica goes on
   serving the others. With a token, each stream's handshake and ``GET /stats`` must carry it (compared in constant
   time); ``GET /stats`` reports the answering replica's streams, frames and avatar-cache hits.
@@ -45,8 +45,10 @@ from live.remote.protocol import (
     decode_image,
     encode_image,
     pack,
+    smoothing_of,
     unpack,
 )
+from live.smoothing import MotionSmoother
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,31 @@ class Stream:
     next_frame_at: float = 0.0
     frames: int = 0
     missing: str | None = None  # an avatar asked for that this replica does not hold (until uploaded)
+    smoother: MotionSmoother | None = None  # the client's keypoint smoothing (None: off)
+    smoothed: tuple[float, Any] | None = None  # (t, keypoints) last smoothed: a calibrate and its frame share them
+
+    def smoother_for(self, header: dict) -> float | None:
+        """The media time to smooth this message's keypoints at (None: not smoothed), with ``smoother`` set to the
+        header's options (a new one when they change)."""
+        smoothing = smoothing_of(header)
+        if smoothing is None:
+            self.smoother, self.smoothed = None, None
+            return None
+        t, min_cutoff, beta = smoothing
+        if self.smoother is None or (self.smoother.min_cutoff, self.smoother.beta) != (min_cutoff, beta):
+            self.smoother, self.smoothed = MotionSmoother(min_cutoff=min_cutoff, beta=beta), None
+        return t
+
+    def smooth(self, kp: Any, t: float | None) -> Any:
+        """``kp`` smoothed at ``t`` (as is when ``t`` is None). The frame a pose was calibrated on comes again at the
+        same ``t`` for its render and gets the same keypoints: filtering them twice would count a second sample."""
+        if t is None or self.smoother is None:
+            return kp
+        if self.smoothed is not None and self.smoothed[0] == t:
+            return self.smoothed[1]
+        kp = self.smoother(kp, t)
+        self.smoothed = (t, kp)
+        return kp
 
 
 api = FastAPI(title="fomm-live serve")
@@ -155,8 +182,8 @@ class FommServer:
         self.counts["avatar_encodings"] += 1
         return await self._run(self._encode, image)
 
-    def _render(self, items: list[tuple[np.ndarray, Stream]]) -> list[np.ndarray]:
-        """Keypoints of B crops, per-stream normalisation, one decode of B frames from B sources."""
+    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[np.ndarray]:
+        """Keypoints of B crops, per-stream smoothing and normalisation, one decode of B frames from B sources."""
         import torch
 
         from models.generator import SourceState
@@ -164,11 +191,12 @@ class FommServer:
 
         engine = self.animator.engine
         with torch.inference_mode():
-            frames = torch.cat([self.animator.to_tensor(crop) for crop, _ in items])  # B x 3 x S x S
+            frames = torch.cat([self.animator.to_tensor(crop) for crop, _, _ in items])  # B x 3 x S x S
             kp = engine.keypoints(frames)
             norms, sources, states = [], [], []
-            for i, (_, stream) in enumerate(items):
+            for i, (_, stream, t) in enumerate(items):
                 one = Keypoints(kp.value[i:i + 1], None if kp.jacobian is None else kp.jacobian[i:i + 1])
+                one = stream.smooth(one, t)
                 norms.append(stream.normalizer(one, stream.encoding.kp_source))
                 sources.append(stream.encoding.kp_source)
                 states.append(stream.encoding.state)
@@ -185,7 +213,7 @@ class FommServer:
         return [images[i] for i in range(len(items))]
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def render_batch(self, items: list[tuple[np.ndarray, Stream]]) -> list[np.ndarray]:
+    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[np.ndarray]:
         return await self._run(self._render, items)
 
     # ---------------------------------------------------------------------------------------------- routes
@@ -261,13 +289,18 @@ class FommServer:
             stream.avatar, stream.missing = avatar_hash, None
             await self._recalibrate(stream)
             return pack({"type": "avatar", "hash": avatar_hash, "known": True})
-        if kind == "calibrate":
-            stream.kp_neutral = await self._run(self._keypoints, decode_image(payload))
+        if kind == "calibrate":  # the pose as the frames will see it: smoothed at its time, as the local loop does
+            t = stream.smoother_for(header)
+            crop = decode_image(payload)
+            stream.kp_neutral = await self._run(lambda: stream.smooth(self._keypoints(crop), t))
             await self._recalibrate(stream)
             return pack({"type": "ok"})
         if kind == "reset":
             stream.kp_neutral = None
             stream.normalizer.reset()
+            if stream.smoother is not None:  # as the local loop resets its smoother with the neutral pose
+                stream.smoother.reset()
+            stream.smoothed = None
             return pack({"type": "ok"})
         if kind == "frame":
             return await self._frame(stream, header, payload)
@@ -311,12 +344,13 @@ class FommServer:
             raise ProtocolError("no avatar yet: send 'avatar' (and 'upload') before frames")
         if stream.normalizer.options.relative and not stream.normalizer.calibrated:
             raise ProtocolError("relative motion needs a neutral pose: send 'calibrate' first")
+        t = stream.smoother_for(header)
         crop = decode_image(payload)
         now = time.monotonic()  # pacing: a stream faster than max_fps waits, it is never refused
         if stream.next_frame_at > now:
             await asyncio.sleep(stream.next_frame_at - now)
         stream.next_frame_at = max(now, stream.next_frame_at) + 1.0 / self.max_fps
-        image = await self.render_batch((crop, stream))
+        image = await self.render_batch((crop, stream, t))
         stream.frames += 1
         self.counts["frames"] += 1
         return pack({"type": "frame", "id": frame_id}, encode_image(image, stream.codec))
