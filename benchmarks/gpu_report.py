@@ -39,7 +39,7 @@ proves the report imports and runs without the GPU, with the self-checks and the
 (``tests/test_gpu_report.py`` runs it with mediapipe, PyAV, tqdm, pyvirtualcam, ONNX, onnxscript, ray and
 torch-tensorrt hidden).
 
-``.gpu/`` is ignored by git: a remote run must carry it with the checkout (the device tool's ``carry: [".gpu"]``).
+``.gpu/`` is ignored by git: a run on another machine that receives the checkout must be sent ``.gpu/`` with it.
 The pipelined live loop is switched off for one row (``FOMM_LIVE_PIPELINING=0``, 1280x720 unpaced) beside the
 default.
 """
