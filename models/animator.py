@@ -13,7 +13,6 @@ device's fast path, ONNX Runtime, TensorRT) is the ``engine`` argument; see ``mo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 
 from models.checkpoint import load_into, read_checkpoint
 from models.config import DEFAULT_IMAGE_SIZE, DEFAULT_PRESET, build_networks, load_config
-from models.engines import DTYPES, ENGINES, Engine, create_engine, default_precision, exact_float32
+from models.engines import ENGINES, Engine, create_engine, default_precision
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
 from models.motion import MotionNormalizer, MotionOptions
@@ -201,35 +200,18 @@ class Animator:
         plus ``kp_norm_value`` / ``kp_norm_jacobian``.
 
         ``with_motion`` also returns the dense motion field ``deformation`` (and ``occlusion_map``, as always when
-        the model estimates one). The engines' fused, compiled and exported decodes return the prediction only, so
-        this decodes with the PyTorch networks at the engine's precision: on a CPU the same code the eager engine
-        runs; on CUDA without the engine's fused kernels, compiled graph or TensorRT engine.
+        the model estimates one), decoded by the engine's PyTorch networks at its precision (see ``Engine.decode``).
         """
         if self.source is None or self.kp_source is None:
             raise RuntimeError("set_source() must be called before animating")
         kp_norm = self.normalizer(kp_driving, self.kp_source)
-        if with_motion:
-            out = self._decode_with_motion(kp_norm, with_deformed=with_deformed)
-        else:
-            out = self.engine.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed)
+        out = self.engine.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed,
+                                 with_deformation=with_motion)
         out = {k: v.float().contiguous() for k, v in out.items()}
         out["kp_norm_value"] = kp_norm.value
         if kp_norm.jacobian is not None:
             out["kp_norm_jacobian"] = kp_norm.jacobian
         return out
-
-    def _decode_with_motion(self, kp_norm: Keypoints, *, with_deformed: bool) -> dict[str, torch.Tensor]:
-        autocast = (contextlib.nullcontext() if self.precision == "fp32"
-                    else torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision]))
-        assert self.source is not None and self.kp_source is not None
-        # The engine's tuned copy where it keeps one (eager: batch norms folded, channels_last, reduced-precision
-        # weights), so the frame is the one its decode paints.
-        generator = getattr(self.engine, "generator", None)
-        if not isinstance(generator, OcclusionAwareGenerator):
-            generator = self.generator
-        with exact_float32(self.device), autocast:
-            return generator.decode(self.source, kp_norm, self.kp_source, with_deformed=with_deformed,
-                                    with_deformation=True)
 
     @torch.inference_mode()
     def animate_tensor(self, frames: torch.Tensor, *, with_deformed: bool = False) -> dict[str, torch.Tensor]:

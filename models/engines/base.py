@@ -322,9 +322,13 @@ class Engine:
         """Encode a source image once."""
         raise NotImplementedError
 
-    def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
-               ) -> dict[str, torch.Tensor]:
-        """One batch of frames from the cached source; the generator's output dict."""
+    def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False,
+               with_deformation: bool = False) -> dict[str, torch.Tensor]:
+        """One batch of frames from the cached source; the generator's output dict.
+
+        ``with_deformed`` (visualisation) and ``with_deformation`` (the dense motion field, for photo framing's detail
+        transfer) need intermediates that only the PyTorch decode returns: engines run it for them, at their own
+        precision, without their fused, compiled or exported paths."""
         raise NotImplementedError
 
     def close(self) -> None:

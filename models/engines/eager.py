@@ -193,15 +193,16 @@ class EagerEngine(Engine):
                 return decode_with_kernels(self.generator, state, kp_driving, kp_source, ops=self._ops)
             return self.generator.decode(state, kp_driving, kp_source, with_deformed=False)
 
-    def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
-               ) -> dict[str, torch.Tensor]:
+    def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False,
+               with_deformation: bool = False) -> dict[str, torch.Tensor]:
         # Full float32 convolutions on CUDA (outside any compiled code: it flips a process-wide switch); under fp16
         # autocast there are no float32 convolutions left for it to change.
         with device_guard(self.device, "decoding a frame"), exact_float32(self.device):
             try:
-                if with_deformed:  # visualisation: the plain decode returns every intermediate
+                if with_deformed or with_deformation:  # the plain decode returns every intermediate
                     with self._autocast():
-                        return self.generator.decode(self._state(state), kp_driving, kp_source, with_deformed=True)
+                        return self.generator.decode(self._state(state), kp_driving, kp_source,
+                                                     with_deformed=with_deformed, with_deformation=with_deformation)
                 return self._decode_checked(state, kp_driving, kp_source)
             finally:
                 self._frame_reference = None

@@ -140,11 +140,12 @@ class OnnxRuntimeEngine(Engine):
         with device_guard(self.device, "encoding the source"), exact_float32(self.device):
             return self.generator.encode_source(image)
 
-    def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False
-               ) -> dict[str, torch.Tensor]:
-        if with_deformed:
+    def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False,
+               with_deformation: bool = False) -> dict[str, torch.Tensor]:
+        if with_deformed or with_deformation:
             with exact_float32(self.device):
-                return self.generator.decode(state, kp_driving, kp_source, with_deformed=True)
+                return self.generator.decode(state, kp_driving, kp_source, with_deformed=with_deformed,
+                                             with_deformation=with_deformation)
         if self._fallback is not None:
             return self._fallback.decode(state, kp_driving, kp_source)
 
