@@ -186,17 +186,23 @@ def test_real_kernels_pass_their_checks(monkeypatch: pytest.MonkeyPatch, caplog:
 
 # --- compile and CUDA graphs ------------------------------------------------------------------------------------------
 
-def test_compile_that_fails_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                                               reference: list[np.ndarray]) -> None:
-    _env(monkeypatch, compile_="1")
+def compile_that_raises(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """A stand-in ``torch.compile`` whose compiled function raises ``error`` when first called (where inductor and
+    CUDA graphs fail in practice)."""
 
-    def failing_compile(fn, **kwargs):
+    def stand_in_compile(fn, **kwargs):
         def compiled(*args):
-            raise RuntimeError("stand-in: inductor lowering failed")
+            raise error
 
         return compiled
 
-    monkeypatch.setattr(torch, "compile", failing_compile)
+    monkeypatch.setattr(torch, "compile", stand_in_compile)
+
+
+def test_compile_that_fails_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                               reference: list[np.ndarray]) -> None:
+    _env(monkeypatch, compile_="1")
+    compile_that_raises(monkeypatch, RuntimeError("stand-in: inductor lowering failed"))
     animator = make()
     with caplog.at_level(logging.WARNING):
         got = animate(animator)
@@ -350,14 +356,7 @@ def test_out_of_memory_in_the_compiled_decode_drops_it(monkeypatch: pytest.Monke
                                                        caplog: pytest.LogCaptureFixture,
                                                        reference: list[np.ndarray]) -> None:
     _env(monkeypatch, compile_="1")
-
-    def compile_oom(fn, **kwargs):
-        def compiled(*args):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", compile_oom)
+    compile_that_raises(monkeypatch, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     animator = make()
     with caplog.at_level(logging.WARNING):
         got = animate(animator)

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from clips import moving_frames, portrait
+from standins import WrappedBackend
 from test_pipeline import ListSource, tiny_backend
 
 from live.errors import UserError
@@ -18,22 +19,14 @@ from live.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions,
 from live.sinks import RecordingSink
 
 
-class Flaky:
+class Flaky(WrappedBackend):
     """Wraps a backend; ``render`` raises on the frames listed (counting render calls)."""
 
     def __init__(self, backend, fail_on: set[int] | None = None, always: bool = False) -> None:
-        self.inner = backend
-        self.name, self.size = backend.name, backend.size
+        super().__init__(backend)
         self.fail_on = fail_on or set()
         self.always = always
         self.calls = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    @property
-    def calibrated(self) -> bool:
-        return self.inner.calibrated
 
     def render(self, motion):
         self.calls += 1

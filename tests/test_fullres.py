@@ -122,7 +122,7 @@ def face_sharpness(detail: bool) -> tuple[float, float, tuple[int, int, int, int
     for mask in masks:
         union |= mask > 0
     bbox = support_bbox(union)
-    assert bbox is not None
+    assert bbox is not None, "the paste mask never covered a pixel over the whole clip: nothing was animated"
     reference = sharpness(framed, bbox)
     at_rest = [sharpness(f, bbox) / reference for f, i in zip(frames, indices, strict=True) if i >= 115]
     moving = [sharpness(f, bbox) / reference for f, i in zip(frames, indices, strict=True) if 15 <= i < 70]

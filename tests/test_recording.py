@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from clips import moving_frames, portrait, write_clip
 from conftest import REPO, golden_dir
+from standins import WrappedBackend
 
 from live.capture import OpenCVSource
 from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
@@ -74,20 +75,13 @@ def test_a_run_without_frames_leaves_no_file_and_an_older_one_alone(tmp_path: Pa
     assert older.read_bytes() == b"yesterday's recording"
 
 
-class Slow:
+class Slow(WrappedBackend):
     """Wraps a backend: every render takes ``delay`` seconds longer (a model slower than the camera)."""
 
     def __init__(self, backend, delay: float) -> None:
-        self.inner, self.delay = backend, delay
-        self.name, self.size = backend.name, backend.size
+        super().__init__(backend)
+        self.delay = delay
         self.renders = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    @property
-    def calibrated(self) -> bool:
-        return self.inner.calibrated
 
     def render(self, motion):
         time.sleep(self.delay)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from clips import moving_frames, portrait
+from standins import WrappedBackend
 from test_pipeline import ListSource, tiny_backend
 
 from live.capture import CapturedFrame
@@ -218,15 +219,13 @@ def test_a_tracking_failure_serves_the_held_frame_and_counts_toward_the_stop(det
         stopping.run()
 
 
-class LostDeviceBackend:
+class LostDeviceBackend(WrappedBackend):
     """Wraps the tiny FOMM backend; ``render`` raises the engines' DeviceError from the third call on, as a GPU that
     fell off the bus would."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.renders = inner, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+        super().__init__(inner)
+        self.renders = 0
 
     def render(self, motion):
         from models.engines import DeviceError
