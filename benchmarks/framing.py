@@ -39,7 +39,8 @@ def p50_ms(fn: Callable[[int], object], *, iterations: int, warmup: int) -> dict
 
 
 def landmark_renders(count: int):
-    """The bundled portrait as an avatar and ``count`` landmark-backend renders of the demo clip's script."""
+    """The bundled portrait as an avatar and ``count`` landmark-backend renders of the demo clip's script, in layers
+    (``live.landmarks.WarpedFrame``)."""
     from live.democlip import SCRIPT, script_landmarks
     from live.face import FaceDetector
     from live.landmarks import LandmarkBackend
@@ -51,7 +52,8 @@ def landmark_renders(count: int):
         backend.set_source(avatar.crop)
         neutral = backend.detect(avatar.crop)
         backend.calibrate(neutral)
-        renders = [backend.render(script_landmarks(neutral, SCRIPT["end"][1] * i / count)) for i in range(count)]
+        renders = [backend.render_layers(script_landmarks(neutral, SCRIPT["end"][1] * i / count))
+                   for i in range(count)]
     return avatar, renders
 
 
@@ -61,16 +63,19 @@ def bench_paste(*, iterations: int, warmup: int, device: str) -> dict:
     from live.compose import add_label
     from live.framing import make_framing, render_framed
     from live.pasteback import PasteBack
+    from live.pasteback_map import MapPasteBack
     from live.pasteback_torch import TensorPasteBack
 
-    avatar, renders = landmark_renders(max(25, min(iterations, 125)))
+    avatar, layers = landmark_renders(max(25, min(iterations, 125)))
+    renders = [warped.frame for warped in layers]
     framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
     framed = render_framed(avatar.photo, framing)
-    rows = {}
-    for detail in (True, False):
-        paster = PasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=detail)
-        rows[f"host paste + label, detail {'on' if detail else 'off'}"] = p50_ms(
-            lambda i, p=paster: add_label(p.paste(renders[i % len(renders)])), iterations=iterations, warmup=warmup)
+    moving = MapPasteBack(framed=framed, size=avatar.crop.shape[0], box=framing.box)
+    rows = {"host paste + label, detail on (the photo moved along the warp)": p50_ms(
+        lambda i: add_label(moving.paste(layers[i % len(layers)])), iterations=iterations, warmup=warmup)}
+    plain = PasteBack(framed=framed, reference=avatar.crop, box=framing.box)
+    rows["host paste + label, detail off (the square upscaled)"] = p50_ms(
+        lambda i: add_label(plain.paste(renders[i % len(renders)])), iterations=iterations, warmup=warmup)
     tensors = [torch.from_numpy(r).permute(2, 0, 1)[None].to(device) for r in renders]
     paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box, device=device, detail=False)
     rows[f"torch paste on {device} + label, no motion field"] = p50_ms(
@@ -91,7 +96,8 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     kp_detector, generator = build_networks(load_config("vox-256"))
     randomize_(kp_detector, generator, seed=0)
     backend = FommBackend(Animator(kp_detector, generator, device=device, engine="eager"))
-    avatar, renders = landmark_renders(25)
+    avatar, layers = landmark_renders(25)
+    renders = [warped.frame for warped in layers]
     backend.set_source(avatar.crop)
     motions = [backend.detect(r) for r in renders]
     backend.calibrate(motions[0])

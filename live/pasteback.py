@@ -18,27 +18,15 @@ The product is brought to the output's resolution with the same bilinear samplin
 ``out = round(mask * animated + (1 - mask) * photo)`` over the bounding box of the mask's support (only what moved is
 computed); every pixel outside the mask's support is the framed photo's, bit for bit.
 
-Detail (``detail=True``). The n x n frame, brought to the face's size in the output, holds no detail finer than
-the model's pixel, and each resampling on the way (photo -> crop -> render -> output) softens it further; the photo
-has that detail. FOMM says where each pixel comes from (its dense motion field, ``live.pasteback_torch``); a backend
-that renders on the host hands over only its frame, so here that field is estimated: dense optical flow (OpenCV's
-DIS, ultrafast preset, 1.1 ms at 256 x 256 on the 2-core test CPU) from the animated frame to the unanimated crop.
-Then
+Detail. The n x n frame, brought to the face's size in the output, holds no detail finer than the model's pixel;
+the photo has that detail. This paste-back is plain: it is what a backend that hands over only its frame gets, and
+what ``--no-detail`` gives. The detail comes from the backend's own motion: FOMM's dense motion field
+(``live.pasteback_torch``), the landmark backend's warp, which moves the full-resolution photo itself
+(``live.pasteback_map``).
 
-    animated = upscale(frame) + visible * (move(photo, flow) - upscale(move_n(crop, flow)))
-
-the photo moved along the flow at full resolution, less the crop moved at the model's resolution (the part of the
-frame the flow explains, softened as the backend's own warp softened it): where the flow explains the frame the
-result is the photo moved at full resolution, and what it does not explain (painted eyes, a mouth's inside) comes
-from the frame. ``visible`` fades from 1 to 0 where the crop moved by the flow differs from the frame by
-``FLOW_ERROR_LOW`` to ``FLOW_ERROR_HIGH`` levels after a low-pass (an opening mouth, closing lids), as FOMM's
-occlusion map does. The photo is moved with bicubic interpolation: bilinear at sub-pixel offsets halves the finest
-detail (the landmark backend's face at rest on the demo clip at 1280 x 720: 77% of the photo's variance of the
-Laplacian bilinear, 83% bicubic; 75% with the band warped instead of the photo, 61% with no detail at all).
-
-This file is the OpenCV path (the landmark backend, and any backend that renders on the host).
-``live.pasteback_torch`` is the same paste-back in PyTorch, on the model's device, with FOMM's own motion field;
-both share the mask's definition here, and the tests hold them to each other.
+This file is the OpenCV path (a backend that renders on the host). ``live.pasteback_torch`` is the same paste-back
+in PyTorch, on the model's device, with FOMM's own motion field; both share the mask's definition here, and the tests
+hold them to each other.
 """
 
 from __future__ import annotations
@@ -57,8 +45,6 @@ DIFF_HIGH = 10.0  # levels of change from which the animation shows fully
 DIFF_SIGMA = 1.5  # model pixels: blur of the difference before the threshold (a lone noisy pixel does not switch)
 SPREAD_SIGMA = 5.0  # model pixels: the soft halo around a moving part (2% of a 256 square)
 SPREAD_GAIN = 2.0  # the blurred change times this, capped at 1: a moving part's centre stays fully animated
-FLOW_ERROR_LOW = 6.0  # levels: the estimated flow explains the animated frame; full detail
-FLOW_ERROR_HIGH = 20.0  # levels: it does not; no detail
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
@@ -117,62 +103,38 @@ def square_to_region(box: tuple[float, float, float], bounds: tuple[int, int, in
                      [0, k, (bounds[1] + 0.5 - by) * k - 0.5]], dtype=np.float64)
 
 
+def footprint(matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int]
+              ) -> tuple[int, int, int, int]:
+    """The region pixels whose bilinear footprint in the square reaches the square pixels spanned by ``rows`` and
+    ``cols`` (sorted indices): (x0, y0, x1, y1) in region pixels, exclusive ends, within ``size`` (width, height).
+
+    Args:
+        matrix: The region-to-square map (``square_to_region``).
+    """
+    k, c = matrix[0, 0], matrix[:, 2]
+    width, height = size
+    return (max(0, int(np.floor((cols[0] - 1 - c[0]) / k))), max(0, int(np.floor((rows[0] - 1 - c[1]) / k))),
+            min(width, int(np.ceil((cols[-1] + 1 - c[0]) / k)) + 1),
+            min(height, int(np.ceil((rows[-1] + 1 - c[1]) / k)) + 1))
+
+
 class PasteBack:
-    """Pastes animated squares into one framed photo (OpenCV, on the host).
+    """Pastes animated squares into one framed photo (OpenCV, on the host), without detail transfer.
 
     Args:
         framed: H x W x 3 uint8, the framed photo (``live.framing.render_framed``).
         reference: n x n x 3 uint8, the avatar's unanimated crop (what the backend renders at rest).
         box: The square in output edge coordinates (x0, y0, side) (``live.framing.Framing.box``).
-        detail: Carry the photo's detail along the estimated flow (see the module docstring).
     """
 
-    def __init__(self, *, framed: np.ndarray, reference: np.ndarray, box: tuple[float, float, float],
-                 detail: bool = False) -> None:
+    def __init__(self, *, framed: np.ndarray, reference: np.ndarray, box: tuple[float, float, float]) -> None:
         self.framed = framed
         self.reference = reference
         self.box = box
         self.output_size = (framed.shape[1], framed.shape[0])
-        self.bounds = x0, y0, x1, y1 = region(box, self.output_size)
-        n = reference.shape[0]
-        self.matrix = square_to_region(box, self.bounds, n)
+        self.bounds = region(box, self.output_size)
+        self.matrix = square_to_region(box, self.bounds, reference.shape[0])
         self.last_mask: np.ndarray | None = None  # the last mask over the region (tests, benchmarks)
-        self.upscale = box[2] / n
-        self.detail = detail and x1 > x0 and y1 > y0
-        if self.detail:
-            cv = cv2()
-            self.flow = cv.DISOpticalFlow_create(cv.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-            self.reference_grey = cv.cvtColor(reference, cv.COLOR_RGB2GRAY)
-            self.reference_float = reference.astype(np.float32)
-            grid = np.arange(n, dtype=np.float32)
-            self.square_grid = np.stack(np.meshgrid(grid, grid), axis=-1)  # n x n x 2: (x, y) of each pixel
-            # Square pixel p -> output pixel (p + 0.5) * side / n + box corner - 0.5.
-            self.to_output = (np.float32(self.upscale),
-                              np.array([box[0] + 0.5 * self.upscale - 0.5, box[1] + 0.5 * self.upscale - 0.5],
-                                       np.float32))
-
-    def _animated(self, animated: np.ndarray, sub: tuple[int, int, int, int]) -> np.ndarray:
-        """The animated frame with the photo's detail over the part ``sub`` (x0, y0, x1, y1 in region pixels) of
-        the region: h x w x 3 uint8 (see the module docstring)."""
-        cv = cv2()
-        flow = self.flow.calc(cv.cvtColor(animated, cv.COLOR_RGB2GRAY), self.reference_grey, None)  # n x n x 2
-        # animated(p) ~ reference(p + flow(p)): how well the flow explains the frame decides where detail goes.
-        source = self.square_grid + flow  # n x n x 2, square pixels
-        warped = cv.remap(self.reference_float, source, None, cv.INTER_LINEAR,
-                          borderMode=cv.BORDER_REPLICATE)  # n x n x 3
-        k = kernel_size(DIFF_SIGMA)
-        frame = animated.astype(np.float32)
-        error = np.abs(cv.GaussianBlur(warped - frame, (k, k), DIFF_SIGMA)).max(2)
-        visible = (1.0 - smoothstep((error - FLOW_ERROR_LOW) / (FLOW_ERROR_HIGH - FLOW_ERROR_LOW)))[..., None]
-        # frame + visible * (photo moved - crop moved), with the model-resolution terms summed before upscaling:
-        # correction = frame - visible * crop moved, then + visible * photo moved at full resolution.
-        scale, offset = self.to_output
-        at_output = self._to_region(source * scale + offset, sub, cv.BORDER_REPLICATE)  # h x w x 2, output px
-        rest = np.dstack([frame - visible * warped, visible]).astype(np.float32)  # n x n x 4
-        rest = self._to_region(rest, sub, cv.BORDER_REPLICATE)  # h x w x 4
-        photo = cv.remap(self.framed, at_output, None, cv.INTER_CUBIC, borderMode=cv.BORDER_REPLICATE)  # h x w x 3
-        out = cv.multiply(photo, rest[..., 3:4].repeat(3, axis=2), dtype=cv.CV_32F)  # h x w x 3
-        return cv.add(out, rest[..., :3], dtype=cv.CV_8U)  # saturated, rounded
 
     def _to_region(self, square: np.ndarray, sub: tuple[int, int, int, int], border: int) -> np.ndarray:
         """An n x n map sampled (bilinear) at the pixels of ``sub`` (x0, y0, x1, y1 in region pixels)."""
@@ -195,17 +157,10 @@ class PasteBack:
         rows, cols = np.flatnonzero(small.any(axis=1)), np.flatnonzero(small.any(axis=0))
         if rows.size == 0:
             return out
-        # Only the mask's support changes (a face at rest changes a few features, not the whole square): the region
-        # pixels whose bilinear footprint in the square reaches the support's bounding box.
-        k, c = self.matrix[0, 0], self.matrix[:, 2]
-        sub = (max(0, int(np.floor((cols[0] - 1 - c[0]) / k))), max(0, int(np.floor((rows[0] - 1 - c[1]) / k))),
-               min(x1 - x0, int(np.ceil((cols[-1] + 1 - c[0]) / k)) + 1),
-               min(y1 - y0, int(np.ceil((rows[-1] + 1 - c[1]) / k)) + 1))
+        # Only the mask's support changes (a face at rest changes a few features, not the whole square).
+        sub = footprint(self.matrix, rows, cols, (x1 - x0, y1 - y0))
         mask[sub[1]:sub[3], sub[0]:sub[2]] = self._to_region(small, sub, cv.BORDER_CONSTANT)
-        if self.detail:
-            up = self._animated(animated, sub)  # h x w x 3
-        else:
-            up = self._to_region(animated, sub, cv.BORDER_REPLICATE)  # h x w x 3
+        up = self._to_region(animated, sub, cv.BORDER_REPLICATE)  # h x w x 3
         weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
         target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
         target[:] = cv.blendLinear(up, target, weight, 1.0 - weight)

@@ -2,8 +2,10 @@
 it (``live.framing`` for where, ``live.pasteback`` / ``live.pasteback_torch`` for how).
 
 A backend with ``render_parts`` (FOMM) is pasted with PyTorch on the model's device, with the detail transfer
-unless it is off; any other backend (landmarks) renders its square on the host and is pasted with OpenCV. The framing
-of an avatar is made once, when it is first shown, so the frame changes only when the avatar does.
+along its motion field unless it is off (``live.pasteback_torch``). A backend with ``render_layers`` (landmarks)
+moves the full-resolution photo along its own warp (``live.pasteback_map``); with ``--no-detail``, and for any other
+backend, the square is upscaled and pasted with OpenCV (``live.pasteback``). The framing of an avatar is made once,
+when it is first shown, so the frame changes only when the avatar does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from live.avatars import Avatar
 from live.face import centre_crop_box
 from live.framing import Framing, make_framing, render_framed
 from live.pasteback import PasteBack
+from live.pasteback_map import MapPasteBack
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +31,8 @@ class PhotoCompositor:
         avatars: The prepared source photos.
         output_size: (width, height) of output frames.
         backend: The animation backend (``render_parts`` picks the on-device path).
-        detail: Carry the photo's fine detail along the motion (``live.pasteback``, ``live.pasteback_torch``).
+        detail: Carry the photo's fine detail along the backend's motion (``live.pasteback_torch``,
+            ``live.pasteback_map``).
     """
 
     def __init__(self, *, avatars: list[Avatar], output_size: tuple[int, int], backend: Any, detail: bool) -> None:
@@ -37,6 +41,10 @@ class PhotoCompositor:
         self.backend = backend
         self.detail = detail
         self.on_device = hasattr(backend, "render_parts")
+        self.layered = detail and not self.on_device and hasattr(backend, "render_layers")
+        if detail and not (self.on_device or self.layered):
+            logger.info("photo framing: the %s backend gives no motion to carry the photo's detail along; its frames "
+                        "are upscaled", getattr(backend, "name", "current"))
         self._prepared: dict[int, tuple[Framing, np.ndarray, Any]] = {}
         self.index = 0
 
@@ -55,8 +63,10 @@ class PhotoCompositor:
 
             paster: Any = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
                                           device=self.backend.animator.device, detail=self.detail)
+        elif self.layered:
+            paster = MapPasteBack(framed=framed, size=avatar.crop.shape[0], box=framing.box)
         else:
-            paster = PasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=self.detail)
+            paster = PasteBack(framed=framed, reference=avatar.crop, box=framing.box)
         bx, by, side = framing.box
         logger.info("avatar %d framed at %dx%d: face square %.0f px at (%.0f, %.0f), %.2fx the model's", index + 1,
                     *self.output_size, side, bx, by, side / avatar.crop.shape[0])
@@ -79,6 +89,8 @@ class PhotoCompositor:
         """The backend's part of a frame (the model's work, timed as the generator)."""
         if self.on_device:
             return self.backend.render_parts(motion, with_motion=self.detail)
+        if self.layered:
+            return self.backend.render_layers(motion)
         return self.backend.render(motion)
 
     def paste(self, rendered: Any) -> np.ndarray:
