@@ -76,7 +76,10 @@ def change_mask(animated: np.ndarray, reference: np.ndarray) -> np.ndarray:
     cv = cv2()
     k = kernel_size(DIFF_SIGMA)
     signed = cv.subtract(animated, reference, dtype=cv.CV_32F)  # n x n x 3 levels
-    diff = np.abs(cv.GaussianBlur(signed, (k, k), DIFF_SIGMA)).max(axis=2)  # n x n: the change at the model's scale
+    low = np.abs(cv.GaussianBlur(signed, (k, k), DIFF_SIGMA))  # n x n x 3
+    # The change at the model's scale: the largest channel (numpy's max over a last axis of 3 took 2 ms at 256 x 256
+    # on the 2-core test CPU; two element-wise maxima take 0.1 ms).
+    diff = np.maximum(np.maximum(low[..., 0], low[..., 1]), low[..., 2])  # n x n
     moved = smoothstep((diff - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW)).astype(np.float32)
     k = kernel_size(SPREAD_SIGMA)
     moved = cv.GaussianBlur(moved, (k, k), SPREAD_SIGMA)
