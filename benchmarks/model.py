@@ -173,6 +173,10 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
                 if not engine.compile_active:
                     say(f"{name}: torch.compile failed or did not pass its check; skipped")
                     return
+                if eager_options.get("cuda_graphs") and not engine.cuda_graphs:  # it fell to the plain compile
+                    say(f"{name}: CUDA graphs failed or did not pass their check; skipped (the plain compile is "
+                        "its own row)")
+                    return
         setup_s = time.perf_counter() - start
         desc = f"{engine.name} {engine.precision}, cached source{note}; start-up {setup_s:.1f} s"
         measured.append(_Path(name, desc, engine.keypoints,
