@@ -69,7 +69,8 @@ def test_the_face_square_maps_to_where_the_photo_shows_it() -> None:
     assert np.abs(from_framed - from_photo).mean() < 1.5
 
 
-def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[int, int] = (320, 180)):
+def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[int, int] = (320, 180),
+           detail: bool = True):
     from live.calibration import AutoCalibrator
     from live.hotkeys import Controls
     from live.stages import ModelStage
@@ -77,7 +78,7 @@ def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[i
 
     return ModelStage(backend=backend, avatars=avatars, output_size=size, crop_mode="none", smoother=None,
                       calibrator=AutoCalibrator(), controls=Controls(), label=label, preview=False,
-                      stats=PipelineStats(), camera_lost=lambda: False, framing="photo")
+                      stats=PipelineStats(), camera_lost=lambda: False, framing="photo", detail=detail)
 
 
 class ShiftBackend:
@@ -145,3 +146,44 @@ def test_the_label_is_drawn_on_the_final_photo_frame() -> None:
     ys, xs = np.nonzero(differs)
     assert differs.any() and ys.min() > 180 * 0.8 and xs.min() > 320 * 0.5  # the bottom-right corner only
     assert not np.array_equal(out_plain, plain.photo.framed)  # the face moved: the paste shows
+
+
+class LayeredShiftBackend(ShiftBackend):
+    """A stand-in warping backend: ``render_layers`` hands over the shifted square with its backward map (each pixel
+    from ``motion`` pixels to its left, the identity along the square's border) and nothing painted."""
+
+    def render_layers(self, motion: int):
+        from live.landmarks.backend import WarpedFrame
+
+        n = self.size
+        grid = np.arange(n, dtype=np.float32)
+        source_map = np.stack(np.meshgrid(grid, grid), axis=-1)
+        source_map[8:-8, 8:-8, 0] -= motion
+        return WarpedFrame(frame=self.render(motion), source_map=source_map, painted=np.zeros((n, n), bool))
+
+
+def test_a_warping_backend_moves_the_full_resolution_photo_and_no_detail_upscales_its_square() -> None:
+    from live.capture import CapturedFrame
+    from live.pasteback import PasteBack
+    from live.pasteback_map import MapPasteBack
+    from live.stages import TrackedFrame
+
+    photo = _photo(5, (720, 1280))  # 4x the output: the framed photo has detail the 64-pixel square has not
+    avatars = prepare_avatars([("a", photo)], 64, None, crop="none")
+    tracked = TrackedFrame(CapturedFrame(np.zeros((64, 64, 3), np.uint8), 0, 0.0, 0.0),
+                           crop=np.zeros((64, 64, 3), np.uint8))
+    size = (256, 144)  # the 64-pixel square is 144 output pixels: a 4-pixel shift is 9 whole output pixels
+    moving = _stage(avatars, LayeredShiftBackend(), size=size)
+    plain = _stage(avatars, LayeredShiftBackend(), size=size, detail=False)
+    assert isinstance(moving.photo.paster, MapPasteBack) and isinstance(plain.photo.paster, PasteBack)
+    out, info = moving(tracked)
+    assert info.animated
+    framed = moving.photo.framed
+    bx, by, side = moving.photo.framing.box
+    shift = 4 * side / 64  # output pixels
+    # Inside the moved part, the output is the framed photo itself moved by the shift (not an upscaled square).
+    x0, x1, y0, y1 = int(bx + side / 4), int(bx + 3 * side / 4), int(by + side / 4), int(by + 3 * side / 4)
+    assert shift == int(shift), "choose sizes that make the shift whole output pixels"
+    np.testing.assert_array_equal(out[y0:y1, x0:x1], framed[y0:y1, x0 - int(shift):x1 - int(shift)])
+    upscaled, _ = plain(tracked)
+    assert np.abs(upscaled[y0:y1, x0:x1].astype(int) - out[y0:y1, x0:x1].astype(int)).mean() > 1
