@@ -4,7 +4,8 @@ that discards every frame.
 
 GPU busy fraction: CUDA events are recorded on the current stream just before and just after each call into the
 backend (``detect``: keypoints; ``render``, or ``render_fitted`` when the backend composes on the device as the FOMM
-backend does on CUDA: motion normalisation, generator and the fit to the output size), the spans are taken relative
+backend does on CUDA: motion normalisation, generator and the fit to the output size; ``render_parts`` in photo
+framing: the generator with its motion field, the paste-back coming after), the spans are taken relative
 to an event recorded at the start of the run, overlapping spans are merged, and their sum is divided by the run's
 wall time. Each row's ``timed_calls`` counts the calls covered. A span runs from the first to the last GPU
 operation of a call, gaps between kernels included, so this is an upper bound on the time the GPU computed; on the
@@ -126,6 +127,9 @@ class BusyTimedBackend:
     def render_fitted(self, motion: Any, width: int, height: int) -> np.ndarray:
         return self._timed("render_fitted", lambda: self._backend.render_fitted(motion, width, height))
 
+    def render_parts(self, motion: Any, *, with_motion: bool) -> dict:
+        return self._timed("render_parts", lambda: self._backend.render_parts(motion, with_motion=with_motion))
+
     def busy_ms(self) -> float | None:
         """Milliseconds the GPU spent inside the recorded calls (merged spans); None off CUDA."""
         if not self._cuda or self._origin is None:
@@ -153,7 +157,7 @@ def make_fomm_backend(kp_detector, generator, device: torch.device):
 
 
 def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps: float | None, frames: int,
-             pipelining: bool | None = None) -> dict:
+             pipelining: bool | None = None, framing: str = "face") -> dict:
     """One run of the live loop on a synthetic clip.
 
     Args:
@@ -165,6 +169,8 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
         frames: Input frames.
         pipelining: Run the loop's two stages in two threads (``PipelineOptions.pipelining``); None: the default
             (on unless ``FOMM_LIVE_PIPELINING=0``).
+        framing: ``face`` (the model's square fitted to the clip's size) or ``photo`` (the photo framed at the
+            clip's size, the face pasted back with the detail transfer along the motion field: ``run``'s default).
 
     Returns:
         The pipeline's stats (``stages_ms``, ``end_to_end_ms``, frame counters) plus ``achieved_fps``, ``wall_s``
@@ -182,7 +188,7 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
     # steady_seconds 0: with crop none the "face" never moves, so the neutral pose is taken on the first frame and
     # every frame after runs the generator.
     options = PipelineOptions(crop="none", realtime=fps is not None, fps=fps, steady_seconds=0.0, max_frames=frames,
-                              pipelining=pipelining)
+                              pipelining=pipelining, framing=framing, output_size=(width, height))
     sink = RecordingSink(keep_frames=False, keep_infos=False)
     pipeline = LivePipeline(clip, timed, prepare_avatars([("photo", photo)], backend.size, None, crop="none"),
                             [sink], options=options, detector=None, stats=PipelineStats())
@@ -200,6 +206,7 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
     summary["input"] = clip.description
     summary["pacing"] = f"paced at {fps:g} fps (newest frame wins)" if fps else "unpaced (every frame)"
     summary["pipelining"] = pipeline.pipelining
+    summary["framing"] = framing
     summary["timed_calls"] = dict(timed.calls)
     if busy is None:
         summary["gpu_busy_fraction"] = None
@@ -236,13 +243,16 @@ def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_le
                                  "crop": "none", "sink": "discards every frame",
                                  "gpu_busy_method": BUSY_METHOD if device.type == "cuda" else None,
                                  "unpaced_frames": unpaced_frames, "paced_seconds": paced_seconds}}
-    runs: list[tuple[int, int, float | None, bool | None]] = [(w, h, fps, None) for w, h in CLIP_SIZES
-                                                              for fps in PACINGS]
-    runs.append((1280, 720, None, False))  # the pipelined loop switched off, beside the default unpaced row
-    for width, height, fps, pipelining in runs:
+    runs: list[tuple[int, int, float | None, bool | None, str]] = [(w, h, fps, None, "face") for w, h in CLIP_SIZES
+                                                                   for fps in PACINGS]
+    runs.append((1280, 720, None, False, "face"))  # the pipelined loop switched off, beside the default unpaced row
+    runs.append((1280, 720, None, None, "photo"))  # run's default output: the photo framed, detail along the field
+    for width, height, fps, pipelining, framing in runs:
         label = "unpaced" if fps is None else f"paced-{fps:g}fps"
         if pipelining is not None:
             label += f"-{PIPELINING_ENV}={int(pipelining)}"
+        if framing != "face":
+            label += f"-framing-{framing}"
         rows = result.setdefault(f"{width}x{height}", {})
         if time_left() <= 0:
             rows[label] = {"skipped": "time budget spent"}
@@ -250,7 +260,7 @@ def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_le
         frames = unpaced_frames if fps is None else int(fps * paced_seconds)
         try:
             rows[label] = run_clip(backend, device, width=width, height=height, fps=fps, frames=frames,
-                                   pipelining=pipelining)
+                                   pipelining=pipelining, framing=framing)
             say(f"  {width}x{height} {label}: {rows[label]['achieved_fps']} fps")
         except Exception as err:  # noqa: BLE001 - one failing run is a row
             rows[label] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}

@@ -41,7 +41,8 @@ torch-tensorrt hidden).
 
 ``.gpu/`` is ignored by git: a run on another machine that receives the checkout must be sent ``.gpu/`` with it.
 The pipelined live loop is switched off for one row (``FOMM_LIVE_PIPELINING=0``, 1280x720 unpaced) beside the
-default.
+default, and one row runs ``run``'s default output, photo framing with the detail transfer
+(``pipeline["1280x720"]["unpaced-framing-photo"]``, 1280x720 unpaced).
 """
 
 from __future__ import annotations

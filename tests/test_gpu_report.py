@@ -152,8 +152,10 @@ def test_dry_run_on_cpu_without_the_missing_packages(tmp_path: Path) -> None:
             assert row["frames_out"] > 0 and row["achieved_fps"] > 0
             assert "gpu_busy_fraction" in row and row["gpu_busy_fraction"] is None  # no GPU: null with a reason
             assert row["gpu_busy_note"]
-            assert row["timed_calls"]["detect"] > 0 and row["timed_calls"]["render"] > 0, row["timed_calls"]
+            rendered = "render_parts" if row["framing"] == "photo" else "render"
+            assert row["timed_calls"]["detect"] > 0 and row["timed_calls"][rendered] > 0, row["timed_calls"]
     assert pipeline["1280x720"]["unpaced-FOMM_LIVE_PIPELINING=0"]["pipelining"] is False
+    assert pipeline["1280x720"]["unpaced-framing-photo"]["framing"] == "photo"  # run's default output is measured
     markdown = (out_dir / "gpu_report.md").read_text(encoding="utf-8")
     assert "| 32 |" in markdown and "| 1280x720 | paced-60fps |" in markdown  # the renderer reads the new layout
 
