@@ -1,0 +1,150 @@
+"""The wire format of ``--remote`` without a server: the motion field's encoding (its error against the float32 field
+of the tiny golden model, its size) and its bounds checks on every malformed input, one line each."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from conftest import golden_dir, read_rgb
+
+from live.remote import protocol
+from live.remote.protocol import ProtocolError, decode_field, encode_field, frame_reply, split_frame, unpack
+
+# The rounding's bound (1 / (2 FIELD_SCALE) grid units) plus float32's spacing near 1 (6e-8): the encoding's error.
+DEFORMATION_BOUND = 0.5 / protocol.FIELD_SCALE + 1e-6  # grid units; x n / 2 = 0.0079 model pixels at n = 256
+OCCLUSION_BOUND = 0.5 / 255 + 1e-6
+
+
+def model_fields(variant: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(deformation h x w x 2, occlusion h x w or None) of the three golden driving frames, float32, from the eager
+    CPU model (relative motion from driving frame 0)."""
+    from models import Animator
+
+    folder = golden_dir(variant)
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    animator.set_source(read_rgb(folder / "source.png"))
+    animator.calibrate(read_rgb(folder / "driving_0.png"))
+    fields = []
+    for i in range(3):
+        out = animator.generate(animator.keypoints(read_rgb(folder / f"driving_{i}.png")), with_motion=True)
+        occlusion = out.get("occlusion_map")
+        fields.append((out["deformation"][0].numpy(), None if occlusion is None else occlusion[0, 0].numpy()))
+    return fields
+
+
+def test_the_model_field_survives_the_wire_within_a_hundredth_of_a_model_pixel() -> None:
+    sizes = []
+    for deformation, occlusion in model_fields("tiny"):
+        spec, blob = encode_field(deformation, occlusion)
+        assert spec == {"h": 64, "w": 64, "occlusion": True}
+        got_deformation, got_occlusion = decode_field(dict(spec, image_bytes=1), blob)
+        assert got_deformation.dtype == np.float32 and got_deformation.shape == deformation.shape
+        error = np.abs(got_deformation - deformation).max()
+        assert error <= DEFORMATION_BOUND, f"deformation off by {error * 128:.4f} model pixels"
+        assert np.abs(got_occlusion - occlusion).max() <= OCCLUSION_BOUND
+        sizes.append(len(blob))
+    print(f"motion field on the wire: {sizes} bytes (64 x 64; raw {64 * 64 * 5})")
+    assert max(sizes) < 64 * 64 * 5 + 64, sizes  # deflate never costs more than its few bytes of framing
+
+
+def test_a_model_without_an_occlusion_map_sends_the_deformation_alone() -> None:
+    deformation, occlusion = model_fields("tiny_zero_order")[1]
+    assert occlusion is None
+    spec, blob = encode_field(deformation, None)
+    got, got_occlusion = decode_field(dict(spec, image_bytes=1), blob)
+    assert spec["occlusion"] is False and got_occlusion is None
+    assert np.abs(got - deformation).max() <= DEFORMATION_BOUND
+
+
+def test_far_displacements_are_clipped_and_row_differences_wrap_around_exactly() -> None:
+    """Neighbours at the two ends of the fixed-point range: their differences overflow int16 and must wrap back; a
+    displacement past +-4 grid units is clipped to it (the source lies far outside the square either way)."""
+    identity = protocol.field_identity(4, 6)
+    displacement = np.tile(np.array([[4.0, -4.0], [-4.0, 4.0]]), (4, 3, 1))[:, :6]  # 4 x 6 x 2, alternating
+    displacement[0, 0] = [50.0, -50.0]  # clipped to +-32767 / FIELD_SCALE
+    got, _ = decode_field(dict(encode_field(identity + displacement, None)[0], image_bytes=1),
+                          encode_field(identity + displacement, None)[1])
+    want = identity + np.clip(displacement, -32767 / protocol.FIELD_SCALE, 32767 / protocol.FIELD_SCALE)
+    assert np.abs(got - want).max() <= DEFORMATION_BOUND
+
+
+def test_the_frame_reply_carries_the_face_then_the_field_and_splits_back() -> None:
+    deformation, occlusion = model_fields("tiny")[2]
+    face = protocol.encode_image(read_rgb(golden_dir("tiny") / "source.png"), "png")
+    header, payload = unpack(frame_reply(7, face, encode_field(deformation, occlusion)))
+    assert header["type"] == "frame" and header["id"] == 7 and header["field"]["image_bytes"] == len(face)
+    image, field = split_frame(header, payload)
+    assert image == face and field is not None
+    assert np.abs(decode_field(header["field"], field)[0] - deformation).max() <= DEFORMATION_BOUND
+    header, payload = unpack(frame_reply(8, face))
+    assert "field" not in header and split_frame(header, payload) == (face, None)
+
+
+def test_encoding_refuses_a_non_finite_or_misshapen_field() -> None:
+    identity = protocol.field_identity(8, 8)
+    bad = identity.copy()
+    bad[3, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        encode_field(bad, None)
+    with pytest.raises(ValueError, match="not finite"):
+        encode_field(identity, np.full((8, 8), np.inf))
+    with pytest.raises(ValueError, match="expected h x w x 2"):
+        encode_field(identity[..., :1], None)
+    with pytest.raises(ValueError, match="occlusion map of shape"):
+        encode_field(identity, np.zeros((4, 8)))
+
+
+def _valid() -> tuple[dict, bytes]:
+    spec, blob = encode_field(protocol.field_identity(8, 8) + 0.01, np.full((8, 8), 0.5))
+    return dict(spec, image_bytes=1), blob
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("not an object", "'field' must be an object"),
+    ("side 0", "its sides must be whole numbers, 2 to 256"),
+    ("side 1000", "its sides must be whole numbers, 2 to 256"),
+    ("side 8.0", "its sides must be whole numbers"),
+    ("side true", "its sides must be whole numbers"),
+    ("occlusion 1", "'occlusion' must be true or false"),
+    ("not zlib", "not a zlib stream"),
+    ("truncated", "does not hold the 320 bytes of a 8x8 field with occlusion"),
+    ("trailing bytes", "does not hold the 320 bytes"),
+    ("more than announced", "does not hold the 320 bytes"),
+    ("a bomb", "does not hold the 256 bytes of a 8x8 field"),
+    ("header says no occlusion", "does not hold the 256 bytes"),
+])
+def test_a_malformed_field_is_refused_in_one_line(case: str, message: str) -> None:
+    spec, blob = _valid()
+    if case == "not an object":
+        spec = [8, 8]
+    elif case.startswith("side"):
+        spec["h"] = {"side 0": 0, "side 1000": 1000, "side 8.0": 8.0, "side true": True}[case]
+    elif case == "occlusion 1":
+        spec["occlusion"] = 1
+    elif case == "not zlib":
+        blob = b"\x00" * 40
+    elif case == "truncated":
+        blob = blob[:-6]
+    elif case == "trailing bytes":
+        blob = blob + b"\x00"
+    elif case == "more than announced":
+        blob = zlib.compress(bytes(321))
+    elif case == "a bomb":  # 16 MB of zeros in ~16 KB: only 257 bytes are ever inflated
+        spec["occlusion"] = False
+        blob = zlib.compress(bytes(16 << 20), 9)
+    elif case == "header says no occlusion":
+        spec["occlusion"] = False
+    with pytest.raises(ProtocolError, match=message) as err:
+        decode_field(spec, blob)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("cut", [0, -1, 10, 11, "4", True, None])
+def test_a_frame_reply_whose_image_bytes_do_not_split_its_payload_is_refused(cut: object) -> None:
+    with pytest.raises(ProtocolError, match="'image_bytes' .* does not split a 10 byte payload"):
+        split_frame({"type": "frame", "field": {"h": 8, "w": 8, "occlusion": False, "image_bytes": cut}}, bytes(10))
+    with pytest.raises(ProtocolError, match="does not split"):
+        split_frame({"type": "frame", "field": "64x64"}, bytes(10))
