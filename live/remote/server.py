@@ -9,7 +9,9 @@ networks and animate the face crops of many streams in shared batches.
   in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
 - Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most): keypoints of
   B crops, per-stream keypoint smoothing (the client's options and media times) and motion normalisation, one decode
-  of B frames from B cached sources, the function that ``benchmarks.gpu_batch`` times on a GPU.
+  of B frames from B cached sources, the function that ``benchmarks.gpu_batch`` times on a GPU. The frames of
+  streams that asked for the motion field (``field``, photo framing's detail transfer) are decoded apart, by the
+  engine's PyTorch decode that returns it; the others keep the engine's fastest path and get no field.
 - Every message is bounded (``live.remote.protocol``); a bad one gets an error on its stream and the replica goes on
   serving the others. With a token, each stream's handshake and ``GET /stats`` must carry it (compared in constant
   time); ``GET /stats`` reports the answering replica's streams, frames and avatar-cache hits.
@@ -43,7 +45,9 @@ from live.remote.protocol import (
     ProtocolError,
     content_hash,
     decode_image,
+    encode_field,
     encode_image,
+    frame_reply,
     pack,
     smoothing_of,
     unpack,
@@ -97,6 +101,7 @@ class Stream:
     missing: str | None = None  # an avatar asked for that this replica does not hold (until uploaded)
     smoother: MotionSmoother | None = None  # the client's keypoint smoothing (None: off)
     smoothed: tuple[float, Any] | None = None  # (t, keypoints) last smoothed: a calibrate and its frame share them
+    field: bool = False  # the replies carry the motion field (``protocol.encode_field``)
 
     def smoother_for(self, header: dict) -> float | None:
         """The media time to smooth this message's keypoints at (None: not smoothed), with ``smoother`` set to the
@@ -153,7 +158,7 @@ class FommServer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fomm-model")
         self.pending: OrderedDict[str, np.ndarray] = OrderedDict()  # uploaded, not yet encoded
         self.counts = {"streams": 0, "streams_total": 0, "frames": 0, "batches": 0, "avatar_lookups": 0,
-                       "avatar_cache_hits": 0, "avatar_encodings": 0, "errors": 0}
+                       "avatar_cache_hits": 0, "avatar_encodings": 0, "fields": 0, "errors": 0}
         logger.info("replica ready: %s on %s, %s", checkpoint, self.animator.device, self.animator.precision)
 
     # ------------------------------------------------------------------------------------------- model calls
@@ -182,8 +187,11 @@ class FommServer:
         self.counts["avatar_encodings"] += 1
         return await self._run(self._encode, image)
 
-    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[np.ndarray]:
-        """Keypoints of B crops, per-stream smoothing and normalisation, one decode of B frames from B sources."""
+    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]
+                ) -> list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None] | None]]:
+        """Keypoints of B crops, per-stream smoothing and normalisation, one decode of the B frames from their B
+        sources (two when some streams want the motion field and others not); per frame, (the face, (deformation
+        h x w x 2, occlusion h x w or None) when its stream wants the field, else None)."""
         import torch
 
         from models.generator import SourceState
@@ -205,15 +213,32 @@ class FommServer:
                 jac = None if parts[0].jacobian is None else torch.cat([p.jacobian for p in parts])  # B x K x 2 x 2
                 return Keypoints(torch.cat([p.value for p in parts]), jac)  # B x K x 2
 
-            state = SourceState(*(torch.cat(list(f)) for f in zip(*states, strict=True)))  # each B x C x h x w
-            out = engine.decode(state, cat(norms), cat(sources))["prediction"]  # B x 3 x S x S in [0, 1]
-            images = (out.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # B x S x S x 3
-            images = images.cpu().numpy()
+            results: list = [None] * len(items)
+            # The engines' fast paths (fused kernels, compiled graphs, TensorRT, ONNX Runtime) do not return the
+            # field; only the frames whose streams want it take the PyTorch decode that does.
+            for with_field in (False, True):
+                group = [i for i, (_, stream, _) in enumerate(items) if stream.field == with_field]
+                if not group:
+                    continue
+                state = SourceState(*(torch.cat(list(f)) for f in zip(*(states[i] for i in group), strict=True)))
+                out = engine.decode(state, cat([norms[i] for i in group]), cat([sources[i] for i in group]),
+                                    with_deformation=with_field)  # each G x C x h x w
+                images = (out["prediction"].float().clamp(0, 1) * 255).round().to(torch.uint8)  # G x 3 x S x S
+                images = images.permute(0, 2, 3, 1).cpu().numpy()  # G x S x S x 3
+                if with_field:
+                    deformation = out["deformation"].float().cpu().numpy()  # G x h x w x 2
+                    occlusion = out.get("occlusion_map")  # G x 1 x h x w, or None
+                    occlusion = None if occlusion is None else occlusion.float().cpu().numpy()[:, 0]  # G x h x w
+                for j, i in enumerate(group):
+                    field = None
+                    if with_field:
+                        field = (deformation[j], None if occlusion is None else occlusion[j])
+                    results[i] = (images[j], field)
         self.counts["batches"] += 1
-        return [images[i] for i in range(len(items))]
+        return results
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[np.ndarray]:
+    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[tuple]:
         return await self._run(self._render, items)
 
     # ---------------------------------------------------------------------------------------------- routes
@@ -302,6 +327,12 @@ class FommServer:
                 stream.smoother.reset()
             stream.smoothed = None
             return pack({"type": "ok"})
+        if kind == "field":
+            want = header.get("want")
+            if not isinstance(want, bool):
+                raise ProtocolError("'want' (send the motion field with each frame) must be true or false")
+            stream.field = want
+            return pack({"type": "ok"})
         if kind == "frame":
             return await self._frame(stream, header, payload)
         raise ProtocolError(f"unknown message type {kind!r}")
@@ -350,10 +381,13 @@ class FommServer:
         if stream.next_frame_at > now:
             await asyncio.sleep(stream.next_frame_at - now)
         stream.next_frame_at = max(now, stream.next_frame_at) + 1.0 / self.max_fps
-        image = await self.render_batch((crop, stream, t))
+        image, field = await self.render_batch((crop, stream, t))
         stream.frames += 1
         self.counts["frames"] += 1
-        return pack({"type": "frame", "id": frame_id}, encode_image(image, stream.codec))
+        if field is None:
+            return frame_reply(frame_id, encode_image(image, stream.codec))
+        self.counts["fields"] += 1
+        return frame_reply(frame_id, encode_image(image, stream.codec), encode_field(*field))
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
