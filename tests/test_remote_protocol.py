@@ -1,16 +1,31 @@
-"""The wire format of ``--remote`` without a server: the motion field's encoding (its error against the float32 field
-of the tiny golden model, its size) and its bounds checks on every malformed input, one line each."""
+"""The wire format of ``--remote`` without Ray: the motion field's encoding (its error against the float32 field of the
+tiny golden model, its size) and its bounds checks on every malformed input, one line each; then ``RemoteBackend``'s
+side of it against a stand-in server (a websockets server on loopback that speaks the protocol with fixed faces and
+fields, no model): asking for the field, decoding it, refusing a malformed one, holding it through an outage and
+asking again after reconnecting. The real server's side is in ``tests/test_remote.py``."""
 
 from __future__ import annotations
 
+import threading
+import time
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
 
 from live.remote import protocol
-from live.remote.protocol import ProtocolError, decode_field, encode_field, frame_reply, split_frame, unpack
+from live.remote.protocol import (
+    ProtocolError,
+    decode_field,
+    encode_field,
+    encode_image,
+    frame_reply,
+    pack,
+    split_frame,
+    unpack,
+)
 
 # The rounding's bound (1 / (2 FIELD_SCALE) grid units) plus float32's spacing near 1 (6e-8): the encoding's error.
 DEFORMATION_BOUND = 0.5 / protocol.FIELD_SCALE + 1e-6  # grid units; x n / 2 = 0.0079 model pixels at n = 256
@@ -148,3 +163,145 @@ def test_a_frame_reply_whose_image_bytes_do_not_split_its_payload_is_refused(cut
         split_frame({"type": "frame", "field": {"h": 8, "w": 8, "occlusion": False, "image_bytes": cut}}, bytes(10))
     with pytest.raises(ProtocolError, match="does not split"):
         split_frame({"type": "frame", "field": "64x64"}, bytes(10))
+
+
+class StandInServer:
+    """A stand-in for ``fomm-live serve`` on loopback: answers the protocol's messages with one fixed 64 x 64 face
+    and, when the stream asked for it, one fixed 16 x 16 motion field (``field_mode``: ``good``, ``bad`` (a field
+    whose bytes are not what its header says) or ``missing``). ``down``: every new stream is closed unanswered;
+    ``drop_next_frame``: the next frame's connection is closed instead of answered. Records every header received."""
+
+    def __init__(self) -> None:
+        from websockets.sync.server import serve
+
+        rng = np.random.default_rng(3)
+        self.face = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        identity = protocol.field_identity(16, 16)
+        self.deformation = (identity + rng.normal(0, 0.05, identity.shape)).astype(np.float32)  # 16 x 16 x 2
+        self.occlusion = rng.random((16, 16)).astype(np.float32)
+        self.received: list[dict] = []
+        self.field_mode = "good"
+        self.down = False
+        self.drop_next_frame = False
+        self.server = serve(self.handle, "127.0.0.1", 0, max_size=None)
+        self.url = f"http://127.0.0.1:{self.server.socket.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def handle(self, ws) -> None:
+        if self.down:
+            return  # closes the connection before its hello is answered
+        wants_field = False
+        for message in ws:
+            header, _ = unpack(message)
+            self.received.append(header)
+            kind = header["type"]
+            if kind == "hello":
+                reply = pack({"type": "ready", "image_size": 64, "max_fps": 60.0})
+            elif kind in ("avatar", "upload"):
+                reply = pack({"type": "avatar", "hash": header["hash"], "known": True})
+            elif kind == "field":
+                wants_field = header["want"]
+                reply = pack({"type": "ok"})
+            elif kind == "frame":
+                if self.drop_next_frame:
+                    self.drop_next_frame = False
+                    return
+                reply = frame_reply(header["id"], encode_image(self.face, "png"), self.field() if wants_field else None)
+            else:
+                reply = pack({"type": "ok"})
+            ws.send(reply)
+
+    def field(self) -> tuple[dict, bytes] | None:
+        if self.field_mode == "missing":
+            return None
+        spec, blob = encode_field(self.deformation, self.occlusion)
+        return (dict(spec, h=17), blob) if self.field_mode == "bad" else (spec, blob)
+
+    def kinds(self) -> list[str]:
+        return [h["type"] for h in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandInServer]:
+    pytest.importorskip("websockets", reason="the serve extra (websockets) is not installed")
+    server = StandInServer()
+    yield server
+    server.close()
+
+
+def stand_in_client(server: StandInServer):
+    from live.remote.client import RemoteBackend
+
+    backend = RemoteBackend(server.url, codec="png", relative=False, start_timeout=10)
+    backend.set_source(server.face)
+    return backend
+
+
+def test_the_client_asks_for_the_field_once_and_hands_it_on_as_cpu_tensors(stand_in: StandInServer) -> None:
+    import torch
+
+    from live.remote.client import CropMotion
+
+    backend = stand_in_client(stand_in)
+    assert backend.paste_device == "cpu"
+    crop = CropMotion(stand_in.face)
+    assert set(backend.render_parts(crop, with_motion=False)) == {"prediction"}
+    backend.render(crop)
+    assert "field" not in stand_in.kinds(), "a client without photo framing or detail asks for no field"
+    parts = backend.render_parts(crop, with_motion=True)
+    parts = backend.render_parts(crop, with_motion=True)
+    assert stand_in.kinds().count("field") == 1 and stand_in.received[-3] == {"type": "field", "want": True}
+    assert parts["prediction"].dtype == torch.uint8 and parts["prediction"].shape == (1, 3, 64, 64)
+    assert torch.equal(parts["prediction"][0].permute(1, 2, 0), torch.from_numpy(stand_in.face))
+    assert parts["deformation"].shape == (1, 16, 16, 2) and parts["occlusion_map"].shape == (1, 1, 16, 16)
+    assert np.abs(parts["deformation"][0].numpy() - stand_in.deformation).max() <= DEFORMATION_BOUND
+    assert np.abs(parts["occlusion_map"][0, 0].numpy() - stand_in.occlusion).max() <= OCCLUSION_BOUND
+    assert set(backend.render_parts(crop, with_motion=False)) == {"prediction"}  # --no-detail: asks it off
+    assert stand_in.received[-2] == {"type": "field", "want": False}
+    backend.close()
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("bad", r"^the motion field does not hold the 1360 bytes of a 17x16 field with occlusion$"),
+    ("missing", r"^frame \d+ came without the motion field the stream asked for$"),
+])
+def test_a_malformed_or_missing_field_from_the_server_is_refused_in_one_line(stand_in: StandInServer, mode: str,
+                                                                             message: str) -> None:
+    from live.remote.client import CropMotion
+
+    backend = stand_in_client(stand_in)
+    stand_in.field_mode = mode
+    with pytest.raises(ProtocolError, match=message):
+        backend.render_parts(CropMotion(stand_in.face), with_motion=True)
+    backend.close()
+
+
+def test_an_outage_reuses_the_last_face_with_its_field_and_the_reconnection_asks_for_the_field_again(
+        stand_in: StandInServer) -> None:
+    import torch
+
+    from live.remote.client import CropMotion
+
+    backend = stand_in_client(stand_in)
+    crop = CropMotion(stand_in.face)
+    before = backend.render_parts(crop, with_motion=True)
+    stand_in.down, stand_in.drop_next_frame = True, True
+    held = backend.render_parts(crop, with_motion=True)  # the frame is lost, and so is the reconnection
+    assert set(held) == {"prediction", "deformation", "occlusion_map"}
+    for key in held:
+        assert torch.equal(held[key], before[key]), f"the held {key} differs from the last frame's"
+    stand_in.down = False
+    count = len(stand_in.received)
+    deadline = time.monotonic() + 30
+    while backend.reconnects == 0 and time.monotonic() < deadline:  # the held frame until the back-off's next step
+        backend.render_parts(crop, with_motion=True)
+        time.sleep(0.1)
+    assert backend.reconnects == 1
+    replayed = stand_in.kinds()[count:]
+    assert replayed[:2] == ["hello", "field"] and replayed[-1] == "frame", replayed
+    backend.close()
