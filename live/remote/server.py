@@ -14,7 +14,7 @@ networks and animate the face crops of many streams in shared batches.
   engine's PyTorch decode that returns it; the others keep the engine's fastest path and get no field.
 - Every message is bounded (``live.remote.protocol``); a bad one gets an error on its stream and the replica goes on
   serving the others. With a token, each stream's handshake and ``GET /stats`` must carry it (compared in constant
-  time); ``GET /stats`` reports the answering replica's streams, frames and avatar-cache hits.
+  time); ``GET /stats`` reports the answering replica's streams, frames, motion fields sent and avatar-cache hits.
 
 Imports Ray, FastAPI and torch: only ``live.cli.serve`` and the tests import it.
 """
