@@ -39,6 +39,7 @@ from live.remote.protocol import (
     CODECS,
     PROTOCOL_VERSION,
     STREAM_ROUTE,
+    Field,
     ProtocolError,
     content_hash,
     decode_field,
@@ -54,9 +55,6 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0  # a server just started needs ~10 s for Ray and its replica before it answers
 REPLY_TIMEOUT_S = 10.0  # a reply slower than this: the server is taken as gone
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between reconnection attempts, the last one repeated
-
-
-Field = tuple[np.ndarray, np.ndarray | None]  # (deformation h x w x 2, occlusion h x w or None), float32
 
 
 class RemoteError(RuntimeError):

@@ -192,6 +192,9 @@ def smoothing_of(header: dict[str, Any]) -> tuple[float, float, float] | None:
 # loaded 2-core CPU), beside the 10 to 23 KB of a JPEG face.
 
 
+Field = tuple[np.ndarray, np.ndarray | None]  # (deformation h x w x 2, occlusion h x w or None), float32
+
+
 def field_identity(h: int, w: int) -> np.ndarray:
     """FOMM's coordinate grid (``make_coordinate_grid``): h x w x 2 (x, y) float64, -1 and 1 at the centres of the
     first and last pixels; what the deformation is stored relative to."""
@@ -223,7 +226,7 @@ def encode_field(deformation: np.ndarray, occlusion: np.ndarray | None) -> tuple
     return {"h": h, "w": w, "occlusion": occlusion is not None}, zlib.compress(b"".join(parts), 1)
 
 
-def decode_field(spec: Any, data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+def decode_field(spec: Any, data: bytes) -> Field:
     """The ``field`` header and the encoded field from the other end -> (deformation h x w x 2 float32, occlusion
     h x w float32 or None), with the sides checked against ``MAX_FIELD_SIDE`` before anything is inflated and the
     inflated size against the header (no more than it announced is ever inflated)."""

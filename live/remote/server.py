@@ -7,11 +7,9 @@ networks and animate the face crops of many streams in shared batches.
   (``get_avatar``), least recently used first out. A stream holds its own avatar's encoding, so eviction never
   breaks a running stream; it only means a later stream uploads it again. A client that reconnects names its avatar
   in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
-- Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most): keypoints of
-  B crops, per-stream keypoint smoothing (the client's options and media times) and motion normalisation, one decode
-  of B frames from B cached sources, the function that ``benchmarks.gpu_batch`` times on a GPU. The frames of
-  streams that asked for the motion field (``field``, photo framing's detail transfer) are decoded apart, by the
-  engine's PyTorch decode that returns it; the others keep the engine's fastest path and get no field.
+- Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most) of
+  ``live.remote.batch.render_frames``: keypoints, per-stream smoothing and normalisation, one decode of B frames from
+  B cached sources (the frames of streams that asked for the motion field decoded apart, with it).
 - Every message is bounded (``live.remote.protocol``); a bad one gets an error on its stream and the replica goes on
   serving the others. With a token, each stream's handshake and ``GET /stats`` must carry it (compared in constant
   time); ``GET /stats`` reports the answering replica's streams, frames, motion fields sent and avatar-cache hits.
@@ -36,6 +34,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from live.remote.batch import RenderedFrame, render_frames
 from live.remote.protocol import (
     CODECS,
     DEFAULT_MAX_FPS,
@@ -187,58 +186,13 @@ class FommServer:
         self.counts["avatar_encodings"] += 1
         return await self._run(self._encode, image)
 
-    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]
-                ) -> list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None] | None]]:
-        """Keypoints of B crops, per-stream smoothing and normalisation, one decode of the B frames from their B
-        sources (two when some streams want the motion field and others not); per frame, (the face, (deformation
-        h x w x 2, occlusion h x w or None) when its stream wants the field, else None)."""
-        import torch
-
-        from models.generator import SourceState
-        from models.keypoint_detector import Keypoints
-
-        engine = self.animator.engine
-        with torch.inference_mode():
-            frames = torch.cat([self.animator.to_tensor(crop) for crop, _, _ in items])  # B x 3 x S x S
-            kp = engine.keypoints(frames)
-            norms, sources, states = [], [], []
-            for i, (_, stream, t) in enumerate(items):
-                one = Keypoints(kp.value[i:i + 1], None if kp.jacobian is None else kp.jacobian[i:i + 1])
-                one = stream.smooth(one, t)
-                norms.append(stream.normalizer(one, stream.encoding.kp_source))
-                sources.append(stream.encoding.kp_source)
-                states.append(stream.encoding.state)
-
-            def cat(parts: list) -> Keypoints:
-                jac = None if parts[0].jacobian is None else torch.cat([p.jacobian for p in parts])  # B x K x 2 x 2
-                return Keypoints(torch.cat([p.value for p in parts]), jac)  # B x K x 2
-
-            results: list = [None] * len(items)
-            # The engines' fast paths (fused kernels, compiled graphs, TensorRT, ONNX Runtime) do not return the
-            # field; only the frames whose streams want it take the PyTorch decode that does.
-            for with_field in (False, True):
-                group = [i for i, (_, stream, _) in enumerate(items) if stream.field == with_field]
-                if not group:
-                    continue
-                state = SourceState(*(torch.cat(list(f)) for f in zip(*(states[i] for i in group), strict=True)))
-                out = engine.decode(state, cat([norms[i] for i in group]), cat([sources[i] for i in group]),
-                                    with_deformation=with_field)  # each G x C x h x w
-                images = (out["prediction"].float().clamp(0, 1) * 255).round().to(torch.uint8)  # G x 3 x S x S
-                images = images.permute(0, 2, 3, 1).cpu().numpy()  # G x S x S x 3
-                if with_field:
-                    deformation = out["deformation"].float().cpu().numpy()  # G x h x w x 2
-                    occlusion = out.get("occlusion_map")  # G x 1 x h x w, or None
-                    occlusion = None if occlusion is None else occlusion.float().cpu().numpy()[:, 0]  # G x h x w
-                for j, i in enumerate(group):
-                    field = None
-                    if with_field:
-                        field = (deformation[j], None if occlusion is None else occlusion[j])
-                    results[i] = (images[j], field)
+    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
+        results = render_frames(self.animator, items)
         self.counts["batches"] += 1
         return results
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[tuple]:
+    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
         return await self._run(self._render, items)
 
     # ---------------------------------------------------------------------------------------------- routes
