@@ -2,7 +2,8 @@
 tiny golden model, its size) and its bounds checks on every malformed input, one line each; then ``RemoteBackend``'s
 side of it against a stand-in server (a websockets server on loopback that speaks the protocol with fixed faces and
 fields, no model): asking for the field, decoding it, refusing a malformed one, holding it through an outage and
-asking again after reconnecting. The real server's side is in ``tests/test_remote.py``."""
+asking again after reconnecting; and the server's batched step (``live.remote.batch``) on a batch that mixes streams
+with and without the field. The real server's side is in ``tests/test_remote.py``."""
 
 from __future__ import annotations
 
@@ -305,3 +306,56 @@ def test_an_outage_reuses_the_last_face_with_its_field_and_the_reconnection_asks
     replayed = stand_in.kinds()[count:]
     assert replayed[:2] == ["hello", "field"] and replayed[-1] == "frame", replayed
     backend.close()
+
+
+def test_a_batch_mixing_streams_with_and_without_the_field_gives_each_its_own_frame_in_order() -> None:
+    """``live.remote.batch.render_frames`` (the server's batched step, no Ray needed) on three streams of two avatars,
+    the middle one asking for the field: each face equals its stream's own local render within 1 level, the field
+    comes only to the stream that asked, equal to its local field within float32 noise (the batch of two sums in
+    another order)."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    import torch
+
+    from live.remote.batch import render_frames
+    from models import Animator, MotionNormalizer, MotionOptions, tensor_to_image
+
+    folder = golden_dir("tiny")
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    neutral = read_rgb(folder / "driving_0.png")
+    avatars = [read_rgb(folder / "source.png"), np.ascontiguousarray(read_rgb(folder / "source.png")[:, ::-1])]
+
+    @dataclass
+    class BatchStream:  # what render_frames reads of live.remote.server.Stream
+        encoding: SimpleNamespace
+        normalizer: MotionNormalizer
+        field: bool
+
+        def smooth(self, kp, t):
+            return kp
+
+    def stream(avatar: np.ndarray, field: bool) -> BatchStream:
+        with torch.inference_mode():
+            tensor = animator.to_tensor(avatar)
+            encoding = SimpleNamespace(state=animator.engine.encode(tensor),
+                                       kp_source=animator.engine.keypoints(tensor))
+            normalizer = MotionNormalizer(MotionOptions(relative=True, adapt_scale=True))
+            normalizer.calibrate(animator.keypoints(neutral), encoding.kp_source)
+        return BatchStream(encoding, normalizer, field)
+
+    crops = [read_rgb(folder / f"driving_{i}.png") for i in (1, 2, 1)]
+    streams = [stream(avatars[0], False), stream(avatars[1], True), stream(avatars[1], False)]
+    results = render_frames(animator, [(crop, s, None) for crop, s in zip(crops, streams, strict=True)])
+    for i, ((face, field), crop, s) in enumerate(zip(results, crops, streams, strict=True)):
+        local = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                         precision="fp32", engine="eager")
+        local.set_source(avatars[0 if i == 0 else 1])
+        local.calibrate(neutral)
+        want = local.generate(local.keypoints(crop), with_motion=True)
+        assert np.abs(face.astype(int) - tensor_to_image(want["prediction"]).astype(int)).max() <= 1, f"stream {i}"
+        assert (field is not None) == s.field, f"stream {i}: field {'missing' if s.field else 'not asked for'}"
+        if field is not None:
+            assert np.abs(field[0] - want["deformation"][0].numpy()).max() <= 1e-5
+            assert np.abs(field[1] - want["occlusion_map"][0, 0].numpy()).max() <= 1e-5
