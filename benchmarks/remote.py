@@ -6,7 +6,9 @@ loopback (Ray Serve, the CPU), measured against the local model in the same run.
 - ``latency``: per codec, per frame, the local render (keypoints, normalisation, generator, download) and the
   remote one (encode, WebSocket round trip on loopback, the server's batch of one, decode) of the same driving
   frames, interleaved so both see the same machine load; p50/p95 of each and of the added milliseconds, and the
-  PSNR of the remote faces against the local ones (PNG: exact within 1 level; JPEG at quality 90).
+  PSNR of the remote faces against the local ones (PNG: exact within 1 level; JPEG at quality 90). ``jpeg+field``:
+  the same with the dense motion field (photo framing's detail transfer) on both sides, and the field's bytes on
+  the wire per frame.
 - ``streams``: total frames per second with 1, 4 and 16 synthetic clients, each with its own avatar, each sending
   its next frame as soon as the last came back; the server's mean batch size says how much batching happened.
 
@@ -50,9 +52,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
-def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *, codec: str, count: int) -> dict:
-    """Local and remote render of the same frames, interleaved (see the module docstring)."""
+def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *, codec: str, count: int,
+            field: bool = False) -> dict:
+    """Local and remote render of the same frames, interleaved (see the module docstring); ``field``: with the
+    dense motion field."""
     from live.remote.client import RemoteBackend
+    from live.remote.protocol import encode_field
     from models import tensor_to_image
 
     remote = RemoteBackend(url, codec=codec)
@@ -60,14 +65,23 @@ def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *,
     remote.calibrate(remote.detect(frames[0]))
     animator.set_source(source)
     animator.calibrate(frames[0])
-    local_ms, remote_ms, added, quality, levels = [], [], [], [], []
+    local_ms, remote_ms, added, quality, levels, field_bytes = [], [], [], [], [], []
     for i in range(count + 1):  # the first pair warms both paths up and is not counted
         frame = frames[i % len(frames)]
         t0 = time.perf_counter()
-        want = tensor_to_image(animator.generate(animator.keypoints(frame))["prediction"])
+        out = animator.generate(animator.keypoints(frame), with_motion=field)
+        want = tensor_to_image(out["prediction"])
         t1 = time.perf_counter()
-        got = remote.render(remote.detect(frame))
+        if field:
+            got = remote.render_parts(remote.detect(frame), with_motion=True)["prediction"][0].permute(1, 2, 0)
+            got = got.numpy()
+        else:
+            got = remote.render(remote.detect(frame))
         t2 = time.perf_counter()
+        if field:  # what the server sent for this frame, within the float32 noise of its own decode
+            occlusion = out.get("occlusion_map")
+            field_bytes.append(len(encode_field(out["deformation"][0].numpy(),
+                                                None if occlusion is None else occlusion[0, 0].numpy())[1]))
         if i:
             local_ms.append((t1 - t0) * 1000)
             remote_ms.append((t2 - t1) * 1000)
@@ -75,8 +89,11 @@ def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *,
             quality.append(psnr(got, want))
             levels.append(int(np.abs(got.astype(np.int32) - want.astype(np.int32)).max()))
     remote.close()
-    return {"local_ms": percentiles(local_ms), "remote_ms": percentiles(remote_ms), "added_ms": percentiles(added),
-            "psnr_db_min": round(min(quality), 2), "max_level_diff": max(levels)}
+    row = {"local_ms": percentiles(local_ms), "remote_ms": percentiles(remote_ms), "added_ms": percentiles(added),
+           "psnr_db_min": round(min(quality), 2), "max_level_diff": max(levels)}
+    if field:
+        row["field_bytes"] = percentiles(field_bytes)
+    return row
 
 
 def stream_sweep(url: str, source: np.ndarray, frames: list[np.ndarray], *, clients: int, seconds: float,
@@ -164,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "transport": "WebSocket on loopback, one Serve replica"}}
         result["latency"] = {codec: latency(url, animator, source, frames, codec=codec, count=args.frames)
                              for codec in ("jpeg", "png")}
+        result["latency"]["jpeg+field"] = latency(url, animator, source, frames, codec="jpeg", count=args.frames,
+                                                  field=True)
         result["streams"] = {str(n): stream_sweep(url, source, frames, clients=n, seconds=args.seconds,
                                                   codec="jpeg") for n in args.clients}
     finally:
@@ -172,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     for codec, row in result["latency"].items():
         print(f"{codec:4s}: local p50 {row['local_ms']['p50']} ms, remote p50 {row['remote_ms']['p50']} ms, added "
               f"p50 {row['added_ms']['p50']} / p95 {row['added_ms']['p95']} ms; PSNR vs local >= "
-              f"{row['psnr_db_min']} dB")
+              f"{row['psnr_db_min']} dB" + (f"; field {row['field_bytes']['p50']} bytes p50" if "field_bytes" in row
+                                            else ""))
     for n, row in result["streams"].items():
         print(f"{n:>2} clients: {row['frames_per_second']} frames/s in all, mean batch {row['mean_batch']}")
     if args.json:

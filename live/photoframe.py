@@ -1,11 +1,11 @@
 """Photo framing in the live loop: per avatar, the framed photo and the paste-back that puts the animated face into
 it (``live.framing`` for where, ``live.pasteback`` / ``live.pasteback_torch`` for how).
 
-A backend with ``render_parts`` (FOMM) is pasted with PyTorch on the model's device, with the detail transfer
-along its motion field unless it is off (``live.pasteback_torch``). A backend with ``render_layers`` (landmarks)
-moves the full-resolution photo along its own warp (``live.pasteback_map``); with ``--no-detail``, and for any other
-backend, the square is upscaled and pasted with OpenCV (``live.pasteback``). The framing of an avatar is made once,
-when it is first shown, so the frame changes only when the avatar does.
+A backend with ``render_parts`` (FOMM, local or remote) is pasted on its ``paste_device`` (else the model's device),
+with the detail transfer along its motion field unless it is off (``live.pasteback_torch``). A backend with
+``render_layers`` (landmarks) moves the full-resolution photo along its own warp (``live.pasteback_map``); with
+``--no-detail``, and for any other backend, the square is upscaled and pasted with OpenCV (``live.pasteback``). The
+framing of an avatar is made once, when it is first shown, so the frame changes only when the avatar does.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PhotoCompositor:
             from live.pasteback_torch import TensorPasteBack
 
             paster: Any = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
-                                          device=self.backend.animator.device, detail=self.detail)
+                                          device=self.paste_device, detail=self.detail)
         elif self.layered:
             paster = MapPasteBack(framed=framed, size=avatar.crop.shape[0], box=framing.box)
         else:
@@ -71,6 +71,13 @@ class PhotoCompositor:
         logger.info("avatar %d framed at %dx%d: face square %.0f px at (%.0f, %.0f), %.2fx the model's", index + 1,
                     *self.output_size, side, bx, by, side / avatar.crop.shape[0])
         self._prepared[index] = (framing, framed, paster)
+
+    @property
+    def paste_device(self) -> Any:
+        """Where the on-device paste-back runs: the backend's ``paste_device`` (the remote FOMM: the CPU, beside its
+        decoded frames and motion field), else its model's device."""
+        device = getattr(self.backend, "paste_device", None)
+        return device if device is not None else self.backend.animator.device
 
     @property
     def framing(self) -> Framing:

@@ -202,8 +202,10 @@ def test_run_remote_on_a_file_sends_every_frame_and_records_them_all(server: Ser
                  "--stats-json", str(stats), "--remote", server.url, "--token-file", str(server.token_file)]) == 0
     summary = json.loads(stats.read_text())
     assert (summary["frames_in"], summary["frames_out"], summary["frames_dropped"]) == (20, 20, 0), summary
-    sent = server.stats()["frames"] - before["frames"]
+    after = server.stats()
+    sent = after["frames"] - before["frames"]
     assert 1 <= sent <= 20, sent  # every frame after the calibration was rendered remotely
+    assert after["fields"] - before["fields"] == sent, "run's photo framing with detail: a motion field per frame"
     assert sum(1 for _ in open_driving(out).frames) == 20
 
 
@@ -314,6 +316,108 @@ def test_animate_crop_face_remote_smooths_as_local_and_no_smoothing_differs(serv
     assert max(diffs) > 2, f"--no-smoothing changed nothing: {diffs}"
 
 
+def test_photo_framed_remote_run_with_detail_matches_local_within_two_levels(server: Server, tmp_path: Path) -> None:
+    """``--framing photo`` with the detail transfer, the face from the server (PNG) and the motion field with it: the
+    output frames equal the local run's within 2 levels. The face is lossless and within 1 level of the local model's
+    (float32 sums in another order on the server); the field's encoding moves it by at most 0.008 model pixels (and the
+    occlusion by 0.002), which moved no output pixel by more than 1 level when simulated on these frames: 1 + 1. With
+    ``--no-detail`` no field is asked for or sent, and the frames lose the photo's detail: tens of levels apart."""
+    from live.paths import DEFAULT_PORTRAIT
+
+    tiny = golden_dir("tiny")
+    driving = tmp_path / "driving"
+    driving.mkdir()
+    for i in range(3):
+        shutil.copy(tiny / f"driving_{i}.png", driving / f"driving_{i}.png")
+    common = ["animate", "--source", str(DEFAULT_PORTRAIT), "--checkpoint", str(tiny / "checkpoint.pth.tar"),
+              "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--driving",
+              str(driving), "--no-label", "--framing", "photo", "--output-size", "640x360"]
+    remote = ["--remote", server.url, "--token-file", str(server.token_file), "--remote-codec", "png"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    before = server.stats()
+    assert main([*common, *remote, "--out", str(tmp_path / "remote")]) == 0
+    middle = server.stats()
+    assert main([*common, *remote, "--no-detail", "--out", str(tmp_path / "plain")]) == 0
+    after = server.stats()
+    assert middle["fields"] - before["fields"] == 3, "one motion field per rendered frame"
+    assert after["fields"] == middle["fields"] and after["frames"] == middle["frames"] + 3, "--no-detail: no field"
+    diffs = []
+    for i in range(3):
+        local, got, plain = (read_rgb(tmp_path / d / f"{i:05d}.png") for d in ("local", "remote", "plain"))
+        assert local.shape == (360, 640, 3)
+        diffs.append((max_diff(got, local), max_diff(plain, got)))
+    print(f"photo framing, remote vs local (max levels), and --no-detail vs detail: {diffs}")
+    assert all(d <= 2 for d, _ in diffs), f"remote differs from local by more than 2 levels: {diffs}"
+    assert all(d > 10 for _, d in diffs), f"the detail transfer changed nothing: {diffs}"
+
+
+def test_the_servers_field_equals_the_local_one_and_streams_not_asking_get_none(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``render_parts(with_motion=True)`` brings the server's deformation and occlusion map, equal to the local
+    model's within the encoding's rounding (1 / 16384 grid units, 1 / 510) plus float32 sums in another order
+    (1e-5); a raw stream gets a field only while it asks; a bad ``want`` and an old protocol version are refused in
+    one line."""
+    from models import Animator
+
+    source, neutral, drive = golden("source.png"), golden("driving_0.png"), golden("driving_1.png")
+    tiny = golden_dir("tiny")
+    animator = Animator.from_checkpoint(tiny / "checkpoint.pth.tar", tiny / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    animator.set_source(source)
+    animator.calibrate(neutral)
+    want = animator.generate(animator.keypoints(drive), with_motion=True)
+    backend = client(server)
+    backend.set_source(source)
+    backend.calibrate(backend.detect(neutral))
+    parts = backend.render_parts(backend.detect(drive), with_motion=True)
+    backend.close()
+    deformation_error = float((parts["deformation"] - want["deformation"]).abs().max())
+    occlusion_error = float((parts["occlusion_map"] - want["occlusion_map"]).abs().max())
+    print(f"field vs local: deformation {deformation_error * 128:.4f} model pixels, occlusion {occlusion_error:.5f}")
+    assert deformation_error <= 0.5 / protocol.FIELD_SCALE + 1e-5 and occlusion_error <= 0.5 / 255 + 1e-5
+    face = parts["prediction"][0].permute(1, 2, 0).numpy()
+    assert max_diff(face, tensor_image(want["prediction"])) <= 1
+
+    before = server.stats()
+    with raw_stream(server) as ws:
+        assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "png",
+                        "relative": False})["type"] == "ready"
+        assert "'want'" in ask(ws, {"type": "field", "want": "yes"})["message"]
+        avatar = protocol.content_hash(source)
+        if not ask(ws, {"type": "avatar", "hash": avatar})["known"]:
+            ask(ws, {"type": "upload", "hash": avatar}, protocol.encode_image(source, "png"))
+        crop = protocol.encode_image(drive, "png")
+
+        def frame(frame_id: int) -> tuple[dict, bytes]:
+            ws.send(protocol.pack({"type": "frame", "id": frame_id}, crop))
+            return protocol.unpack(ws.recv(timeout=60))
+
+        plain, data = frame(1)
+        assert plain["type"] == "frame" and "field" not in plain, "a stream not asking got a field"
+        assert protocol.decode_image(data).shape == (256, 256, 3)
+        assert ask(ws, {"type": "field", "want": True}) == {"type": "ok"}
+        header, data = frame(2)
+        image, field = protocol.split_frame(header, data)
+        deformation, occlusion = protocol.decode_field(header["field"], field)
+        assert deformation.shape == (64, 64, 2) and occlusion.shape == (64, 64)
+        assert ask(ws, {"type": "field", "want": False}) == {"type": "ok"}
+        assert "field" not in frame(3)[0]
+        old = ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION - 1, "codec": "png"})["message"]
+        assert old == (f"protocol version {protocol.PROTOCOL_VERSION - 1}; this server speaks "
+                       f"{protocol.PROTOCOL_VERSION}: update the client or the server")
+    assert server.stats()["fields"] == before["fields"] + 1
+    monkeypatch.setattr("live.remote.client.PROTOCOL_VERSION", protocol.PROTOCOL_VERSION - 1)
+    with pytest.raises(UserError, match=r"^the server at .* refused the stream: protocol version \d+; this server "
+                                        r"speaks \d+: update the client or the server$"):
+        client(server)
+
+
+def tensor_image(prediction) -> np.ndarray:
+    from models import tensor_to_image
+
+    return tensor_to_image(prediction)
+
+
 def raw_stream(server: Server, token: str | None = TOKEN):
     from websockets.sync.client import connect
 
@@ -415,14 +519,17 @@ class Recording:
 
 def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
                                                               caplog: pytest.LogCaptureFixture) -> None:
-    """Last in the module: it stops the module's server and starts it again."""
+    """Last in the module: it stops the module's server and starts it again. Photo framing with the detail
+    transfer: the outage repeats the last face with its motion field, and the new server is asked for the field
+    again (it counts fields from zero)."""
     from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
 
     backend = client(server, codec="jpeg")
     avatars = prepare_avatars([("source.png", golden("source.png"))], backend.size, None, crop="none")
     source, recording = PacedFrames(), Recording()
     pipeline = LivePipeline(source, backend, avatars, [recording], options=PipelineOptions(
-        crop="none", output_size=(256, 256), calibrate_first=True, auto_calibrate=False, label=False, fps=10.0))
+        crop="none", output_size=(256, 256), calibrate_first=True, auto_calibrate=False, label=False, fps=10.0,
+        framing="photo", detail=True))
     summary: dict = {}
     runner = threading.Thread(target=lambda: summary.update(pipeline.run()))
     with caplog.at_level(logging.INFO):
@@ -445,6 +552,7 @@ def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
     assert caplog.text.count("lost the server") == 1 and caplog.text.count("is back; animating again") == 1
     stats = server.stats()
     assert stats["frames"] >= 1 and stats["avatar_encodings"] == 1, stats  # setup replayed, frames rendered
+    assert stats["fields"] == stats["frames"], stats  # the field asked for again on the new server
     assert summary["frames_out"] + summary["frames_dropped"] == summary["frames_in"], summary
     assert len(recording.times) >= summary["frames_out"]  # and the output thread's repeats, if any
     run_time = recording.times[-1] - source.started

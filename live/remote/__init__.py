@@ -5,6 +5,7 @@
 - ``client``: ``RemoteBackend``, the backend of the live loop that talks to a server (needs ``websockets``);
 - ``server``: the Ray Serve application (needs ``ray[serve]`` and torch); imported only by ``live.cli.serve`` and the
   tests;
+- ``batch``: the server's batched step, the frames of many streams in one pass of the networks (torch);
 - ``serve-config.yaml``: the application as a Serve config file, for a running Ray cluster.
 
 May import ``models`` and the rest of ``live``; imported by the CLI, ``live.wiring`` (lazily, for ``--remote``) and

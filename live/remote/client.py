@@ -6,13 +6,21 @@ media times (``CropMotion.smoothed_by``). ``detect`` keeps the face crop (``Crop
 returns the face the server rendered; ``calibrate`` sends the neutral crop; the avatar's crop is uploaded once and
 then addressed by its content hash. The full photo never leaves the machine.
 
+Photo framing's detail transfer carries the photo's fine detail along the model's dense motion field: its first
+``render_parts(motion, with_motion=True)`` asks the server for the field (``field`` in the stream's setup), and every
+reply then brings the frame's deformation and occlusion map beside the face (``protocol.encode_field``: fixed point,
+under a hundredth of a model pixel off); the paste-back runs here, on the CPU (``paste_device``). Without photo
+framing, or with ``--no-detail``, ``render_parts`` is called without the motion (or not at all) and no field is asked
+for or sent.
+
 One request at a time: ``render`` waits for its frame, so at most one frame is in flight, and the live loop's
 newest-frame-wins hand-off in front of the model stage decides what is sent next.
 
 When the server is slow or gone: at start the backend retries for ``START_TIMEOUT_S``; during a run it reconnects
-with back-off (saying so once, and once more when it is back), replaying the stream's setup (avatar, neutral pose).
-Meanwhile a live or paced input gets the last rendered face again (the output keeps its last frame and its frame
-count); a lossless input (a file without ``--realtime``) waits for the server instead, so no frame is skipped.
+with back-off (saying so once, and once more when it is back), replaying the stream's setup (motion field, avatar,
+neutral pose). Meanwhile a live or paced input gets the last rendered face (and its field) again (the output keeps
+its last frame and its frame count); a lossless input (a file without ``--realtime``) waits for the server instead,
+so no frame is skipped.
 """
 
 from __future__ import annotations
@@ -31,10 +39,14 @@ from live.remote.protocol import (
     CODECS,
     PROTOCOL_VERSION,
     STREAM_ROUTE,
+    Field,
+    ProtocolError,
     content_hash,
+    decode_field,
     decode_image,
     encode_image,
     pack,
+    split_frame,
     unpack,
 )
 
@@ -112,6 +124,7 @@ class RemoteBackend:
 
     name = "fomm-remote"
     composes_on_device = False
+    paste_device = "cpu"  # photo framing pastes (``live.pasteback_torch``) here, with the server's motion field
 
     def __init__(self, url: str, *, token: str | None = None, codec: str = "jpeg", relative: bool = True,
                  adapt_scale: bool = True, lossless: bool = False, start_timeout: float = START_TIMEOUT_S) -> None:
@@ -134,7 +147,8 @@ class RemoteBackend:
         self._avatar: np.ndarray | None = None
         self._avatar_hash: str | None = None
         self._neutral: CropMotion | None = None
-        self._held: np.ndarray | None = None
+        self._held: tuple[np.ndarray, Field | None] | None = None  # the last face and its field, for outages
+        self._field = False  # the stream asked for the motion field (replayed on reconnection)
         self._next_attempt = 0.0
         self._failures = 0
         self._frame_id = 0
@@ -158,6 +172,8 @@ class RemoteBackend:
             ready = self._request({"type": "hello", "version": PROTOCOL_VERSION, "codec": self.codec,
                                    "relative": self.relative, "adapt_scale": self.adapt_scale})[0]
             self.size = int(ready["image_size"])
+            if self._field:
+                self._request({"type": "field", "want": True})
             if self._avatar is not None:
                 self._send_avatar()
             if self._neutral is not None:  # a new stream's smoother starts afresh: the pose is this crop's keypoints
@@ -291,23 +307,56 @@ class RemoteBackend:
         self._call(lambda: self._request({"type": "reset"}))
 
     def render(self, motion: CropMotion) -> np.ndarray:
+        return self._render(motion)[0]
+
+    def render_parts(self, motion: CropMotion, *, with_motion: bool) -> dict:
+        """What photo framing pastes, as ``live.backends.FommBackend.render_parts`` hands it, on the CPU:
+        ``prediction`` (1 x 3 x size x size uint8 levels) and, with ``with_motion``, the server's ``deformation``
+        (1 x h x w x 2 float32) and ``occlusion_map`` (1 x 1 x h x w float32, when the model estimates one)."""
+        import torch
+
+        if with_motion != self._field:
+            self._want_field(with_motion)
+        face, field = self._render(motion)
+        parts = {"prediction": torch.from_numpy(face).permute(2, 0, 1)[None]}  # 1 x 3 x n x n uint8
+        if with_motion and field is not None:  # None: a face held from before the field was asked for
+            deformation, occlusion = field
+            parts["deformation"] = torch.from_numpy(deformation)[None]  # 1 x h x w x 2
+            if occlusion is not None:
+                parts["occlusion_map"] = torch.from_numpy(occlusion)[None, None]  # 1 x 1 x h x w
+        return parts
+
+    def _want_field(self, on: bool) -> None:
+        """Ask for the motion field with every frame (or no longer); when the server is away, the reconnection's
+        setup asks."""
+        self._field = on
+        logger.info("detail transfer: %s", "the server sends the motion field with each face" if on
+                    else "no motion field from the server")
+        self._call(lambda: self._request({"type": "field", "want": on}))
+
+    def _render(self, motion: CropMotion) -> tuple[np.ndarray, Field | None]:
+        """The face the server rendered for ``motion`` and its motion field when the stream asked for it (the last
+        ones again when the server is away, see the module docstring)."""
         self._frame_id += 1
         frame_id = self._frame_id
 
-        def send() -> np.ndarray:
+        def send() -> tuple[np.ndarray, Field | None]:
             reply, data = self._request({"type": "frame", "id": frame_id, **motion.header()},
                                         encode_image(motion.crop, self.codec))
             if reply.get("type") != "frame" or reply.get("id") != frame_id:
                 raise RemoteError(f"expected frame {frame_id}, got {reply}")
-            return decode_image(data)
+            image, field = split_frame(reply, data)
+            if self._field and field is None:
+                raise ProtocolError(f"frame {frame_id} came without the motion field the stream asked for")
+            return decode_image(image), None if field is None else decode_field(reply["field"], field)
 
-        face = self._call(send)
-        if face is None:
+        rendered = self._call(send)
+        if rendered is None:
             if self._held is None:
                 raise ConnectionError(f"the server at {self.url} is away and no frame was rendered yet")
             return self._held
-        self._held = face
-        return face
+        self._held = rendered
+        return rendered
 
     def close(self) -> None:
         """Close the stream; safe to call twice."""

@@ -7,12 +7,12 @@ networks and animate the face crops of many streams in shared batches.
   (``get_avatar``), least recently used first out. A stream holds its own avatar's encoding, so eviction never
   breaks a running stream; it only means a later stream uploads it again. A client that reconnects names its avatar
   in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
-- Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most): keypoints of
-  B crops, per-stream keypoint smoothing (the client's options and media times) and motion normalisation, one decode
-  of B frames from B cached sources, the function that ``benchmarks.gpu_batch`` times on a GPU.
+- Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most) of
+  ``live.remote.batch.render_frames``: keypoints, per-stream smoothing and normalisation, one decode of B frames from
+  B cached sources (the frames of streams that asked for the motion field decoded apart, with it).
 - Every message is bounded (``live.remote.protocol``); a bad one gets an error on its stream and the replica goes on
   serving the others. With a token, each stream's handshake and ``GET /stats`` must carry it (compared in constant
-  time); ``GET /stats`` reports the answering replica's streams, frames and avatar-cache hits.
+  time); ``GET /stats`` reports the answering replica's streams, frames, motion fields sent and avatar-cache hits.
 
 Imports Ray, FastAPI and torch: only ``live.cli.serve`` and the tests import it.
 """
@@ -34,6 +34,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from live.remote.batch import RenderedFrame, render_frames
 from live.remote.protocol import (
     CODECS,
     DEFAULT_MAX_FPS,
@@ -43,7 +44,9 @@ from live.remote.protocol import (
     ProtocolError,
     content_hash,
     decode_image,
+    encode_field,
     encode_image,
+    frame_reply,
     pack,
     smoothing_of,
     unpack,
@@ -97,6 +100,7 @@ class Stream:
     missing: str | None = None  # an avatar asked for that this replica does not hold (until uploaded)
     smoother: MotionSmoother | None = None  # the client's keypoint smoothing (None: off)
     smoothed: tuple[float, Any] | None = None  # (t, keypoints) last smoothed: a calibrate and its frame share them
+    field: bool = False  # the replies carry the motion field (``protocol.encode_field``)
 
     def smoother_for(self, header: dict) -> float | None:
         """The media time to smooth this message's keypoints at (None: not smoothed), with ``smoother`` set to the
@@ -153,7 +157,7 @@ class FommServer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fomm-model")
         self.pending: OrderedDict[str, np.ndarray] = OrderedDict()  # uploaded, not yet encoded
         self.counts = {"streams": 0, "streams_total": 0, "frames": 0, "batches": 0, "avatar_lookups": 0,
-                       "avatar_cache_hits": 0, "avatar_encodings": 0, "errors": 0}
+                       "avatar_cache_hits": 0, "avatar_encodings": 0, "fields": 0, "errors": 0}
         logger.info("replica ready: %s on %s, %s", checkpoint, self.animator.device, self.animator.precision)
 
     # ------------------------------------------------------------------------------------------- model calls
@@ -182,38 +186,13 @@ class FommServer:
         self.counts["avatar_encodings"] += 1
         return await self._run(self._encode, image)
 
-    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[np.ndarray]:
-        """Keypoints of B crops, per-stream smoothing and normalisation, one decode of B frames from B sources."""
-        import torch
-
-        from models.generator import SourceState
-        from models.keypoint_detector import Keypoints
-
-        engine = self.animator.engine
-        with torch.inference_mode():
-            frames = torch.cat([self.animator.to_tensor(crop) for crop, _, _ in items])  # B x 3 x S x S
-            kp = engine.keypoints(frames)
-            norms, sources, states = [], [], []
-            for i, (_, stream, t) in enumerate(items):
-                one = Keypoints(kp.value[i:i + 1], None if kp.jacobian is None else kp.jacobian[i:i + 1])
-                one = stream.smooth(one, t)
-                norms.append(stream.normalizer(one, stream.encoding.kp_source))
-                sources.append(stream.encoding.kp_source)
-                states.append(stream.encoding.state)
-
-            def cat(parts: list) -> Keypoints:
-                jac = None if parts[0].jacobian is None else torch.cat([p.jacobian for p in parts])  # B x K x 2 x 2
-                return Keypoints(torch.cat([p.value for p in parts]), jac)  # B x K x 2
-
-            state = SourceState(*(torch.cat(list(f)) for f in zip(*states, strict=True)))  # each B x C x h x w
-            out = engine.decode(state, cat(norms), cat(sources))["prediction"]  # B x 3 x S x S in [0, 1]
-            images = (out.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # B x S x S x 3
-            images = images.cpu().numpy()
+    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
+        results = render_frames(self.animator, items)
         self.counts["batches"] += 1
-        return [images[i] for i in range(len(items))]
+        return results
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[np.ndarray]:
+    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
         return await self._run(self._render, items)
 
     # ---------------------------------------------------------------------------------------------- routes
@@ -302,6 +281,12 @@ class FommServer:
                 stream.smoother.reset()
             stream.smoothed = None
             return pack({"type": "ok"})
+        if kind == "field":
+            want = header.get("want")
+            if not isinstance(want, bool):
+                raise ProtocolError("'want' (send the motion field with each frame) must be true or false")
+            stream.field = want
+            return pack({"type": "ok"})
         if kind == "frame":
             return await self._frame(stream, header, payload)
         raise ProtocolError(f"unknown message type {kind!r}")
@@ -350,10 +335,13 @@ class FommServer:
         if stream.next_frame_at > now:
             await asyncio.sleep(stream.next_frame_at - now)
         stream.next_frame_at = max(now, stream.next_frame_at) + 1.0 / self.max_fps
-        image = await self.render_batch((crop, stream, t))
+        image, field = await self.render_batch((crop, stream, t))
         stream.frames += 1
         self.counts["frames"] += 1
-        return pack({"type": "frame", "id": frame_id}, encode_image(image, stream.codec))
+        if field is None:
+            return frame_reply(frame_id, encode_image(image, stream.codec))
+        self.counts["fields"] += 1
+        return frame_reply(frame_id, encode_image(image, stream.codec), encode_field(*field))
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
