@@ -3,9 +3,11 @@ square output beside photo framing, and the landmark backend's whole live loop.
 
     python -m benchmarks.framing [--iterations 100] [--frames 125] [--device auto] [--quick]
 
-- ``paste``: paste-back (``live.pasteback`` on the host, ``live.pasteback_torch`` on the model's device) plus the
-  label, on the landmark backend's renders of the demo clip's script (head turn, nod, blink, mouth), detail on and
-  off. The issue's target: at most 4 ms p50 on a 2-core CPU.
+- ``paste``: paste-back plus the label, on the landmark backend's renders of the demo clip's script (head turn, nod,
+  blink, mouth): the landmark path with detail on (``live.pasteback_map``) and off (``live.pasteback``), and FOMM's
+  paths with detail along a 64 x 64 motion field (each render's own warp, shrunk) on the host
+  (``live.pasteback_field``) and in PyTorch on the device (``live.pasteback_torch``). The issue's target: at most
+  4 ms p50 on a 2-core CPU.
 - ``fomm``: vox-256 networks with seeded random weights (speed does not depend on the weights), the square output
   (generate, download, letterbox to 1280 x 720) and photo framing (generate with the motion field, paste-back with
   detail, download) interleaved frame by frame in one run. Target: photo at most 10% over square.
@@ -62,7 +64,9 @@ def bench_paste(*, iterations: int, warmup: int, device: str) -> dict:
 
     from live.compose import add_label
     from live.framing import make_framing, render_framed
+    from live.media import cv2
     from live.pasteback import PasteBack
+    from live.pasteback_field import FieldPasteBack
     from live.pasteback_map import MapPasteBack
     from live.pasteback_torch import TensorPasteBack
 
@@ -76,10 +80,21 @@ def bench_paste(*, iterations: int, warmup: int, device: str) -> dict:
     plain = PasteBack(framed=framed, reference=avatar.crop, box=framing.box)
     rows["host paste + label, detail off (the square upscaled)"] = p50_ms(
         lambda i: add_label(plain.paste(renders[i % len(renders)])), iterations=iterations, warmup=warmup)
-    tensors = [torch.from_numpy(r).permute(2, 0, 1)[None].to(device) for r in renders]
-    paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box, device=device, detail=False)
-    rows[f"torch paste on {device} + label, no motion field"] = p50_ms(
-        lambda i: add_label(paster.paste(tensors[i % len(tensors)])), iterations=iterations, warmup=warmup)
+    # FOMM's paths, with a 64 x 64 motion field as the vox-256 model gives: each landmark render's own warp, shrunk.
+    n = avatar.crop.shape[0]
+    fields = [torch.from_numpy(cv2().resize(w.source_map, (64, 64), interpolation=cv2().INTER_AREA) * (2 / n)
+                               + (1 / n - 1))[None] for w in layers]  # 1 x 64 x 64 x 2, grid_sample coordinates
+    visible = torch.ones(1, 1, 64, 64)
+    tensors = [torch.from_numpy(r).permute(2, 0, 1)[None].float() / 255 for r in renders]
+    host = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=True)
+    rows["FOMM host paste (the CPU) + label, detail on along the motion field"] = p50_ms(
+        lambda i: add_label(host.paste_parts({"prediction": tensors[i % len(tensors)],
+                                              "deformation": fields[i % len(fields)], "occlusion_map": visible})),
+        iterations=iterations, warmup=warmup)
+    on_device = [(t.to(device), f.to(device), visible.to(device)) for t, f in zip(tensors, fields, strict=True)]
+    paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box, device=device, detail=True)
+    rows[f"FOMM PyTorch paste on {device} + label, detail on along the motion field"] = p50_ms(
+        lambda i: add_label(paster.paste(*on_device[i % len(on_device)])), iterations=iterations, warmup=warmup)
     rows["face square side (output px)"] = round(framing.box[2])
     return rows
 
@@ -89,6 +104,7 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     from live.backends import FommBackend
     from live.compose import add_label, fit_to_output
     from live.framing import make_framing, render_framed
+    from live.pasteback_field import FieldPasteBack
     from live.pasteback_torch import TensorPasteBack
     from models import Animator, tensor_to_image
     from models.config import build_networks, load_config
@@ -102,15 +118,23 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     motions = [backend.detect(r) for r in renders]
     backend.calibrate(motions[0])
     framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
-    paster = TensorPasteBack(framed=render_framed(avatar.photo, framing), reference=avatar.crop, box=framing.box,
-                             device=backend.animator.device, detail=True)
+    framed = render_framed(avatar.photo, framing)
+    if backend.animator.device.type == "cpu":  # as the live loop chooses (``live.photoframe``)
+        host = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=True)
+        paste = host.paste_parts
+    else:
+        paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
+                                 device=backend.animator.device, detail=True)
+
+        def paste(parts: dict) -> np.ndarray:
+            return paster.paste(parts["prediction"], parts["deformation"], parts.get("occlusion_map"))
 
     def square(i: int) -> None:
         add_label(fit_to_output(tensor_to_image(backend.animator.generate(motions[i % 25])["prediction"]), *SIZE))
 
     def photo(i: int) -> None:
         parts = backend.render_parts(motions[i % 25], with_motion=True)
-        add_label(paster.paste(parts["prediction"], parts["deformation"], parts.get("occlusion_map")))
+        add_label(paste(parts))
 
     for i in range(warmup):
         square(i)

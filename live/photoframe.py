@@ -2,7 +2,8 @@
 it (``live.framing`` for where, ``live.pasteback`` / ``live.pasteback_torch`` for how).
 
 A backend with ``render_parts`` (FOMM, local or remote) is pasted on its ``paste_device`` (else the model's device),
-with the detail transfer along its motion field unless it is off (``live.pasteback_torch``). A backend with
+with the detail transfer along its motion field unless it is off (``live.pasteback_torch`` on CUDA,
+``live.pasteback_field`` on the CPU). A backend with
 ``render_layers`` (landmarks) moves the full-resolution photo along its own warp (``live.pasteback_map``); with
 ``--no-detail``, and for any other backend, the square is upscaled and pasted with OpenCV (``live.pasteback``). The
 framing of an avatar is made once, when it is first shown, so the frame changes only when the avatar does.
@@ -19,6 +20,7 @@ from live.avatars import Avatar
 from live.face import centre_crop_box
 from live.framing import Framing, make_framing, render_framed
 from live.pasteback import PasteBack
+from live.pasteback_field import FieldPasteBack
 from live.pasteback_map import MapPasteBack
 
 logger = logging.getLogger(__name__)
@@ -58,11 +60,13 @@ class PhotoCompositor:
         box = avatar.box if avatar.box is not None else centre_crop_box(*photo.shape[:2])
         framing = make_framing(photo.shape[:2], self.output_size, box, avatar.face)
         framed = render_framed(photo, framing)
-        if self.on_device:
+        if self.on_device and str(self.paste_device).startswith("cpu"):  # OpenCV is the faster host path
+            paster: Any = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=self.detail)
+        elif self.on_device:
             from live.pasteback_torch import TensorPasteBack
 
-            paster: Any = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
-                                          device=self.paste_device, detail=self.detail)
+            paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box, device=self.paste_device,
+                                     detail=self.detail)
         elif self.layered:
             paster = MapPasteBack(framed=framed, size=avatar.crop.shape[0], box=framing.box)
         else:
@@ -102,6 +106,8 @@ class PhotoCompositor:
 
     def paste(self, rendered: Any) -> np.ndarray:
         """The output frame: ``rendered`` pasted into the framed photo (timed as composition)."""
+        if isinstance(self.paster, FieldPasteBack):
+            return self.paster.paste_parts(rendered)
         if self.on_device:
             return self.paster.paste(rendered["prediction"], rendered.get("deformation"),
                                      rendered.get("occlusion_map"))

@@ -167,3 +167,37 @@ def test_the_devices_change_mask_matches_the_hosts(n: int) -> None:
     err = np.abs(got.numpy() - want)
     where = np.unravel_index(err.argmax(), err.shape)
     assert want.max() > 0.9 and err.max() < 1e-3, f"max error {err.max():.2e} at {where}"
+
+
+def test_the_host_field_paste_back_matches_the_torch_one_with_detail() -> None:
+    """``live.pasteback_field`` (FOMM on the CPU) against ``live.pasteback_torch`` on the known motion, detail on, with
+    a partial occlusion map: within 3 levels, mean under 0.3 (OpenCV's 5-bit fixed-point sampling weights, and the
+    animated face rounded to 8 bits before the blend)."""
+    from live.pasteback_field import FieldPasteBack
+
+    framed, _, prediction, reference, box, deformation = known_motion()
+    occlusion = torch.ones(1, 1, 64, 64)
+    occlusion[..., 20:40, 10:30] = 0.25  # a half-hidden patch: the band is scaled there
+    tensor = torch.from_numpy(prediction).permute(2, 0, 1)[None].float() / 255
+    want = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=True)
+    want = want.paste(tensor, deformation, occlusion).astype(int)
+    host = FieldPasteBack(framed=framed, reference=reference, box=box, detail=True)
+    got = host.paste_parts({"prediction": tensor, "deformation": deformation, "occlusion_map": occlusion}).astype(int)
+    err = np.abs(got - want)
+    assert err.max() <= 3 and err.mean() < 0.3, f"max {err.max()}, mean {err.mean():.3f}"
+    outside = host.full_mask() == 0
+    assert outside.any()
+    np.testing.assert_array_equal(got[outside], framed[outside])
+    plain = FieldPasteBack(framed=framed, reference=reference, box=box, detail=False).paste(prediction)
+    shown = host.full_mask() > 0.99
+    assert np.abs(plain.astype(int) - got)[shown].mean() > 1  # the band restored where the face shows (1.5 levels)
+
+
+def test_the_host_field_paste_back_leaves_detail_out_where_the_source_is_hidden() -> None:
+    from live.pasteback_field import FieldPasteBack
+
+    framed, _, prediction, reference, box, deformation = known_motion()
+    hidden = FieldPasteBack(framed=framed, reference=reference, box=box, detail=True)
+    hidden = hidden.paste(prediction, deformation[0].numpy(), np.zeros((64, 64), np.float32))
+    plain = FieldPasteBack(framed=framed, reference=reference, box=box, detail=False).paste(prediction)
+    np.testing.assert_array_equal(hidden, plain)

@@ -1,0 +1,138 @@
+"""FOMM's paste-back with its detail transfer, on the host: ``live.pasteback_torch``'s method in OpenCV, for a
+model that runs on the CPU (and a remote model, whose frames and motion fields arrive on the CPU).
+
+The method, and the numbers that justify it, are ``live.pasteback_torch``'s:
+
+    animated = upscale(prediction) + occlusion * warp(photo - upscale(source crop), deformation)
+
+blended into the framed photo through ``live.pasteback``'s mask. The same samplings: bilinear for the prediction,
+the mask and the motion field (clamped at the square's border), bicubic for the detail band (zeros past the
+region). Two differences, both within the tests' bound against the PyTorch path (``tests/test_pasteback.py``):
+OpenCV samples with 5-bit fixed-point weights, and the upscaled face and the animated face are each rounded to 8 bits
+before the blend.
+
+Why a second implementation: PyTorch's element-wise work over a 480 x 480 region at 1280 x 720 costs several
+milliseconds on a 2-core CPU and degrades badly when other processes want the cores (its worker threads wait
+spinning), where OpenCV's takes a fraction of it (``benchmarks/framing.py``); and only the moved part is computed,
+the bounding box of the mask's support. On CUDA the PyTorch path runs, on the model's device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from live.media import cv2
+from live.pasteback import change_mask, footprint, region, square_to_region
+
+
+class FieldPasteBack:
+    """Pastes the generator's frames into one framed photo on the host, with FOMM's detail transfer.
+
+    Args:
+        framed: H x W x 3 uint8, the framed photo.
+        reference: n x n x 3 uint8, the avatar's unanimated crop.
+        box: The square in output edge coordinates (x0, y0, side).
+        detail: Carry the photo's fine detail along the motion field (needs ``deformation`` at ``paste``).
+    """
+
+    def __init__(self, *, framed: np.ndarray, reference: np.ndarray, box: tuple[float, float, float],
+                 detail: bool = True) -> None:
+        cv = cv2()
+        self.framed = framed
+        self.reference = np.ascontiguousarray(reference)
+        self.box = box
+        self.n = n = reference.shape[0]
+        self.output_size = (framed.shape[1], framed.shape[0])
+        self.bounds = x0, y0, x1, y1 = region(box, self.output_size)
+        self.matrix = square_to_region(box, self.bounds, n)
+        self.last_mask: np.ndarray | None = None
+        self.detail_band = None
+        if detail and x1 > x0 and y1 > y0:
+            up = cv.warpAffine(self.reference.astype(np.float32), self.matrix, (x1 - x0, y1 - y0),
+                               flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=cv.BORDER_REPLICATE)
+            self.detail_band = cv.subtract(framed[y0:y1, x0:x1], up, dtype=cv.CV_32F)  # rh x rw x 3 levels
+
+    def _to_region(self, square: np.ndarray, matrix: np.ndarray, sub: tuple[int, int, int, int],
+                   border: int) -> np.ndarray:
+        """A square map sampled (bilinear) at the region pixels ``sub`` (x0, y0, x1, y1)."""
+        cv = cv2()
+        matrix = matrix.copy()
+        matrix[:, 2] += matrix[:, :2] @ np.array([sub[0], sub[1]], np.float64)
+        return cv.warpAffine(square, matrix, (sub[2] - sub[0], sub[3] - sub[1]),
+                             flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
+
+    def _detail(self, deformation: np.ndarray, occlusion: np.ndarray | None,
+                sub: tuple[int, int, int, int]) -> np.ndarray:
+        """The detail band carried along ``deformation`` (h x w x 2 grid_sample coordinates) to ``sub``, times the
+        occlusion map (h x w): h' x w' x 3 levels."""
+        cv = cv2()
+        bx, by, side = self.box
+        x0, y0 = self.bounds[:2]
+        # grid_sample coordinates g of the square -> region pixel coordinates (centres at integers); an affine map,
+        # so it is applied at the field's resolution before the (bilinear) upsampling.
+        where = deformation.astype(np.float32) + np.float32(1)
+        where *= np.float32(side / 2)
+        where += np.array([bx - x0 - 0.5, by - y0 - 0.5], np.float32)
+        matrix = square_to_region(self.box, self.bounds, deformation.shape[0])
+        where = self._to_region(where, matrix, sub, cv.BORDER_REPLICATE)  # h' x w' x 2
+        band = cv.remap(self.detail_band, where, None, cv.INTER_CUBIC, borderMode=cv.BORDER_CONSTANT, borderValue=0)
+        if occlusion is not None:
+            visible = self._to_region(occlusion.astype(np.float32), matrix, sub, cv.BORDER_REPLICATE)  # h' x w'
+            # band * visible per channel, as one blend with nothing (blendLinear divides by the weights' sum plus
+            # 1e-5: a relative 1e-5 off, far under a level; numpy's broadcast multiply cost 3x as much).
+            band = cv.blendLinear(band, np.zeros_like(band), visible, 1.0 - visible)
+        return band
+
+    def paste(self, prediction: np.ndarray, deformation: np.ndarray | None = None,
+              occlusion: np.ndarray | None = None) -> np.ndarray:
+        """The output frame: H x W x 3 uint8, a new array.
+
+        Args:
+            prediction: n x n x 3 uint8, the generator's frame in levels.
+            deformation: h x w x 2 float, the dense motion field (grid_sample coordinates), for the detail transfer.
+            occlusion: h x w float in [0, 1], the occlusion map; None: the source is visible everywhere.
+        """
+        cv = cv2()
+        out = self.framed.copy()
+        x0, y0, x1, y1 = self.bounds
+        if x1 <= x0 or y1 <= y0:
+            return out
+        small = change_mask(prediction, self.reference)  # n x n
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+        self.last_mask = mask
+        rows, cols = np.flatnonzero(small.any(axis=1)), np.flatnonzero(small.any(axis=0))
+        if rows.size == 0:
+            return out
+        sub = footprint(self.matrix, rows, cols, (x1 - x0, y1 - y0))
+        weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
+        weight[:] = self._to_region(small, self.matrix, sub, cv.BORDER_REPLICATE)
+        animated = self._to_region(prediction, self.matrix, sub, cv.BORDER_REPLICATE)  # h' x w' x 3 uint8
+        if self.detail_band is not None and deformation is not None:
+            # Rounded and saturated to levels (the upscaled face was rounded too: within a level of float32).
+            animated = cv.add(animated, self._detail(deformation, occlusion, sub), dtype=cv.CV_8U)
+        target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
+        target[:] = cv.blendLinear(animated, target, weight, 1.0 - weight)
+        return out
+
+    def paste_parts(self, parts: dict[str, Any]) -> np.ndarray:
+        """``paste`` of a backend's ``render_parts`` (PyTorch tensors on the CPU: ``prediction`` 1 x 3 x n x n in
+        [0, 1] or uint8 levels, ``deformation`` 1 x h x w x 2, ``occlusion_map`` 1 x 1 x h x w)."""
+        prediction = parts["prediction"][0]
+        if prediction.dtype.is_floating_point:  # rounded as ``models.tensor_to_image`` rounds
+            prediction = (prediction.float().clamp(0, 1) * 255).round()
+        levels = prediction.to(device="cpu", dtype=prediction.new_empty(0).byte().dtype).permute(1, 2, 0).numpy()
+        deformation, occlusion = parts.get("deformation"), parts.get("occlusion_map")
+        return self.paste(np.ascontiguousarray(levels),
+                          None if deformation is None else deformation[0].float().cpu().numpy(),
+                          None if occlusion is None else occlusion[0, 0].float().cpu().numpy())
+
+    def full_mask(self) -> np.ndarray:
+        """The last paste's mask over the whole output: H x W float32 (zeros before the first paste)."""
+        width, height = self.output_size
+        full = np.zeros((height, width), np.float32)
+        if self.last_mask is not None:
+            x0, y0, x1, y1 = self.bounds
+            full[y0:y1, x0:x1] = self.last_mask
+        return full
