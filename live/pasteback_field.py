@@ -8,8 +8,7 @@ The method, and the numbers that justify it, are ``live.pasteback_torch``'s:
 blended into the framed photo through ``live.pasteback``'s mask. The same samplings: bilinear for the prediction,
 the mask and the motion field (clamped at the square's border), bicubic for the detail band (zeros past the
 region). Two differences, both within the tests' bound against the PyTorch path (``tests/test_pasteback.py``):
-OpenCV samples with 5-bit fixed-point weights, and the upscaled face and the animated face are each rounded to 8 bits
-before the blend.
+OpenCV samples with 5-bit fixed-point weights, and the animated face is rounded to 8 bits before the blend.
 
 Why a second implementation: PyTorch's element-wise work over a 480 x 480 region at 1280 x 720 costs several
 milliseconds on a 2-core CPU and degrades badly when other processes want the cores (its worker threads wait
@@ -108,10 +107,12 @@ class FieldPasteBack:
         sub = footprint(self.matrix, rows, cols, (x1 - x0, y1 - y0))
         weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
         weight[:] = self._to_region(small, self.matrix, sub, cv.BORDER_REPLICATE)
-        animated = self._to_region(prediction, self.matrix, sub, cv.BORDER_REPLICATE)  # h' x w' x 3 uint8
+        # The face upscaled in float32: rounding it before the detail is added made two faces a level apart (a
+        # remote run's and a local one's) round 3 levels apart instead of 1 after the blend.
+        animated = self._to_region(prediction.astype(np.float32), self.matrix, sub, cv.BORDER_REPLICATE)
         if self.detail_band is not None and deformation is not None:
-            # Rounded and saturated to levels (the upscaled face was rounded too: within a level of float32).
-            animated = cv.add(animated, self._detail(deformation, occlusion, sub), dtype=cv.CV_8U)
+            animated = cv.add(animated, self._detail(deformation, occlusion, sub))
+        animated = cv.add(animated, 0.0, dtype=cv.CV_8U)  # rounded and saturated to levels
         target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
         target[:] = cv.blendLinear(animated, target, weight, 1.0 - weight)
         return out
