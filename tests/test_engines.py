@@ -587,3 +587,46 @@ def test_tensorrt_precision_options_follow_the_installed_release() -> None:
     assert _compile_settings(release(neither), "fp32") == {"min_block_size": 1}
     with pytest.raises(EngineError, match="no option for fp16"):
         _compile_settings(release(neither), "fp16")
+
+
+def test_tensorrt_stand_in_engine_gives_the_motion_field_and_checks_it(standin_tensorrt: StandInTensorRT,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """``with_deformation`` runs the generator engine (its graph has the ``deformation`` output) and the first real
+    input's check covers the field: a field off by 0.05 grid units on real inputs means CUDA eager, one warning."""
+    folder = golden_dir("tiny")
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                        precision="fp32", engine="tensorrt")
+    engine = animator.engine
+    assert engine.name == "tensorrt" and engine.graphs["generator"].output_names[-1] == "deformation"
+    good, calls = engine.modules["generator"], []
+
+    def counted(*inputs):
+        calls.append(1)
+        return good(*inputs)
+
+    engine.modules["generator"] = counted
+    animator.set_source(read_rgb(folder / "source.png"))
+    animator.calibrate(read_rgb(folder / "driving_0.png"))
+    kps = [animator.keypoints(read_rgb(folder / f"driving_{i}.png")) for i in (1, 2)]
+
+    def plain_field(kp) -> torch.Tensor:
+        with torch.inference_mode():
+            kp_norm = animator.normalizer(kp, animator.kp_source)
+            return animator.generator.decode(animator.source, kp_norm, animator.kp_source,
+                                             with_deformation=True)["deformation"]
+
+    out = animator.generate(kps[0], with_motion=True)
+    assert len(calls) == 1 and engine.checks[-1].ok and "deformation max abs" in engine.checks[-1].detail
+    assert (out["deformation"] - plain_field(kps[0])).abs().max().item() <= IMAGE_TOL
+    assert "deformation" not in animator.generate(kps[0]) and len(calls) == 2
+
+    # The same engines, but the field off by 0.05 from the next real input on (its check runs again).
+    engine._checked.discard("generator")
+    engine.modules["generator"] = lambda *inputs: (*good(*inputs)[:-1], good(*inputs)[-1] + 0.05)
+    with caplog.at_level(logging.WARNING):
+        out = animator.generate(kps[1], with_motion=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "motion field" in warnings[0] and "CUDA eager" in warnings[0], warnings
+    assert engine.name == "eager" and not engine.checks[-1].ok and engine.checks[-1].max_abs >= 0.05 - 1e-6
+    assert (out["deformation"] - plain_field(kps[1])).abs().max().item() <= IMAGE_TOL
+    animator.close()
