@@ -2,7 +2,9 @@
 
 Every fast path that can differ from float32 eager (the fused kernels, fp16 / bf16, the compiled decode, CUDA graphs,
 ONNX Runtime, TensorRT) is compared with float32 eager on its first real input before it is trusted. ``compare``
-measures one output against its reference and returns a ``CheckResult``; ``Engine.record`` keeps the verdict in
+measures one output against its reference and returns a ``CheckResult`` (``compare_frame``: a decode's prediction
+and its dense motion field ``deformation``, which every fast path returns for photo framing and which is checked
+within ``DEFORMATION_ATOL``, in grid units); ``Engine.record`` keeps the verdict in
 ``Engine.checks`` and logs it: a pass at info level, a failure as one warning line that names the path, the measured
 error and what runs instead.
 
