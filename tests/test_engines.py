@@ -504,7 +504,8 @@ def test_compile_and_cuda_graph_switches(monkeypatch: pytest.MonkeyPatch, caplog
 
 def test_cuda_graph_outputs_are_copied_out() -> None:
     """With CUDA graphs the compiled decode's outputs live in buffers the next replay overwrites; the engine returns
-    copies. (A stand-in plays the compiled function, which shares one output buffer between calls.)"""
+    copies, the motion field too. (A stand-in plays the compiled function, which shares one output buffer between
+    calls.)"""
     kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
     engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32", use_compile=False)
     source, driving = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 256, 256)
@@ -518,12 +519,13 @@ def test_cuda_graph_outputs_are_copied_out() -> None:
     with torch.inference_mode():
         state, kp_source = engine.encode(source), kp(source)
         first_kp, second_kp = kp(driving), kp(source)
-        want = engine.decode(state, first_kp, kp_source)["prediction"].clone()
+        want = {k: v.clone() for k, v in engine.decode(state, first_kp, kp_source, with_deformation=True).items()}
         engine._compiled, engine._compile_checked, engine.cuda_graphs = replay, True, True
-        first = engine.decode(state, first_kp, kp_source)["prediction"]
-        engine.decode(state, second_kp, kp_source)
-    assert first.data_ptr() != buffers["prediction"].data_ptr()
-    assert torch.equal(first, want), "the first frame was overwritten by the second"
+        first = engine.decode(state, first_kp, kp_source, with_deformation=True)
+        engine.decode(state, second_kp, kp_source, with_deformation=True)
+    for key in ("prediction", "deformation", "occlusion_map"):
+        assert first[key].data_ptr() != buffers[key].data_ptr(), key
+        assert torch.equal(first[key], want[key]), f"the first frame's {key} was overwritten by the second"
 
 
 def test_one_cache_folder_for_the_whole_program(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Every fast path checks itself on the first real frame and falls back when it fails, on the CPU.
 
 Each test breaks one path on purpose (a kernel that raises or returns wrong numbers, a compile that fails or is wrong,
-a reduced-precision decode out of tolerance, ONNX Runtime off on the first frame, running out of memory) and proves
+a reduced-precision decode out of tolerance, ONNX Runtime off on the first frame, a compiled, reduced-precision or ONNX
+Runtime decode whose frame is right but whose motion field is wrong, running out of memory) and proves
 that the frames still equal the float32 reference within ``FP32_ATOL``, that exactly one warning names the path and
 the measured error, and that ``engine.checks`` holds the verdict. Tests named ``stand_in`` replace the kernels or the
 compiler by small Python functions (the real Triton kernels are slow in the CPU interpreter, and a real compile takes
