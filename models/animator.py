@@ -200,7 +200,8 @@ class Animator:
         plus ``kp_norm_value`` / ``kp_norm_jacobian``.
 
         ``with_motion`` also returns the dense motion field ``deformation`` (and ``occlusion_map``, as always when
-        the model estimates one), decoded by the engine's PyTorch networks at its precision (see ``Engine.decode``).
+        the model estimates one), from the same checked fast path as the frame (fused kernels, compiled decode,
+        ONNX Runtime or TensorRT; see ``Engine.decode``).
         """
         if self.source is None or self.kp_source is None:
             raise RuntimeError("set_source() must be called before animating")

@@ -8,8 +8,10 @@ What is exported is what runs per frame once a source is encoded (``OcclusionAwa
 - ``kp_detector``: ``image`` (B x C x H x W in [0, 1]) -> ``kp_value`` (B x K x 2) [, ``kp_jacobian`` (B x K x 2 x 2)].
   Always float32: the temperature-0.1 softmax is the part most sensitive to precision.
 - ``generator``: the cached source (``features``, ``source_small``), the source keypoints and the (normalised)
-  driving keypoints -> ``prediction`` (B x C x H x W) and ``mask`` [, ``occlusion_map``]. The visualisation-only
-  ``deformed`` image is left out (``decode(with_deformed=False)``).
+  driving keypoints -> ``prediction`` (B x C x H x W), ``mask`` [, ``occlusion_map``] and ``deformation``
+  (B x h x w x 2, the dense motion field in grid_sample coordinates, which photo framing carries detail along; the
+  dense motion network forms it anyway, so it costs one output). The visualisation-only ``deformed`` image is left
+  out (``decode(with_deformed=False)``). ``prediction`` stays the first output.
 
 Inputs and outputs are bound by name (``*_INPUTS`` / ``*_OUTPUTS`` below); jacobian and occlusion entries exist only
 for models that have them. Graphs are traced at batch 1 with static shapes (the live path's shapes).
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 KP_OUTPUTS = ("kp_value", "kp_jacobian")
 GENERATOR_INPUTS = ("features", "source_small", "kp_source_value", "kp_source_jacobian", "kp_driving_value",
                     "kp_driving_jacobian")
-GENERATOR_OUTPUTS = ("prediction", "mask", "occlusion_map")
+GENERATOR_OUTPUTS = ("prediction", "mask", "occlusion_map", "deformation")
 ONNX_ATOL = 1e-4  # fp32 ONNX Runtime vs PyTorch, every output; measured 4e-7 on the golden tiny models
 _INVERSE_OPS = ("linalg_inv", "linalg_solve", "inverse", "lu_factor")
 
@@ -82,7 +84,7 @@ class FrameGraph(nn.Module):
         kp_source = Keypoints(named["kp_source_value"], named.get("kp_source_jacobian"))
         kp_driving = Keypoints(named["kp_driving_value"], named.get("kp_driving_jacobian"))
         state = SourceState(named["source_small"], named["source_small"], named["features"])  # image: unused here
-        out = self.generator.decode(state, kp_driving, kp_source, with_deformed=False)
+        out = self.generator.decode(state, kp_driving, kp_source, with_deformed=False, with_deformation=True)
         return tuple(out[name] for name in self.output_names)
 
 

@@ -504,7 +504,8 @@ def test_compile_and_cuda_graph_switches(monkeypatch: pytest.MonkeyPatch, caplog
 
 def test_cuda_graph_outputs_are_copied_out() -> None:
     """With CUDA graphs the compiled decode's outputs live in buffers the next replay overwrites; the engine returns
-    copies. (A stand-in plays the compiled function, which shares one output buffer between calls.)"""
+    copies, the motion field too. (A stand-in plays the compiled function, which shares one output buffer between
+    calls.)"""
     kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
     engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32", use_compile=False)
     source, driving = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 256, 256)
@@ -518,12 +519,13 @@ def test_cuda_graph_outputs_are_copied_out() -> None:
     with torch.inference_mode():
         state, kp_source = engine.encode(source), kp(source)
         first_kp, second_kp = kp(driving), kp(source)
-        want = engine.decode(state, first_kp, kp_source)["prediction"].clone()
+        want = {k: v.clone() for k, v in engine.decode(state, first_kp, kp_source, with_deformation=True).items()}
         engine._compiled, engine._compile_checked, engine.cuda_graphs = replay, True, True
-        first = engine.decode(state, first_kp, kp_source)["prediction"]
-        engine.decode(state, second_kp, kp_source)
-    assert first.data_ptr() != buffers["prediction"].data_ptr()
-    assert torch.equal(first, want), "the first frame was overwritten by the second"
+        first = engine.decode(state, first_kp, kp_source, with_deformation=True)
+        engine.decode(state, second_kp, kp_source, with_deformation=True)
+    for key in ("prediction", "deformation", "occlusion_map"):
+        assert first[key].data_ptr() != buffers[key].data_ptr(), key
+        assert torch.equal(first[key], want[key]), f"the first frame's {key} was overwritten by the second"
 
 
 def test_one_cache_folder_for_the_whole_program(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -587,3 +589,46 @@ def test_tensorrt_precision_options_follow_the_installed_release() -> None:
     assert _compile_settings(release(neither), "fp32") == {"min_block_size": 1}
     with pytest.raises(EngineError, match="no option for fp16"):
         _compile_settings(release(neither), "fp16")
+
+
+def test_tensorrt_stand_in_engine_gives_the_motion_field_and_checks_it(standin_tensorrt: StandInTensorRT,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """``with_deformation`` runs the generator engine (its graph has the ``deformation`` output) and the first real
+    input's check covers the field: a field off by 0.05 grid units on real inputs means CUDA eager, one warning."""
+    folder = golden_dir("tiny")
+    animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
+                                        precision="fp32", engine="tensorrt")
+    engine = animator.engine
+    assert engine.name == "tensorrt" and engine.graphs["generator"].output_names[-1] == "deformation"
+    good, calls = engine.modules["generator"], []
+
+    def counted(*inputs):
+        calls.append(1)
+        return good(*inputs)
+
+    engine.modules["generator"] = counted
+    animator.set_source(read_rgb(folder / "source.png"))
+    animator.calibrate(read_rgb(folder / "driving_0.png"))
+    kps = [animator.keypoints(read_rgb(folder / f"driving_{i}.png")) for i in (1, 2)]
+
+    def plain_field(kp) -> torch.Tensor:
+        with torch.inference_mode():
+            kp_norm = animator.normalizer(kp, animator.kp_source)
+            return animator.generator.decode(animator.source, kp_norm, animator.kp_source,
+                                             with_deformation=True)["deformation"]
+
+    out = animator.generate(kps[0], with_motion=True)
+    assert len(calls) == 1 and engine.checks[-1].ok and "deformation max abs" in engine.checks[-1].detail
+    assert (out["deformation"] - plain_field(kps[0])).abs().max().item() <= IMAGE_TOL
+    assert "deformation" not in animator.generate(kps[0]) and len(calls) == 2
+
+    # The same engines, but the field off by 0.05 from the next real input on (its check runs again).
+    engine._checked.discard("generator")
+    engine.modules["generator"] = lambda *inputs: (*good(*inputs)[:-1], good(*inputs)[-1] + 0.05)
+    with caplog.at_level(logging.WARNING):
+        out = animator.generate(kps[1], with_motion=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "motion field" in warnings[0] and "CUDA eager" in warnings[0], warnings
+    assert engine.name == "eager" and not engine.checks[-1].ok and engine.checks[-1].max_abs >= 0.05 - 1e-6
+    assert (out["deformation"] - plain_field(kps[1])).abs().max().item() <= IMAGE_TOL
+    animator.close()

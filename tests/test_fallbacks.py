@@ -1,7 +1,8 @@
 """Every fast path checks itself on the first real frame and falls back when it fails, on the CPU.
 
 Each test breaks one path on purpose (a kernel that raises or returns wrong numbers, a compile that fails or is wrong,
-a reduced-precision decode out of tolerance, ONNX Runtime off on the first frame, running out of memory) and proves
+a reduced-precision decode out of tolerance, ONNX Runtime off on the first frame, a compiled, reduced-precision or ONNX
+Runtime decode whose frame is right but whose motion field is wrong, running out of memory) and proves
 that the frames still equal the float32 reference within ``FP32_ATOL``, that exactly one warning names the path and
 the measured error, and that ``engine.checks`` holds the verdict. Tests named ``stand_in`` replace the kernels or the
 compiler by small Python functions (the real Triton kernels are slow in the CPU interpreter, and a real compile takes
@@ -65,6 +66,32 @@ def reference() -> list[np.ndarray]:
         animator = make()
         assert not animator.engine.fast and not animator.engine.use_kernels and not animator.engine.compiled
         return animate(animator)
+
+
+def animate_with_motion(animator: Animator) -> list[dict[str, np.ndarray]]:
+    """Predictions and motion fields (``deformation``) for the golden driving frames, as photo framing asks."""
+    folder = golden_dir("tiny")
+    frames = [read_rgb(folder / f"driving_{i}.png") for i in range(FRAMES)]
+    animator.set_source(read_rgb(folder / "source.png"))
+    animator.calibrate(frames[0])
+    outs = [animator.generate(animator.keypoints(f), with_motion=True) for f in frames]
+    return [{k: out[k].numpy().astype(np.float64) for k in ("prediction", "deformation")} for out in outs]
+
+
+@pytest.fixture(scope="module")
+def reference_motion() -> list[dict[str, np.ndarray]]:
+    """Float32 eager without kernels or compile, with the motion field."""
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp)
+        mp.setenv("FOMM_LIVE_FAST", "0")
+        return animate_with_motion(make())
+
+
+def assert_reference_motion(got: list[dict[str, np.ndarray]], reference: list[dict[str, np.ndarray]]) -> None:
+    for i, (g, w) in enumerate(zip(got, reference, strict=True)):
+        for key in ("prediction", "deformation"):
+            err = np.abs(g[key] - w[key]).max()
+            assert err <= FP32_ATOL, f"frame {i} {key}: max abs error {err:.2e} from the float32 reference"
 
 
 def assert_reference(got: list[np.ndarray], reference: list[np.ndarray]) -> None:
@@ -250,6 +277,32 @@ def test_compile_with_wrong_numbers_falls_back_to_eager(monkeypatch: pytest.Monk
     assert check.path == "compile" and not check.ok and check.psnr_db is not None
 
 
+def test_stand_in_compile_with_a_wrong_motion_field_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
+                                                                        caplog: pytest.LogCaptureFixture,
+                                                                        reference_motion: list[dict]) -> None:
+    """A compiled decode whose frame is exact but whose motion field is off by 0.05 grid units (1.6 pixels of the
+    64 x 64 field) fails its check on the field, like one with a wrong frame."""
+    _env(monkeypatch, compile_="1")
+
+    def spoiled_field(fn, **kwargs):
+        def compiled(*args):
+            out = fn(*args)
+            return {**out, "deformation": out["deformation"] + 0.05}
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", spoiled_field)
+    animator = make()
+    with caplog.at_level(logging.WARNING):
+        got = animate_with_motion(animator)
+    assert_reference_motion(got, reference_motion)
+    message = one_warning(caplog, "compile", "max abs 5.0e-02")
+    assert "deformation" in message
+    (check,) = animator.engine.checks
+    assert check.path == "compile" and not check.ok and check.psnr_db is None and check.detail == "deformation"
+    assert not animator.engine.compile_active
+
+
 def test_stand_in_cuda_graphs_fall_back_to_plain_compile(monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     """CUDA graphs -> compile -> eager. Stand-ins play both compiled decodes (CUDA graphs need a GPU): the graphs
@@ -292,6 +345,31 @@ def test_reduced_precision_out_of_tolerance_falls_back_to_float32(precision: str
     one_warning(caplog, precision, " dB")
     (check,) = engine.checks
     assert check.path == precision and not check.ok and check.psnr_db < base.MIN_PSNR_DB
+    assert engine.precision == "fp32"
+
+
+def test_reduced_precision_with_a_wrong_motion_field_falls_back_to_float32(monkeypatch: pytest.MonkeyPatch,
+                                                                            caplog: pytest.LogCaptureFixture,
+                                                                            reference_motion: list[dict]) -> None:
+    """The bf16 decode is played by a stand-in whose frame is right but whose motion field is off by 0.1 grid units
+    (beyond bf16's 2e-2): the check fails on the field, the engine goes float32."""
+    _env(monkeypatch)
+    animator = make("bf16")
+    engine: EagerEngine = animator.engine
+    real_decode = engine.generator.decode
+
+    def spoiled_field(*args, **kwargs):
+        out = real_decode(*args, **kwargs)
+        return {**out, "deformation": out["deformation"] + 0.1} if "deformation" in out else out
+
+    monkeypatch.setattr(engine.generator, "decode", spoiled_field)
+    with caplog.at_level(logging.WARNING):
+        got = animate_with_motion(animator)
+    assert_reference_motion(got, reference_motion)
+    message = one_warning(caplog, "bf16", "needs max abs <= 2e-02")  # 0.1 plus bf16's own error
+    assert "deformation" in message and "float32" in message
+    (check,) = engine.checks
+    assert check.path == "bf16" and not check.ok and check.detail == "deformation" and check.max_abs >= 0.09
     assert engine.precision == "fp32"
 
 
@@ -347,6 +425,28 @@ def test_onnxruntime_failing_its_first_frame_check_falls_back_to_eager(caplog: p
     assert_reference(got, reference)
     one_warning(caplog, "onnxruntime", "max abs 1.0e-03")
     assert verdicts(animator) == {"onnxruntime": [True, False]}  # keypoints passed, the frame did not
+    assert engine.name == "eager" and engine.reason.startswith("fallback:")
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed (pip install -e '.[test]')")
+def test_onnxruntime_with_a_wrong_motion_field_falls_back_to_eager(caplog: pytest.LogCaptureFixture,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   reference_motion: list[dict]) -> None:
+    _env(monkeypatch)
+    animator = make(engine="onnxruntime")
+    engine = animator.engine
+    real_run = engine._run
+
+    def off_field(name, feeds):  # the exported generator's frame is right, its motion field off by 0.05
+        out = real_run(name, feeds)
+        return {**out, "deformation": out["deformation"] + 0.05} if name == "generator" else out
+
+    engine._run = off_field
+    with caplog.at_level(logging.WARNING):
+        got = animate_with_motion(animator)
+    assert_reference_motion(got, reference_motion)
+    assert "deformation" in one_warning(caplog, "onnxruntime", "max abs 5.0e-02")
+    assert verdicts(animator) == {"onnxruntime": [True, False]}
     assert engine.name == "eager" and engine.reason.startswith("fallback:")
 
 

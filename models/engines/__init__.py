@@ -26,7 +26,9 @@ An engine that cannot start (missing package, failed export or self-check) falls
 Safe by construction: every fast path that can differ from float32 eager (the fused kernels, op by op; fp16 / bf16;
 the compiled decode; CUDA graphs; ONNX Runtime; TensorRT) is compared with float32 eager (without kernels or compile)
 on the first real source and driving frame before it is trusted. Float32 paths must come within ``FP32_ATOL``,
-reduced precision within ``MIN_PSNR_DB``, a fused op within ``OP_TOLERANCES`` of its PyTorch op. A failed import,
+reduced precision within ``MIN_PSNR_DB``, a fused op within ``OP_TOLERANCES`` of its PyTorch op, and the dense
+motion field (``deformation``, which every fast path returns for ``decode(..., with_deformation=True)``: photo
+framing's detail transfer runs on the same checked path as the frame) within ``DEFORMATION_ATOL``. A failed import,
 launch or compile, or a check outside its tolerance, means the next safer path for the rest of the run (TensorRT ->
 eager; CUDA graphs -> compile -> eager; kernels off op by op; fp16 / bf16 -> fp32; ONNX Runtime -> eager), with one
 warning line naming the path and the measured error. Each verdict is a ``CheckResult`` in ``Engine.checks``. The
@@ -54,6 +56,7 @@ Submodules import from each other's modules, never from this package's ``__init_
 from models.engines.base import (
     CHECK_PATHS,
     COMPILE_ENV,
+    DEFORMATION_ATOL,
     DTYPES,
     FAST_ENV,
     FP32_ATOL,
@@ -89,6 +92,7 @@ from models.engines.onnxruntime import OnnxRuntimeEngine
 __all__ = [
     "CHECK_PATHS",
     "COMPILE_ENV",
+    "DEFORMATION_ATOL",
     "DTYPES",
     "ENGINES",
     "FAST_ENV",

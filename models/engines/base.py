@@ -2,7 +2,9 @@
 
 Every fast path that can differ from float32 eager (the fused kernels, fp16 / bf16, the compiled decode, CUDA graphs,
 ONNX Runtime, TensorRT) is compared with float32 eager on its first real input before it is trusted. ``compare``
-measures one output against its reference and returns a ``CheckResult``; ``Engine.record`` keeps the verdict in
+measures one output against its reference and returns a ``CheckResult`` (``compare_frame``: a decode's prediction
+and its dense motion field ``deformation``, which every fast path returns for photo framing and which is checked
+within ``DEFORMATION_ATOL``, in grid units); ``Engine.record`` keeps the verdict in
 ``Engine.checks`` and logs it: a pass at info level, a failure as one warning line that names the path, the measured
 error and what runs instead.
 
@@ -48,6 +50,15 @@ OP_TOLERANCES = {
     torch.float16: (2e-3, 2e-3),
     torch.bfloat16: (1.6e-2, 1.6e-2),
 }
+# The dense motion field ``deformation`` (grid_sample coordinates, [-1, 1] across the image, so one pixel of the
+# 64 x 64 field of vox-256 is 2/64 = 0.031, one pixel of a 256 x 256 frame 0.0078), largest absolute difference from
+# float32 eager, by the precision the path computes in. Measured on the three golden tiny models (relative and
+# absolute motion, three frames each; CPU autocast, PyTorch 2.13): bf16 up to 6.8e-3, fp16 up to 1.1e-3 (vox-256
+# size, random weights, three random motions: bf16 2.0e-3, fp16 3.3e-4; not yet measured on a GPU). The bounds
+# are about three times that: bf16 2e-2 (0.6 of a field pixel), fp16 3e-3 (0.1 of a field pixel). Float32 paths get
+# the frames' 1e-4, far above reordered float32 arithmetic (golden tiny: torch.compile 2.4e-7, ONNX Runtime 3.6e-7).
+# A field with x and y swapped is off by 2.0 on the golden models; non-finite values always fail.
+DEFORMATION_ATOL = {"fp32": FP32_ATOL, "fp16": 3e-3, "bf16": 2e-2}
 CHECK_PATHS = ("kernel:dense_motion_inputs", "kernel:deform_features", "fp16", "bf16", "compile", "cuda_graphs",
                "onnxruntime", "tensorrt")
 
@@ -219,6 +230,11 @@ def frame_tolerance(precision: str) -> Tolerance:
     return Tolerance(atol=FP32_ATOL) if precision == "fp32" else Tolerance(min_psnr_db=MIN_PSNR_DB)
 
 
+def deformation_tolerance(precision: str) -> Tolerance:
+    """The bar for the dense motion field (``deformation``, grid units) of a path running at ``precision``."""
+    return Tolerance(atol=DEFORMATION_ATOL.get(precision, DEFORMATION_ATOL["fp16"]))
+
+
 def op_tolerance(dtype: torch.dtype) -> Tolerance:
     """The bar for one fused op whose output is stored in ``dtype`` (see ``OP_TOLERANCES``)."""
     atol, rtol = OP_TOLERANCES.get(dtype, OP_TOLERANCES[torch.float32])
@@ -253,6 +269,34 @@ def compare(path: str, got: torch.Tensor, want: torch.Tensor, tolerance: Toleran
     else:
         ok = bool((diff <= tolerance.atol + tolerance.rtol * w.abs()).all())
     return CheckResult(path, ok, max_abs, quality, tolerance.describe(), detail)
+
+
+def compare_frame(path: str, got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], *, tolerance: Tolerance,
+                  motion_tolerance: Tolerance) -> CheckResult:
+    """Measure a fast path's decode against float32 eager: the ``prediction``, then the dense motion field
+    ``deformation`` when the reference has one (a path that cannot give it fails).
+
+    Args:
+        path: The fast path's name (see ``CheckResult.path``).
+        got: The fast path's decode output.
+        want: Float32 eager's decode output on the same frame.
+        tolerance: The bar for the prediction (``frame_tolerance``).
+        motion_tolerance: The bar for the motion field (``deformation_tolerance``).
+
+    Returns:
+        The first check that failed; when both passed, the prediction's verdict with the field's error in ``detail``.
+    """
+    result = compare(path, got["prediction"], want["prediction"], tolerance, detail="prediction")
+    if not result.ok or "deformation" not in want:
+        return result
+    if "deformation" not in got:
+        return CheckResult(path, False, None, None, motion_tolerance.describe(), "deformation: not returned")
+    motion = compare(path, got["deformation"], want["deformation"], motion_tolerance, image=False,
+                     detail="deformation")
+    if not motion.ok:
+        return motion
+    result.detail = f"prediction; deformation max abs {motion.max_abs:.1e} (needs {motion_tolerance.describe()})"
+    return result
 
 
 def failed_to_run(path: str, err: BaseException, tolerance: Tolerance, *, detail: str = "") -> CheckResult:
@@ -326,9 +370,12 @@ class Engine:
                with_deformation: bool = False) -> dict[str, torch.Tensor]:
         """One batch of frames from the cached source; the generator's output dict.
 
-        ``with_deformed`` (visualisation) and ``with_deformation`` (the dense motion field, for photo framing's detail
-        transfer) need intermediates that only the PyTorch decode returns: engines run it for them, at their own
-        precision, without their fused, compiled or exported paths."""
+        ``with_deformation`` (the dense motion field, for photo framing's detail transfer) adds ``deformation``
+        (B x h x w x 2, grid_sample coordinates) to ``prediction`` and ``occlusion_map`` (when the model estimates
+        one), from the engine's own fast path (fused kernels, compiled decode, ONNX Runtime, TensorRT), whose
+        first-frame check compares that field with float32 eager as well (``deformation_tolerance``).
+        ``with_deformed`` (visualisation) needs an intermediate only the PyTorch decode returns: engines run it for
+        that, at their own precision, without their fused, compiled or exported paths."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -11,7 +11,11 @@ Fast paths and what replaces each one that fails its check (one warning, for the
   plain compile to eager. Running out of memory inside the compiled decode drops it the same way.
 
 The reference of every check is float32 eager without kernels or compile: the generator as loaded, with the source
-re-encoded in float32 once. A device failure with no fallback left is raised as ``DeviceError`` (one sentence).
+re-encoded in float32 once. The whole-frame checks (precision, compile, CUDA graphs) compare the dense motion field
+``deformation`` too (``base.deformation_tolerance``): every fast path computes it on every frame (the dense motion
+network forms it anyway), so ``decode(..., with_deformation=True)`` runs the same checked path and one compiled graph
+serves both. Only ``with_deformed`` (visualisation) runs the plain decode. A device failure with no fallback left is
+raised as ``DeviceError`` (one sentence).
 
 Imports ``models.engines.base``, ``.cpu`` and ``.kernel_ops``.
 """
@@ -32,7 +36,8 @@ from models.engines.base import (
     OUT_OF_MEMORY,
     DeviceError,
     Engine,
-    compare,
+    compare_frame,
+    deformation_tolerance,
     device_error,
     device_failure,
     env_flag,
@@ -182,16 +187,21 @@ class EagerEngine(Engine):
             return self._frame_reference[1]
         if self._reference_state is None or self._reference_state[0] is not state.image:
             self._reference_state = (state.image, self.reference_generator.encode_source(state.image.contiguous()))
-        out = self.reference_generator.decode(self._reference_state[1], kp_driving, kp_source, with_deformed=False)
+        out = self.reference_generator.decode(self._reference_state[1], kp_driving, kp_source, with_deformed=False,
+                                              with_deformation=True)
         self._frame_reference = (key, out)
         return out
 
     def _decode_frames(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints
                        ) -> dict[str, torch.Tensor]:
+        """The decode every fast path runs (and ``torch.compile`` compiles): always with the motion field
+        ``deformation``, which the dense motion network computes anyway, so one compiled graph serves frames with and
+        without it (``decode`` drops it when not asked for)."""
         with self._autocast():
             if self.use_kernels:
-                return decode_with_kernels(self.generator, state, kp_driving, kp_source, ops=self._ops)
-            return self.generator.decode(state, kp_driving, kp_source, with_deformed=False)
+                return decode_with_kernels(self.generator, state, kp_driving, kp_source, ops=self._ops,
+                                           with_deformation=True)
+            return self.generator.decode(state, kp_driving, kp_source, with_deformed=False, with_deformation=True)
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False,
                with_deformation: bool = False) -> dict[str, torch.Tensor]:
@@ -199,11 +209,14 @@ class EagerEngine(Engine):
         # autocast there are no float32 convolutions left for it to change.
         with device_guard(self.device, "decoding a frame"), exact_float32(self.device):
             try:
-                if with_deformed or with_deformation:  # the plain decode returns every intermediate
+                if with_deformed:  # visualisation: only the plain decode returns the warped source image
                     with self._autocast():
                         return self.generator.decode(self._state(state), kp_driving, kp_source,
-                                                     with_deformed=with_deformed, with_deformation=with_deformation)
-                return self._decode_checked(state, kp_driving, kp_source)
+                                                     with_deformed=True, with_deformation=with_deformation)
+                out = self._decode_checked(state, kp_driving, kp_source)
+                if not with_deformation:  # computed anyway; returned only when asked for
+                    out = {k: v for k, v in out.items() if k != "deformation"}
+                return out
             finally:
                 self._frame_reference = None
 
@@ -223,15 +236,16 @@ class EagerEngine(Engine):
 
     def _check_precision(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints
                          ) -> dict[str, torch.Tensor] | None:
-        """The reduced-precision eager decode against float32 eager; on failure switch to float32 (None)."""
+        """The reduced-precision eager decode (prediction and motion field) against float32 eager; on failure switch
+        to float32 (None)."""
         self._precision_checked = True
         path, tolerance = self.precision, frame_tolerance(self.precision)
         out = None
         try:
             with self._autocast():
-                out = self.generator.decode(state, kp_driving, kp_source, with_deformed=False)
-            result = compare(path, out["prediction"], self._reference(state, kp_driving, kp_source)["prediction"],
-                             tolerance, detail="prediction")
+                out = self.generator.decode(state, kp_driving, kp_source, with_deformed=False, with_deformation=True)
+            result = compare_frame(path, out, self._reference(state, kp_driving, kp_source), tolerance=tolerance,
+                                   motion_tolerance=deformation_tolerance(self.precision))
         except Exception as err:  # an op without a reduced-precision implementation, say: float32 it is
             if device_failure(err) is not None:
                 raise  # float32 would need more of the device, not less
@@ -260,8 +274,9 @@ class EagerEngine(Engine):
     def _decode_compiled(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints
                          ) -> dict[str, torch.Tensor] | None:
         """The compiled decode, checked once against float32 eager before it is trusted: float32 within
-        ``FP32_ATOL``, reduced precision within ``MIN_PSNR_DB``. None when it failed (to compile, to run, to match,
-        or ran out of memory): it has then been dropped one step down the chain."""
+        ``FP32_ATOL``, reduced precision within ``MIN_PSNR_DB``, and its motion field within
+        ``deformation_tolerance``. None when it failed (to compile, to run, to match, or ran out of memory): it has
+        then been dropped one step down the chain."""
         path = "cuda_graphs" if self.cuda_graphs else "compile"
         label = "torch.compile'd decode" + (" with CUDA graphs" if self.cuda_graphs else "")
         fallback = "torch.compile without CUDA graphs" if self.cuda_graphs else "eager"
@@ -285,8 +300,9 @@ class EagerEngine(Engine):
             return None
         if not self._compile_checked:
             want = self._reference(state, kp_driving, kp_source)
-            if not self.record(compare(path, out["prediction"], want["prediction"], tolerance, detail="prediction"),
-                               label=label, fallback=fallback):
+            result = compare_frame(path, out, want, tolerance=tolerance,
+                                   motion_tolerance=deformation_tolerance(self.precision))
+            if not self.record(result, label=label, fallback=fallback):
                 self._drop_compiled()
                 return None
             self._compile_checked = True

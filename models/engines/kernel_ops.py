@@ -65,7 +65,8 @@ def kernel_ops(generator: OcclusionAwareGenerator, *, use_kernel: bool | None) -
 
 def decode_with_kernels(generator: OcclusionAwareGenerator, state: SourceState, kp_driving: Keypoints,
                         kp_source: Keypoints, *, use_kernel: bool | None = None,
-                        ops: dict[str, Callable] | None = None) -> dict[str, torch.Tensor]:
+                        ops: dict[str, Callable] | None = None, with_deformation: bool = False
+                        ) -> dict[str, torch.Tensor]:
     """``generator.decode(..., with_deformed=False)`` with its two per-pixel stages done by ``kernels/``: the dense
     motion input stage (gaussians + sparse motions + K+1 warps) by ``kernels.dense_motion_inputs``, the final warp
     times the occlusion map by ``kernels.deform_features``.
@@ -73,12 +74,14 @@ def decode_with_kernels(generator: OcclusionAwareGenerator, state: SourceState, 
     Args:
         use_kernel: Force the Triton kernels (True) or the references (False); None asks ``kernels_enabled``.
         ops: The two ops to use instead (e.g. ``CheckedOp``s), keyed as ``OPS``.
+        with_deformation: Also return the dense motion field ``deformation``, as ``generator.decode`` does (it is
+            formed from the fused input stage's motions, so it is the field the fused warp used).
     """
     ops = ops or kernel_ops(generator, use_kernel=use_kernel)
     inputs_op: InputsOp = ops["dense_motion_inputs"]
     deform_op: DeformOp = ops["deform_features"]
     return generator.decode(state, kp_driving, kp_source, with_deformed=False, inputs_op=inputs_op,
-                            deform_op=deform_op)
+                            deform_op=deform_op, with_deformation=with_deformation)
 
 
 def _float32(value: Any) -> Any:

@@ -2,8 +2,9 @@
 
 Checked twice against PyTorch float32: the export on fixed inputs (``models.export.ONNX_ATOL``; a failure means no
 ONNX Runtime: ``create_engine`` starts eager), and the first real keypoints and frame against float32 eager
-(``FP32_ATOL``, check ``onnxruntime``; a failure, or a session that fails to run, switches this engine to eager for
-the rest of the run, with one warning).
+(``FP32_ATOL`` for the prediction and the dense motion field ``deformation``, which the exported generator always
+returns; check ``onnxruntime``; a failure, or a session that fails to run, switches this engine to eager for the rest
+of the run, with one warning). ``decode(..., with_deformation=True)`` runs the exported graph too.
 
 Imports ``models.engines.base``, ``.cpu`` and ``.eager`` (its fallback); ``onnxruntime`` itself lazily.
 """
@@ -22,6 +23,8 @@ from models.engines.base import (
     EngineError,
     Tolerance,
     compare,
+    compare_frame,
+    deformation_tolerance,
     device_failure,
     exact_float32,
     failed_to_run,
@@ -40,7 +43,8 @@ class OnnxRuntimeEngine(Engine):
 
     The export is checked against PyTorch (``models.export.ONNX_ATOL``) before the engine is used, and the first real
     keypoints and frame against float32 eager. Frames run one at a time (graphs are traced at batch 1).
-    ``with_deformed`` (visualisation) runs PyTorch's decode.
+    ``with_deformation`` (the motion field) comes from the exported graph; ``with_deformed`` (visualisation) runs
+    PyTorch's decode.
 
     Raises:
         EngineError: onnxruntime or onnx is missing, or the export or its check failed.
@@ -98,8 +102,12 @@ class OnnxRuntimeEngine(Engine):
             self._fall_back(failed_to_run("onnxruntime", err, tolerance, detail=what))
             return None
         want = reference()
-        key = "prediction" if what == "frame" else "kp_value"
-        result = compare("onnxruntime", got[key], want[key], tolerance, image=what == "frame", detail=key)
+        if what == "frame":  # the prediction and the motion field (float32 graphs: float32 bounds)
+            result = compare_frame("onnxruntime", got, want, tolerance=tolerance,
+                                   motion_tolerance=deformation_tolerance("fp32"))
+        else:
+            result = compare("onnxruntime", got["kp_value"], want["kp_value"], tolerance, image=False,
+                             detail="kp_value")
         if not result.ok:
             self._fall_back(result)
             return None
@@ -142,12 +150,12 @@ class OnnxRuntimeEngine(Engine):
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False,
                with_deformation: bool = False) -> dict[str, torch.Tensor]:
-        if with_deformed or with_deformation:
+        if with_deformed:  # visualisation: the exported graph leaves the warped source image out
             with exact_float32(self.device):
-                return self.generator.decode(state, kp_driving, kp_source, with_deformed=with_deformed,
+                return self.generator.decode(state, kp_driving, kp_source, with_deformed=True,
                                              with_deformation=with_deformation)
         if self._fallback is not None:
-            return self._fallback.decode(state, kp_driving, kp_source)
+            return self._fallback.decode(state, kp_driving, kp_source, with_deformation=with_deformation)
 
         def run() -> dict[str, torch.Tensor]:
             if self._state_arrays is None or self._state_arrays[0] is not state:
@@ -163,12 +171,14 @@ class OnnxRuntimeEngine(Engine):
 
         def reference() -> dict[str, torch.Tensor]:
             with exact_float32(self.device):
-                return self.generator.decode(state, kp_driving, kp_source, with_deformed=False)
+                return self.generator.decode(state, kp_driving, kp_source, with_deformed=False, with_deformation=True)
 
         with device_guard(self.device, "decoding a frame"):
             got = self._checked_run("frame", run, reference)
         if got is None:
-            return self._fallback.decode(state, kp_driving, kp_source)
+            return self._fallback.decode(state, kp_driving, kp_source, with_deformation=with_deformation)
+        if not with_deformation:  # the graph always gives it; returned only when asked for
+            got = {k: v for k, v in got.items() if k != "deformation"}
         return got
 
     def close(self) -> None:

@@ -15,7 +15,9 @@ What it does:
   weights, the architecture, the input size, the GPU name, the TensorRT and torch-tensorrt versions and the
   precision. A cache file that does not load is deleted and rebuilt.
 - Checked twice against PyTorch float32 through ``models.engines.base.compare`` (check ``tensorrt``): keypoints
-  within ``KP_ATOL``, the prediction within ``MIN_PSNR_DB`` (fp16) or ``FP32_ATOL`` (fp32). Once when the engines are
+  within ``KP_ATOL``, the prediction within ``MIN_PSNR_DB`` (fp16) or ``FP32_ATOL`` (fp32), the dense motion field
+  ``deformation`` (an output of the generator engine, for photo framing) within ``base.deformation_tolerance``
+  (fp16's bound for fp32 engines, whose convolutions may use TF32, fp16's mantissa). Once when the engines are
   built or loaded, on fixed inputs (a failure there means no TensorRT: ``create_engine`` starts eager instead); and
   again on the first real inputs each engine gets (the user's source image, the first driving frame). A failure on
   real inputs switches this engine to CUDA eager for the rest of the run, with one warning. Every verdict is kept in
@@ -49,12 +51,21 @@ from models.engines.base import (
     EngineError,
     Tolerance,
     compare,
+    compare_frame,
+    deformation_tolerance,
     device_failure,
     exact_float32,
     failed_to_run,
 )
 from models.engines.eager import EagerEngine, device_guard
-from models.export import FrameGraph, KeypointGraph, example_inputs, export_programs, frame_inputs
+from models.export import (
+    GENERATOR_OUTPUTS,
+    FrameGraph,
+    KeypointGraph,
+    example_inputs,
+    export_programs,
+    frame_inputs,
+)
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
 from models.paths import cache_root
@@ -90,10 +101,12 @@ def weights_digest(*modules: nn.Module) -> str:
 
 
 def architecture_digest(kp_detector: KPDetector, generator: OcclusionAwareGenerator, image_size: int) -> str:
-    """SHA-256 of what the config decides: the layer structure and the constants baked into the graphs."""
+    """SHA-256 of what the config decides and of what the graphs return: the layer structure, the constants baked
+    into the graphs and the generator's outputs (an engine cached before the motion field became an output is built
+    again, not loaded and then failed for a missing output)."""
     facts = {"kp": str(kp_detector), "generator": str(generator), "image_size": image_size,
              "temperature": kp_detector.temperature, "kp_scale": kp_detector.scale_factor,
-             "num_jacobian_maps": kp_detector.num_jacobian_maps}
+             "num_jacobian_maps": kp_detector.num_jacobian_maps, "generator_outputs": list(GENERATOR_OUTPUTS)}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -240,12 +253,19 @@ class TensorRTEngine(Engine):
             return Tolerance(atol=KP_ATOL)
         return Tolerance(atol=FP32_ATOL) if self.precision == "fp32" else Tolerance(min_psnr_db=MIN_PSNR_DB)
 
+    def _motion_tolerance(self) -> Tolerance:
+        """The bar for the generator engine's motion field: fp16's for fp32 engines (TF32 has fp16's mantissa)."""
+        return deformation_tolerance("fp16" if self.precision == "fp32" else self.precision)
+
     def _problem(self, name: str, result: CheckResult) -> str:
         """A failed check in words."""
         if result.max_abs is None:
             return f"TensorRT {name}: {result.detail}"
         if name == "kp_detector":
             return f"TensorRT keypoints differ from PyTorch by {result.max_abs:.2e} > {KP_ATOL:.0e}"
+        if result.psnr_db is None:  # not the image: the motion field
+            return (f"TensorRT motion field (deformation) differs from PyTorch by {result.max_abs:.2e} grid units "
+                    f"(needs {result.tolerance})")
         if self.precision == "fp32":
             return f"TensorRT prediction differs from PyTorch by {result.max_abs:.2e} > {FP32_ATOL:.0e}"
         return (f"TensorRT {self.precision} prediction is {result.psnr_db:.1f} dB from PyTorch float32 "
@@ -266,7 +286,12 @@ class TensorRTEngine(Engine):
             results = [compare("tensorrt", g.float(), w.float(), tolerance, image=False, detail=detail)
                        for g, w in zip(got, want, strict=True)]
             return max(results, key=lambda r: (not r.ok, r.max_abs)), got
-        return compare("tensorrt", got[0].float(), want[0].float(), tolerance, detail=detail), got
+        names = self.graphs[name].output_names
+        result = compare_frame("tensorrt", {n: g.float() for n, g in zip(names, got, strict=True)},
+                               {n: w.float() for n, w in zip(names, want, strict=True)}, tolerance=tolerance,
+                               motion_tolerance=self._motion_tolerance())
+        result.detail = f"{detail}: {result.detail}"
+        return result, got
 
     def _run(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
         """Engine ``name`` on ``inputs``; its first call is checked against PyTorch on these (real) inputs. None when
@@ -318,12 +343,12 @@ class TensorRTEngine(Engine):
 
     def decode(self, state: SourceState, kp_driving: Keypoints, kp_source: Keypoints, *, with_deformed: bool = False,
                with_deformation: bool = False) -> dict[str, torch.Tensor]:
-        if with_deformed or with_deformation:  # visualisation, photo framing's motion field
+        if with_deformed:  # visualisation: the engine leaves the warped source image out
             with exact_float32(self.device):
-                return self.generator.decode(state, kp_driving, kp_source, with_deformed=with_deformed,
+                return self.generator.decode(state, kp_driving, kp_source, with_deformed=True,
                                              with_deformation=with_deformation)
         if self._fallback is not None:
-            return self._fallback.decode(state, kp_driving, kp_source)
+            return self._fallback.decode(state, kp_driving, kp_source, with_deformation=with_deformation)
         graph = self.graphs["generator"]
         frames = []
         for i in range(kp_driving.value.shape[0]):
@@ -331,9 +356,11 @@ class TensorRTEngine(Engine):
             with device_guard(self.device, "decoding a frame"):
                 outs = self._run("generator", tuple(named[n].float().contiguous() for n in graph.input_names))
             if outs is None:
-                return self._fallback.decode(state, kp_driving, kp_source)
+                return self._fallback.decode(state, kp_driving, kp_source, with_deformation=with_deformation)
             frames.append(dict(zip(graph.output_names, outs, strict=True)))
-        return {k: torch.cat([f[k] for f in frames]).float() for k in frames[0]}
+        # The engine always gives the motion field (photo framing's); returned only when asked for.
+        return {k: torch.cat([f[k] for f in frames]).float() for k in frames[0]
+                if with_deformation or k != "deformation"}
 
     def close(self) -> None:
         self.modules = {}
