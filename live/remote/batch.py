@@ -2,9 +2,8 @@
 
 Keypoints of B crops, per-stream keypoint smoothing (the client's options and media times) and motion normalisation,
 then one decode of the B frames from their B cached sources: the function that ``benchmarks.gpu_batch`` times on a
-GPU. The frames of streams that asked for the motion field (photo framing's detail transfer) are decoded apart, by
-the engine's PyTorch decode that returns it; the engines' fast paths (fused kernels, compiled graphs, TensorRT, ONNX
-Runtime) do not, so the other streams keep them and cost nothing extra.
+GPU. When any stream asked for the motion field (photo framing's detail transfer), the decode returns it: the
+engines' fast paths compute it anyway (``models.engines``), and only the streams that asked are sent theirs.
 
 Imports torch and ``models`` when called; imported by ``live.remote.server``.
 """
@@ -49,24 +48,20 @@ def render_frames(animator: Any, items: list[tuple[np.ndarray, Any, float | None
             jac = None if parts[0].jacobian is None else torch.cat([p.jacobian for p in parts])  # G x K x 2 x 2
             return Keypoints(torch.cat([p.value for p in parts]), jac)  # G x K x 2
 
-        results: list[Any] = [None] * len(items)
-        for with_field in (False, True):
-            group = [i for i, (_, stream, _) in enumerate(items) if stream.field == with_field]
-            if not group:
-                continue
-            state = SourceState(*(torch.cat(list(f)) for f in zip(*(states[i] for i in group), strict=True)))
-            out = engine.decode(state, cat([norms[i] for i in group]), cat([sources[i] for i in group]),
-                                with_deformation=with_field)  # G frames
-            images = (out["prediction"].float().clamp(0, 1) * 255).round().to(torch.uint8)  # G x 3 x S x S
-            images = images.permute(0, 2, 3, 1).cpu().numpy()  # G x S x S x 3
-            deformation = occlusion = None
-            if with_field:
-                deformation = out["deformation"].float().cpu().numpy()  # G x h x w x 2
-                occlusion = out.get("occlusion_map")  # G x 1 x h x w, or None
-                occlusion = None if occlusion is None else occlusion.float().cpu().numpy()[:, 0]  # G x h x w
-            for j, i in enumerate(group):
-                field = None
-                if deformation is not None:
-                    field = (deformation[j], None if occlusion is None else occlusion[j])
-                results[i] = (images[j], field)
+        state = SourceState(*(torch.cat(list(f)) for f in zip(*states, strict=True)))
+        wanted = [bool(stream.field) for _, stream, _ in items]
+        out = engine.decode(state, cat(norms), cat(sources), with_deformation=any(wanted))  # B frames
+        images = (out["prediction"].float().clamp(0, 1) * 255).round().to(torch.uint8)  # B x 3 x S x S
+        images = images.permute(0, 2, 3, 1).cpu().numpy()  # B x S x S x 3
+        deformation = occlusion = None
+        if any(wanted):
+            deformation = out["deformation"].float().cpu().numpy()  # B x h x w x 2
+            occlusion = out.get("occlusion_map")  # B x 1 x h x w, or None
+            occlusion = None if occlusion is None else occlusion.float().cpu().numpy()[:, 0]  # B x h x w
+        results: list[RenderedFrame] = []
+        for i, want in enumerate(wanted):
+            field = None
+            if want and deformation is not None:
+                field = (deformation[i], None if occlusion is None else occlusion[i])
+            results.append((images[i], field))
     return results

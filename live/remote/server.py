@@ -9,7 +9,7 @@ networks and animate the face crops of many streams in shared batches.
   in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
 - Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most) of
   ``live.remote.batch.render_frames``: keypoints, per-stream smoothing and normalisation, one decode of B frames from
-  B cached sources (the frames of streams that asked for the motion field decoded apart, with it).
+  B cached sources (returning the motion field when a stream asked for it; the engines' fast paths compute it anyway).
 - Every message is bounded (``live.remote.protocol``); a bad one gets an error on its stream and the replica goes on
   serving the others. With a token, each stream's handshake and ``GET /stats`` must carry it (compared in constant
   time); ``GET /stats`` reports the answering replica's streams, frames, motion fields sent and avatar-cache hits.
