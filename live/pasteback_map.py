@@ -22,10 +22,11 @@ displaced by less than 1/64 samples the photo's own pixel exactly: outside the m
 displacement is under ``STILL_PX``, the output is the framed photo bit for bit, and there is no seam, because the
 warp is continuous and fades to nothing at the mesh's fixed border.
 
-The photo is sampled bilinearly (``INTERPOLATION``). On the demo clip at 1280 x 720 the face's variance of the
-Laplacian is measured against the framed photo's in ``tests/test_fullres.py`` (at rest, and while turning and
-nodding); bicubic sampling was sharper while moving but cost 2.6 ms instead of 0.45 ms per frame on the 2-core test
-CPU, over the 4 ms the whole paste-back and composition may take.
+The photo is sampled bicubically (``INTERPOLATION``): on the demo clip at 1280 x 720 the face's variance of the
+Laplacian is 97% of the framed photo's at rest and 101% while turning and nodding, where bilinear sampling gave 79%
+at rest (sub-pixel offsets average neighbouring pixels; ``tests/test_fullres.py``). It costs 2.1 ms against 0.6 ms
+per frame over the 480 x 480 face square on the 2-core test CPU, and the whole paste-back with the label stays under
+4 ms (``benchmarks/framing.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from live.pasteback import footprint, kernel_size, region, square_to_region
 STILL_PX = 1 / 128  # output pixels: a displacement under this samples the photo's own pixel (remap's 1/32 grid)
 PAINT_SIGMA = 1.0  # model pixels: the soft edge of a painted part
 PAINT_GAIN = 2.0  # the blurred painted mask times this, capped at 1: a painted part's own pixels show fully
-INTERPOLATION = "cubic"  # how the photo is sampled along the map (see the module docstring)
+INTERPOLATION = "cubic"  # how the photo is sampled along the map: "cubic" or "linear" (see the module docstring)
 
 
 class MapPasteBack:
@@ -66,6 +67,9 @@ class MapPasteBack:
         xs, ys = np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)
         self.region_grid = np.stack(np.meshgrid(xs, ys), axis=-1)  # rh x rw x 2: (x, y) of each output pixel
         self.interpolation = cv.INTER_CUBIC if INTERPOLATION == "cubic" else cv.INTER_LINEAR
+        # OpenCV's bicubic remap is faster on float32 than on uint8 (2.1 against 2.7 ms over 480 x 480 on the 2-core
+        # test CPU, 0.3 ms of it back for the conversion): the photo is kept as float32 too (11 MB at 1280 x 720).
+        self.source = framed.astype(np.float32) if INTERPOLATION == "cubic" else framed
         # The last paste's moved part and its displacement and paint weight over it (for ``full_mask``).
         self._last: tuple | None = None
 
@@ -104,7 +108,9 @@ class MapPasteBack:
         sub = footprint(self.matrix, rows, cols, size)
         shift = self._to_region(displacement, sub)  # h x w x 2 output pixels
         where = cv.add(self.region_grid[sub[1]:sub[3], sub[0]:sub[2]], shift)  # h x w x 2 output pixels
-        photo = cv.remap(self.framed, where, None, self.interpolation, borderMode=cv.BORDER_REPLICATE)  # h x w x 3
+        photo = cv.remap(self.source, where, None, self.interpolation, borderMode=cv.BORDER_REPLICATE)  # h x w x 3
+        if photo.dtype != np.uint8:
+            photo = cv.add(photo, 0.0, dtype=cv.CV_8U)  # rounded and saturated: bicubic overshoots at edges
         painted = None
         if weight is not None:  # the rendered frame over the painted parts only (eyes and mouth: a few percent)
             rows, cols = np.flatnonzero((weight > 0).any(axis=1)), np.flatnonzero((weight > 0).any(axis=0))
