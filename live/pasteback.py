@@ -121,6 +121,32 @@ def footprint(matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: tupl
             min(height, int(np.ceil((rows[-1] + 1 - c[1]) / k)) + 1))
 
 
+def sample_square(square: np.ndarray, matrix: np.ndarray, sub: tuple[int, int, int, int], border: int) -> np.ndarray:
+    """A square map sampled (bilinear) at the region pixels ``sub`` (x0, y0, x1, y1): (y1 - y0) x (x1 - x0) [x C].
+
+    Args:
+        square: The map (n x n [x C]).
+        matrix: The region-to-square map (``square_to_region``) at the map's own side.
+        border: OpenCV's border mode past the square (zeros for ``BORDER_CONSTANT``).
+    """
+    cv = cv2()
+    matrix = matrix.copy()
+    matrix[:, 2] += matrix[:, :2] @ np.array([sub[0], sub[1]], np.float64)  # start at the part's corner
+    return cv.warpAffine(square, matrix, (sub[2] - sub[0], sub[3] - sub[1]),
+                         flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
+
+
+def whole_frame(values: np.ndarray | None, output_size: tuple[int, int], bounds: tuple[int, int, int, int]
+                ) -> np.ndarray:
+    """Region values placed in an output-sized H x W float32 frame of zeros (zeros alone for None)."""
+    width, height = output_size
+    full = np.zeros((height, width), np.float32)
+    if values is not None:
+        x0, y0, x1, y1 = bounds
+        full[y0:y1, x0:x1] = values
+    return full
+
+
 class PasteBack:
     """Pastes animated squares into one framed photo (OpenCV, on the host), without detail transfer.
 
@@ -139,14 +165,6 @@ class PasteBack:
         self.matrix = square_to_region(box, self.bounds, reference.shape[0])
         self.last_mask: np.ndarray | None = None  # the last mask over the region (tests, benchmarks)
 
-    def _to_region(self, square: np.ndarray, sub: tuple[int, int, int, int], border: int) -> np.ndarray:
-        """An n x n map sampled (bilinear) at the pixels of ``sub`` (x0, y0, x1, y1 in region pixels)."""
-        cv = cv2()
-        matrix = self.matrix.copy()
-        matrix[:, 2] += matrix[:, :2] @ np.array([sub[0], sub[1]], np.float64)  # start at the part's corner
-        return cv.warpAffine(square, matrix, (sub[2] - sub[0], sub[3] - sub[1]),
-                             flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
-
     def paste(self, animated: np.ndarray) -> np.ndarray:
         """The framed photo with ``animated`` (n x n x 3 uint8) pasted in: H x W x 3 uint8, a new array."""
         cv = cv2()
@@ -162,8 +180,8 @@ class PasteBack:
             return out
         # Only the mask's support changes (a face at rest changes a few features, not the whole square).
         sub = footprint(self.matrix, rows, cols, (x1 - x0, y1 - y0))
-        mask[sub[1]:sub[3], sub[0]:sub[2]] = self._to_region(small, sub, cv.BORDER_CONSTANT)
-        up = self._to_region(animated, sub, cv.BORDER_REPLICATE)  # h x w x 3
+        mask[sub[1]:sub[3], sub[0]:sub[2]] = sample_square(small, self.matrix, sub, cv.BORDER_CONSTANT)
+        up = sample_square(animated, self.matrix, sub, cv.BORDER_REPLICATE)  # h x w x 3
         weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
         target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
         target[:] = cv.blendLinear(up, target, weight, 1.0 - weight)
@@ -171,9 +189,4 @@ class PasteBack:
 
     def full_mask(self) -> np.ndarray:
         """The last paste's mask over the whole output: H x W float32 (zeros before the first paste)."""
-        width, height = self.output_size
-        full = np.zeros((height, width), np.float32)
-        if self.last_mask is not None:
-            x0, y0, x1, y1 = self.bounds
-            full[y0:y1, x0:x1] = self.last_mask
-        return full
+        return whole_frame(self.last_mask, self.output_size, self.bounds)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from live.media import cv2
-from live.pasteback import change_mask, footprint, region, square_to_region
+from live.pasteback import change_mask, footprint, region, sample_square, square_to_region, whole_frame
 
 
 class FieldPasteBack:
@@ -53,15 +53,6 @@ class FieldPasteBack:
                                flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=cv.BORDER_REPLICATE)
             self.detail_band = cv.subtract(framed[y0:y1, x0:x1], up, dtype=cv.CV_32F)  # rh x rw x 3 levels
 
-    def _to_region(self, square: np.ndarray, matrix: np.ndarray, sub: tuple[int, int, int, int],
-                   border: int) -> np.ndarray:
-        """A square map sampled (bilinear) at the region pixels ``sub`` (x0, y0, x1, y1)."""
-        cv = cv2()
-        matrix = matrix.copy()
-        matrix[:, 2] += matrix[:, :2] @ np.array([sub[0], sub[1]], np.float64)
-        return cv.warpAffine(square, matrix, (sub[2] - sub[0], sub[3] - sub[1]),
-                             flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
-
     def _detail(self, deformation: np.ndarray, occlusion: np.ndarray | None,
                 sub: tuple[int, int, int, int]) -> np.ndarray:
         """The detail band carried along ``deformation`` (h x w x 2 grid_sample coordinates) to ``sub``, times the
@@ -75,10 +66,10 @@ class FieldPasteBack:
         where *= np.float32(side / 2)
         where += np.array([bx - x0 - 0.5, by - y0 - 0.5], np.float32)
         matrix = square_to_region(self.box, self.bounds, deformation.shape[0])
-        where = self._to_region(where, matrix, sub, cv.BORDER_REPLICATE)  # h' x w' x 2
+        where = sample_square(where, matrix, sub, cv.BORDER_REPLICATE)  # h' x w' x 2
         band = cv.remap(self.detail_band, where, None, cv.INTER_CUBIC, borderMode=cv.BORDER_CONSTANT, borderValue=0)
         if occlusion is not None:
-            visible = self._to_region(occlusion.astype(np.float32), matrix, sub, cv.BORDER_REPLICATE)  # h' x w'
+            visible = sample_square(occlusion.astype(np.float32), matrix, sub, cv.BORDER_REPLICATE)  # h' x w'
             # band * visible per channel, as one blend with nothing (blendLinear divides by the weights' sum plus
             # 1e-5: a relative 1e-5 off, far under a level; numpy's broadcast multiply cost 3x as much).
             band = cv.blendLinear(band, np.zeros_like(band), visible, 1.0 - visible)
@@ -106,10 +97,10 @@ class FieldPasteBack:
             return out
         sub = footprint(self.matrix, rows, cols, (x1 - x0, y1 - y0))
         weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
-        weight[:] = self._to_region(small, self.matrix, sub, cv.BORDER_REPLICATE)
+        weight[:] = sample_square(small, self.matrix, sub, cv.BORDER_REPLICATE)
         # The face upscaled in float32: rounding it before the detail is added made two faces a level apart (a
         # remote run's and a local one's) round 3 levels apart instead of 1 after the blend.
-        animated = self._to_region(prediction.astype(np.float32), self.matrix, sub, cv.BORDER_REPLICATE)
+        animated = sample_square(prediction.astype(np.float32), self.matrix, sub, cv.BORDER_REPLICATE)
         if self.detail_band is not None and deformation is not None:
             animated = cv.add(animated, self._detail(deformation, occlusion, sub))
         animated = cv.add(animated, 0.0, dtype=cv.CV_8U)  # rounded and saturated to levels
@@ -131,9 +122,4 @@ class FieldPasteBack:
 
     def full_mask(self) -> np.ndarray:
         """The last paste's mask over the whole output: H x W float32 (zeros before the first paste)."""
-        width, height = self.output_size
-        full = np.zeros((height, width), np.float32)
-        if self.last_mask is not None:
-            x0, y0, x1, y1 = self.bounds
-            full[y0:y1, x0:x1] = self.last_mask
-        return full
+        return whole_frame(self.last_mask, self.output_size, self.bounds)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from live.media import cv2
-from live.pasteback import footprint, kernel_size, region, square_to_region
+from live.pasteback import footprint, kernel_size, region, sample_square, square_to_region
 
 STILL_PX = 1 / 128  # output pixels: a displacement under this samples the photo's own pixel (remap's 1/32 grid)
 PAINT_SIGMA = 1.0  # model pixels: the soft edge of a painted part
@@ -73,15 +73,6 @@ class MapPasteBack:
         # The last paste's moved part and its displacement and paint weight over it (for ``full_mask``).
         self._last: tuple | None = None
 
-    def _to_region(self, square: np.ndarray, sub: tuple[int, int, int, int]) -> np.ndarray:
-        """An n x n map sampled (bilinear, zeros past the square) at the region pixels ``sub`` (x0, y0, x1, y1)."""
-        cv = cv2()
-        matrix = self.matrix.copy()
-        matrix[:, 2] += matrix[:, :2] @ np.array([sub[0], sub[1]], np.float64)
-        return cv.warpAffine(square, matrix, (sub[2] - sub[0], sub[3] - sub[1]),
-                             flags=cv.INTER_LINEAR | cv.WARP_INVERSE_MAP, borderMode=cv.BORDER_CONSTANT,
-                             borderValue=0)
-
     def paste(self, warped: Any) -> np.ndarray:
         """The framed photo moved along ``warped`` (``live.landmarks.WarpedFrame``): H x W x 3 uint8, a new array."""
         cv = cv2()
@@ -106,7 +97,7 @@ class MapPasteBack:
             return out
         size = (x1 - x0, y1 - y0)
         sub = footprint(self.matrix, rows, cols, size)
-        shift = self._to_region(displacement, sub)  # h x w x 2 output pixels
+        shift = sample_square(displacement, self.matrix, sub, cv.BORDER_CONSTANT)  # h x w x 2 output pixels
         where = cv.add(self.region_grid[sub[1]:sub[3], sub[0]:sub[2]], shift)  # h x w x 2 output pixels
         photo = cv.remap(self.source, where, None, self.interpolation, borderMode=cv.BORDER_REPLICATE)  # h x w x 3
         if photo.dtype != np.uint8:
@@ -115,8 +106,9 @@ class MapPasteBack:
         if weight is not None:  # the rendered frame over the painted parts only (eyes and mouth: a few percent)
             rows, cols = np.flatnonzero((weight > 0).any(axis=1)), np.flatnonzero((weight > 0).any(axis=0))
             part = footprint(self.matrix, rows, cols, size)  # inside ``sub``
-            painted = self._to_region(weight, part)  # ph x pw
-            frame = self._to_region(warped.frame, part)  # ph x pw x 3, the rendered square brought to the output
+            painted = sample_square(weight, self.matrix, part, cv.BORDER_CONSTANT)  # ph x pw
+            # ph x pw x 3: the rendered square brought to the output
+            frame = sample_square(warped.frame, self.matrix, part, cv.BORDER_CONSTANT)
             target = photo[part[1] - sub[1]:part[3] - sub[1], part[0] - sub[0]:part[2] - sub[0]]
             target[:] = cv.blendLinear(frame, target, painted, 1.0 - painted)
             painted = (part, painted)

@@ -255,19 +255,24 @@ def test_compile_call_that_raises_falls_back_to_eager(monkeypatch: pytest.Monkey
     assert verdicts(animator) == {"compile": [False]}
 
 
+def spoiling_compile(key: str, offset: float):
+    """A stand-in ``torch.compile``: the decode itself, with ``offset`` added to its output ``key``."""
+
+    def stand_in(fn, **kwargs):
+        def compiled(*args):
+            out = fn(*args)
+            return {**out, key: out[key] + offset}
+
+        return compiled
+
+    return stand_in
+
+
 def test_compile_with_wrong_numbers_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
                                                         caplog: pytest.LogCaptureFixture,
                                                         reference: list[np.ndarray]) -> None:
     _env(monkeypatch, compile_="1")
-
-    def wrong_compile(fn, **kwargs):
-        def compiled(*args):
-            out = fn(*args)
-            return {**out, "prediction": out["prediction"] + 1e-3}
-
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", wrong_compile)
+    monkeypatch.setattr(torch, "compile", spoiling_compile("prediction", 1e-3))
     animator = make()
     with caplog.at_level(logging.WARNING):
         got = animate(animator)
@@ -283,15 +288,7 @@ def test_stand_in_compile_with_a_wrong_motion_field_falls_back_to_eager(monkeypa
     """A compiled decode whose frame is exact but whose motion field is off by 0.05 grid units (1.6 pixels of the
     64 x 64 field) fails its check on the field, like one with a wrong frame."""
     _env(monkeypatch, compile_="1")
-
-    def spoiled_field(fn, **kwargs):
-        def compiled(*args):
-            out = fn(*args)
-            return {**out, "deformation": out["deformation"] + 0.05}
-
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", spoiled_field)
+    monkeypatch.setattr(torch, "compile", spoiling_compile("deformation", 0.05))
     animator = make()
     with caplog.at_level(logging.WARNING):
         got = animate_with_motion(animator)
