@@ -165,27 +165,39 @@ class PasteBack:
         self.matrix = square_to_region(box, self.bounds, reference.shape[0])
         self.last_mask: np.ndarray | None = None  # the last mask over the region (tests, benchmarks)
 
-    def paste(self, animated: np.ndarray) -> np.ndarray:
-        """The framed photo with ``animated`` (n x n x 3 uint8) pasted in: H x W x 3 uint8, a new array."""
-        cv = cv2()
+    def _masked(self, animated: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+        """(a copy of the framed photo, the part of the region to paste into: x0, y0, x1, y1 in region pixels, or
+        None when nothing changed); the mask over the region is left in ``last_mask``."""
         out = self.framed.copy()
         x0, y0, x1, y1 = self.bounds
         if x1 <= x0 or y1 <= y0:
-            return out
+            return out, None
         small = change_mask(animated, self.reference)  # n x n
         mask = np.zeros((y1 - y0, x1 - x0), np.float32)  # rh x rw
         self.last_mask = mask
         rows, cols = np.flatnonzero(small.any(axis=1)), np.flatnonzero(small.any(axis=0))
         if rows.size == 0:
-            return out
+            return out, None
         # Only the mask's support changes (a face at rest changes a few features, not the whole square).
         sub = footprint(self.matrix, rows, cols, (x1 - x0, y1 - y0))
-        mask[sub[1]:sub[3], sub[0]:sub[2]] = sample_square(small, self.matrix, sub, cv.BORDER_CONSTANT)
-        up = sample_square(animated, self.matrix, sub, cv.BORDER_REPLICATE)  # h x w x 3
-        weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
+        mask[sub[1]:sub[3], sub[0]:sub[2]] = sample_square(small, self.matrix, sub, cv2().BORDER_CONSTANT)
+        return out, sub
+
+    def _blend(self, out: np.ndarray, sub: tuple[int, int, int, int], animated: np.ndarray) -> np.ndarray:
+        """``out`` with ``animated`` (the part ``sub``, uint8) blended in through the mask."""
+        x0, y0 = self.bounds[:2]
+        assert self.last_mask is not None
+        weight = self.last_mask[sub[1]:sub[3], sub[0]:sub[2]]
         target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
-        target[:] = cv.blendLinear(up, target, weight, 1.0 - weight)
+        target[:] = cv2().blendLinear(animated, target, weight, 1.0 - weight)
         return out
+
+    def paste(self, animated: np.ndarray) -> np.ndarray:
+        """The framed photo with ``animated`` (n x n x 3 uint8) pasted in: H x W x 3 uint8, a new array."""
+        out, sub = self._masked(animated)
+        if sub is None:
+            return out
+        return self._blend(out, sub, sample_square(animated, self.matrix, sub, cv2().BORDER_REPLICATE))
 
     def full_mask(self) -> np.ndarray:
         """The last paste's mask over the whole output: H x W float32 (zeros before the first paste)."""

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from live.media import cv2
-from live.pasteback import change_mask, footprint, region, sample_square, square_to_region, whole_frame
+from live.pasteback import PasteBack, sample_square, square_to_region
 
 
-class FieldPasteBack:
+class FieldPasteBack(PasteBack):
     """Pastes the generator's frames into one framed photo on the host, with FOMM's detail transfer.
 
     Args:
@@ -39,14 +39,8 @@ class FieldPasteBack:
     def __init__(self, *, framed: np.ndarray, reference: np.ndarray, box: tuple[float, float, float],
                  detail: bool = True) -> None:
         cv = cv2()
-        self.framed = framed
-        self.reference = np.ascontiguousarray(reference)
-        self.box = box
-        self.n = n = reference.shape[0]
-        self.output_size = (framed.shape[1], framed.shape[0])
-        self.bounds = x0, y0, x1, y1 = region(box, self.output_size)
-        self.matrix = square_to_region(box, self.bounds, n)
-        self.last_mask: np.ndarray | None = None
+        super().__init__(framed=framed, reference=np.ascontiguousarray(reference), box=box)
+        x0, y0, x1, y1 = self.bounds
         self.detail_band = None
         if detail and x1 > x0 and y1 > y0:
             up = cv.warpAffine(self.reference.astype(np.float32), self.matrix, (x1 - x0, y1 - y0),
@@ -85,28 +79,15 @@ class FieldPasteBack:
             occlusion: h x w float in [0, 1], the occlusion map; None: the source is visible everywhere.
         """
         cv = cv2()
-        out = self.framed.copy()
-        x0, y0, x1, y1 = self.bounds
-        if x1 <= x0 or y1 <= y0:
+        out, sub = self._masked(prediction)
+        if sub is None:
             return out
-        small = change_mask(prediction, self.reference)  # n x n
-        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-        self.last_mask = mask
-        rows, cols = np.flatnonzero(small.any(axis=1)), np.flatnonzero(small.any(axis=0))
-        if rows.size == 0:
-            return out
-        sub = footprint(self.matrix, rows, cols, (x1 - x0, y1 - y0))
-        weight = mask[sub[1]:sub[3], sub[0]:sub[2]]
-        weight[:] = sample_square(small, self.matrix, sub, cv.BORDER_REPLICATE)
         # The face upscaled in float32: rounding it before the detail is added made two faces a level apart (a
         # remote run's and a local one's) round 3 levels apart instead of 1 after the blend.
         animated = sample_square(prediction.astype(np.float32), self.matrix, sub, cv.BORDER_REPLICATE)
         if self.detail_band is not None and deformation is not None:
             animated = cv.add(animated, self._detail(deformation, occlusion, sub))
-        animated = cv.add(animated, 0.0, dtype=cv.CV_8U)  # rounded and saturated to levels
-        target = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]
-        target[:] = cv.blendLinear(animated, target, weight, 1.0 - weight)
-        return out
+        return self._blend(out, sub, cv.add(animated, 0.0, dtype=cv.CV_8U))  # rounded and saturated to levels
 
     def paste_parts(self, parts: dict[str, Any]) -> np.ndarray:
         """``paste`` of a backend's ``render_parts`` (PyTorch tensors on the CPU: ``prediction`` 1 x 3 x n x n in
@@ -119,7 +100,3 @@ class FieldPasteBack:
         return self.paste(np.ascontiguousarray(levels),
                           None if deformation is None else deformation[0].float().cpu().numpy(),
                           None if occlusion is None else occlusion[0, 0].float().cpu().numpy())
-
-    def full_mask(self) -> np.ndarray:
-        """The last paste's mask over the whole output: H x W float32 (zeros before the first paste)."""
-        return whole_frame(self.last_mask, self.output_size, self.bounds)
