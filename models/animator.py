@@ -138,11 +138,16 @@ class Animator:
         self.engine: Engine = create_engine(self.kp_detector, self.generator, device=self.device,
                                             precision=resolve_precision(precision, self.device), engine=engine,
                                             image_size=image_size)
-        self.precision = self.engine.precision
         self.normalizer = MotionNormalizer(motion)
         self.source: SourceState | None = None
         self.kp_source: Keypoints | None = None
         self._kp_neutral: Keypoints | None = None
+
+    @property
+    def precision(self) -> str:
+        """The precision the generator runs at now: the engine's, which falls to ``fp32`` when a reduced precision
+        fails its first-frame check."""
+        return self.engine.precision
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, config: str | os.PathLike | dict = DEFAULT_PRESET, *,

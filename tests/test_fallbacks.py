@@ -342,7 +342,7 @@ def test_reduced_precision_out_of_tolerance_falls_back_to_float32(precision: str
     one_warning(caplog, precision, " dB")
     (check,) = engine.checks
     assert check.path == precision and not check.ok and check.psnr_db < base.MIN_PSNR_DB
-    assert engine.precision == "fp32"
+    assert engine.precision == "fp32" and animator.precision == "fp32"  # what the log and /stats then report
 
 
 def test_reduced_precision_with_a_wrong_motion_field_falls_back_to_float32(monkeypatch: pytest.MonkeyPatch,
