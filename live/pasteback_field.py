@@ -92,10 +92,12 @@ class FieldPasteBack(PasteBack):
     def paste_parts(self, parts: dict[str, Any]) -> np.ndarray:
         """``paste`` of a backend's ``render_parts`` (PyTorch tensors on the CPU: ``prediction`` 1 x 3 x n x n in
         [0, 1] or uint8 levels, ``deformation`` 1 x h x w x 2, ``occlusion_map`` 1 x 1 x h x w)."""
+        from models import to_levels  # torch: only a FOMM backend's frames come here
+
         prediction = parts["prediction"][0]
         if prediction.dtype.is_floating_point:  # rounded as ``models.tensor_to_image`` rounds
-            prediction = (prediction.float().clamp(0, 1) * 255).round()
-        levels = prediction.to(device="cpu", dtype=prediction.new_empty(0).byte().dtype).permute(1, 2, 0).numpy()
+            prediction = to_levels(prediction)
+        levels = prediction.cpu().permute(1, 2, 0).numpy()  # n x n x 3 uint8
         deformation, occlusion = parts.get("deformation"), parts.get("occlusion_map")
         return self.paste(np.ascontiguousarray(levels),
                           None if deformation is None else deformation[0].float().cpu().numpy(),

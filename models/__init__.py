@@ -5,7 +5,7 @@ What this room is for: the networks (one per file), configs and presets, checkpo
 from ``live`` or ``benchmarks``. So it runs from a plain checkout on any machine with PyTorch.
 """
 
-from models.animator import Animator, image_to_tensor, tensor_to_image
+from models.animator import Animator, image_to_tensor, tensor_to_image, to_levels
 from models.checkpoint import CheckpointError, read_checkpoint
 from models.config import ConfigError, build_networks, load_config, preset_names
 from models.keypoint_detector import Keypoints
@@ -24,4 +24,5 @@ __all__ = [
     "preset_names",
     "read_checkpoint",
     "tensor_to_image",
+    "to_levels",
 ]

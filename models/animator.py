@@ -82,13 +82,18 @@ def image_to_tensor(image: np.ndarray | torch.Tensor, size: int, device: torch.d
     return tensor  # B x 3 x size x size
 
 
+def to_levels(tensor: torch.Tensor) -> torch.Tensor:
+    """Float in [0, 1] (any shape: one frame or a batch) -> uint8 levels, rounded to nearest, on its device."""
+    return (tensor.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     """1 x 3 x H x W (or 3 x H x W) float in [0, 1] -> H x W x 3 uint8, rounded to nearest.
 
     The conversion to uint8 happens on the tensor's device, so a quarter of the bytes of float32 come down."""
     if tensor.ndim == 4:
         tensor = tensor[0]
-    return download_image((tensor.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0))
+    return download_image(to_levels(tensor).permute(1, 2, 0))
 
 
 def download_image(image: torch.Tensor) -> np.ndarray:

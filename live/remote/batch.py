@@ -29,6 +29,7 @@ def render_frames(animator: Any, items: list[tuple[np.ndarray, Any, float | None
     """
     import torch
 
+    from models import to_levels
     from models.generator import SourceState
     from models.keypoint_detector import Keypoints
 
@@ -51,8 +52,7 @@ def render_frames(animator: Any, items: list[tuple[np.ndarray, Any, float | None
         state = SourceState(*(torch.cat(list(f)) for f in zip(*states, strict=True)))
         wanted = [bool(stream.field) for _, stream, _ in items]
         out = engine.decode(state, cat(norms), cat(sources), with_deformation=any(wanted))  # B frames
-        images = (out["prediction"].float().clamp(0, 1) * 255).round().to(torch.uint8)  # B x 3 x S x S
-        images = images.permute(0, 2, 3, 1).cpu().numpy()  # B x S x S x 3
+        images = to_levels(out["prediction"]).permute(0, 2, 3, 1).cpu().numpy()  # B x S x S x 3 uint8
         deformation = occlusion = None
         if any(wanted):
             deformation = out["deformation"].float().cpu().numpy()  # B x h x w x 2
