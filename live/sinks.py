@@ -138,25 +138,38 @@ class Mp4Sink:
 
 
 class FileSink:
-    """Every frame into a file output, for file-to-file animation: an MP4 (``*.mp4``, ``*.mov``, ``*.mkv``, tagged as
-    synthetic) or a folder that receives 00000.png, 00001.png, ... (anything else).
+    """Every frame into a file output, for file-to-file animation: an MP4 (``*.mp4``, tagged as synthetic, fragmented
+    while it is written so that a crash or a kill leaves a playable file, as ``Mp4Sink``'s recordings; ``*.mov`` and
+    ``*.mkv`` are written whole at the end) or a folder that receives 00000.png, 00001.png, ... (anything else).
 
     Args:
         path: The output file or folder.
-        fps: Frame rate of an MP4.
+        fps: Frame rate of a video: each frame lasts 1 / fps.
     """
 
     def __init__(self, path: str | Path, *, fps: float) -> None:
         self.path = Path(path)
         self.is_video = self.path.suffix.lower() in VIDEO_SUFFIXES
         self.name = "mp4" if self.is_video else "png frames"
-        self.writer = open_writer(self.path, fps=fps)
+        self.recording = None
+        if self.path.suffix.lower() == ".mp4":
+            from live.recording import FragmentedRecording
+
+            self.recording = FragmentedRecording(self.path, fps=fps, clock="frames",
+                                                 metadata={"title": "fomm-live animation"})
+            self.count = 0
+        else:
+            self.writer = open_writer(self.path, fps=fps)
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
-        self.writer.write(frame)
+        if self.recording is None:
+            self.writer.write(frame)
+            return
+        self.recording.write(frame, t=0.0, index=self.count)  # every frame, one after another at 1 / fps
+        self.count += 1
 
     def close(self) -> None:
-        self.writer.close()
+        (self.writer if self.recording is None else self.recording).close()
 
 
 # The pixel format each virtual camera backend uses inside (pyvirtualcam's ``native_fmt``): frames converted to it

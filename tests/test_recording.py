@@ -51,6 +51,23 @@ def test_fragmented_while_recording_and_ordinary_after_a_clean_stop(tmp_path: Pa
     assert not list(tmp_path.glob(".rec*")), "no temporary file is left"
 
 
+def test_animate_writes_its_mp4_fragmented_and_every_frame_at_one_over_fps(tmp_path: Path) -> None:
+    """``animate``'s video output (``FileSink``): playable while written (what a crash would leave), then an
+    ordinary MP4 in which frame i shows at i / fps, whatever the frames' info says."""
+    from live.sinks import FileSink, FrameInfo
+
+    path = tmp_path / "out.mp4"
+    sink = FileSink(path, fps=30)
+    for i in range(75):  # 2.5 s
+        sink.send(np.full((48, 64, 3), i * 3, np.uint8), FrameInfo(i, 0.0, face=True, animated=True))
+    snapshot = tmp_path / "snapshot.mp4"
+    shutil.copy(path, snapshot)
+    assert "moof" in mp4_boxes(snapshot) and decoded_times(snapshot)[-1] >= 1.0
+    sink.close()
+    assert "moof" not in mp4_boxes(path)
+    assert decoded_times(path) == pytest.approx([i / 30 for i in range(75)], abs=1e-3)
+
+
 def test_a_slow_model_is_held_not_skipped_in_time(tmp_path: Path) -> None:
     """Frames rendered at 5 fps from a 25 fps capture keep their capture times; a repeat does not advance time."""
     path = tmp_path / "slow.mp4"
