@@ -101,7 +101,9 @@ def add_framing_options(parser: argparse.ArgumentParser, *, framing: str, output
     if output_size is not None:
         group.add_argument("--output-size", type=parse_size, metavar="WxH", help=f"output frame size ({output_size})")
     group.add_argument("--no-detail", action="store_true",
-                       help="with --framing photo, no transfer of the photo's fine detail onto the animated face")
+                       help="with --framing photo, the model's square only upscaled into the photo (by default the "
+                            "face keeps the photo's sharpness: FOMM carries its fine detail along the motion field, "
+                            "the landmark backend moves the full-resolution photo itself)")
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
