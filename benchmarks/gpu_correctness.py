@@ -264,7 +264,6 @@ def golden_parity(folder: Path | None, device: torch.device, *, time_left: Calla
                 continue
             try:
                 animator.engine = factory(animator)  # constructed directly: an engine that cannot start raises
-                animator.precision = animator.engine.precision
                 rows[name] = _check_frames(animator, expected, images, fp32=kind == "fp32")
             except Exception as err:  # noqa: BLE001 - one failing path is a row, not the end of the report
                 rows[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}

@@ -19,6 +19,7 @@ import numpy as np
 
 from live.cameras import platform_name
 from live.media import VIDEO_SUFFIXES, cv2, open_writer
+from live.recording import FragmentedRecording
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ class Mp4Sink:
     name = "mp4"
 
     def __init__(self, path: str | Path, *, fps: float, clock: str = "capture") -> None:
-        from live.recording import FragmentedRecording
-
         self.path = Path(path)
         self.recording = FragmentedRecording(self.path, fps=fps, clock=clock,
                                              metadata={"title": "fomm-live recording"})
@@ -151,25 +150,20 @@ class FileSink:
         self.path = Path(path)
         self.is_video = self.path.suffix.lower() in VIDEO_SUFFIXES
         self.name = "mp4" if self.is_video else "png frames"
-        self.recording = None
-        if self.path.suffix.lower() == ".mp4":
-            from live.recording import FragmentedRecording
-
-            self.recording = FragmentedRecording(self.path, fps=fps, clock="frames",
-                                                 metadata={"title": "fomm-live animation"})
-            self.count = 0
-        else:
-            self.writer = open_writer(self.path, fps=fps)
+        self.fragmented = self.path.suffix.lower() == ".mp4"
+        self.count = 0
+        self.writer = (FragmentedRecording(self.path, fps=fps, clock="frames", metadata={"title": "fomm-live video"})
+                       if self.fragmented else open_writer(self.path, fps=fps))
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
-        if self.recording is None:
+        if self.fragmented:  # every frame, one after another at 1 / fps
+            self.writer.write(frame, t=0.0, index=self.count)
+        else:
             self.writer.write(frame)
-            return
-        self.recording.write(frame, t=0.0, index=self.count)  # every frame, one after another at 1 / fps
         self.count += 1
 
     def close(self) -> None:
-        (self.writer if self.recording is None else self.recording).close()
+        self.writer.close()
 
 
 # The pixel format each virtual camera backend uses inside (pyvirtualcam's ``native_fmt``): frames converted to it
