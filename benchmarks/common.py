@@ -9,12 +9,25 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 BENCH_INPUT = (640, 480)  # a webcam's usual frame size
+
+
+def timings(fn: Callable[[int], object], *, iterations: int, warmup: int) -> np.ndarray:
+    """Seconds per call of ``fn(i)`` for i in range(iterations), after ``warmup`` untimed calls."""
+    for i in range(warmup):
+        fn(i)
+    out = np.empty(iterations)
+    for i in range(iterations):
+        start = time.perf_counter()
+        fn(i)
+        out[i] = time.perf_counter() - start
+    return out
 
 
 def package_version(package: str) -> str | None:

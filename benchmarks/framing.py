@@ -24,18 +24,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.common import timings
+
 SIZE = (1280, 720)
 
 
 def p50_ms(fn: Callable[[int], object], *, iterations: int, warmup: int) -> dict:
     """p50 / p95 milliseconds per call of ``fn(i)``, after ``warmup`` untimed calls."""
-    for i in range(warmup):
-        fn(i)
-    times = np.empty(iterations)
-    for i in range(iterations):
-        start = time.perf_counter()
-        fn(i)
-        times[i] = time.perf_counter() - start
+    times = timings(fn, iterations=iterations, warmup=warmup)
     return {"p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
             "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2)}
 

@@ -13,26 +13,14 @@ import argparse
 import os
 import platform
 import time
-from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.common import timings
 from live.democlip import SCRIPT, portrait_crop, script_landmarks
 from live.landmarks import LandmarkBackend
 from live.media import cv2, read_image
 from live.paths import DEFAULT_PORTRAIT
-
-
-def timings(fn: Callable[[int], object], *, iterations: int, warmup: int) -> np.ndarray:
-    """Seconds per call of ``fn(i)`` for i in range(iterations), after ``warmup`` untimed calls."""
-    for i in range(warmup):
-        fn(i)
-    out = np.empty(iterations)
-    for i in range(iterations):
-        start = time.perf_counter()
-        fn(i)
-        out[i] = time.perf_counter() - start
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
