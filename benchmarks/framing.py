@@ -116,14 +116,11 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
     framed = render_framed(avatar.photo, framing)
     if backend.animator.device.type == "cpu":  # as the live loop chooses (``live.photoframe``)
-        host = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=True)
-        paste = host.paste_parts
+        paster = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=True)
     else:
         paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
                                  device=backend.animator.device, detail=True)
-
-        def paste(parts: dict) -> np.ndarray:
-            return paster.paste(parts["prediction"], parts["deformation"], parts.get("occlusion_map"))
+    paste = paster.paste_parts
 
     def square(i: int) -> None:
         add_label(fit_to_output(tensor_to_image(backend.animator.generate(motions[i % 25])["prediction"]), *SIZE))

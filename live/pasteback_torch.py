@@ -39,6 +39,7 @@ from live.pasteback import (
     SPREAD_SIGMA,
     kernel_size,
     region,
+    whole_frame,
     window,
 )
 from live.pasteback import change_mask as host_change_mask
@@ -187,11 +188,12 @@ class TensorPasteBack:
 
         return download_image(self.paste_tensor(prediction, deformation, occlusion))
 
+    def paste_parts(self, parts: dict[str, torch.Tensor]) -> np.ndarray:
+        """``paste`` of a backend's ``render_parts`` (``prediction``, and ``deformation`` / ``occlusion_map`` when
+        the backend gave them)."""
+        return self.paste(parts["prediction"], parts.get("deformation"), parts.get("occlusion_map"))
+
     def full_mask(self) -> np.ndarray:
         """The last paste's mask over the whole output: H x W float32 numpy (zeros before the first paste)."""
-        width, height = self.output_size
-        full = np.zeros((height, width), np.float32)
-        if self.last_mask is not None:
-            x0, y0, x1, y1 = self.bounds
-            full[y0:y1, x0:x1] = self.last_mask.cpu().numpy()
-        return full
+        return whole_frame(None if self.last_mask is None else self.last_mask.cpu().numpy(), self.output_size,
+                           self.bounds)

@@ -106,9 +106,6 @@ class PhotoCompositor:
 
     def paste(self, rendered: Any) -> np.ndarray:
         """The output frame: ``rendered`` pasted into the framed photo (timed as composition)."""
-        if isinstance(self.paster, FieldPasteBack):
+        if self.on_device:  # FieldPasteBack or TensorPasteBack, from the backend's tensors
             return self.paster.paste_parts(rendered)
-        if self.on_device:
-            return self.paster.paste(rendered["prediction"], rendered.get("deformation"),
-                                     rendered.get("occlusion_map"))
         return self.paster.paste(rendered)
