@@ -124,7 +124,7 @@ class RemoteBackend:
 
     name = "fomm-remote"
     composes_on_device = False
-    paste_device = "cpu"  # photo framing pastes (``live.pasteback_torch``) here, with the server's motion field
+    paste_device = "cpu"  # photo framing pastes (``live.pasteback_field``) here, with the server's motion field
 
     def __init__(self, url: str, *, token: str | None = None, codec: str = "jpeg", relative: bool = True,
                  adapt_scale: bool = True, lossless: bool = False, start_timeout: float = START_TIMEOUT_S) -> None:
