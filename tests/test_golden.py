@@ -13,6 +13,12 @@ from models.animator import image_to_tensor
 
 KP_TOL = 1e-5  # keypoints, jacobians, normalised keypoints
 IMAGE_TOL = 1e-4  # prediction, deformed, occlusion map, mask
+# The cached path's ``deformed`` (the source warped by the motion field) is where our own keypoints' rounding shows
+# most: at the source's steepest edges a field that moves by 2.4e-6 grid units (keypoints within 2e-6 of the
+# original's) changes a pixel by up to 1.8e-4 (tiny_zero_order, Intel Xeon with AMX, 2026-12-02; under 1e-4 on the
+# AMD EPYC Zen 5 the tolerances were set on). Its mean error stays at 1.4e-6, so both are held: the max at 5e-4,
+# the mean at 1e-5. The prediction, whose decoder smooths the warp, keeps IMAGE_TOL.
+DEFORMED_MAX_TOL, DEFORMED_MEAN_TOL = 5e-4, 1e-5
 MODES = ("relative", "absolute")
 
 
@@ -61,7 +67,10 @@ def test_cached_path_matches_original(variant: str, mode: str, checkpoint: str) 
         keys = ["prediction", "deformed", "mask"] + (["occlusion_map"] if f"{mode}_{i}_occlusion_map" in expected
                                                      else [])
         for key in keys:
-            assert_close(out[key], expected[f"{mode}_{i}_{key}"], IMAGE_TOL, f"{mode}_{i}_{key}")
+            tol = DEFORMED_MAX_TOL if key == "deformed" else IMAGE_TOL
+            assert_close(out[key], expected[f"{mode}_{i}_{key}"], tol, f"{mode}_{i}_{key}")
+        mean_err = float(np.abs(out["deformed"].numpy().astype(np.float64) - expected[f"{mode}_{i}_deformed"]).mean())
+        assert mean_err <= DEFORMED_MEAN_TOL, f"{mode}_{i}_deformed: mean abs error {mean_err:.2e}"
         assert ("occlusion_map" in out) == (f"{mode}_{i}_occlusion_map" in expected)
 
 
