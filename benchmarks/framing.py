@@ -4,10 +4,11 @@ square output beside photo framing, and the landmark backend's whole live loop.
     python -m benchmarks.framing [--iterations 100] [--frames 125] [--device auto] [--quick]
 
 - ``paste``: paste-back plus the label, on the landmark backend's renders of the demo clip's script (head turn, nod,
-  blink, mouth): the landmark path with detail on (``live.pasteback_map``) and off (``live.pasteback``), and FOMM's
+  blink, mouth): the landmark path with detail on (``live.framing.pasteback_map``) and off
+  (``live.framing.pasteback``), and FOMM's
   paths with detail along a 64 x 64 motion field (each render's own warp, shrunk) on the host
-  (``live.pasteback_field``) and in PyTorch on the device (``live.pasteback_torch``). The issue's target: at most
-  4 ms p50 on a 2-core CPU.
+  (``live.framing.pasteback_field``) and in PyTorch on the device (``live.framing.pasteback_torch``). The issue's
+  target: at most 4 ms p50 on a 2-core CPU.
 - ``fomm``: vox-256 networks with seeded random weights (speed does not depend on the weights), the square output
   (generate, download, letterbox to 1280 x 720) and photo framing (generate with the motion field, paste-back with
   detail, download) interleaved frame by frame in one run. Target: photo at most 10% over square.
@@ -42,7 +43,7 @@ def landmark_renders(count: int):
     from live.democlip import SCRIPT, script_landmarks
     from live.face import FaceDetector
     from live.landmarks import LandmarkBackend
-    from live.pipeline import prepare_avatars
+    from live.loop.pipeline import prepare_avatars
     from live.wiring import load_sources
 
     with FaceDetector() as detector, LandmarkBackend() as backend:
@@ -59,12 +60,12 @@ def bench_paste(*, iterations: int, warmup: int, device: str) -> dict:
     import torch
 
     from live.compose import add_label
-    from live.framing import make_framing, render_framed
+    from live.framing.layout import make_framing, render_framed
+    from live.framing.pasteback import PasteBack
+    from live.framing.pasteback_field import FieldPasteBack
+    from live.framing.pasteback_map import MapPasteBack
+    from live.framing.pasteback_torch import TensorPasteBack
     from live.media import cv2
-    from live.pasteback import PasteBack
-    from live.pasteback_field import FieldPasteBack
-    from live.pasteback_map import MapPasteBack
-    from live.pasteback_torch import TensorPasteBack
 
     avatar, layers = landmark_renders(max(25, min(iterations, 125)))
     renders = [warped.frame for warped in layers]
@@ -99,9 +100,9 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     from benchmarks.model import randomize_
     from live.backends import FommBackend
     from live.compose import add_label, fit_to_output
-    from live.framing import make_framing, render_framed
-    from live.pasteback_field import FieldPasteBack
-    from live.pasteback_torch import TensorPasteBack
+    from live.framing.layout import make_framing, render_framed
+    from live.framing.pasteback_field import FieldPasteBack
+    from live.framing.pasteback_torch import TensorPasteBack
     from models import Animator, tensor_to_image
     from models.config import build_networks, load_config
 
@@ -115,7 +116,7 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     backend.calibrate(motions[0])
     framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
     framed = render_framed(avatar.photo, framing)
-    if backend.animator.device.type == "cpu":  # as the live loop chooses (``live.photoframe``)
+    if backend.animator.device.type == "cpu":  # as the live loop chooses (``live.framing.compositor``)
         paster = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=True)
     else:
         paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
@@ -145,10 +146,10 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
 
 def bench_loop(*, frames: int) -> dict:
     from benchmarks.common import bench_clip
-    from live.capture import OpenCVSource
+    from live.capture.sources import OpenCVSource
     from live.face import FaceDetector
     from live.landmarks import LandmarkBackend
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
     from live.wiring import load_sources
 
     class Count:

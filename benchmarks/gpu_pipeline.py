@@ -1,5 +1,5 @@
 """The live pipeline end to end for ``benchmarks.gpu_report``: a synthetic clip held in memory, the real loop
-(``live.pipeline.LivePipeline``, ``crop="none"``), the FOMM backend at vox-256 size with random weights, and a sink
+(``live.loop.pipeline.LivePipeline``, ``crop="none"``), the FOMM backend at vox-256 size with random weights, and a sink
 that discards every frame.
 
 GPU busy fraction: CUDA events are recorded on the current stream just before and just after each call into the
@@ -31,7 +31,7 @@ BUSY_METHOD = ("CUDA events around each backend detect/render/render_fitted call
 
 
 class SyntheticClip:
-    """A ``live.capture.FrameSource`` over frames made in memory: a file (every frame read) unless the pipeline
+    """A ``live.capture.sources.FrameSource`` over frames made in memory: a file (every frame read) unless the pipeline
     paces it with ``realtime``.
 
     Args:
@@ -176,8 +176,8 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
         The pipeline's stats (``stages_ms``, ``end_to_end_ms``, frame counters) plus ``achieved_fps``, ``wall_s``
         ``gpu_busy_fraction`` and ``timed_calls``.
     """
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-    from live.sinks import RecordingSink
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.output.sinks import RecordingSink
     from live.stats import PipelineStats
 
     clip = SyntheticClip(width=width, height=height, fps=fps or 30.0, frames=frames)

@@ -1,6 +1,7 @@
 """Pipeline benchmark: the real live loop on a driving clip, pipelined and not, side by side in one run.
 
-Each run feeds a video file through the same code as a camera (``live.pipeline.LivePipeline``) into a recording sink,
+Each run feeds a video file through the same code as a camera (``live.loop.pipeline.LivePipeline``) into a recording
+sink,
 either paced at the clip's fps as a camera delivers frames (``realtime``: stale frames are dropped and counted, and
 the end-to-end latency is what a viewer sees) or unpaced for throughput (every frame, as fast as it goes). For each
 backend and mode the pipelined loop (tracking and model in two threads) and the one-thread loop
@@ -28,10 +29,10 @@ import numpy as np
 
 from benchmarks.common import backend_factory, bench_clip, machine_header
 from live.backends import Backend
-from live.capture import OpenCVSource
+from live.capture.sources import OpenCVSource
 from live.face import FaceDetector
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.output.sinks import RecordingSink
 from live.stats import STAGES, PipelineStats, percentiles
 
 MODES = ("realtime", "unpaced")

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from live.backends import Backend
-from live.calibration import BestFrameSelector
-from live.driving import DrivingSource, resize_to_square
+from live.capture.driving import DrivingSource, resize_to_square
 from live.errors import UserError
 from live.face import CropTracker, FaceDetector, centre_crop_box, crop_square
+from live.loop.calibration import BestFrameSelector
+from live.loop.pipeline import Avatar, PipelineOptions, prepare_avatars
 from live.media import read_image
 from live.options import AnimateOptions
-from live.pipeline import Avatar, PipelineOptions, prepare_avatars
 
 logger = logging.getLogger(__name__)
 

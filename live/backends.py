@@ -11,7 +11,7 @@ and a neutral pose that can be (re)set at any time with ``calibrate(motion)``.
 A backend whose model runs on a GPU may also fit its frame to the output size there (``composes_on_device`` and
 ``render_fitted``), so that only the finished output frame is downloaded. A backend with ``render_parts`` (FOMM)
 hands photo framing its frame as a tensor on the model's device with the dense motion field, so that the paste-back
-and the detail transfer run there too (``live.pasteback_torch``).
+and the detail transfer run there too (``live.framing.pasteback_torch``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Backend(Protocol):
         name: Short name shown in logs and stats (``fomm``, ``landmarks``).
         size: Side of the square frames ``render`` returns.
         fast_rows: Optional. For array motion, the rows (first index) that move fast and briefly, such as eyelids in
-            a blink: the live loop smooths them with a filter that follows quick motion (``live.smoothing``).
+            a blink: the live loop smooths them with a filter that follows quick motion (``live.loop.smoothing``).
         composes_on_device: Optional. True when ``render_fitted(motion, width, height)`` fits the frame to the output
             size where the model ran (one download of the finished frame); the live loop then calls it instead of
             ``render``.
@@ -82,7 +82,7 @@ class FommBackend:
         # On the CPU OpenCV fits faster than PyTorch and exactly as before; on CUDA the fit runs beside the generator.
         self.composes_on_device = animator.device.type == "cuda" and device_compose_enabled()
         # On the CPU the networks run one PyTorch thread per core: tracking in a second thread would only take cores
-        # from them (``live.pipeline.pipelining_default``).
+        # from them (``live.loop.pipeline.pipelining_default``).
         self.uses_all_cores = animator.device.type == "cpu"
 
     @property
@@ -110,7 +110,7 @@ class FommBackend:
     def render_parts(self, motion: Any, *, with_motion: bool) -> dict:
         """What photo framing pastes, left on the model's device: ``prediction`` (1 x 3 x size x size float in
         [0, 1]) and, with ``with_motion``, ``deformation`` (1 x h x w x 2) and ``occlusion_map`` (1 x 1 x h x w, when
-        the model estimates one) for the detail transfer (``live.pasteback_torch``)."""
+        the model estimates one) for the detail transfer (``live.framing.pasteback_torch``)."""
         out = self.animator.generate(motion, with_motion=with_motion)
         keys = ("prediction", "deformation", "occlusion_map") if with_motion else ("prediction",)
         return {k: out[k] for k in keys if k in out}

@@ -2,7 +2,7 @@
 
 The command line (``live.cli``) turns its arguments into these; everything below it (backend and output wiring, the
 pipeline, file-to-file animation) takes them and never sees argparse. The live loop's own options are
-``live.pipeline.PipelineOptions``.
+``live.loop.pipeline.PipelineOptions``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class AnimateOptions:
         label: Draw the "AI-generated" label on every frame.
         framing: ``face`` (the model's square) or ``photo`` (the photo framed, the face pasted back).
         output_size: (width, height); None: the model's square (``face``) or 1280 x 720 (``photo``).
-        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.framing.pasteback``).
     """
 
     source: str

@@ -134,7 +134,7 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
         clock: How recordings are timed: ``capture`` (live sources, paced files) or ``frames`` (a file read
             losslessly, faster than real time).
     """
-    from live.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
+    from live.output.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
 
     sinks, window, problems = [], None, []
     wanted = list(outputs.outputs) or ["virtualcam"]

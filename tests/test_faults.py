@@ -15,8 +15,8 @@ from test_pipeline import ListSource, tiny_backend
 
 from live.errors import UserError
 from live.face import FaceDetector
-from live.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
+from live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
+from live.output.sinks import RecordingSink
 
 
 class Flaky(WrappedBackend):
@@ -112,7 +112,7 @@ class BlackThenFaceCamera:
 
 
 def test_a_camera_giving_black_frames_is_reported_once_and_the_output_goes_on(detector, caplog, monkeypatch) -> None:
-    import live.capture as capture
+    import live.capture.sources as capture
 
     monkeypatch.setattr(capture, "BLACK_SECONDS", 0.3)
     backend = tiny_backend()

@@ -8,7 +8,7 @@ import pytest
 
 from live.avatars import Avatar, prepare_avatars
 from live.face import CropBox, centre_crop_box, crop_square
-from live.framing import FACE_CENTRE_Y, FACE_SHARE, frame_rect, make_framing, render_framed
+from live.framing.layout import FACE_CENTRE_Y, FACE_SHARE, frame_rect, make_framing, render_framed
 from live.media import cv2
 
 
@@ -71,9 +71,9 @@ def test_the_face_square_maps_to_where_the_photo_shows_it() -> None:
 
 def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[int, int] = (320, 180),
            detail: bool = True):
-    from live.calibration import AutoCalibrator
-    from live.hotkeys import Controls
-    from live.stages import ModelStage
+    from live.loop.calibration import AutoCalibrator
+    from live.loop.hotkeys import Controls
+    from live.loop.stages import ModelStage
     from live.stats import PipelineStats
 
     return ModelStage(backend=backend, avatars=avatars, output_size=size, crop_mode="none", smoother=None,
@@ -132,8 +132,8 @@ def test_crop_none_with_photo_framing_animates_the_centre_square() -> None:
 
 
 def test_the_label_is_drawn_on_the_final_photo_frame() -> None:
-    from live.capture import CapturedFrame
-    from live.stages import TrackedFrame
+    from live.capture.sources import CapturedFrame
+    from live.loop.stages import TrackedFrame
 
     avatars = prepare_avatars([("a", _photo(4, (360, 640)))], 64, None, crop="none")
     plain, labelled = _stage(avatars, ShiftBackend()), _stage(avatars, ShiftBackend(), label=True)
@@ -163,10 +163,10 @@ class LayeredShiftBackend(ShiftBackend):
 
 
 def test_a_warping_backend_moves_the_full_resolution_photo_and_no_detail_upscales_its_square() -> None:
-    from live.capture import CapturedFrame
-    from live.pasteback import PasteBack
-    from live.pasteback_map import MapPasteBack
-    from live.stages import TrackedFrame
+    from live.capture.sources import CapturedFrame
+    from live.framing.pasteback import PasteBack
+    from live.framing.pasteback_map import MapPasteBack
+    from live.loop.stages import TrackedFrame
 
     photo = _photo(5, (720, 1280))  # 4x the output: the framed photo has detail the 64-pixel square has not
     avatars = prepare_avatars([("a", photo)], 64, None, crop="none")

@@ -14,12 +14,12 @@ import pytest
 from clips import moving_frames, portrait
 from test_pipeline import FlakyCamera, ListSource, tiny_backend
 
-import live.shutdown as shutdown
+import live.loop.shutdown as shutdown
 from live.compose import fit_to_output
 from live.face import FaceDetector
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import Mp4Sink, RecordingSink
-from live.stages import FailurePolicy
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.loop.stages import FailurePolicy
+from live.output.sinks import Mp4Sink, RecordingSink
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_a_capture_thread_that_does_not_stop_is_reported_and_its_source_left_ope
 
 
 def test_debug_logging_shows_the_traceback_of_each_first_error(caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="live.stages")
+    caplog.set_level(logging.DEBUG, logger="live.loop.stages")
     policy = FailurePolicy()
     for index, err in enumerate([RuntimeError("first"), RuntimeError("again"), ValueError("other kind")]):
         try:

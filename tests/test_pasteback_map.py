@@ -1,4 +1,5 @@
-"""The paste-back along the landmark backend's warp (``live.pasteback_map``): the photo's own pixels wherever nothing
+"""The paste-back along the landmark backend's warp (``live.framing.pasteback_map``): the photo's own pixels wherever
+nothing
 moved, the full-resolution photo moved on a known motion, painted parts shown from the rendered frame."""
 
 from __future__ import annotations
@@ -6,11 +7,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+from helpers.seam import sharpness, support_bbox
 from test_pasteback import known_motion, square_of, textured
 
-from live.pasteback import PasteBack
-from live.pasteback_map import MapPasteBack
-from live.seam import sharpness, support_bbox
+from live.framing.pasteback import PasteBack
+from live.framing.pasteback_map import MapPasteBack
 
 N = 64
 
@@ -80,7 +81,7 @@ def test_painted_parts_show_the_rendered_frame() -> None:
 
 def test_on_a_known_motion_the_moved_photo_is_the_truth_at_full_resolution() -> None:
     """The photo shifted by 6.25 model pixels (12.5 output pixels at 2x): moving the full-resolution photo along the
-    map is closer to the truth and sharper than upscaling the ideal 256 x 256 render (``live.pasteback``)."""
+    map is closer to the truth and sharper than upscaling the ideal 256 x 256 render (``live.framing.pasteback``)."""
     framed, truth, prediction, reference, box, _ = known_motion()
     n = prediction.shape[0]
     shifted = identity(n)

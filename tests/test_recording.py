@@ -19,10 +19,10 @@ from clips import moving_frames, portrait, write_clip
 from conftest import REPO, golden_dir
 from standins import WrappedBackend
 
-from live.capture import OpenCVSource
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.recording import FragmentedRecording, mp4_boxes
-from live.sinks import Mp4Sink
+from live.capture.sources import OpenCVSource
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.output.recording import FragmentedRecording, mp4_boxes
+from live.output.sinks import Mp4Sink
 
 av = pytest.importorskip("av", reason="PyAV writes and reads the recordings")
 
@@ -54,7 +54,7 @@ def test_fragmented_while_recording_and_ordinary_after_a_clean_stop(tmp_path: Pa
 def test_animate_writes_its_mp4_fragmented_and_every_frame_at_one_over_fps(tmp_path: Path) -> None:
     """``animate``'s video output (``FileSink``): playable while written (what a crash would leave), then an
     ordinary MP4 in which frame i shows at i / fps, whatever the frames' info says."""
-    from live.sinks import FileSink, FrameInfo
+    from live.output.sinks import FileSink, FrameInfo
 
     path = tmp_path / "out.mp4"
     sink = FileSink(path, fps=30)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
 
+from live.capture.driving import resize_to_square
 from live.cli import main
-from live.driving import resize_to_square
 from live.errors import UserError
 from live.media import read_image
 from live.paths import DEFAULT_PORTRAIT
@@ -251,7 +251,7 @@ def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_wh
     and the two differ by far more than that on a face that moves."""
     from clips import moving_frames
 
-    from live.smoothing import MotionSmoother
+    from live.loop.smoothing import MotionSmoother
     from models import Animator, tensor_to_image
 
     source = golden("source.png")
@@ -321,7 +321,8 @@ def test_photo_framed_remote_run_with_detail_matches_local_within_three_levels(s
     """``--framing photo`` with the detail transfer, the face from the server (PNG) and the motion field with it: the
     output frames equal the local run's within 3 levels. The face is lossless and within 1 level of the local model's
     (float32 sums in another order on the server); the field's encoding moves it by at most 0.008 model pixels (0.015
-    output pixels here; the occlusion by 0.002), and the host paste-back (``live.pasteback_field``) samples the photo's
+    output pixels here; the occlusion by 0.002), and the host paste-back (``live.framing.pasteback_field``) samples the
+    photo's
     detail at OpenCV's 1/32-pixel positions, so that a field that close can move a sample by 1/32 pixel: up to 1.3
     levels on the photo's finest texture, rounded to 2: 1 + 2 (measured: 1, 2 and 3 on these frames). With
     ``--no-detail`` no field is asked for or sent, and the frames lose the photo's detail: tens of levels apart."""
@@ -525,7 +526,7 @@ def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
     """Last in the module: it stops the module's server and starts it again. Photo framing with the detail
     transfer: the outage repeats the last face with its motion field, and the new server is asked for the field
     again (it counts fields from zero)."""
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
 
     backend = client(server, codec="jpeg")
     avatars = prepare_avatars([("source.png", golden("source.png"))], backend.size, None, crop="none")

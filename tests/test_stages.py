@@ -14,15 +14,15 @@ from clips import moving_frames, portrait
 from standins import WrappedBackend
 from test_pipeline import ListSource, tiny_backend
 
-from live.capture import CapturedFrame
+from live.capture.sources import CapturedFrame
 from live.compose import fit_to_output, fit_to_output_tensor
 from live.errors import UserError
 from live.face import FaceDetector
-from live.handoff import OneSlot
-from live.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
-from live.stages import TrackedFrame, merge_keys
-from live.stall import CAMERA_LOST, CAMERA_SILENT, StallRule
+from live.loop.handoff import OneSlot
+from live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
+from live.loop.stages import TrackedFrame, merge_keys
+from live.loop.stall import CAMERA_LOST, CAMERA_SILENT, StallRule
+from live.output.sinks import RecordingSink
 from live.stats import PipelineStats
 from models import tensor_to_image
 
@@ -88,7 +88,7 @@ def test_the_environment_switches_pipelining_and_options_override_it(detector, m
 
 
 def test_pipelining_is_on_by_default_unless_the_model_keeps_every_core_busy(monkeypatch) -> None:
-    from live.pipeline import pipelining_default
+    from live.loop.pipeline import pipelining_default
 
     class CpuLight:
         pass

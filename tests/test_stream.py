@@ -10,12 +10,12 @@ import time
 import pytest
 from clips import moving_frames, portrait
 
-import live.capture as capture
-from live.capture import OpenCVSource
+import live.capture.sources as capture
+from live.capture.sources import OpenCVSource
 from live.face import FaceDetector
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
 from live.media import cv2
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
+from live.output.sinks import RecordingSink
 
 
 def _jpegs(n: int) -> list[bytes]:

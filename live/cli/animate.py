@@ -18,7 +18,7 @@ from live.options import AnimateOptions
 if TYPE_CHECKING:
     import numpy as np
 
-    from live.sinks import FrameInfo
+    from live.output.sinks import FrameInfo
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def animate_options(args: argparse.Namespace) -> AnimateOptions:
 def execute(args: argparse.Namespace) -> int:
     from live.animate import animate_pipeline_options, calibrate_on, find_best_frame, open_driving, prepare_photo
     from live.face import FaceDetector
+    from live.loop.pipeline import LivePipeline
     from live.media import copy_audio
-    from live.pipeline import LivePipeline
-    from live.sinks import FileSink
+    from live.output.sinks import FileSink
     from live.wiring import close_backend, make_backend
 
     job = animate_options(args)

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from live.democlip import demo_clip_path
-    from live.pipeline import PipelineOptions
+    from live.loop.pipeline import PipelineOptions
 
     clip = demo_clip_path()
     print(f"demo: the bundled portrait driven by {clip.name} -> {args.out}")

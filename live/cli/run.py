@@ -16,11 +16,11 @@ from live.cli.common import (
     parse_size,
     remote_options,
 )
-from live.hotkeys import help_text
+from live.loop.hotkeys import help_text
 from live.options import CameraOptions, ModelOptions, OutputOptions, RemoteOptions
 
 if TYPE_CHECKING:
-    from live.pipeline import PipelineOptions
+    from live.loop.pipeline import PipelineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from live.pipeline import PipelineOptions
+    from live.loop.pipeline import PipelineOptions
 
     camera = CameraOptions(camera=args.camera, resolution=args.resolution, fps=args.fps)
     outputs = OutputOptions(outputs=tuple(args.output or ()), preview=not args.no_preview, size=args.output_size,
@@ -93,10 +93,10 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         loop: The live loop's options (the output size and frame rate are filled in from the input).
         remote: The FOMM of a ``fomm-live serve`` server instead of a local model (None: local).
     """
-    from live.cameras import check_camera, parse_camera_spec
-    from live.capture import OpenCVSource
+    from live.capture.cameras import check_camera, parse_camera_spec
+    from live.capture.sources import OpenCVSource
     from live.face import FaceDetector
-    from live.pipeline import LivePipeline, prepare_avatars
+    from live.loop.pipeline import LivePipeline, prepare_avatars
     from live.wiring import close_backend, load_sources, make_backend, open_outputs
 
     # The camera's existence is checked before the model loads (a TensorRT build can take minutes) and the camera is

@@ -221,7 +221,7 @@ class LandmarkBackend:
 
     def render_layers(self, motion: np.ndarray) -> WarpedFrame:
         """``render`` in layers, for the paste-back that moves the full-resolution photo itself
-        (``live.pasteback_map``): the frame, the warp's backward map, and what was painted over the warp.
+        (``live.framing.pasteback_map``): the frame, the warp's backward map, and what was painted over the warp.
 
         Args:
             motion: 478 x 3 normalised driving landmarks (from ``detect``).

@@ -75,7 +75,7 @@ class CropMotion:
     smoothing: tuple[float, float] | None = None  # (min_cutoff, beta) of the live loop's keypoint smoother
 
     def smoothed_by(self, smoother: Any, t: float) -> CropMotion:
-        """This crop, to be smoothed on the server by ``smoother``'s options (a ``live.smoothing.MotionSmoother``)
+        """This crop, to be smoothed on the server by ``smoother``'s options (a ``live.loop.smoothing.MotionSmoother``)
         at media time ``t``."""
         return replace(self, t=float(t), smoothing=(float(smoother.min_cutoff), float(smoother.beta)))
 
@@ -124,7 +124,7 @@ class RemoteBackend:
 
     name = "fomm-remote"
     composes_on_device = False
-    paste_device = "cpu"  # photo framing pastes (``live.pasteback_field``) here, with the server's motion field
+    paste_device = "cpu"  # photo framing pastes (``live.framing.pasteback_field``) here, with the server's motion field
 
     def __init__(self, url: str, *, token: str | None = None, codec: str = "jpeg", relative: bool = True,
                  adapt_scale: bool = True, lossless: bool = False, start_timeout: float = START_TIMEOUT_S) -> None:

@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 
 from live.backends import Backend
-from live.calibration import AutoCalibrator, BestFrameSelector
-from live.capture import CapturedFrame
+from live.capture.sources import CapturedFrame
 from live.compose import add_label, fit_to_output
 from live.face import CropBox, CropTracker, Face, FaceDetector, centre_crop_box, crop_square
-from live.hotkeys import GEOMETRY_CHANGED, Controls, apply_model_key, apply_tracking_key, is_tracking_key
-from live.overlay import build_preview
-from live.photoframe import PhotoCompositor
-from live.sinks import FrameInfo
-from live.smoothing import MotionSmoother
+from live.framing.compositor import PhotoCompositor
+from live.loop.calibration import AutoCalibrator, BestFrameSelector
+from live.loop.hotkeys import GEOMETRY_CHANGED, Controls, apply_model_key, apply_tracking_key, is_tracking_key
+from live.loop.overlay import build_preview
+from live.loop.smoothing import MotionSmoother
+from live.output.sinks import FrameInfo
 from live.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
@@ -197,8 +197,8 @@ class ModelStage:
         camera_lost: Tells whether the camera is being reconnected (for the preview).
         calibrate_first: Take the first frame with motion as the neutral pose when none is set yet.
         framing: ``face``: the model's square fitted to the output; ``photo``: the whole source photo framed for the
-            output with the animated face pasted back (``live.photoframe``).
-        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
+            output with the animated face pasted back (``live.framing.compositor``).
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.framing.pasteback``).
     """
 
     def __init__(self, *, backend: Backend, avatars: list, output_size: tuple[int, int], crop_mode: str,

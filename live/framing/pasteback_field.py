@@ -1,12 +1,12 @@
-"""FOMM's paste-back with its detail transfer, on the host: ``live.pasteback_torch``'s method in OpenCV, for a
+"""FOMM's paste-back with its detail transfer, on the host: ``live.framing.pasteback_torch``'s method in OpenCV, for a
 model that runs on the CPU (and a remote model, whose frames and motion fields arrive on the CPU).
 
-The method, and the numbers that justify it, are ``live.pasteback_torch``'s:
+The method, and the numbers that justify it, are ``live.framing.pasteback_torch``'s:
 
     animated = upscale(prediction) + occlusion * warp(photo - upscale(source crop), deformation)
 
-blended into the framed photo through ``live.pasteback``'s mask. The same samplings: bilinear for the prediction,
-the mask and the motion field (clamped at the square's border), bicubic for the detail band (zeros past the
+blended into the framed photo through ``live.framing.pasteback``'s mask. The same samplings: bilinear for the
+prediction, the mask and the motion field (clamped at the square's border), bicubic for the detail band (zeros past the
 region). Two differences, both within the tests' bound against the PyTorch path (``tests/test_pasteback.py``):
 OpenCV samples with 5-bit fixed-point weights, and the animated face is rounded to 8 bits before the blend.
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from live.framing.pasteback import PasteBack, sample_square, square_to_region
 from live.media import cv2
-from live.pasteback import PasteBack, sample_square, square_to_region
 
 
 class FieldPasteBack(PasteBack):

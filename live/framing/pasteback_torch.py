@@ -1,7 +1,7 @@
 """Paste-back in PyTorch, on the model's device, with the First Order Motion Model's detail transfer.
 
-The same mask and blend as ``live.pasteback`` (whose constants define them), computed where the model ran, so that
-on CUDA only the finished output frame is downloaded. It runs on the CPU as well (tests, and the FOMM backend on a
+The same mask and blend as ``live.framing.pasteback`` (whose constants define them), computed where the model ran, so
+that on CUDA only the finished output frame is downloaded. It runs on the CPU as well (tests, and the FOMM backend on a
 CPU, where its cost is small beside the generator's).
 
 Detail transfer (FOMM). The generator paints an n x n frame (n = 256); brought to the face's size in the output it
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from live.pasteback import (
+from live.framing.pasteback import (
     DIFF_HIGH,
     DIFF_LOW,
     DIFF_SIGMA,
@@ -42,7 +42,7 @@ from live.pasteback import (
     whole_frame,
     window,
 )
-from live.pasteback import change_mask as host_change_mask
+from live.framing.pasteback import change_mask as host_change_mask
 
 
 @functools.lru_cache(maxsize=16)
@@ -78,7 +78,7 @@ def smoothstep(x: torch.Tensor) -> torch.Tensor:
 
 
 def change_mask(animated: torch.Tensor, reference: torch.Tensor, window_mask: torch.Tensor) -> torch.Tensor:
-    """``live.pasteback.change_mask`` in PyTorch: 1 x 3 x n x n levels (float) -> 1 x 1 x n x n in [0, 1]."""
+    """``live.framing.pasteback.change_mask`` in PyTorch: 1 x 3 x n x n levels (float) -> 1 x 1 x n x n in [0, 1]."""
     diff = gaussian_blur(animated - reference, DIFF_SIGMA).abs().amax(dim=1, keepdim=True)  # 1 x 1 x n x n levels
     moved = smoothstep((diff - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW))
     return window_mask * (SPREAD_GAIN * gaussian_blur(moved, SPREAD_SIGMA)).clamp(max=1)  # 1 x 1 x n x n

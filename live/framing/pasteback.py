@@ -21,10 +21,11 @@ computed); every pixel outside the mask's support is the framed photo's, bit for
 Detail. The n x n frame, brought to the face's size in the output, holds no detail finer than the model's pixel;
 the photo has that detail. This paste-back is plain: it is what a backend that hands over only its frame gets, and
 what ``--no-detail`` gives. The detail comes from the backend's own motion: FOMM's dense motion field
-(``live.pasteback_torch``), the landmark backend's warp, which moves the full-resolution photo itself
-(``live.pasteback_map``).
+(``live.framing.pasteback_torch``), the landmark backend's warp, which moves the full-resolution photo itself
+(``live.framing.pasteback_map``).
 
-This file is the OpenCV path (a backend that renders on the host). ``live.pasteback_torch`` is the same paste-back
+This file is the OpenCV path (a backend that renders on the host). ``live.framing.pasteback_torch`` is the same
+paste-back
 in PyTorch, on the model's device, with FOMM's own motion field; both share the mask's definition here, and the tests
 hold them to each other.
 """
@@ -151,9 +152,9 @@ class PasteBack:
     """Pastes animated squares into one framed photo (OpenCV, on the host), without detail transfer.
 
     Args:
-        framed: H x W x 3 uint8, the framed photo (``live.framing.render_framed``).
+        framed: H x W x 3 uint8, the framed photo (``live.framing.layout.render_framed``).
         reference: n x n x 3 uint8, the avatar's unanimated crop (what the backend renders at rest).
-        box: The square in output edge coordinates (x0, y0, side) (``live.framing.Framing.box``).
+        box: The square in output edge coordinates (x0, y0, side) (``live.framing.layout.Framing.box``).
     """
 
     def __init__(self, *, framed: np.ndarray, reference: np.ndarray, box: tuple[float, float, float]) -> None:

@@ -1,12 +1,12 @@
 """Photo framing in the live loop: per avatar, the framed photo and the paste-back that puts the animated face into
-it (``live.framing`` for where, ``live.pasteback`` / ``live.pasteback_torch`` for how).
+it (``live.framing.layout`` for where, ``live.framing.pasteback`` / ``live.framing.pasteback_torch`` for how).
 
 A backend with ``render_parts`` (FOMM, local or remote) is pasted on its ``paste_device`` (else the model's device),
-with the detail transfer along its motion field unless it is off (``live.pasteback_torch`` on CUDA,
-``live.pasteback_field`` on the CPU). A backend with
-``render_layers`` (landmarks) moves the full-resolution photo along its own warp (``live.pasteback_map``); with
-``--no-detail``, and for any other backend, the square is upscaled and pasted with OpenCV (``live.pasteback``). The
-framing of an avatar is made once, when it is first shown, so the frame changes only when the avatar does.
+with the detail transfer along its motion field unless it is off (``live.framing.pasteback_torch`` on CUDA,
+``live.framing.pasteback_field`` on the CPU). A backend with
+``render_layers`` (landmarks) moves the full-resolution photo along its own warp (``live.framing.pasteback_map``); with
+``--no-detail``, and for any other backend, the square is upscaled and pasted with OpenCV (``live.framing.pasteback``).
+The framing of an avatar is made once, when it is first shown, so the frame changes only when the avatar does.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 
 from live.avatars import Avatar
 from live.face import centre_crop_box
-from live.framing import Framing, make_framing, render_framed
-from live.pasteback import PasteBack
-from live.pasteback_field import FieldPasteBack
-from live.pasteback_map import MapPasteBack
+from live.framing.layout import Framing, make_framing, render_framed
+from live.framing.pasteback import PasteBack
+from live.framing.pasteback_field import FieldPasteBack
+from live.framing.pasteback_map import MapPasteBack
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ class PhotoCompositor:
         avatars: The prepared source photos.
         output_size: (width, height) of output frames.
         backend: The animation backend (``render_parts`` picks the on-device path).
-        detail: Carry the photo's fine detail along the backend's motion (``live.pasteback_torch``,
-            ``live.pasteback_map``).
+        detail: Carry the photo's fine detail along the backend's motion (``live.framing.pasteback_torch``,
+            ``live.framing.pasteback_map``).
     """
 
     def __init__(self, *, avatars: list[Avatar], output_size: tuple[int, int], backend: Any, detail: bool) -> None:
@@ -63,7 +63,7 @@ class PhotoCompositor:
         if self.on_device and str(self.paste_device).startswith("cpu"):  # OpenCV is the faster host path
             paster: Any = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=self.detail)
         elif self.on_device:
-            from live.pasteback_torch import TensorPasteBack
+            from live.framing.pasteback_torch import TensorPasteBack
 
             paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box, device=self.paste_device,
                                      detail=self.detail)

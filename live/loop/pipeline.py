@@ -4,10 +4,10 @@ Threads, so that the model never waits on the camera, the face tracker or the ou
 
 - capture (``CaptureThread``): reads frames, timestamps them, and hands the newest to tracking (live sources drop
   stale frames and count them; files are read losslessly unless paced with ``realtime``);
-- tracking (``live.stages.TrackingStage``, CPU): crop hotkeys, mirror, face detection, crop box and crop;
-- model (``live.stages.ModelStage``): the other hotkeys, keypoints, smoothing, calibration, generator, composition;
+- tracking (``live.loop.stages.TrackingStage``, CPU): crop hotkeys, mirror, face detection, crop box and crop;
+- model (``live.loop.stages.ModelStage``): the other hotkeys, keypoints, smoothing, calibration, generator, composition;
 - output (the calling thread, ``run``): hands frames to the sinks and polls the preview window's keys (GUI toolkits
-  want the main thread), and repeats the last frame while the camera is lost or silent (``live.stall``).
+  want the main thread), and repeats the last frame while the camera is lost or silent (``live.loop.stall``).
 
 Pipelined (the default), tracking and model run in two threads joined by a one-slot hand-off, so the CPU tracks
 frame N+1 while the model renders frame N: lossless for a file read losslessly, newest-frame-wins (drops counted)
@@ -33,18 +33,18 @@ import numpy as np
 
 from live.avatars import Avatar, prepare_avatars
 from live.backends import Backend
-from live.calibration import AutoCalibrator
-from live.capture import CapturedFrame, CaptureThread, FrameQueue, FrameSource
+from live.capture.sources import CapturedFrame, CaptureThread, FrameQueue, FrameSource
 from live.compose import draw_text_lines
 from live.errors import UserError
 from live.face import CropTracker, FaceDetector
-from live.handoff import OneSlot
-from live.hotkeys import QUIT_KEYS, Controls, is_tracking_key
-from live.shutdown import close_quietly, join_and_release
-from live.sinks import FrameInfo, Sink, WindowSink
-from live.smoothing import MotionSmoother
-from live.stages import MAX_CONSECUTIVE_ERRORS, FailurePolicy, ModelStage, TrackedFrame, TrackingStage, merge_keys
-from live.stall import StallRule
+from live.loop.calibration import AutoCalibrator
+from live.loop.handoff import OneSlot
+from live.loop.hotkeys import QUIT_KEYS, Controls, is_tracking_key
+from live.loop.shutdown import close_quietly, join_and_release
+from live.loop.smoothing import MotionSmoother
+from live.loop.stages import MAX_CONSECUTIVE_ERRORS, FailurePolicy, ModelStage, TrackedFrame, TrackingStage, merge_keys
+from live.loop.stall import StallRule
+from live.output.sinks import FrameInfo, Sink, WindowSink
 from live.stats import PipelineStats
 
 __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother", "PipelineOptions",
@@ -100,8 +100,8 @@ class PipelineOptions:
         pipelining: Track frame N+1 while the model works on frame N (two threads); None: ``pipelining_default``
             (``FOMM_LIVE_PIPELINING``, else on unless the backend's model keeps every CPU core busy).
         framing: ``face`` (the model's square fitted to the output) or ``photo`` (the source photo framed for the
-            output, the animated face pasted back: ``live.photoframe``).
-        detail: With photo framing, carry the photo's fine detail along the motion (``live.pasteback``).
+            output, the animated face pasted back: ``live.framing.compositor``).
+        detail: With photo framing, carry the photo's fine detail along the motion (``live.framing.pasteback``).
     """
 
     output_size: tuple[int, int] | None = None
@@ -182,7 +182,7 @@ class LivePipeline:
                                 calibrate_first=self.options.calibrate_first, framing=self.options.framing,
                                 detail=self.options.detail)
         self.failures = FailurePolicy()
-        self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.shutdown``)
+        self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.loop.shutdown``)
 
     # The stages own these; they are read here by the CLI, tests and demos.
     @property
@@ -378,7 +378,7 @@ class LivePipeline:
             self.stop_event.set()
             in_queue.close()
             out_queue.close()
-            # Threads joined before their source is released; a stuck one keeps it (see live.shutdown).
+            # Threads joined before their source is released; a stuck one keeps it (see live.loop.shutdown).
             self.stuck = join_and_release(capture, stages, [*self.sinks, *([self.window] if self.window else [])])
         if capture.error is not None and self.error is None:
             self.error = f"capture failed: {capture.error}"

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from live.framing.pasteback import footprint, kernel_size, region, sample_square, square_to_region
 from live.media import cv2
-from live.pasteback import footprint, kernel_size, region, sample_square, square_to_region
 
 STILL_PX = 1 / 128  # output pixels: a displacement under this samples the photo's own pixel (remap's 1/32 grid)
 PAINT_SIGMA = 1.0  # model pixels: the soft edge of a painted part
@@ -48,9 +48,9 @@ class MapPasteBack:
     """Moves one framed photo along a warping backend's maps (OpenCV, on the host).
 
     Args:
-        framed: H x W x 3 uint8, the framed photo (``live.framing.render_framed``).
+        framed: H x W x 3 uint8, the framed photo (``live.framing.layout.render_framed``).
         size: n, the side of the backend's square.
-        box: The square in output edge coordinates (x0, y0, side) (``live.framing.Framing.box``).
+        box: The square in output edge coordinates (x0, y0, side) (``live.framing.layout.Framing.box``).
     """
 
     def __init__(self, *, framed: np.ndarray, size: int, box: tuple[float, float, float]) -> None:
