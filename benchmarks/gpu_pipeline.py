@@ -3,9 +3,8 @@
 that discards every frame.
 
 GPU busy fraction: CUDA events are recorded on the current stream just before and just after each call into the
-backend (``detect``: keypoints; ``render``, or ``render_fitted`` when the backend composes on the device as the FOMM
-backend does on CUDA: motion normalisation, generator and the fit to the output size; ``render_parts`` in photo
-framing: the generator with its motion field, the paste-back coming after), the spans are taken relative
+backend (``detect``: keypoints; ``render``: motion normalisation and generator, with the motion field in photo
+framing; the fit to the output size or the paste-back comes after, in composition), the spans are taken relative
 to an event recorded at the start of the run, overlapping spans are merged, and their sum is divided by the run's
 wall time. Each row's ``timed_calls`` counts the calls covered. A span runs from the first to the last GPU
 operation of a call, gaps between kernels included, so this is an upper bound on the time the GPU computed; on the
@@ -22,10 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
 CLIP_SIZES = ((640, 480), (1280, 720))
 PACINGS = (None, 30.0, 60.0)  # unpaced, then paced like a camera at 30 and 60 fps
-BUSY_METHOD = ("CUDA events around each backend detect/render/render_fitted call on the current stream, overlapping "
+BUSY_METHOD = ("CUDA events around each backend detect/render call on the current stream, overlapping "
                "spans merged, summed over the run's wall time (an upper bound: gaps between kernels inside a call "
                "count as busy)")
 
@@ -75,8 +73,8 @@ class SyntheticClip:
 
 
 class BusyTimedBackend:
-    """Wraps a backend and records CUDA events around ``detect``, ``render`` and ``render_fitted`` (what the live
-    loop calls on CUDA when the backend ``composes_on_device``); everything else is passed through.
+    """Wraps a backend and records CUDA events around ``detect`` and ``render``; everything else (its declared
+    fields, calibration, ``close``) is passed through.
 
     Args:
         backend: The backend to time.
@@ -96,10 +94,6 @@ class BusyTimedBackend:
     @property
     def calibrated(self) -> bool:
         return self._backend.calibrated
-
-    @property
-    def composes_on_device(self) -> bool:
-        return bool(getattr(self._backend, "composes_on_device", False))
 
     def start(self) -> None:
         """Mark the start of the run (call just before ``LivePipeline.run``)."""
@@ -121,14 +115,8 @@ class BusyTimedBackend:
     def detect(self, frame: np.ndarray) -> Any:
         return self._timed("detect", lambda: self._backend.detect(frame))
 
-    def render(self, motion: Any) -> np.ndarray:
-        return self._timed("render", lambda: self._backend.render(motion))
-
-    def render_fitted(self, motion: Any, width: int, height: int) -> np.ndarray:
-        return self._timed("render_fitted", lambda: self._backend.render_fitted(motion, width, height))
-
-    def render_parts(self, motion: Any, *, with_motion: bool) -> dict:
-        return self._timed("render_parts", lambda: self._backend.render_parts(motion, with_motion=with_motion))
+    def render(self, motion: Any, *, detail: bool = False) -> Any:
+        return self._timed("render", lambda: self._backend.render(motion, detail=detail))
 
     def busy_ms(self) -> float | None:
         """Milliseconds the GPU spent inside the recorded calls (merged spans); None off CUDA."""
@@ -239,7 +227,7 @@ def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_le
     else:  # 200-400 ms per frame at vox-256 on a 2-core CPU: a few frames prove every row runs
         unpaced_frames, paced_seconds = (4, 0.5) if quick else (20, 3.0)
     result: dict = {"settings": {"backend": f"fomm, {engine.name} {engine.precision} ({engine.reason})",
-                                 "composes_on_device": bool(getattr(backend, "composes_on_device", False)),
+                                 "composes_on_device": backend.composes_on_device,
                                  "crop": "none", "sink": "discards every frame",
                                  "gpu_busy_method": BUSY_METHOD if device.type == "cuda" else None,
                                  "unpaced_frames": unpaced_frames, "paced_seconds": paced_seconds}}
@@ -250,7 +238,7 @@ def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_le
     for width, height, fps, pipelining, framing in runs:
         label = "unpaced" if fps is None else f"paced-{fps:g}fps"
         if pipelining is not None:
-            label += f"-{PIPELINING_ENV}={int(pipelining)}"
+            label += f"-FOMM_LIVE_PIPELINING={int(pipelining)}"
         if framing != "face":
             label += f"-framing-{framing}"
         rows = result.setdefault(f"{width}x{height}", {})

@@ -1,13 +1,12 @@
 """Pipeline benchmark: the real live loop on a driving clip, pipelined and not, side by side in one run.
 
 Each run feeds a video file through the same code as a camera (``live.loop.pipeline.LivePipeline``) into a recording
-sink,
-either paced at the clip's fps as a camera delivers frames (``realtime``: stale frames are dropped and counted, and
-the end-to-end latency is what a viewer sees) or unpaced for throughput (every frame, as fast as it goes). For each
-backend and mode the pipelined loop (tracking and model in two threads) and the one-thread loop
-(``pipelining=False``, what ``FOMM_LIVE_PIPELINING=0`` selects) take turns, round after round, in the order
-off-on, on-off, ... so that a machine that warms up or slows down during the run favours neither. One short run per
-backend first warms the caches and is not reported.
+sink, either paced at the clip's fps as a camera delivers frames (``realtime``: stale frames are dropped and counted,
+and the end-to-end latency is what a viewer sees) or unpaced for throughput (every frame, as fast as it goes). For each
+backend and mode the pipelined loop (tracking and model in two threads) and the one-thread loop (``pipelining=False``,
+what ``FOMM_LIVE_PIPELINING=0`` selects) take turns, round after round, in the order off-on, on-off, ... so that a
+machine that warms up or slows down during the run favours neither. One short run per backend first warms the caches and
+is not reported.
 
     python -m benchmarks.pipeline [--backends landmarks fomm] [--checkpoint CKPT --config CFG] [--rounds 3]
                                   [--modes realtime unpaced] [--max-frames N] [--clip PATH] [--json PATH]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from live.backends import Backend
-from live.capture.driving import DrivingSource, resize_to_square
+from live.capture.driving import open_driving, resize_to_square
 from live.errors import UserError
 from live.face import CropTracker, FaceDetector, centre_crop_box, crop_square
 from live.loop.calibration import BestFrameSelector
@@ -39,9 +39,10 @@ def animate_pipeline_options(job: AnimateOptions, *, size: int, fps: float) -> P
                            label=job.label, fps=fps, framing=job.framing, detail=job.detail)
 
 
-def open_driving(job: AnimateOptions, *, size: int) -> DrivingSource:
-    """The driving input as the pipeline reads it: whole frames at the model's square with ``crop="none"``."""
-    return DrivingSource(job.driving, size=size if job.crop == "none" else None)
+def driving_size(job: AnimateOptions, size: int) -> int | None:
+    """The square the driving frames are resized to whole: the model's with ``crop="none"``, else None (frames as
+    read, for the live loop's tracking and crop)."""
+    return size if job.crop == "none" else None
 
 
 def prepare_photo(job: AnimateOptions, *, size: int, detector: FaceDetector | None) -> list[Avatar]:
@@ -76,7 +77,7 @@ def find_best_frame(job: AnimateOptions, avatar: Avatar, detector: FaceDetector,
         points = faces[0].points
     selector = BestFrameSelector(points)
     tracker = CropTracker(smoothing=job.smoothing)
-    source = open_driving(job, size=size)
+    source = open_driving(job.driving, size=driving_size(job, size))
     best_index, best = -1, None
     try:
         index = 0

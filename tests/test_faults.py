@@ -28,11 +28,11 @@ class Flaky(WrappedBackend):
         self.always = always
         self.calls = 0
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         self.calls += 1
         if self.always or self.calls in self.fail_on:
             raise RuntimeError("simulated failure in the generator")
-        return self.inner.render(motion)
+        return self.inner.render(motion, detail=detail)
 
 
 class BrokenSink(RecordingSink):

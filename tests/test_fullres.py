@@ -77,9 +77,7 @@ def run_clip(backend_name: str, detail: bool = True
         try:
             pipeline.run()
         finally:
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
+            backend.close()
     assert len(frames) == len(masks) > 50, "the clip should animate most of its 125 frames"
     return frames, masks, photo.framed, indices
 

@@ -21,9 +21,9 @@ def test_run_and_demo_default_to_photo_framing_and_animate_to_face() -> None:
     assert parser.parse_args(["run"]).framing == "photo"
     assert parser.parse_args(["demo"]).framing == "photo"
     args = parser.parse_args(["animate", "--source", "a.png", "--driving", "d.mp4", "--out", "o"])
-    assert args.framing == "face" and args.output_size is None and not args.no_detail
+    assert args.framing == "face" and args.output_size is None and args.detail
     args = parser.parse_args(["run", "--framing", "face", "--output-size", "800x600", "--no-detail"])
-    assert (args.framing, args.output_size, args.no_detail) == ("face", (800, 600), True)
+    assert (args.framing, args.output_size, args.detail) == ("face", (800, 600), False)
 
 
 def test_animate_output_size_follows_the_framing() -> None:

@@ -57,9 +57,9 @@ class SlowBackend(FommBackend):
         super().__init__(animator)
         self.delay = delay
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         time.sleep(self.delay)
-        return super().render(motion)
+        return super().render(motion, detail=detail)
 
 
 @pytest.fixture(scope="module")

@@ -100,10 +100,10 @@ class Slow(WrappedBackend):
         self.delay = delay
         self.renders = 0
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         time.sleep(self.delay)
         self.renders += 1
-        return self.inner.render(motion)
+        return self.inner.render(motion, detail=detail)
 
 
 def test_a_paced_file_through_a_slow_model_lasts_as_long_as_the_input(tmp_path: Path) -> None:

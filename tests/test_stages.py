@@ -88,12 +88,13 @@ def test_the_environment_switches_pipelining_and_options_override_it(detector, m
 
 
 def test_pipelining_is_on_by_default_unless_the_model_keeps_every_core_busy(monkeypatch) -> None:
+    from live.backends import Backend
     from live.loop.pipeline import pipelining_default
 
-    class CpuLight:
+    class CpuLight(Backend):
         pass
 
-    class CpuHeavy:
+    class CpuHeavy(Backend):
         uses_all_cores = True
 
     monkeypatch.delenv("FOMM_LIVE_PIPELINING", raising=False)
@@ -227,13 +228,13 @@ class LostDeviceBackend(WrappedBackend):
         super().__init__(inner)
         self.renders = 0
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         from models.engines import DeviceError
 
         self.renders += 1
         if self.renders >= 3:
             raise DeviceError("the GPU (cuda:0) was lost while decoding a frame (stand-in failure)")
-        return self.inner.render(motion)
+        return self.inner.render(motion, detail=detail)
 
 
 @pytest.mark.parametrize("pipelining", [False, True])
@@ -271,7 +272,8 @@ def test_device_compose_matches_opencv_within_one_level(size: int, width: int, h
 
 
 def test_the_device_compose_path_through_the_loop_matches_the_host_path(detector) -> None:
-    """The backend's ``render_fitted`` (forced on here on the CPU) gives the host path's frames within one level."""
+    """The device fit (``composes_on_device``, forced on here on the CPU) gives the host path's frames within one
+    level."""
     frames = moving_frames(24, still=24)
     outputs = {}
     for on_device in (False, True):

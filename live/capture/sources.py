@@ -88,9 +88,8 @@ class OpenCVSource:
     """A camera (index or device path), a video file or a stream URL read with OpenCV.
 
     Cameras open with the OS's backend (``live.capture.cameras.capture_backends``). On V4L2 and DirectShow MJPG is
-    asked for
-    before the size: uncompressed YUYV at 1280x720 is capped at 5-10 fps by USB 2 bandwidth on most webcams, MJPG
-    gives 30. The granted size and rate are logged; a camera that grants a 0 size is refused.
+    asked for before the size: uncompressed YUYV at 1280x720 is capped at 5-10 fps by USB 2 bandwidth on most
+    webcams, MJPG gives 30. The granted size and rate are logged; a camera that grants a 0 size is refused.
 
     Args:
         spec: Device index, device path, file path or URL.

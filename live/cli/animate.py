@@ -69,11 +69,12 @@ def animate_options(args: argparse.Namespace) -> AnimateOptions:
     return AnimateOptions(source=args.source, driving=args.driving, out=args.out, crop=args.crop,
                           find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
                           label=not args.no_label, framing=args.framing, output_size=args.output_size,
-                          detail=not args.no_detail)
+                          detail=args.detail)
 
 
 def execute(args: argparse.Namespace) -> int:
-    from live.animate import animate_pipeline_options, calibrate_on, find_best_frame, open_driving, prepare_photo
+    from live.animate import animate_pipeline_options, calibrate_on, driving_size, find_best_frame, prepare_photo
+    from live.capture.driving import open_driving
     from live.face import FaceDetector
     from live.loop.pipeline import LivePipeline
     from live.media import copy_audio
@@ -88,7 +89,7 @@ def execute(args: argparse.Namespace) -> int:
         detector = cleanup.enter_context(FaceDetector()) if job.crop == "face" or job.find_best_frame else None
         avatars = prepare_photo(job, size=size, detector=detector)
         neutral = find_best_frame(job, avatars[0], detector, size=size)[1] if job.find_best_frame else None
-        driving = cleanup.enter_context(contextlib.closing(open_driving(job, size=size)))
+        driving = cleanup.enter_context(contextlib.closing(open_driving(job.driving, size=driving_size(job, size))))
         if not job.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
         # Opened last, so that bad input leaves nothing behind.

@@ -34,7 +34,7 @@ def execute(args: argparse.Namespace) -> int:
                             size=args.output_size or (1280, 720))
     # Paced like a camera, so the latency figures mean what they would live; every other live-loop option at its
     # default.
-    loop = PipelineOptions(label=not args.no_label, realtime=True, framing=args.framing, detail=not args.no_detail)
+    loop = PipelineOptions(label=not args.no_label, realtime=True, framing=args.framing, detail=args.detail)
     code = run_live(args.source, model=model_options(args), camera=CameraOptions(camera=str(clip)), outputs=outputs,
                     loop=loop)
     print(f"wrote {args.out}")

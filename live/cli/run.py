@@ -75,7 +75,7 @@ def execute(args: argparse.Namespace) -> int:
     loop = PipelineOptions(crop=args.crop, smoothing=not args.no_smoothing, kp_min_cutoff=args.kp_cutoff,
                            auto_calibrate=not args.manual_calibration, label=not args.no_label,
                            realtime=args.realtime, loop=args.loop, max_frames=args.max_frames, mirror=args.mirror,
-                           framing=args.framing, detail=not args.no_detail)
+                           framing=args.framing, detail=args.detail)
     return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop,
                     remote=remote_options(args))
 

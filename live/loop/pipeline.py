@@ -22,7 +22,6 @@ face in view the last good frame is repeated and the HUD says so.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.switches import switch
 from live.avatars import Avatar, prepare_avatars
 from live.backends import Backend
 from live.capture.sources import CapturedFrame, CaptureThread, FrameQueue, FrameSource
@@ -52,10 +52,7 @@ __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother",
 
 logger = logging.getLogger(__name__)
 
-PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
-
-
-def pipelining_default(backend: object | None = None) -> bool:
+def pipelining_default(backend: Backend | None = None) -> bool:
     """Whether the loop runs its stages in two threads unless told otherwise.
 
     ``FOMM_LIVE_PIPELINING=1`` (``true``, ``yes``, ``on``) or ``0`` (``false``, ``no``, ``off``) decides. Unset (or
@@ -66,12 +63,10 @@ def pipelining_default(backend: object | None = None) -> bool:
     leave room, went from 89-91 to 111-113 (``python -m benchmarks.pipeline``, 2026-11-30, benchmarks/RESULTS.md).
     On a GPU the model's work is off the CPU and the two threads overlap as meant.
     """
-    setting = os.environ.get(PIPELINING_ENV, "auto").strip().lower()
-    if setting in ("0", "false", "no", "off"):
-        return False
-    if setting in ("1", "true", "yes", "on"):
-        return True
-    return not getattr(backend, "uses_all_cores", False)
+    setting = switch("FOMM_LIVE_PIPELINING")
+    if setting != "auto":
+        return setting == "1"
+    return backend is None or not backend.uses_all_cores
 
 
 @dataclass
@@ -170,7 +165,7 @@ class LivePipeline:
         self.tracking = TrackingStage(crop_mode=self.options.crop, detector=detector, size=backend.size,
                                       smoothing=self.options.smoothing, controls=self.controls, stats=self.stats)
         smoother = (MotionSmoother(min_cutoff=self.options.kp_min_cutoff, beta=self.options.kp_beta,
-                                   fast_rows=tuple(getattr(backend, "fast_rows", ())))
+                                   fast_rows=tuple(backend.fast_rows))
                     if self.options.smoothing else None)
         calibrator = AutoCalibrator(steady_seconds=self.options.steady_seconds)
         if not self.options.auto_calibrate:
