@@ -150,6 +150,7 @@ def bench_loop(*, frames: int) -> dict:
     from live.face import FaceDetector
     from live.landmarks import LandmarkBackend
     from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import FrameOptions, PacingOptions
     from live.wiring import load_sources
 
     class Count:
@@ -166,7 +167,8 @@ def bench_loop(*, frames: int) -> dict:
     with FaceDetector() as detector, LandmarkBackend(tracking=True) as backend:
         avatars = prepare_avatars(load_sources(None), backend.size, detector)
         pipeline = LivePipeline(OpenCVSource(str(bench_clip(SIZE))), backend, avatars, [sink], detector=detector,
-                                options=PipelineOptions(output_size=SIZE, framing="photo", max_frames=frames))
+                                options=PipelineOptions(frame=FrameOptions(size=SIZE, framing="photo"),
+                                                        pacing=PacingOptions(max_frames=frames)))
         start = time.perf_counter()
         summary = pipeline.run()
         elapsed = time.perf_counter() - start

@@ -165,6 +165,7 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
         ``gpu_busy_fraction`` and ``timed_calls``.
     """
     from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import CalibrationOptions, FrameOptions, PacingOptions, TrackingOptions
     from live.output.sinks import RecordingSink
     from live.stats import PipelineStats
 
@@ -175,8 +176,11 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
     backend.reset_calibration()
     # steady_seconds 0: with crop none the "face" never moves, so the neutral pose is taken on the first frame and
     # every frame after runs the generator.
-    options = PipelineOptions(crop="none", realtime=fps is not None, fps=fps, steady_seconds=0.0, max_frames=frames,
-                              pipelining=pipelining, framing=framing, output_size=(width, height))
+    options = PipelineOptions(tracking=TrackingOptions(crop="none"),
+                              calibration=CalibrationOptions(steady_seconds=0.0),
+                              frame=FrameOptions(framing=framing, size=(width, height)),
+                              pacing=PacingOptions(realtime=fps is not None, fps=fps, max_frames=frames),
+                              pipelining=pipelining)
     sink = RecordingSink(keep_frames=False, keep_infos=False)
     pipeline = LivePipeline(clip, timed, prepare_avatars([("photo", photo)], backend.size, None, crop="none"),
                             [sink], options=options, detector=None, stats=PipelineStats())

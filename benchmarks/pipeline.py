@@ -31,6 +31,7 @@ from live.backends import Backend
 from live.capture.sources import OpenCVSource
 from live.face import FaceDetector
 from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.options import PacingOptions
 from live.output.sinks import RecordingSink
 from live.stats import STAGES, PipelineStats, percentiles
 
@@ -60,7 +61,7 @@ def run_pipeline_benchmark(make_backend: Callable[[], Backend], clip: str | Path
         backend = make_backend()
         source = OpenCVSource(str(clip))
         sink = _ProgressSink(progress)
-        options = PipelineOptions(realtime=realtime, max_frames=max_frames, pipelining=pipelining)
+        options = PipelineOptions(pacing=PacingOptions(realtime=realtime, max_frames=max_frames), pipelining=pipelining)
         pipeline = LivePipeline(source, backend, prepare_avatars([("source", source_image)], backend.size, detector),
                                 [sink], options=options, detector=detector, stats=PipelineStats())
         start = time.perf_counter()

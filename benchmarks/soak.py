@@ -171,6 +171,7 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
     from live.face import FaceDetector
     from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
     from live.media import read_image
+    from live.options import PacingOptions
     from live.output.sinks import Mp4Sink, RecordingSink
     from live.paths import DEFAULT_PORTRAIT
     from live.stats import PipelineStats, percentiles
@@ -189,7 +190,8 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
             sinks.append(Mp4Sink(record, fps=camera.fps, clock="capture"))
         pipeline = LivePipeline(camera, made, prepare_avatars([("s", read_image(DEFAULT_PORTRAIT))], made.size,
                                                               detector),
-                                sinks, options=PipelineOptions(fps=camera.fps), detector=detector, stats=stats,
+                                sinks, options=PipelineOptions(pacing=PacingOptions(fps=camera.fps)), detector=detector,
+                                stats=stats,
                                 reopen=reconnects)
         start = time.perf_counter()
 

@@ -18,9 +18,16 @@ from live.capture.driving import open_driving, resize_to_square
 from live.errors import UserError
 from live.face import CropTracker, FaceDetector, centre_crop_box, crop_square
 from live.loop.calibration import BestFrameSelector
-from live.loop.pipeline import Avatar, PipelineOptions, prepare_avatars
+from live.loop.pipeline import Avatar, prepare_avatars
 from live.media import read_image
-from live.options import AnimateOptions
+from live.options import (
+    AnimateOptions,
+    CalibrationOptions,
+    FrameOptions,
+    PacingOptions,
+    PipelineOptions,
+    TrackingOptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +41,11 @@ def animate_pipeline_options(job: AnimateOptions, *, size: int, fps: float) -> P
         fps: The driving input's frame rate.
     """
     default_size = (1280, 720) if job.framing == "photo" else (size, size)
-    return PipelineOptions(output_size=job.output_size or default_size, crop=job.crop,
-                           smoothing=job.crop == "face" and job.smoothing, auto_calibrate=False, calibrate_first=True,
-                           label=job.label, fps=fps, framing=job.framing, detail=job.detail)
+    return PipelineOptions(tracking=TrackingOptions(crop=job.crop, smoothing=job.crop == "face" and job.smoothing),
+                           calibration=CalibrationOptions(auto=False, first=True),
+                           frame=FrameOptions(framing=job.framing, size=job.output_size or default_size,
+                                              detail=job.detail, label=job.label),
+                           pacing=PacingOptions(fps=fps))
 
 
 def driving_size(job: AnimateOptions, size: int) -> int | None:

@@ -32,6 +32,7 @@ def run_clip(backend_name: str, detail: bool = True
     from live.democlip import demo_clip_path
     from live.face import FaceDetector
     from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import FrameOptions
     from live.wiring import load_sources
 
     frames: list[np.ndarray] = []
@@ -62,8 +63,9 @@ def run_clip(backend_name: str, detail: bool = True
                                                            folder / "config.yaml", device="cpu", precision="fp32"))
         avatars = prepare_avatars(load_sources(None), backend.size, detector)
         pipeline = LivePipeline(OpenCVSource(str(demo_clip_path())), backend, avatars, [Keep()], detector=detector,
-                                options=PipelineOptions(output_size=SIZE, framing="photo", label=False,
-                                                        pipelining=False, detail=detail))
+                                options=PipelineOptions(frame=FrameOptions(size=SIZE, framing="photo", label=False,
+                                                                           detail=detail),
+                                                        pipelining=False))
         photo = pipeline.model.photo
         masks: list[np.ndarray] = []
         paste = photo.paste

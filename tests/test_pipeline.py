@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from clips import moving_frames, portrait, still_noisy_frames, write_clip
 from conftest import golden_dir
+from helpers.options import pipeline_options
 
 from live.backends import FommBackend
 from live.capture.sources import OpenCVSource
 from live.cli import main
 from live.face import FaceDetector
 from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.options import PacingOptions
 from live.output.sinks import RecordingSink
 from live.stats import STAGES
 from models import Animator
@@ -84,7 +86,7 @@ def run_pipeline(source, detector, *, avatars=None, backend=None, **options) -> 
     images = avatars or [("astronaut", portrait())]
     sink = RecordingSink()
     pipeline = LivePipeline(source, backend, prepare_avatars(images, backend.size, detector), [sink],
-                            options=PipelineOptions(**options), detector=detector)
+                            options=pipeline_options(**options), detector=detector)
     pipeline.run()
     return pipeline, sink
 
@@ -300,7 +302,8 @@ def test_lost_camera_reconnects_and_the_output_keeps_going(detector) -> None:
     sink = RecordingSink()
     pipeline = LivePipeline(FlakyCamera(frames, fail_at=10), backend,
                             prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                            options=PipelineOptions(max_frames=25, fps=25), detector=detector, reopen=reopen)
+                            options=PipelineOptions(pacing=PacingOptions(max_frames=25, fps=25)), detector=detector,
+                            reopen=reopen)
     pipeline.run()
     summary = pipeline.stats.summary()
     assert opened == ["fail", "fail", "ok"]

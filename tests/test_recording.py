@@ -21,6 +21,7 @@ from standins import WrappedBackend
 
 from live.capture.sources import OpenCVSource
 from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.options import CalibrationOptions, PacingOptions, TrackingOptions
 from live.output.recording import FragmentedRecording, mp4_boxes
 from live.output.sinks import Mp4Sink
 
@@ -116,7 +117,9 @@ def test_a_paced_file_through_a_slow_model_lasts_as_long_as_the_input(tmp_path: 
     out = tmp_path / "out.mp4"
     sink = Mp4Sink(out, fps=source.fps, clock="capture")
     pipeline = LivePipeline(source, backend, prepare_avatars([("a", portrait())], backend.size, None, crop="none"),
-                            [sink], options=PipelineOptions(realtime=True, crop="none", steady_seconds=0.1))
+                            [sink], options=PipelineOptions(tracking=TrackingOptions(crop="none"),
+                                                            calibration=CalibrationOptions(steady_seconds=0.1),
+                                                            pacing=PacingOptions(realtime=True)))
     summary = pipeline.run()
     assert summary["frames_dropped"] > 0, "the model really was slower than the input"
     with av.open(str(out)) as container:

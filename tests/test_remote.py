@@ -531,13 +531,16 @@ def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
     transfer: the outage repeats the last face with its motion field, and the new server is asked for the field
     again (it counts fields from zero)."""
     from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import CalibrationOptions, FrameOptions, PacingOptions, TrackingOptions
 
     backend = client(server, codec="jpeg")
     avatars = prepare_avatars([("source.png", golden("source.png"))], backend.size, None, crop="none")
     source, recording = PacedFrames(), Recording()
-    pipeline = LivePipeline(source, backend, avatars, [recording], options=PipelineOptions(
-        crop="none", output_size=(256, 256), calibrate_first=True, auto_calibrate=False, label=False, fps=10.0,
-        framing="photo", detail=True))
+    options = PipelineOptions(tracking=TrackingOptions(crop="none"),
+                              calibration=CalibrationOptions(first=True, auto=False),
+                              frame=FrameOptions(framing="photo", size=(256, 256), detail=True, label=False),
+                              pacing=PacingOptions(fps=10.0))
+    pipeline = LivePipeline(source, backend, avatars, [recording], options=options)
     summary: dict = {}
     runner = threading.Thread(target=lambda: summary.update(pipeline.run()))
     with caplog.at_level(logging.INFO):

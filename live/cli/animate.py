@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="a video file, or a folder of frames read in name order")
     animate.add_argument("--out", required=True, metavar="OUT.mp4_OR_DIR",
                          help="an .mp4 file, or a folder that receives 00000.png, 00001.png, ...")
-    animate.add_argument("--crop", default="none", choices=["none", "face"],
+    animate.add_argument("--crop", default=AnimateOptions.crop, choices=["none", "face"],
                          help="none: frames are used as given, resized to the model's size, like the original demo "
                               "(default); face: track and crop the face as the live loop does")
     animate.add_argument("--no-smoothing", action="store_true",
@@ -44,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     animate.add_argument("--find-best-frame", action="store_true",
                          help="take as the neutral pose the driving frame whose face best matches the photo's pose "
                               "(default: the first frame)")
-    add_framing_options(animate, framing="face", output_size="default: 1280x720 with --framing photo, else the "
-                                                           "model's square")
+    add_framing_options(animate, framing=AnimateOptions.framing,
+                        output_size="default: 1280x720 with --framing photo, else the model's square")
 
 
 class ProgressBar:

@@ -5,5 +5,6 @@ pastes through (``compositor``: ``make_compositor`` chooses once, ``paste(render
 paste-backs behind it: the mask and the plain OpenCV paste (``pasteback``), FOMM's detail transfer on the host
 (``pasteback_field``) and on the model's device (``pasteback_torch``), the landmark warp (``pasteback_map``).
 May import: ``live.backends`` (the ``Rendered`` result it pastes), ``live.avatars``, ``live.face``, ``live.compose``,
-``live.media``; torch only in ``pasteback_torch`` and where a tensor arrives. Nothing from the loop or the outputs.
+``live.media``; torch and ``models.animator.download_image`` only in ``pasteback_torch`` and where a device frame is
+downloaded. Nothing from the loop or the outputs.
 """
