@@ -11,7 +11,8 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     # Every sub-package too (live.cli, live.landmarks, models.engines, ...), so that a non-editable install is whole.
-    packages=find_packages(include=["live", "live.*", "models", "models.*", "kernels", "kernels.*", "benchmarks"]),
+    packages=find_packages(include=["common", "live", "live.*", "models", "models.*", "kernels", "kernels.*",
+                                    "benchmarks"]),
     package_data={"live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'

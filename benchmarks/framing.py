@@ -4,10 +4,10 @@ square output beside photo framing, and the landmark backend's whole live loop.
     python -m benchmarks.framing [--iterations 100] [--frames 125] [--device auto] [--quick]
 
 - ``paste``: paste-back plus the label, on the landmark backend's renders of the demo clip's script (head turn, nod,
-  blink, mouth): the landmark path with detail on (``live.pasteback_map``) and off (``live.pasteback``), and FOMM's
-  paths with detail along a 64 x 64 motion field (each render's own warp, shrunk) on the host
-  (``live.pasteback_field``) and in PyTorch on the device (``live.pasteback_torch``). The issue's target: at most
-  4 ms p50 on a 2-core CPU.
+  blink, mouth): the landmark path with detail on (``live.framing.pasteback_map``) and off (``live.framing.pasteback``),
+  and FOMM's paths with detail along a 64 x 64 motion field (each render's own warp, shrunk) on the host
+  (``live.framing.pasteback_field``) and in PyTorch on the device (``live.framing.pasteback_torch``). The issue's
+  target: at most 4 ms p50 on a 2-core CPU.
 - ``fomm``: vox-256 networks with seeded random weights (speed does not depend on the weights), the square output
   (generate, download, letterbox to 1280 x 720) and photo framing (generate with the motion field, paste-back with
   detail, download) interleaved frame by frame in one run. Target: photo at most 10% over square.
@@ -38,11 +38,11 @@ def p50_ms(fn: Callable[[int], object], *, iterations: int, warmup: int) -> dict
 
 def landmark_renders(count: int):
     """The bundled portrait as an avatar and ``count`` landmark-backend renders of the demo clip's script, in layers
-    (``live.landmarks.WarpedFrame``)."""
+    (``live.backends.Rendered`` with the warp map)."""
     from live.democlip import SCRIPT, script_landmarks
     from live.face import FaceDetector
     from live.landmarks import LandmarkBackend
-    from live.pipeline import prepare_avatars
+    from live.loop.pipeline import prepare_avatars
     from live.wiring import load_sources
 
     with FaceDetector() as detector, LandmarkBackend() as backend:
@@ -50,7 +50,7 @@ def landmark_renders(count: int):
         backend.set_source(avatar.crop)
         neutral = backend.detect(avatar.crop)
         backend.calibrate(neutral)
-        renders = [backend.render_layers(script_landmarks(neutral, SCRIPT["end"][1] * i / count))
+        renders = [backend.render(script_landmarks(neutral, SCRIPT["end"][1] * i / count), detail=True)
                    for i in range(count)]
     return avatar, renders
 
@@ -58,16 +58,17 @@ def landmark_renders(count: int):
 def bench_paste(*, iterations: int, warmup: int, device: str) -> dict:
     import torch
 
+    from live.backends import MotionField, Rendered
     from live.compose import add_label
-    from live.framing import make_framing, render_framed
+    from live.framing.layout import make_framing, render_framed
+    from live.framing.pasteback import PasteBack
+    from live.framing.pasteback_field import FieldPasteBack
+    from live.framing.pasteback_map import MapPasteBack
+    from live.framing.pasteback_torch import TensorPasteBack
     from live.media import cv2
-    from live.pasteback import PasteBack
-    from live.pasteback_field import FieldPasteBack
-    from live.pasteback_map import MapPasteBack
-    from live.pasteback_torch import TensorPasteBack
 
     avatar, layers = landmark_renders(max(25, min(iterations, 125)))
-    renders = [warped.frame for warped in layers]
+    renders = [Rendered(warped.frame) for warped in layers]
     framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
     framed = render_framed(avatar.photo, framing)
     moving = MapPasteBack(framed=framed, size=avatar.crop.shape[0], box=framing.box)
@@ -78,19 +79,21 @@ def bench_paste(*, iterations: int, warmup: int, device: str) -> dict:
         lambda i: add_label(plain.paste(renders[i % len(renders)])), iterations=iterations, warmup=warmup)
     # FOMM's paths, with a 64 x 64 motion field as the vox-256 model gives: each landmark render's own warp, shrunk.
     n = avatar.crop.shape[0]
-    fields = [torch.from_numpy(cv2().resize(w.source_map, (64, 64), interpolation=cv2().INTER_AREA) * (2 / n)
-                               + (1 / n - 1))[None] for w in layers]  # 1 x 64 x 64 x 2, grid_sample coordinates
+    maps = [r.warp.source_map for r in layers]
+    fields = [torch.from_numpy(cv2().resize(m, (64, 64), interpolation=cv2().INTER_AREA) * (2 / n)
+                               + (1 / n - 1))[None] for m in maps]  # 1 x 64 x 64 x 2, grid_sample coordinates
     visible = torch.ones(1, 1, 64, 64)
-    tensors = [torch.from_numpy(r).permute(2, 0, 1)[None].float() / 255 for r in renders]
+    tensors = [torch.from_numpy(r.frame).permute(2, 0, 1)[None].float() / 255 for r in renders]
     host = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=True)
     rows["FOMM host paste (the CPU) + label, detail on along the motion field"] = p50_ms(
-        lambda i: add_label(host.paste_parts({"prediction": tensors[i % len(tensors)],
-                                              "deformation": fields[i % len(fields)], "occlusion_map": visible})),
+        lambda i: add_label(host.paste(Rendered(tensors[i % len(tensors)],
+                                                MotionField(fields[i % len(fields)], visible)))),
         iterations=iterations, warmup=warmup)
-    on_device = [(t.to(device), f.to(device), visible.to(device)) for t, f in zip(tensors, fields, strict=True)]
+    on_device = [Rendered(t.to(device), MotionField(f.to(device), visible.to(device)))
+                 for t, f in zip(tensors, fields, strict=True)]
     paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box, device=device, detail=True)
     rows[f"FOMM PyTorch paste on {device} + label, detail on along the motion field"] = p50_ms(
-        lambda i: add_label(paster.paste(*on_device[i % len(on_device)])), iterations=iterations, warmup=warmup)
+        lambda i: add_label(paster.paste(on_device[i % len(on_device)])), iterations=iterations, warmup=warmup)
     rows["face square side (output px)"] = round(framing.box[2])
     return rows
 
@@ -99,9 +102,9 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     from benchmarks.model import randomize_
     from live.backends import FommBackend
     from live.compose import add_label, fit_to_output
-    from live.framing import make_framing, render_framed
-    from live.pasteback_field import FieldPasteBack
-    from live.pasteback_torch import TensorPasteBack
+    from live.framing.layout import make_framing, render_framed
+    from live.framing.pasteback_field import FieldPasteBack
+    from live.framing.pasteback_torch import TensorPasteBack
     from models import Animator, tensor_to_image
     from models.config import build_networks, load_config
 
@@ -115,19 +118,17 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
     backend.calibrate(motions[0])
     framing = make_framing(avatar.photo.shape[:2], SIZE, avatar.box, avatar.face)
     framed = render_framed(avatar.photo, framing)
-    if backend.animator.device.type == "cpu":  # as the live loop chooses (``live.photoframe``)
+    if backend.animator.device.type == "cpu":  # as the live loop chooses (``live.framing.compositor``)
         paster = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=True)
     else:
         paster = TensorPasteBack(framed=framed, reference=avatar.crop, box=framing.box,
                                  device=backend.animator.device, detail=True)
-    paste = paster.paste_parts
 
     def square(i: int) -> None:
         add_label(fit_to_output(tensor_to_image(backend.animator.generate(motions[i % 25])["prediction"]), *SIZE))
 
     def photo(i: int) -> None:
-        parts = backend.render_parts(motions[i % 25], with_motion=True)
-        add_label(paste(parts))
+        add_label(paster.paste(backend.render(motions[i % 25], detail=True)))
 
     for i in range(warmup):
         square(i)
@@ -145,10 +146,11 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
 
 def bench_loop(*, frames: int) -> dict:
     from benchmarks.common import bench_clip
-    from live.capture import OpenCVSource
+    from live.capture.sources import OpenCVSource
     from live.face import FaceDetector
     from live.landmarks import LandmarkBackend
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import FrameOptions, PacingOptions
     from live.wiring import load_sources
 
     class Count:
@@ -165,7 +167,8 @@ def bench_loop(*, frames: int) -> dict:
     with FaceDetector() as detector, LandmarkBackend(tracking=True) as backend:
         avatars = prepare_avatars(load_sources(None), backend.size, detector)
         pipeline = LivePipeline(OpenCVSource(str(bench_clip(SIZE))), backend, avatars, [sink], detector=detector,
-                                options=PipelineOptions(output_size=SIZE, framing="photo", max_frames=frames))
+                                options=PipelineOptions(frame=FrameOptions(size=SIZE, framing="photo"),
+                                                        pacing=PacingOptions(max_frames=frames)))
         start = time.perf_counter()
         summary = pipeline.run()
         elapsed = time.perf_counter() - start

@@ -20,7 +20,8 @@ from benchmarks.gpu_correctness import missing_package
 REPO = Path(__file__).resolve().parents[1]
 OPTIONAL_PACKAGES = ("triton", "onnxruntime", "cv2", "mediapipe", "av", "tqdm", "pyvirtualcam", "onnx", "onnxscript",
                      "ray", "torch_tensorrt")
-WATCHED_MODULES = ("torch", "live.capture", "live.sinks", "live.backends", "live.pipeline", "models.engines")
+WATCHED_MODULES = ("torch", "live.capture.sources", "live.output.sinks", "live.backends", "live.loop.pipeline",
+                   "models.engines")
 
 
 def _version(*dists: str) -> str | None:

@@ -1,11 +1,10 @@
 """The live pipeline end to end for ``benchmarks.gpu_report``: a synthetic clip held in memory, the real loop
-(``live.pipeline.LivePipeline``, ``crop="none"``), the FOMM backend at vox-256 size with random weights, and a sink
+(``live.loop.pipeline.LivePipeline``, ``crop="none"``), the FOMM backend at vox-256 size with random weights, and a sink
 that discards every frame.
 
 GPU busy fraction: CUDA events are recorded on the current stream just before and just after each call into the
-backend (``detect``: keypoints; ``render``, or ``render_fitted`` when the backend composes on the device as the FOMM
-backend does on CUDA: motion normalisation, generator and the fit to the output size; ``render_parts`` in photo
-framing: the generator with its motion field, the paste-back coming after), the spans are taken relative
+backend (``detect``: keypoints; ``render``: motion normalisation and generator, with the motion field in photo
+framing; the fit to the output size or the paste-back comes after, in composition), the spans are taken relative
 to an event recorded at the start of the run, overlapping spans are merged, and their sum is divided by the run's
 wall time. Each row's ``timed_calls`` counts the calls covered. A span runs from the first to the last GPU
 operation of a call, gaps between kernels included, so this is an upper bound on the time the GPU computed; on the
@@ -22,16 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
 CLIP_SIZES = ((640, 480), (1280, 720))
 PACINGS = (None, 30.0, 60.0)  # unpaced, then paced like a camera at 30 and 60 fps
-BUSY_METHOD = ("CUDA events around each backend detect/render/render_fitted call on the current stream, overlapping "
+BUSY_METHOD = ("CUDA events around each backend detect/render call on the current stream, overlapping "
                "spans merged, summed over the run's wall time (an upper bound: gaps between kernels inside a call "
                "count as busy)")
 
 
 class SyntheticClip:
-    """A ``live.capture.FrameSource`` over frames made in memory: a file (every frame read) unless the pipeline
+    """A ``live.capture.sources.FrameSource`` over frames made in memory: a file (every frame read) unless the pipeline
     paces it with ``realtime``.
 
     Args:
@@ -75,8 +73,8 @@ class SyntheticClip:
 
 
 class BusyTimedBackend:
-    """Wraps a backend and records CUDA events around ``detect``, ``render`` and ``render_fitted`` (what the live
-    loop calls on CUDA when the backend ``composes_on_device``); everything else is passed through.
+    """Wraps a backend and records CUDA events around ``detect`` and ``render``; everything else (its declared
+    fields, calibration, ``close``) is passed through.
 
     Args:
         backend: The backend to time.
@@ -96,10 +94,6 @@ class BusyTimedBackend:
     @property
     def calibrated(self) -> bool:
         return self._backend.calibrated
-
-    @property
-    def composes_on_device(self) -> bool:
-        return bool(getattr(self._backend, "composes_on_device", False))
 
     def start(self) -> None:
         """Mark the start of the run (call just before ``LivePipeline.run``)."""
@@ -121,14 +115,8 @@ class BusyTimedBackend:
     def detect(self, frame: np.ndarray) -> Any:
         return self._timed("detect", lambda: self._backend.detect(frame))
 
-    def render(self, motion: Any) -> np.ndarray:
-        return self._timed("render", lambda: self._backend.render(motion))
-
-    def render_fitted(self, motion: Any, width: int, height: int) -> np.ndarray:
-        return self._timed("render_fitted", lambda: self._backend.render_fitted(motion, width, height))
-
-    def render_parts(self, motion: Any, *, with_motion: bool) -> dict:
-        return self._timed("render_parts", lambda: self._backend.render_parts(motion, with_motion=with_motion))
+    def render(self, motion: Any, *, detail: bool = False) -> Any:
+        return self._timed("render", lambda: self._backend.render(motion, detail=detail))
 
     def busy_ms(self) -> float | None:
         """Milliseconds the GPU spent inside the recorded calls (merged spans); None off CUDA."""
@@ -176,8 +164,9 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
         The pipeline's stats (``stages_ms``, ``end_to_end_ms``, frame counters) plus ``achieved_fps``, ``wall_s``
         ``gpu_busy_fraction`` and ``timed_calls``.
     """
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-    from live.sinks import RecordingSink
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import CalibrationOptions, FrameOptions, PacingOptions, TrackingOptions
+    from live.output.sinks import RecordingSink
     from live.stats import PipelineStats
 
     clip = SyntheticClip(width=width, height=height, fps=fps or 30.0, frames=frames)
@@ -187,8 +176,11 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
     backend.reset_calibration()
     # steady_seconds 0: with crop none the "face" never moves, so the neutral pose is taken on the first frame and
     # every frame after runs the generator.
-    options = PipelineOptions(crop="none", realtime=fps is not None, fps=fps, steady_seconds=0.0, max_frames=frames,
-                              pipelining=pipelining, framing=framing, output_size=(width, height))
+    options = PipelineOptions(tracking=TrackingOptions(crop="none"),
+                              calibration=CalibrationOptions(steady_seconds=0.0),
+                              frame=FrameOptions(framing=framing, size=(width, height)),
+                              pacing=PacingOptions(realtime=fps is not None, fps=fps, max_frames=frames),
+                              pipelining=pipelining)
     sink = RecordingSink(keep_frames=False, keep_infos=False)
     pipeline = LivePipeline(clip, timed, prepare_avatars([("photo", photo)], backend.size, None, crop="none"),
                             [sink], options=options, detector=None, stats=PipelineStats())
@@ -239,7 +231,7 @@ def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_le
     else:  # 200-400 ms per frame at vox-256 on a 2-core CPU: a few frames prove every row runs
         unpaced_frames, paced_seconds = (4, 0.5) if quick else (20, 3.0)
     result: dict = {"settings": {"backend": f"fomm, {engine.name} {engine.precision} ({engine.reason})",
-                                 "composes_on_device": bool(getattr(backend, "composes_on_device", False)),
+                                 "composes_on_device": backend.composes_on_device,
                                  "crop": "none", "sink": "discards every frame",
                                  "gpu_busy_method": BUSY_METHOD if device.type == "cuda" else None,
                                  "unpaced_frames": unpaced_frames, "paced_seconds": paced_seconds}}
@@ -250,7 +242,7 @@ def pipeline_runs(device: torch.device, networks: tuple, *, quick: bool, time_le
     for width, height, fps, pipelining, framing in runs:
         label = "unpaced" if fps is None else f"paced-{fps:g}fps"
         if pipelining is not None:
-            label += f"-{PIPELINING_ENV}={int(pipelining)}"
+            label += f"-FOMM_LIVE_PIPELINING={int(pipelining)}"
         if framing != "face":
             label += f"-framing-{framing}"
         rows = result.setdefault(f"{width}x{height}", {})

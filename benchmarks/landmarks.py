@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         clip_seconds = SCRIPT["end"][1]
         count = max(25, min(args.iterations, 125))
         motions = [script_landmarks(neutral, clip_seconds * i / count) for i in range(count)]
-        frames = [maker.render(m) for m in motions]  # driving crops: the script rendered from the portrait
+        frames = [maker.render(m).frame for m in motions]  # driving crops: the script rendered from the portrait
         driving = [maker.detect(f) for f in frames]
         if any(d is None for d in driving):
             raise SystemExit("the face mesh lost the face on a driving frame; the benchmark needs all of them")

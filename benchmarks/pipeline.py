@@ -1,12 +1,12 @@
 """Pipeline benchmark: the real live loop on a driving clip, pipelined and not, side by side in one run.
 
-Each run feeds a video file through the same code as a camera (``live.pipeline.LivePipeline``) into a recording sink,
-either paced at the clip's fps as a camera delivers frames (``realtime``: stale frames are dropped and counted, and
-the end-to-end latency is what a viewer sees) or unpaced for throughput (every frame, as fast as it goes). For each
-backend and mode the pipelined loop (tracking and model in two threads) and the one-thread loop
-(``pipelining=False``, what ``FOMM_LIVE_PIPELINING=0`` selects) take turns, round after round, in the order
-off-on, on-off, ... so that a machine that warms up or slows down during the run favours neither. One short run per
-backend first warms the caches and is not reported.
+Each run feeds a video file through the same code as a camera (``live.loop.pipeline.LivePipeline``) into a recording
+sink, either paced at the clip's fps as a camera delivers frames (``realtime``: stale frames are dropped and counted,
+and the end-to-end latency is what a viewer sees) or unpaced for throughput (every frame, as fast as it goes). For each
+backend and mode the pipelined loop (tracking and model in two threads) and the one-thread loop (``pipelining=False``,
+what ``FOMM_LIVE_PIPELINING=0`` selects) take turns, round after round, in the order off-on, on-off, ... so that a
+machine that warms up or slows down during the run favours neither. One short run per backend first warms the caches and
+is not reported.
 
     python -m benchmarks.pipeline [--backends landmarks fomm] [--checkpoint CKPT --config CFG] [--rounds 3]
                                   [--modes realtime unpaced] [--max-frames N] [--clip PATH] [--json PATH]
@@ -28,10 +28,11 @@ import numpy as np
 
 from benchmarks.common import backend_factory, bench_clip, machine_header
 from live.backends import Backend
-from live.capture import OpenCVSource
+from live.capture.sources import OpenCVSource
 from live.face import FaceDetector
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.options import PacingOptions
+from live.output.sinks import RecordingSink
 from live.stats import STAGES, PipelineStats, percentiles
 
 MODES = ("realtime", "unpaced")
@@ -60,7 +61,7 @@ def run_pipeline_benchmark(make_backend: Callable[[], Backend], clip: str | Path
         backend = make_backend()
         source = OpenCVSource(str(clip))
         sink = _ProgressSink(progress)
-        options = PipelineOptions(realtime=realtime, max_frames=max_frames, pipelining=pipelining)
+        options = PipelineOptions(pacing=PacingOptions(realtime=realtime, max_frames=max_frames), pipelining=pipelining)
         pipeline = LivePipeline(source, backend, prepare_avatars([("source", source_image)], backend.size, detector),
                                 [sink], options=options, detector=detector, stats=PipelineStats())
         start = time.perf_counter()

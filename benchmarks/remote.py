@@ -72,11 +72,7 @@ def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *,
         out = animator.generate(animator.keypoints(frame), with_motion=field)
         want = tensor_to_image(out["prediction"])
         t1 = time.perf_counter()
-        if field:
-            got = remote.render_parts(remote.detect(frame), with_motion=True)["prediction"][0].permute(1, 2, 0)
-            got = got.numpy()
-        else:
-            got = remote.render(remote.detect(frame))
+        got = remote.render(remote.detect(frame), detail=field).frame
         t2 = time.perf_counter()
         if field:  # what the server sent for this frame, within the float32 noise of its own decode
             occlusion = out.get("occlusion_map")

@@ -51,7 +51,7 @@ class ClipCamera:
     is_file = False
 
     def __init__(self, clip: str, *, drop_every: float | None = None) -> None:
-        from live.capture import OpenCVSource
+        from live.capture.sources import OpenCVSource
 
         self.file = OpenCVSource(clip)
         self.fps = self.file.fps
@@ -169,10 +169,11 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
     """
     from benchmarks.common import backend_factory, bench_clip
     from live.face import FaceDetector
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
     from live.media import read_image
+    from live.options import PacingOptions
+    from live.output.sinks import Mp4Sink, RecordingSink
     from live.paths import DEFAULT_PORTRAIT
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-    from live.sinks import Mp4Sink, RecordingSink
     from live.stats import PipelineStats, percentiles
 
     factory = backend_factory(backend, checkpoint=checkpoint, config=config, device=device, precision=precision)
@@ -189,7 +190,8 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
             sinks.append(Mp4Sink(record, fps=camera.fps, clock="capture"))
         pipeline = LivePipeline(camera, made, prepare_avatars([("s", read_image(DEFAULT_PORTRAIT))], made.size,
                                                               detector),
-                                sinks, options=PipelineOptions(fps=camera.fps), detector=detector, stats=stats,
+                                sinks, options=PipelineOptions(pacing=PacingOptions(fps=camera.fps)), detector=detector,
+                                stats=stats,
                                 reopen=reconnects)
         start = time.perf_counter()
 

@@ -1,11 +1,11 @@
 """Fused kernels for the per-frame hot spots of the First Order Motion Model, with their PyTorch references.
 
 What this room is for: the fused ops, their pure-PyTorch references (``kernels.reference``) and the switch that
-decides whether the kernels run. What it may import: torch and triton only; nothing from ``models/`` (models import
-kernels, never the other way). The ops take plain tensors and constants: keypoint values, the B x K x 2 x 2 motion
-jacobians ``J_src @ inv(J_drv)`` and the gaussian variance come from the caller (``models.engines.kernel_ops``
-adapts the model's keypoints). That the references equal the model's own functions is proven by
-``tests/test_kernels.py``.
+decides whether the kernels run. What it may import: torch, triton and ``common`` (the switch's declaration) only;
+nothing from ``models/`` (models import kernels, never the other way). The ops take plain tensors and constants:
+keypoint values, the B x K x 2 x 2 motion jacobians ``J_src @ inv(J_drv)`` and the gaussian variance come from the
+caller (``models.engines.kernel_ops`` adapts the model's keypoints). That the references equal the model's own
+functions is proven by ``tests/test_kernels.py``.
 
 Two ops, each a Triton kernel beside its reference:
 
@@ -35,15 +35,14 @@ import os
 
 import torch
 
+from common.switches import switch
 from kernels.reference import deform_features_reference, dense_motion_inputs_reference
 
 logger = logging.getLogger(__name__)
 
-ENV_VAR = "FOMM_LIVE_KERNELS"
 _warned: set[str] = set()
 
 __all__ = [
-    "ENV_VAR",
     "deform_features",
     "deform_features_reference",
     "dense_motion_inputs",
@@ -75,20 +74,16 @@ def _warn_once(message: str) -> None:
 def kernels_enabled(device: torch.device | str) -> bool:
     """Whether the fused kernels run for tensors on ``device`` (see the module docstring for the rules)."""
     device = torch.device(device)
-    setting = os.environ.get(ENV_VAR, "auto").strip().lower()
-    if setting in ("0", "false", "off", "no"):
+    setting = switch("FOMM_LIVE_KERNELS")
+    if setting == "0":
         return False
-    if setting not in ("1", "true", "on", "yes", "auto", ""):
-        _warn_once(f"{ENV_VAR}={setting!r} is not 0, 1 or auto; using auto")
-        setting = "auto"
-    explicit = setting not in ("auto", "")
-    if not explicit:
+    if setting == "auto":
         return device.type == "cuda" and triton_available()
     if not triton_available():
-        _warn_once(f"{ENV_VAR}=1 but triton is not installed; using the PyTorch reference ops")
+        _warn_once("FOMM_LIVE_KERNELS=1 but triton is not installed; using the PyTorch reference ops")
         return False
     if device.type != "cuda" and not triton_interpreted():
-        _warn_once(f"{ENV_VAR}=1 but Triton cannot run on {device.type} tensors without TRITON_INTERPRET=1; "
+        _warn_once(f"FOMM_LIVE_KERNELS=1 but Triton cannot run on {device.type} tensors without TRITON_INTERPRET=1; "
                    "using the PyTorch reference ops")
         return False
     return True

@@ -14,13 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from live.backends import Backend
-from live.calibration import BestFrameSelector
-from live.driving import DrivingSource, resize_to_square
+from live.capture.driving import open_driving, resize_to_square
 from live.errors import UserError
 from live.face import CropTracker, FaceDetector, centre_crop_box, crop_square
+from live.loop.calibration import BestFrameSelector
+from live.loop.pipeline import Avatar, prepare_avatars
 from live.media import read_image
-from live.options import AnimateOptions
-from live.pipeline import Avatar, PipelineOptions, prepare_avatars
+from live.options import (
+    AnimateOptions,
+    CalibrationOptions,
+    FrameOptions,
+    PacingOptions,
+    PipelineOptions,
+    TrackingOptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +41,17 @@ def animate_pipeline_options(job: AnimateOptions, *, size: int, fps: float) -> P
         fps: The driving input's frame rate.
     """
     default_size = (1280, 720) if job.framing == "photo" else (size, size)
-    return PipelineOptions(output_size=job.output_size or default_size, crop=job.crop,
-                           smoothing=job.crop == "face" and job.smoothing, auto_calibrate=False, calibrate_first=True,
-                           label=job.label, fps=fps, framing=job.framing, detail=job.detail)
+    return PipelineOptions(tracking=TrackingOptions(crop=job.crop, smoothing=job.crop == "face" and job.smoothing),
+                           calibration=CalibrationOptions(auto=False, first=True),
+                           frame=FrameOptions(framing=job.framing, size=job.output_size or default_size,
+                                              detail=job.detail, label=job.label),
+                           pacing=PacingOptions(fps=fps))
 
 
-def open_driving(job: AnimateOptions, *, size: int) -> DrivingSource:
-    """The driving input as the pipeline reads it: whole frames at the model's square with ``crop="none"``."""
-    return DrivingSource(job.driving, size=size if job.crop == "none" else None)
+def driving_size(job: AnimateOptions, size: int) -> int | None:
+    """The square the driving frames are resized to whole: the model's with ``crop="none"``, else None (frames as
+    read, for the live loop's tracking and crop)."""
+    return size if job.crop == "none" else None
 
 
 def prepare_photo(job: AnimateOptions, *, size: int, detector: FaceDetector | None) -> list[Avatar]:
@@ -76,7 +86,7 @@ def find_best_frame(job: AnimateOptions, avatar: Avatar, detector: FaceDetector,
         points = faces[0].points
     selector = BestFrameSelector(points)
     tracker = CropTracker(smoothing=job.smoothing)
-    source = open_driving(job, size=size)
+    source = open_driving(job.driving, size=driving_size(job, size))
     best_index, best = -1, None
     try:
         index = 0

@@ -1,7 +1,7 @@
 """Avatars: the source photos the live loop animates, cropped the way driving frames are cropped.
 
-Each avatar keeps its whole photo and where its crop lies in it, so that photo framing (``live.framing``) can show
-the photo around the animated face.
+Each avatar keeps its whole photo and where its crop lies in it, so that photo framing (``live.framing.layout``) can
+show the photo around the animated face.
 """
 
 from __future__ import annotations

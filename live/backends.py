@@ -1,88 +1,187 @@
-"""Animation backends: what turns a driving face crop into an animated source frame.
+"""The backend contract: what turns a driving face crop into an animated source frame, declared in one place.
 
 The live loop, ``animate`` and the benchmarks do not care which backend animates; each one has two steps, timed
 separately by the pipeline:
 
-    motion = backend.detect(driving_crop)   # "keypoints" stage: keypoints, landmarks...; None when no face is seen
-    frame = backend.render(motion)          # "generator" stage: the animated source, size x size x 3 uint8 RGB
+    motion = backend.detect(driving_crop)        # "keypoints" stage: keypoints, landmarks...; None when no face
+    rendered = backend.render(motion)            # "generator" stage: a ``Rendered``, the animated square and,
+                                                 # with ``detail=True``, the motion that made it
 
-and a neutral pose that can be (re)set at any time with ``calibrate(motion)``.
-
-A backend whose model runs on a GPU may also fit its frame to the output size there (``composes_on_device`` and
-``render_fitted``), so that only the finished output frame is downloaded. A backend with ``render_parts`` (FOMM)
-hands photo framing its frame as a tensor on the model's device with the dense motion field, so that the paste-back
-and the detail transfer run there too (``live.pasteback_torch``).
+and a neutral pose that can be (re)set at any time with ``calibrate(motion)``. What a backend can do is said by its
+fields (``Backend``), never found by trying attributes: where its frames are (``device``), whether its model keeps
+every CPU core busy (``uses_all_cores``), whether the output frame is fitted where it rendered
+(``composes_on_device``), and which motion ``render(..., detail=True)`` adds (``motion_kind``: FOMM's dense
+motion field, or the landmark backend's warp map). ``close()`` releases what a backend holds; it is safe to call
+twice. The compositor that pastes a ``Rendered`` into the output frame is chosen once from these fields
+(``live.framing.compositor.make_compositor``).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from common.switches import switch
 
-class Backend(Protocol):
-    """The interface every animation backend implements.
+MotionKind = Literal["none", "field", "warp"]
+
+
+@dataclass(frozen=True)
+class MotionField:
+    """FOMM's dense motion, for the detail transfer of photo framing (``live.framing.pasteback_torch``).
+
+    Attributes:
+        deformation: Where each output pixel comes from in the source square, grid_sample coordinates
+            (align_corners=False): 1 x h x w x 2 tensor on the backend's device, or h x w x 2 float32 on the host.
+        occlusion: 1 where the source is visible, 0 where the generator inpaints: 1 x 1 x h x w tensor, or h x w
+            float32; None when the model estimates none.
+    """
+
+    deformation: Any
+    occlusion: Any | None = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(h x w x 2 float32, h x w float32 or None) on the host."""
+        return _host(self.deformation, 3), None if self.occlusion is None else _host(self.occlusion, 2)
+
+
+def _host(value: Any, ndim: int) -> np.ndarray:
+    """A tensor or array with leading batch/channel axes of 1 -> its last ``ndim`` axes as float32 numpy."""
+    if isinstance(value, np.ndarray):
+        array = value
+    else:
+        array = value.detach().float().cpu().numpy()
+    return array.reshape(array.shape[array.ndim - ndim:]).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class WarpMap:
+    """The landmark backend's warp, for the paste-back that moves the full-resolution photo itself
+    (``live.framing.pasteback_map``).
+
+    Attributes:
+        source_map: size x size x 2 float32: per pixel, the source square's position (x, y; pixel centres at integer
+            coordinates) the warp took it from, ``cv2.remap``'s map. The identity where nothing moved.
+        painted: size x size bool: pixels that are not the warped source (lids, eyeballs, lashes, the mouth's
+            inside, softened tears).
+    """
+
+    source_map: np.ndarray
+    painted: np.ndarray
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What ``Backend.render`` returns.
+
+    Attributes:
+        frame: The animated square: size x size x 3 uint8 RGB on the host, or, from a backend that renders on its
+            ``device`` (FOMM), a 1 x 3 x size x size tensor there (float in [0, 1]; uint8 levels also accepted).
+        field: FOMM's motion field when ``detail`` was asked (``motion_kind == "field"``), else None.
+        warp: The landmark backend's warp map when ``detail`` was asked (``motion_kind == "warp"``), else None.
+    """
+
+    frame: Any
+    field: MotionField | None = None
+    warp: WarpMap | None = None
+
+    def image(self) -> np.ndarray:
+        """The frame as size x size x 3 uint8 RGB on the host (a tensor rounded as ``models.tensor_to_image``)."""
+        if isinstance(self.frame, np.ndarray):
+            return self.frame
+        frame = self.frame[0] if self.frame.ndim == 4 else self.frame  # 3 x n x n
+        if frame.dtype.is_floating_point:
+            frame = (frame.detach().float().clamp(0, 1) * 255).round()
+        return np.ascontiguousarray(frame.byte().permute(1, 2, 0).cpu().numpy())
+
+
+class Backend:
+    """The interface every animation backend implements: the capabilities as fields, the methods below.
 
     Attributes:
         name: Short name shown in logs and stats (``fomm``, ``landmarks``).
         size: Side of the square frames ``render`` returns.
-        fast_rows: Optional. For array motion, the rows (first index) that move fast and briefly, such as eyelids in
-            a blink: the live loop smooths them with a filter that follows quick motion (``live.smoothing``).
-        composes_on_device: Optional. True when ``render_fitted(motion, width, height)`` fits the frame to the output
-            size where the model ran (one download of the finished frame); the live loop then calls it instead of
-            ``render``.
+        device: Where ``render``'s tensors are and where a paste-back from them runs (``cpu`` for a backend that
+            renders on the host).
+        uses_all_cores: Its model keeps every CPU core busy by itself (the live loop then tracks and renders in one
+            thread: ``live.loop.pipeline.pipelining_default``).
+        composes_on_device: The output frame is fitted on ``device`` (one download of the finished frame) rather
+            than with OpenCV on the host.
+        motion_kind: What ``render(..., detail=True)`` adds: ``field`` (FOMM's dense motion field and
+            occlusion), ``warp`` (a warp map and painted mask) or ``none``.
+        fast_rows: For array motion, the rows (first index) that move fast and briefly, such as eyelids in a blink:
+            the live loop smooths them with a filter that follows quick motion (``live.loop.smoothing``).
     """
 
-    name: str
-    size: int
+    name: str = "backend"
+    size: int = 256
+    device: str = "cpu"
+    uses_all_cores: bool = False
+    composes_on_device: bool = False
+    motion_kind: MotionKind = "none"
+    fast_rows: ClassVar[tuple[int, ...]] = ()
 
     def set_source(self, image: np.ndarray) -> None:
         """Take an H x W x 3 uint8 RGB source crop; expensive per-source work happens here, once."""
+        raise NotImplementedError
 
     def detect(self, frame: np.ndarray) -> Any:
         """The motion representation of an H x W x 3 uint8 RGB driving crop (None when there is no face)."""
+        raise NotImplementedError
 
     def calibrate(self, motion: Any) -> None:
         """Take ``motion`` (from ``detect``) as the neutral pose."""
+        raise NotImplementedError
 
     def reset_calibration(self) -> None:
         """Forget the neutral pose."""
+        raise NotImplementedError
 
     @property
     def calibrated(self) -> bool:
         """Whether a neutral pose is set (relative motion needs one)."""
+        raise NotImplementedError
 
-    def render(self, motion: Any) -> np.ndarray:
-        """The source moved by ``motion``: size x size x 3 uint8 RGB."""
+    def render(self, motion: Any, *, detail: bool = False) -> Rendered:
+        """The source moved by ``motion``; with ``detail``, also the motion of ``motion_kind``."""
+        raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the backend holds (safe to call twice); nothing by default."""
 
-DEVICE_COMPOSE_ENV = "FOMM_LIVE_DEVICE_COMPOSE"
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def device_compose_enabled() -> bool:
     """Composition on the model's GPU, unless ``FOMM_LIVE_DEVICE_COMPOSE=0`` sends it back to OpenCV on the host."""
-    return os.environ.get(DEVICE_COMPOSE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return switch("FOMM_LIVE_DEVICE_COMPOSE") != "0"
 
 
-class FommBackend:
+class FommBackend(Backend):
     """The First Order Motion Model as a backend: ``detect`` runs the keypoint detector, ``render`` the motion
-    normalisation and the cached-source generator.
+    normalisation and the cached-source generator; its frames stay on the model's device.
 
     Args:
-        animator: A loaded ``models.Animator``.
+        animator: A loaded ``models.Animator`` (closed by ``close``).
     """
 
     name = "fomm"
+    motion_kind: MotionKind = "field"
 
     def __init__(self, animator: Any) -> None:
         self.animator = animator
         self.size = animator.image_size
+        self.device = str(animator.device)
         # On the CPU OpenCV fits faster than PyTorch and exactly as before; on CUDA the fit runs beside the generator.
         self.composes_on_device = animator.device.type == "cuda" and device_compose_enabled()
         # On the CPU the networks run one PyTorch thread per core: tracking in a second thread would only take cores
-        # from them (``live.pipeline.pipelining_default``).
+        # from them (``live.loop.pipeline.pipelining_default``).
         self.uses_all_cores = animator.device.type == "cpu"
 
     @property
@@ -102,24 +201,12 @@ class FommBackend:
     def reset_calibration(self) -> None:
         self.animator.reset_calibration()
 
-    def render(self, motion: Any) -> np.ndarray:
-        from models import tensor_to_image
+    def render(self, motion: Any, *, detail: bool = False) -> Rendered:
+        """The prediction (1 x 3 x size x size float in [0, 1] on the model's device) and, with ``detail``,
+        the dense motion field (1 x h x w x 2) and occlusion map (1 x 1 x h x w, when the model estimates one)."""
+        out = self.animator.generate(motion, with_motion=detail)
+        field = MotionField(out["deformation"], out.get("occlusion_map")) if detail else None
+        return Rendered(out["prediction"], field=field)
 
-        return tensor_to_image(self.animator.generate(motion)["prediction"])
-
-    def render_parts(self, motion: Any, *, with_motion: bool) -> dict:
-        """What photo framing pastes, left on the model's device: ``prediction`` (1 x 3 x size x size float in
-        [0, 1]) and, with ``with_motion``, ``deformation`` (1 x h x w x 2) and ``occlusion_map`` (1 x 1 x h x w, when
-        the model estimates one) for the detail transfer (``live.pasteback_torch``)."""
-        out = self.animator.generate(motion, with_motion=with_motion)
-        keys = ("prediction", "deformation", "occlusion_map") if with_motion else ("prediction",)
-        return {k: out[k] for k in keys if k in out}
-
-    def render_fitted(self, motion: Any, width: int, height: int) -> np.ndarray:
-        """The animated frame fitted to ``width`` x ``height`` (``live.compose.fit_to_output``) on the model's
-        device, then downloaded once: height x width x 3 uint8 RGB."""
-        from live.compose import fit_to_output_tensor
-        from models.animator import download_image
-
-        prediction = self.animator.generate(motion)["prediction"]  # 1 x 3 x size x size float in [0, 1]
-        return download_image(fit_to_output_tensor(prediction, width, height))
+    def close(self) -> None:
+        self.animator.close()

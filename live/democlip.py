@@ -230,7 +230,7 @@ def make_demo_clip(path: Path, *, portrait: Path = DEFAULT_PORTRAIT, fps: int = 
         count = round(SCRIPT["end"][1] * fps)
         with Mp4Writer(path, fps=fps, metadata={"title": "fomm-live demo driving clip"}) as writer:
             for i in range(count):
-                writer.write(add_label(backend.render(script_landmarks(neutral, i / fps))))
+                writer.write(add_label(backend.render(script_landmarks(neutral, i / fps)).frame))
     logger.info("demo clip: %d frames at %d fps, %d x %d, written to %s", count, fps, size, size, path)
     return path
 

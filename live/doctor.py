@@ -74,7 +74,7 @@ def check_face_models() -> Check:
 
 def check_cameras() -> Check:
     """The same listing as ``fomm-live cameras``."""
-    from live.cameras import list_cameras
+    from live.capture.cameras import list_cameras
 
     found = list_cameras()
     if not found:
@@ -84,7 +84,7 @@ def check_cameras() -> Check:
 
 def check_virtualcam() -> Check:
     """Opens the virtual camera only for as long as it takes to name it, then lets it go for the real run."""
-    from live.sinks import SinkUnavailable, VirtualCamSink
+    from live.output.sinks import SinkUnavailable, VirtualCamSink
 
     try:
         sink = VirtualCamSink(width=320, height=240, fps=30)
@@ -97,7 +97,7 @@ def check_virtualcam() -> Check:
 
 
 def check_display() -> Check:
-    from live.sinks import display_available
+    from live.output.sinks import display_available
 
     if display_available():
         return Check(OK, "display", "available for the preview window")

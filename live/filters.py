@@ -8,6 +8,7 @@ opens with speed, ``d_cutoff`` (Hz) the smoothing of the speed estimate itself.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,26 @@ def _alpha(cutoff: float | np.ndarray, dt: float) -> float | np.ndarray:
     return 1.0 / (1.0 + tau / dt)
 
 
+def _float64(x: Any) -> Any:
+    """``x`` as float64: a numpy array, or a PyTorch tensor left on its device (filtered where it is)."""
+    if type(x).__module__.startswith("torch"):
+        return x.detach().double()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _copy(x: Any) -> Any:
+    return x.copy() if isinstance(x, np.ndarray) else x.clone()
+
+
+def _zeros_like(x: Any) -> Any:
+    return np.zeros_like(x) if isinstance(x, np.ndarray) else x.new_zeros(x.shape)
+
+
 class OneEuroFilter:
     """One Euro filter over arrays of any shape (all elements share the parameters, each is filtered on its own).
+
+    Numpy arrays are filtered in float64 on the host; PyTorch tensors in float64 on their own device (a model's
+    keypoints on a GPU never cross to the host for smoothing). Either way the result is float64.
 
     Args:
         min_cutoff: Cutoff frequency at rest, Hz. Lower is smoother and laggier.
@@ -40,20 +59,20 @@ class OneEuroFilter:
         self._dx: np.ndarray | None = None
         self._t: float | None = None
 
-    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+    def __call__(self, x: Any, t: float) -> Any:
         """Filter sample ``x`` taken at time ``t`` (seconds, increasing)."""
-        x = np.asarray(x, dtype=np.float64)
+        x = _float64(x)
         if self._x is None or self._dx is None or self._t is None:
-            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
-            return x.copy()
+            self._x, self._dx, self._t = _copy(x), _zeros_like(x), t
+            return _copy(x)
         if t <= self._t:  # same or older timestamp: a tiny step, never a division by zero
             t = self._t + 1e-3
         dt = t - self._t
         dx = (x - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)
         self._dx = a_d * dx + (1 - a_d) * self._dx
-        cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
+        cutoff = self.min_cutoff + self.beta * abs(self._dx)
         a = _alpha(cutoff, dt)
         self._x = a * x + (1 - a) * self._x
         self._t = t
-        return self._x.copy()
+        return _copy(self._x)

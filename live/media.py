@@ -1,4 +1,4 @@
-"""Reading images and driving videos, writing frame folders and MP4 files.
+"""Reading images, writing frame folders and MP4 files (driving videos are read by ``live.capture.driving``).
 
 Images come from anywhere, so decoding is bounded: OpenCV refuses images over ``MAX_IMAGE_PIXELS`` before decoding
 them (its ``OPENCV_IO_MAX_IMAGE_PIXELS`` limit), and files over ``MAX_IMAGE_BYTES`` are not read at all.
@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -133,52 +132,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if bgr is None:
         raise UserError(f"{path} could not be decoded: a corrupt or unsupported {kind} file")
     return cv.cvtColor(bgr, cv.COLOR_BGR2RGB)
-
-
-@dataclass
-class FrameSource:
-    """Driving frames from a video file or a folder of images.
-
-    Attributes:
-        frames: Iterator of H x W x 3 uint8 RGB frames.
-        count: Number of frames if known in advance (None for streams).
-        fps: Frame rate (25 for image folders, the original dataset's rate).
-    """
-
-    frames: Iterator[np.ndarray]
-    count: int | None
-    fps: float
-
-
-def open_driving(path: str | os.PathLike) -> FrameSource:
-    """Open a driving video file or a folder of frames (read in name order)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise UserError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        return FrameSource((read_image(p) for p in files), len(files), 25.0)
-    if not path.is_file():
-        raise UserError(f"driving video not found: {path}")
-    cv = cv2()
-    capture = cv.VideoCapture(str(path))
-    if not capture.isOpened():
-        capture.release()
-        raise UserError(f"{path} is not a video OpenCV can read")
-    count = int(capture.get(cv.CAP_PROP_FRAME_COUNT)) or None
-    fps = capture.get(cv.CAP_PROP_FPS) or 25.0
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    return
-                yield cv.cvtColor(bgr, cv.COLOR_BGR2RGB)
-        finally:
-            capture.release()
-
-    return FrameSource(frames(), count, float(fps))
 
 
 MIN_FREE_BYTES = 200 << 20  # a few minutes of 640x480 H.264 at CRF 18, with room to finalise the file

@@ -1,13 +1,14 @@
 """Runtime options of the commands, as dataclasses built once from the command line.
 
 The command line (``live.cli``) turns its arguments into these; everything below it (backend and output wiring, the
-pipeline, file-to-file animation) takes them and never sees argparse. The live loop's own options are
-``live.pipeline.PipelineOptions``.
+pipeline, file-to-file animation) takes them and never sees argparse. Each default is written here once; the command
+line reads its defaults from these classes. The live loop's options (``PipelineOptions``) are grouped by concern:
+tracking, calibration, the output frame and pacing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CHECKPOINT_HELP = ("an original First Order Motion Model checkpoint (vox-cpk.pth.tar, vox-adv-cpk.pth.tar, "
                    "taichi-cpk.pth.tar, ...); see the README for where to get one")
@@ -90,7 +91,7 @@ class AnimateOptions:
         label: Draw the "AI-generated" label on every frame.
         framing: ``face`` (the model's square) or ``photo`` (the photo framed, the face pasted back).
         output_size: (width, height); None: the model's square (``face``) or 1280 x 720 (``photo``).
-        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.framing.pasteback``).
     """
 
     source: str
@@ -118,3 +119,103 @@ class RemoteOptions:
     url: str
     token_file: str | None = None
     codec: str = "jpeg"
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """How the live loop follows the face.
+
+    Attributes:
+        crop: ``face`` (track and crop the face) or ``none`` (the centre square of the whole frame).
+        mirror: Mirror the camera image before processing (hotkey m toggles it).
+        smoothing: Smooth the crop box and the motion (keypoints or landmarks).
+        kp_min_cutoff: The motion's smoothing at rest, Hz (``--kp-cutoff``): lower is steadier but laggier.
+        kp_beta: How fast that cutoff opens with speed.
+    """
+
+    crop: str = "face"
+    mirror: bool = False
+    smoothing: bool = True
+    kp_min_cutoff: float = 1.0
+    kp_beta: float = 2.0
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """When the neutral pose is taken.
+
+    Attributes:
+        auto: Once the face has been still for ``steady_seconds`` (else only when c is pressed).
+        steady_seconds: How long the face must be still.
+        first: Take the first frame with motion when no neutral pose is set (file-to-file animation).
+        best_frame: Start in best-frame mode (the neutral is the frame that best matches the photo's pose).
+    """
+
+    auto: bool = True
+    steady_seconds: float = 0.5
+    first: bool = False
+    best_frame: bool = False
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """What an output frame is.
+
+    Attributes:
+        framing: ``face`` (the model's square fitted to the output) or ``photo`` (the source photo framed for the
+            output, the animated face pasted back: ``live.framing.compositor``). The commands that run live
+            (``run``, ``demo``) default to ``LIVE_FRAMING``.
+        size: (width, height) of output frames; None: the input's.
+        detail: With photo framing, carry the photo's fine detail along the backend's motion.
+        label: Draw the "AI-generated" label on every output frame.
+    """
+
+    framing: str = "face"
+    size: tuple[int, int] | None = None
+    detail: bool = True
+    label: bool = True
+
+
+LIVE_FRAMING = "photo"  # what ``run`` and ``demo`` show by default: the whole photo, as a call expects
+
+
+@dataclass(frozen=True)
+class PacingOptions:
+    """How input frames are read and output frames announced.
+
+    Attributes:
+        realtime: Pace a file input at its fps like a camera (else every frame, as fast as it goes).
+        loop: Repeat a file input.
+        max_frames: Stop after this many input frames.
+        fps: Output frame rate announced to sinks; None: the input's.
+    """
+
+    realtime: bool = False
+    loop: bool = False
+    max_frames: int | None = None
+    fps: float | None = None
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The live loop's options, one group per concern.
+
+    Attributes:
+        tracking: Following the face.
+        calibration: Taking the neutral pose.
+        frame: What an output frame is.
+        pacing: Reading the input, announcing the output.
+        pipelining: Track frame N+1 while the model works on frame N (two threads); None:
+            ``live.loop.pipeline.pipelining_default`` (``FOMM_LIVE_PIPELINING``, else on unless the backend's model
+            keeps every CPU core busy).
+        show_help: Show the help overlay in the preview from the start.
+        scripted_keys: Input frame index -> hotkeys applied just before that frame is processed (tests, demos).
+    """
+
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    frame: FrameOptions = field(default_factory=FrameOptions)
+    pacing: PacingOptions = field(default_factory=PacingOptions)
+    pipelining: bool | None = None
+    show_help: bool = False
+    scripted_keys: dict[int, list[str]] = field(default_factory=dict)

@@ -6,6 +6,7 @@ Shared by the commands that animate (``run``, ``demo``, ``animate``); takes the 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +63,9 @@ def make_remote_backend(model: ModelOptions, remote: RemoteOptions, *, lossless:
 
     if model.backend == "landmarks":
         raise UserError("--backend landmarks runs here; --remote is for the FOMM on a server: drop one of them")
-    defaults = ModelOptions()
+    given, defaults = asdict(model), asdict(ModelOptions())
     unused = [name for name in ("checkpoint", "config", "device", "precision", "engine")
-              if getattr(model, name) != getattr(defaults, name)]
+              if given[name] != defaults[name]]
     if unused:
         logger.info("--remote: the server's model animates; %s unused here",
                     ", ".join(f"--{name}" for name in unused))
@@ -94,11 +95,10 @@ def load_animator(model: ModelOptions):
     return animator
 
 
-def close_backend(backend: object | None) -> None:
-    """Release what a backend holds (the landmark backend's face mesh); backends without ``close`` hold nothing."""
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
+def close_backend(backend: Backend | None) -> None:
+    """Release what a backend holds (the FOMM model's engine, the landmark backend's face mesh, a server's stream)."""
+    if backend is not None:
+        backend.close()
 
 
 def load_sources(specs: list[str] | tuple[str, ...] | None) -> list[tuple[str, np.ndarray]]:
@@ -134,7 +134,7 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
         clock: How recordings are timed: ``capture`` (live sources, paced files) or ``frames`` (a file read
             losslessly, faster than real time).
     """
-    from live.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
+    from live.output.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
 
     sinks, window, problems = [], None, []
     wanted = list(outputs.outputs) or ["virtualcam"]

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-CACHE_ENV = "FOMM_LIVE_CACHE"
+from common.switches import switch
 
 
 def cache_root() -> Path:
@@ -15,7 +15,7 @@ def cache_root() -> Path:
     ``FOMM_LIVE_CACHE`` overrides it; otherwise ``%LOCALAPPDATA%`` on Windows, ``~/Library/Caches`` on macOS and
     ``$XDG_CACHE_HOME`` (default ``~/.cache``) elsewhere, each with a ``fomm-live`` folder.
     """
-    override = os.environ.get(CACHE_ENV)
+    override = switch("FOMM_LIVE_CACHE")
     if override:
         return Path(override)
     if sys.platform == "win32":

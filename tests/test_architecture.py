@@ -1,5 +1,7 @@
 """The shape of the house, read from the source with ``ast`` (nothing is imported): no import cycles between files,
-imports running one way through the layers kernels < models < live < benchmarks, and no file over 400 lines.
+imports running one way through the layers common < kernels < models < live < benchmarks, no file over 400 lines,
+at most 16 modules at ``live/``'s root (the rest in rooms), and no backend probed for what it can do
+(``getattr``/``hasattr`` on a backend or model object under ``live/``: the contract is declared, ``live.backends``).
 
 An edge is any import of one project file by another: at module level, inside a function (a lazy import), under
 ``if TYPE_CHECKING:`` (a type-only import is still a dependency of the design), relative (``from . import x``) or
@@ -22,8 +24,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lower layers never import higher ones.
-LAYERS = ("kernels", "models", "live", "benchmarks")
+LAYERS = ("common", "kernels", "models", "live", "benchmarks")
 MAX_LINES = 400
+MAX_LIVE_ROOT_MODULES = 16  # .py files directly in live/, besides __init__.py and __main__.py
+# The names a backend or model object goes by; no getattr/hasattr may take one as its first argument under live/.
+PROBED_NAMES = ("backend", "self.backend", "self._backend", "model")
 
 
 @dataclass(frozen=True)
@@ -309,3 +314,52 @@ def test_checker_lists_every_cycle_and_the_layer_breaks(tmp_path: Path) -> None:
         ("kernels.k", "models.m", 2), ("live.x", "benchmarks.b", 1)]  # live/cli.py may import benchmarks
     assert [(p.relative_to(tmp_path).as_posix(), n) for p, n in long_files(modules, limit=1)] == [
         ("kernels/k.py", 2), ("live/z.py", 2), ("models/o.py", 2)]
+
+
+# -- rooms and declared contracts --------------------------------------------------------------------------------
+def root_modules(package: Path) -> list[str]:
+    """The .py files directly in ``package``, besides ``__init__.py`` and ``__main__.py``."""
+    return sorted(p.name for p in package.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+
+
+def probes(paths: list[Path], names: tuple[str, ...] = PROBED_NAMES) -> list[str]:
+    """``file:line getattr(name, ...)`` for every ``getattr``/``hasattr`` call whose first argument is one of
+    ``names`` (a plain name or ``self.x``)."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "hasattr") and node.args
+                    and ast.unparse(node.args[0]) in names):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    return found
+
+
+def test_live_keeps_at_most_16_modules_at_its_root_and_every_room_says_what_it_owns() -> None:
+    live = ROOT / "live"
+    modules = root_modules(live)
+    assert len(modules) <= MAX_LIVE_ROOT_MODULES, (
+        f"{len(modules)} modules directly in live/ (at most {MAX_LIVE_ROOT_MODULES}: group the rest into rooms by "
+        f"purpose): {modules}")
+    for room in sorted(p for p in live.iterdir() if p.is_dir() and p.name != "assets" and any(p.glob("*.py"))):
+        init = room / "__init__.py"
+        assert init.is_file(), f"live/{room.name}/ has no __init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        assert "may import" in doc.lower(), f"live/{room.name}/__init__.py does not say what the room may import"
+
+
+def test_no_backend_is_probed_for_what_it_can_do_under_live() -> None:
+    found = probes(sorted((ROOT / "live").rglob("*.py")))
+    assert not found, "backends are probed instead of read from their declared fields:\n" + "\n".join(found)
+
+
+def test_the_room_and_probe_checks_catch_what_they_should(tmp_path: Path) -> None:
+    for i in range(MAX_LIVE_ROOT_MODULES + 1):
+        (tmp_path / f"m{i}.py").write_text("", encoding="utf-8")
+    (tmp_path / "__init__.py").write_text("", encoding="utf-8")
+    assert len(root_modules(tmp_path)) == MAX_LIVE_ROOT_MODULES + 1
+    probed = tmp_path / "probe.py"
+    probed.write_text("def f(backend, model, other):\n    getattr(backend, 'x', None)\n    hasattr(model, 'y')\n"
+                      "    getattr(other, 'z')\n    getattr(self.backend, 'w')\n", encoding="utf-8")
+    assert probes([probed]) == ["probe.py:2 getattr(backend, 'x', None)", "probe.py:3 hasattr(model, 'y')",
+                                "probe.py:5 getattr(self.backend, 'w')"]

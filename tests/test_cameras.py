@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 from clips import moving_frames, write_clip
 
-import live.cameras as cameras
-from live.cameras import CameraSpec, capture_backends, check_camera, check_device_path, list_cameras, parse_camera_spec
-from live.capture import OpenCVSource
+import live.capture.cameras as cameras
+from live.capture.cameras import (
+    CameraSpec,
+    capture_backends,
+    check_camera,
+    check_device_path,
+    list_cameras,
+    parse_camera_spec,
+)
+from live.capture.sources import OpenCVSource
 from live.cli import main
 from live.errors import UserError
 from live.media import cv2
@@ -159,7 +166,7 @@ def fake_capture(monkeypatch: pytest.MonkeyPatch):
 
 def test_v4l2_asks_mjpg_before_the_size(fake_capture, monkeypatch, caplog) -> None:
     monkeypatch.setattr(sys, "platform", "linux")
-    caplog.set_level("INFO", logger="live.capture")
+    caplog.set_level("INFO", logger="live.capture.sources")
     source = OpenCVSource("0", resolution=(1280, 720), fps=30)
     assert fake_capture.opened == [(0, cv2().CAP_V4L2)]
     names = [name for name, _ in fake_capture.last.calls]
@@ -198,7 +205,7 @@ def test_reopening_a_camera_tries_only_that_camera(fake_capture, monkeypatch) ->
 
 
 def test_the_camera_is_checked_before_the_model_loads_and_opened_after(tmp_path: Path, monkeypatch) -> None:
-    import live.capture as capture
+    import live.capture.sources as capture
     import live.wiring as wiring
 
     order: list[str] = []

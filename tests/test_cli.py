@@ -160,8 +160,8 @@ def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path, monkeypatch: py
     model's 256 x 256; the animated frames differ accordingly."""
     from clips import moving_frames, write_clip
 
-    import live.sinks as sinks
-    from live.capture import OpenCVSource
+    import live.output.sinks as sinks
+    from live.capture.sources import OpenCVSource
     from live.face import FaceDetector, face_crop_box
 
     boxes: dict[str, list] = {}
@@ -230,7 +230,7 @@ def test_a_failing_writer_ends_animate_with_one_line(tmp_path: Path, monkeypatch
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """The live pipeline drops an output that fails and goes on; for animate the writer is the only output, so its
     failure is the command's failure."""
-    import live.sinks as sinks
+    import live.output.sinks as sinks
 
     def full_disk(self, frame, info) -> None:
         raise OSError(28, "No space left on device")

@@ -49,7 +49,7 @@ def test_good_checkpoint_is_ok_and_a_bad_one_fails(tmp_path: Path, capsys: pytes
 
 
 def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    import live.sinks as sinks
+    import live.output.sinks as sinks
 
     def unavailable(**kwargs):
         raise sinks.SinkUnavailable("no virtual camera (none); to get one, " + sinks.VIRTUALCAM_HELP["linux"])
@@ -60,8 +60,8 @@ def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: 
 
 
 def test_cameras_check_uses_the_cameras_listing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import live.cameras as cameras
-    from live.cameras import CameraInfo
+    import live.capture.cameras as cameras
+    from live.capture.cameras import CameraInfo
 
     monkeypatch.setattr(cameras, "list_cameras", lambda: [CameraInfo(0, "/dev/video0", "Integrated Camera",
                                                                      1280, 720, 30.0)])

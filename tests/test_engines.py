@@ -79,14 +79,14 @@ def test_cpu_fp32_fast_path_matches_original(variant: str, mode: str) -> None:
 
 def test_fast_path_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     """FOMM_LIVE_FAST=0 runs the networks as loaded (no tuned copy), still to the original's numbers."""
-    monkeypatch.setenv(engines.FAST_ENV, "0")
+    monkeypatch.setenv("FOMM_LIVE_FAST", "0")
     kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
     engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32")
     assert not engine.fast and engine.generator is gen
-    monkeypatch.setenv(engines.FAST_ENV, "1")
+    monkeypatch.setenv("FOMM_LIVE_FAST", "1")
     engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32")
     assert engine.fast and engine.generator is not gen
-    monkeypatch.setenv(engines.FAST_ENV, "0")
+    monkeypatch.setenv("FOMM_LIVE_FAST", "0")
     got, expected = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="eager")
     check_fp32(got, expected, "relative", "eager fp32, fast path off")
 
@@ -191,9 +191,9 @@ def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        monkeypatch.setenv(engines.THREADS_ENV, "1")
+        monkeypatch.setenv("FOMM_LIVE_THREADS", "1")
         assert engines.configure_threads() == 1 and torch.get_num_threads() == 1
-        monkeypatch.delenv(engines.THREADS_ENV)
+        monkeypatch.delenv("FOMM_LIVE_THREADS")
         assert engines.configure_threads() == engines.physical_cores() == torch.get_num_threads()
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         torch.set_num_threads(before)

@@ -68,7 +68,7 @@ def reference() -> list[np.ndarray]:
         return animate(animator)
 
 
-def animate_with_motion(animator: Animator) -> list[dict[str, np.ndarray]]:
+def animate_detail(animator: Animator) -> list[dict[str, np.ndarray]]:
     """Predictions and motion fields (``deformation``) for the golden driving frames, as photo framing asks."""
     folder = golden_dir("tiny")
     frames = [read_rgb(folder / f"driving_{i}.png") for i in range(FRAMES)]
@@ -84,7 +84,7 @@ def reference_motion() -> list[dict[str, np.ndarray]]:
     with pytest.MonkeyPatch.context() as mp:
         _env(mp)
         mp.setenv("FOMM_LIVE_FAST", "0")
-        return animate_with_motion(make())
+        return animate_detail(make())
 
 
 def assert_reference_motion(got: list[dict[str, np.ndarray]], reference: list[dict[str, np.ndarray]]) -> None:
@@ -291,7 +291,7 @@ def test_stand_in_compile_with_a_wrong_motion_field_falls_back_to_eager(monkeypa
     monkeypatch.setattr(torch, "compile", spoiling_compile("deformation", 0.05))
     animator = make()
     with caplog.at_level(logging.WARNING):
-        got = animate_with_motion(animator)
+        got = animate_detail(animator)
     assert_reference_motion(got, reference_motion)
     message = one_warning(caplog, "compile", "max abs 5.0e-02")
     assert "deformation" in message
@@ -361,7 +361,7 @@ def test_reduced_precision_with_a_wrong_motion_field_falls_back_to_float32(monke
 
     monkeypatch.setattr(engine.generator, "decode", spoiled_field)
     with caplog.at_level(logging.WARNING):
-        got = animate_with_motion(animator)
+        got = animate_detail(animator)
     assert_reference_motion(got, reference_motion)
     message = one_warning(caplog, "bf16", "needs max abs <= 2e-02")  # 0.1 plus bf16's own error
     assert "deformation" in message and "float32" in message
@@ -440,7 +440,7 @@ def test_onnxruntime_with_a_wrong_motion_field_falls_back_to_eager(caplog: pytes
 
     engine._run = off_field
     with caplog.at_level(logging.WARNING):
-        got = animate_with_motion(animator)
+        got = animate_detail(animator)
     assert_reference_motion(got, reference_motion)
     assert "deformation" in one_warning(caplog, "onnxruntime", "max abs 5.0e-02")
     assert verdicts(animator) == {"onnxruntime": [True, False]}

@@ -15,8 +15,9 @@ from test_pipeline import ListSource, tiny_backend
 
 from live.errors import UserError
 from live.face import FaceDetector
-from live.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
+from live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
+from live.options import CalibrationOptions, PacingOptions
+from live.output.sinks import RecordingSink
 
 
 class Flaky(WrappedBackend):
@@ -28,11 +29,11 @@ class Flaky(WrappedBackend):
         self.always = always
         self.calls = 0
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         self.calls += 1
         if self.always or self.calls in self.fail_on:
             raise RuntimeError("simulated failure in the generator")
-        return self.inner.render(motion)
+        return self.inner.render(motion, detail=detail)
 
 
 class BrokenSink(RecordingSink):
@@ -51,7 +52,7 @@ def detector():
 def make(detector, backend, sinks, n=40):
     return LivePipeline(ListSource(moving_frames(n, still=n)), backend,
                         prepare_avatars([("a", portrait())], backend.size, detector), sinks,
-                        options=PipelineOptions(steady_seconds=0.2), detector=detector)
+                        options=PipelineOptions(calibration=CalibrationOptions(steady_seconds=0.2)), detector=detector)
 
 
 def test_a_failing_frame_is_logged_once_and_the_last_good_frame_served(detector, caplog) -> None:
@@ -112,14 +113,15 @@ class BlackThenFaceCamera:
 
 
 def test_a_camera_giving_black_frames_is_reported_once_and_the_output_goes_on(detector, caplog, monkeypatch) -> None:
-    import live.capture as capture
+    import live.capture.sources as capture
 
     monkeypatch.setattr(capture, "BLACK_SECONDS", 0.3)
     backend = tiny_backend()
     sink = RecordingSink(keep_frames=False)
     pipeline = LivePipeline(BlackThenFaceCamera(black=15, faces=10), backend,
                             prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                            options=PipelineOptions(steady_seconds=0.1), detector=detector)
+                            options=PipelineOptions(calibration=CalibrationOptions(steady_seconds=0.1)),
+                            detector=detector)
     pipeline.run()
     warnings = [r.getMessage() for r in caplog.records if "only black frames" in r.getMessage()]
     assert len(warnings) == 1 and "camera 0" in warnings[0]
@@ -142,7 +144,7 @@ def test_a_camera_that_vanishes_for_good_keeps_the_outputs_fed_until_stopped(det
     sink = RecordingSink(keep_frames=False)
     pipeline = LivePipeline(FlakyCamera(moving_frames(20, still=20), fail_at=8), backend,
                             prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                            options=PipelineOptions(fps=25), detector=detector, reopen=reopen)
+                            options=PipelineOptions(pacing=PacingOptions(fps=25)), detector=detector, reopen=reopen)
     timer = threading.Timer(1.5, pipeline.stop_event.set)
     timer.start()
     try:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from live.avatars import Avatar, prepare_avatars
+from live.backends import Backend, Rendered, WarpMap
 from live.face import CropBox, centre_crop_box, crop_square
-from live.framing import FACE_CENTRE_Y, FACE_SHARE, frame_rect, make_framing, render_framed
+from live.framing.layout import FACE_CENTRE_Y, FACE_SHARE, frame_rect, make_framing, render_framed
 from live.media import cv2
 
 
@@ -71,9 +72,9 @@ def test_the_face_square_maps_to_where_the_photo_shows_it() -> None:
 
 def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[int, int] = (320, 180),
            detail: bool = True):
-    from live.calibration import AutoCalibrator
-    from live.hotkeys import Controls
-    from live.stages import ModelStage
+    from live.loop.calibration import AutoCalibrator
+    from live.loop.hotkeys import Controls
+    from live.loop.stages import ModelStage
     from live.stats import PipelineStats
 
     return ModelStage(backend=backend, avatars=avatars, output_size=size, crop_mode="none", smoother=None,
@@ -81,7 +82,7 @@ def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[i
                       stats=PipelineStats(), camera_lost=lambda: False, framing="photo", detail=detail)
 
 
-class ShiftBackend:
+class ShiftBackend(Backend):
     """A stand-in backend: ``render`` returns the source crop rolled by ``motion`` pixels (a known motion)."""
 
     name = "shift"
@@ -97,8 +98,8 @@ class ShiftBackend:
     def calibrate(self, motion: int) -> None:
         pass
 
-    def render(self, motion: int) -> np.ndarray:
-        return np.roll(self.source, motion, axis=1)
+    def render(self, motion: int, *, detail: bool = False) -> Rendered:
+        return Rendered(np.roll(self.source, motion, axis=1))
 
 
 def _photo(seed: int, shape: tuple[int, int]) -> np.ndarray:
@@ -132,8 +133,8 @@ def test_crop_none_with_photo_framing_animates_the_centre_square() -> None:
 
 
 def test_the_label_is_drawn_on_the_final_photo_frame() -> None:
-    from live.capture import CapturedFrame
-    from live.stages import TrackedFrame
+    from live.capture.sources import CapturedFrame
+    from live.loop.stages import TrackedFrame
 
     avatars = prepare_avatars([("a", _photo(4, (360, 640)))], 64, None, crop="none")
     plain, labelled = _stage(avatars, ShiftBackend()), _stage(avatars, ShiftBackend(), label=True)
@@ -149,24 +150,28 @@ def test_the_label_is_drawn_on_the_final_photo_frame() -> None:
 
 
 class LayeredShiftBackend(ShiftBackend):
-    """A stand-in warping backend: ``render_layers`` hands over the shifted square with its backward map (each pixel
-    from ``motion`` pixels to its left, the identity along the square's border) and nothing painted."""
+    """A stand-in warping backend: ``render(..., detail=True)`` hands over the shifted square with its backward
+    map (each pixel from ``motion`` pixels to its left, the identity along the square's border) and nothing
+    painted."""
 
-    def render_layers(self, motion: int):
-        from live.landmarks.backend import WarpedFrame
+    motion_kind = "warp"
 
+    def render(self, motion: int, *, detail: bool = False) -> Rendered:
+        frame = super().render(motion).frame
+        if not detail:
+            return Rendered(frame)
         n = self.size
         grid = np.arange(n, dtype=np.float32)
         source_map = np.stack(np.meshgrid(grid, grid), axis=-1)
         source_map[8:-8, 8:-8, 0] -= motion
-        return WarpedFrame(frame=self.render(motion), source_map=source_map, painted=np.zeros((n, n), bool))
+        return Rendered(frame, warp=WarpMap(source_map=source_map, painted=np.zeros((n, n), bool)))
 
 
 def test_a_warping_backend_moves_the_full_resolution_photo_and_no_detail_upscales_its_square() -> None:
-    from live.capture import CapturedFrame
-    from live.pasteback import PasteBack
-    from live.pasteback_map import MapPasteBack
-    from live.stages import TrackedFrame
+    from live.capture.sources import CapturedFrame
+    from live.framing.pasteback import PasteBack
+    from live.framing.pasteback_map import MapPasteBack
+    from live.loop.stages import TrackedFrame
 
     photo = _photo(5, (720, 1280))  # 4x the output: the framed photo has detail the 64-pixel square has not
     avatars = prepare_avatars([("a", photo)], 64, None, crop="none")

@@ -7,7 +7,7 @@ framing, through the live pipeline, with both backends (FOMM on the tiny golden 
 - sharpness (landmark backend, at rest): the face region's variance of the Laplacian at least 80% of the framed
   photo's.
 
-The definitions are ``live.seam``'s."""
+The definitions are ``helpers.seam``'s."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import functools
 import numpy as np
 import pytest
 from conftest import golden_dir, require
-
-from live.seam import gradient_energy, seam_band, sharpness, support_bbox
+from helpers.seam import gradient_energy, seam_band, sharpness, support_bbox
 
 SIZE = (1280, 720)
 SEAM_LIMIT = 1.2
@@ -29,10 +28,11 @@ def run_clip(backend_name: str, detail: bool = True
              ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, list[int]]:
     """The animated output frames of the demo clip, the paste mask of each, the framed photo, and the frames'
     input indices."""
-    from live.capture import OpenCVSource
+    from live.capture.sources import OpenCVSource
     from live.democlip import demo_clip_path
     from live.face import FaceDetector
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import FrameOptions
     from live.wiring import load_sources
 
     frames: list[np.ndarray] = []
@@ -63,8 +63,9 @@ def run_clip(backend_name: str, detail: bool = True
                                                            folder / "config.yaml", device="cpu", precision="fp32"))
         avatars = prepare_avatars(load_sources(None), backend.size, detector)
         pipeline = LivePipeline(OpenCVSource(str(demo_clip_path())), backend, avatars, [Keep()], detector=detector,
-                                options=PipelineOptions(output_size=SIZE, framing="photo", label=False,
-                                                        pipelining=False, detail=detail))
+                                options=PipelineOptions(frame=FrameOptions(size=SIZE, framing="photo", label=False,
+                                                                           detail=detail),
+                                                        pipelining=False))
         photo = pipeline.model.photo
         masks: list[np.ndarray] = []
         paste = photo.paste
@@ -78,9 +79,7 @@ def run_clip(backend_name: str, detail: bool = True
         try:
             pipeline.run()
         finally:
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
+            backend.close()
     assert len(frames) == len(masks) > 50, "the clip should animate most of its 125 frames"
     return frames, masks, photo.framed, indices
 

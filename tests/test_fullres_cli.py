@@ -21,22 +21,22 @@ def test_run_and_demo_default_to_photo_framing_and_animate_to_face() -> None:
     assert parser.parse_args(["run"]).framing == "photo"
     assert parser.parse_args(["demo"]).framing == "photo"
     args = parser.parse_args(["animate", "--source", "a.png", "--driving", "d.mp4", "--out", "o"])
-    assert args.framing == "face" and args.output_size is None and not args.no_detail
+    assert args.framing == "face" and args.output_size is None and args.detail
     args = parser.parse_args(["run", "--framing", "face", "--output-size", "800x600", "--no-detail"])
-    assert (args.framing, args.output_size, args.no_detail) == ("face", (800, 600), True)
+    assert (args.framing, args.output_size, args.detail) == ("face", (800, 600), False)
 
 
 def test_animate_output_size_follows_the_framing() -> None:
     from live.animate import animate_pipeline_options
 
     job = AnimateOptions(source="a", driving="d", out="o")
-    assert animate_pipeline_options(job, size=256, fps=25).output_size == (256, 256)
+    assert animate_pipeline_options(job, size=256, fps=25).frame.size == (256, 256)
     photo = AnimateOptions(source="a", driving="d", out="o", framing="photo")
     options = animate_pipeline_options(photo, size=256, fps=25)
-    assert options.output_size == (1280, 720) and options.framing == "photo" and options.detail
+    assert options.frame.size == (1280, 720) and options.frame.framing == "photo" and options.frame.detail
     sized = AnimateOptions(source="a", driving="d", out="o", framing="photo", output_size=(320, 180), detail=False)
     options = animate_pipeline_options(sized, size=256, fps=25)
-    assert options.output_size == (320, 180) and not options.detail
+    assert options.frame.size == (320, 180) and not options.frame.detail
 
 
 def test_animate_with_photo_framing_writes_the_framed_photo_size(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from conftest import REPO, golden_dir
 
 from benchmarks import gpu_report
 from benchmarks.gpu_correctness import golden_variants
+from live.backends import Backend, Rendered
 
 # Packages the GPU machine does not have (it has torch, Triton, NumPy, PyYAML, OpenCV, ONNX Runtime for the CPU).
 BLOCKED = ("mediapipe", "av", "tqdm", "pyvirtualcam", "onnx", "onnxscript", "ray", "torch_tensorrt")
@@ -152,8 +153,7 @@ def test_dry_run_on_cpu_without_the_missing_packages(tmp_path: Path) -> None:
             assert row["frames_out"] > 0 and row["achieved_fps"] > 0
             assert "gpu_busy_fraction" in row and row["gpu_busy_fraction"] is None  # no GPU: null with a reason
             assert row["gpu_busy_note"]
-            rendered = "render_parts" if row["framing"] == "photo" else "render"
-            assert row["timed_calls"]["detect"] > 0 and row["timed_calls"][rendered] > 0, row["timed_calls"]
+            assert row["timed_calls"]["detect"] > 0 and row["timed_calls"]["render"] > 0, row["timed_calls"]
     assert pipeline["1280x720"]["unpaced-FOMM_LIVE_PIPELINING=0"]["pipelining"] is False
     assert pipeline["1280x720"]["unpaced-framing-photo"]["framing"] == "photo"  # run's default output is measured
     markdown = (out_dir / "gpu_report.md").read_text(encoding="utf-8")
@@ -338,9 +338,9 @@ def test_tensorrt_and_onnx_candidates_construct_their_engines(monkeypatch: pytes
     assert callable(golden["onnxruntime-fp32"]) == (onnx_missing is None)
 
 
-class StandInDeviceBackend:
-    """A stand-in for the FOMM backend on CUDA: it composes on the device, so the live loop calls ``render_fitted``
-    (never ``render``); both return fixed frames."""
+class StandInDeviceBackend(Backend):
+    """A stand-in for the FOMM backend on CUDA: it composes on the device, so its frames stay tensors until the
+    compositor fits them (``live.framing.compositor.FaceCompositor``); ``render`` returns a fixed frame."""
 
     name = "stand-in"
     size = 32
@@ -365,22 +365,19 @@ class StandInDeviceBackend:
     def calibrated(self) -> bool:
         return self.neutral is not None
 
-    def render(self, motion) -> np.ndarray:
-        raise AssertionError("the live loop called render although the backend composes on the device")
-
-    def render_fitted(self, motion, width: int, height: int) -> np.ndarray:
-        return np.full((height, width, 3), 128, dtype=np.uint8)
+    def render(self, motion, *, detail: bool = False) -> Rendered:
+        return Rendered(torch.full((1, 3, self.size, self.size), 0.5))
 
 
-def test_gpu_busy_covers_render_fitted_when_the_backend_composes_on_the_device() -> None:
-    """On CUDA the FOMM backend composes on the device and the loop calls ``render_fitted``: the timing wrapper passes
-    ``composes_on_device`` through and times that call, so the GPU-busy figure covers the generator there too."""
+def test_gpu_busy_covers_render_when_the_backend_composes_on_the_device() -> None:
+    """On CUDA the FOMM backend composes on the device: the timing wrapper passes its declared fields through (the
+    loop fits its tensors on the device) and times every ``render``, so the GPU-busy figure covers the generator."""
     from benchmarks.gpu_pipeline import BusyTimedBackend, run_clip
 
     backend = StandInDeviceBackend()
     assert BusyTimedBackend(backend, torch.device("cpu")).composes_on_device is True
     row = run_clip(backend, torch.device("cpu"), width=64, height=48, fps=None, frames=4, pipelining=False)
     assert row["frames_out"] > 0
-    assert row["timed_calls"].get("render_fitted", 0) >= 1 and "render" not in row["timed_calls"], row["timed_calls"]
-    assert row["timed_calls"]["detect"] >= row["timed_calls"]["render_fitted"]
+    assert row["timed_calls"].get("render", 0) >= 1, row["timed_calls"]
+    assert row["timed_calls"]["detect"] >= row["timed_calls"]["render"]
     assert "generator" in row["stages_ms"]

@@ -209,22 +209,22 @@ def test_kernels_import_nothing_from_models() -> None:
 
 
 def test_switch_follows_the_environment(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv(kernels.ENV_VAR, "0")
+    monkeypatch.setenv("FOMM_LIVE_KERNELS", "0")
     assert not kernels.kernels_enabled("cuda")
-    monkeypatch.delenv(kernels.ENV_VAR)
+    monkeypatch.delenv("FOMM_LIVE_KERNELS")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert not kernels.kernels_enabled("cpu")  # auto: CUDA only
     assert kernels.kernels_enabled("cuda") == kernels.triton_available()
-    monkeypatch.setenv(kernels.ENV_VAR, "1")
+    monkeypatch.setenv("FOMM_LIVE_KERNELS", "1")
     with caplog.at_level(logging.WARNING, logger="kernels"):
         assert not kernels.kernels_enabled("cpu")  # asked for, but Triton cannot run on CPU tensors natively
     if kernels.triton_available():
         assert "TRITON_INTERPRET" in caplog.text
         monkeypatch.setenv("TRITON_INTERPRET", "1")
         assert kernels.kernels_enabled("cpu")
-        monkeypatch.setenv(kernels.ENV_VAR, "auto")
+        monkeypatch.setenv("FOMM_LIVE_KERNELS", "auto")
         assert not kernels.kernels_enabled("cpu")  # auto never picks the interpreter
-    monkeypatch.setenv(kernels.ENV_VAR, "sometimes")  # not understood: warned about, then auto
+    monkeypatch.setenv("FOMM_LIVE_KERNELS", "sometimes")  # not understood: warned about, then auto
     with caplog.at_level(logging.WARNING, logger="kernels"):
         assert not kernels.kernels_enabled("cpu")
     assert "'sometimes' is not 0, 1 or auto" in caplog.text
@@ -232,7 +232,7 @@ def test_switch_follows_the_environment(monkeypatch: pytest.MonkeyPatch, caplog:
 
 def test_reference_is_used_when_triton_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """With triton reported missing the switch says no even when asked, and the ops run their references."""
-    monkeypatch.setenv(kernels.ENV_VAR, "1")
+    monkeypatch.setenv("FOMM_LIVE_KERNELS", "1")
     monkeypatch.setattr(kernels, "triton_available", lambda: False)
     assert not kernels.kernels_enabled("cuda")
     kp_driving, kp_source = _keypoints(1, 2, jacobian=True)
@@ -272,7 +272,7 @@ def test_eager_engine_with_kernels_matches_golden(precision: str, monkeypatch: p
     """The engine path the CUDA default takes (folded networks, channels_last, fused kernels; fp16 autocast) on the
     golden frames: fp32 within the parity tolerance, fp16 within 40 dB. Without a GPU this runs the kernels in the
     interpreter and fp16 on the CPU, so it checks the numerics, not CUDA itself."""
-    monkeypatch.setenv(kernels.ENV_VAR, "1")
+    monkeypatch.setenv("FOMM_LIVE_KERNELS", "1")
     folder = golden_dir("tiny")
     animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device=str(DEVICE),
                                         precision=precision, engine="eager")

@@ -123,7 +123,7 @@ def test_neutral_frame_renders_the_source(backend: LandmarkBackend, portrait: np
                                           source: np.ndarray) -> None:
     neutral = backend.detect(crop(portrait, DRIVING_CROP))
     backend.calibrate(neutral)
-    out = backend.render(neutral)
+    out = backend.render(neutral).frame
     diff = np.abs(out.astype(np.int32) - source)
     assert diff.mean() < 0.5 and diff.max() <= 2, f"mean {diff.mean():.3f}, max {diff.max()}"
 
@@ -134,11 +134,11 @@ def test_render_shape_and_dtype(size: int, source: np.ndarray) -> None:
         animator.set_source(source)
         motion = animator.detect(source)
         animator.calibrate(motion)
-        out = animator.render(motion)
+        out = animator.render(motion).frame
         assert out.shape == (size, size, 3) and out.dtype == np.uint8
     with LandmarkBackend(size=size, relative=False) as absolute:
         absolute.set_source(source)
-        out = absolute.render(motion)
+        out = absolute.render(motion).frame
         assert out.shape == (size, size, 3) and out.dtype == np.uint8
 
 
@@ -150,12 +150,12 @@ def test_affine_motion_moves_the_output_landmarks_like_the_driver_scaled_to_the_
         backend: LandmarkBackend, portrait: np.ndarray) -> None:
     neutral = backend.detect(crop(portrait, DRIVING_CROP))
     backend.calibrate(neutral)
-    rest = backend.detect(backend.render(neutral))  # the output's own landmarks at rest
+    rest = backend.detect(backend.render(neutral).frame)  # the output's own landmarks at rest
     iod = inter_ocular(rest)
     errors, moves = [], []
     for degrees, shift in MOTIONS:
         driving = backend.detect(crop(portrait, DRIVING_CROP, degrees=degrees, shift=shift))
-        moved = backend.detect(backend.render(driving))
+        moved = backend.detect(backend.render(driving).frame)
         assert driving is not None and moved is not None, f"face lost at {degrees} degrees, shift {shift}"
         want = SCALE * (driving[:468, :2] - neutral[:468, :2])  # the driver's displacement, at the source's scale
         got = moved[:468, :2] - rest[:468, :2]
@@ -178,7 +178,7 @@ def test_corners_far_from_the_face_stay_put(portrait: np.ndarray, source: np.nda
     with LandmarkBackend(size=SIZE) as animator:
         animator.set_source(textured)
         animator.calibrate(animator.detect(crop(portrait, DRIVING_CROP)))
-        out = animator.render(animator.detect(crop(portrait, DRIVING_CROP, degrees=6.0, shift=(8.0, 6.0))))
+        out = animator.render(animator.detect(crop(portrait, DRIVING_CROP, degrees=6.0, shift=(8.0, 6.0)))).frame
     diff = np.abs(out.astype(np.int32) - textured)
     face = diff[70:200, 70:190].mean()
     assert face > 8, f"the face barely moved (mean change {face:.1f}): the test would prove nothing"
@@ -192,8 +192,8 @@ def test_blink_closes_the_eyes(backend: LandmarkBackend, source: np.ndarray) -> 
     backend.calibrate(neutral)
     shut = neutral.copy()
     shut[list(UPPER_LIDS)] = shut[list(LOWER_LIDS)] - np.array([0.0, 0.5 / SIZE, 0.0], np.float32)
-    ear_open = eye_aspect_ratio(backend.detect(backend.render(neutral)))
-    ear_shut = eye_aspect_ratio(backend.detect(backend.render(shut)))
+    ear_open = eye_aspect_ratio(backend.detect(backend.render(neutral).frame))
+    ear_shut = eye_aspect_ratio(backend.detect(backend.render(shut).frame))
     print(f"eye aspect ratio on the output: {ear_open:.3f} open, {ear_shut:.3f} blinking")
     assert ear_shut < 0.5 * ear_open, f"eye aspect ratio {ear_open:.3f} -> {ear_shut:.3f}"
 
@@ -213,7 +213,7 @@ def test_closed_eyes_show_lids_not_a_smear(backend: LandmarkBackend, source: np.
     assert lids(neutral) == [0.0, 0.0]
     assert lids(half) == [0.0, 0.0], "a lid over a still-open eye"
     assert lids(shut) == [1.0, 1.0]
-    lum_open, lum_shut = luminance(backend.render(neutral)), luminance(backend.render(shut))
+    lum_open, lum_shut = luminance(backend.render(neutral).frame), luminance(backend.render(shut).frame)
     for eye in (RIGHT_EYE, LEFT_EYE):
         inside = np.zeros((SIZE, SIZE), np.uint8)
         hull = cv2().convexHull(np.round(neutral[list(eye), :2] * SIZE).astype(np.int32))
@@ -232,7 +232,7 @@ def test_opening_mouth_shows_a_dark_interior(backend: LandmarkBackend, source: n
     backend.calibrate(neutral)
     opened = neutral.copy()
     opened[list(LOWER_JAW), 1] += 12.0 / SIZE  # the jaw and the lower lip drop 12 px
-    out = backend.render(opened)
+    out = backend.render(opened).frame
     # The newly opened part: inside the moved inner lips, outside the source's own (her smile shows teeth).
     # Driver and source are the same framing here, so the moved lips are the driving landmarks times SIZE.
     new_mouth = np.zeros((SIZE, SIZE), np.uint8)
@@ -245,7 +245,7 @@ def test_opening_mouth_shows_a_dark_interior(backend: LandmarkBackend, source: n
     after = luminance(out)[region].mean()
     backend.mouth_interior = False
     try:
-        stretched = luminance(backend.render(opened))[region].mean()
+        stretched = luminance(backend.render(opened).frame)[region].mean()
     finally:
         backend.mouth_interior = True
     print(f"mouth interior luminance: {before:.0f} at rest, {stretched:.0f} stretched lips, {after:.0f} painted")
@@ -313,7 +313,7 @@ def test_gaze_moves_the_irises_and_leaves_a_still_eye_alone(backend: LandmarkBac
     eye (the iris) follows. At rest the eyes are the photo's, within about a level."""
     neutral = backend.detect(source)
     backend.calibrate(neutral)
-    rest = backend.render(neutral)
+    rest = backend.render(neutral).frame
     for eye, corners in ((RIGHT_EYE, (33, 133)), (LEFT_EYE, (263, 362))):
         hull = cv2().convexHull(np.round(neutral[list(eye), :2] * SIZE).astype(np.int32))
         inside = np.zeros((SIZE, SIZE), np.uint8)
@@ -326,7 +326,7 @@ def test_gaze_moves_the_irises_and_leaves_a_still_eye_alone(backend: LandmarkBac
         for shift in (-0.15, 0.15):
             looking = neutral.copy()
             looking[468:478, 0] += shift * width  # both irises, all ten iris points
-            lum = luminance(backend.render(looking))
+            lum = luminance(backend.render(looking).frame)
             ys, xs = np.nonzero((inside > 0) & (lum <= np.percentile(lum[inside > 0], 25)))
             centres.append(xs.mean() / SIZE)
         moved = (centres[1] - centres[0]) / width

@@ -89,11 +89,11 @@ def test_output_follows_the_drivers_head_pose_and_mouth(name: str, backend: Land
     neutral, frames, want = driving
     backend.set_source(sources[name][0])
     backend.calibrate(neutral)
-    rest = backend.detect(backend.render(neutral))
+    rest = backend.detect(backend.render(neutral).frame)
     estimator = PoseEstimator(rest, SIZE)
     got = []
     for frame in frames:
-        out = backend.detect(backend.render(frame))
+        out = backend.detect(backend.render(frame).frame)
         assert out is not None, f"{name}: the face mesh lost the output face"
         got.append(estimator.measure(out))
     got = np.array(got)
@@ -184,7 +184,7 @@ def test_head_turns_leave_no_crease_along_the_near_cheek(name: str, backend: Lan
     for yaw in (25.0, -25.0, 30.0, -30.0):
         motion = backend.detect(renderer.render(Pose(yaw=yaw)))
         moved = backend.moved_landmarks(motion)
-        out = backend.render(motion)
+        out = backend.render(motion).frame
         cheek = near_cheek(moved, yaw)
         photo = outline_energy(image, near_cheek(points * SIZE, yaw))
         output = outline_energy(out, cheek)
@@ -211,7 +211,7 @@ def test_neutral_pose_gives_back_the_source_over_the_face(name: str, backend: La
     image, points = sources[name]
     backend.set_source(image)
     backend.calibrate(neutral)
-    out = backend.render(neutral)
+    out = backend.render(neutral).frame
     face = face_mask(points)
     mse = ((out[face].astype(np.float64) - image[face]) ** 2).mean()
     psnr = 10 * math.log10(255**2 / max(mse, 1e-12))
@@ -239,7 +239,7 @@ def test_an_open_mouth_moves_the_rest_of_the_face_no_more_than_the_drivers(
     backend.calibrate(neutral)
     driver = shift(neutral, opened)
     warp = shift(backend.moved_landmarks(neutral), backend.moved_landmarks(opened))
-    rest, wide = backend.detect(backend.render(neutral)), backend.detect(backend.render(opened))
+    rest, wide = backend.detect(backend.render(neutral).frame), backend.detect(backend.render(opened).frame)
     print(f"{name}: upper face shift {shift(rest, wide):.4f} IOD on the output, {warp:.4f} in the warp, driver "
           f"{driver:.4f}; mouth {mouth_gap(rest):.3f} -> {mouth_gap(wide):.3f}")
     assert mouth_gap(wide) - mouth_gap(rest) > 0.08, "the mouth did not open: the test would prove nothing"
@@ -303,13 +303,13 @@ def test_softening_touches_only_a_band_along_the_turned_faces_edge(backend: Land
     backend.set_source(sources["drawn"][0])
     backend.calibrate(driving[0])
     motion = backend.detect(renderer.render(Pose(yaw=25.0)))
-    soft = backend.render(motion)
+    soft = backend.render(motion).frame
     _, _, triangles = backend.moved_mesh(motion)
     outer = np.append((triangles >= MESH_POINTS).any(1), True)[backend.triangle_index].astype(np.uint8)
     edge = cv2().morphologyEx(outer, cv2().MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     band = cv2().dilate(edge, np.ones((5, 5), np.uint8)) > 0
     monkeypatch.setattr(backend_module, "soften_tears", lambda *args: None)
-    sharp = backend.render(motion)
+    sharp = backend.render(motion).frame
     changed = np.abs(soft.astype(int) - sharp).max(2) > 0
     print(f"softened {changed.sum()} pixels, {(changed & ~band).sum()} outside the band")
     assert changed.sum() > 20, "nothing was softened: the test would prove nothing"

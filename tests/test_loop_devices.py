@@ -14,12 +14,13 @@ import pytest
 from clips import moving_frames, portrait
 from test_pipeline import FlakyCamera, ListSource, tiny_backend
 
-import live.shutdown as shutdown
+import live.loop.shutdown as shutdown
 from live.compose import fit_to_output
 from live.face import FaceDetector
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import Mp4Sink, RecordingSink
-from live.stages import FailurePolicy
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.loop.stages import FailurePolicy
+from live.options import CalibrationOptions, FrameOptions, PacingOptions
+from live.output.sinks import Mp4Sink, RecordingSink
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,9 @@ def test_mirroring_recalibrates_so_a_still_face_stays_at_rest(detector) -> None:
     sink = RecordingSink()
     pipeline = LivePipeline(ListSource(moving_frames(50, still=50)), backend,
                             prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                            options=PipelineOptions(steady_seconds=0.2, label=False, scripted_keys={20: ["m"]}),
+                            options=PipelineOptions(calibration=CalibrationOptions(steady_seconds=0.2),
+                                                    frame=FrameOptions(label=False),
+                                                    scripted_keys={20: ["m"]}),
                             detector=detector)
     pipeline.run()
     events = pipeline.events
@@ -58,7 +61,9 @@ def test_switching_avatars_with_no_face_in_view_shows_the_new_avatar(detector) -
     second = np.ascontiguousarray(portrait()[:, ::-1])
     avatars = prepare_avatars([("a", portrait()), ("b", second)], backend.size, detector)
     pipeline = LivePipeline(ListSource(frames), backend, avatars, [sink],
-                            options=PipelineOptions(steady_seconds=0.2, label=False, scripted_keys={30: ["2"]}),
+                            options=PipelineOptions(calibration=CalibrationOptions(steady_seconds=0.2),
+                                                    frame=FrameOptions(label=False),
+                                                    scripted_keys={30: ["2"]}),
                             detector=detector)
     pipeline.run()
     assert any(info.animated for info in sink.infos[:25]), "animated while the face was in view"
@@ -85,7 +90,8 @@ def test_after_a_reconnect_the_current_source_is_closed_and_the_lost_one_once(de
     first = CountingCamera(frames, fail_at=5)
     backend = tiny_backend()
     pipeline = LivePipeline(first, backend, prepare_avatars([("a", portrait())], backend.size, detector),
-                            [RecordingSink(keep_frames=False)], options=PipelineOptions(max_frames=15, fps=25),
+                            [RecordingSink(keep_frames=False)],
+                            options=PipelineOptions(pacing=PacingOptions(max_frames=15, fps=25)),
                             detector=detector, reopen=lambda: CountingCamera(frames, fail_at=None))
     pipeline.run()
     assert len(CountingCamera.instances) == 2
@@ -122,7 +128,7 @@ def test_a_capture_thread_that_does_not_stop_is_reported_and_its_source_left_ope
     backend = tiny_backend()
     sink = RecordingSink(keep_frames=False)
     pipeline = LivePipeline(camera, backend, prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                            options=PipelineOptions(fps=25), detector=detector)
+                            options=PipelineOptions(pacing=PacingOptions(fps=25)), detector=detector)
     timer = threading.Timer(1.0, pipeline.stop_event.set)
     timer.start()
     try:
@@ -138,7 +144,7 @@ def test_a_capture_thread_that_does_not_stop_is_reported_and_its_source_left_ope
 
 
 def test_debug_logging_shows_the_traceback_of_each_first_error(caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="live.stages")
+    caplog.set_level(logging.DEBUG, logger="live.loop.stages")
     policy = FailurePolicy()
     for index, err in enumerate([RuntimeError("first"), RuntimeError("again"), ValueError("other kind")]):
         try:
@@ -161,7 +167,8 @@ def test_a_recording_keeps_failed_frames_in_their_place(detector, tmp_path) -> N
     sink = Mp4Sink(out, fps=25, clock="frames")
     pipeline = LivePipeline(ListSource(moving_frames(20, still=20)), backend,
                             prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                            options=PipelineOptions(steady_seconds=0.1), detector=detector)
+                            options=PipelineOptions(calibration=CalibrationOptions(steady_seconds=0.1)),
+                            detector=detector)
     pipeline.run()
     with av.open(str(out)) as container:
         times = [float(f.pts * f.time_base) for f in container.decode(video=0)]

@@ -80,7 +80,7 @@ def plain(animator: Animator, kp: Keypoints) -> dict[str, torch.Tensor]:
         return generator.decode(state, kp, animator.kp_source, with_deformed=False, with_deformation=True)
 
 
-def decode_with_motion(animator: Animator, kp: Keypoints) -> dict[str, torch.Tensor]:
+def decode_detail(animator: Animator, kp: Keypoints) -> dict[str, torch.Tensor]:
     assert animator.source is not None and animator.kp_source is not None
     with torch.inference_mode():
         return animator.engine.decode(animator.source, kp, animator.kp_source, with_deformation=True)
@@ -123,7 +123,7 @@ def test_the_real_kernels_give_the_motion_field(no_env: None) -> None:
     for op in engine._ops.values():
         op.fast = Counted(op.fast)
     kp = frames(animator)[0]
-    got = decode_with_motion(animator, kp)
+    got = decode_detail(animator, kp)
     assert [op.fast.calls for op in engine._ops.values()] == [1, 1], "the fused kernels did not run"
     assert [(c.path, c.ok) for c in engine.checks] == [("kernel:dense_motion_inputs", True),
                                                        ("kernel:deform_features", True)]
@@ -143,11 +143,11 @@ def test_a_stand_in_compiled_decode_gives_the_motion_field(monkeypatch: pytest.M
     animator = make(use_compile=True, use_kernels=False)
     engine: EagerEngine = animator.engine
     first, second = frames(animator)
-    got = decode_with_motion(animator, first)
+    got = decode_detail(animator, first)
     (check,) = engine.checks
     assert check.path == "compile" and check.ok and "deformation max abs" in check.detail
     assert_same_field(got, plain(animator, first), FP32_ATOL)
-    assert_same_field(decode_with_motion(animator, second), plain(animator, second), FP32_ATOL)
+    assert_same_field(decode_detail(animator, second), plain(animator, second), FP32_ATOL)
     with torch.inference_mode():
         without = engine.decode(animator.source, second, animator.kp_source)
     assert "deformation" not in without and "occlusion_map" in without  # as the plain decode without the field
@@ -159,7 +159,7 @@ def test_a_real_torch_compile_gives_the_motion_field(no_env: None) -> None:
     animator = make(use_compile=True, use_kernels=False)
     engine: EagerEngine = animator.engine
     kp = frames(animator)[0]
-    got = decode_with_motion(animator, kp)
+    got = decode_detail(animator, kp)
     assert [(c.path, c.ok) for c in engine.checks] == [("compile", True)], engine.checks
     assert engine.compile_active
     assert_same_field(got, plain(animator, kp), FP32_ATOL)
@@ -174,7 +174,7 @@ def test_reduced_precision_gives_the_motion_field_within_its_bound(precision: st
     animator = make(precision, variant)
     engine: EagerEngine = animator.engine
     for kp in frames(animator, variant):
-        got, want = decode_with_motion(animator, kp), plain(animator, kp)
+        got, want = decode_detail(animator, kp), plain(animator, kp)
         err = (got["deformation"].float() - want["deformation"]).abs().max().item()
         assert err <= DEFORMATION_ATOL[precision], f"{precision} deformation {err:.2e}"
         assert ("occlusion_map" in got) == ("occlusion_map" in want)
@@ -194,12 +194,12 @@ def test_onnxruntime_gives_the_motion_field_from_its_graph(no_env: None) -> None
     engine._run = Counted(engine._run)
     engine.generator.decode = Counted(engine.generator.decode)
     first, second = frames(animator)
-    got = decode_with_motion(animator, first)
+    got = decode_detail(animator, first)
     assert engine.generator.decode.calls == 1  # the float32 reference of the first-frame check
     assert [(c.path, c.ok) for c in engine.checks][-1] == ("onnxruntime", True)
     assert "deformation max abs" in engine.checks[-1].detail
     assert_same_field(got, plain(animator, first), FP32_ATOL)
     runs, decodes = engine._run.calls, engine.generator.decode.calls  # the test's own plain decode counts too
-    got = decode_with_motion(animator, second)
+    got = decode_detail(animator, second)
     assert engine._run.calls == runs + 1 and engine.generator.decode.calls == decodes, "the plain decode ran"
     assert_same_field(got, plain(animator, second), FP32_ATOL)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.seam import sharpness, support_bbox
 
+from live.backends import MotionField, Rendered
+from live.framing.pasteback import PasteBack, change_mask, window
+from live.framing.pasteback_torch import TensorPasteBack
 from live.media import cv2
-from live.pasteback import PasteBack, change_mask, window
-from live.pasteback_torch import TensorPasteBack
-from live.seam import sharpness, support_bbox
 
 N = 64  # a small model square keeps these tests fast; the paste-back does not depend on it
 
@@ -41,7 +42,7 @@ def test_outside_the_mask_support_every_pixel_is_the_framed_photo(box: tuple[flo
         paster = PasteBack(framed=framed, reference=reference, box=box)
     else:
         paster = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False)
-    out = paster.paste(animated if path == "opencv" else torch.from_numpy(animated).permute(2, 0, 1)[None])
+    out = paster.paste(Rendered(animated if path == "opencv" else torch.from_numpy(animated).permute(2, 0, 1)[None]))
     mask = paster.full_mask()
     outside = mask == 0
     assert (mask > 0).any() and outside.any()
@@ -53,10 +54,10 @@ def test_outside_the_mask_support_every_pixel_is_the_framed_photo(box: tuple[flo
 def test_an_unchanged_animation_leaves_the_photo_exactly() -> None:
     framed = textured(180, 320, 3)
     reference = square_of(framed, (100, 20, 150), N)
-    out = PasteBack(framed=framed, reference=reference, box=(100.0, 20.0, 150.0)).paste(reference.copy())
+    out = PasteBack(framed=framed, reference=reference, box=(100.0, 20.0, 150.0)).paste(Rendered(reference.copy()))
     np.testing.assert_array_equal(out, framed)
     pasted = TensorPasteBack(framed=framed, reference=reference, box=(100.0, 20.0, 150.0), device="cpu")
-    np.testing.assert_array_equal(pasted.paste(torch.from_numpy(reference).permute(2, 0, 1)[None]), framed)
+    np.testing.assert_array_equal(pasted.paste(Rendered(torch.from_numpy(reference).permute(2, 0, 1)[None])), framed)
 
 
 def test_the_mask_is_zero_along_the_square_border_and_one_inside() -> None:
@@ -81,9 +82,9 @@ def test_opencv_and_torch_paste_backs_agree(box: tuple[float, float, float]) -> 
     reference = textured(N, N, 7)
     animated = reference.copy()
     animated[10:40, 15:50] = textured(30, 35, 8)  # a moving part: the change mask's edges are exercised too
-    want = PasteBack(framed=framed, reference=reference, box=box).paste(animated).astype(int)
+    want = PasteBack(framed=framed, reference=reference, box=box).paste(Rendered(animated)).astype(int)
     pasted = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False)
-    got = pasted.paste(torch.from_numpy(animated).permute(2, 0, 1)[None].float() / 255).astype(int)
+    got = pasted.paste(Rendered(torch.from_numpy(animated).permute(2, 0, 1)[None].float() / 255)).astype(int)
     err = np.abs(got - want)
     if err.max() > 4:
         idx = np.unravel_index(np.argmax(err), err.shape)
@@ -126,7 +127,7 @@ def test_detail_transfer_on_a_known_motion_is_sharper_and_closer_to_the_truth() 
     results = {}
     for detail in (False, True):
         paster = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=detail)
-        results[detail] = paster.paste(tensor, deformation, occlusion)
+        results[detail] = paster.paste(Rendered(tensor, MotionField(deformation, occlusion)))
     mask = paster.full_mask()
     full = mask > 0.999
     full[:, :400] = False  # away from the frame's left edge, where the shifted truth has no source pixels
@@ -144,16 +145,16 @@ def test_detail_is_left_out_where_the_occlusion_map_says_the_source_is_hidden() 
     framed, _, prediction, reference, box, deformation = known_motion()
     tensor = torch.from_numpy(prediction).permute(2, 0, 1)[None].float() / 255
     paster = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=True)
-    hidden = paster.paste(tensor, deformation, torch.zeros(1, 1, 64, 64))
-    plain = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False).paste(tensor)
-    np.testing.assert_array_equal(hidden, plain)
+    hidden = paster.paste(Rendered(tensor, MotionField(deformation, torch.zeros(1, 1, 64, 64))))
+    plain = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=False)
+    np.testing.assert_array_equal(hidden, plain.paste(Rendered(tensor)))
 
 
 @pytest.mark.parametrize("n", [64, 97, 256])
 def test_the_devices_change_mask_matches_the_hosts(n: int) -> None:
     """``pasteback_torch.change_mask`` (the CUDA path; a CPU paste uses OpenCV's) against ``pasteback.change_mask``,
     within 1e-3 (float32 sums in another order)."""
-    from live.pasteback_torch import change_mask as device_change_mask
+    from live.framing.pasteback_torch import change_mask as device_change_mask
 
     reference = textured(n, n, 10)
     animated = reference.copy()
@@ -170,34 +171,34 @@ def test_the_devices_change_mask_matches_the_hosts(n: int) -> None:
 
 
 def test_the_host_field_paste_back_matches_the_torch_one_with_detail() -> None:
-    """``live.pasteback_field`` (FOMM on the CPU) against ``live.pasteback_torch`` on the known motion, detail on, with
-    a partial occlusion map: within 3 levels, mean under 0.3 (OpenCV's 5-bit fixed-point sampling weights, and the
-    animated face rounded to 8 bits before the blend)."""
-    from live.pasteback_field import FieldPasteBack
+    """``live.framing.pasteback_field`` (FOMM on the CPU) against ``live.framing.pasteback_torch`` on the known motion,
+    detail on, with a partial occlusion map: within 3 levels, mean under 0.3 (OpenCV's 5-bit fixed-point sampling
+    weights, and the animated face rounded to 8 bits before the blend)."""
+    from live.framing.pasteback_field import FieldPasteBack
 
     framed, _, prediction, reference, box, deformation = known_motion()
     occlusion = torch.ones(1, 1, 64, 64)
     occlusion[..., 20:40, 10:30] = 0.25  # a half-hidden patch: the band is scaled there
     tensor = torch.from_numpy(prediction).permute(2, 0, 1)[None].float() / 255
     want = TensorPasteBack(framed=framed, reference=reference, box=box, device="cpu", detail=True)
-    want = want.paste(tensor, deformation, occlusion).astype(int)
+    want = want.paste(Rendered(tensor, MotionField(deformation, occlusion))).astype(int)
     host = FieldPasteBack(framed=framed, reference=reference, box=box, detail=True)
-    got = host.paste_parts({"prediction": tensor, "deformation": deformation, "occlusion_map": occlusion}).astype(int)
+    got = host.paste(Rendered(tensor, MotionField(deformation, occlusion))).astype(int)
     err = np.abs(got - want)
     assert err.max() <= 3 and err.mean() < 0.3, f"max {err.max()}, mean {err.mean():.3f}"
     outside = host.full_mask() == 0
     assert outside.any()
     np.testing.assert_array_equal(got[outside], framed[outside])
-    plain = FieldPasteBack(framed=framed, reference=reference, box=box, detail=False).paste(prediction)
+    plain = FieldPasteBack(framed=framed, reference=reference, box=box, detail=False).paste(Rendered(prediction))
     shown = host.full_mask() > 0.99
     assert np.abs(plain.astype(int) - got)[shown].mean() > 1  # the band restored where the face shows (1.5 levels)
 
 
 def test_the_host_field_paste_back_leaves_detail_out_where_the_source_is_hidden() -> None:
-    from live.pasteback_field import FieldPasteBack
+    from live.framing.pasteback_field import FieldPasteBack
 
     framed, _, prediction, reference, box, deformation = known_motion()
     hidden = FieldPasteBack(framed=framed, reference=reference, box=box, detail=True)
-    hidden = hidden.paste(prediction, deformation[0].numpy(), np.zeros((64, 64), np.float32))
-    plain = FieldPasteBack(framed=framed, reference=reference, box=box, detail=False).paste(prediction)
+    hidden = hidden.paste(Rendered(prediction, MotionField(deformation[0].numpy(), np.zeros((64, 64), np.float32))))
+    plain = FieldPasteBack(framed=framed, reference=reference, box=box, detail=False).paste(Rendered(prediction))
     np.testing.assert_array_equal(hidden, plain)

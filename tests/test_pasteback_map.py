@@ -1,16 +1,15 @@
-"""The paste-back along the landmark backend's warp (``live.pasteback_map``): the photo's own pixels wherever nothing
-moved, the full-resolution photo moved on a known motion, painted parts shown from the rendered frame."""
+"""The paste-back along the landmark backend's warp (``live.framing.pasteback_map``): the photo's own pixels wherever
+nothing moved, the full-resolution photo moved on a known motion, painted parts shown from the rendered frame."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
+from helpers.seam import sharpness, support_bbox
 from test_pasteback import known_motion, square_of, textured
 
-from live.pasteback import PasteBack
-from live.pasteback_map import MapPasteBack
-from live.seam import sharpness, support_bbox
+from live.backends import Rendered, WarpMap
+from live.framing.pasteback import PasteBack
+from live.framing.pasteback_map import MapPasteBack
 
 N = 64
 
@@ -20,10 +19,10 @@ def identity(n: int) -> np.ndarray:
     return np.stack(np.meshgrid(grid, grid), axis=-1)  # n x n x 2
 
 
-def layers(frame: np.ndarray, source_map: np.ndarray, painted: np.ndarray | None = None) -> SimpleNamespace:
-    """A stand-in for ``live.landmarks.WarpedFrame`` (same fields)."""
+def layers(frame: np.ndarray, source_map: np.ndarray, painted: np.ndarray | None = None) -> Rendered:
+    """A warping backend's render with its warp map (``LandmarkBackend.render(..., detail=True)``)."""
     painted = np.zeros(frame.shape[:2], bool) if painted is None else painted
-    return SimpleNamespace(frame=frame, source_map=source_map, painted=painted)
+    return Rendered(frame, warp=WarpMap(source_map=source_map, painted=painted))
 
 
 def bump(n: int, amplitude: float) -> np.ndarray:
@@ -80,7 +79,7 @@ def test_painted_parts_show_the_rendered_frame() -> None:
 
 def test_on_a_known_motion_the_moved_photo_is_the_truth_at_full_resolution() -> None:
     """The photo shifted by 6.25 model pixels (12.5 output pixels at 2x): moving the full-resolution photo along the
-    map is closer to the truth and sharper than upscaling the ideal 256 x 256 render (``live.pasteback``)."""
+    map is closer to the truth and sharper than upscaling the ideal 256 x 256 render (``live.framing.pasteback``)."""
     framed, truth, prediction, reference, box, _ = known_motion()
     n = prediction.shape[0]
     shifted = identity(n)
@@ -88,7 +87,7 @@ def test_on_a_known_motion_the_moved_photo_is_the_truth_at_full_resolution() -> 
     paster = MapPasteBack(framed=framed, size=n, box=box)
     moved = paster.paste(layers(prediction, shifted))
     plain_paster = PasteBack(framed=framed, reference=reference, box=box)
-    plain = plain_paster.paste(prediction)
+    plain = plain_paster.paste(Rendered(prediction))
     full = plain_paster.full_mask() > 0.999
     full[:, :400] = False  # away from the frame's left edge, where the shifted truth has no source pixels
     bbox = support_bbox(plain_paster.full_mask())

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 from clips import moving_frames, portrait, still_noisy_frames, write_clip
 from conftest import golden_dir
+from helpers.options import pipeline_options
 
 from live.backends import FommBackend
-from live.capture import OpenCVSource
+from live.capture.sources import OpenCVSource
 from live.cli import main
 from live.face import FaceDetector
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.options import PacingOptions
+from live.output.sinks import RecordingSink
 from live.stats import STAGES
 from models import Animator
 
@@ -57,9 +59,9 @@ class SlowBackend(FommBackend):
         super().__init__(animator)
         self.delay = delay
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         time.sleep(self.delay)
-        return super().render(motion)
+        return super().render(motion, detail=detail)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def run_pipeline(source, detector, *, avatars=None, backend=None, **options) -> 
     images = avatars or [("astronaut", portrait())]
     sink = RecordingSink()
     pipeline = LivePipeline(source, backend, prepare_avatars(images, backend.size, detector), [sink],
-                            options=PipelineOptions(**options), detector=detector)
+                            options=pipeline_options(**options), detector=detector)
     pipeline.run()
     return pipeline, sink
 
@@ -251,7 +253,7 @@ def test_preview_window_keys_overlays_and_quit(detector) -> None:
 def test_best_frame_mode_picks_the_pose_closest_to_the_photo(detector) -> None:
     """Best-frame mode (no automatic calibration): the neutral is the frame whose face points match the source's
     best, measured independently here on the same frames."""
-    from live.calibration import BestFrameSelector
+    from live.loop.calibration import BestFrameSelector
 
     frames = moving_frames(50, still=0, sway_until=40)
     pipeline, sink = run_pipeline(ListSource(frames), detector, auto_calibrate=False, best_frame=True)
@@ -300,7 +302,8 @@ def test_lost_camera_reconnects_and_the_output_keeps_going(detector) -> None:
     sink = RecordingSink()
     pipeline = LivePipeline(FlakyCamera(frames, fail_at=10), backend,
                             prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                            options=PipelineOptions(max_frames=25, fps=25), detector=detector, reopen=reopen)
+                            options=PipelineOptions(pacing=PacingOptions(max_frames=25, fps=25)), detector=detector,
+                            reopen=reopen)
     pipeline.run()
     summary = pipeline.stats.summary()
     assert opened == ["fail", "fail", "ok"]
@@ -317,7 +320,7 @@ def test_lost_camera_reconnects_and_the_output_keeps_going(detector) -> None:
 def test_virtual_camera_missing_is_reported_and_the_recording_goes_on(clip: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    import live.sinks as sinks
+    import live.output.sinks as sinks
 
     def no_backend(**kwargs):
         raise sinks.SinkUnavailable("no virtual camera (no loopback device); to get one, install v4l2loopback")
@@ -363,7 +366,7 @@ def test_sigterm_finalises_the_recording(clip: Path, tmp_path: Path) -> None:
 
 def test_hotkeys_change_the_loop_state(detector) -> None:
     """Every hotkey of the help text does what it says, in the stage that owns what it changes."""
-    from live.hotkeys import HOTKEYS
+    from live.loop.hotkeys import HOTKEYS
 
     backend = tiny_backend()
     pipeline = LivePipeline(ListSource(moving_frames(2, still=2)), backend,
@@ -424,7 +427,7 @@ def test_stats_memory_is_bounded_and_percentiles_cover_the_recent_window() -> No
 def test_fast_rows_follow_a_blink_and_stay_steady_at_rest() -> None:
     """A backend's fast rows (eyelids) get through a two-frame step that the common filter holds back, and are still
     smoothed at rest. 25 fps, motion in normalised landmark units (a lid travels about 0.02 in a blink)."""
-    from live.smoothing import MotionSmoother
+    from live.loop.smoothing import MotionSmoother
 
     rng = np.random.default_rng(0)
     rows, fast = 20, (3, 4)

@@ -19,10 +19,11 @@ from clips import moving_frames, portrait, write_clip
 from conftest import REPO, golden_dir
 from standins import WrappedBackend
 
-from live.capture import OpenCVSource
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.recording import FragmentedRecording, mp4_boxes
-from live.sinks import Mp4Sink
+from live.capture.sources import OpenCVSource
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from live.options import CalibrationOptions, PacingOptions, TrackingOptions
+from live.output.recording import FragmentedRecording, mp4_boxes
+from live.output.sinks import Mp4Sink
 
 av = pytest.importorskip("av", reason="PyAV writes and reads the recordings")
 
@@ -54,7 +55,7 @@ def test_fragmented_while_recording_and_ordinary_after_a_clean_stop(tmp_path: Pa
 def test_animate_writes_its_mp4_fragmented_and_every_frame_at_one_over_fps(tmp_path: Path) -> None:
     """``animate``'s video output (``FileSink``): playable while written (what a crash would leave), then an
     ordinary MP4 in which frame i shows at i / fps, whatever the frames' info says."""
-    from live.sinks import FileSink, FrameInfo
+    from live.output.sinks import FileSink, FrameInfo
 
     path = tmp_path / "out.mp4"
     sink = FileSink(path, fps=30)
@@ -100,10 +101,10 @@ class Slow(WrappedBackend):
         self.delay = delay
         self.renders = 0
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         time.sleep(self.delay)
         self.renders += 1
-        return self.inner.render(motion)
+        return self.inner.render(motion, detail=detail)
 
 
 def test_a_paced_file_through_a_slow_model_lasts_as_long_as_the_input(tmp_path: Path) -> None:
@@ -116,7 +117,9 @@ def test_a_paced_file_through_a_slow_model_lasts_as_long_as_the_input(tmp_path: 
     out = tmp_path / "out.mp4"
     sink = Mp4Sink(out, fps=source.fps, clock="capture")
     pipeline = LivePipeline(source, backend, prepare_avatars([("a", portrait())], backend.size, None, crop="none"),
-                            [sink], options=PipelineOptions(realtime=True, crop="none", steady_seconds=0.1))
+                            [sink], options=PipelineOptions(tracking=TrackingOptions(crop="none"),
+                                                            calibration=CalibrationOptions(steady_seconds=0.1),
+                                                            pacing=PacingOptions(realtime=True)))
     summary = pipeline.run()
     assert summary["frames_dropped"] > 0, "the model really was slower than the input"
     with av.open(str(out)) as container:

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
 
+from live.capture.driving import resize_to_square
 from live.cli import main
-from live.driving import resize_to_square
 from live.errors import UserError
 from live.media import read_image
 from live.paths import DEFAULT_PORTRAIT
@@ -193,7 +193,7 @@ def test_animate_remote_png_equals_local_within_one_level_and_jpeg_psnr(server: 
 def test_run_remote_on_a_file_sends_every_frame_and_records_them_all(server: Server, tmp_path: Path) -> None:
     from clips import moving_frames, write_clip
 
-    from live.media import open_driving
+    from live.capture.driving import open_driving
 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(20, still=20))  # 0.8 s: calibrates once still 0.5 s
     before = server.stats()
@@ -206,7 +206,12 @@ def test_run_remote_on_a_file_sends_every_frame_and_records_them_all(server: Ser
     sent = after["frames"] - before["frames"]
     assert 1 <= sent <= 20, sent  # every frame after the calibration was rendered remotely
     assert after["fields"] - before["fields"] == sent, "run's photo framing with detail: a motion field per frame"
-    assert sum(1 for _ in open_driving(out).frames) == 20
+    recorded = open_driving(out)
+    count = 0
+    while recorded.read() is not None:
+        count += 1
+    recorded.close()
+    assert count == 20
 
 
 def test_two_clients_get_their_own_avatars_and_a_third_reuses_the_cached_one(server: Server) -> None:
@@ -219,7 +224,7 @@ def test_two_clients_get_their_own_avatars_and_a_third_reuses_the_cached_one(ser
     for backend in (a, b):
         backend.calibrate(backend.detect(neutral))
     got: dict[str, np.ndarray] = {}
-    threads = [threading.Thread(target=lambda n=n, c=c: got.__setitem__(n, c.render(c.detect(drive))))
+    threads = [threading.Thread(target=lambda n=n, c=c: got.__setitem__(n, c.render(c.detect(drive)).frame))
                for n, c in (("a", a), ("b", b))]
     for t in threads:
         t.start()
@@ -234,7 +239,7 @@ def test_two_clients_get_their_own_avatars_and_a_third_reuses_the_cached_one(ser
     c = client(server)
     c.set_source(source)
     c.calibrate(c.detect(neutral))
-    assert max_diff(c.render(c.detect(drive)), want_a) <= 1
+    assert max_diff(c.render(c.detect(drive)).frame, want_a) <= 1
     after = server.stats()
     for backend in (a, b, c):
         backend.close()
@@ -251,7 +256,7 @@ def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_wh
     and the two differ by far more than that on a face that moves."""
     from clips import moving_frames
 
-    from live.smoothing import MotionSmoother
+    from live.loop.smoothing import MotionSmoother
     from models import Animator, tensor_to_image
 
     source = golden("source.png")
@@ -278,7 +283,7 @@ def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_wh
             motion = smoother(motion, t) if smoother is not None else motion
             if i == 0:
                 backend.calibrate(motion)
-            faces.append(backend.render(motion))
+            faces.append(backend.render(motion).frame)
         backend.close()
         return faces
 
@@ -321,9 +326,9 @@ def test_photo_framed_remote_run_with_detail_matches_local_within_three_levels(s
     """``--framing photo`` with the detail transfer, the face from the server (PNG) and the motion field with it: the
     output frames equal the local run's within 3 levels. The face is lossless and within 1 level of the local model's
     (float32 sums in another order on the server); the field's encoding moves it by at most 0.008 model pixels (0.015
-    output pixels here; the occlusion by 0.002), and the host paste-back (``live.pasteback_field``) samples the photo's
-    detail at OpenCV's 1/32-pixel positions, so that a field that close can move a sample by 1/32 pixel: up to 1.3
-    levels on the photo's finest texture, rounded to 2: 1 + 2 (measured: 1, 2 and 3 on these frames). With
+    output pixels here; the occlusion by 0.002), and the host paste-back (``live.framing.pasteback_field``) samples the
+    photo's detail at OpenCV's 1/32-pixel positions, so that a field that close can move a sample by 1/32 pixel: up to
+    1.3 levels on the photo's finest texture, rounded to 2: 1 + 2 (measured: 1, 2 and 3 on these frames). With
     ``--no-detail`` no field is asked for or sent, and the frames lose the photo's detail: tens of levels apart."""
     from live.paths import DEFAULT_PORTRAIT
 
@@ -356,7 +361,7 @@ def test_photo_framed_remote_run_with_detail_matches_local_within_three_levels(s
 
 def test_the_servers_field_equals_the_local_one_and_streams_not_asking_get_none(
         server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``render_parts(with_motion=True)`` brings the server's deformation and occlusion map, equal to the local
+    """``render(..., detail=True)`` brings the server's deformation and occlusion map, equal to the local
     model's within the encoding's rounding (1 / 16384 grid units, 1 / 510) plus float32 sums in another order
     (1e-5); a raw stream gets a field only while it asks; a bad ``want`` and an old protocol version are refused in
     one line."""
@@ -372,13 +377,13 @@ def test_the_servers_field_equals_the_local_one_and_streams_not_asking_get_none(
     backend = client(server)
     backend.set_source(source)
     backend.calibrate(backend.detect(neutral))
-    parts = backend.render_parts(backend.detect(drive), with_motion=True)
+    rendered = backend.render(backend.detect(drive), detail=True)
     backend.close()
-    deformation_error = float((parts["deformation"] - want["deformation"]).abs().max())
-    occlusion_error = float((parts["occlusion_map"] - want["occlusion_map"]).abs().max())
+    deformation_error = float(np.abs(rendered.field.deformation - want["deformation"][0].numpy()).max())
+    occlusion_error = float(np.abs(rendered.field.occlusion - want["occlusion_map"][0, 0].numpy()).max())
     print(f"field vs local: deformation {deformation_error * 128:.4f} model pixels, occlusion {occlusion_error:.5f}")
     assert deformation_error <= 0.5 / protocol.FIELD_SCALE + 1e-5 and occlusion_error <= 0.5 / 255 + 1e-5
-    face = parts["prediction"][0].permute(1, 2, 0).numpy()
+    face = rendered.frame
     assert max_diff(face, tensor_image(want["prediction"])) <= 1
 
     before = server.stats()
@@ -467,8 +472,8 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert "min_cutoff > 0" in ask(ws, {"type": "calibrate", "t": 0.0, "smooth": [0, 1]}, neutral)["message"]
         assert "finite number" in ask(ws, {"type": "calibrate", "smooth": [1.0, 2.0]}, neutral)["message"]
         # The same stream still works after all of that, and so does the other client.
-        assert good.render(good.detect(golden("driving_2.png"))) is not None
-    assert max_diff(good.render(good.detect(golden("driving_2.png"))), want) <= 1
+        assert good.render(good.detect(golden("driving_2.png"))).frame is not None
+    assert max_diff(good.render(good.detect(golden("driving_2.png"))).frame, want) <= 1
     good.close()
 
 
@@ -525,14 +530,17 @@ def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
     """Last in the module: it stops the module's server and starts it again. Photo framing with the detail
     transfer: the outage repeats the last face with its motion field, and the new server is asked for the field
     again (it counts fields from zero)."""
-    from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from live.options import CalibrationOptions, FrameOptions, PacingOptions, TrackingOptions
 
     backend = client(server, codec="jpeg")
     avatars = prepare_avatars([("source.png", golden("source.png"))], backend.size, None, crop="none")
     source, recording = PacedFrames(), Recording()
-    pipeline = LivePipeline(source, backend, avatars, [recording], options=PipelineOptions(
-        crop="none", output_size=(256, 256), calibrate_first=True, auto_calibrate=False, label=False, fps=10.0,
-        framing="photo", detail=True))
+    options = PipelineOptions(tracking=TrackingOptions(crop="none"),
+                              calibration=CalibrationOptions(first=True, auto=False),
+                              frame=FrameOptions(framing="photo", size=(256, 256), detail=True, label=False),
+                              pacing=PacingOptions(fps=10.0))
+    pipeline = LivePipeline(source, backend, avatars, [recording], options=options)
     summary: dict = {}
     runner = threading.Thread(target=lambda: summary.update(pipeline.run()))
     with caplog.at_level(logging.INFO):

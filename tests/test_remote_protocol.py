@@ -243,26 +243,25 @@ def stand_in_client(server: StandInServer):
     return backend
 
 
-def test_the_client_asks_for_the_field_once_and_hands_it_on_as_cpu_tensors(stand_in: StandInServer) -> None:
-    import torch
-
+def test_the_client_asks_for_the_field_once_and_hands_it_on_as_host_arrays(stand_in: StandInServer) -> None:
     from live.remote.client import CropMotion
 
     backend = stand_in_client(stand_in)
-    assert backend.paste_device == "cpu"
+    assert backend.device == "cpu" and backend.motion_kind == "field"
     crop = CropMotion(stand_in.face)
-    assert set(backend.render_parts(crop, with_motion=False)) == {"prediction"}
+    assert backend.render(crop, detail=False).field is None
     backend.render(crop)
     assert "field" not in stand_in.kinds(), "a client without photo framing or detail asks for no field"
-    parts = backend.render_parts(crop, with_motion=True)
-    parts = backend.render_parts(crop, with_motion=True)
+    rendered = backend.render(crop, detail=True)
+    rendered = backend.render(crop, detail=True)
     assert stand_in.kinds().count("field") == 1 and stand_in.received[-3] == {"type": "field", "want": True}
-    assert parts["prediction"].dtype == torch.uint8 and parts["prediction"].shape == (1, 3, 64, 64)
-    assert torch.equal(parts["prediction"][0].permute(1, 2, 0), torch.from_numpy(stand_in.face))
-    assert parts["deformation"].shape == (1, 16, 16, 2) and parts["occlusion_map"].shape == (1, 1, 16, 16)
-    assert np.abs(parts["deformation"][0].numpy() - stand_in.deformation).max() <= DEFORMATION_BOUND
-    assert np.abs(parts["occlusion_map"][0, 0].numpy() - stand_in.occlusion).max() <= OCCLUSION_BOUND
-    assert set(backend.render_parts(crop, with_motion=False)) == {"prediction"}  # --no-detail: asks it off
+    assert rendered.frame.dtype == np.uint8 and rendered.frame.shape == (64, 64, 3)
+    np.testing.assert_array_equal(rendered.frame, stand_in.face)
+    field = rendered.field
+    assert field is not None and field.deformation.shape == (16, 16, 2) and field.occlusion.shape == (16, 16)
+    assert np.abs(field.deformation - stand_in.deformation).max() <= DEFORMATION_BOUND
+    assert np.abs(field.occlusion - stand_in.occlusion).max() <= OCCLUSION_BOUND
+    assert backend.render(crop, detail=False).field is None  # --no-detail: asks it off
     assert stand_in.received[-2] == {"type": "field", "want": False}
     backend.close()
 
@@ -278,29 +277,29 @@ def test_a_malformed_or_missing_field_from_the_server_is_refused_in_one_line(sta
     backend = stand_in_client(stand_in)
     stand_in.field_mode = mode
     with pytest.raises(ProtocolError, match=message):
-        backend.render_parts(CropMotion(stand_in.face), with_motion=True)
+        backend.render(CropMotion(stand_in.face), detail=True)
     backend.close()
 
 
 def test_an_outage_reuses_the_last_face_with_its_field_and_the_reconnection_asks_for_the_field_again(
         stand_in: StandInServer) -> None:
-    import torch
-
     from live.remote.client import CropMotion
 
     backend = stand_in_client(stand_in)
     crop = CropMotion(stand_in.face)
-    before = backend.render_parts(crop, with_motion=True)
+    before = backend.render(crop, detail=True)
     stand_in.down, stand_in.drop_next_frame = True, True
-    held = backend.render_parts(crop, with_motion=True)  # the frame is lost, and so is the reconnection
-    assert set(held) == {"prediction", "deformation", "occlusion_map"}
-    for key in held:
-        assert torch.equal(held[key], before[key]), f"the held {key} differs from the last frame's"
+    held = backend.render(crop, detail=True)  # the frame is lost, and so is the reconnection
+    assert held.field is not None and held.field.occlusion is not None
+    for name, got, want in (("face", held.frame, before.frame), ("deformation", held.field.deformation,
+                                                                 before.field.deformation),
+                            ("occlusion", held.field.occlusion, before.field.occlusion)):
+        assert np.array_equal(got, want), f"the held {name} differs from the last frame's"
     stand_in.down = False
     count = len(stand_in.received)
     deadline = time.monotonic() + 30
     while backend.reconnects == 0 and time.monotonic() < deadline:  # the held frame until the back-off's next step
-        backend.render_parts(crop, with_motion=True)
+        backend.render(crop, detail=True)
         time.sleep(0.1)
     assert backend.reconnects == 1
     replayed = stand_in.kinds()[count:]

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from live.media import cv2
-from live.sinks import FrameInfo, Mp4Sink, SinkUnavailable, VirtualCamSink, check_frame, key_name, to_pixel_format
+from live.output.sinks import (
+    FrameInfo,
+    Mp4Sink,
+    SinkUnavailable,
+    VirtualCamSink,
+    check_frame,
+    key_name,
+    to_pixel_format,
+)
 
 
 class StandInCamera:
@@ -204,8 +212,8 @@ def test_mirror_options_reach_the_loop_and_the_virtual_camera(standin_pyvirtualc
     """`--mirror` flips the input as the m key does; `--mirror-output` flips only what the virtual camera sends."""
     from clips import moving_frames, write_clip
 
-    import live.pipeline as pipeline
-    import live.sinks as sinks
+    import live.loop.pipeline as pipeline
+    import live.output.sinks as sinks
     from live.cli import main
 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(3, still=3))

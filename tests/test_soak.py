@@ -12,7 +12,7 @@ from clips import moving_frames, write_clip
 from conftest import golden_dir
 
 from benchmarks.soak import main
-from live.recording import mp4_boxes
+from live.output.recording import mp4_boxes
 
 
 def test_short_fomm_soak_with_camera_drops_and_a_recording(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

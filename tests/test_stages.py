@@ -11,18 +11,20 @@ import numpy as np
 import pytest
 import torch
 from clips import moving_frames, portrait
+from helpers.options import pipeline_options
 from standins import WrappedBackend
 from test_pipeline import ListSource, tiny_backend
 
-from live.capture import CapturedFrame
+from live.capture.sources import CapturedFrame
 from live.compose import fit_to_output, fit_to_output_tensor
 from live.errors import UserError
 from live.face import FaceDetector
-from live.handoff import OneSlot
-from live.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
-from live.stages import TrackedFrame, merge_keys
-from live.stall import CAMERA_LOST, CAMERA_SILENT, StallRule
+from live.loop.handoff import OneSlot
+from live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
+from live.loop.stages import TrackedFrame, merge_keys
+from live.loop.stall import CAMERA_LOST, CAMERA_SILENT, StallRule
+from live.options import CalibrationOptions
+from live.output.sinks import RecordingSink
 from live.stats import PipelineStats
 from models import tensor_to_image
 
@@ -38,7 +40,7 @@ def _run(frames, detector, *, backend=None, avatars=None, **options) -> tuple[Li
     sink = RecordingSink()
     images = avatars or [("a", portrait())]
     pipeline = LivePipeline(ListSource(frames), backend, prepare_avatars(images, backend.size, detector), [sink],
-                            options=PipelineOptions(**options), detector=detector)
+                            options=pipeline_options(**options), detector=detector)
     pipeline.run()
     return pipeline, sink
 
@@ -76,7 +78,7 @@ def test_the_environment_switches_pipelining_and_options_override_it(detector, m
 
     def made(**options) -> LivePipeline:
         return LivePipeline(ListSource(moving_frames(2, still=2)), backend, avatars, [RecordingSink()],
-                            options=PipelineOptions(**options), detector=detector)
+                            options=pipeline_options(**options), detector=detector)
 
     monkeypatch.delenv("FOMM_LIVE_PIPELINING", raising=False)
     assert made().pipelining is False, "the FOMM networks on the CPU keep both cores busy: one thread by default"
@@ -88,12 +90,13 @@ def test_the_environment_switches_pipelining_and_options_override_it(detector, m
 
 
 def test_pipelining_is_on_by_default_unless_the_model_keeps_every_core_busy(monkeypatch) -> None:
-    from live.pipeline import pipelining_default
+    from live.backends import Backend
+    from live.loop.pipeline import pipelining_default
 
-    class CpuLight:
+    class CpuLight(Backend):
         pass
 
-    class CpuHeavy:
+    class CpuHeavy(Backend):
         uses_all_cores = True
 
     monkeypatch.delenv("FOMM_LIVE_PIPELINING", raising=False)
@@ -206,7 +209,8 @@ def test_a_tracking_failure_serves_the_held_frame_and_counts_toward_the_stop(det
     sink = RecordingSink()
     flaky = FlakyDetector(detector, fail_on={20, 21})
     LivePipeline(ListSource(moving_frames(30, still=30)), backend, avatars, [sink],
-                 options=PipelineOptions(pipelining=pipelining, steady_seconds=0.2), detector=flaky).run()
+                 options=PipelineOptions(calibration=CalibrationOptions(steady_seconds=0.2),
+                                         pipelining=pipelining), detector=flaky).run()
     assert len(sink.frames) == 30
     failed = [info.index for info in sink.infos if info.status == ["error"]]
     assert failed == [19, 20]
@@ -227,13 +231,13 @@ class LostDeviceBackend(WrappedBackend):
         super().__init__(inner)
         self.renders = 0
 
-    def render(self, motion):
+    def render(self, motion, *, detail=False):
         from models.engines import DeviceError
 
         self.renders += 1
         if self.renders >= 3:
             raise DeviceError("the GPU (cuda:0) was lost while decoding a frame (stand-in failure)")
-        return self.inner.render(motion)
+        return self.inner.render(motion, detail=detail)
 
 
 @pytest.mark.parametrize("pipelining", [False, True])
@@ -243,7 +247,8 @@ def test_a_device_failure_stops_the_run_at_once_with_its_own_line(detector, pipe
     backend = LostDeviceBackend(tiny_backend())
     avatars = prepare_avatars([("a", portrait())], backend.size, detector)
     pipeline = LivePipeline(ListSource(moving_frames(60, still=60)), backend, avatars, [RecordingSink()],
-                            options=PipelineOptions(pipelining=pipelining, steady_seconds=0.2), detector=detector)
+                            options=PipelineOptions(calibration=CalibrationOptions(steady_seconds=0.2),
+                                                    pipelining=pipelining), detector=detector)
     with pytest.raises(UserError, match=r"^the GPU \(cuda:0\) was lost while decoding a frame"):
         pipeline.run()
     assert backend.renders == 3
@@ -271,7 +276,8 @@ def test_device_compose_matches_opencv_within_one_level(size: int, width: int, h
 
 
 def test_the_device_compose_path_through_the_loop_matches_the_host_path(detector) -> None:
-    """The backend's ``render_fitted`` (forced on here on the CPU) gives the host path's frames within one level."""
+    """The device fit (``composes_on_device``, forced on here on the CPU) gives the host path's frames within one
+    level."""
     frames = moving_frames(24, still=24)
     outputs = {}
     for on_device in (False, True):

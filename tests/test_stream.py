@@ -10,12 +10,13 @@ import time
 import pytest
 from clips import moving_frames, portrait
 
-import live.capture as capture
-from live.capture import OpenCVSource
+import live.capture.sources as capture
+from live.capture.sources import OpenCVSource
 from live.face import FaceDetector
+from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
 from live.media import cv2
-from live.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.sinks import RecordingSink
+from live.options import PacingOptions
+from live.output.sinks import RecordingSink
 
 
 def _jpegs(n: int) -> list[bytes]:
@@ -84,7 +85,7 @@ def test_stalled_stream_is_lost_then_reconnected(monkeypatch: pytest.MonkeyPatch
         backend = tiny_backend()
         sink = RecordingSink(keep_frames=False)
         pipeline = LivePipeline(source, backend, prepare_avatars([("a", portrait())], backend.size, detector), [sink],
-                                options=PipelineOptions(max_frames=40, fps=25), detector=detector,
+                                options=PipelineOptions(pacing=PacingOptions(max_frames=40, fps=25)), detector=detector,
                                 reopen=lambda: OpenCVSource(server.url))
         started = time.perf_counter()
         pipeline.run()

@@ -4,6 +4,9 @@
 ``animate`` (file to file, through the same live pipeline), ``demo``, ``bench``, ``export``, ``doctor`` and
 ``cameras``; one module per command. Without a command, ``run`` is meant: ``fomm-live --source face.png``. Arguments
 become the runtime options of ``live.options`` here, once; ``benchmarks`` is imported only by ``bench``.
+
+May import every other room of ``live`` (through ``live.wiring`` for the running parts) and, in ``bench`` only,
+``benchmarks``; nothing in ``live`` imports the CLI back.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from common.errors import DeviceError
 from live.errors import UserError
 
 
@@ -35,9 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"fomm-live: error: {err}", file=sys.stderr)
         return 1
-    except RuntimeError as err:
-        engines = sys.modules.get("models.engines.base")  # a GPU failure outside the live loop (export, bench)
-        if debug or engines is None or not isinstance(err, engines.DeviceError):
+    except DeviceError as err:  # a GPU failure outside the live loop (export, bench)
+        if debug:
             raise
         print(f"fomm-live: error: {err}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ from live.options import AnimateOptions
 if TYPE_CHECKING:
     import numpy as np
 
-    from live.sinks import FrameInfo
+    from live.output.sinks import FrameInfo
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="a video file, or a folder of frames read in name order")
     animate.add_argument("--out", required=True, metavar="OUT.mp4_OR_DIR",
                          help="an .mp4 file, or a folder that receives 00000.png, 00001.png, ...")
-    animate.add_argument("--crop", default="none", choices=["none", "face"],
+    animate.add_argument("--crop", default=AnimateOptions.crop, choices=["none", "face"],
                          help="none: frames are used as given, resized to the model's size, like the original demo "
                               "(default); face: track and crop the face as the live loop does")
     animate.add_argument("--no-smoothing", action="store_true",
@@ -44,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     animate.add_argument("--find-best-frame", action="store_true",
                          help="take as the neutral pose the driving frame whose face best matches the photo's pose "
                               "(default: the first frame)")
-    add_framing_options(animate, framing="face", output_size="default: 1280x720 with --framing photo, else the "
-                                                           "model's square")
+    add_framing_options(animate, framing=AnimateOptions.framing,
+                        output_size="default: 1280x720 with --framing photo, else the model's square")
 
 
 class ProgressBar:
@@ -69,15 +69,16 @@ def animate_options(args: argparse.Namespace) -> AnimateOptions:
     return AnimateOptions(source=args.source, driving=args.driving, out=args.out, crop=args.crop,
                           find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
                           label=not args.no_label, framing=args.framing, output_size=args.output_size,
-                          detail=not args.no_detail)
+                          detail=args.detail)
 
 
 def execute(args: argparse.Namespace) -> int:
-    from live.animate import animate_pipeline_options, calibrate_on, find_best_frame, open_driving, prepare_photo
+    from live.animate import animate_pipeline_options, calibrate_on, driving_size, find_best_frame, prepare_photo
+    from live.capture.driving import open_driving
     from live.face import FaceDetector
+    from live.loop.pipeline import LivePipeline
     from live.media import copy_audio
-    from live.pipeline import LivePipeline
-    from live.sinks import FileSink
+    from live.output.sinks import FileSink
     from live.wiring import close_backend, make_backend
 
     job = animate_options(args)
@@ -88,7 +89,7 @@ def execute(args: argparse.Namespace) -> int:
         detector = cleanup.enter_context(FaceDetector()) if job.crop == "face" or job.find_best_frame else None
         avatars = prepare_photo(job, size=size, detector=detector)
         neutral = find_best_frame(job, avatars[0], detector, size=size)[1] if job.find_best_frame else None
-        driving = cleanup.enter_context(contextlib.closing(open_driving(job, size=size)))
+        driving = cleanup.enter_context(contextlib.closing(open_driving(job.driving, size=driving_size(job, size))))
         if not job.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
         # Opened last, so that bad input leaves nothing behind.

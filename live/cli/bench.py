@@ -42,7 +42,7 @@ def execute(args: argparse.Namespace) -> int:
     from benchmarks.suite import format_report, plot_report, run_bench, write_json
     from models import CheckpointError, ConfigError
 
-    noisy_loggers = ("onnxscript", "onnx_ir", "torch.onnx", "live.pipeline", "live.stages", "live.avatars",
+    noisy_loggers = ("onnxscript", "onnx_ir", "torch.onnx", "live.loop.pipeline", "live.loop.stages", "live.avatars",
                      "live.landmarks")
     for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)  # per-pass and per-run chatter would drown the bar

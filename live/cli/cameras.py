@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from live.cameras import list_cameras
+    from live.capture.cameras import list_cameras
 
     found = list_cameras()
     if not found:

@@ -24,8 +24,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def add_config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--config``, spelled and explained the same on every command."""
-    parser.add_argument("--config", default="vox-256", metavar="YAML_OR_PRESET",
-                        help=f"original-format config YAML or a preset name: {PRESET_HELP} (default: vox-256)")
+    parser.add_argument("--config", default=ModelOptions.config, metavar="YAML_OR_PRESET",
+                        help=f"original-format config YAML or a preset name: {PRESET_HELP} "
+                             f"(default: {ModelOptions.config})")
 
 
 def add_debug_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -43,16 +44,16 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool 
         group.add_argument("--source", required=True, metavar="IMG", help="the photo to animate")
     group.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (required with --backend fomm)")
     add_config_option(group)
-    group.add_argument("--backend", default="auto", choices=["auto", "fomm", "landmarks"],
+    group.add_argument("--backend", default=ModelOptions.backend, choices=["auto", "fomm", "landmarks"],
                        help="animation backend: fomm (the First Order Motion Model, needs --checkpoint) or landmarks "
                             "(face-mesh warping, no weights, fast on any CPU); auto = fomm when a checkpoint is given, "
                             "else landmarks (default: auto)")
-    group.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+    group.add_argument("--device", default=ModelOptions.device, choices=["auto", "cpu", "cuda"],
                        help="auto = CUDA when a GPU is visible, else CPU (default: auto)")
-    group.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+    group.add_argument("--precision", default=ModelOptions.precision, choices=["auto", "fp32", "fp16", "bf16"],
                        help="generator precision; auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16, "
                             "AMX), else fp32 (default: auto)")
-    group.add_argument("--engine", default="auto", choices=["auto", "eager", "tensorrt", "onnxruntime"],
+    group.add_argument("--engine", default=ModelOptions.engine, choices=["auto", "eager", "tensorrt", "onnxruntime"],
                        help="what runs the FOMM networks; auto = TensorRT on an NVIDIA GPU when torch-tensorrt is "
                             "installed and passes its self-check, else PyTorch eager (default: auto)")
     motion = group.add_mutually_exclusive_group()
@@ -76,7 +77,7 @@ def add_remote_options(parser: argparse.ArgumentParser) -> None:
                        help="animate with the FOMM of a 'fomm-live serve' server at http://HOST:PORT (ws:// too); "
                             "only the face crop is sent; --checkpoint/--config/--device/--precision are then unused")
     group.add_argument("--token-file", metavar="F", help="a file whose first line is the server's token")
-    group.add_argument("--remote-codec", default="jpeg", choices=["jpeg", "png"],
+    group.add_argument("--remote-codec", default=RemoteOptions.codec, choices=["jpeg", "png"],
                        help="crops and faces on the wire: jpeg (quality 90, default) or png (lossless)")
 
 
@@ -100,7 +101,7 @@ def add_framing_options(parser: argparse.ArgumentParser, *, framing: str, output
                             f"the model's square alone (default: {framing})")
     if output_size is not None:
         group.add_argument("--output-size", type=parse_size, metavar="WxH", help=f"output frame size ({output_size})")
-    group.add_argument("--no-detail", action="store_true",
+    group.add_argument("--no-detail", dest="detail", action="store_false",
                        help="with --framing photo, the model's square only upscaled into the photo (by default the "
                             "face keeps the photo's sharpness: FOMM carries its fine detail along the motion field, "
                             "the landmark backend moves the full-resolution photo itself)")

@@ -6,7 +6,7 @@ import argparse
 
 from live.cli.common import add_framing_options, add_model_options, model_options
 from live.cli.run import run_live
-from live.options import CameraOptions, OutputOptions
+from live.options import LIVE_FRAMING, CameraOptions, OutputOptions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="where the result goes (default: fomm-live-demo.mp4)")
     demo.add_argument("--no-preview", action="store_true", help="no preview window")
     demo.add_argument("--stats-json", metavar="PATH", help="write the per-stage latency figures here")
-    add_framing_options(demo, framing="photo", output_size="default: 1280x720")
+    add_framing_options(demo, framing=LIVE_FRAMING, output_size="default: 1280x720")
 
 
 def execute(args: argparse.Namespace) -> int:
     from live.democlip import demo_clip_path
-    from live.pipeline import PipelineOptions
+    from live.options import FrameOptions, PacingOptions, PipelineOptions
 
     clip = demo_clip_path()
     print(f"demo: the bundled portrait driven by {clip.name} -> {args.out}")
@@ -34,7 +34,8 @@ def execute(args: argparse.Namespace) -> int:
                             size=args.output_size or (1280, 720))
     # Paced like a camera, so the latency figures mean what they would live; every other live-loop option at its
     # default.
-    loop = PipelineOptions(label=not args.no_label, realtime=True, framing=args.framing, detail=not args.no_detail)
+    loop = PipelineOptions(frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
+                           pacing=PacingOptions(realtime=True))
     code = run_live(args.source, model=model_options(args), camera=CameraOptions(camera=str(clip)), outputs=outputs,
                     loop=loop)
     print(f"wrote {args.out}")

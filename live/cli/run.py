@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from live.cli.common import (
     add_framing_options,
@@ -16,11 +15,19 @@ from live.cli.common import (
     parse_size,
     remote_options,
 )
-from live.hotkeys import help_text
-from live.options import CameraOptions, ModelOptions, OutputOptions, RemoteOptions
-
-if TYPE_CHECKING:
-    from live.pipeline import PipelineOptions
+from live.loop.hotkeys import help_text
+from live.options import (
+    LIVE_FRAMING,
+    CalibrationOptions,
+    CameraOptions,
+    FrameOptions,
+    ModelOptions,
+    OutputOptions,
+    PacingOptions,
+    PipelineOptions,
+    RemoteOptions,
+    TrackingOptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_options(run, several_sources=True)
     add_remote_options(run)
     live = run.add_argument_group("live loop")
-    live.add_argument("--camera", default="0", metavar="INDEX_OR_PATH_OR_URL",
+    live.add_argument("--camera", default=CameraOptions.camera, metavar="INDEX_OR_PATH_OR_URL",
                       help="camera index, device path (/dev/video0, /dev/v4l/by-id/...), video file or stream URL; "
-                           "'fomm-live cameras' lists the cameras (default: 0)")
+                           f"'fomm-live cameras' lists the cameras (default: {CameraOptions.camera})")
     live.add_argument("--resolution", type=parse_size, metavar="WxH", help="resolution to ask of the camera")
     live.add_argument("--fps", type=float, metavar="N", help="frame rate to ask of the camera")
     live.add_argument("--output", action="append", metavar="virtualcam|window|PATH.mp4",
@@ -56,26 +63,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--max-frames", type=int, metavar="N", help="stop after N input frames")
     live.add_argument("--stats-json", metavar="PATH",
                       help="write frame counts and per-stage p50/p95/p99 latency (ms) here at exit")
-    live.add_argument("--crop", default="face", choices=["face", "none"],
+    live.add_argument("--crop", default=TrackingOptions.crop, choices=["face", "none"],
                       help="face: track and crop the face (default); none: use the centre square of the frame")
     live.add_argument("--no-smoothing", action="store_true", help="no smoothing of the crop box and keypoints")
-    live.add_argument("--kp-cutoff", type=float, default=1.0, metavar="HZ",
-                      help="keypoint smoothing at rest: lower is steadier but laggier (default: 1.0)")
+    live.add_argument("--kp-cutoff", type=float, default=TrackingOptions.kp_min_cutoff, metavar="HZ",
+                      help="keypoint smoothing at rest: lower is steadier but laggier "
+                           f"(default: {TrackingOptions.kp_min_cutoff})")
     live.add_argument("--manual-calibration", action="store_true",
                       help="take the neutral pose only when c is pressed (default: automatically once still)")
-    add_framing_options(run, framing="photo", output_size=None)
+    add_framing_options(run, framing=LIVE_FRAMING, output_size=None)
 
 
 def execute(args: argparse.Namespace) -> int:
-    from live.pipeline import PipelineOptions
 
     camera = CameraOptions(camera=args.camera, resolution=args.resolution, fps=args.fps)
     outputs = OutputOptions(outputs=tuple(args.output or ()), preview=not args.no_preview, size=args.output_size,
                             stats_json=args.stats_json, mirror_output=args.mirror_output)
-    loop = PipelineOptions(crop=args.crop, smoothing=not args.no_smoothing, kp_min_cutoff=args.kp_cutoff,
-                           auto_calibrate=not args.manual_calibration, label=not args.no_label,
-                           realtime=args.realtime, loop=args.loop, max_frames=args.max_frames, mirror=args.mirror,
-                           framing=args.framing, detail=not args.no_detail)
+    loop = PipelineOptions(tracking=TrackingOptions(crop=args.crop, mirror=args.mirror, smoothing=not args.no_smoothing,
+                                                    kp_min_cutoff=args.kp_cutoff),
+                           calibration=CalibrationOptions(auto=not args.manual_calibration),
+                           frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
+                           pacing=PacingOptions(realtime=args.realtime, loop=args.loop, max_frames=args.max_frames))
     return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop,
                     remote=remote_options(args))
 
@@ -93,10 +101,10 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         loop: The live loop's options (the output size and frame rate are filled in from the input).
         remote: The FOMM of a ``fomm-live serve`` server instead of a local model (None: local).
     """
-    from live.cameras import check_camera, parse_camera_spec
-    from live.capture import OpenCVSource
+    from live.capture.cameras import check_camera, parse_camera_spec
+    from live.capture.sources import OpenCVSource
     from live.face import FaceDetector
-    from live.pipeline import LivePipeline, prepare_avatars
+    from live.loop.pipeline import LivePipeline, prepare_avatars
     from live.wiring import close_backend, load_sources, make_backend, open_outputs
 
     # The camera's existence is checked before the model loads (a TensorRT build can take minutes) and the camera is
@@ -106,17 +114,17 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     images = load_sources(sources)
     with contextlib.ExitStack() as cleanup:
         # A remote server is sent every frame of a file read losslessly (none dropped), as a local model would be.
-        lossless = spec.kind == "file" and not loop.realtime
+        lossless = spec.kind == "file" and not loop.pacing.realtime
         backend = make_backend(model, tracking=True, remote=remote, lossless=lossless)
         cleanup.callback(close_backend, backend)
-        if not loop.label:
+        if not loop.frame.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
-        detector = cleanup.enter_context(FaceDetector()) if loop.crop == "face" else None
-        avatars = prepare_avatars(images, backend.size, detector, crop=loop.crop)
+        detector = cleanup.enter_context(FaceDetector()) if loop.tracking.crop == "face" else None
+        avatars = prepare_avatars(images, backend.size, detector, crop=loop.tracking.crop)
         source = OpenCVSource(camera.camera, resolution=camera.resolution, fps=camera.fps)
         cleanup.callback(source.close)  # safe twice: the pipeline closes what it reads when it ends
         width, height = outputs.size or (source.width, source.height)
-        clock = "frames" if source.is_file and not loop.realtime else "capture"
+        clock = "frames" if source.is_file and not loop.pacing.realtime else "capture"
         sinks, window = open_outputs(outputs, width=width, height=height, fps=source.fps, clock=clock)
         for output in [*sinks, window]:
             if output is not None:
@@ -129,7 +137,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         reopen = None if source.is_file else (lambda: OpenCVSource(camera.camera, resolution=camera.resolution,
                                                                   fps=camera.fps))
         pipeline = LivePipeline(source, backend, avatars, sinks, detector=detector, window=window, reopen=reopen,
-                                options=replace(loop, output_size=(width, height), fps=source.fps))
+                                options=replace(loop, frame=replace(loop.frame, size=(width, height)),
+                                                pacing=replace(loop.pacing, fps=source.fps)))
         try:
             summary = pipeline.run()
         finally:

@@ -8,10 +8,10 @@ It finds the source's and the driver's face meshes (``facemesh``), carries the d
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
+from live.backends import Backend, Rendered, WarpMap
 from live.errors import UserError
 from live.landmarks import eyes
 from live.landmarks.eyes import Eyeball, Eyelid, eye_opening
@@ -34,28 +34,12 @@ from live.media import cv2
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class WarpedFrame:
-    """One landmark render in layers (``LandmarkBackend.render_layers``).
-
-    Attributes:
-        frame: size x size x 3 uint8, what ``render`` returns.
-        source_map: size x size x 2 float32: per pixel, the source square's position (x, y; pixel centres at integer
-            coordinates) the warp took it from, ``cv2.remap``'s map. The identity where nothing moved.
-        painted: size x size bool: pixels that are not the warped source (lids, eyeballs, lashes, the mouth's inside,
-            softened tears).
-    """
-
-    frame: np.ndarray
-    source_map: np.ndarray
-    painted: np.ndarray
-
-
-class LandmarkBackend:
+class LandmarkBackend(Backend):
     """Animate a source photo with mediapipe face-mesh landmarks and a piecewise-affine warp (no learned weights).
 
     ``detect`` returns 478 x 3 float32 landmarks in normalised units (see ``live.landmarks``' Convention) or None
-    when there is no face; ``render`` returns ``size x size x 3`` uint8 RGB. A context manager; ``close()`` releases
+    when there is no face; ``render`` returns a ``live.backends.Rendered`` whose frame is ``size x size x 3`` uint8
+    RGB, with its warp map when asked (``motion_kind = "warp"``). A context manager; ``close()`` releases
     the mediapipe graphs and is safe to call twice.
 
     Args:
@@ -72,6 +56,7 @@ class LandmarkBackend:
     """
 
     name = "landmarks"
+    motion_kind = "warp"
     # Eyelids move fast and briefly (a blink lasts 100-300 ms): the live loop smooths them with a quicker filter.
     fast_rows = tuple(sorted(set(RIGHT_EYE_UPPER + RIGHT_EYE_LOWER + LEFT_EYE_UPPER + LEFT_EYE_LOWER)))
 
@@ -208,29 +193,25 @@ class LandmarkBackend:
         return self._warp.index
 
     # -- rendering ---------------------------------------------------------------------------------------------
-    def render(self, motion: np.ndarray) -> np.ndarray:
-        """The source moved by ``motion``: size x size x 3 uint8 RGB.
+    def render(self, motion: np.ndarray, *, detail: bool = False) -> Rendered:
+        """The source moved by ``motion``: ``frame`` size x size x 3 uint8 RGB; with ``detail``, also the warp
+        (``warp``: its backward map and what was painted over it), for the paste-back that moves the full-resolution
+        photo itself (``live.framing.pasteback_map``).
 
         Args:
             motion: 478 x 3 normalised driving landmarks (from ``detect``).
+            detail: Also return the warp map.
 
         Raises:
             RuntimeError: no source set, or relative motion without a neutral pose.
         """
-        return self._render(motion)[0]
-
-    def render_layers(self, motion: np.ndarray) -> WarpedFrame:
-        """``render`` in layers, for the paste-back that moves the full-resolution photo itself
-        (``live.pasteback_map``): the frame, the warp's backward map, and what was painted over the warp.
-
-        Args:
-            motion: 478 x 3 normalised driving landmarks (from ``detect``).
-        """
         out, pmap = self._render(motion)
+        if not detail:
+            return Rendered(out)
         # What the warp alone made (one more remap of the square: 0.1 ms at 256): every pixel that differs from it
         # was painted (closing lids, eyeballs, lashes, the mouth's inside, softened tears).
         plain = cv2().remap(self._source, pmap, None, cv2().INTER_LINEAR, borderMode=cv2().BORDER_REPLICATE)
-        return WarpedFrame(frame=out, source_map=pmap, painted=(out != plain).any(axis=2))
+        return Rendered(out, warp=WarpMap(source_map=pmap, painted=(out != plain).any(axis=2)))
 
     def _render(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the frame, the warp's backward map) for ``motion``."""

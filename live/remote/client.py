@@ -7,11 +7,11 @@ returns the face the server rendered; ``calibrate`` sends the neutral crop; the 
 then addressed by its content hash. The full photo never leaves the machine.
 
 Photo framing's detail transfer carries the photo's fine detail along the model's dense motion field: its first
-``render_parts(motion, with_motion=True)`` asks the server for the field (``field`` in the stream's setup), and every
+``render(motion, detail=True)`` asks the server for the field (``field`` in the stream's setup), and every
 reply then brings the frame's deformation and occlusion map beside the face (``protocol.encode_field``: fixed point,
-under a hundredth of a model pixel off); the paste-back runs here, on the CPU (``paste_device``). Without photo
-framing, or with ``--no-detail``, ``render_parts`` is called without the motion (or not at all) and no field is asked
-for or sent.
+under a hundredth of a model pixel off); the paste-back runs here, on the CPU (``device``). Without photo framing,
+or with ``--no-detail``, ``render`` is called without the motion and no field is asked for or sent (a stream that
+asked for it and then renders without it asks it off).
 
 One request at a time: ``render`` waits for its frame, so at most one frame is in flight, and the live loop's
 newest-frame-wins hand-off in front of the model stage decides what is sent next.
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from live.backends import Backend, MotionField, Rendered
 from live.errors import UserError
 from live.remote.protocol import (
     CODECS,
@@ -75,7 +76,7 @@ class CropMotion:
     smoothing: tuple[float, float] | None = None  # (min_cutoff, beta) of the live loop's keypoint smoother
 
     def smoothed_by(self, smoother: Any, t: float) -> CropMotion:
-        """This crop, to be smoothed on the server by ``smoother``'s options (a ``live.smoothing.MotionSmoother``)
+        """This crop, to be smoothed on the server by ``smoother``'s options (a ``live.loop.smoothing.MotionSmoother``)
         at media time ``t``."""
         return replace(self, t=float(t), smoothing=(float(smoother.min_cutoff), float(smoother.beta)))
 
@@ -109,7 +110,7 @@ def read_token(path: str | None) -> str | None:
     return token[0].strip()
 
 
-class RemoteBackend:
+class RemoteBackend(Backend):
     """The remote FOMM as a ``live.backends.Backend``.
 
     Args:
@@ -123,8 +124,8 @@ class RemoteBackend:
     """
 
     name = "fomm-remote"
-    composes_on_device = False
-    paste_device = "cpu"  # photo framing pastes (``live.pasteback_field``) here, with the server's motion field
+    device = "cpu"  # its frames and fields arrive here: photo framing pastes with ``live.framing.pasteback_field``
+    motion_kind = "field"
 
     def __init__(self, url: str, *, token: str | None = None, codec: str = "jpeg", relative: bool = True,
                  adapt_scale: bool = True, lossless: bool = False, start_timeout: float = START_TIMEOUT_S) -> None:
@@ -306,25 +307,17 @@ class RemoteBackend:
         self._neutral = None
         self._call(lambda: self._request({"type": "reset"}))
 
-    def render(self, motion: CropMotion) -> np.ndarray:
-        return self._render(motion)[0]
-
-    def render_parts(self, motion: CropMotion, *, with_motion: bool) -> dict:
-        """What photo framing pastes, as ``live.backends.FommBackend.render_parts`` hands it, on the CPU:
-        ``prediction`` (1 x 3 x size x size uint8 levels) and, with ``with_motion``, the server's ``deformation``
-        (1 x h x w x 2 float32) and ``occlusion_map`` (1 x 1 x h x w float32, when the model estimates one)."""
-        import torch
-
-        if with_motion != self._field:
-            self._want_field(with_motion)
+    def render(self, motion: CropMotion, *, detail: bool = False) -> Rendered:
+        """The face the server rendered (``frame``: size x size x 3 uint8) and, with ``detail``, its motion
+        field (``field``: h x w x 2 float32 deformation, h x w float32 occlusion map when the model estimates one;
+        None for a face held from before the field was asked for)."""
+        if detail != self._field:
+            self._want_field(detail)
         face, field = self._render(motion)
-        parts = {"prediction": torch.from_numpy(face).permute(2, 0, 1)[None]}  # 1 x 3 x n x n uint8
-        if with_motion and field is not None:  # None: a face held from before the field was asked for
-            deformation, occlusion = field
-            parts["deformation"] = torch.from_numpy(deformation)[None]  # 1 x h x w x 2
-            if occlusion is not None:
-                parts["occlusion_map"] = torch.from_numpy(occlusion)[None, None]  # 1 x 1 x h x w
-        return parts
+        if not detail or field is None:
+            return Rendered(face)
+        deformation, occlusion = field
+        return Rendered(face, field=MotionField(deformation, occlusion))
 
     def _want_field(self, on: bool) -> None:
         """Ask for the motion field with every frame (or no longer); when the server is away, the reconnection's

@@ -22,7 +22,7 @@ Client -> server (``type`` in the header):
   payload is the face (``image_bytes`` bytes) followed by the field (``encode_field``).
 
 ``smooth`` [min_cutoff, beta] and ``t`` (the crop's media time, seconds): the server smooths the crop's keypoints
-with the client's One Euro options (``live.smoothing.MotionSmoother``, one per stream) at that time, before motion
+with the client's One Euro options (``live.loop.smoothing.MotionSmoother``, one per stream) at that time, before motion
 normalisation, as the local loop smooths its own; without ``smooth`` they are not smoothed (``--no-smoothing``). A
 ``calibrate`` and the ``frame`` after it with the same ``t`` are one sample: the crop the pose was taken on.
 
@@ -168,7 +168,7 @@ def smoothing_of(header: dict[str, Any]) -> tuple[float, float, float] | None:
 
 
 # ------------------------------------------------------------------------------------------------ motion field
-# The dense motion field of a rendered face, for photo framing's detail transfer (``live.pasteback_torch``): the
+# The dense motion field of a rendered face, for photo framing's detail transfer (``live.framing.pasteback_torch``): the
 # deformation (h x w x 2, grid_sample coordinates (x, y) of the source square, align_corners=False) and the occlusion
 # map (h x w in [0, 1], absent when the model estimates none). On the wire, one zlib stream (level 1) of
 #

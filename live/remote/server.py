@@ -34,6 +34,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from live.loop.smoothing import MotionSmoother
 from live.remote.batch import RenderedFrame, render_frames
 from live.remote.protocol import (
     CODECS,
@@ -51,7 +52,6 @@ from live.remote.protocol import (
     smoothing_of,
     unpack,
 )
-from live.smoothing import MotionSmoother
 
 logger = logging.getLogger(__name__)
 

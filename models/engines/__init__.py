@@ -55,14 +55,11 @@ Submodules import from each other's modules, never from this package's ``__init_
 
 from models.engines.base import (
     CHECK_PATHS,
-    COMPILE_ENV,
     DEFORMATION_ATOL,
     DTYPES,
-    FAST_ENV,
     FP32_ATOL,
     MIN_PSNR_DB,
     OP_TOLERANCES,
-    THREADS_ENV,
     CheckResult,
     DeviceError,
     Engine,
@@ -91,15 +88,12 @@ from models.engines.onnxruntime import OnnxRuntimeEngine
 
 __all__ = [
     "CHECK_PATHS",
-    "COMPILE_ENV",
     "DEFORMATION_ATOL",
     "DTYPES",
     "ENGINES",
-    "FAST_ENV",
     "FP32_ATOL",
     "MIN_PSNR_DB",
     "OP_TOLERANCES",
-    "THREADS_ENV",
     "CheckResult",
     "CheckedOp",
     "DeviceError",

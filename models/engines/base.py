@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from common.errors import DeviceError  # re-exported: raised here, recognised by live without torch
 from models.generator import SourceState
 from models.keypoint_detector import Keypoints
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-FAST_ENV = "FOMM_LIVE_FAST"
-COMPILE_ENV = "FOMM_LIVE_COMPILE"
-THREADS_ENV = "FOMM_LIVE_THREADS"
 # A reduced-precision path must stay within this PSNR of the float32 prediction (images in [0, 1]); a float32 path
 # within this absolute error. 1e-4 is the parity tolerance of the golden tests; 40 dB is an RMS error of 1% of the
 # range, about 2.5 of 255 levels: invisible at webcam quality, while a wrong op (a swapped tap, a dropped channel)
@@ -65,21 +62,6 @@ CHECK_PATHS = ("kernel:dense_motion_inputs", "kernel:deform_features", "fp16", "
 
 class EngineError(RuntimeError):
     """An engine that cannot run here; ``create_engine`` catches it and falls back to eager."""
-
-
-class DeviceError(RuntimeError):
-    """The device failed (out of memory with nothing left to drop, a device-side assert, a lost GPU, a driver error).
-
-    Its message is one sentence for the user. Retrying the same frame will not help: the caller should stop.
-    """
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """An on/off environment switch: unset or ``auto`` gives ``default``; ``0``, ``false``, ``off``, ``no`` say off."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("", "auto"):
-        return default
-    return value not in ("0", "false", "off", "no")
 
 
 # --- device failures ------------------------------------------------------------------------------------------------

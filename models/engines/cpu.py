@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.switches import switch
 from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
-from models.engines.base import DTYPES, THREADS_ENV
+from models.engines.base import DTYPES
 from models.generator import OcclusionAwareGenerator
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,8 @@ def configure_threads(threads: int | None = None) -> int:
     Returns:
         The thread count in effect.
     """
-    if threads is None and os.environ.get(THREADS_ENV):
-        try:
-            threads = int(os.environ[THREADS_ENV])
-        except ValueError:
-            logger.warning("%s=%r is not a number; ignored", THREADS_ENV, os.environ[THREADS_ENV])
+    if threads is None and (setting := switch("FOMM_LIVE_THREADS")) is not None:
+        threads = int(setting)
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     threads = max(1, threads or physical_cores())

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 
 import torch
 
+from common.switches import switch
 from models.engines.base import (
-    COMPILE_ENV,
     DTYPES,
-    FAST_ENV,
     OUT_OF_MEMORY,
     DeviceError,
     Engine,
@@ -40,7 +38,6 @@ from models.engines.base import (
     deformation_tolerance,
     device_error,
     device_failure,
-    env_flag,
     exact_float32,
     failed_to_run,
     frame_tolerance,
@@ -99,7 +96,7 @@ class EagerEngine(Engine):
         super().__init__(device=device, precision=precision, reason=reason)
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)} here, got {precision!r}")
-        self.fast = env_flag(FAST_ENV, True) if fast is None else fast
+        self.fast = switch("FOMM_LIVE_FAST") == "1" if fast is None else fast
         self.kp_detector = kp_detector
         self.reference_generator = generator  # as loaded, float32: the reference of every check
         self.generator = prepare_generator(generator, device=device, precision=precision) if self.fast else generator
@@ -109,11 +106,11 @@ class EagerEngine(Engine):
             # Every frame has the same shapes, so cuDNN's one-off search for the fastest convolution algorithms (during
             # the first frames) pays for itself. Process-wide, like every cuDNN switch.
             torch.backends.cudnn.benchmark = True
-        setting = os.environ.get(COMPILE_ENV, "").strip().lower()
+        setting = switch("FOMM_LIVE_COMPILE")
         if cuda_graphs is None:
             cuda_graphs = setting == "cudagraphs" and use_compile is not False
         if use_compile is None:
-            use_compile = env_flag(COMPILE_ENV, False)
+            use_compile = setting != "0"
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
         if cuda_graphs and not self.cuda_graphs:
             logger.warning("CUDA graphs need a CUDA device; compiling without them on %s", device.type)

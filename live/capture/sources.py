@@ -1,5 +1,5 @@
 """Frame capture: cameras, video files and streams behind one interface, read in a thread of their own (the driving
-frame folders of ``animate`` are ``live.driving``; which camera and backend, ``live.cameras``).
+frame folders of ``animate`` are ``live.capture.driving``; which camera and backend, ``live.capture.cameras``).
 
 Each frame is timestamped at capture (``time.perf_counter``) and carries its media time (position in a file, or the
 capture time for a camera), which drives the time-based filters so that a file gives the same result at any speed.
@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from live.cameras import (
+from live.capture.cameras import (
     capture_backends,
     check_camera,
     check_device_path,
@@ -87,9 +87,9 @@ MJPG_BACKENDS = ("V4L2", "DirectShow")  # backends that take a FOURCC request be
 class OpenCVSource:
     """A camera (index or device path), a video file or a stream URL read with OpenCV.
 
-    Cameras open with the OS's backend (``live.cameras.capture_backends``). On V4L2 and DirectShow MJPG is asked for
-    before the size: uncompressed YUYV at 1280x720 is capped at 5-10 fps by USB 2 bandwidth on most webcams, MJPG
-    gives 30. The granted size and rate are logged; a camera that grants a 0 size is refused.
+    Cameras open with the OS's backend (``live.capture.cameras.capture_backends``). On V4L2 and DirectShow MJPG is
+    asked for before the size: uncompressed YUYV at 1280x720 is capped at 5-10 fps by USB 2 bandwidth on most
+    webcams, MJPG gives 30. The granted size and rate are logged; a camera that grants a 0 size is refused.
 
     Args:
         spec: Device index, device path, file path or URL.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from live.compose import draw_text_lines, side_by_side
-from live.hotkeys import Controls, help_lines
+from live.loop.hotkeys import Controls, help_lines
 from live.stats import PipelineStats
 
 TIMED_STAGES = ("face_tracking", "keypoints", "generator", "output")

@@ -17,9 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
-from live.cameras import platform_name
+from live.capture.cameras import platform_name
 from live.media import VIDEO_SUFFIXES, cv2, open_writer
-from live.recording import FragmentedRecording
+from live.output.recording import FragmentedRecording
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class RecordingSink:
 
 class Mp4Sink:
     """Records the live loop to an MP4 file (tagged as synthetic) that survives any stop: fragmented while recording,
-    an ordinary MP4 after ``close()`` (``live.recording``).
+    an ordinary MP4 after ``close()`` (``live.output.recording``).
 
     Frames are timed by capture time, so the recording lasts as long as the input whatever the model's speed. A
     frame repeated while the camera was silent (the same input frame again) is not written: the last frame is held

@@ -1,29 +1,29 @@
-"""FOMM's paste-back with its detail transfer, on the host: ``live.pasteback_torch``'s method in OpenCV, for a
+"""FOMM's paste-back with its detail transfer, on the host: ``live.framing.pasteback_torch``'s method in OpenCV, for a
 model that runs on the CPU (and a remote model, whose frames and motion fields arrive on the CPU).
 
-The method, and the numbers that justify it, are ``live.pasteback_torch``'s:
+The method, and the numbers that justify it, are ``live.framing.pasteback_torch``'s:
 
     animated = upscale(prediction) + occlusion * warp(photo - upscale(source crop), deformation)
 
-blended into the framed photo through ``live.pasteback``'s mask. The same samplings: bilinear for the prediction,
-the mask and the motion field (clamped at the square's border), bicubic for the detail band (zeros past the
-region). Two differences, both within the tests' bound against the PyTorch path (``tests/test_pasteback.py``):
+blended into the framed photo through ``live.framing.pasteback``'s mask. The same samplings: bilinear for the
+prediction, the mask and the motion field (clamped at the square's border), bicubic for the detail band (zeros past
+the region). Two differences, both within the tests' bound against the PyTorch path (``tests/test_pasteback.py``):
 OpenCV samples with 5-bit fixed-point weights, and the animated face is rounded to 8 bits before the blend.
 
 Why a second implementation: PyTorch's element-wise work over a 480 x 480 region at 1280 x 720 costs several
 milliseconds on a 2-core CPU and degrades badly when other processes want the cores (its worker threads wait
 spinning), where OpenCV's takes a fraction of it (``benchmarks/framing.py``); and only the moved part is computed,
-the bounding box of the mask's support. On CUDA the PyTorch path runs, on the model's device.
+the bounding box of the mask's support. On a GPU the PyTorch path runs, on the model's device
+(``live.framing.compositor`` chooses).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from live.backends import Rendered
+from live.framing.pasteback import PasteBack, sample_square, square_to_region
 from live.media import cv2
-from live.pasteback import PasteBack, sample_square, square_to_region
 
 
 class FieldPasteBack(PasteBack):
@@ -69,15 +69,20 @@ class FieldPasteBack(PasteBack):
             band = cv.blendLinear(band, np.zeros_like(band), visible, 1.0 - visible)
         return band
 
-    def paste(self, prediction: np.ndarray, deformation: np.ndarray | None = None,
-              occlusion: np.ndarray | None = None) -> np.ndarray:
+    def paste(self, rendered: Rendered) -> np.ndarray:
         """The output frame: H x W x 3 uint8, a new array.
 
         Args:
-            prediction: n x n x 3 uint8, the generator's frame in levels.
-            deformation: h x w x 2 float, the dense motion field (grid_sample coordinates), for the detail transfer.
-            occlusion: h x w float in [0, 1], the occlusion map; None: the source is visible everywhere.
+            rendered: The generator's frame (a tensor in [0, 1] is rounded to levels as ``models.tensor_to_image``
+                rounds) and, for the detail transfer, its motion field (``rendered.field``: the deformation in
+                grid_sample coordinates and the occlusion map; no occlusion map: the source is visible everywhere).
         """
+        deformation, occlusion = rendered.field.arrays() if rendered.field is not None else (None, None)
+        return self._paste(np.ascontiguousarray(rendered.image()), deformation, occlusion)
+
+    def _paste(self, prediction: np.ndarray, deformation: np.ndarray | None, occlusion: np.ndarray | None
+               ) -> np.ndarray:
+        """``paste`` of n x n x 3 uint8 levels, an h x w x 2 field and an h x w occlusion map."""
         cv = cv2()
         out, sub = self._masked(prediction)
         if sub is None:
@@ -88,17 +93,3 @@ class FieldPasteBack(PasteBack):
         if self.detail_band is not None and deformation is not None:
             animated = cv.add(animated, self._detail(deformation, occlusion, sub))
         return self._blend(out, sub, cv.add(animated, 0.0, dtype=cv.CV_8U))  # rounded and saturated to levels
-
-    def paste_parts(self, parts: dict[str, Any]) -> np.ndarray:
-        """``paste`` of a backend's ``render_parts`` (PyTorch tensors on the CPU: ``prediction`` 1 x 3 x n x n in
-        [0, 1] or uint8 levels, ``deformation`` 1 x h x w x 2, ``occlusion_map`` 1 x 1 x h x w)."""
-        from models import to_levels  # torch: only a FOMM backend's frames come here
-
-        prediction = parts["prediction"][0]
-        if prediction.dtype.is_floating_point:  # rounded as ``models.tensor_to_image`` rounds
-            prediction = to_levels(prediction)
-        levels = prediction.cpu().permute(1, 2, 0).numpy()  # n x n x 3 uint8
-        deformation, occlusion = parts.get("deformation"), parts.get("occlusion_map")
-        return self.paste(np.ascontiguousarray(levels),
-                          None if deformation is None else deformation[0].float().cpu().numpy(),
-                          None if occlusion is None else occlusion[0, 0].float().cpu().numpy())

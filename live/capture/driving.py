@@ -3,12 +3,13 @@ as a lossless file source for the live pipeline, with frames optionally resized 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from live.errors import UserError
-from live.media import cv2, open_driving
+from live.media import IMAGE_SUFFIXES, cv2, read_image
 
 
 def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -20,6 +21,43 @@ def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
     cv = cv2()
     interpolation = cv.INTER_AREA if size < min(h, w) else cv.INTER_LINEAR  # area averaging: no aliasing when shrinking
     return cv.resize(image, (size, size), interpolation=interpolation)
+
+
+def read_frames(path: Path) -> tuple[Iterator[np.ndarray], int | None, float]:
+    """The frames of a driving video file or folder of images (read in name order): (an iterator of H x W x 3 uint8
+    RGB frames, their number when known in advance, the frame rate: 25 for folders, the original dataset's rate).
+    The iterator is a generator: closing it releases the video."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return (read_image(p) for p in files), len(files), 25.0
+    if not path.is_file():
+        raise UserError(f"driving video not found: {path}")
+    cv = cv2()
+    capture = cv.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f"{path} is not a video OpenCV can read")
+    count = int(capture.get(cv.CAP_PROP_FRAME_COUNT)) or None
+    fps = capture.get(cv.CAP_PROP_FPS) or 25.0
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    return
+                yield cv.cvtColor(bgr, cv.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+    return frames(), count, float(fps)
+
+
+def open_driving(path: str | Path, *, size: int | None = None) -> DrivingSource:
+    """A driving video or folder of frames as a lossless file source (``DrivingSource``)."""
+    return DrivingSource(path, size=size)
 
 
 class DrivingSource:
@@ -39,8 +77,6 @@ class DrivingSource:
         self.path = Path(path)
         self.size = size
         self._open()
-        self.count = self._driving.count
-        self.fps = self._driving.fps
         self._pending = self._next()
         if self._pending is None:
             self.close()
@@ -49,10 +85,10 @@ class DrivingSource:
         self.description = f"{'frames' if self.path.is_dir() else 'video'} {self.path} ({self.width}x{self.height})"
 
     def _open(self) -> None:
-        self._driving = open_driving(self.path)
+        self._frames, self.count, self.fps = read_frames(self.path)
 
     def _next(self) -> np.ndarray | None:
-        frame = next(self._driving.frames, None)
+        frame = next(self._frames, None)
         if frame is None or self.size is None:
             return frame
         return resize_to_square(frame, self.size)
@@ -70,4 +106,4 @@ class DrivingSource:
         return True
 
     def close(self) -> None:
-        self._driving.frames.close()  # a generator: releases the video capture; safe to call twice
+        self._frames.close()  # a generator: releases the video capture; safe to call twice

@@ -1,8 +1,9 @@
 """Paste-back in PyTorch, on the model's device, with the First Order Motion Model's detail transfer.
 
-The same mask and blend as ``live.pasteback`` (whose constants define them), computed where the model ran, so that
-on CUDA only the finished output frame is downloaded. It runs on the CPU as well (tests, and the FOMM backend on a
-CPU, where its cost is small beside the generator's).
+The same mask (``live.framing.pasteback.mask_from_change``, its one definition) and blend as
+``live.framing.pasteback``, computed where the model ran, so that on CUDA only the finished output frame is
+downloaded. It runs on the CPU as well, in the tests; the live loop pastes a CPU model's frames with
+``live.framing.pasteback_field`` instead (OpenCV: several times faster there, ``benchmarks/framing.py``).
 
 Detail transfer (FOMM). The generator paints an n x n frame (n = 256); brought to the face's size in the output it
 holds no detail finer than the model's pixel. The photo has that detail, and the dense motion network says where
@@ -31,18 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from live.pasteback import (
-    DIFF_HIGH,
-    DIFF_LOW,
-    DIFF_SIGMA,
-    SPREAD_GAIN,
-    SPREAD_SIGMA,
-    kernel_size,
-    region,
-    whole_frame,
-    window,
-)
-from live.pasteback import change_mask as host_change_mask
+from live.backends import Rendered
+from live.framing.pasteback import DIFF_SIGMA, kernel_size, mask_from_change, region, whole_frame, window
+from live.framing.pasteback import change_mask as host_change_mask
 
 
 @functools.lru_cache(maxsize=16)
@@ -72,16 +64,10 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return rows @ image @ cols.T  # B x C x H x W
 
 
-def smoothstep(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)
-    return x * x * (3 - 2 * x)
-
-
 def change_mask(animated: torch.Tensor, reference: torch.Tensor, window_mask: torch.Tensor) -> torch.Tensor:
-    """``live.pasteback.change_mask`` in PyTorch: 1 x 3 x n x n levels (float) -> 1 x 1 x n x n in [0, 1]."""
+    """``live.framing.pasteback.change_mask`` in PyTorch: 1 x 3 x n x n levels (float) -> 1 x 1 x n x n in [0, 1]."""
     diff = gaussian_blur(animated - reference, DIFF_SIGMA).abs().amax(dim=1, keepdim=True)  # 1 x 1 x n x n levels
-    moved = smoothstep((diff - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW))
-    return window_mask * (SPREAD_GAIN * gaussian_blur(moved, SPREAD_SIGMA)).clamp(max=1)  # 1 x 1 x n x n
+    return mask_from_change(diff, window_mask, gaussian_blur)  # 1 x 1 x n x n
 
 
 class TensorPasteBack:
@@ -181,17 +167,22 @@ class TensorPasteBack:
         out[y0:y1, x0:x1] = blended[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
         return out  # H x W x 3 uint8
 
-    def paste(self, prediction: torch.Tensor, deformation: torch.Tensor | None = None,
-              occlusion: torch.Tensor | None = None) -> np.ndarray:
-        """``paste_tensor``, downloaded once: H x W x 3 uint8 numpy."""
+    def paste(self, rendered: Rendered) -> np.ndarray:
+        """``paste_tensor`` of a render (its frame, and its motion field when it has one), downloaded once: H x W x 3
+        uint8 numpy. Host arrays (n x n x 3 uint8, an h x w x 2 field) are uploaded first."""
         from models.animator import download_image
 
-        return download_image(self.paste_tensor(prediction, deformation, occlusion))
-
-    def paste_parts(self, parts: dict[str, torch.Tensor]) -> np.ndarray:
-        """``paste`` of a backend's ``render_parts`` (``prediction``, and ``deformation`` / ``occlusion_map`` when
-        the backend gave them)."""
-        return self.paste(parts["prediction"], parts.get("deformation"), parts.get("occlusion_map"))
+        frame = rendered.frame
+        if isinstance(frame, np.ndarray):
+            frame = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]  # 1 x 3 x n x n uint8
+        deformation = occlusion = None
+        if rendered.field is not None:
+            deformation = torch.as_tensor(rendered.field.deformation, device=self.device)
+            deformation = deformation if deformation.ndim == 4 else deformation[None]  # 1 x h x w x 2
+            if rendered.field.occlusion is not None:
+                occlusion = torch.as_tensor(rendered.field.occlusion, device=self.device)
+                occlusion = occlusion.reshape(1, 1, *occlusion.shape[-2:])  # 1 x 1 x h x w
+        return download_image(self.paste_tensor(frame.to(self.device), deformation, occlusion))
 
     def full_mask(self) -> np.ndarray:
         """The last paste's mask over the whole output: H x W float32 numpy (zeros before the first paste)."""

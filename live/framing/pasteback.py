@@ -20,21 +20,25 @@ computed); every pixel outside the mask's support is the framed photo's, bit for
 
 Detail. The n x n frame, brought to the face's size in the output, holds no detail finer than the model's pixel;
 the photo has that detail. This paste-back is plain: it is what a backend that hands over only its frame gets, and
-what ``--no-detail`` gives. The detail comes from the backend's own motion: FOMM's dense motion field
-(``live.pasteback_torch``), the landmark backend's warp, which moves the full-resolution photo itself
-(``live.pasteback_map``).
+what ``--no-detail`` gives with the landmark backend. The detail comes from the backend's own motion: FOMM's dense
+motion field (``live.framing.pasteback_field`` on the CPU, ``live.framing.pasteback_torch`` on a GPU), the landmark
+backend's warp, which moves the full-resolution photo itself (``live.framing.pasteback_map``).
 
-This file is the OpenCV path (a backend that renders on the host). ``live.pasteback_torch`` is the same paste-back
-in PyTorch, on the model's device, with FOMM's own motion field; both share the mask's definition here, and the tests
-hold them to each other.
+This file is the OpenCV path and holds the mask's one definition (``mask_from_change``, written once for numpy
+arrays and PyTorch tensors alike). ``live.framing.pasteback_field`` adds FOMM's detail transfer to it on the host;
+``live.framing.pasteback_torch`` is the same paste-back in PyTorch, on a GPU where the model ran; the tests hold them
+to each other.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from live.backends import Rendered
 from live.media import cv2
 
 WINDOW_EDGE = 0.97  # superellipse radius (fraction of the half-side) where the window reaches 0
@@ -47,10 +51,11 @@ SPREAD_SIGMA = 5.0  # model pixels: the soft halo around a moving part (2% of a 
 SPREAD_GAIN = 2.0  # the blurred change times this, capped at 1: a moving part's centre stays fully animated
 
 
-def smoothstep(x: np.ndarray) -> np.ndarray:
-    """3x^2 - 2x^3 of x clipped to [0, 1]: 0 and 1 with zero slope at both ends."""
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
+def smoothstep(x: Any) -> Any:
+    """3x^2 - 2x^3 of x clipped to [0, 1]: 0 and 1 with zero slope at both ends (a numpy array or a tensor; float32
+    stays float32)."""
+    x = x.clip(0, 1)
+    return x * x * (3 - 2 * x)
 
 
 def kernel_size(sigma: float) -> int:
@@ -64,6 +69,20 @@ def window(n: int) -> np.ndarray:
     c = (np.arange(n, dtype=np.float64) + 0.5) * 2 / n - 1  # n: pixel centres in [-1, 1]
     r = (np.abs(c)[None, :] ** WINDOW_POWER + np.abs(c)[:, None] ** WINDOW_POWER) ** (1 / WINDOW_POWER)  # n x n
     return smoothstep((WINDOW_EDGE - r) / WINDOW_RAMP).astype(np.float32)
+
+
+def mask_from_change(diff: Any, window_mask: Any, blur: Callable[[Any, float], Any]) -> Any:
+    """The paste mask from the change, for numpy arrays and PyTorch tensors alike: window times the change mapped
+    to [0, 1] by a smoothstep between ``DIFF_LOW`` and ``DIFF_HIGH`` levels, spread by ``blur`` (``SPREAD_SIGMA``),
+    doubled (``SPREAD_GAIN``) and capped at 1.
+
+    Args:
+        diff: The change at the model's scale (the largest channel of the low-passed difference), in levels.
+        window_mask: ``window(n)`` in the same layout as ``diff``.
+        blur: ``blur(values, sigma)``: the Gaussian blur of ``kernel_size(sigma)`` taps in that layout.
+    """
+    moved = smoothstep((diff - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW))
+    return window_mask * (SPREAD_GAIN * blur(moved, SPREAD_SIGMA)).clip(None, 1.0)
 
 
 def change_mask(animated: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -80,10 +99,8 @@ def change_mask(animated: np.ndarray, reference: np.ndarray) -> np.ndarray:
     # The change at the model's scale: the largest channel (numpy's max over a last axis of 3 took 2 ms at 256 x 256
     # on the 2-core test CPU; two element-wise maxima take 0.1 ms).
     diff = np.maximum(np.maximum(low[..., 0], low[..., 1]), low[..., 2])  # n x n
-    moved = smoothstep((diff - DIFF_LOW) / (DIFF_HIGH - DIFF_LOW)).astype(np.float32)
-    k = kernel_size(SPREAD_SIGMA)
-    moved = cv.GaussianBlur(moved, (k, k), SPREAD_SIGMA)
-    return window(animated.shape[0]) * np.minimum(1.0, SPREAD_GAIN * moved)
+    return mask_from_change(diff, window(animated.shape[0]),
+                            lambda values, sigma: cv.GaussianBlur(values, (kernel_size(sigma),) * 2, sigma))
 
 
 def region(box: tuple[float, float, float], output_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -151,9 +168,9 @@ class PasteBack:
     """Pastes animated squares into one framed photo (OpenCV, on the host), without detail transfer.
 
     Args:
-        framed: H x W x 3 uint8, the framed photo (``live.framing.render_framed``).
+        framed: H x W x 3 uint8, the framed photo (``live.framing.layout.render_framed``).
         reference: n x n x 3 uint8, the avatar's unanimated crop (what the backend renders at rest).
-        box: The square in output edge coordinates (x0, y0, side) (``live.framing.Framing.box``).
+        box: The square in output edge coordinates (x0, y0, side) (``live.framing.layout.Framing.box``).
     """
 
     def __init__(self, *, framed: np.ndarray, reference: np.ndarray, box: tuple[float, float, float]) -> None:
@@ -192,8 +209,10 @@ class PasteBack:
         target[:] = cv2().blendLinear(animated, target, weight, 1.0 - weight)
         return out
 
-    def paste(self, animated: np.ndarray) -> np.ndarray:
-        """The framed photo with ``animated`` (n x n x 3 uint8) pasted in: H x W x 3 uint8, a new array."""
+    def paste(self, rendered: Rendered) -> np.ndarray:
+        """The framed photo with the rendered square (``rendered.image()``, n x n x 3 uint8) pasted in: H x W x 3
+        uint8, a new array."""
+        animated = rendered.image()
         out, sub = self._masked(animated)
         if sub is None:
             return out

@@ -1,6 +1,6 @@
 """Hotkeys of the preview window: the help text, and what each key changes in the live loop.
 
-The live loop runs in two stages (see ``live.stages``), and each key is applied by the stage that owns what it
+The live loop runs in two stages (see ``live.loop.stages``), and each key is applied by the stage that owns what it
 changes, at the same input frame in both:
 
 - tracking keys (crop zoom and position, mirror) change the crop tracker and the ``mirror`` flag, which the tracking

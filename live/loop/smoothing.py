@@ -1,7 +1,8 @@
 """Motion smoothing of the live loop: One Euro filters over whatever a backend's ``detect`` returns.
 
 The filter itself is ``live.filters.OneEuroFilter``; this room decides which parts of a motion get which filter (the
-fast rows of a blink get their own) and how tensors of FOMM keypoints pass through it.
+fast rows of a blink get their own) and how tensors of FOMM keypoints pass through it (on their own device: a GPU's
+keypoints are smoothed on the GPU).
 
 A motion that is smoothed elsewhere (``live.remote.client.CropMotion``: the keypoints are found on a server) has a
 ``smoothed_by(smoother, t)`` method; the smoother hands it its options and the media time instead of filtering it, and
@@ -62,14 +63,12 @@ class MotionSmoother:
             if self.fast_rows.size and motion.ndim and motion.shape[0] > self.fast_rows.max():
                 smoothed[self.fast_rows] = self._filter("fast")(motion[self.fast_rows], t)
             return smoothed.astype(motion.dtype)
-        if hasattr(motion, "_fields"):
+        if isinstance(motion, tuple) and hasattr(motion, "_fields"):  # FOMM keypoints: a named tuple of tensors
             import torch
 
-            smoothed = {}
-            for name in motion._fields:
-                value = getattr(motion, name)
-                if isinstance(value, torch.Tensor):
-                    filtered = self._filter(name)(value.detach().cpu().numpy(), t)
-                    smoothed[name] = torch.as_tensor(filtered, dtype=value.dtype, device=value.device)
+            # Filtered on the tensors' own device (float64 there): no copy to the host and back per frame.
+            smoothed = {name: self._filter(name)(value, t).to(value.dtype)
+                        for name, value in zip(motion._fields, motion, strict=True)
+                        if isinstance(value, torch.Tensor)}
             return motion._replace(**smoothed)
         return motion

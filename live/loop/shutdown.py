@@ -31,7 +31,7 @@ def join_and_release(capture: Any, stages: list[threading.Thread], outputs: list
     reconnect, the reopened one; the lost one was closed when it was replaced) and the outputs.
 
     Args:
-        capture: The ``live.capture.CaptureThread``.
+        capture: The ``live.capture.sources.CaptureThread``.
         stages: The processing threads.
         outputs: Sinks and the preview window, driven from the calling thread only: closed in any case, so that
             recordings are finalised.

@@ -1,10 +1,10 @@
 """Photo framing: the source photo cropped and scaled to the output size for a call, framed around the face.
 
-With ``framing="photo"`` every output frame is the whole source photo at the output's size and aspect, covering it
-(no black bars), with the animated face pasted back into it (``live.pasteback``). The framing puts the face where a
-webcam would: the face box about a third of the frame's height (``FACE_SHARE``) with its centre at ``FACE_CENTRE_Y``
-of the height (the eyes then sit near the upper third line). A photo too tight for that is used as it is: the
-largest rectangle of the output's aspect inside it, as close to that placement as it allows.
+With ``framing="photo"`` every output frame is the whole source photo at the output's size and aspect, covering it (no
+black bars), with the animated face pasted back into it (``live.framing.pasteback``). The framing puts the face where a
+webcam would: the face box about a third of the frame's height (``FACE_SHARE``) with its centre at ``FACE_CENTRE_Y`` of
+the height (the eyes then sit near the upper third line). A photo too tight for that is used as it is: the largest
+rectangle of the output's aspect inside it, as close to that placement as it allows.
 
 Convention: rectangles are in edge coordinates, where pixel i spans [i, i + 1) and its centre is at i + 0.5, (x, y)
 order, so that a scale maps edges onto edges exactly: an output edge coordinate U is ``(X - rect.x0) * scale``. A

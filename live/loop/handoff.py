@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from live.capture import FrameQueue
+from live.capture.sources import FrameQueue
 
 T = TypeVar("T")
 

@@ -4,8 +4,9 @@
   detection, the crop box (``CropTracker``) and the crop. It owns the tracker and ``Controls.mirror``.
 - ``ModelStage`` (the model's device): every other hotkey, the backend's ``detect`` (keypoints), motion smoothing,
   calibration (it needs the face and the media time from tracking and the motion from ``detect``), ``render``
-  (generator), composition to the output size and the preview. It owns the backend, the smoother, the calibrators,
-  the avatar choice, the held frame and the event log.
+  (generator), composition to the output size (the compositor's ``paste``, ``live.framing.compositor``) and the
+  preview. It owns the backend, the smoother, the calibrators, the compositor, the avatar choice, the held frame and
+  the event log.
 
 A ``TrackedFrame`` carries everything the model stage needs from tracking, including the hotkeys bound for it, so
 each key applies at the same input frame whether the stages run one after the other or in two threads.
@@ -15,7 +16,6 @@ each key applies at the same input frame whether the stages run one after the ot
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,16 +23,17 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import DeviceError
 from live.backends import Backend
-from live.calibration import AutoCalibrator, BestFrameSelector
-from live.capture import CapturedFrame
-from live.compose import add_label, fit_to_output
+from live.capture.sources import CapturedFrame
+from live.compose import add_label
 from live.face import CropBox, CropTracker, Face, FaceDetector, centre_crop_box, crop_square
-from live.hotkeys import GEOMETRY_CHANGED, Controls, apply_model_key, apply_tracking_key, is_tracking_key
-from live.overlay import build_preview
-from live.photoframe import PhotoCompositor
-from live.sinks import FrameInfo
-from live.smoothing import MotionSmoother
+from live.framing.compositor import PhotoCompositor, make_compositor
+from live.loop.calibration import AutoCalibrator, BestFrameSelector
+from live.loop.hotkeys import GEOMETRY_CHANGED, Controls, apply_model_key, apply_tracking_key, is_tracking_key
+from live.loop.overlay import build_preview
+from live.loop.smoothing import MotionSmoother
+from live.output.sinks import FrameInfo
 from live.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
@@ -154,8 +155,7 @@ class FailurePolicy:
         was lost), which would fail the same way on every following frame."""
         self.consecutive += 1
         kind = type(err).__name__
-        engines = sys.modules.get("models.engines.base")  # never imported: no model engine, so no DeviceError
-        if engines is not None and isinstance(err, engines.DeviceError):
+        if isinstance(err, DeviceError):
             logger.error("processing frame %d failed: %s", index, err)
             logger.debug("the device error, with its traceback:", exc_info=err)  # shown with --debug
             return str(err)
@@ -197,8 +197,8 @@ class ModelStage:
         camera_lost: Tells whether the camera is being reconnected (for the preview).
         calibrate_first: Take the first frame with motion as the neutral pose when none is set yet.
         framing: ``face``: the model's square fitted to the output; ``photo``: the whole source photo framed for the
-            output with the animated face pasted back (``live.photoframe``).
-        detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
+            output with the animated face pasted back (``live.framing.compositor``).
+        detail: With photo framing, the photo's fine detail carried along the motion (``live.framing.pasteback``).
     """
 
     def __init__(self, *, backend: Backend, avatars: list, output_size: tuple[int, int], crop_mode: str,
@@ -222,10 +222,14 @@ class ModelStage:
         self.avatar_index = 0
         self.frame_index = -1
         self._held: np.ndarray | None = None  # the last animated frame at the output size, held while no face
-        self._fitted_avatars: dict[int, np.ndarray] = {}
-        self.photo = (PhotoCompositor(avatars=avatars, output_size=output_size, backend=backend, detail=detail)
-                      if framing == "photo" else None)
+        self.compositor = make_compositor(framing=framing, avatars=avatars, output_size=output_size, backend=backend,
+                                          detail=detail)
         self.select_avatar(0)
+
+    @property
+    def photo(self) -> PhotoCompositor | None:
+        """The photo framing's compositor (its framed photo, framing and paste-back), None with ``framing="face"``."""
+        return self.compositor if isinstance(self.compositor, PhotoCompositor) else None
 
     # ------------------------------------------------------------------------------------------------ hotkeys
     def select_avatar(self, index: int) -> None:
@@ -235,8 +239,7 @@ class ModelStage:
         avatar = self.avatars[index]
         self.backend.set_source(avatar.crop)
         self._held = None  # with no face in view the new avatar shows (unanimated), not the old one's last frame
-        if self.photo is not None:
-            self.photo.select(index)
+        self.compositor.select(index)
         self.best_selector = BestFrameSelector(avatar.points) if avatar.points is not None else None
         self.events.append((self.frame_index, f"avatar {index}"))
         logger.info("avatar %d: %s", index + 1, avatar.name)
@@ -293,27 +296,20 @@ class ModelStage:
             if motion is None:
                 self.stats.count("no_face")
                 status.append("no face in view")
-        fitted = square = rendered = None
+        rendered = None
         if motion is not None:
             if self.smoother is not None:
                 motion = self.smoother(motion, t)
             self._maybe_calibrate(motion, face, tracked.index, t)
             if self.backend.calibrated:
-                if self.photo is not None:
-                    rendered = timed(self.stats, "generator", lambda: self.photo.render(motion))
-                else:
-                    fitted, square = self._render(motion)
+                detail = self.compositor.detail
+                rendered = timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
                 animated = True
             else:
                 status.append("hold still: calibrating" if self.calibrator.pending else "press c to calibrate")
         t0 = time.perf_counter()
-        if square is not None:
-            fitted = fit_to_output(square, *self.output_size)
         if rendered is not None:
-            assert self.photo is not None
-            fitted = self.photo.paste(rendered)
-        if animated:
-            self._held = fitted
+            fitted = self._held = self.compositor.paste(rendered)
         else:
             fitted = self.held_frame()
         out = add_label(fitted) if self.label else fitted
@@ -336,25 +332,10 @@ class ModelStage:
             self.events.append((index, "calibrated"))
             logger.info("neutral pose calibrated at frame %d", index)
 
-    def _render(self, motion: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(the animated frame fitted to the output size, None) when the backend composes on its device (one
-        download of the finished frame); else (None, the square frame) for OpenCV to fit."""
-        if getattr(self.backend, "composes_on_device", False):
-            width, height = self.output_size
-            return timed(self.stats, "generator", lambda: self.backend.render_fitted(motion, width, height)), None
-        return None, timed(self.stats, "generator", lambda: self.backend.render(motion))
-
     def held_frame(self) -> np.ndarray:
         """What to show without a new animated frame: the last one, else the source photo unanimated (both at the
         output size, without the label)."""
-        if self._held is not None:
-            return self._held
-        if self.photo is not None:
-            return self.photo.framed
-        index = self.avatar_index
-        if index not in self._fitted_avatars:
-            self._fitted_avatars[index] = fit_to_output(self.avatars[index].crop, *self.output_size)
-        return self._fitted_avatars[index]
+        return self._held if self._held is not None else self.compositor.unanimated()
 
     def fallback(self, tracked: TrackedFrame) -> tuple[np.ndarray, FrameInfo]:
         """The held frame after a stage failed on this frame."""

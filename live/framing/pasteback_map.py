@@ -1,5 +1,5 @@
 """Paste-back along the backend's own warp: the full-resolution photo itself moved, for a backend that renders by
-warping its source (the landmark backend, ``LandmarkBackend.render_layers``).
+warping its source (the landmark backend: ``LandmarkBackend.render(motion, detail=True)``).
 
 The landmark backend warps its n x n source square (n = 256) with a piecewise-affine map and paints a few parts over
 the warp (closing lids, eyeballs, lashes, the mouth's inside). Its backward map says, per square pixel, where in the
@@ -31,12 +31,11 @@ per frame over the 480 x 480 face square on the 2-core test CPU, and the whole p
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from live.backends import Rendered
+from live.framing.pasteback import footprint, kernel_size, region, sample_square, square_to_region
 from live.media import cv2
-from live.pasteback import footprint, kernel_size, region, sample_square, square_to_region
 
 STILL_PX = 1 / 128  # output pixels: a displacement under this samples the photo's own pixel (remap's 1/32 grid)
 PAINT_SIGMA = 1.0  # model pixels: the soft edge of a painted part
@@ -48,9 +47,9 @@ class MapPasteBack:
     """Moves one framed photo along a warping backend's maps (OpenCV, on the host).
 
     Args:
-        framed: H x W x 3 uint8, the framed photo (``live.framing.render_framed``).
+        framed: H x W x 3 uint8, the framed photo (``live.framing.layout.render_framed``).
         size: n, the side of the backend's square.
-        box: The square in output edge coordinates (x0, y0, side) (``live.framing.Framing.box``).
+        box: The square in output edge coordinates (x0, y0, side) (``live.framing.layout.Framing.box``).
     """
 
     def __init__(self, *, framed: np.ndarray, size: int, box: tuple[float, float, float]) -> None:
@@ -73,22 +72,26 @@ class MapPasteBack:
         # The last paste's moved part and its displacement and paint weight over it (for ``full_mask``).
         self._last: tuple | None = None
 
-    def paste(self, warped: Any) -> np.ndarray:
-        """The framed photo moved along ``warped`` (``live.landmarks.WarpedFrame``): H x W x 3 uint8, a new array."""
+    def paste(self, rendered: Rendered) -> np.ndarray:
+        """The framed photo moved along the render's warp (``rendered.warp``, a ``live.backends.WarpMap``), its
+        painted parts taken from the rendered frame: H x W x 3 uint8, a new array."""
+        if rendered.warp is None:
+            raise ValueError("MapPasteBack needs the backend's warp map: render with detail=True")
+        warp, frame = rendered.warp, rendered.image()
         cv = cv2()
         out = self.framed.copy()
         self._last = None
         x0, y0, x1, y1 = self.bounds
         if x1 <= x0 or y1 <= y0:
             return out
-        displacement = cv.subtract(warped.source_map, self.square_grid)  # n x n x 2 square pixels
+        displacement = cv.subtract(warp.source_map, self.square_grid)  # n x n x 2 square pixels
         displacement *= np.float32(self.scale)  # output pixels
         size = np.abs(displacement)
         moved = np.maximum(size[..., 0], size[..., 1]) > STILL_PX  # n x n (numpy's max over a last axis of 2 is slow)
         weight = None
-        if warped.painted.any():
+        if warp.painted.any():
             k = kernel_size(PAINT_SIGMA)
-            weight = cv.GaussianBlur(warped.painted.astype(np.float32), (k, k), PAINT_SIGMA,
+            weight = cv.GaussianBlur(warp.painted.astype(np.float32), (k, k), PAINT_SIGMA,
                                      borderType=cv.BORDER_CONSTANT)
             weight = np.minimum(1.0, PAINT_GAIN * weight)  # n x n
             moved |= weight > 0
@@ -108,7 +111,7 @@ class MapPasteBack:
             part = footprint(self.matrix, rows, cols, size)  # inside ``sub``
             painted = sample_square(weight, self.matrix, part, cv.BORDER_CONSTANT)  # ph x pw
             # ph x pw x 3: the rendered square brought to the output
-            frame = sample_square(warped.frame, self.matrix, part, cv.BORDER_CONSTANT)
+            frame = sample_square(frame, self.matrix, part, cv.BORDER_CONSTANT)
             target = photo[part[1] - sub[1]:part[3] - sub[1], part[0] - sub[0]:part[2] - sub[0]]
             target[:] = cv.blendLinear(frame, target, painted, 1.0 - painted)
             painted = (part, painted)

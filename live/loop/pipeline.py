@@ -4,10 +4,10 @@ Threads, so that the model never waits on the camera, the face tracker or the ou
 
 - capture (``CaptureThread``): reads frames, timestamps them, and hands the newest to tracking (live sources drop
   stale frames and count them; files are read losslessly unless paced with ``realtime``);
-- tracking (``live.stages.TrackingStage``, CPU): crop hotkeys, mirror, face detection, crop box and crop;
-- model (``live.stages.ModelStage``): the other hotkeys, keypoints, smoothing, calibration, generator, composition;
+- tracking (``live.loop.stages.TrackingStage``, CPU): crop hotkeys, mirror, face detection, crop box and crop;
+- model (``live.loop.stages.ModelStage``): the other hotkeys, keypoints, smoothing, calibration, generator, composition;
 - output (the calling thread, ``run``): hands frames to the sinks and polls the preview window's keys (GUI toolkits
-  want the main thread), and repeats the last frame while the camera is lost or silent (``live.stall``).
+  want the main thread), and repeats the last frame while the camera is lost or silent (``live.loop.stall``).
 
 Pipelined (the default), tracking and model run in two threads joined by a one-slot hand-off, so the CPU tracks
 frame N+1 while the model renders frame N: lossless for a file read losslessly, newest-frame-wins (drops counted)
@@ -22,29 +22,29 @@ face in view the last good frame is repeated and the HUD says so.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.switches import switch
 from live.avatars import Avatar, prepare_avatars
 from live.backends import Backend
-from live.calibration import AutoCalibrator
-from live.capture import CapturedFrame, CaptureThread, FrameQueue, FrameSource
+from live.capture.sources import CapturedFrame, CaptureThread, FrameQueue, FrameSource
 from live.compose import draw_text_lines
 from live.errors import UserError
 from live.face import CropTracker, FaceDetector
-from live.handoff import OneSlot
-from live.hotkeys import QUIT_KEYS, Controls, is_tracking_key
-from live.shutdown import close_quietly, join_and_release
-from live.sinks import FrameInfo, Sink, WindowSink
-from live.smoothing import MotionSmoother
-from live.stages import MAX_CONSECUTIVE_ERRORS, FailurePolicy, ModelStage, TrackedFrame, TrackingStage, merge_keys
-from live.stall import StallRule
+from live.loop.calibration import AutoCalibrator
+from live.loop.handoff import OneSlot
+from live.loop.hotkeys import QUIT_KEYS, Controls, is_tracking_key
+from live.loop.shutdown import close_quietly, join_and_release
+from live.loop.smoothing import MotionSmoother
+from live.loop.stages import MAX_CONSECUTIVE_ERRORS, FailurePolicy, ModelStage, TrackedFrame, TrackingStage, merge_keys
+from live.loop.stall import StallRule
+from live.options import PipelineOptions
+from live.output.sinks import FrameInfo, Sink, WindowSink
 from live.stats import PipelineStats
 
 __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother", "PipelineOptions",
@@ -52,10 +52,7 @@ __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother",
 
 logger = logging.getLogger(__name__)
 
-PIPELINING_ENV = "FOMM_LIVE_PIPELINING"
-
-
-def pipelining_default(backend: object | None = None) -> bool:
+def pipelining_default(backend: Backend | None = None) -> bool:
     """Whether the loop runs its stages in two threads unless told otherwise.
 
     ``FOMM_LIVE_PIPELINING=1`` (``true``, ``yes``, ``on``) or ``0`` (``false``, ``no``, ``off``) decides. Unset (or
@@ -66,64 +63,10 @@ def pipelining_default(backend: object | None = None) -> bool:
     leave room, went from 89-91 to 111-113 (``python -m benchmarks.pipeline``, 2026-11-30, benchmarks/RESULTS.md).
     On a GPU the model's work is off the CPU and the two threads overlap as meant.
     """
-    setting = os.environ.get(PIPELINING_ENV, "auto").strip().lower()
-    if setting in ("0", "false", "no", "off"):
-        return False
-    if setting in ("1", "true", "yes", "on"):
-        return True
-    return not getattr(backend, "uses_all_cores", False)
-
-
-@dataclass
-class PipelineOptions:
-    """Runtime options of the live loop.
-
-    Attributes:
-        output_size: (width, height) of output frames; None: the input's (the camera's granted) resolution.
-        crop: ``face`` (track and crop the face) or ``none`` (the whole frame, centre square).
-        smoothing: Smooth the crop box and the keypoints (One Euro filters).
-        kp_min_cutoff: Keypoint filter cutoff at rest, Hz (lower: steadier, laggier).
-        kp_beta: Keypoint filter speed coefficient (higher: less lag in fast motion).
-        auto_calibrate: Take the neutral pose once the face is steady after start (else only on the hotkey).
-        steady_seconds: How long the face must be still for automatic calibration.
-        calibrate_first: Take the first frame with motion as the neutral pose when none is set yet (file-to-file
-            animation, as the original demo does).
-        best_frame: Start in best-frame mode.
-        label: Draw the "AI-generated" label on every output frame.
-        mirror: Mirror the camera image before processing.
-        realtime: Pace a file input at its fps like a camera.
-        loop: Repeat a file input.
-        max_frames: Stop after this many input frames.
-        fps: Output frame rate announced to sinks; None: the input's.
-        scripted_keys: Input frame index -> hotkeys applied just before that frame is processed (tests, demos).
-        show_help: Show the help overlay in the preview from the start.
-        pipelining: Track frame N+1 while the model works on frame N (two threads); None: ``pipelining_default``
-            (``FOMM_LIVE_PIPELINING``, else on unless the backend's model keeps every CPU core busy).
-        framing: ``face`` (the model's square fitted to the output) or ``photo`` (the source photo framed for the
-            output, the animated face pasted back: ``live.photoframe``).
-        detail: With photo framing, carry the photo's fine detail along the motion (``live.pasteback``).
-    """
-
-    output_size: tuple[int, int] | None = None
-    crop: str = "face"
-    smoothing: bool = True
-    kp_min_cutoff: float = 1.0
-    kp_beta: float = 2.0
-    auto_calibrate: bool = True
-    steady_seconds: float = 0.5
-    calibrate_first: bool = False
-    best_frame: bool = False
-    label: bool = True
-    mirror: bool = False
-    realtime: bool = False
-    loop: bool = False
-    max_frames: int | None = None
-    fps: float | None = None
-    scripted_keys: dict[int, list[str]] = field(default_factory=dict)
-    show_help: bool = False
-    pipelining: bool | None = None
-    framing: str = "face"
-    detail: bool = True
+    setting = switch("FOMM_LIVE_PIPELINING")
+    if setting != "auto":
+        return setting == "1"
+    return backend is None or not backend.uses_all_cores
 
 
 class LivePipeline:
@@ -152,37 +95,37 @@ class LivePipeline:
         self.avatars = avatars
         self.sinks = list(sinks)
         self.options = options or PipelineOptions()
-        if self.options.crop == "face" and detector is None:
+        tracking, calibration, frame = self.options.tracking, self.options.calibration, self.options.frame
+        if tracking.crop == "face" and detector is None:
             raise ValueError("crop='face' needs a face detector")
         self.detector = detector
         self.window = window
         self.stats = stats or PipelineStats()
         self.reopen = reopen
-        self.output_size = self.options.output_size or (source.width, source.height)
+        self.output_size = frame.size or (source.width, source.height)
         self.pipelining = (pipelining_default(backend) if self.options.pipelining is None
                            else self.options.pipelining)
         self.stop_event = threading.Event()
         self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.camera_lost = False
         self.error: str | None = None
-        self.controls = Controls(mirror=self.options.mirror, best_frame=self.options.best_frame,
+        self.controls = Controls(mirror=tracking.mirror, best_frame=calibration.best_frame,
                                  show_help=self.options.show_help)
-        self.tracking = TrackingStage(crop_mode=self.options.crop, detector=detector, size=backend.size,
-                                      smoothing=self.options.smoothing, controls=self.controls, stats=self.stats)
-        smoother = (MotionSmoother(min_cutoff=self.options.kp_min_cutoff, beta=self.options.kp_beta,
-                                   fast_rows=tuple(getattr(backend, "fast_rows", ())))
-                    if self.options.smoothing else None)
-        calibrator = AutoCalibrator(steady_seconds=self.options.steady_seconds)
-        if not self.options.auto_calibrate:
+        self.tracking = TrackingStage(crop_mode=tracking.crop, detector=detector, size=backend.size,
+                                      smoothing=tracking.smoothing, controls=self.controls, stats=self.stats)
+        smoother = (MotionSmoother(min_cutoff=tracking.kp_min_cutoff, beta=tracking.kp_beta,
+                                   fast_rows=tuple(backend.fast_rows))
+                    if tracking.smoothing else None)
+        calibrator = AutoCalibrator(steady_seconds=calibration.steady_seconds)
+        if not calibration.auto:
             calibrator.cancel()
         self.model = ModelStage(backend=backend, avatars=avatars, output_size=self.output_size,
-                                crop_mode=self.options.crop, smoother=smoother, calibrator=calibrator,
-                                controls=self.controls, label=self.options.label, preview=window is not None,
+                                crop_mode=tracking.crop, smoother=smoother, calibrator=calibrator,
+                                controls=self.controls, label=frame.label, preview=window is not None,
                                 stats=self.stats, camera_lost=lambda: self.camera_lost,
-                                calibrate_first=self.options.calibrate_first, framing=self.options.framing,
-                                detail=self.options.detail)
+                                calibrate_first=calibration.first, framing=frame.framing, detail=frame.detail)
         self.failures = FailurePolicy()
-        self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.shutdown``)
+        self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.loop.shutdown``)
 
     # The stages own these; they are read here by the CLI, tests and demos.
     @property
@@ -338,13 +281,14 @@ class LivePipeline:
         error; always closes the capture and every sink. Returns the stats summary."""
         # A live (or paced) source hands over one frame at a time at every hand-off: a waiting frame is replaced by
         # a newer one, so each stage starts on the freshest. A file read losslessly may run two frames ahead.
-        paced = self.options.realtime or not self.source.is_file
+        paced = self.options.pacing.realtime or not self.source.is_file
         in_queue = FrameQueue(maxsize=1 if paced else 2)
         out_queue = FrameQueue(maxsize=1 if paced else 2)
-        capture = CaptureThread(self.source, in_queue, self.stats, self.stop_event, realtime=self.options.realtime,
-                                loop=self.options.loop, max_frames=self.options.max_frames, reopen=self.reopen,
+        pacing = self.options.pacing
+        capture = CaptureThread(self.source, in_queue, self.stats, self.stop_event, realtime=pacing.realtime,
+                                loop=pacing.loop, max_frames=pacing.max_frames, reopen=self.reopen,
                                 on_lost=self._on_lost)
-        stall = StallRule(fps=self.options.fps or self.source.fps or 30.0, live=paced)
+        stall = StallRule(fps=pacing.fps or self.source.fps or 30.0, live=paced)
         last: tuple[np.ndarray, FrameInfo] | None = None
         frames_in = 0
         capture.start()
@@ -378,7 +322,7 @@ class LivePipeline:
             self.stop_event.set()
             in_queue.close()
             out_queue.close()
-            # Threads joined before their source is released; a stuck one keeps it (see live.shutdown).
+            # Threads joined before their source is released; a stuck one keeps it (see live.loop.shutdown).
             self.stuck = join_and_release(capture, stages, [*self.sinks, *([self.window] if self.window else [])])
         if capture.error is not None and self.error is None:
             self.error = f"capture failed: {capture.error}"
