@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import moving_frames, write_clip
+from helpers.clips import moving_frames, write_clip
 
 import live.cameras as cameras
 from live.cameras import CameraSpec, capture_backends, check_camera, check_device_path, list_cameras, parse_camera_spec

@@ -158,7 +158,7 @@ def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path, monkeypatch: py
     every frame carries a face crop box (smaller than the frame): with `--no-smoothing` exactly the box around the
     face found in that frame, smoothed a little behind it, while `--crop none` uses the whole frame, resized to the
     model's 256 x 256; the animated frames differ accordingly."""
-    from clips import moving_frames, write_clip
+    from helpers.clips import moving_frames, write_clip
 
     import live.sinks as sinks
     from live.capture import OpenCVSource

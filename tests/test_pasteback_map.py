@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from test_pasteback import known_motion, square_of, textured
+from helpers.pasteback import known_motion, square_of, textured
 
 from live.pasteback import PasteBack
 from live.pasteback_map import MapPasteBack
