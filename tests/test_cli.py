@@ -214,6 +214,7 @@ def test_export_command_writes_checked_onnx(tmp_path: Path, capsys: pytest.Captu
     assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "kp_detector.onnx"]
 
 
+@pytest.mark.usefixtures("onnx_export_once")
 def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="the onnxruntime engine needs it")
     out = tmp_path / "frames"
