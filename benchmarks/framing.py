@@ -25,15 +25,15 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.common import timings
+from live.stats import percentiles
 
 SIZE = (1280, 720)
 
 
 def p50_ms(fn: Callable[[int], object], *, iterations: int, warmup: int) -> dict:
-    """p50 / p95 milliseconds per call of ``fn(i)``, after ``warmup`` untimed calls."""
-    times = timings(fn, iterations=iterations, warmup=warmup)
-    return {"p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
-            "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2)}
+    """``live.stats.percentiles`` (p50 / p95 / p99 / mean) of the milliseconds per call of ``fn(i)``, after
+    ``warmup`` untimed calls."""
+    return percentiles(timings(fn, iterations=iterations, warmup=warmup) * 1000)
 
 
 def landmark_renders(count: int):
@@ -139,9 +139,9 @@ def bench_fomm(*, iterations: int, warmup: int, device: str) -> dict:
             start = time.perf_counter()
             fn(i)
             times[name].append(time.perf_counter() - start)
-    p50 = {k: float(np.percentile(v, 50)) * 1000 for k, v in times.items()}
-    return {"square p50_ms": round(p50["square"], 1), "photo p50_ms": round(p50["photo"], 1),
-            "photo / square": round(p50["photo"] / p50["square"], 3), "device": str(backend.animator.device)}
+    square, photo = (percentiles(np.asarray(times[name]) * 1000) for name in ("square", "photo"))
+    return {"square_ms": square, "photo_ms": photo, "photo / square p50": round(photo["p50"] / square["p50"], 3),
+            "device": str(backend.animator.device)}
 
 
 def bench_loop(*, frames: int) -> dict:
@@ -172,8 +172,9 @@ def bench_loop(*, frames: int) -> dict:
         start = time.perf_counter()
         summary = pipeline.run()
         elapsed = time.perf_counter() - start
-    stages = {k: v.get("p50") for k, v in summary.items() if isinstance(v, dict) and "p50" in v}
-    return {"frames": sink.frames, "fps": round(sink.frames / elapsed, 1), "stage p50 ms": stages}
+    stages = {k: v["p50"] for k, v in summary["stages_ms"].items() if v.get("count")}
+    return {"frames": sink.frames, "fps": round(sink.frames / elapsed, 1), "stage p50 ms": stages,
+            "end_to_end_ms": summary["end_to_end_ms"]}
 
 
 def main(argv: list[str] | None = None) -> int:

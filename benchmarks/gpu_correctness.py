@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.golden import GOLDEN_FILES, golden_variants, read_png
 from models import Animator, Keypoints, MotionOptions
 from models.engines import MIN_PSNR_DB, EagerEngine, Engine, exact_float32, psnr
 
 KP_TOL = 1e-5  # keypoints, jacobians, normalised keypoints (as tests/test_golden.py)
 IMAGE_TOL = 1e-4  # prediction, mask, occlusion map (as tests/test_golden.py)
-GOLDEN_FILES = ("config.yaml", "checkpoint.pth.tar", "expected.npz", "source.png", "driving_0.png")
 NUM_FRAMES = 3
 
 
@@ -59,50 +58,6 @@ def tensorrt_unavailable(device: torch.device) -> str | None:
     if device.type != "cuda":
         return "TensorRT needs a CUDA device"
     return None
-
-
-def golden_variants(folder: Path) -> list[Path]:
-    """``folder`` itself when it is a golden variant, else its sub-folders that are."""
-    def is_variant(path: Path) -> bool:
-        return all((path / name).is_file() for name in GOLDEN_FILES)
-
-    if is_variant(folder):
-        return [folder]
-    return sorted(p for p in folder.iterdir() if p.is_dir() and is_variant(p)) if folder.is_dir() else []
-
-
-def read_png(path: Path) -> np.ndarray:
-    """An 8-bit RGB PNG as H x W x 3 uint8: OpenCV when it imports, else a small zlib decoder (no interlacing)."""
-    try:
-        from live.media import read_image
-
-        return read_image(path)
-    except ImportError:
-        pass
-    data = path.read_bytes()
-    pos, idat, header = 8, b"", b""
-    while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        header = body if kind == b"IHDR" else header
-        idat += body if kind == b"IDAT" else b""
-        pos += 12 + length
-    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
-    if (header[8], header[9], header[12]) != (8, 2, 0):
-        raise ValueError(f"{path}: only 8-bit RGB PNGs without interlacing are decoded without OpenCV")
-    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
-    out = np.zeros((height, width * 3), dtype=np.int32)
-    prev = np.zeros(width * 3, dtype=np.int32)
-    for y in range(height):
-        kind, line = raw[y, 0], raw[y, 1:].astype(np.int32)
-        cur = line.copy()
-        for x in range(width * 3):  # filters 1, 3, 4 depend on the decoded left neighbour
-            a, b, c = (cur[x - 3] if x >= 3 else 0), prev[x], (prev[x - 3] if x >= 3 else 0)
-            pa, pb, pc = abs(a + b - c - a), abs(a + b - c - b), abs(a + b - c - c)
-            paeth = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            cur[x] = (line[x] + (0, a, b, (a + b) // 2, paeth)[kind]) & 255
-        out[y], prev = cur, cur
-    return out.astype(np.uint8).reshape(height, width, 3)
 
 
 def _max_err(got: torch.Tensor | None, want: np.ndarray) -> float:

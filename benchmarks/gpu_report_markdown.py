@@ -31,9 +31,9 @@ def _status(part) -> str | None:
 
 
 def _pct(stats: dict | None) -> list:
+    """p50, p95, p99 of a ``live.stats.percentiles`` summary (None where absent)."""
     stats = stats or {}
-    return [stats.get("p50", stats.get("p50_ms")), stats.get("p95", stats.get("p95_ms")),
-            stats.get("p99", stats.get("p99_ms"))]
+    return [stats.get("p50"), stats.get("p95"), stats.get("p99")]
 
 
 def _environment(env: dict) -> list[str]:
@@ -87,7 +87,7 @@ def _model(model: dict) -> list[str]:
              f"{settings.get('order')}. Milliseconds per frame; warm-up apart.", ""]
     rows = []
     for name, r in model.get("paths", {}).items():
-        rows.append([name, r["keypoints"]["p50_ms"], r["generator"]["p50_ms"], *_pct(r["frame"]),
+        rows.append([name, r["keypoints"]["p50"], r["generator"]["p50"], *_pct(r["frame"]),
                      r["frame"].get("fps_p50"), r.get("speedup_frame_p50"), r.get("min_psnr_db_vs_reference"),
                      ", ".join(f"{t:g}" for t in r.get("warmup_ms", []))])
     lines += _table(["path", "kp p50", "gen p50", "frame p50", "p95", "p99", "fps", "speed-up", "PSNR dB",

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kernels import triton_available
 from kernels.reference import deform_features_reference, dense_motion_inputs_reference
+from live.stats import percentiles
 from models.animator import resolve_device
 from models.blocks import KP_VARIANCE
 from models.dense_motion import motion_jacobians
@@ -46,9 +46,7 @@ def _time(fn: Callable[[], object], *, iterations: int, warmup: int, device: tor
         fn()
         sync()
         samples.append((time.perf_counter() - t0) * 1000)
-    a = np.asarray(samples)
-    return {"p50_ms": round(float(np.percentile(a, 50)), 4), "p95_ms": round(float(np.percentile(a, 95)), 4),
-            "p99_ms": round(float(np.percentile(a, 99)), 4), "iterations": iterations}
+    return percentiles(samples, digits=4)  # a fused op takes tens of microseconds
 
 
 def _inputs(device: torch.device, seed: int = 0) -> dict:
@@ -96,7 +94,7 @@ def run_kernel_benchmark(*, device: str = "auto", iterations: int = 200, warmup:
                 row["max_abs_error"] = max((g.float() - w.float()).abs().max().item()
                                            for g, w in zip(got, want, strict=True))
                 row["triton"] = _time(fused, iterations=iterations, warmup=warmup, device=dev)
-                row["speedup_p50"] = round(row["reference"]["p50_ms"] / row["triton"]["p50_ms"], 3)
+                row["speedup_p50"] = round(row["reference"]["p50"] / row["triton"]["p50"], 3)
             else:
                 row["triton"] = ("not run: needs a CUDA GPU" if dev.type != "cuda"
                                  else "not run: triton is not installed")
@@ -121,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result["machine"]))
     for name, row in result["ops"].items():
         ref = row["reference"]
-        line = f"{name:<22} reference p50 {ref['p50_ms']:.3f} ms  p95 {ref['p95_ms']:.3f} ms"
+        line = f"{name:<22} reference p50 {ref['p50']:.3f} ms  p95 {ref['p95']:.3f} ms"
         if isinstance(row["triton"], dict):
-            line += (f"  | triton p50 {row['triton']['p50_ms']:.3f} ms ({row['speedup_p50']:.2f}x), "
+            line += (f"  | triton p50 {row['triton']['p50']:.3f} ms ({row['speedup_p50']:.2f}x), "
                      f"max abs error {row['max_abs_error']:.1e}")
         else:
             line += f"  | triton {row['triton']}"

@@ -21,6 +21,7 @@ from live.democlip import SCRIPT, portrait_crop, script_landmarks
 from live.landmarks import LandmarkBackend
 from live.media import cv2, read_image
 from live.paths import DEFAULT_PORTRAIT
+from live.stats import percentiles
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
           f"OpenCV {cv2().__version__} ({cv2().getNumThreads()} threads)")
     print(f"{'what':<30} {'p50 ms':>8} {'p95 ms':>8} {'calls':>6}")
     for name, seconds in rows:
-        p50, p95 = np.percentile(seconds * 1e3, [50, 95])
-        print(f"{name:<30} {p50:8.2f} {p95:8.2f} {len(seconds):6d}")
+        figures = percentiles(seconds * 1e3)
+        print(f"{name:<30} {figures['p50']:8.2f} {figures['p95']:8.2f} {figures['count']:6d}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from live.stats import percentiles
 from models import Keypoints, build_networks, load_config
 from models.animator import resolve_device
 from models.checkpoint import load_into, read_checkpoint
@@ -74,11 +75,10 @@ def randomize_(kp_detector: nn.Module, generator: nn.Module, *, seed: int = 0) -
 
 
 def _percentiles(samples_ms: list[float]) -> dict:
-    a = np.asarray(samples_ms)
-    p50 = float(np.percentile(a, 50))
-    return {"p50_ms": round(p50, 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
-            "p99_ms": round(float(np.percentile(a, 99)), 2), "mean_ms": round(float(a.mean()), 2),
-            "fps_p50": round(1000.0 / p50, 2) if p50 > 0 else None, "iterations": len(samples_ms)}
+    """``live.stats.percentiles`` of the milliseconds, and the frames per second at the p50."""
+    figures = percentiles(samples_ms)
+    figures["fps_p50"] = round(1000.0 / figures["p50"], 2) if figures["p50"] > 0 else None
+    return figures
 
 
 class _Path:
@@ -295,8 +295,8 @@ def format_table(result: dict) -> str:
     lines = [f"{'path':<18} {'kp p50':>8} {'gen p50':>8} {'frame p50':>10} {'p95':>8} {'p99':>8} {'fps':>6} "
              f"{'speed-up':>8} {'PSNR dB':>8}  warm-up ms"]
     for name, r in result["paths"].items():
-        lines.append(f"{name:<18} {r['keypoints']['p50_ms']:>8.1f} {r['generator']['p50_ms']:>8.1f} "
-                     f"{r['frame']['p50_ms']:>10.1f} {r['frame']['p95_ms']:>8.1f} {r['frame']['p99_ms']:>8.1f} "
+        lines.append(f"{name:<18} {r['keypoints']['p50']:>8.1f} {r['generator']['p50']:>8.1f} "
+                     f"{r['frame']['p50']:>10.1f} {r['frame']['p95']:>8.1f} {r['frame']['p99']:>8.1f} "
                      f"{r['frame']['fps_p50']:>6.2f} {r['speedup_frame_p50']:>7.2f}x "
                      f"{str(r['min_psnr_db_vs_reference']):>8}  {r['warmup_ms']}")
     return "\n".join(lines)

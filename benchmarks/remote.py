@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from live.stats import percentiles
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO.parent / "shared" / "golden" / "fomm" / "tiny"
 CLIENTS = (1, 4, 16)
@@ -41,17 +43,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
-            "n": int(arr.size)}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
-
-
 def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *, codec: str, count: int,
             field: bool = False) -> dict:
     """Local and remote render of the same frames, interleaved (see the module docstring); ``field``: with the
@@ -59,6 +50,7 @@ def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *,
     from live.remote.client import RemoteBackend
     from live.remote.protocol import encode_field
     from models import tensor_to_image
+    from models.engines import psnr
 
     remote = RemoteBackend(url, codec=codec)
     remote.set_source(source)
@@ -82,7 +74,7 @@ def latency(url: str, animator, source: np.ndarray, frames: list[np.ndarray], *,
             local_ms.append((t1 - t0) * 1000)
             remote_ms.append((t2 - t1) * 1000)
             added.append((t2 - t1 - (t1 - t0)) * 1000)
-            quality.append(psnr(got, want))
+            quality.append(psnr(got, want, peak=255))
             levels.append(int(np.abs(got.astype(np.int32) - want.astype(np.int32)).max()))
     remote.close()
     row = {"local_ms": percentiles(local_ms), "remote_ms": percentiles(remote_ms), "added_ms": percentiles(added),

@@ -47,14 +47,16 @@ class RingBuffer:
         return min(self.total, len(self._data))
 
 
-def percentiles(values_ms: list[float] | np.ndarray) -> dict[str, float]:
-    """p50/p95/p99, mean and count of milliseconds (none -> count 0 and no figures)."""
+def percentiles(values_ms: list[float] | np.ndarray, *, digits: int = 3) -> dict[str, float]:
+    """p50/p95/p99, mean and count of milliseconds, rounded to ``digits`` decimals (none -> count 0 and no figures).
+
+    The one summary of timings in the project: the live loop's stats and every benchmark report these keys."""
     if len(values_ms) == 0:
         return {"count": 0}
     arr = np.asarray(values_ms, dtype=np.float64)
     p50, p95, p99 = np.percentile(arr, [50, 95, 99])
-    return {"count": int(arr.size), "p50": round(float(p50), 3), "p95": round(float(p95), 3),
-            "p99": round(float(p99), 3), "mean": round(float(arr.mean()), 3)}
+    return {"count": int(arr.size), "p50": round(float(p50), digits), "p95": round(float(p95), digits),
+            "p99": round(float(p99), digits), "mean": round(float(arr.mean()), digits)}
 
 
 class PipelineStats:

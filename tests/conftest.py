@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.golden import read_png
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 GOLDEN = SHARED / "golden" / "fomm"
@@ -41,54 +43,29 @@ def require(path: Path) -> Path:
 
 @functools.lru_cache(maxsize=32)
 def read_rgb(path: Path) -> np.ndarray:
-    """A PNG as H x W x 3 uint8 RGB (read-only, cached), decoded without OpenCV so model tests need only torch and
-    numpy (the GPU machines that run them have no OpenCV)."""
-    import zlib
-
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            header = body
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
-    bit_depth, color_type, interlace = header[8], header[9], header[12]
-    assert (bit_depth, color_type, interlace) == (8, 2, 0), "test PNGs are 8-bit RGB, not interlaced"
-    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
-    out = np.zeros((height, width * 3), dtype=np.int32)
-    prev = np.zeros(width * 3, dtype=np.int32)
-    for y in range(height):
-        ftype, line = raw[y, 0], raw[y, 1:].astype(np.int32)
-        if ftype == 0:
-            cur = line
-        elif ftype == 2:
-            cur = (line + prev) & 255
-        else:  # filters 1 (sub), 3 (average), 4 (paeth) depend on the left neighbour: decode byte by byte
-            cur = np.zeros_like(line)
-            for x in range(width * 3):
-                a = cur[x - 3] if x >= 3 else 0
-                b = prev[x]
-                c = prev[x - 3] if x >= 3 else 0
-                if ftype == 1:
-                    pred = a
-                elif ftype == 3:
-                    pred = (a + b) // 2
-                else:
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                cur[x] = (line[x] + pred) & 255
-        out[y] = cur
-        prev = cur
-    image = out.astype(np.uint8).reshape(height, width, 3)
+    """A golden PNG as H x W x 3 uint8 RGB (read-only, cached), decoded without OpenCV (``benchmarks.golden``, as
+    the GPU report reads it) so that model tests need only torch and numpy."""
+    image = read_png(path)
     image.flags.writeable = False
     return image
 
 
 def golden_dir(variant: str) -> Path:
     return require(GOLDEN / variant)
+
+
+@pytest.fixture(scope="session")
+def _onnx_export_once(tmp_path_factory: pytest.TempPathFactory):
+    from helpers.exports import export_once
+
+    import models.export
+
+    return export_once(models.export.export_onnx_networks, tmp_path_factory.mktemp("onnx-exports"))
+
+
+@pytest.fixture
+def onnx_export_once(_onnx_export_once, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime engines built in this test reuse the session's export of the same weights (``helpers.exports``)."""
+    import models.export
+
+    monkeypatch.setattr(models.export, "export_onnx_networks", _onnx_export_once)

@@ -257,6 +257,39 @@ def test_no_file_over_400_lines(house: tuple[dict[str, Path], list[Edge]]) -> No
             f"{path.relative_to(ROOT).as_posix()}: {n} lines" for path, n in long), pytrace=False)
 
 
+
+def imports_of_test_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import of a test module (``test_*``) in ``path``: shared test code lives in helper
+    modules (``tests/helpers/``, ``conftest.py``), so that running or changing one test module never runs another's
+    module-level code."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [(node.lineno, name) for name in names if name.split(".")[-1].startswith("test_")]
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    files = sorted((ROOT / "tests").rglob("*.py"))
+    assert len(files) > 30, f"only {len(files)} files under tests/: the scan is broken"
+    bad = [f"{path.relative_to(ROOT).as_posix()}:{line} imports {name}" for path in files
+           for line, name in imports_of_test_modules(path)]
+    if bad:
+        pytest.fail(f"{len(bad)} imports of a test module (move what they share to tests/helpers/):\n" +
+                    "\n".join(bad), pytrace=False)
+
+
+def test_checker_finds_every_form_of_a_test_module_import(tmp_path: Path) -> None:
+    path = tmp_path / "test_x.py"
+    path.write_text("import os\nfrom helpers.clips import portrait\nfrom test_a import b\n"
+                    "def f():\n    import test_c, json\n    from tests.test_d import e\n", encoding="utf-8")
+    assert imports_of_test_modules(path) == [(3, "test_a"), (5, "test_c"), (6, "tests.test_d")]
+
 # -- the checker itself, on made-up files ------------------------------------------------------------------------
 def _write(root: Path, files: dict[str, str]) -> dict[str, Path]:
     for name, text in files.items():

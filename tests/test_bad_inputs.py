@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import moving_frames, place, portrait, write_clip
 from conftest import REPO
+from helpers.clips import moving_frames, place, portrait, write_clip
 
 from live.cli import main
 from live.errors import UserError

@@ -52,7 +52,7 @@ def test_model_figures_include_the_reference_path_and_speedups(bench_result) -> 
     for name, path in paths.items():
         for part in ("keypoints", "generator", "frame"):
             figures = path[part]
-            assert _ordered(figures, ("p50_ms", "p95_ms", "p99_ms")), (name, part, figures)
+            assert _ordered(figures), (name, part, figures)
             assert figures["fps_p50"] > 0
         assert path["speedup_frame_p50"] > 0, name
         assert path["warmup_ms"] and all(t > 0 for t in path["warmup_ms"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import moving_frames, write_clip
+from helpers.clips import moving_frames, write_clip
 
 import live.capture.cameras as cameras
 from live.capture.cameras import (

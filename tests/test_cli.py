@@ -158,7 +158,7 @@ def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path, monkeypatch: py
     every frame carries a face crop box (smaller than the frame): with `--no-smoothing` exactly the box around the
     face found in that frame, smoothed a little behind it, while `--crop none` uses the whole frame, resized to the
     model's 256 x 256; the animated frames differ accordingly."""
-    from clips import moving_frames, write_clip
+    from helpers.clips import moving_frames, write_clip
 
     import live.output.sinks as sinks
     from live.capture.sources import OpenCVSource
@@ -214,6 +214,7 @@ def test_export_command_writes_checked_onnx(tmp_path: Path, capsys: pytest.Captu
     assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "kp_detector.onnx"]
 
 
+@pytest.mark.usefixtures("onnx_export_once")
 def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="the onnxruntime engine needs it")
     out = tmp_path / "frames"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import moving_frames, write_clip
+from helpers.clips import moving_frames, write_clip
 
 from live.cli import main
 from live.paths import DEFAULT_PORTRAIT
@@ -60,7 +60,7 @@ def test_fomm_backend_without_checkpoint_is_a_clear_error(capsys: pytest.Capture
 def test_animate_copies_the_driving_audio(tmp_path: Path, codec: str, suffix: str) -> None:
     """The driving video's audio ends up in the output MP4: copied when MP4 holds its codec, else as AAC."""
     av = pytest.importorskip("av", reason="PyAV muxes the audio")
-    from clips import write_clip_with_audio
+    from helpers.clips import write_clip_with_audio
 
     clip = write_clip_with_audio(tmp_path / f"talk{suffix}", moving_frames(25, still=25), codec=codec)
     out = tmp_path / "out.mp4"

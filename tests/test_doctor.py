@@ -49,14 +49,26 @@ def test_good_checkpoint_is_ok_and_a_bad_one_fails(tmp_path: Path, capsys: pytes
 
 
 def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    import live.output.sinks as sinks
+    """pyvirtualcam finds no loopback device (a stand-in raising what its v4l2loopback backend says then): the check
+    warns with pyvirtualcam's own words and adds the install step, which the stand-in's text does not hold."""
+    import sys
+    import types
 
-    def unavailable(**kwargs):
-        raise sinks.SinkUnavailable("no virtual camera (none); to get one, " + sinks.VIRTUALCAM_HELP["linux"])
+    said = "'v4l2loopback' backend: no v4l2 loopback device found at /dev/video[0-99]"
 
-    monkeypatch.setattr(sinks, "VirtualCamSink", unavailable)
+    class NoDeviceCamera:
+        """A stand-in for pyvirtualcam.Camera on a machine without v4l2loopback."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            raise RuntimeError(said)
+
+    formats = types.SimpleNamespace(RGB="RGB", I420="I420", NV12="NV12")
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", types.SimpleNamespace(Camera=NoDeviceCamera, PixelFormat=formats))
+    monkeypatch.setattr(sys, "platform", "linux")
     check = {c.name: c for c in run_checks()}["virtual camera"]
-    assert check.status == WARN and "modprobe v4l2loopback" in check.detail
+    assert check.status == WARN, check
+    assert said in check.detail and "sudo modprobe v4l2loopback" in check.detail, check.detail
+    assert "modprobe" not in said
 
 
 def test_cameras_check_uses_the_cameras_listing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from models.engines import (
     default_precision,
     fold_batch_norm,
     prepare_generator,
+    psnr,
 )
 from models.engines.tensorrt import TensorRTEngine, architecture_digest, cache_key, load_or_build, weights_digest
 
@@ -32,11 +33,6 @@ MIN_PSNR_DB = 40.0  # reduced-precision paths
 HAS_CUDA = torch.cuda.is_available()
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # inside PyTorch's exporter
-
-
-def psnr(got: np.ndarray, want: np.ndarray) -> float:
-    mse = float(((got.astype(np.float64) - want) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 def run_golden(variant: str, mode: str, **kwargs) -> tuple[dict[str, list[np.ndarray]], dict]:
@@ -106,11 +102,13 @@ def test_cpu_reduced_precision_within_40_db(variant: str, precision: str) -> Non
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed (pip install -e '.[test]')")
 @pytest.mark.parametrize("mode", ["relative", "absolute"])
+@pytest.mark.usefixtures("onnx_export_once")
 def test_onnxruntime_engine_matches_original(mode: str) -> None:
     got, expected = run_golden("tiny", mode, device="cpu", precision="auto", engine="onnxruntime")
     check_fp32(got, expected, mode, "onnxruntime engine")
 
 
+@pytest.mark.usefixtures("onnx_export_once")
 def test_onnxruntime_engine_is_float32_and_batches() -> None:
     if not HAS_ORT:
         pytest.skip("onnx / onnxruntime are not installed (pip install -e '.[test]')")
@@ -407,8 +405,11 @@ def standin_tensorrt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StandIn
     return fake
 
 
-def test_tensorrt_stand_in_builder_caches_and_matches_original(standin_tensorrt: StandInTensorRT, tmp_path: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_tensorrt_stand_in_builder_is_cached_rebuilt_and_its_export_round_trip_matches_original(
+        standin_tensorrt: StandInTensorRT, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The TensorRT engine around a stand-in builder that returns the exported program unchanged: what this proves
+    is everything but TensorRT itself (export, save, load and the cache: a build per weights, none when cached, one
+    after a corrupt file), with the golden outputs kept at float32 tolerance through that round trip."""
     with caplog.at_level(logging.INFO):
         got, expected = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
     assert "engine: tensorrt on cpu" in caplog.text and "checked against PyTorch on its first real input" in caplog.text

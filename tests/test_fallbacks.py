@@ -404,6 +404,7 @@ def test_checks_run_on_the_first_frame_only(monkeypatch: pytest.MonkeyPatch) -> 
 # --- ONNX Runtime -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed (pip install -e '.[test]')")
+@pytest.mark.usefixtures("onnx_export_once")
 def test_onnxruntime_failing_its_first_frame_check_falls_back_to_eager(caplog: pytest.LogCaptureFixture,
                                                                        monkeypatch: pytest.MonkeyPatch,
                                                                        reference: list[np.ndarray]) -> None:
@@ -426,6 +427,7 @@ def test_onnxruntime_failing_its_first_frame_check_falls_back_to_eager(caplog: p
 
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed (pip install -e '.[test]')")
+@pytest.mark.usefixtures("onnx_export_once")
 def test_onnxruntime_with_a_wrong_motion_field_falls_back_to_eager(caplog: pytest.LogCaptureFixture,
                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                    reference_motion: list[dict]) -> None:

@@ -9,31 +9,14 @@ import time
 
 import numpy as np
 import pytest
-from clips import moving_frames, portrait
-from standins import WrappedBackend
-from test_pipeline import ListSource, tiny_backend
+from helpers.clips import moving_frames, portrait
+from helpers.standins import FlakyBackend, FlakyCamera, ListSource, tiny_backend
 
 from live.errors import UserError
 from live.face import FaceDetector
 from live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
 from live.options import CalibrationOptions, PacingOptions
 from live.output.sinks import RecordingSink
-
-
-class Flaky(WrappedBackend):
-    """Wraps a backend; ``render`` raises on the frames listed (counting render calls)."""
-
-    def __init__(self, backend, fail_on: set[int] | None = None, always: bool = False) -> None:
-        super().__init__(backend)
-        self.fail_on = fail_on or set()
-        self.always = always
-        self.calls = 0
-
-    def render(self, motion, *, detail=False):
-        self.calls += 1
-        if self.always or self.calls in self.fail_on:
-            raise RuntimeError("simulated failure in the generator")
-        return self.inner.render(motion, detail=detail)
 
 
 class BrokenSink(RecordingSink):
@@ -56,7 +39,7 @@ def make(detector, backend, sinks, n=40):
 
 
 def test_a_failing_frame_is_logged_once_and_the_last_good_frame_served(detector, caplog) -> None:
-    backend = Flaky(tiny_backend(), fail_on={5, 6, 7})
+    backend = FlakyBackend(tiny_backend(), fail_on={5, 6, 7})
     sink = RecordingSink()
     pipeline = make(detector, backend, [sink])
     pipeline.run()
@@ -71,7 +54,7 @@ def test_a_failing_frame_is_logged_once_and_the_last_good_frame_served(detector,
 
 def test_repeated_failures_stop_the_run_with_a_clear_message(detector) -> None:
     sink = RecordingSink()
-    pipeline = make(detector, Flaky(tiny_backend(), always=True), [sink], n=80)
+    pipeline = make(detector, FlakyBackend(tiny_backend(), always=True), [sink], n=80)
     with pytest.raises(UserError, match=f"processing failed {MAX_CONSECUTIVE_ERRORS} frames in a row"):
         pipeline.run()
     assert sink.closed >= 1, "outputs are closed (recordings finalised) on the way out"
@@ -132,8 +115,6 @@ def test_a_camera_giving_black_frames_is_reported_once_and_the_output_goes_on(de
 def test_a_camera_that_vanishes_for_good_keeps_the_outputs_fed_until_stopped(detector) -> None:
     """The camera dies after 8 frames and never comes back: capture keeps retrying, the outputs get the last frame
     marked "camera lost: reconnecting", and a stop (here a timer, as Ctrl-C would) ends the run cleanly."""
-    from test_pipeline import FlakyCamera
-
     tries = []
 
     def reopen():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import moving_frames, write_clip
+from helpers.clips import moving_frames, write_clip
 
 from live.cli import main
 from live.cli.parser import build_parser

@@ -8,6 +8,7 @@ import ast
 import importlib
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import torch
 from conftest import REPO, golden_dir
 
 from benchmarks import gpu_report
-from benchmarks.gpu_correctness import golden_variants
+from benchmarks.golden import golden_variants
 from live.backends import Backend, Rendered
 
 # Packages the GPU machine does not have (it has torch, Triton, NumPy, PyYAML, OpenCV, ONNX Runtime for the CPU).
@@ -126,7 +127,7 @@ def test_dry_run_on_cpu_without_the_missing_packages(tmp_path: Path) -> None:
     assert {"reference", "eager-fp32"} <= set(model["paths"])
     for row in model["paths"].values():
         for part in ("keypoints", "generator", "frame"):
-            assert {"p50_ms", "p95_ms", "p99_ms"} <= set(row[part])
+            assert {"p50", "p95", "p99", "mean", "count"} <= set(row[part])
         assert "warmup_ms" in row
     assert "onnxscript" in model["skipped"]["onnxruntime-fp32"]
     assert "torch_tensorrt" in model["skipped"]["tensorrt-fp16"]
@@ -134,12 +135,15 @@ def test_dry_run_on_cpu_without_the_missing_packages(tmp_path: Path) -> None:
     # The issue's schema: per-size rows directly under "batch", per-clip rows directly under "pipeline".
     batch = report["batch"]
     assert list(batch) == ["settings"] + [str(n) for n in (1, 2, 4, 8, 16, 32)]
-    assert batch["settings"]["seconds"] >= 0
+    timed_ms = 0.0
     for size, row in batch.items():
         if size == "settings":
             continue
         assert {"p50", "p95", "p99"} <= set(row["step_ms"]), (size, row)
         assert row["frames_per_second"] > 0 and "gpu_memory_mb" in row
+        timed_ms += math.ceil(row["steps"] / 2) * row["step_ms"]["p50"]  # at least half the steps took the p50
+    # The section's wall time (rounded to 0.1 s) holds every step it timed.
+    assert timed_ms > 0 and batch["settings"]["seconds"] >= timed_ms / 1000 - 0.05, (timed_ms, batch["settings"])
 
     pipeline = report["pipeline"]
     assert set(pipeline) == {"settings", "640x480", "1280x720"}
@@ -198,10 +202,10 @@ def test_compiled_paths_are_timed_last_and_their_checks_recorded(monkeypatch: py
     that failed its check is a failed self-check and an untimed row; one that passed joins the model's paths."""
     def stand_in(ctx, paths, *, with_compile, iterations, warmup) -> dict:
         assert with_compile and len(paths) == 1
-        reference = {"frame": {"p50_ms": 10.0}}
+        reference = {"frame": {"p50": 10.0}}
         if paths[0] == "eager-fp16-compile":
             return {"paths": {"reference": reference}, "skipped": {paths[0]: "torch.compile failed its check"}}
-        return {"paths": {"reference": reference, paths[0]: {"frame": {"p50_ms": 4.0}}}, "skipped": {}}
+        return {"paths": {"reference": reference, paths[0]: {"frame": {"p50": 4.0}}}, "skipped": {}}
 
     monkeypatch.setattr(gpu_report, "_benchmark", stand_in)
     ctx = gpu_report.Context(device_spec="cpu", golden=None, quick=True, deadline=time.monotonic() + 600)
@@ -381,3 +385,43 @@ def test_gpu_busy_covers_render_when_the_backend_composes_on_the_device() -> Non
     assert row["timed_calls"].get("render", 0) >= 1, row["timed_calls"]
     assert row["timed_calls"]["detect"] >= row["timed_calls"]["render"]
     assert "generator" in row["stages_ms"]
+
+
+def _png_with_every_filter(image: np.ndarray) -> bytes:
+    """``image`` (H x W x 3 uint8) as a PNG whose row y uses filter y % 5 (none, sub, up, average, Paeth)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    h, w = image.shape[:2]
+    rows = image.reshape(h, w * 3).astype(np.int32)
+    raw = b""
+    for y in range(h):
+        x = rows[y]
+        up = rows[y - 1] if y else np.zeros_like(x)
+        left = np.concatenate([np.zeros(3, np.int32), x[:-3]])
+        upleft = np.concatenate([np.zeros(3, np.int32), up[:-3]])
+        p = left + up - upleft
+        pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+        pred = (np.zeros_like(x), left, up, (left + up) // 2, paeth)[y % 5]
+        raw += bytes([y % 5]) + ((x - pred) & 255).astype(np.uint8).tobytes()
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def test_the_golden_png_reader_undoes_every_filter_and_reads_the_golden_pngs_as_opencv_does(tmp_path: Path) -> None:
+    from benchmarks.golden import read_png
+
+    image = np.random.default_rng(0).integers(0, 256, (10, 7, 3), dtype=np.uint8)
+    path = tmp_path / "filters.png"
+    path.write_bytes(_png_with_every_filter(image))
+    np.testing.assert_array_equal(read_png(path), image)
+    cv2 = pytest.importorskip("cv2", reason="OpenCV decodes the golden PNGs for the comparison")
+    folder = golden_dir("tiny")
+    for name in ("source.png", "driving_0.png"):
+        want = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(read_png(folder / name), want, err_msg=name)

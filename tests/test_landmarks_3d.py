@@ -1,7 +1,7 @@
 """The landmark backend under 3-D head motion and mouth opening, measured on clips with known motion.
 
 The driving clip is the bundled photo's own 3-D face mesh rendered at known yaw, pitch, roll and mouth opening by a
-test-side renderer (``tests/known_motion.py``); the sources are that photo and a drawn portrait
+test-side renderer (``tests/helpers/head.py``); the sources are that photo and a drawn portrait
 (``live/assets/drawn_portrait.png``). Driver and output are measured by one estimator: ``cv2.solvePnP`` on the
 face mesh detected in each frame, and the lip gap (13-14) over the inter-ocular distance (33-263). Frames are
 256 x 256 crops made by ``live.democlip.portrait_crop``.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from known_motion import FACE_OVAL, HeadRenderer, Pose, PoseEstimator, mouth_gap, pearson
+from helpers.head import FACE_OVAL, HeadRenderer, Pose, PoseEstimator, mouth_gap, pearson
 
 from live.democlip import portrait_crop
 from live.landmarks import LandmarkBackend
@@ -22,6 +22,7 @@ from live.landmarks.motion import ease, eased_rotation, relative_motion, rotatio
 from live.landmarks.points import MESH_POINTS
 from live.media import cv2, read_image
 from live.paths import DEFAULT_PORTRAIT
+from models.engines import psnr
 
 SIZE = 256
 DRAWN_PORTRAIT = Path(__file__).resolve().parents[1] / "live" / "assets" / "drawn_portrait.png"
@@ -213,10 +214,9 @@ def test_neutral_pose_gives_back_the_source_over_the_face(name: str, backend: La
     backend.calibrate(neutral)
     out = backend.render(neutral).frame
     face = face_mask(points)
-    mse = ((out[face].astype(np.float64) - image[face]) ** 2).mean()
-    psnr = 10 * math.log10(255**2 / max(mse, 1e-12))
-    print(f"{name}: PSNR {psnr:.1f} dB over the face at the neutral pose")
-    assert psnr >= 40.0, f"{name}: PSNR {psnr:.1f} dB"
+    quality = psnr(out[face], image[face], peak=255)
+    print(f"{name}: PSNR {quality:.1f} dB over the face at the neutral pose")
+    assert quality >= 40.0, f"{name}: PSNR {quality:.1f} dB"
 
 
 @pytest.mark.parametrize("name", ["photo", "drawn"])

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-from clips import moving_frames, portrait
-from test_pipeline import FlakyCamera, ListSource, tiny_backend
+from helpers.clips import moving_frames, portrait
+from helpers.standins import FlakyBackend, FlakyCamera, ListSource, tiny_backend
 
 import live.loop.shutdown as shutdown
 from live.compose import fit_to_output
@@ -160,9 +160,7 @@ def test_a_recording_keeps_failed_frames_in_their_place(detector, tmp_path) -> N
     """Frames the generator could not render are recorded as the held frame at their own time: the recording has
     every input frame at frame-number times."""
     av = pytest.importorskip("av", reason="PyAV reads the recording back")
-    from test_faults import Flaky
-
-    backend = Flaky(tiny_backend(), fail_on={3, 4, 5})
+    backend = FlakyBackend(tiny_backend(), fail_on={3, 4, 5})
     out = tmp_path / "rec.mp4"
     sink = Mp4Sink(out, fps=25, clock="frames")
     pipeline = LivePipeline(ListSource(moving_frames(20, still=20)), backend,

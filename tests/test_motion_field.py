@@ -184,6 +184,7 @@ def test_reduced_precision_gives_the_motion_field_within_its_bound(precision: st
 
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed (pip install -e '.[test]')")
+@pytest.mark.usefixtures("onnx_export_once")
 def test_onnxruntime_gives_the_motion_field_from_its_graph(no_env: None) -> None:
     """ONNX Runtime's exported generator gives the field; PyTorch's decode runs only for the first frame's check."""
     folder = golden_dir("tiny")

@@ -4,8 +4,8 @@ nothing moved, the full-resolution photo moved on a known motion, painted parts 
 from __future__ import annotations
 
 import numpy as np
+from helpers.pasteback import known_motion, square_of, textured
 from helpers.seam import sharpness, support_bbox
-from test_pasteback import known_motion, square_of, textured
 
 from live.backends import Rendered, WarpMap
 from live.framing.pasteback import PasteBack

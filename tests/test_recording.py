@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import moving_frames, portrait, write_clip
 from conftest import REPO, golden_dir
-from standins import WrappedBackend
+from helpers.clips import moving_frames, portrait, write_clip
+from helpers.standins import WrappedBackend
 
 from live.capture.sources import OpenCVSource
 from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
@@ -108,7 +108,7 @@ class Slow(WrappedBackend):
 
 
 def test_a_paced_file_through_a_slow_model_lasts_as_long_as_the_input(tmp_path: Path) -> None:
-    from test_pipeline import tiny_backend
+    from helpers.standins import tiny_backend
 
     frames, fps = 50, 25.0
     clip = write_clip(tmp_path / "in.mp4", moving_frames(frames, still=frames), fps=fps)

@@ -29,6 +29,7 @@ from live.media import read_image
 from live.paths import DEFAULT_PORTRAIT
 from live.remote import protocol
 from live.remote.client import RemoteBackend
+from models.engines import psnr
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789"
@@ -185,13 +186,13 @@ def test_animate_remote_png_equals_local_within_one_level_and_jpeg_psnr(server: 
         local, png, jpeg = (read_rgb(tmp_path / d / f"{i:05d}.png").astype(np.float64)
                             for d in ("local", "png", "jpeg"))
         assert max_diff(png, local) <= 1, f"frame {i}: lossless remote differs from local by {max_diff(png, local)}"
-        psnrs.append(10 * np.log10(255 ** 2 / max(np.mean((jpeg - local) ** 2), 1e-12)))
+        psnrs.append(psnr(jpeg, local, peak=255))
     print(f"JPEG quality {protocol.JPEG_QUALITY} vs local: PSNR {', '.join(f'{p:.1f}' for p in psnrs)} dB")
     assert min(psnrs) > 30, psnrs  # JPEG both ways at quality 90: a visible loss would be well under 30 dB
 
 
 def test_run_remote_on_a_file_sends_every_frame_and_records_them_all(server: Server, tmp_path: Path) -> None:
-    from clips import moving_frames, write_clip
+    from helpers.clips import moving_frames, write_clip
 
     from live.capture.driving import open_driving
 
@@ -254,7 +255,7 @@ def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_wh
     and media time; the server then smooths the keypoints it finds as the local model's loop does (calibrating on the
     smoothed pose, the frame it calibrated on not filtered twice), within 1 level. Unstamped crops are not smoothed,
     and the two differ by far more than that on a face that moves."""
-    from clips import moving_frames
+    from helpers.clips import moving_frames
 
     from live.loop.smoothing import MotionSmoother
     from models import Animator, tensor_to_image
@@ -300,7 +301,7 @@ def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_wh
 def test_animate_crop_face_remote_smooths_as_local_and_no_smoothing_differs(server: Server, tmp_path: Path) -> None:
     """``animate --crop face`` smooths the crop box locally and the keypoints on the server: its frames equal the
     local run's within 1 level with the lossless codec; ``--no-smoothing`` gives other frames."""
-    from clips import moving_frames, write_clip
+    from helpers.clips import moving_frames, write_clip
 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(10, still=3))
     tiny = golden_dir("tiny")
@@ -513,13 +514,22 @@ class PacedFrames:
 
 
 class Recording:
+    """A sink that keeps each frame's arrival time; ``wait_for(n)`` returns once it has ``n`` frames."""
+
     name = "recording"
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self._arrived = threading.Condition()
 
     def send(self, frame: np.ndarray, info) -> None:
-        self.times.append(time.perf_counter())
+        with self._arrived:
+            self.times.append(time.perf_counter())
+            self._arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.times) >= count, timeout)
 
     def close(self) -> None:
         pass
@@ -545,17 +555,14 @@ def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
     runner = threading.Thread(target=lambda: summary.update(pipeline.run()))
     with caplog.at_level(logging.INFO):
         runner.start()
-        while len(recording.times) < 5:
-            time.sleep(0.1)
+        assert recording.wait_for(5, timeout=120), "no frames before the restart"
         left = server.stop()
         assert not left, f"SIGTERM left processes running: {sorted(left)}"
         server.start()
         deadline = time.monotonic() + 120
         while backend.reconnects < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
-        served = len(recording.times)
-        while len(recording.times) < served + 5 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        recording.wait_for(len(recording.times) + 5, timeout=max(0.0, deadline - time.monotonic()))
         source.stop.set()
         runner.join(timeout=60)
     backend.close()

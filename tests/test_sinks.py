@@ -210,7 +210,7 @@ def test_mp4_sink_tags_the_recording(tmp_path: Path) -> None:
 def test_mirror_options_reach_the_loop_and_the_virtual_camera(standin_pyvirtualcam, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """`--mirror` flips the input as the m key does; `--mirror-output` flips only what the virtual camera sends."""
-    from clips import moving_frames, write_clip
+    from helpers.clips import moving_frames, write_clip
 
     import live.loop.pipeline as pipeline
     import live.output.sinks as sinks

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from clips import moving_frames, write_clip
 from conftest import golden_dir
+from helpers.clips import moving_frames, write_clip
 
 from benchmarks.soak import main
 from live.output.recording import mp4_boxes

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from clips import moving_frames, portrait
+from helpers.clips import moving_frames, portrait
 
 import live.capture.sources as capture
 from live.capture.sources import OpenCVSource
@@ -74,7 +74,7 @@ class MjpegServer:
 
 
 def test_stalled_stream_is_lost_then_reconnected(monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_pipeline import tiny_backend
+    from helpers.standins import tiny_backend
 
     monkeypatch.setattr(capture, "STREAM_TIMEOUT_MS", 1500)
     with MjpegServer(stall_after=15) as server, FaceDetector() as detector:

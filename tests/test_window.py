@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import moving_frames, write_clip
 from conftest import REPO
+from helpers.clips import moving_frames, write_clip
 
 pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
                                 reason="needs Xvfb and xdotool for a real window on a virtual display")

@@ -154,10 +154,19 @@ def exact_float32(device: torch.device):
 
 # --- the check machinery --------------------------------------------------------------------------------------------
 
-def psnr(got: torch.Tensor, want: torch.Tensor) -> float:
-    """PSNR in dB of ``got`` against ``want``, images in [0, 1] (inf when equal)."""
-    mse = (got.double() - want.double()).pow(2).mean().item()
-    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+def psnr(got: torch.Tensor | np.ndarray, want: torch.Tensor | np.ndarray, *, peak: float = 1.0) -> float:
+    """PSNR in dB of ``got`` against ``want`` (tensors or arrays alike), images in [0, ``peak``]: 1 for the models'
+    outputs, 255 for 8-bit frames (inf when equal)."""
+    if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor):
+        mse = (got.double() - want.double()).pow(2).mean().item()
+    else:
+        def as_float64(image: torch.Tensor | np.ndarray) -> np.ndarray:
+            if isinstance(image, torch.Tensor):
+                return image.detach().cpu().double().numpy()
+            return np.asarray(image, dtype=np.float64)
+
+        mse = float(np.mean((as_float64(got) - as_float64(want)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(peak * peak / mse))
 
 
 @dataclass
