@@ -7,10 +7,13 @@ goes (``--mode unpaced``). Beside it, the same calls alone: the keypoint detecto
 (photo framing's ``render``: the model with its motion field), and the paste-back with the label, on crops of the same
 clip with nothing else running. Rounds alternate alone / in the loop, so that a machine that slows down during the
 run favours neither. With ``--reference``, the original code's per-frame model call (``benchmarks.model``'s reference
-path) is timed in each round too, and the loop's frame rate is given as a multiple of its rate.
+path) is timed in each round too, and the loop's frame rate is given as a multiple of its rate. With ``--overlap``,
+the loop also runs with photo framing's paste-back on a thread of its own, beside the next frame's model work
+(``FOMM_LIVE_OVERLAP_PASTE=1``); its work outside the model is then the output alone.
 
     python -m benchmarks.loop [--checkpoint CKPT --config CFG] [--size 1280x720] [--mode realtime|unpaced]
-                              [--seconds 10] [--rounds 2] [--iterations 20] [--reference] [--json PATH]
+                              [--seconds 10] [--rounds 2] [--iterations 20] [--reference] [--overlap]
+                              [--json PATH]
 
 Reported: stage p50s inside the loop and alone, and their ratio (goal: keypoints and generator within 1.15x); the
 loop's work outside the model (``compose`` + ``output`` p50: the paste-back and label, and the hand-over to the
@@ -103,7 +106,7 @@ def _time_alone(backend, avatars, crops: list[np.ndarray], size: tuple[int, int]
 
 
 def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, realtime: bool, seconds: float,
-              folder: Path) -> dict:
+              folder: Path, overlap_paste: bool | None = None) -> dict:
     """One run of the live loop as ``run`` runs it, recording to ``folder``; its stats summary."""
     from live.capture import OpenCVSource
     from live.pipeline import LivePipeline, PipelineOptions
@@ -117,7 +120,7 @@ def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, 
     clock = "capture" if realtime else "frames"
     sink = Mp4Sink(folder / "loop.mp4", fps=source.fps, clock=clock, stats=stats)
     options = PipelineOptions(output_size=size, framing="photo", realtime=realtime, loop=True, fps=source.fps,
-                              max_frames=round(seconds * source.fps))
+                              max_frames=round(seconds * source.fps), overlap_paste=overlap_paste)
     pipeline = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector, stats=stats)
     start = time.perf_counter()
     summary = pipeline.run()
@@ -127,18 +130,23 @@ def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, 
 
 
 def reference_frame_ms(checkpoint: str | None, config: str, device: str, iterations: int) -> float:
-    """p50 ms of the original code's per-frame call (keypoints, then the generator re-encoding the source)."""
+    """p50 ms of the original code's per-frame call (keypoints, then the generator re-encoding the source), on a
+    thread of its own like the loop's model (see ``time_alone``)."""
     from benchmarks.model import run_model_benchmark
 
-    result = run_model_benchmark(config=config, checkpoint=checkpoint, device=device, iterations=iterations,
-                                 warmup=1, paths=[])
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(run_model_benchmark(
+        config=config, checkpoint=checkpoint, device=device, iterations=iterations, warmup=1, paths=[])))
+    worker.start()
+    worker.join()
     return result["paths"]["reference"]["frame"]["p50_ms"]
 
 
 def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, precision: str, size: tuple[int, int],
                        realtime: bool, seconds: float, rounds: int, iterations: int, reference: bool,
-                       say: Callable[[str], None] = lambda text: None) -> dict:
-    """Alone and in the loop, ``rounds`` times, alternating; see the module docstring."""
+                       overlap: bool = False, say: Callable[[str], None] = lambda text: None) -> dict:
+    """Alone and in the loop (and with ``overlap`` the loop with the paste-back beside the model), ``rounds`` times,
+    alternating; see the module docstring."""
     from live.face import FaceDetector
     from live.pipeline import prepare_avatars
     from live.wiring import load_sources
@@ -150,8 +158,8 @@ def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, prec
         avatars = prepare_avatars(load_sources(None), backend.size, detector)
         crops = driving_crops(clip, detector, backend.size)
         for r in range(rounds):
-            order = ("alone", "loop") if r % 2 == 0 else ("loop", "alone")
-            for where in order:
+            order = ["alone", "loop", *(["loop-overlap"] if overlap else [])]
+            for where in (order if r % 2 == 0 else order[::-1]):
                 say(f"round {r + 1}/{rounds}: {where}")
                 load = os.getloadavg()[0]
                 if where == "alone":
@@ -159,8 +167,8 @@ def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, prec
                         backend, avatars, crops, size, iterations=iterations)})
                     continue
                 summary = time_loop(backend, avatars, detector, clip, size, realtime=realtime, seconds=seconds,
-                                    folder=Path(folder))
-                rows.append({"round": r, "where": "loop", "load": load, "achieved_fps": summary["achieved_fps"],
+                                    folder=Path(folder), overlap_paste=where == "loop-overlap")
+                rows.append({"round": r, "where": where, "load": load, "achieved_fps": summary["achieved_fps"],
                              "frames_out": summary["frames_out"], "pipelining": summary["pipelining"],
                              "recording_dropped": summary["frames_dropped_by_recording"],
                              "stages_p50_ms": {s: summary["stages_ms"][s].get("p50") for s in LOOP_STAGES}})
@@ -177,36 +185,41 @@ def _median(values: list) -> float | None:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Medians over rounds: the in-loop / alone ratios, the work outside the model, the frame rate."""
-    loop = [r for r in rows if r["where"] == "loop"]
+    """Medians over rounds: the in-loop / alone ratios, the work outside the model, the frame rate (and the same for
+    the loop with the paste-back beside the model, under ``overlap``)."""
     alone = [r for r in rows if r["where"] == "alone"]
-    out: dict = {"loop_p50_ms": {s: _median([r["stages_p50_ms"][s] for r in loop]) for s in LOOP_STAGES},
-                 "alone_p50_ms": {s: _median([r["stages_p50_ms"][s] for r in alone])
-                                  for s in ("keypoints", "generator", "compose")},
-                 "achieved_fps": _median([r["achieved_fps"] for r in loop]),
-                 "recording_dropped": sum(r["recording_dropped"] for r in loop)}
-    for stage in ("keypoints", "generator"):
-        inside, by_itself = out["loop_p50_ms"][stage], out["alone_p50_ms"][stage]
-        out[f"{stage}_loop_over_alone"] = round(inside / by_itself, 3) if inside and by_itself else None
-    compose, output = out["loop_p50_ms"]["compose"], out["loop_p50_ms"]["output"]
-    out["outside_model_p50_ms"] = round(compose + output, 3) if compose is not None and output is not None else None
-    reference = _median([r["frame_p50_ms"] for r in rows if r["where"] == "reference"])
-    if reference is not None and out["achieved_fps"]:
-        out["reference_frame_p50_ms"] = reference
-        out["fps_over_reference_rate"] = round(out["achieved_fps"] * reference / 1000, 3)
+    out: dict = {"alone_p50_ms": {s: _median([r["stages_p50_ms"][s] for r in alone])
+                                  for s in ("keypoints", "generator", "compose")}}
+    for where in sorted({r["where"] for r in rows if r["where"].startswith("loop")}):
+        loop = [r for r in rows if r["where"] == where]
+        figures: dict = {"loop_p50_ms": {s: _median([r["stages_p50_ms"][s] for r in loop]) for s in LOOP_STAGES},
+                         "achieved_fps": _median([r["achieved_fps"] for r in loop]),
+                         "recording_dropped": sum(r["recording_dropped"] for r in loop)}
+        for stage in ("keypoints", "generator"):
+            inside, by_itself = figures["loop_p50_ms"][stage], out["alone_p50_ms"][stage]
+            figures[f"{stage}_loop_over_alone"] = round(inside / by_itself, 3) if inside and by_itself else None
+        compose, output = figures["loop_p50_ms"]["compose"], figures["loop_p50_ms"]["output"]
+        # With the paste-back beside the model, composition is off the model's path: only the output counts.
+        outside = (output if where == "loop-overlap" else compose + output) if None not in (compose, output) else None
+        figures["outside_model_p50_ms"] = None if outside is None else round(outside, 3)
+        reference = _median([r["frame_p50_ms"] for r in rows if r["where"] == "reference"])
+        if reference is not None and figures["achieved_fps"]:
+            figures["reference_frame_p50_ms"] = reference
+            figures["fps_over_reference_rate"] = round(figures["achieved_fps"] * reference / 1000, 3)
+        out[where] = figures
     return out
 
 
 def format_report(result: dict) -> str:
-    lines = [f"{'round':<6} {'where':<10} {'load':>5} " + " ".join(f"{s:>13}" for s in LOOP_STAGES) + "   fps"]
+    lines = [f"{'round':<6} {'where':<12} {'load':>5} " + " ".join(f"{s:>13}" for s in LOOP_STAGES) + "   fps"]
     for row in result["rows"]:
         if row["where"] == "reference":
-            lines.append(f"{row['round'] + 1:<6} {'original':<10} {row['load']:>5.2f} frame {row['frame_p50_ms']:.1f}")
+            lines.append(f"{row['round'] + 1:<6} {'original':<12} {row['load']:>5.2f} frame {row['frame_p50_ms']:.1f}")
             continue
         stages = " ".join(f"{row['stages_p50_ms'].get(s) or 0:>13.2f}" for s in LOOP_STAGES)
         fps = f"{row['achieved_fps']:.2f}" if row.get("achieved_fps") else ""
-        lines.append(f"{row['round'] + 1:<6} {row['where']:<10} {row['load']:>5.2f} {stages}   {fps}")
-    lines.append(json.dumps(result["summary"]))
+        lines.append(f"{row['round'] + 1:<6} {row['where']:<12} {row['load']:>5.2f} {stages}   {fps}")
+    lines += [json.dumps({key: value}) for key, value in result["summary"].items()]
     return "\n".join(lines)
 
 
@@ -223,12 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=20, help="calls per stage alone, per round")
     parser.add_argument("--reference", action="store_true", help="time the original code's model call too")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also run the loop with the paste-back beside the model (FOMM_LIVE_OVERLAP_PASTE=1)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     result = run_loop_benchmark(checkpoint=args.checkpoint, config=args.config, device=args.device,
                                 precision=args.precision, size=args.size, realtime=args.mode == "realtime",
                                 seconds=args.seconds, rounds=args.rounds, iterations=args.iterations,
-                                reference=args.reference, say=lambda text: print(text, file=sys.stderr, flush=True))
+                                reference=args.reference, overlap=args.overlap,
+                                say=lambda text: print(text, file=sys.stderr, flush=True))
     result["machine"] = machine_header(args.device)
     result["weights"] = args.checkpoint or f"random weights of {args.config}"
     result["command"] = "python -m benchmarks.loop " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -60,7 +60,7 @@ class PhotoCompositor:
         box = avatar.box if avatar.box is not None else centre_crop_box(*photo.shape[:2])
         framing = make_framing(photo.shape[:2], self.output_size, box, avatar.face)
         framed = render_framed(photo, framing)
-        if self.on_device and str(self.paste_device).startswith("cpu"):  # OpenCV is the faster host path
+        if self.on_device and self.pastes_on_host:  # OpenCV is the faster host path
             paster: Any = FieldPasteBack(framed=framed, reference=avatar.crop, box=framing.box, detail=self.detail)
         elif self.on_device:
             from live.pasteback_torch import TensorPasteBack
@@ -82,6 +82,11 @@ class PhotoCompositor:
         decoded frames and motion field), else its model's device."""
         device = getattr(self.backend, "paste_device", None)
         return device if device is not None else self.backend.animator.device
+
+    @property
+    def pastes_on_host(self) -> bool:
+        """Whether the paste-back runs on the host, in OpenCV (else in PyTorch on the model's GPU)."""
+        return not self.on_device or str(self.paste_device).startswith("cpu")
 
     @property
     def framing(self) -> Framing:

@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +103,8 @@ class PipelineOptions:
         framing: ``face`` (the model's square fitted to the output) or ``photo`` (the source photo framed for the
             output, the animated face pasted back: ``live.photoframe``).
         detail: With photo framing, carry the photo's fine detail along the motion (``live.pasteback``).
+        overlap_paste: With photo framing on the host, paste beside the next frame's model work (None:
+            ``live.stages.overlap_paste_default``).
     """
 
     output_size: tuple[int, int] | None = None
@@ -124,6 +127,7 @@ class PipelineOptions:
     pipelining: bool | None = None
     framing: str = "face"
     detail: bool = True
+    overlap_paste: bool | None = None
 
 
 class LivePipeline:
@@ -180,7 +184,7 @@ class LivePipeline:
                                 controls=self.controls, label=self.options.label, preview=window is not None,
                                 stats=self.stats, camera_lost=lambda: self.camera_lost,
                                 calibrate_first=self.options.calibrate_first, framing=self.options.framing,
-                                detail=self.options.detail)
+                                detail=self.options.detail, overlap_paste=self.options.overlap_paste)
         self.failures = FailurePolicy()
         self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.shutdown``)
 
@@ -310,7 +314,10 @@ class LivePipeline:
                 self.sinks.remove(sink)
                 close_quietly(sink)
 
-    def _send(self, frame: np.ndarray, info: FrameInfo) -> None:
+    def _send(self, frame: np.ndarray | Future, info: FrameInfo) -> tuple[np.ndarray, FrameInfo]:
+        """Hand a frame to the sinks and the window (one the paste thread is still pasting is waited for first)."""
+        if isinstance(frame, Future):
+            frame = frame.result()[1]
         t0 = time.perf_counter()
         self._deliver(frame, info)
         if self.window is not None:
@@ -320,6 +327,7 @@ class LivePipeline:
         self.stats.add_end_to_end((now - info.captured_at) * 1000)
         self.stats.count("frames_out")
         self.stats.mark_output(now)
+        return frame, info
 
     def _on_lost(self, lost: bool) -> None:
         self.camera_lost = lost
@@ -371,8 +379,7 @@ class LivePipeline:
                         self._repeat(last, decision.status, now)
                         stall.repeated(now)
                     continue
-                self._send(*item)
-                last = item
+                last = self._send(*item)
                 stall.output_sent(time.perf_counter())
         finally:
             self.stop_event.set()
@@ -380,6 +387,8 @@ class LivePipeline:
             out_queue.close()
             # Threads joined before their source is released; a stuck one keeps it (see live.shutdown).
             self.stuck = join_and_release(capture, stages, [*self.sinks, *([self.window] if self.window else [])])
+            if not self.stuck:
+                self.model.close()
         if capture.error is not None and self.error is None:
             self.error = f"capture failed: {capture.error}"
         if self.error:

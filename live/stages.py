@@ -15,9 +15,11 @@ each key applies at the same input frame whether the stages run one after the ot
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,13 @@ from live.stats import PipelineStats
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_ERRORS = 25  # a stage failing this many frames in a row stops the run
+OVERLAP_PASTE_ENV = "FOMM_LIVE_OVERLAP_PASTE"
+
+
+def overlap_paste_default() -> bool:
+    """Whether photo framing's host paste-back runs beside the next frame's model work: ``FOMM_LIVE_OVERLAP_PASTE=1``
+    (on) or ``0`` (off, the default: it measured no faster on the 2-core test CPU, ``benchmarks.loop --overlap``)."""
+    return os.environ.get(OVERLAP_PASTE_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -199,12 +208,15 @@ class ModelStage:
         framing: ``face``: the model's square fitted to the output; ``photo``: the whole source photo framed for the
             output with the animated face pasted back (``live.photoframe``).
         detail: With photo framing, the photo's fine detail carried along the motion (``live.pasteback``).
+        overlap_paste: Photo framing pasted on the host, no preview: paste and label on a thread of their own while
+            this stage starts the next frame, handing on a ``Future`` of (frame, labelled frame). None: the default.
     """
 
     def __init__(self, *, backend: Backend, avatars: list, output_size: tuple[int, int], crop_mode: str,
                  smoother: MotionSmoother | None, calibrator: AutoCalibrator, controls: Controls, label: bool,
                  preview: bool, stats: PipelineStats, camera_lost: Callable[[], bool],
-                 calibrate_first: bool = False, framing: str = "face", detail: bool = True) -> None:
+                 calibrate_first: bool = False, framing: str = "face", detail: bool = True,
+                 overlap_paste: bool | None = None) -> None:
         self.backend = backend
         self.avatars = avatars
         self.output_size = output_size
@@ -221,10 +233,13 @@ class ModelStage:
         self.best_selector: BestFrameSelector | None = None
         self.avatar_index = 0
         self.frame_index = -1
-        self._held: np.ndarray | None = None  # the last animated frame at the output size, held while no face
+        self._held: np.ndarray | Future | None = None  # the last animated frame at the output size (held: no face)
         self._fitted_avatars: dict[int, np.ndarray] = {}
         self.photo = (PhotoCompositor(avatars=avatars, output_size=output_size, backend=backend, detail=detail)
                       if framing == "photo" else None)
+        overlap = overlap_paste_default() if overlap_paste is None else overlap_paste
+        self._pasting = (ThreadPoolExecutor(1, thread_name_prefix="paste")
+                         if overlap and self.photo is not None and self.photo.pastes_on_host and not preview else None)
         self.select_avatar(0)
 
     # ------------------------------------------------------------------------------------------------ hotkeys
@@ -306,6 +321,11 @@ class ModelStage:
                 animated = True
             else:
                 status.append("hold still: calibrating" if self.calibrator.pending else "press c to calibrate")
+        info = FrameInfo(tracked.index, tracked.item.captured_at, face=motion is not None, animated=animated,
+                         status=status, crop_box=None if (box := tracked.box) is None else (box.cx, box.cy, box.side))
+        if rendered is not None and self._pasting is not None:
+            self._held = self._pasting.submit(self._paste, rendered)
+            return self._held, info
         t0 = time.perf_counter()
         if square is not None:
             fitted = fit_to_output(square, *self.output_size)
@@ -317,13 +337,28 @@ class ModelStage:
         else:
             fitted = self.held_frame()
         out = add_label(fitted) if self.label else fitted
-        preview = (build_preview(out, crop, status, controls=self.controls, stats=self.stats,
-                                 camera_lost=self.camera_lost()) if self.preview else None)
+        if self.preview:
+            info.preview = build_preview(out, crop, status, controls=self.controls, stats=self.stats,
+                                         camera_lost=self.camera_lost())
         self.stats.add("compose", (time.perf_counter() - t0) * 1000)
-        box = tracked.box
-        info = FrameInfo(tracked.index, tracked.item.captured_at, face=motion is not None, animated=animated,
-                         preview=preview, status=status, crop_box=None if box is None else (box.cx, box.cy, box.side))
         return out, info
+
+    def _paste(self, rendered: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Photo framing's paste-back and the label, on the paste thread: (the frame, the frame labelled)."""
+        t0 = time.perf_counter()
+        try:
+            fitted = self.photo.paste(rendered)
+        except Exception as err:  # noqa: BLE001 - as the failure policy would: this frame shows the photo unanimated
+            logger.error("pasting frame %d failed: %s: %s", self.frame_index, type(err).__name__, err)
+            fitted = self.photo.framed
+        out = add_label(fitted) if self.label else fitted
+        self.stats.add("compose", (time.perf_counter() - t0) * 1000)
+        return fitted, out
+
+    def close(self) -> None:
+        """Finish the paste-backs under way."""
+        if self._pasting is not None:
+            self._pasting.shutdown(wait=True)
 
     def _maybe_calibrate(self, motion: Any, face: Face | None, index: int, t: float) -> None:
         take = self.calibrator.update(face if self.crop_mode == "face" else _StillFace, t)
@@ -347,6 +382,8 @@ class ModelStage:
     def held_frame(self) -> np.ndarray:
         """What to show without a new animated frame: the last one, else the source photo unanimated (both at the
         output size, without the label)."""
+        if isinstance(self._held, Future):  # pasted on the paste thread: done by now, or soon (one at a time)
+            self._held = self._held.result()[0]
         if self._held is not None:
             return self._held
         if self.photo is not None:
