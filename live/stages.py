@@ -45,7 +45,7 @@ OVERLAP_PASTE_ENV = "FOMM_LIVE_OVERLAP_PASTE"
 
 def overlap_paste_default() -> bool:
     """Whether photo framing's host paste-back runs beside the next frame's model work: ``FOMM_LIVE_OVERLAP_PASTE=1``
-    (on) or ``0`` (off, the default: it measured no faster on the 2-core test CPU, ``benchmarks.loop --overlap``)."""
+    (on) or ``0`` (off, the default: no clear gain on the 2-core test CPU, ``benchmarks.loop --overlap``)."""
     return os.environ.get(OVERLAP_PASTE_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
 
 
