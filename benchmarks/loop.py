@@ -112,9 +112,7 @@ def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, 
     from live.pipeline import LivePipeline, PipelineOptions
     from live.sinks import Mp4Sink
     from live.stats import PipelineStats
-    from live.threads import bound_helper_threads
 
-    bound_helper_threads()
     source = OpenCVSource(str(clip))
     stats = PipelineStats()
     clock = "capture" if realtime else "frames"
@@ -149,8 +147,10 @@ def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, prec
     alternating; see the module docstring."""
     from live.face import FaceDetector
     from live.pipeline import prepare_avatars
+    from live.threads import bound_helper_threads
     from live.wiring import load_sources
 
+    bound_helper_threads()  # as ``run`` does, for the calls alone too
     clip = bench_clip(size)
     backend = fomm_backend_factory(checkpoint, config, device, precision)()
     rows: list[dict] = []
