@@ -229,6 +229,8 @@ class QueuedRecording:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
+            # The frame shown before it stays on in its place, at the end of the recording too.
+            self.recording.hold_until(t + 1 / self.recording.fps)
             self.dropped += 1
             if self.dropped == 1:
                 logger.warning("the encoder of %s cannot keep up: frames are left out of the recording (counted in "

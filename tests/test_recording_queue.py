@@ -28,6 +28,8 @@ class GatedEncoder:
     """Stands in for a ``FragmentedRecording`` whose encoder is stuck until ``gate`` is set: it notes the level of
     each frame it is handed, in order."""
 
+    fps = 25.0
+
     def __init__(self) -> None:
         self.path = Path("stand-in.mp4")
         self.gate = threading.Event()
@@ -99,6 +101,7 @@ def test_a_stuck_encoder_drops_new_frames_counts_and_logs_once_and_never_blocks(
     assert not encoder.gate.is_set() and encoder.levels == [], "all of that happened while the encoder was stuck"
     assert recording.dropped == 10
     assert stats.summary()["frames_dropped_by_recording"] == 10
+    assert encoder.held_until == pytest.approx(15 / 25), "the last frame kept lasts until the last dropped one ends"
     warnings = [r for r in caplog.records if "cannot keep up" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     encoder.gate.set()
