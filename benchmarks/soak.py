@@ -187,7 +187,7 @@ def run_soak(*, minutes: float, backend: str = "landmarks", clip: str | None = N
         camera = ClipCamera(clip, drop_every=drop_camera_every)
         sinks = [RecordingSink(keep_frames=False, keep_infos=False), gaps]
         if record:
-            sinks.append(Mp4Sink(record, fps=camera.fps, clock="capture"))
+            sinks.append(Mp4Sink(record, fps=camera.fps, clock="capture", stats=stats))
         pipeline = LivePipeline(camera, made, prepare_avatars([("s", read_image(DEFAULT_PORTRAIT))], made.size,
                                                               detector),
                                 sinks, options=PipelineOptions(pacing=PacingOptions(fps=camera.fps)), detector=detector,

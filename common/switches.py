@@ -58,6 +58,8 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
            "every core busy themselves"),
     Switch("FOMM_LIVE_DEVICE_COMPOSE", ("0", "1"), "1",
            "`0`: fit the output frame on the host with OpenCV rather than on the GPU"),
+    Switch("FOMM_LIVE_HELPER_THREADS", ("N",), "1",
+           "OpenCV's threads in `run` and `demo` (1, so that the networks keep the cores)"),
 )}
 
 _warned: set[tuple[str, str]] = set()

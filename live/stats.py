@@ -65,7 +65,8 @@ class PipelineStats:
     Counters: ``frames_in`` (captured), ``frames_out`` (handed to the sinks), ``frames_dropped`` (stale frames
     replaced by newer ones before processing, at either hand-off), ``dropped_before_model`` (of those, the tracked
     frames replaced before the model stage took them), plus ``no_face`` (frames shown without a tracked face) and
-    ``frames_repeated`` (the last frame sent again while the camera was lost or silent).
+    ``frames_repeated`` (the last frame sent again while the camera was lost or silent) and ``recording_dropped``
+    (frames a recording left out because its encoder fell behind: ``live.output.recording.QueuedRecording``).
     """
 
     def __init__(self, window: int = WINDOW) -> None:
@@ -140,6 +141,7 @@ class PipelineStats:
                 "frames_dropped_before_model": self.counters["dropped_before_model"],
                 "frames_no_face": self.counters["no_face"],
                 "frames_repeated": self.counters["frames_repeated"],
+                "frames_dropped_by_recording": self.counters["recording_dropped"],
                 "stages_ms": {stage: percentiles(self.stages[stage].values() if stage in self.stages else [])
                               for stage in STAGES},
                 "end_to_end_ms": percentiles(self.end_to_end.values()),

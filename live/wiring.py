@@ -121,8 +121,8 @@ def load_sources(specs: list[str] | tuple[str, ...] | None) -> list[tuple[str, n
     return [(p.name, read_image(p)) for p in paths]
 
 
-def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
-                 clock: str = "capture") -> tuple[list, object | None]:
+def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float, clock: str = "capture",
+                 stats: object | None = None) -> tuple[list, object | None]:
     """The sinks the options ask for, and the preview window (or None). Unavailable outputs are reported; the run
     goes on with the others, and fails with one line only when nothing is left.
 
@@ -133,6 +133,7 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
         fps: The input's frame rate (announced to the virtual camera; a recording's nominal rate).
         clock: How recordings are timed: ``capture`` (live sources, paced files) or ``frames`` (a file read
             losslessly, faster than real time).
+        stats: The run's ``live.stats.PipelineStats``: recordings count there the frames their encoder dropped.
     """
     from live.output.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
 
@@ -146,7 +147,7 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
             if spec == "virtualcam":
                 sinks.append(VirtualCamSink(width=width, height=height, fps=fps, mirror=outputs.mirror_output))
             elif spec.lower().endswith(VIDEO_SUFFIXES):
-                sinks.append(Mp4Sink(spec, fps=fps, clock=clock))
+                sinks.append(Mp4Sink(spec, fps=fps, clock=clock, stats=stats))
             else:
                 raise UserError(f"unknown --output {spec!r}: use virtualcam, window or a PATH.mp4")
         except SinkUnavailable as err:

@@ -105,6 +105,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     from live.capture.sources import OpenCVSource
     from live.face import FaceDetector
     from live.loop.pipeline import LivePipeline, prepare_avatars
+    from live.stats import PipelineStats
+    from live.threads import bound_helper_threads
     from live.wiring import close_backend, load_sources, make_backend, open_outputs
 
     # The camera's existence is checked before the model loads (a TensorRT build can take minutes) and the camera is
@@ -125,7 +127,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         cleanup.callback(source.close)  # safe twice: the pipeline closes what it reads when it ends
         width, height = outputs.size or (source.width, source.height)
         clock = "frames" if source.is_file and not loop.pacing.realtime else "capture"
-        sinks, window = open_outputs(outputs, width=width, height=height, fps=source.fps, clock=clock)
+        stats = PipelineStats()
+        sinks, window = open_outputs(outputs, width=width, height=height, fps=source.fps, clock=clock, stats=stats)
         for output in [*sinks, window]:
             if output is not None:
                 cleanup.callback(output.close)
@@ -136,9 +139,10 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         # A lost camera is opened again by the same name (device path or index), without probing the others.
         reopen = None if source.is_file else (lambda: OpenCVSource(camera.camera, resolution=camera.resolution,
                                                                   fps=camera.fps))
+        bound_helper_threads()
         pipeline = LivePipeline(source, backend, avatars, sinks, detector=detector, window=window, reopen=reopen,
                                 options=replace(loop, frame=replace(loop.frame, size=(width, height)),
-                                                pacing=replace(loop.pacing, fps=source.fps)))
+                                                pacing=replace(loop.pacing, fps=source.fps)), stats=stats)
         try:
             summary = pipeline.run()
         finally:

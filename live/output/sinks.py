@@ -8,6 +8,7 @@ fix it, so the run can go on with the other outputs.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -19,7 +20,8 @@ import numpy as np
 
 from live.capture.cameras import platform_name
 from live.media import VIDEO_SUFFIXES, cv2, open_writer
-from live.output.recording import FragmentedRecording
+from live.output.recording import FragmentedRecording, live_recording
+from live.stats import PipelineStats
 
 logger = logging.getLogger(__name__)
 
@@ -104,25 +106,26 @@ class RecordingSink:
 
 
 class Mp4Sink:
-    """Records the live loop to an MP4 file (tagged as synthetic) that survives any stop: fragmented while recording,
-    an ordinary MP4 after ``close()`` (``live.output.recording``).
+    """Records the live loop to an MP4 file (tagged as synthetic) that survives any stop, encoded on its own thread
+    (``live.output.recording.live_recording``: frames it has no room for are dropped and counted in ``stats``).
 
-    Frames are timed by capture time, so the recording lasts as long as the input whatever the model's speed. A
-    frame repeated while the camera was silent (the same input frame again) is not written: the last frame is held
-    instead, until the next real frame or, at the end, until the last repeat.
+    Frames are timed by capture time, so the recording lasts as long as the input whatever the model's speed. A frame
+    repeated while the camera was silent is not written: the last frame is held instead, until the next real frame
+    or, at the end, until the last repeat.
 
     Args:
         path: The output file.
         fps: The input's frame rate.
         clock: ``capture`` (live sources and paced files) or ``frames`` (a file read losslessly: frame number / fps).
+        stats: Counts the frames the encoder had no room for.
     """
 
     name = "mp4"
 
-    def __init__(self, path: str | Path, *, fps: float, clock: str = "capture") -> None:
+    def __init__(self, path: str | Path, *, fps: float, clock: str = "capture",
+                 stats: PipelineStats | None = None) -> None:
         self.path = Path(path)
-        self.recording = FragmentedRecording(self.path, fps=fps, clock=clock,
-                                             metadata={"title": "fomm-live recording"})
+        self.recording = live_recording(self.path, fps=fps, clock=clock, stats=stats)
         self._last_index = -1
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
@@ -347,8 +350,6 @@ def key_name(code: int) -> str | None:
 
 def display_available() -> bool:
     """Whether a preview window can open (a display on Linux; assumed on Windows and macOS)."""
-    import os
-
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True

@@ -1,0 +1,48 @@
+"""How many threads the live loop's helpers take, so that the model keeps the cores it needs.
+
+The model's threads are the model's business (``models.engines``: PyTorch runs one thread per physical core). What runs
+beside it is bounded here and in ``live.output.recording``:
+
+- OpenCV's worker threads (``cv2.setNumThreads``): the paste-back, resizes and colour conversions (the decoding of
+  a camera's or a file's frames is the capture thread's, one frame at a time);
+- the recording's encoder: one x264 thread (``live.output.recording.LIVE_X264``) on a thread of its own;
+- face tracking: mediapipe's BlazeFace, a 128 x 128 network on the tracking thread; mediapipe's Python API does not
+  expose its thread count. With the FOMM networks on the CPU it runs one after the model, not beside it
+  (``live.loop.pipeline.pipelining_default``).
+
+One OpenCV thread by default: on the 2-core test CPU the model's two PyTorch threads take both cores; with OpenCV at
+its default two, the loop's paste-back took 9.0 ms p50 against 7.9 ms at one (tiny golden model at 720 x 528, runs back
+to back at a load average of 11: within the noise, not worse; ``python -m benchmarks.loop``, benchmarks/RESULTS.md).
+``FOMM_LIVE_HELPER_THREADS=N`` sets another count (``common.switches``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from common.switches import switch
+from live.media import cv2
+
+logger = logging.getLogger(__name__)
+
+
+def helper_threads() -> int:
+    """The thread count for OpenCV: ``FOMM_LIVE_HELPER_THREADS`` (default 1)."""
+    return int(switch("FOMM_LIVE_HELPER_THREADS"))
+
+
+def bound_helper_threads(threads: int | None = None) -> int:
+    """Bound OpenCV's worker threads (process-wide).
+
+    Args:
+        threads: The count (None: ``helper_threads()``; 0 leaves OpenCV's default).
+
+    Returns:
+        OpenCV's thread count now.
+    """
+    threads = helper_threads() if threads is None else threads
+    if threads > 0:
+        cv2().setNumThreads(threads)
+    count = cv2().getNumThreads()
+    logger.debug("OpenCV threads: %d", count)
+    return count
