@@ -129,7 +129,11 @@ class OpenVinoRuntime(Int8Runtime):
     def load(self, folder, *, threads):
         import openvino as ov
 
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        # CACHE_DIR: the CPU plugin keeps its compiled blob beside the IR, so a warm start skips the compile.
+        # INFERENCE_PRECISION_HINT f32: what is not int8 (the dense motion network, the warp) runs in float32,
+        # not the bf16 the plugin would choose on AMX / AVX512-BF16 CPUs (it moved the motion field by 3e-3).
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                  "CACHE_DIR": str(folder / "compiled")}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = ov.Core().compile_model(str(folder / "generator.xml"), "CPU", config)
