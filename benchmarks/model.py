@@ -106,7 +106,7 @@ class _Path:
 def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = None, device: str = "auto",
                         iterations: int = DEFAULT_ITERATIONS, warmup: int = DEFAULT_WARMUP,
                         paths: list[str] | None = None, seed: int = 0, with_compile: bool = False,
-                        progress: Callable[[str], None] | None = None) -> dict:
+                        every_int8_runtime: bool = True, progress: Callable[[str], None] | None = None) -> dict:
     """Time the keypoint detector and the generator per frame on every available path; see the module docstring.
 
     Args:
@@ -119,6 +119,9 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
         seed: Seed of the random weights and frames.
         with_compile: Also time the eager paths with ``torch.compile`` (``*-compile``; adds its compile time to the
             start-up, 15-20 s per path on a 2-core CPU).
+        every_int8_runtime: A row for each int8 runtime; False: only the default one (the one ``--precision int8``
+            and ``auto`` use), the others listed under ``skipped`` (``bench --quick``: each calibration costs a
+            start-up of its own, 10-70 s on a 2-core CPU).
         progress: Called with a line of text as the run goes.
 
     Returns:
@@ -212,7 +215,11 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
 
         if importlib.util.find_spec("onnxruntime") is not None:
             engine_path("onnxruntime-fp32", "onnxruntime", "fp32")
+        default_int8 = next((r for r in INT8_RUNTIMES if int8_unavailable(dev, r) is None), None)
         for runtime_name in INT8_RUNTIMES:  # calibrated at start-up; the first frame's check is in the warm-up
+            if not every_int8_runtime and runtime_name != default_int8 and int8_unavailable(dev, runtime_name) is None:
+                skipped[f"{runtime_name}-int8"] = f"only the default int8 runtime ({default_int8}) in a quick run"
+                continue
             engine_path(f"{runtime_name}-int8", "int8", "int8", f", {runtime_name} runtime", int8_runtime=runtime_name)
     else:
         import importlib.util
