@@ -278,3 +278,16 @@ def test_real_runtime_passes_its_first_frame_on_golden_tiny(tmp_path: Path) -> N
     assert engine.name == "int8", engine.reason
     assert engine.checks[0].ok and engine.checks[0].psnr_db >= INT8_MIN_PSNR_DB, engine.checks[0]
     assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f in frames)
+
+
+def test_doctor_says_whether_int8_runs_and_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from live.doctor import WARN, check_int8
+
+    monkeypatch.setattr(int8_module, "int8_unavailable", lambda device, name=None: "openvino is not installed")
+    check = check_int8()
+    assert check.status == WARN and "not available: openvino is not installed" in check.detail
+    if int8_unavailable(torch.device("cpu")) is None:
+        monkeypatch.undo()
+        monkeypatch.setenv("FOMM_LIVE_INT8", "0")
+        check = check_int8()
+        assert check.status == "OK" and "auto does not use it (FOMM_LIVE_INT8=0)" in check.detail
