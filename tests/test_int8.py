@@ -124,6 +124,9 @@ def test_calibration_is_cached_and_keyed(tmp_path: Path, monkeypatch: pytest.Mon
     assert json.loads((folders[0] / "standin.json").read_text())["samples"] == POSES
     engine.encode(source)  # same checkpoint, photo, runtime: a hit
     assert engine.cache_hit is True and ExactStandIn.builds == 1
+    again, _, _ = engine_with(ExactStandIn, tmp_path, monkeypatch)  # a new run: the hit comes from the folder
+    again.encode(source)
+    assert again.cache_hit is True and ExactStandIn.builds == 1
     engine.encode(source.flip(-1))  # another photo: a miss, a second folder
     assert engine.cache_hit is False and ExactStandIn.builds == 2
     assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 2
@@ -141,9 +144,10 @@ def test_broken_cache_is_calibrated_again(tmp_path: Path, monkeypatch: pytest.Mo
     engine.encode(source)
     folder = next(p for p in tmp_path.iterdir() if not p.name.startswith("."))
     (folder / "standin.json").unlink()
+    again, _, _ = engine_with(ExactStandIn, tmp_path, monkeypatch)  # the next run finds the damaged folder
     with caplog.at_level(logging.WARNING):
-        engine.encode(source)
-    assert engine.cache_hit is False and (folder / "standin.json").exists()
+        again.encode(source)
+    assert again.cache_hit is False and (folder / "standin.json").exists()
     assert "does not load" in caplog.text
 
 
@@ -193,6 +197,9 @@ def test_pose_beyond_calibration_is_checked_again(tmp_path: Path, monkeypatch: p
     assert engine.covered.shift > covered.shift, "a passing far pose widens what is covered"
     engine.decode(state, far, kp_source)
     assert len(engine.checks) == 2, "the same pose again is not checked again"
+    other = engine.encode(source.flip(-1))  # another photo: its own calibration, its own first-frame check
+    engine.decode(other, kp_source, kp_source)
+    assert len(engine.checks) == 3 and "first frame" in engine.checks[2].detail
 
 
 @torch.inference_mode()

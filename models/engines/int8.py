@@ -76,6 +76,7 @@ INT8_MIN_PSNR_DB = 35.0
 # there, which is one reason it is not the default.
 INT8_DEFORMATION_ATOL = 1e-3
 RECHECK_GROWTH = 1.1
+LOADED_GRAPHS = 4  # int8 graphs kept loaded (one per photo): switching between a few avatars reloads nothing
 
 
 INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "asimddp", "i8mm")  # x86-64 VNNI / AMX; arm64 dot products
@@ -170,6 +171,7 @@ class Int8Engine(Engine):
         self._fallback: Engine | None = None
         self._fallback_state: tuple[SourceState, SourceState] | None = None
         self._weights: str | None = None
+        self._loaded: dict[str, tuple[RunGraph, Reach]] = {}  # cache key -> loaded graph, the last few photos
         self._graph: tuple[SourceState, RunGraph, Keypoints] | None = None  # (state, int8 graph, kp_source)
         self._arrays: dict[str, np.ndarray] = {}
         self.covered: Reach | None = None  # what the calibration (and the passing re-checks) covered
@@ -199,6 +201,7 @@ class Int8Engine(Engine):
             return state
         self.calibration_s = time.perf_counter() - start
         self._graph = (state, graph, kp_source)
+        self.checked = False  # each photo's calibration is checked on its own first frame
         self._arrays = {"features": state.features[:1].float().numpy(),
                         "source_small": state.image_small[:1].float().numpy()}
         return state
@@ -214,7 +217,18 @@ class Int8Engine(Engine):
                         architecture=architecture_digest(self.kp_detector, self.generator, self.image_size),
                         photo=photo_digest(image), runtime=self.runtime.name, runtime_version=self.runtime.version(),
                         poses=self.poses)
+        if key in self._loaded:  # a photo used before in this run (avatars switched back): no reload
+            graph, self.covered = self._loaded[key]
+            self.cache_hit = True
+            return graph
         folder = (self.cache_dir or cache_folder()) / key
+        graph = self._load_or_build(folder, state, kp_source)
+        if len(self._loaded) >= LOADED_GRAPHS:
+            self._loaded.pop(next(iter(self._loaded)))
+        self._loaded[key] = (graph, self.covered)
+        return graph
+
+    def _load_or_build(self, folder: Path, state: SourceState, kp_source: Keypoints) -> RunGraph:
         covered = read_cached(folder)
         if covered is not None:
             try:
