@@ -33,6 +33,13 @@ setup(
         "tqdm>=4.60",
         # bench --plot; mediapipe already depends on it, listed because fomm-live imports it itself.
         "matplotlib>=3.7",
+        # --precision int8 (and auto's choice of it on CPUs with VNNI / AMX): OpenVINO runs the generator quantised
+        # by NNCF. Chosen by measurement among OpenVINO + NNCF, ONNX Runtime and PyTorch PT2E (benchmarks/int8.py,
+        # benchmarks/RESULTS.md): the fastest on the 2-core test CPU (generator 5.1x float32 eager, 3.0x bf16),
+        # within the quality bar. Both resolve beside numpy<2, protobuf<5 and opencv<4.12 (openvino 2026.4, nncf
+        # 3.4 checked); their telemetry is kept off (models.engines.int8_runtimes).
+        "openvino>=2026.0",
+        "nncf>=3.0",
     ],
     extras_require={
         # TensorRT needs an NVIDIA GPU; it matches the pinned torch release.

@@ -5,11 +5,13 @@ re-encoding the source every frame (``generator(source, kp_driving, kp_source)``
 loaded. The other paths are ``models.engines`` engines with the source encoded once: eager fp32 and bf16 on the CPU
 (bf16 marked when the CPU has no native bf16); on CUDA eager fp32, eager fp16, eager fp16 with the fused Triton
 kernels, and with ``--compile`` torch.compile with and without CUDA graphs; ONNX Runtime when installed (its CUDA
-provider on CUDA where it has one); TensorRT when torch-tensorrt is installed and CUDA is there. On CUDA every float32
-convolution runs in full float32, the reference's included (PyTorch's default would let cuDNN use TF32). Paths take
-turns frame by frame (round-robin), so a change in machine load hits all of them alike. Warm-up calls are timed apart
-and left out of the statistics. Each path's prediction is compared with the reference's on the same frames (max abs
-error and PSNR).
+provider on CUDA where it has one); on the CPU the int8 generator of each int8 runtime (``openvino-int8``,
+``onnxruntime-int8``, ``torch-int8``; calibrated at start-up in a temporary cache, a runtime that is not installed is
+listed under ``skipped`` with the reason); TensorRT when torch-tensorrt is installed and CUDA is there. On CUDA every
+float32 convolution runs in full float32, the reference's included (PyTorch's default would let cuDNN use TF32).
+Paths take turns frame by frame (round-robin), so a change in machine load hits all of them alike. Warm-up calls are
+timed apart and left out of the statistics. Each path's prediction is compared with the reference's on the same frames
+(max abs error and PSNR).
 
     python -m benchmarks.model [--quick] [--json PATH] [--checkpoint CKPT --config CFG] [--device cpu|cuda]
 
@@ -26,6 +28,7 @@ import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +51,8 @@ from models.engines import (
     exact_float32,
     psnr,
 )
+from models.engines.int8 import Int8Engine, int8_unavailable
+from models.engines.int8_runtimes import RUNTIMES as INT8_RUNTIMES
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +106,7 @@ class _Path:
 def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = None, device: str = "auto",
                         iterations: int = DEFAULT_ITERATIONS, warmup: int = DEFAULT_WARMUP,
                         paths: list[str] | None = None, seed: int = 0, with_compile: bool = False,
-                        progress: Callable[[str], None] | None = None) -> dict:
+                        every_int8_runtime: bool = True, progress: Callable[[str], None] | None = None) -> dict:
     """Time the keypoint detector and the generator per frame on every available path; see the module docstring.
 
     Args:
@@ -114,6 +119,9 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
         seed: Seed of the random weights and frames.
         with_compile: Also time the eager paths with ``torch.compile`` (``*-compile``; adds its compile time to the
             start-up, 15-20 s per path on a 2-core CPU).
+        every_int8_runtime: A row for each int8 runtime; False: only the default one (the one ``--precision int8``
+            and ``auto`` use), the others listed under ``skipped`` (``bench --quick``: each calibration costs a
+            start-up of its own, 10-70 s on a 2-core CPU).
         progress: Called with a line of text as the run goes.
 
     Returns:
@@ -146,14 +154,24 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
         "reference", "original per-frame call: source re-encoded every frame, fp32, eager, networks as loaded",
         exact(kp_detector), exact(lambda kp: generator(source, kp, kp_source)))]
 
+    skipped: dict[str, str] = {}
+    int8_cache = tempfile.TemporaryDirectory(prefix="fomm-live-bench-int8-")  # calibrations of random weights
+
     def engine_path(name: str, engine_name: str, precision: str, note: str = "", use_compile: bool = False,
-                    **eager_options) -> None:
+                    int8_runtime: str | None = None, **eager_options) -> None:
         if paths is not None and name not in paths:
+            return
+        if int8_runtime is not None and (missing := int8_unavailable(dev, int8_runtime)) is not None:
+            skipped[name] = missing
+            say(f"{name}: skipped ({missing})")
             return
         say(f"starting {name} ...")
         start = time.perf_counter()
         try:
-            if use_compile or eager_options:
+            if int8_runtime is not None:
+                engine = Int8Engine(kp_detector, generator, device=dev, image_size=size, runtime_name=int8_runtime,
+                                    cache_dir=Path(int8_cache.name), reason="benchmark")
+            elif use_compile or eager_options:
                 engine = EagerEngine(kp_detector, generator, device=dev, precision=precision,
                                      use_compile=use_compile, reason="benchmark", **eager_options)
             else:
@@ -168,6 +186,10 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
         with torch.inference_mode():
             state = engine.encode(source)
             kp_src = engine.keypoints(source)
+            if int8_runtime is not None and engine.name != "int8":  # calibration failed: the fallback runs
+                skipped[name] = engine.reason
+                say(f"{name}: skipped, {engine.reason}")
+                return
             if use_compile:  # compile (and the check against eager) belong to the start-up, not the warm-up
                 engine.decode(state, kp_detector(frames[0]), kp_src)
                 if not engine.compile_active:
@@ -193,6 +215,12 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
 
         if importlib.util.find_spec("onnxruntime") is not None:
             engine_path("onnxruntime-fp32", "onnxruntime", "fp32")
+        default_int8 = next((r for r in INT8_RUNTIMES if int8_unavailable(dev, r) is None), None)
+        for runtime_name in INT8_RUNTIMES:  # calibrated at start-up; the first frame's check is in the warm-up
+            if not every_int8_runtime and runtime_name != default_int8 and int8_unavailable(dev, runtime_name) is None:
+                skipped[f"{runtime_name}-int8"] = f"only the default int8 runtime ({default_int8}) in a quick run"
+                continue
+            engine_path(f"{runtime_name}-int8", "int8", "int8", f", {runtime_name} runtime", int8_runtime=runtime_name)
     else:
         import importlib.util
 
@@ -249,8 +277,9 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
         frame_p50 = float(np.percentile(path.frame_ms, 50))
         errors = [(p - r).abs().max().item() for p, r in zip(path.predictions, reference.predictions, strict=True)]
         quality = [psnr(p, r) for p, r in zip(path.predictions, reference.predictions, strict=True)]
+        fell_back = path.engine is not None and path.name.endswith("-int8") and path.engine.name != "int8"
         results[path.name] = {
-            "description": path.description,
+            "description": path.description + (f"; fell back: {path.engine.reason}" if fell_back else ""),
             "keypoints": _percentiles(path.kp_ms),
             "generator": _percentiles(path.gen_ms),
             "frame": _percentiles(path.frame_ms),
@@ -262,6 +291,7 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
         }
         if path.engine is not None:
             path.engine.close()
+    int8_cache.cleanup()
     return {
         "machine": machine_info(dev),
         "settings": {"config": config, "checkpoint": checkpoint or f"random weights (seed {seed})",
@@ -269,6 +299,7 @@ def run_model_benchmark(*, config: str = "vox-256", checkpoint: str | None = Non
                      "load_average_before": load_before, "load_average_after": load_after,
                      "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
         "paths": results,
+        "skipped": skipped,
     }
 
 
@@ -319,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", nargs="+", metavar="NAME",
                         help="only these paths besides the reference (eager-fp32 eager-bf16 eager-fp16 "
                              "eager-fp16-kernels eager-*-compile eager-fp16-cudagraphs onnxruntime-fp32 "
-                             "tensorrt-fp16)")
+                             "openvino-int8 onnxruntime-int8 torch-int8 tensorrt-fp16)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the ONNX exporter logs every optimisation pass

@@ -53,7 +53,8 @@ def run_bench(*, checkpoint: str | None = None, config: str = "vox-256", device:
     total = 1 + 2 * len(backends)
     say("model benchmark", 0, total)
     model = run_model_benchmark(config=config, checkpoint=checkpoint, device=device,
-                                iterations=settings["model_iterations"], warmup=settings["model_warmup"])
+                                iterations=settings["model_iterations"], warmup=settings["model_warmup"],
+                                every_int8_runtime=not quick)
     clip = camera or str(bench_clip())
     source_image = read_image(DEFAULT_PORTRAIT)
     pipeline = []

@@ -51,7 +51,7 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
     Switch("FOMM_LIVE_THREADS", ("N",), None,
            "CPU threads for the networks (default: one per physical core; `OMP_NUM_THREADS` wins)"),
     Switch("FOMM_LIVE_CACHE", ("DIR",), None,
-           "the cache folder (demo clip, TensorRT engines); default: the user cache folder"),
+           "the cache folder (demo clip, TensorRT engines, int8 calibrations); default: the user cache folder"),
     Switch("FOMM_LIVE_PIPELINING", ("0", "1", "auto"), "auto",
            "`1`: face tracking of the next frame overlaps the model's work on this one (two threads); `0`: one "
            "after the other in one thread; `auto`: two threads, except for the FOMM networks on the CPU, which keep "
@@ -60,6 +60,9 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
            "`0`: fit the output frame on the host with OpenCV rather than on the GPU"),
     Switch("FOMM_LIVE_HELPER_THREADS", ("N",), "1",
            "OpenCV's threads in `run` and `demo` (1, so that the networks keep the cores)"),
+    Switch("FOMM_LIVE_INT8", ("0", "1"), "1", "`0`: `--precision auto` never picks int8"),
+    Switch("FOMM_LIVE_INT8_RUNTIME", ("openvino", "onnxruntime", "torch"), None,
+           "the int8 runtime (default: the first installed, in that order)"),
 )}
 
 _warned: set[tuple[str, str]] = set()

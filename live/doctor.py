@@ -120,6 +120,24 @@ def check_tensorrt() -> Check:
     return Check(OK, "TensorRT", f"torch-tensorrt {torch_tensorrt.__version__}")
 
 
+def check_int8() -> Check:
+    """Whether ``--precision int8`` runs here, with which runtime, and whether ``auto`` picks it (and if not, why)."""
+    import torch
+
+    from models.animator import auto_int8
+    from models.engines.int8 import int8_instructions, int8_unavailable, pick_runtime
+
+    cpu = torch.device("cpu")
+    missing = int8_unavailable(cpu)
+    if missing is not None:
+        return Check(WARN, "int8", f"not available: {missing}")
+    chosen = pick_runtime()
+    why_not = auto_int8(cpu)
+    flags = ", ".join(sorted(int8_instructions())) or "none"
+    auto = "--precision auto uses it" if why_not is None else f"--precision auto does not use it ({why_not})"
+    return Check(OK, "int8", f"available: {chosen.name} ({chosen.version()}); CPU int8 dot products: {flags}; {auto}")
+
+
 def check_checkpoint(path: str, config: str | None) -> Check:
     """The checkpoint loads safely and strictly into ``config`` (default vox-256), naming the preset it matches."""
     from models import CheckpointError, ConfigError, build_networks, load_config, read_checkpoint
@@ -152,7 +170,7 @@ def run_checks(*, checkpoint: str | None = None, config: str | None = None) -> l
                for label, module in PACKAGES]
     checks += [_safe(name, fn) for name, fn in (("face models", check_face_models), ("cameras", check_cameras),
                                                 ("virtual camera", check_virtualcam), ("display", check_display),
-                                                ("GPU", check_gpu), ("TensorRT", check_tensorrt),
+                                                ("GPU", check_gpu), ("TensorRT", check_tensorrt), ("int8", check_int8),
                                                 ("cache folder", check_cache_dir))]
     if checkpoint:
         checks.append(_safe("checkpoint", lambda: check_checkpoint(checkpoint, config)))

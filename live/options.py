@@ -23,7 +23,7 @@ class ModelOptions:
         config: Original-format config YAML or a preset name.
         backend: ``fomm``, ``landmarks`` or ``auto`` (fomm when a checkpoint is given, else landmarks).
         device: ``auto``, ``cpu`` or ``cuda``.
-        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``.
+        precision: ``auto``, ``fp32``, ``fp16``, ``bf16`` or ``int8``.
         engine: ``auto``, ``eager``, ``tensorrt`` or ``onnxruntime``.
         relative: Move the source by the motion relative to the neutral pose (else absolute keypoints).
         adapt_scale: Scale the motion by the source/driver face size ratio.

@@ -21,16 +21,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.switches import switch
 from models.checkpoint import load_into, read_checkpoint
 from models.config import DEFAULT_IMAGE_SIZE, DEFAULT_PRESET, build_networks, load_config
 from models.engines import ENGINES, Engine, create_engine, default_precision
+from models.engines.int8 import int8_instructions, int8_unavailable
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
 from models.motion import MotionNormalizer, MotionOptions
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+INT8_ENV = "FOMM_LIVE_INT8"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -43,14 +46,49 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> fp16 on CUDA; on the CPU bf16 where it has native bf16 dot products (AVX512-BF16 / AMX), else
-    fp32 (the measurements behind this are in ``models.engines``)."""
+class PrecisionError(RuntimeError):
+    """A precision that cannot run on the device (int8 on CUDA); the message is one line naming the choice to make."""
+
+
+def resolve_precision(precision: str, device: torch.device, *, engine: str = "auto") -> str:
+    """``auto`` -> fp16 on CUDA; on the CPU int8 where it runs well (``auto_int8``) and the engine is ``auto``, else
+    bf16 where the CPU has native bf16 dot products (AVX512-BF16 / AMX), else fp32 (the measurements behind this are
+    in ``models.engines`` and ``models.engines.int8``). An engine asked for by name keeps its own precision under
+    ``auto`` (``onnxruntime`` float32, ``eager`` bf16 / fp32).
+
+    Raises:
+        PrecisionError: ``int8`` on CUDA (fp16 is the GPU's reduced precision).
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "int8" and device.type == "cuda":
+        raise PrecisionError("--precision int8 is for the CPU; on a CUDA GPU use fp16 (or auto)")
     if precision == "auto":
-        return default_precision(device)
+        reason = auto_int8(device) if engine == "auto" else f"--engine {engine} was asked for"
+        if reason is None:
+            logger.info("precision auto: int8 on this CPU (%s), checked against float32 on the first frame",
+                        ", ".join(sorted(int8_instructions())) or "int8 dot products")
+            return "int8"
+        chosen = default_precision(device)
+        if device.type == "cpu":
+            logger.info("precision auto: %s (not int8: %s)", chosen, reason)
+        return chosen
     return precision
+
+
+def auto_int8(device: torch.device) -> str | None:
+    """Why ``auto`` does not pick int8 here (in words), or None when it does: a CPU with int8 dot products (x86-64
+    VNNI or AMX; elsewhere not measured yet), an int8 runtime installed, and ``FOMM_LIVE_INT8`` not off."""
+    if device.type != "cpu":
+        return f"int8 runs on the CPU, not on {device.type}"
+    if switch(INT8_ENV) == "0":
+        return f"{INT8_ENV}={os.environ[INT8_ENV]}"
+    missing = int8_unavailable(device)
+    if missing is not None:
+        return missing
+    if not int8_instructions():
+        return "this CPU has no int8 dot products (VNNI / AMX); int8 would be no faster than float32 there"
+    return None
 
 
 def image_to_tensor(image: np.ndarray | torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
@@ -121,8 +159,9 @@ class Animator:
         kp_detector: A loaded keypoint detector.
         generator: A loaded generator.
         device: Where to run (``auto``, ``cpu``, ``cuda``, ``cuda:1``...).
-        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``; reduced precision applies to the generator only (the
-            keypoint softmax at temperature 0.1 is the part most sensitive to it, and is ~2% of the compute).
+        precision: ``auto``, ``fp32``, ``fp16``, ``bf16`` or ``int8`` (the CPU only; see ``resolve_precision``);
+            reduced precision applies to the generator only (the keypoint softmax at temperature 0.1 is the part
+            most sensitive to it, and is ~2% of the compute).
         motion: Relative/absolute motion and scale adaptation.
         image_size: Model input size (256 for every published checkpoint).
         engine: ``auto``, ``eager``, ``tensorrt`` or ``onnxruntime`` (see ``models.engines``); ``auto`` picks the
@@ -141,8 +180,8 @@ class Animator:
         self.generator = generator.to(self.device).eval()
         self.image_size = image_size
         self.engine: Engine = create_engine(self.kp_detector, self.generator, device=self.device,
-                                            precision=resolve_precision(precision, self.device), engine=engine,
-                                            image_size=image_size)
+                                            precision=resolve_precision(precision, self.device, engine=engine),
+                                            engine=engine, image_size=image_size)
         self.normalizer = MotionNormalizer(motion)
         self.source: SourceState | None = None
         self.kp_source: Keypoints | None = None

@@ -24,6 +24,12 @@ REFERENCE_TSV = SHARED / "reference" / "fomm-vox256-state-dict.tsv"
 
 ON_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")
 
+# ``--precision auto`` picks int8 on CPUs with VNNI / AMX when an int8 runtime is installed, and int8 calibrates on
+# each new photo (an ONNX export and a quantisation, about half a minute on a 2-core CPU). Tests that run ``auto`` are
+# about the rest of the program, so the suite runs ``auto`` without int8; tests/test_int8.py tests int8 and auto's
+# choice of it explicitly. Subprocesses (the CLI tests) inherit this.
+os.environ["FOMM_LIVE_INT8"] = "0"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if ON_CI and not GOLDEN.is_dir():

@@ -57,6 +57,8 @@ def test_model_figures_include_the_reference_path_and_speedups(bench_result) -> 
         assert path["speedup_frame_p50"] > 0, name
         assert path["warmup_ms"] and all(t > 0 for t in path["warmup_ms"])
     assert paths["reference"]["speedup_frame_p50"] == pytest.approx(1.0)
+    for name in ("openvino-int8", "onnxruntime-int8", "torch-int8"):  # a row, or the reason it is not there
+        assert name in paths or result["model"]["skipped"].get(name), name
     assert paths["eager-fp32"]["max_abs_error_vs_reference"] < 1e-4
 
 

@@ -12,7 +12,7 @@ import pytest
 from common.switches import SWITCHES, switch
 
 ROOT = Path(__file__).resolve().parents[1]
-ROW = re.compile(r"^\| `(FOMM_LIVE_[A-Z_]+)` \| (.*?) \| (.*?) \| (.*) \|$")
+ROW = re.compile(r"^\| `(FOMM_LIVE_[A-Z0-9_]+)` \| (.*?) \| (.*?) \| (.*) \|$")
 
 
 def readme_rows() -> dict[str, tuple[tuple[str, ...], str | None, str]]:
@@ -39,7 +39,7 @@ def test_every_switch_named_in_the_code_is_declared() -> None:
     used: dict[str, str] = {}
     for package in ("common", "kernels", "models", "live", "benchmarks"):
         for path in (ROOT / package).rglob("*.py"):
-            for name in re.findall(r"FOMM_LIVE_[A-Z_]*[A-Z]", path.read_text(encoding="utf-8")):
+            for name in re.findall(r"FOMM_LIVE_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")):
                 used.setdefault(name, path.relative_to(ROOT).as_posix())
     undeclared = {name: where for name, where in used.items() if name not in SWITCHES}
     assert not undeclared, f"switches used but not declared in common/switches.py: {undeclared}"

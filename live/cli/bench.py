@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from live.cli.common import add_config_option, add_debug_option
+from live.cli.common import PRECISIONS, add_config_option, add_debug_option
 from live.errors import UserError
 from live.options import CHECKPOINT_HELP
 
@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP + " (default: random weights)")
     add_config_option(bench)
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    bench.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+    bench.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="FOMM precision in the pipeline benchmark (the model benchmark runs every precision)")
     bench.add_argument("--camera", metavar="PATH", help="driving clip for the pipeline benchmark "
                                                          "(default: the bundled clip on a 640x480 canvas)")

@@ -8,6 +8,9 @@ import argparse
 from live.errors import UserError
 from live.options import CHECKPOINT_HELP, ModelOptions, RemoteOptions
 
+# The generator precisions (models.animator.PRECISIONS, listed here so that --help needs no torch import).
+PRECISIONS = ["auto", "fp32", "fp16", "bf16", "int8"]
+INT8_ON_CUDA = "--precision int8 is for the CPU; on a CUDA GPU use fp16 (or auto)"
 PRESET_HELP = "vox-256, vox-adv-256, taichi-256, taichi-adv-256, mgif-256, bair-256, fashion-256, nemo-256"
 
 
@@ -50,9 +53,11 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_sources: bool 
                             "else landmarks (default: auto)")
     group.add_argument("--device", default=ModelOptions.device, choices=["auto", "cpu", "cuda"],
                        help="auto = CUDA when a GPU is visible, else CPU (default: auto)")
-    group.add_argument("--precision", default=ModelOptions.precision, choices=["auto", "fp32", "fp16", "bf16"],
-                       help="generator precision; auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16, "
-                            "AMX), else fp32 (default: auto)")
+    group.add_argument("--precision", default=ModelOptions.precision, choices=PRECISIONS,
+                       help="generator precision; int8 = the generator in 8-bit integers on the CPU, calibrated "
+                            "on the photo and checked against fp32 on the first frame; auto = fp16 on CUDA, int8 on "
+                            "CPUs with int8 dot products (VNNI, AMX) when an int8 runtime is installed, else bf16 on "
+                            "CPUs with native bf16 (AVX512-BF16, AMX), else fp32 (default: auto)")
     group.add_argument("--engine", default=ModelOptions.engine, choices=["auto", "eager", "tensorrt", "onnxruntime"],
                        help="what runs the FOMM networks; auto = TensorRT on an NVIDIA GPU when torch-tensorrt is "
                             "installed and passes its self-check, else PyTorch eager (default: auto)")
@@ -126,3 +131,5 @@ def check_conflicts(args: argparse.Namespace) -> None:
         raise UserError("--no-preview and --output window contradict each other; keep one")
     if getattr(args, "device", None) == "cpu" and getattr(args, "precision", None) == "fp16":
         raise UserError("--precision fp16 is for CUDA; on the CPU use bf16 or fp32")
+    if getattr(args, "device", None) == "cuda" and getattr(args, "precision", None) == "int8":
+        raise UserError(INT8_ON_CUDA)

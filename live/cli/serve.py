@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from live.cli.common import add_config_option, add_debug_option
+from live.cli.common import PRECISIONS, add_config_option, add_debug_option
 from live.errors import UserError
 from live.options import CHECKPOINT_HELP
 
@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_config_option(serve)
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="auto = CUDA when the replica has a GPU, else CPU (default: auto)")
-    serve.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+    serve.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="generator precision; auto = fp16 on CUDA (default: auto)")
     serve.add_argument("--engine", default="auto", choices=["auto", "eager", "tensorrt", "onnxruntime"],
                        help="what runs the networks on each replica (default: auto)")

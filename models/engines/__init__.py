@@ -18,6 +18,11 @@ one batch of frames from the cached source. Engines (``Animator(engine=...)``):
 - ``onnxruntime``: both per-frame networks exported to ONNX (``models.export``) and run by ONNX Runtime, float32;
   only when asked for.
 - ``tensorrt``: torch-tensorrt engines (``models.engines.tensorrt``), CUDA only.
+- ``int8`` (``precision="int8"``, any ``engine``; ``onnxruntime`` picks that runtime): the per-frame generator in
+  8-bit integers on the CPU (``models.engines.int8``): calibrated on the user's photo and cached, OpenVINO + NNCF by
+  default (ONNX Runtime and PyTorch PT2E as alternatives, ``FOMM_LIVE_INT8_RUNTIME``), its first frame and any pose
+  beyond the calibration checked against float32 eager (``INT8_MIN_PSNR_DB``, ``INT8_DEFORMATION_ATOL``), else
+  eager bf16 / fp32 for the rest of the run.
 - ``auto``: on CUDA, TensorRT when torch-tensorrt is installed and its engines pass their self-check, else eager; on
   the CPU, eager. The choice and the reason are logged.
 
@@ -48,6 +53,7 @@ What this room is for: everything that decides how the networks run each frame. 
 - ``kernel_ops``: the fused kernels hooked into the decode, each op checked (``CheckedOp``, ``decode_with_kernels``);
 - ``eager``: ``EagerEngine`` (precision, kernels, compile and CUDA graphs, with their checks and fallbacks);
 - ``onnxruntime``: ``OnnxRuntimeEngine``; ``tensorrt``: ``TensorRTEngine`` and its cache;
+- ``int8_runtimes``: the three int8 quantisers; ``int8_calibration``: poses, reach, cache; ``int8``: ``Int8Engine``;
 - ``factory``: ``create_engine``.
 
 Submodules import from each other's modules, never from this package's ``__init__``, which only re-exports.
@@ -83,6 +89,7 @@ from models.engines.cpu import (
 )
 from models.engines.eager import EagerEngine
 from models.engines.factory import ENGINES, create_engine
+from models.engines.int8 import INT8_DEFORMATION_ATOL, INT8_MIN_PSNR_DB, Int8Engine, int8_instructions, int8_unavailable
 from models.engines.kernel_ops import CheckedOp, decode_with_kernels
 from models.engines.onnxruntime import OnnxRuntimeEngine
 
@@ -92,6 +99,8 @@ __all__ = [
     "DTYPES",
     "ENGINES",
     "FP32_ATOL",
+    "INT8_DEFORMATION_ATOL",
+    "INT8_MIN_PSNR_DB",
     "MIN_PSNR_DB",
     "OP_TOLERANCES",
     "CheckResult",
@@ -101,6 +110,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "EngineInfo",
+    "Int8Engine",
     "OnnxRuntimeEngine",
     "Tolerance",
     "compare",
@@ -114,6 +124,8 @@ __all__ = [
     "device_failure",
     "exact_float32",
     "fold_batch_norm",
+    "int8_instructions",
+    "int8_unavailable",
     "physical_cores",
     "prepare_generator",
     "psnr",

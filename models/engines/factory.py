@@ -11,8 +11,9 @@ import logging
 import torch
 
 from models.engines.base import Engine, EngineError
-from models.engines.cpu import cpu_bf16_support
+from models.engines.cpu import cpu_bf16_support, default_precision
 from models.engines.eager import EagerEngine
+from models.engines.int8 import Int8Engine
 from models.engines.onnxruntime import OnnxRuntimeEngine
 from models.generator import OcclusionAwareGenerator
 from models.keypoint_detector import KPDetector
@@ -36,6 +37,8 @@ def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if precision == "int8":
+        return _int8_engine(kp_detector, generator, device=device, engine=engine, image_size=image_size)
     chosen = engine
     reason = "asked for"
     if engine == "auto":
@@ -79,4 +82,25 @@ def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *
         if result.precision != "fp32" or result.use_kernels or result.compiled:
             extra += "; each fast path checked against float32 eager on the first frame"
     logger.info("engine: %s on %s, %s (%s%s)", result.name, device, result.precision, result.reason, extra)
+    return result
+
+
+def _int8_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: torch.device, engine: str,
+                 image_size: int) -> Engine:
+    """The int8 engine (``engine="onnxruntime"`` asks for its ONNX Runtime runtime), else eager at the device's
+    default precision with one warning."""
+    runtime_name = "onnxruntime" if engine == "onnxruntime" else None
+    try:
+        result: Engine = Int8Engine(kp_detector, generator, device=device, image_size=image_size,
+                                    runtime_name=runtime_name, reason="asked for")
+    except EngineError as err:
+        fallback = default_precision(device)
+        logger.warning("int8 unavailable (%s); running eager %s", err, fallback)
+        result = EagerEngine(kp_detector, generator, device=device, precision=fallback,
+                             reason=f"fallback: int8 unavailable ({err})")
+        logger.info("engine: %s on %s, %s (%s)", result.name, device, result.precision, result.reason)
+        return result
+    logger.info("engine: int8 on %s, %s runtime (%s); calibrated on the first photo (cached), checked against "
+                "float32 eager on the first frame and on poses beyond the calibration, else eager %s",
+                device, result.runtime_label, result.reason, result.fallback_precision)
     return result
