@@ -11,9 +11,9 @@ as landmarks, so the driver's motion is known exactly. ``--clips`` also writes t
 
 Figures (printed, and in ``DIR/figures.json``):
 
-- lid sharpness: the Laplacian variance (grey levels^2, 3 x 3 kernel) of the closed lid (the photo's eye opening,
-  at the blink's peak) over that of the skin under the eye in the same frame; 1 is as sharp as the skin, a blur
-  is far below.
+- lid sharpness: the Laplacian variance (grey levels^2, 3 x 3 kernel) of the closed lid (the upper half of the
+  photo's eye opening, at the blink's peak: the lid's edge and lashes left out) over that of the skin under the eye
+  in the same frame; 1 is as sharp as the skin, a blur is far below.
 - relative mouth amplitude: the range over a clip of the inner-lip gap (landmarks 13-14) over the outer eye corners'
   distance (33-263), the output's (its face mesh found again by mediapipe) over the driver's.
 - drawn eyes' closure (anime faces): 1 - the drawn eye's whites and iris still visible at the blink's peak over
@@ -120,6 +120,7 @@ def lid_sharpness(frame: np.ndarray, points: np.ndarray) -> list[float]:
         lid = np.zeros(frame.shape[:2], np.uint8)
         cv.fillPoly(lid, [np.round(polygon).astype(np.int32)], 1)
         lid = cv.erode(lid, np.ones((3, 3), np.uint8)) > 0
+        lid[int(polygon[:, 1].mean()):] = False  # the lid's upper half: its edge and the lashes left out
         width = np.ptp(polygon[:, 0])
         x0, x1 = int(polygon[:, 0].min()), int(polygon[:, 0].max())
         y0 = int(polygon[:, 1].max() + 0.15 * width)
