@@ -196,12 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--readme", type=Path, help="also write the README's sheet (the photo) to this PNG")
     parser.add_argument("--clips", type=Path, help="also write the driving clips as MP4s to this folder")
     parser.add_argument("--quick", action="store_true", help="contact sheets only, no figures")
+    parser.add_argument("--only", nargs="+", help="these sources only (photo, drawn, anime_a, anime_b)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     cv = cv2()
     figures: dict[str, dict] = {}
     with LandmarkBackend(size=SIZE) as backend:
         faces = sources(backend)
+        if args.only:
+            faces = {name: faces[name] for name in ["photo", *args.only] if name in faces}  # the driver is "photo"
         driver = faces["photo"][0]
         neutral = backend.detect(driver)
         poses = key_frames(neutral)

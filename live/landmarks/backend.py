@@ -140,9 +140,9 @@ class LandmarkBackend:
         self._source = source = np.ascontiguousarray(cv2().resize(image, (n, n), interpolation=interpolation))
         self._source_points = points = points.astype(np.float64) * n  # 478 x 3, output pixels
         self._mesh = build_mesh(points, size=n)
-        self._mouth = build_mouth(source, points)
-        self._eye_openings = [eye_opening(points, eye) for eye in EYES]
         drawn = lids.is_drawn(source, points)
+        self._mouth = build_mouth(source, points, drawn=drawn)
+        self._eye_openings = [eye_opening(points, eye) for eye in EYES]
         self._lids = [lids.build_lid(source, points, eye, drawn_face=drawn) for eye in EYES]
         self._eyeballs = [eyes.build_eyeball(source, points, eye, iris) for eye, iris in zip(EYES, IRIS_CENTRES,
                                                                                              strict=True)]
