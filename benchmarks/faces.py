@@ -16,7 +16,7 @@ Figures (printed, and in ``DIR/figures.json``):
   in the same frame; 1 is as sharp as the skin, a blur is far below.
 - relative mouth amplitude: the range over a clip of the inner-lip gap (landmarks 13-14) over the outer eye corners'
   distance (33-263), the output's (its face mesh found again by mediapipe) over the driver's.
-- drawn eyes' closure (anime faces): 1 - the drawn eye's whites and iris still visible at the blink's peak over
+- drawn eyes' closure (drawn faces): 1 - the drawn eye's whites and iris still visible at the blink's peak over
   those visible in the neutral frame, per eye, inside the eye's true drawn outline.
 """
 
@@ -84,11 +84,18 @@ def key_frames(neutral: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def sources(backend: LandmarkBackend) -> dict[str, tuple[np.ndarray, list[np.ndarray] | None]]:
-    """name -> (face square, the drawn eyes' true masks in it or None)."""
-    out = {}
-    for name, path in (("photo", DEFAULT_PORTRAIT), ("drawn", ASSETS / "drawn_portrait.png")):
-        image = read_image(path)
-        out[name] = (portrait_crop(image, backend.detect(image), SIZE), None)
+    """name -> (face square, the drawn eyes' true masks in it, None for the photo)."""
+    image = read_image(DEFAULT_PORTRAIT)
+    out = {"photo": (portrait_crop(image, backend.detect(image), SIZE), None)}
+    image = read_image(ASSETS / "drawn_portrait.png")
+    points = backend.detect(image)
+    # The drawn portrait's eye whites: the ellipses its script draws (x = 256 -+ 58, y = 262, half axes 34 x 22).
+    whites = []
+    for side in (-1, 1):
+        mask = np.zeros_like(image)
+        cv2().ellipse(mask, (256 + side * 58, 262), (34, 22), 0, 0, 360, (255, 255, 255), -1)
+        whites.append(portrait_crop(mask, points, SIZE)[..., 0] > 127)
+    out["drawn"] = (portrait_crop(image, points, SIZE), whites)
     for name in make_anime_faces.VARIANTS:
         image, masks = make_anime_faces.draw(name)
         points = backend.detect(image)
@@ -229,9 +236,9 @@ def main(argv: list[str] | None = None) -> None:
             if args.quick:
                 continue
             entry: dict[str, object] = {}
-            if masks is None:
+            if name == "photo":
                 entry["lid_sharpness"] = lid_sharpness(rendered["blink"], points)
-            else:
+            if masks is not None:
                 entry["drawn_eye_closure"] = drawn_closure(rendered["blink"], rendered["neutral"], square, masks)
                 entry["drawn_eye_closure_half"] = drawn_closure(rendered["half-closed"], rendered["neutral"], square,
                                                                 masks)

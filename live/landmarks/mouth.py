@@ -36,7 +36,8 @@ TONGUE_OPACITY = 0.5  # a hint of it: opaque, it took 0.2 off the relative mouth
 # Openings (inner-lip gap over the mouth's width) between which the tongue and the lower teeth come into view:
 # speech stays under about 0.37 (the speech clip of ``benchmarks.faces``), a wide open mouth reaches 0.6.
 WIDE = (0.38, 0.55)
-DRAWN_LIP = 0.16  # a drawn face's lips drawn around its opening, their width over the opening's height
+DRAWN_LIP = 0.24  # a drawn face's lips around its opening, their width over the opening's height (0.16: the face mesh
+# read the anime_a test face's wide open mouth at 0.5 of the driver's amplitude; 0.24: 0.75)
 RIM = 0.15  # the lips' shadow's width inside the mouth, over the opening's height
 LOWER_TEETH = 0.12  # the lower teeth's height in a wide open mouth, over the opening's height
 UPPER_TEETH = 0.2  # a drawn face's upper teeth, over the opening's height
