@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 SIZE = 256
 FPS = 25
 COLUMNS = ("neutral", "half-closed", "blink", "wink", "mouth wide", "speech", "tilt", "tilt + blink")
-README_COLUMNS = ("neutral", "blink", "mouth wide", "tilt")
+README_COLUMNS = ("neutral", "blink", "mouth wide", "turn")
 
 
 def _bump(u: float) -> float:
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
             zooms_eyes.append([zoom(rendered[c], points, "eyes") for c in COLUMNS])
             zooms_mouth.append([zoom(rendered[c], points, "mouth") for c in COLUMNS])
             if name == "photo":
-                readme = [rendered[c if c != "tilt" else "turn"] for c in README_COLUMNS]
+                readme = [rendered[c] for c in README_COLUMNS]
             if args.quick:
                 continue
             entry: dict[str, object] = {}
