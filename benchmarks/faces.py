@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         driver = faces["photo"][0]
         neutral = backend.detect(driver)
         poses = key_frames(neutral)
-        clips = scripts(neutral) if not args.quick else {}
+        clips = scripts(neutral) if args.clips or not args.quick else {}
         rows, zooms_eyes, zooms_mouth, readme = [], [], [], None
         driving_clips: dict[str, list[np.ndarray]] = {}
         if args.clips:  # the driver's own face, rendered by script (the same way as the demo clip)

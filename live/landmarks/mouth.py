@@ -34,7 +34,8 @@ THROAT_BACK = np.array([18.0, 5.0, 7.0], np.float32)
 TONGUE = np.array([120.0, 44.0, 52.0], np.float32)
 TONGUE_OPACITY = 0.5  # a hint of it: opaque, it took 0.2 off the relative mouth amplitude the face mesh reads
 # Openings (inner-lip gap over the mouth's width) between which the tongue and the lower teeth come into view:
-# speech stays under about 0.37 (the speech clip of ``benchmarks.faces``), a wide open mouth reaches 0.6.
+# speech stays under about 0.37 (the speech clip of ``benchmarks.faces``), a wide open mouth reaches 0.64; from 0.38
+# on they cost the photo 0.05 of the relative mouth amplitude on the known motion clip (tests/test_landmarks_3d.py).
 WIDE = (0.5, 0.65)
 DRAWN_LIP = 0.24  # a drawn face's lips around its opening, their width over the opening's height (0.16: the face mesh
 # read the anime_a test face's wide open mouth at 0.5 of the driver's amplitude; 0.24: 0.75)
