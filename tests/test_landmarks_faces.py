@@ -154,7 +154,7 @@ def test_the_lower_lip_moves_with_the_jaw_and_keeps_its_colour(backend: Landmark
 def test_an_open_mouth_is_shaded_with_a_soft_edge(backend: LandmarkBackend, faces: dict, poses: dict) -> None:
     """Not a flat fill: the cavity's brightness varies (teeth, tongue, its back darker than near the lips), and the
     step from lip to cavity spans more than one pixel."""
-    use(backend, faces, poses, "drawn")  # no teeth of its own in the way
+    use(backend, faces, poses, "photo")
     wide = backend.render(poses["mouth wide"])
     moved = backend.moved_landmarks(poses["mouth wide"])
     from live.landmarks.points import INNER_LIP_POLYGON

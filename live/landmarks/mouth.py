@@ -169,8 +169,9 @@ def paint_mouth(out: np.ndarray, moved: np.ndarray, source: np.ndarray, image: n
     cv = cv2()
     n = out.shape[0]
     polygon = moved[list(INNER_LIP_POLYGON), :2]  # P x 2, output pixels
-    x0, y0 = np.floor(polygon.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(polygon.max(0)).astype(int) + 4
+    margin = 3 + (0 if mouth.lip_colour is None else int(np.ceil(DRAWN_LIP * np.ptp(polygon[:, 1]))) + 2)
+    x0, y0 = np.floor(polygon.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(polygon.max(0)).astype(int) + margin + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, n), min(y1, n)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
@@ -178,6 +179,10 @@ def paint_mouth(out: np.ndarray, moved: np.ndarray, source: np.ndarray, image: n
     origin = np.array([x0, y0], np.float64)
     mask = np.zeros((h, w), np.uint8)
     cv.fillPoly(mask, [np.round((polygon - origin) * 16).astype(np.int32)], 255, cv.LINE_AA, shift=4)
+    if mouth.lip_colour is not None:  # a drawn mouth is round: the mesh's lips on a drawn face made a box of it
+        height = float(np.ptp(polygon[:, 1]))
+        rounded = cv.GaussianBlur(mask, (0, 0), max(1.0, 0.2 * height)).astype(np.float32)
+        mask = np.clip((rounded - 127.5) * 3.0 + 127.5, 0, 255).astype(np.uint8)  # a 1 px anti-aliased edge
     # Where each pixel is between the lips: t = 0 at the upper inner lip, 1 at the lower; s = -1..1 across.
     xs = np.arange(x0, x1, dtype=np.float64)
     top = _lip_line(moved, INNER_UPPER_LIP, xs)  # w
