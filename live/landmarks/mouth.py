@@ -184,27 +184,30 @@ def paint_mouth(out: np.ndarray, moved: np.ndarray, source: np.ndarray, image: n
         rounded = cv.GaussianBlur(mask, (0, 0), max(1.0, 0.2 * height)).astype(np.float32)
         mask = np.clip((rounded - 127.5) * 3.0 + 127.5, 0, 255).astype(np.uint8)  # a 1 px anti-aliased edge
     # Where each pixel is between the lips: t = 0 at the upper inner lip, 1 at the lower; s = -1..1 across.
-    xs = np.arange(x0, x1, dtype=np.float64)
-    top = _lip_line(moved, INNER_UPPER_LIP, xs)  # w
-    bottom = np.maximum(_lip_line(moved, INNER_LOWER_LIP, xs), top + 1.0)  # w
-    ys = np.arange(y0, y1, dtype=np.float64)[:, None]  # h x 1
+    # float32 throughout: the per-pixel arithmetic below is most of this function's cost.
+    xs = np.arange(x0, x1, dtype=np.float32)
+    top = _lip_line(moved, INNER_UPPER_LIP, xs).astype(np.float32)  # w
+    bottom = np.maximum(_lip_line(moved, INNER_LOWER_LIP, xs).astype(np.float32), top + 1.0)  # w
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]  # h x 1
     t = np.clip((ys - top) / (bottom - top), 0.0, 1.0)  # h x w
     left, right = polygon[:, 0].min(), polygon[:, 0].max()
-    s = np.broadcast_to(np.clip((2 * xs - left - right) / max(right - left, 1.0), -1.0, 1.0), (h, w))
+    s = np.broadcast_to(np.clip((2 * xs - np.float32(left + right)) / np.float32(max(right - left, 1.0)), -1.0,
+                                1.0), (h, w))
     gap = float((bottom - top).max())  # the opening's height, pixels
     # The cavity: darkest at the back (the middle, a little below the centre), lighter towards the lips that
     # let the light in, and in shadow under the upper lip.
     back = np.clip(np.sqrt(s ** 2 + ((t - 0.55) / 0.7) ** 2), 0.0, 1.0)[..., None]  # h x w x 1
-    fill = (THROAT_BACK + (THROAT - THROAT_BACK) * back) * mouth.light
+    fill = (THROAT_BACK + (THROAT - THROAT_BACK) * back) * np.float32(mouth.light)
     fill *= (0.75 + 0.25 * np.clip(t / 0.3, 0.0, 1.0))[..., None]
     # The lips' own shadow along the edge: a dark rim where the cavity meets them (the face mesh reads the lips'
     # inner line from it: a lighter rim took 0.1-0.3 off the relative amplitude it measured).
     inner = cv.distanceTransform(mask, cv.DIST_L2, 3)  # h x w, pixels from the edge
     fill *= (0.5 + 0.5 * np.clip(inner / max(1.0, RIM * gap), 0.0, 1.0))[..., None]
     # A tongue when wide open: a lit mound on the floor of the mouth, lighter at its top.
-    tongue = wide * np.clip(1.0 - (s / 0.7) ** 2 - ((1.0 - t) / 0.32) ** 2, 0.0, 1.0)
-    tongue = TONGUE_OPACITY * np.clip(tongue * 3.0, 0.0, 1.0)[..., None]
-    fill += tongue * (TONGUE * mouth.light * (0.8 + 0.25 * (1.0 - t))[..., None] - fill)
+    if wide > 0.0:
+        tongue = wide * np.clip(1.0 - (s / 0.7) ** 2 - ((1.0 - t) / 0.32) ** 2, 0.0, 1.0)
+        tongue = TONGUE_OPACITY * np.clip(tongue * 3.0, 0.0, 1.0)[..., None]
+        fill += tongue * (TONGUE * np.float32(mouth.light) * (0.8 + 0.25 * (1.0 - t))[..., None] - fill)
     # Lower teeth when wide: a row just above the lower lip, shaded at the sides, a soft top edge.
     if wide > 0.0 and gap > 4:
         row = np.clip((t - (1.0 - LOWER_TEETH * (1.0 - np.abs(s) ** 2))) * gap / 1.2, 0.0, 1.0)
