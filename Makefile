@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint faces clean
 
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -21,5 +21,9 @@ test: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/python -m ruff check .
 
+# The README's picture of the landmark backend's faces (the bundled photo: at rest, blink, mouth open, head turn).
+faces: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.faces --quick --out faces-check --readme benchmarks/faces.png
+
 clean:
-	rm -rf $(VENV) .pytest_cache fomm-live-demo.mp4
+	rm -rf $(VENV) .pytest_cache fomm-live-demo.mp4 faces-check

@@ -44,7 +44,7 @@ from live.paths import DEFAULT_PORTRAIT, cache_dir
 logger = logging.getLogger(__name__)
 
 # Bump when the script, the edits or the backend change what the frames look like: the cached clip is remade.
-DEMO_CLIP_VERSION = "4"
+DEMO_CLIP_VERSION = "5"
 
 # (start, end) in seconds of each move; the clip lasts until the last end (5 s: 125 frames at 25 fps).
 SCRIPT = {

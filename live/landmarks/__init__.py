@@ -23,7 +23,8 @@ The rooms, one job each:
 - ``facemesh``: mediapipe's face mesh, with its native start-up output kept quiet;
 - ``motion``: the similarity fit, the head rotation's easing and the driver's motion carried to the source;
 - ``warp``: the source's triangle mesh, the piecewise-affine warp drawn in depth order, its torn edges softened;
-- ``eyes``: closed lids in a blink and the eyeballs following the gaze;
+- ``eyes``: how open an eye is, and the eyeballs following the gaze;
+- ``lids``: closing lids painted over the eyes (a photo's own lid skin, or a drawn eye's outline found in the image);
 - ``mouth``: the inside of an opening mouth;
 - ``backend``: ``LandmarkBackend``, joining them.
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from live.backends import Backend, Rendered, WarpMap
 from live.errors import UserError
-from live.landmarks import eyes
-from live.landmarks.eyes import Eyeball, Eyelid, eye_opening
+from live.landmarks import eyes, lids
+from live.landmarks.eyes import Eyeball, eye_opening
 from live.landmarks.facemesh import FaceMesh
 from live.landmarks.motion import relative_motion
 from live.landmarks.mouth import SourceMouth, build_mouth, paint_mouth
@@ -77,7 +77,7 @@ class LandmarkBackend(Backend):
         self._source_points: np.ndarray | None = None  # 478 x 3 float64, output pixels
         self._mesh: SourceMesh | None = None
         self._mouth: SourceMouth | None = None
-        self._eyelids: list[Eyelid | None] = []
+        self._lids: list[lids.Lid | None] = []
         self._eyeballs: list[Eyeball | None] = []
         self._eye_openings: list[float] = []  # the photo's own (``eye_opening``), EYES order
         self._neutral: np.ndarray | None = None  # 478 x 3 float32, normalised driving landmarks
@@ -125,14 +125,16 @@ class LandmarkBackend(Backend):
         self._source = source = np.ascontiguousarray(cv2().resize(image, (n, n), interpolation=interpolation))
         self._source_points = points = points.astype(np.float64) * n  # 478 x 3, output pixels
         self._mesh = build_mesh(points, size=n)
-        self._mouth = build_mouth(source, points)
+        drawn = lids.is_drawn(source, points)
+        self._mouth = build_mouth(source, points, drawn=drawn)
         self._eye_openings = [eye_opening(points, eye) for eye in EYES]
-        self._eyelids = [eyes.build_eyelid(source, points, eye) for eye in EYES]
+        self._lids = [lids.build_lid(source, points, eye, drawn_face=drawn) for eye in EYES]
         self._eyeballs = [eyes.build_eyeball(source, points, eye, iris) for eye, iris in zip(EYES, IRIS_CENTRES,
                                                                                              strict=True)]
         self._previous = None
-        logger.info("landmarks: source set, %d vertices, %d triangles at %d x %d", len(self._mesh.vertices),
-                    len(self._mesh.triangles), n, n)
+        logger.info("landmarks: source set, %d vertices, %d triangles at %d x %d, %s, drawn eyes found: %s",
+                    len(self._mesh.vertices), len(self._mesh.triangles), n, n, "drawn" if drawn else "a photo",
+                    [lid is not None and lid.drawn is not None for lid in self._lids])
 
     # -- calibration -------------------------------------------------------------------------------------------
     @property
@@ -215,22 +217,24 @@ class LandmarkBackend(Backend):
 
     def _render(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the frame, the warp's backward map) for ``motion``."""
+        # The mesh keeps the eyes open (``lids.hold_open``): the closing lids are painted over the warp.
         moved = self.moved_landmarks(motion)
+        closures = self._closures(moved)
+        amounts = self._lid_amounts(closures)
+        moved = lids.hold_open(moved, self._source_points, self._lids)
         cv = cv2()
         targets, depth = mesh_targets(self._mesh, moved, self._source_points)
         pmap = self._warp.backward_map(self._mesh, targets, depth)
-        closures = self._closures(moved)
-        lids = self._lid_amounts(closures)
-        source = eyes.close_lids(self._source, self._eyelids, lids)  # the closing lids' skin moves with the mesh
-        out = cv.remap(source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        out = cv.remap(self._source, pmap, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
         if self._warp.culled:  # a surface turned away: the face's edge may have torn over its surroundings
             soften_tears(out, pmap, self._warp.index, self._mesh, targets)
-        for eye, iris, ball, closed, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, closures, lids, strict=True):
+        for eye, iris, ball, closed, amount in zip(EYES, IRIS_CENTRES, self._eyeballs, closures, amounts,
+                                                   strict=True):
             if ball is not None and amount < 1.0:
                 eyes.paint_eyeball(out, moved, self._source_points, eye, iris, ball, closed, 1.0 - amount)
-        for eye, lid, amount in zip(EYES, self._eyelids, lids, strict=True):
-            if amount:
-                eyes.draw_lashes(out, moved, eye, lid, amount)
+        for lid, amount in zip(self._lids, amounts, strict=True):
+            if lid is not None and amount > 0.0:
+                lids.paint_lid(out, pmap, self._source, moved, lid, amount)
         if self.mouth_interior:
             paint_mouth(out, moved, self._source_points, self._source, self._mouth)
         return out, pmap
@@ -242,5 +246,7 @@ class LandmarkBackend(Backend):
                 for eye, opening in zip(EYES, self._eye_openings, strict=True)]
 
     def _lid_amounts(self, closures: list[float]) -> list[float]:
-        """Per eye, how much of the closed lid to show: 0 while the eye is open, 1 once it is shut."""
-        return [eyes.lid_amount(lid, closed) for lid, closed in zip(self._eyelids, closures, strict=True)]
+        """Per eye, how far its lid is down: 0 while the eye is open, 1 once it is shut; the two eyes closing
+        together when both close (``lids.couple``), 0 for an eye without a lid."""
+        return [0.0 if lid is None else lids.lid_amount(closed)
+                for lid, closed in zip(self._lids, lids.couple(closures), strict=True)]

@@ -1,10 +1,7 @@
-"""Eyes: closed lids that show skin in a blink, and eyeballs that follow the driver's gaze behind the lids.
+"""Eyes: how open an eye is, and eyeballs that follow the driver's gaze behind the lids.
 
-In a blink the upper eyelid's landmarks move onto the lower lid and the triangles over the eyeball collapse; alone,
-that would stretch the thin band of lashes above the eye down over it, so a lid made from the skin around each eye is
-blended into the photo as the eye closes and a lash line drawn along its edge (``Eyelid``). The gaze moves each eye's
-inside as one rigid picture behind the lids, by the driver's iris motion relative to the eye's corners, within a
-fifth of the eye's width (``Eyeball``).
+The gaze moves each eye's inside as one rigid picture behind the lids, by the driver's iris motion relative to the
+eye's corners, within a fifth of the eye's width (``Eyeball``). The closing lids are ``live.landmarks.lids``'.
 
 Convention: landmarks are 478 x 3 in output pixels of a square frame (see ``live.landmarks``); an eye is
 ``(corners, upper, lower)`` landmark indices as in ``live.landmarks.points.EYES``.
@@ -18,13 +15,6 @@ import numpy as np
 
 from live.media import cv2
 
-# Eyelids: how closed an eye is, 1 - opening / the source's opening, where the eyelid starts to show and where it
-# covers the eye completely (see Eyelid).
-LID_START = 0.35
-LID_FULL = 0.85
-LID_BAND = 0.15  # the height of the upper lid's band that the closed lid replaces, over the eye's width
-LID_SHADE = 0.05  # how much darker the closed lid is at its edge than away from it
-LASH_OPACITY = 0.7
 GAZE_ALONG = 0.2  # how far the gaze may move an iris along the eye from its place in the photo, over the eye's width
 GAZE_ACROSS = 0.06  # and across the eye
 GAZE_FADE = (0.04, 0.08)  # gaze (eye-widths) where the eyeball starts to be painted, and where it is fully painted
@@ -61,21 +51,6 @@ def eye_frame(points: np.ndarray, corners: tuple[int, int]) -> tuple[np.ndarray,
 
 
 @dataclass
-class Eyelid:
-    """One eye's closed lid, prepared once per source (``build_eyelid``).
-
-    Closing the lids in the mesh alone stretches the thin band of skin and lashes above the upper lid over the whole
-    eye, a dark smear. So the source's eye opening and lash line are also filled with the skin around them
-    (``cv2.inpaint``), and as the eye closes that fill is blended into the source before the warp: the same mesh
-    then carries a skin-coloured lid down over the eye. A lash line is drawn along the lid's edge on top.
-    """
-
-    box: tuple[slice, slice]  # rows and columns of the source the lid touches
-    delta: np.ndarray  # h x w x 3 float32: (lid fill - source) * feathered mask, within ``box``
-    lash: np.ndarray  # RGB float32 of the source's upper lash line
-
-
-@dataclass
 class Eyeball:
     """One eye's eyeball, prepared once per source (``build_eyeball``): the inside of the eye as a rigid picture that
     the gaze slides behind the lids.
@@ -89,48 +64,6 @@ class Eyeball:
     box: tuple[int, int]  # top-left (x, y) of ``picture`` in source pixels
     picture: np.ndarray  # h x w x 3 uint8: the inside of the eye opening, its edge colours continued around it
     iris: np.ndarray  # (u, v) of the iris centre in the photo, in eye-widths along and across the eye
-
-
-def build_eyelid(image: np.ndarray, points: np.ndarray, eye: tuple) -> Eyelid | None:
-    """The closed lid of one source eye (see ``Eyelid``); None when the eye is too small or out of frame.
-
-    Args:
-        image: size x size x 3 uint8 RGB source.
-        points: Its 478 x 3 landmarks in output pixels.
-        eye: ``(corners, upper, lower)``.
-    """
-    corners, upper, _ = eye
-    n = image.shape[0]
-    xy = eye_polygon(points, eye)
-    width = eye_frame(points, corners)[2]
-    if width < 6.0 or xy.min() < 0 or xy.max() > n - 1:
-        return None
-    cv = cv2()
-    reach = max(1, round(0.1 * width))  # the lashes around the opening, and a feathered edge beyond
-    x0, y0 = np.maximum(np.floor(xy.min(0) - (0, LID_BAND * width)).astype(int) - 3 * reach, 0)
-    x1, y1 = np.minimum(np.ceil(xy.max(0)).astype(int) + 3 * reach + 1, n)
-    box = (slice(y0, y1), slice(x0, x1))
-    patch = np.ascontiguousarray(image[box])
-    opening = np.zeros(patch.shape[:2], np.uint8)
-    # The opening, and the lower part of the upper lid above it (lashes and crease shadow): the band the
-    # closing mesh stretches over the eye.
-    for lift in (0.0, 0.5 * LID_BAND * width, LID_BAND * width):
-        polygon = np.round((xy - (x0, y0 + lift)) * 16).astype(np.int32)
-        cv.fillPoly(opening, [polygon], 255, cv.LINE_8, shift=4)
-    kernel = cv.getStructuringElement(cv.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-    hole = cv.dilate(opening, kernel)
-    fill = cv.inpaint(patch, hole, 2 * reach, cv.INPAINT_TELEA)
-    # Smoothed inside the hole: inpainting leaves streaks that the lid's stretch would draw out.
-    fill = np.where(hole[..., None] > 0, cv.GaussianBlur(fill, (0, 0), 0.5 * reach), fill).astype(np.float32)
-    # A lid is shaded, a little darker towards its edge (the source's upper lid line, where the lashes will be).
-    distance = cv.distanceTransform(255 - opening, cv.DIST_L2, 3)
-    fill *= 1.0 - LID_SHADE * np.clip(1.0 - distance / (LID_BAND * width + reach), 0.0, 1.0)[..., None]
-    alpha = cv.GaussianBlur(cv.dilate(hole, kernel).astype(np.float32) / 255, (0, 0), reach)[..., None]
-    lash_line = np.zeros_like(opening)
-    cv.polylines(lash_line, [np.round(xy[:len(upper) + 2] - (x0, y0)).astype(np.int32)], False, 255, 1)
-    lash_pixels = patch[lash_line > 0].astype(np.float32)
-    darkest = lash_pixels[np.argsort(lash_pixels @ np.array([0.299, 0.587, 0.114]))[:max(1, len(lash_pixels) // 3)]]
-    return Eyelid(box=box, delta=alpha * (fill - patch.astype(np.float32)), lash=darkest.mean(0))
 
 
 def build_eyeball(image: np.ndarray, points: np.ndarray, eye: tuple, iris: int) -> Eyeball | None:
@@ -162,26 +95,6 @@ def build_eyeball(image: np.ndarray, points: np.ndarray, eye: tuple, iris: int) 
     picture = cv.inpaint(np.ascontiguousarray(patch), 255 - inner, 3, cv.INPAINT_TELEA)
     iris_uv = axes @ (points[iris, :2] - origin) / width
     return Eyeball(box=(x0, y0), picture=np.ascontiguousarray(picture), iris=iris_uv)
-
-
-def lid_amount(lid: Eyelid | None, closed: float) -> float:
-    """How much of the closed lid to show for an eye's closure: 0 while the eye is open, 1 once it is shut (see
-    LID_*); 0 without a lid."""
-    v = 0.0 if lid is None else float(np.clip((closed - LID_START) / (LID_FULL - LID_START), 0.0, 1.0))
-    return v * v * (3 - 2 * v)  # smoothstep
-
-
-def close_lids(image: np.ndarray, eyelids: list[Eyelid | None], amounts: list[float]) -> np.ndarray:
-    """The source with each closing lid's skin blended in by its amount: a copy, or ``image`` itself when no lid
-    shows. The mesh then moves that skin down over the eye."""
-    if not any(amounts):
-        return image
-    image = image.copy()
-    for lid, amount in zip(eyelids, amounts, strict=True):
-        if amount:
-            region = image[lid.box].astype(np.float32)
-            image[lid.box] = np.clip(region + amount * lid.delta + 0.5, 0, 255).astype(np.uint8)
-    return image
 
 
 def paint_eyeball(out: np.ndarray, moved: np.ndarray, source: np.ndarray, eye: tuple, iris: int, ball: Eyeball,
@@ -227,29 +140,3 @@ def paint_eyeball(out: np.ndarray, moved: np.ndarray, source: np.ndarray, eye: t
     alpha = (opacity / 255.0) * cv.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + alpha * (picture - region) + 0.5, 0, 255).astype(np.uint8)
-
-
-def draw_lashes(out: np.ndarray, moved: np.ndarray, eye: tuple, lid: Eyelid, amount: float) -> None:
-    """The lash line along the edge of a closing lid (in place), as dark as the source's own lashes.
-
-    Args:
-        out: size x size x 3 uint8 frame, changed in place.
-        moved: 478 x 3 moved landmarks, output pixels.
-        eye: ``(corners, upper, lower)``; lid: its closed lid; amount: how much of the lid shows (0..1).
-    """
-    corners, upper, _ = eye
-    line = moved[[corners[0], *upper, corners[1]], :2]
-    cv = cv2()
-    n = out.shape[0]
-    x0, y0 = np.maximum(np.floor(line.min(0)).astype(int) - 3, 0)
-    x1, y1 = np.minimum(np.ceil(line.max(0)).astype(int) + 4, n)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    thickness = max(1, round(n / 256))
-    cv.polylines(mask, [np.round((line - (x0, y0)) * 16).astype(np.int32)], False, 255, thickness, cv.LINE_AA,
-                 shift=4)
-    soft = cv.GaussianBlur(mask.astype(np.float32), (0, 0), 0.5 * thickness)
-    alpha = (LASH_OPACITY * amount / 255.0) * soft[..., None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region + alpha * (lid.lash - region) + 0.5, 0, 255).astype(np.uint8)
