@@ -221,13 +221,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.clips:  # the driver's own face, rendered by script (the same way as the demo clip)
             backend.set_source(driver)
             backend.calibrate(neutral)
-            driving_clips = {name: [backend.render(p) for p in clip] for name, clip in clips.items()}
+            driving_clips = {name: [backend.render(p).frame for p in clip] for name, clip in clips.items()}
             write_clips(args.clips, driving_clips)
         for name, (square, masks) in faces.items():
             backend.set_source(square)
             backend.calibrate(neutral)
             points = backend._source_points  # noqa: SLF001 (the photo's landmarks, output pixels)
-            rendered = {title: backend.render(pose) for title, pose in poses.items()}
+            rendered = {title: backend.render(pose).frame for title, pose in poses.items()}
             rows.append([rendered[c] for c in COLUMNS])
             zooms_eyes.append([zoom(rendered[c], points, "eyes") for c in COLUMNS])
             zooms_mouth.append([zoom(rendered[c], points, "mouth") for c in COLUMNS])
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
             for clip_name in ("mouth", "speech"):
                 out_amp = []
                 for pose in clips[clip_name]:
-                    found = backend.detect(backend.render(pose))
+                    found = backend.detect(backend.render(pose).frame)
                     out_amp.append(eye_amplitude(found) if found is not None else np.nan)
                 drv = [eye_amplitude(p) for p in clips[clip_name]]
                 out_range = float(np.nanmax(out_amp) - np.nanmin(out_amp))

@@ -79,9 +79,9 @@ def test_a_blink_closes_the_drawn_eyes_and_half_closed_is_half(name: str, backen
     half-closed. (The mesh alone closed 41-73% of the anime eyes and left a grey smear.)"""
     use(backend, faces, poses, name)
     square, truths = faces[name]
-    neutral = backend.render(poses["neutral"])
-    shut = drawn_closure(backend.render(poses["blink"]), neutral, square, truths)
-    half = drawn_closure(backend.render(poses["half-closed"]), neutral, square, truths)
+    neutral = backend.render(poses["neutral"]).frame
+    shut = drawn_closure(backend.render(poses["blink"]).frame, neutral, square, truths)
+    half = drawn_closure(backend.render(poses["half-closed"]).frame, neutral, square, truths)
     print(f"{name}: closed {np.round(shut, 2)} at the blink, {np.round(half, 2)} half-closed")
     assert min(shut) > 0.8
     assert all(0.2 < h < 0.7 for h in half)
@@ -105,7 +105,7 @@ def test_the_closed_lid_is_skin_as_sharp_as_the_photo(backend: LandmarkBackend, 
     """The closed lid (the upper half of the photo's eye opening) keeps the photo's grain: its Laplacian variance
     is well above that of the same lid blurred by 1 px (what the inpainted, stretched lid came to)."""
     use(backend, faces, poses, "photo")
-    shut = backend.render(poses["blink"])
+    shut = backend.render(poses["blink"]).frame
     for eye in EYES:
         polygon = eye_polygon(backend._source_points, eye)
         lid = np.zeros((SIZE, SIZE), np.uint8)
@@ -124,7 +124,7 @@ def test_a_drawn_mouth_opens_with_the_driver(name: str, backend: LandmarkBackend
     mesh over the driver's) at least 0.6. (Before lips and teeth were drawn around it: 0.24 and 0.42.)"""
     use(backend, faces, poses, name)
     driving = scripts(poses["neutral"])["mouth"][::2]  # the face check's mouth clip: open to 1.3 and back
-    found = [backend.detect(backend.render(d)) for d in driving]
+    found = [backend.detect(backend.render(d).frame) for d in driving]
     assert all(f is not None for f in found)
     out = [eye_amplitude(f) for f in found]
     ratio = np.ptp(out) / np.ptp([eye_amplitude(d) for d in driving])
@@ -136,7 +136,7 @@ def test_the_lower_lip_moves_with_the_jaw_and_keeps_its_colour(backend: Landmark
                                                                poses: dict) -> None:
     use(backend, faces, poses, "photo")
     source = faces["photo"][0]
-    wide = backend.render(poses["mouth wide"])
+    wide = backend.render(poses["mouth wide"]).frame
     moved = backend.moved_landmarks(poses["mouth wide"])
 
     def lower_lip(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_an_open_mouth_is_shaded_with_a_soft_edge(backend: LandmarkBackend, face
     """Not a flat fill: the cavity's brightness varies (teeth, tongue, its back darker than near the lips), and the
     step from lip to cavity spans more than one pixel."""
     use(backend, faces, poses, "photo")
-    wide = backend.render(poses["mouth wide"])
+    wide = backend.render(poses["mouth wide"]).frame
     moved = backend.moved_landmarks(poses["mouth wide"])
     from live.landmarks.points import INNER_LIP_POLYGON
 
