@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from live.backends import check_strengths
 from live.errors import UserError
 from live.landmarks import eyes
 from live.landmarks.eyes import Eyeball, Eyelid, eye_opening
@@ -114,12 +115,7 @@ class LandmarkBackend:
         Raises:
             ValueError: a strength outside 0..2, or a strength other than 1 with absolute motion.
         """
-        for name, value in (("head", head), ("expression", expression)):
-            if not 0.0 <= value <= 2.0:
-                raise ValueError(f"{name} strength must be from 0 to 2, got {value:g}")
-        if not self.relative and (head, expression) != (1.0, 1.0):
-            raise ValueError("head and expression strengths need relative motion (a neutral pose to measure from)")
-        self._strengths = (float(head), float(expression))
+        self._strengths = check_strengths(head, expression, relative=self.relative)
 
     # -- mediapipe ---------------------------------------------------------------------------------------------
     def detect(self, frame: np.ndarray) -> np.ndarray | None:
