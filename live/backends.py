@@ -26,6 +26,22 @@ import numpy as np
 from common.switches import switch
 
 MotionKind = Literal["none", "field", "warp"]
+MIN_STRENGTH, MAX_STRENGTH = 0.0, 2.0
+
+
+def check_strengths(head: float, expression: float, *, relative: bool) -> tuple[float, float]:
+    """(head, expression) strength as floats, each from 0 to 2 (1 copies that part of the driver's motion).
+
+    Raises:
+        ValueError: a strength outside 0..2, or a strength other than 1 with absolute motion (no neutral pose to
+            measure the motion from).
+    """
+    for name, value in (("head", head), ("expression", expression)):
+        if not MIN_STRENGTH <= value <= MAX_STRENGTH:
+            raise ValueError(f"{name} strength must be from {MIN_STRENGTH:g} to {MAX_STRENGTH:g}, got {value:g}")
+    if not relative and (head, expression) != (1.0, 1.0):
+        raise ValueError("head and expression strengths need relative motion (a neutral pose to measure from)")
+    return float(head), float(expression)
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,18 @@ class Backend:
         """The source moved by ``motion``; with ``detail``, also the motion of ``motion_kind``."""
         raise NotImplementedError
 
+    @property
+    def strengths(self) -> tuple[float, float]:
+        """(head, expression) strength, each from 0 to 2."""
+        raise NotImplementedError
+
+    def set_strengths(self, head: float, expression: float) -> None:
+        """How much of the driver's motion against the neutral pose the face copies from the next frame on: its head
+        (rotation, translation, scale) and its expression (the rest), each from 0 (held at the neutral pose) through
+        1 (as it is) to 2 (doubled, within bounds that never fold the face). Cheap: the live controls call it from the
+        preview's thread (``check_strengths`` says what is refused)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release what the backend holds (safe to call twice); nothing by default."""
 
@@ -188,6 +216,19 @@ class FommBackend(Backend):
     def calibrated(self) -> bool:
         # Absolute motion needs no neutral pose.
         return self.animator.calibrated or not self.animator.motion.relative
+
+    @property
+    def strengths(self) -> tuple[float, float]:
+        """(head, expression) strength (``models.strength``), each from 0 to 2."""
+        current = self.animator.strengths
+        return current.head, current.expression
+
+    def set_strengths(self, head: float, expression: float) -> None:
+        """Scale the driver's head motion and expression apart, from the next frame on (``check_strengths``)."""
+        from models import Strengths
+
+        self.animator.strengths = Strengths(*check_strengths(head, expression,
+                                                             relative=self.animator.motion.relative))
 
     def set_source(self, image: np.ndarray) -> None:
         self.animator.set_source(image)

@@ -10,6 +10,7 @@ from models.checkpoint import CheckpointError, read_checkpoint
 from models.config import ConfigError, build_networks, load_config, preset_names
 from models.keypoint_detector import Keypoints
 from models.motion import MotionNormalizer, MotionOptions
+from models.strength import Strengths
 
 __all__ = [
     "Animator",
@@ -18,6 +19,7 @@ __all__ = [
     "Keypoints",
     "MotionNormalizer",
     "MotionOptions",
+    "Strengths",
     "build_networks",
     "image_to_tensor",
     "load_config",

@@ -29,6 +29,7 @@ from models.engines.int8 import int8_instructions, int8_unavailable
 from models.generator import OcclusionAwareGenerator, SourceState
 from models.keypoint_detector import Keypoints, KPDetector
 from models.motion import MotionNormalizer, MotionOptions
+from models.strength import Strengths
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,15 @@ class Animator:
     @property
     def calibrated(self) -> bool:
         return self.normalizer.calibrated
+
+    @property
+    def strengths(self) -> Strengths:
+        """Head and expression strength (``models.strength``), applied from the next frame on."""
+        return self.normalizer.strengths
+
+    @strengths.setter
+    def strengths(self, strengths: Strengths) -> None:
+        self.normalizer.strengths = strengths
 
     def to_tensor(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         return image_to_tensor(image, self.image_size, self.device)

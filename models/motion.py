@@ -9,7 +9,9 @@ frame n taken at calibration,
     J_new  = J_drv @ inv(J_n) @ J_src
     s      = sqrt(hull_area(kp_src)) / sqrt(hull_area(kp_n))     (adapted movement scale, else 1)
 
-Absolute motion hands the driving keypoints to the generator unchanged.
+Head and expression strengths (``models.strength``) scale the driving keypoints' rigid motion and the rest apart,
+relative to the neutral pose, before eq. 8; both at 1 (the default) leave them untouched. Absolute motion hands the
+driving keypoints to the generator unchanged, and takes no strengths (it has no neutral pose to measure them from).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from models.keypoint_detector import Keypoints
+from models.strength import Strengths, apply_strengths
 
 
 def _exporting() -> bool:
@@ -102,13 +105,27 @@ class MotionNormalizer:
 
     Args:
         options: Relative/absolute motion and scale adaptation.
+        strengths: Head and expression strength (relative motion only); can be changed between frames.
     """
 
-    def __init__(self, options: MotionOptions | None = None) -> None:
+    def __init__(self, options: MotionOptions | None = None, strengths: Strengths | None = None) -> None:
         self.options = options or MotionOptions()
+        self._strengths = Strengths()
+        self.strengths = strengths or Strengths()
         self.neutral: Keypoints | None = None
         self._neutral_jacobian_inv: torch.Tensor | None = None
         self.scale = 1.0
+
+    @property
+    def strengths(self) -> Strengths:
+        return self._strengths
+
+    @strengths.setter
+    def strengths(self, strengths: Strengths) -> None:
+        """Takes effect from the next frame; a single attribute swap, so the live controls may set it any time."""
+        if not self.options.relative and not strengths.identity:
+            raise ValueError("head and expression strengths need relative motion (a neutral pose to measure from)")
+        self._strengths = strengths
 
     @property
     def calibrated(self) -> bool:
@@ -132,6 +149,7 @@ class MotionNormalizer:
             return kp_driving
         if self.neutral is None:
             raise RuntimeError("relative motion needs a neutral pose: call calibrate() first")
+        kp_driving = apply_strengths(kp_driving, self.neutral, self._strengths)
         value = (kp_driving.value - self.neutral.value) * self.scale + kp_source.value  # B x K x 2
         jacobian = kp_driving.jacobian
         if self.options.relative_jacobian and jacobian is not None and kp_source.jacobian is not None:

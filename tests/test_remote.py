@@ -250,6 +250,43 @@ def test_two_clients_get_their_own_avatars_and_a_third_reuses_the_cached_one(ser
     assert after["frames"] >= middle["frames"] + 1 and after["streams_total"] == middle["streams_total"] + 1
 
 
+def test_the_server_applies_each_streams_strengths_from_the_frame_it_came_with(server: Server) -> None:
+    """A client's head and expression strengths travel with its frames and the server applies them to its stream
+    only: the remote faces equal the local model's at the same strengths (within 1 level), at (0, 0) the face is
+    the neutral frame's, and a second stream at (1, 1) at the same time gets today's face."""
+    from models import Animator, Strengths, tensor_to_image
+
+    source, neutral = golden("source.png"), golden("driving_0.png")
+    drives = [golden("driving_1.png"), golden("driving_2.png")]
+    tiny = golden_dir("tiny")
+    animator = Animator.from_checkpoint(tiny / "checkpoint.pth.tar", tiny / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    animator.set_source(source)
+    animator.calibrate(neutral)
+    want = {}
+    for pair in ((0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (1.0, 1.0)):
+        animator.strengths = Strengths(*pair)
+        want[pair] = [tensor_to_image(animator.generate(animator.keypoints(d))["prediction"]) for d in drives]
+    a, b = client(server), client(server)
+    for backend in (a, b):
+        backend.set_source(source)
+        backend.calibrate(backend.detect(neutral))
+    for pair in ((0.0, 1.0), (1.0, 0.0), (0.0, 0.0)):
+        a.set_strengths(*pair)
+        for i, drive in enumerate(drives):
+            got = a.render(a.detect(drive)).frame
+            assert max_diff(got, want[pair][i]) <= 1, f"strengths {pair}, frame {i}: {max_diff(got, want[pair][i])}"
+            other = b.render(b.detect(drive)).frame
+            assert max_diff(other, want[(1.0, 1.0)][i]) <= 1, f"the other stream took strengths {pair}"
+        assert max(max_diff(want[pair][i], want[(1.0, 1.0)][i]) for i in range(2)) > 2, f"{pair} changed nothing"
+    still = a.render(a.detect(neutral)).frame
+    assert max_diff(a.render(a.detect(drives[1])).frame, still) <= 1, "at (0, 0) the face holds the neutral pose"
+    with pytest.raises(ValueError, match="expression strength must be from 0 to 2"):
+        a.set_strengths(1.0, 2.5)
+    for backend in (a, b):
+        backend.close()
+
+
 def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_when_asked(server: Server) -> None:
     """A ``MotionSmoother`` in front of ``RemoteBackend`` (as the live loop has it) stamps each crop with its options
     and media time; the server then smooths the keypoints it finds as the local model's loop does (calibrating on the

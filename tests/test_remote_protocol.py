@@ -25,6 +25,7 @@ from live.remote.protocol import (
     frame_reply,
     pack,
     split_frame,
+    strength_of,
     unpack,
 )
 
@@ -49,6 +50,20 @@ def model_fields(variant: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
         occlusion = out.get("occlusion_map")
         fields.append((out["deformation"][0].numpy(), None if occlusion is None else occlusion[0, 0].numpy()))
     return fields
+
+
+@pytest.mark.parametrize(("strength", "message"), [
+    ("1", "two numbers"), ([1.0], "two numbers"), ([1.0, True], "two numbers"), ([1.0, "2"], "two numbers"),
+    ([2.5, 1.0], "from 0 to 2"), ([1.0, -0.1], "from 0 to 2"), ([float("nan"), 1.0], "from 0 to 2"),
+])
+def test_a_malformed_strength_is_refused_in_one_line(strength: object, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        strength_of({"type": "frame", "strength": strength})
+
+
+def test_a_frame_without_strength_copies_the_motion_and_one_with_it_reads_back() -> None:
+    assert strength_of({"type": "frame"}) == (1.0, 1.0)
+    assert strength_of({"type": "frame", "strength": [0, 1.6]}) == (0.0, 1.6)
 
 
 def test_the_model_field_survives_the_wire_within_a_hundredth_of_a_model_pixel() -> None:

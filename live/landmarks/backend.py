@@ -11,18 +11,19 @@ import logging
 
 import numpy as np
 
-from live.backends import Backend, Rendered, WarpMap
+from live.backends import Backend, Rendered, WarpMap, check_strengths
 from live.errors import UserError
 from live.landmarks import eyes, lids
 from live.landmarks.eyes import Eyeball, eye_opening
 from live.landmarks.facemesh import FaceMesh
-from live.landmarks.motion import relative_motion
+from live.landmarks.motion import UNFOLD_REACH, falloff, relative_motion, unfolded_strengths
 from live.landmarks.mouth import SourceMouth, build_mouth, paint_mouth
 from live.landmarks.points import (
     EYES,
     IRIS_CENTRES,
     LEFT_EYE_LOWER,
     LEFT_EYE_UPPER,
+    MESH_POINTS,
     RIGHT_EYE_LOWER,
     RIGHT_EYE_UPPER,
     check_image,
@@ -83,6 +84,22 @@ class LandmarkBackend(Backend):
         self._neutral: np.ndarray | None = None  # 478 x 3 float32, normalised driving landmarks
         self._previous: np.ndarray | None = None  # last moved source landmarks, for smoothing
         self._warp = Warp(size=self.size)
+        self._strengths = (1.0, 1.0)  # (head, expression); see set_strengths
+
+    # -- live controls -----------------------------------------------------------------------------------------
+    @property
+    def strengths(self) -> tuple[float, float]:
+        """(head, expression) strength, each from 0 to 2 (1 copies the driver's motion as it is)."""
+        return self._strengths
+
+    def set_strengths(self, head: float, expression: float) -> None:
+        """How much of the driver's head motion and expression the face copies, from the next frame on (see
+        ``live.landmarks.motion``). One tuple swap: the live controls may call it from another thread.
+
+        Raises:
+            ValueError: a strength outside 0..2, or a strength other than 1 with absolute motion.
+        """
+        self._strengths = check_strengths(head, expression, relative=self.relative)
 
     # -- mediapipe ---------------------------------------------------------------------------------------------
     def detect(self, frame: np.ndarray) -> np.ndarray | None:
@@ -125,6 +142,15 @@ class LandmarkBackend(Backend):
         self._source = source = np.ascontiguousarray(cv2().resize(image, (n, n), interpolation=interpolation))
         self._source_points = points = points.astype(np.float64) * n  # 478 x 3, output pixels
         self._mesh = build_mesh(points, size=n)
+        # Which landmark each mesh vertex moves with (the head ring with its oval point; -1 for the fixed anchors),
+        # the nearest mesh landmark of each iris point, and how far a pull-back reaches: the exaggeration bound's
+        # per-landmark strengths.
+        ring = len(self._mesh.ring_of)
+        self._vertex_owner = np.concatenate([np.arange(MESH_POINTS), self._mesh.ring_of,
+                                             np.full(len(self._mesh.vertices) - MESH_POINTS - ring, -1)])
+        iris = points[MESH_POINTS:, None, :2] - points[None, :MESH_POINTS, :2]  # 10 x 468 x 2
+        self._iris_owner = np.argmin((iris**2).sum(-1), axis=1)
+        self._unfold_reach = falloff(self._source_points[:, :2], UNFOLD_REACH * n)  # 478 x 478
         drawn = lids.is_drawn(source, points)
         self._mouth = build_mouth(source, points, drawn=drawn)
         self._eye_openings = [eye_opening(points, eye) for eye in EYES]
@@ -171,11 +197,26 @@ class LandmarkBackend(Backend):
         else:
             if self._neutral is None:
                 raise RuntimeError("relative motion needs a neutral pose: call calibrate() first")
-            moved = relative_motion(self._source_points, self._neutral.astype(np.float64), driving)
+            moved = self._relative(driving)
         if self.smoothing and self._previous is not None:
             moved = self.smoothing * self._previous + (1.0 - self.smoothing) * moved
         self._previous = moved
         return moved
+
+    def _relative(self, driving: np.ndarray) -> np.ndarray:
+        """``relative_motion`` at the current strengths; an exaggerated expression pulled back where the mesh would
+        fold (``unfolded_strengths``; the motion is linear in the expression strength, so two evaluations give it at
+        any per-landmark strength)."""
+        source, neutral = self._source_points, self._neutral.astype(np.float64)
+        head, expression = self._strengths
+        if expression <= 1.0:
+            return relative_motion(source, neutral, driving, head=head, expression=expression)
+        still = relative_motion(source, neutral, driving, head=head, expression=0.0)
+        copied = relative_motion(source, neutral, driving, head=head, expression=1.0)
+        x = unfolded_strengths(mesh_targets(self._mesh, still, source)[0], mesh_targets(self._mesh, copied, source)[0],
+                               self._mesh.triangles, self._vertex_owner, expression, self._unfold_reach)
+        x[MESH_POINTS:] = x[self._iris_owner]  # each iris point moves as the nearest mesh landmark
+        return still + x[:, None] * (copied - still)
 
     def moved_mesh(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The warp's triangles for these driving landmarks: ``(source, moved, triangles)``, the M x 2 vertex

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from live.backends import Backend, MotionField, Rendered
+from live.backends import Backend, MotionField, Rendered, check_strengths
 from live.errors import UserError
 from live.remote.protocol import (
     CODECS,
@@ -153,6 +153,7 @@ class RemoteBackend(Backend):
         self._next_attempt = 0.0
         self._failures = 0
         self._frame_id = 0
+        self._strengths = (1.0, 1.0)  # (head, expression), sent with every frame that is not at (1, 1)
         self._gone = False
         self._connect_until(time.monotonic() + start_timeout, first=True)
 
@@ -307,6 +308,19 @@ class RemoteBackend(Backend):
         self._neutral = None
         self._call(lambda: self._request({"type": "reset"}))
 
+    @property
+    def strengths(self) -> tuple[float, float]:
+        """(head, expression) strength, each from 0 to 2; the server applies them from the next frame on."""
+        return self._strengths
+
+    def set_strengths(self, head: float, expression: float) -> None:
+        """Send these strengths with the next frames (``models.strength``, applied on the server per stream).
+
+        Raises:
+            ValueError: a strength outside 0..2, or a strength other than 1 with absolute motion.
+        """
+        self._strengths = check_strengths(head, expression, relative=self.relative)
+
     def render(self, motion: CropMotion, *, detail: bool = False) -> Rendered:
         """The face the server rendered (``frame``: size x size x 3 uint8) and, with ``detail``, its motion
         field (``field``: h x w x 2 float32 deformation, h x w float32 occlusion map when the model estimates one;
@@ -334,8 +348,10 @@ class RemoteBackend(Backend):
         frame_id = self._frame_id
 
         def send() -> tuple[np.ndarray, Field | None]:
-            reply, data = self._request({"type": "frame", "id": frame_id, **motion.header()},
-                                        encode_image(motion.crop, self.codec))
+            header = {"type": "frame", "id": frame_id, **motion.header()}
+            if self._strengths != (1.0, 1.0):
+                header["strength"] = list(self._strengths)
+            reply, data = self._request(header, encode_image(motion.crop, self.codec))
             if reply.get("type") != "frame" or reply.get("id") != frame_id:
                 raise RemoteError(f"expected frame {frame_id}, got {reply}")
             image, field = split_frame(reply, data)

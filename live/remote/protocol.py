@@ -17,9 +17,13 @@ Client -> server (``type`` in the header):
 - ``reset`` {}: forget the neutral pose and the smoothed keypoints; reply ``ok``.
 - ``field`` {want}: whether the replies to this stream's frames carry the dense motion field (photo framing's detail
   transfer needs it; off until asked); reply ``ok``. Part of the stream's setup: a client replays it on reconnection.
-- ``frame`` {id, t, smooth}: payload = a driving crop; reply ``frame`` {id} with the rendered face as payload, in the
-  stream's codec. When the stream wants the field: ``frame`` {id, field: {h, w, occlusion, image_bytes}}, and the
-  payload is the face (``image_bytes`` bytes) followed by the field (``encode_field``).
+- ``frame`` {id, t, smooth, strength}: payload = a driving crop; reply ``frame`` {id} with the rendered face as
+  payload, in the stream's codec. When the stream wants the field: ``frame`` {id, field: {h, w, occlusion,
+  image_bytes}}, and the payload is the face (``image_bytes`` bytes) followed by the field (``encode_field``).
+
+``strength`` [head, expression], each from 0 to 2 (absent: [1, 1]): the stream's head and expression strength from
+this frame on (``models.strength``), applied by the server to the keypoints it finds; a client sends its live
+controls' values with every frame.
 
 ``smooth`` [min_cutoff, beta] and ``t`` (the crop's media time, seconds): the server smooths the crop's keypoints
 with the client's One Euro options (``live.loop.smoothing.MotionSmoother``, one per stream) at that time, before motion
@@ -42,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-PROTOCOL_VERSION = 3  # 2: keypoint smoothing ({t, smooth} on calibrate and frame); 3: the motion field ('field')
+# 2: keypoint smoothing ({t, smooth} on calibrate and frame); 3: the motion field ('field'); 4: 'strength' on frames
+PROTOCOL_VERSION = 4
 STREAM_ROUTE = "/stream"
 STATS_ROUTE = "/stats"
 CODECS = ("jpeg", "png")
@@ -165,6 +170,18 @@ def smoothing_of(header: dict[str, Any]) -> tuple[float, float, float] | None:
     if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
         raise ProtocolError("'t' (the crop's media time, seconds) must be a finite number with 'smooth'")
     return float(t), min_cutoff, beta
+
+
+def strength_of(header: dict[str, Any]) -> tuple[float, float]:
+    """(head, expression) strength of a ``frame`` header: [1, 1] when absent, each a number from 0 to 2."""
+    strength = header.get("strength", [1.0, 1.0])
+    if (not isinstance(strength, list) or len(strength) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in strength)):
+        raise ProtocolError("'strength' must be [head, expression], two numbers")
+    head, expression = (float(v) for v in strength)
+    if not (0.0 <= head <= 2.0 and 0.0 <= expression <= 2.0):
+        raise ProtocolError(f"'strength' values must be from 0 to 2; got {strength}")
+    return head, expression
 
 
 # ------------------------------------------------------------------------------------------------ motion field

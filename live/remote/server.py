@@ -50,6 +50,7 @@ from live.remote.protocol import (
     frame_reply,
     pack,
     smoothing_of,
+    strength_of,
     unpack,
 )
 
@@ -330,6 +331,15 @@ class FommServer:
         if stream.normalizer.options.relative and not stream.normalizer.calibrated:
             raise ProtocolError("relative motion needs a neutral pose: send 'calibrate' first")
         t = stream.smoother_for(header)
+        strengths = strength_of(header)
+        current = stream.normalizer.strengths
+        if strengths != (current.head, current.expression):  # the client's live controls moved
+            from models.strength import Strengths
+
+            try:
+                stream.normalizer.strengths = Strengths(*strengths)
+            except ValueError as err:  # absolute motion has no neutral pose to scale from
+                raise ProtocolError(str(err)) from err
         crop = decode_image(payload)
         now = time.monotonic()  # pacing: a stream faster than max_fps waits, it is never refused
         if stream.next_frame_at > now:
