@@ -45,7 +45,8 @@ def animate_pipeline_options(job: AnimateOptions, *, size: int, fps: float) -> P
                            calibration=CalibrationOptions(auto=False, first=True),
                            frame=FrameOptions(framing=job.framing, size=job.output_size or default_size,
                                               detail=job.detail, label=job.label),
-                           pacing=PacingOptions(fps=fps))
+                           pacing=PacingOptions(fps=fps), head_strength=job.head_strength,
+                           expression_strength=job.expression_strength)
 
 
 def driving_size(job: AnimateOptions, size: int) -> int | None:

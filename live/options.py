@@ -92,6 +92,8 @@ class AnimateOptions:
         framing: ``face`` (the model's square) or ``photo`` (the photo framed, the face pasted back).
         output_size: (width, height); None: the model's square (``face``) or 1280 x 720 (``photo``).
         detail: With photo framing, the photo's fine detail carried along the motion (``live.framing.pasteback``).
+        head_strength: How much of the driver's head motion the face copies, 0 to 2.
+        expression_strength: How much of the driver's expression the face copies, 0 to 2.
     """
 
     source: str
@@ -104,6 +106,8 @@ class AnimateOptions:
     framing: str = "face"
     output_size: tuple[int, int] | None = None
     detail: bool = True
+    head_strength: float = 1.0
+    expression_strength: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,9 @@ class PipelineOptions:
             keeps every CPU core busy).
         show_help: Show the help overlay in the preview from the start.
         scripted_keys: Input frame index -> hotkeys applied just before that frame is processed (tests, demos).
+        head_strength: How much of the head's motion the face copies at the start, 0 to 2 (hotkeys and sliders
+            change it while running).
+        expression_strength: The same for the expression.
     """
 
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
@@ -219,3 +226,5 @@ class PipelineOptions:
     pipelining: bool | None = None
     show_help: bool = False
     scripted_keys: dict[int, list[str]] = field(default_factory=dict)
+    head_strength: float = 1.0
+    expression_strength: float = 1.0

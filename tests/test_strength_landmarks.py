@@ -168,3 +168,46 @@ def test_strengths_are_validated(backend: LandmarkBackend) -> None:
     with LandmarkBackend(size=64, relative=False) as absolute:
         with pytest.raises(ValueError, match="need relative motion"):
             absolute.set_strengths(1.0, 0.5)
+
+
+def test_animate_head_zero_and_expression_zero_through_the_command(backend: LandmarkBackend, clip: tuple,
+                                                                   tmp_path) -> None:
+    """The issue's command: ``animate --backend landmarks --crop face --no-label`` on a driving folder of the
+    known-motion clip (its first frame the neutral pose), read back from the PNGs it writes. ``--head-strength 0``:
+    roll and yaw vary within a quarter of the default run's variation while the mouth still follows;
+    ``--expression-strength 0``: the mouth opening within a quarter of the default run's range while the head
+    still follows."""
+    from live.cli import main
+    from live.media import cv2
+
+    crop, neutral, _ = clip
+    renderer = HeadRenderer(crop, backend.detect(crop))
+    driving = tmp_path / "driving"
+    driving.mkdir()
+    for i, pose in enumerate([Pose(), *CLIP]):
+        cv2().imwrite(str(driving / f"{i:05d}.png"), cv2().cvtColor(renderer.render(pose), cv2().COLOR_RGB2BGR))
+    photo = tmp_path / "photo.png"
+    cv2().imwrite(str(photo), cv2().cvtColor(crop, cv2().COLOR_RGB2BGR))
+
+    def measured(*extra: str) -> np.ndarray:
+        out = tmp_path / ("out" + "".join(extra).replace("-", "_"))
+        assert main(["animate", "--backend", "landmarks", "--source", str(photo), "--driving", str(driving),
+                     "--out", str(out), "--crop", "face", "--no-label", *extra]) == 0
+        frames = [cv2().cvtColor(cv2().imread(str(p)), cv2().COLOR_BGR2RGB) for p in sorted(out.glob("*.png"))]
+        assert len(frames) == len(CLIP) + 1
+        points = [backend.detect(f) for f in frames]
+        assert all(p is not None for p in points), "the face mesh lost an output face"
+        estimator = PoseEstimator(points[0], frames[0].shape[0])
+        return np.array([estimator.measure(p) for p in points[1:]])
+
+    default, head_zero, expression_zero = measured(), measured("--head-strength", "0"), \
+        measured("--expression-strength", "0")
+    for j, name in ((YAW, "yaw"), (ROLL, "roll")):
+        print(f"animate: {name} range default {np.ptp(default[:, j]):.2f}, head 0 {np.ptp(head_zero[:, j]):.2f}, "
+              f"expression 0 r {pearson(default[:, j], expression_zero[:, j]):.3f}")
+        assert np.ptp(head_zero[:, j]) <= 0.25 * np.ptp(default[:, j]), name
+        assert pearson(default[:, j], expression_zero[:, j]) >= 0.95, name
+    print(f"animate: mouth range default {np.ptp(default[:, MOUTH]):.3f}, expression 0 "
+          f"{np.ptp(expression_zero[:, MOUTH]):.3f}, head 0 r {pearson(default[:, MOUTH], head_zero[:, MOUTH]):.3f}")
+    assert np.ptp(expression_zero[:, MOUTH]) <= 0.25 * np.ptp(default[:, MOUTH])
+    assert pearson(default[:, MOUTH], head_zero[:, MOUTH]) >= 0.9

@@ -126,3 +126,44 @@ def test_preview_window_takes_keys_and_q_quits(display: str, tmp_path: Path) -> 
     with av.open(str(out)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames > 10
+
+
+def test_the_slider_panel_sets_the_controls_and_follows_the_hotkeys(display: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real window: t opens the panel; moving a trackbar sets its control (head 0.5, cutoff 2.5 Hz); a hotkey's
+    change moves the trackbar to match; t again closes the panel."""
+    monkeypatch.setenv("DISPLAY", display)
+    from live.loop.hotkeys import Controls, apply_model_key
+    from live.media import cv2
+    from live.output.sinks import FrameInfo
+    from live.output.window import PANEL_TITLE, WindowSink
+
+    cv = cv2()
+    window = WindowSink(title="fomm-live slider test")
+    controls = Controls(kp_min_cutoff=1.0)
+    window.controls = controls
+    frame = np.zeros((120, 160, 3), np.uint8)
+    try:
+        window.send(frame, FrameInfo(0, 0.0))
+        with pytest.raises(cv.error):
+            cv.getTrackbarPos("head strength x10", PANEL_TITLE)  # no panel before t
+        apply_model_key("t", controls)
+        window.send(frame, FrameInfo(1, 0.0))
+        window.poll_keys()
+        assert cv.getTrackbarPos("head strength x10", PANEL_TITLE) == 10
+        assert cv.getTrackbarPos("smoothing cutoff Hz x10", PANEL_TITLE) == 10
+        cv.setTrackbarPos("head strength x10", PANEL_TITLE, 5)
+        cv.setTrackbarPos("smoothing cutoff Hz x10", PANEL_TITLE, 25)
+        window.poll_keys()
+        assert controls.head_strength == 0.5 and controls.kp_min_cutoff == 2.5
+        apply_model_key("=", controls)
+        window.send(frame, FrameInfo(2, 0.0))
+        window.poll_keys()
+        assert cv.getTrackbarPos("expression strength x10", PANEL_TITLE) == 11
+        apply_model_key("t", controls)
+        window.send(frame, FrameInfo(3, 0.0))
+        window.poll_keys()
+        with pytest.raises(cv.error):
+            cv.getTrackbarPos("head strength x10", PANEL_TITLE)
+    finally:
+        window.close()

@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from live.cli.common import add_framing_options, add_model_options, add_remote_options, model_options, remote_options
+from live.cli.common import (
+    add_framing_options,
+    add_model_options,
+    add_remote_options,
+    add_strength_options,
+    model_options,
+    remote_options,
+)
 from live.errors import UserError
 from live.options import AnimateOptions
 
@@ -46,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                               "(default: the first frame)")
     add_framing_options(animate, framing=AnimateOptions.framing,
                         output_size="default: 1280x720 with --framing photo, else the model's square")
+    add_strength_options(animate)
 
 
 class ProgressBar:
@@ -69,7 +77,8 @@ def animate_options(args: argparse.Namespace) -> AnimateOptions:
     return AnimateOptions(source=args.source, driving=args.driving, out=args.out, crop=args.crop,
                           find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
                           label=not args.no_label, framing=args.framing, output_size=args.output_size,
-                          detail=args.detail)
+                          detail=args.detail, head_strength=args.head_strength,
+                          expression_strength=args.expression_strength)
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -112,6 +112,17 @@ def add_framing_options(parser: argparse.ArgumentParser, *, framing: str, output
                             "the landmark backend moves the full-resolution photo itself)")
 
 
+def add_strength_options(parser: argparse.ArgumentParser) -> None:
+    """``--head-strength`` and ``--expression-strength`` (checked by ``check_conflicts``)."""
+    group = parser.add_argument_group("motion strength (live: hotkeys [ ] and - =, sliders on t)")
+    group.add_argument("--head-strength", type=float, default=1.0, metavar="F",
+                       help="how much of the driver's head motion (turns, nods, tilts, moves) the face copies: 0 "
+                            "holds the head at the neutral pose, 1 copies it, up to 2 exaggerates it (default: 1)")
+    group.add_argument("--expression-strength", type=float, default=1.0, metavar="F",
+                       help="the same for the expression (eyes, brows, mouth): 0 keeps the neutral face, 2 doubles it "
+                            "(default: 1)")
+
+
 def model_options(args: argparse.Namespace) -> ModelOptions:
     """The ``add_model_options`` arguments as runtime options."""
     return ModelOptions(checkpoint=args.checkpoint, config=args.config, backend=args.backend, device=args.device,
@@ -133,3 +144,10 @@ def check_conflicts(args: argparse.Namespace) -> None:
         raise UserError("--precision fp16 is for CUDA; on the CPU use bf16 or fp32")
     if getattr(args, "device", None) == "cuda" and getattr(args, "precision", None) == "int8":
         raise UserError(INT8_ON_CUDA)
+    for option in ("head_strength", "expression_strength"):
+        value = getattr(args, option, 1.0)
+        if not 0.0 <= value <= 2.0:  # also refuses nan
+            raise UserError(f"--{option.replace('_', '-')} {value:g}: choose a strength from 0 to 2 (1 copies the "
+                            "motion as it is)")
+        if value != 1.0 and getattr(args, "relative", True) is False:
+            raise UserError(f"--{option.replace('_', '-')} needs relative motion (drop --absolute)")

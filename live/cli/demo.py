@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from live.cli.common import add_framing_options, add_model_options, model_options
+from live.cli.common import add_framing_options, add_model_options, add_strength_options, model_options
 from live.cli.run import run_live
 from live.options import LIVE_FRAMING, CameraOptions, OutputOptions
 
@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--no-preview", action="store_true", help="no preview window")
     demo.add_argument("--stats-json", metavar="PATH", help="write the per-stage latency figures here")
     add_framing_options(demo, framing=LIVE_FRAMING, output_size="default: 1280x720")
+    add_strength_options(demo)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -35,7 +36,8 @@ def execute(args: argparse.Namespace) -> int:
     # Paced like a camera, so the latency figures mean what they would live; every other live-loop option at its
     # default.
     loop = PipelineOptions(frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
-                           pacing=PacingOptions(realtime=True))
+                           pacing=PacingOptions(realtime=True), head_strength=args.head_strength,
+                           expression_strength=args.expression_strength)
     code = run_live(args.source, model=model_options(args), camera=CameraOptions(camera=str(clip)), outputs=outputs,
                     loop=loop)
     print(f"wrote {args.out}")

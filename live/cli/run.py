@@ -11,6 +11,7 @@ from live.cli.common import (
     add_framing_options,
     add_model_options,
     add_remote_options,
+    add_strength_options,
     model_options,
     parse_size,
     remote_options,
@@ -72,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--manual-calibration", action="store_true",
                       help="take the neutral pose only when c is pressed (default: automatically once still)")
     add_framing_options(run, framing=LIVE_FRAMING, output_size=None)
+    add_strength_options(run)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -83,7 +85,8 @@ def execute(args: argparse.Namespace) -> int:
                                                     kp_min_cutoff=args.kp_cutoff),
                            calibration=CalibrationOptions(auto=not args.manual_calibration),
                            frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
-                           pacing=PacingOptions(realtime=args.realtime, loop=args.loop, max_frames=args.max_frames))
+                           pacing=PacingOptions(realtime=args.realtime, loop=args.loop, max_frames=args.max_frames),
+                           head_strength=args.head_strength, expression_strength=args.expression_strength)
     return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop,
                     remote=remote_options(args))
 

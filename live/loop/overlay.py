@@ -34,6 +34,11 @@ def build_preview(out: np.ndarray, crop: np.ndarray | None, status: list[str], *
         lines.insert(0, "camera lost: reconnecting")
     if controls.best_frame:
         lines.append("best-frame mode")
+    if controls.showing_changes():
+        line = f"head {controls.head_strength:.1f}  expression {controls.expression_strength:.1f}"
+        if controls.kp_min_cutoff is not None:
+            line += f"  smoothing {controls.kp_min_cutoff:.2f} Hz"
+        lines.append(line)
     if controls.show_timing:
         for stage in TIMED_STAGES:
             last = stats.last(stage)

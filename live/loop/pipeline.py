@@ -110,7 +110,10 @@ class LivePipeline:
         self.camera_lost = False
         self.error: str | None = None
         self.controls = Controls(mirror=tracking.mirror, best_frame=calibration.best_frame,
-                                 show_help=self.options.show_help)
+                                 show_help=self.options.show_help, head_strength=self.options.head_strength,
+                                 expression_strength=self.options.expression_strength)
+        if window is not None:
+            window.controls = self.controls  # the slider panel (hotkey t) sets them
         self.tracking = TrackingStage(crop_mode=tracking.crop, detector=detector, size=backend.size,
                                       smoothing=tracking.smoothing, controls=self.controls, stats=self.stats)
         smoother = (MotionSmoother(min_cutoff=tracking.kp_min_cutoff, beta=tracking.kp_beta,

@@ -52,6 +52,14 @@ class MotionSmoother:
     def reset(self) -> None:
         self.filters.clear()
 
+    def set_min_cutoff(self, min_cutoff: float) -> None:
+        """A new cutoff at rest (Hz, > 0), from the next sample on; the filters keep their state."""
+        if min_cutoff <= 0:
+            raise ValueError(f"min_cutoff must be > 0 Hz, got {min_cutoff}")
+        self.min_cutoff = min_cutoff
+        for f in self.filters.values():
+            f.min_cutoff = min_cutoff
+
     def __call__(self, motion: Any, t: float) -> Any:
         if motion is None:
             return None

@@ -222,6 +222,9 @@ class ModelStage:
         self.avatar_index = 0
         self.frame_index = -1
         self._held: np.ndarray | None = None  # the last animated frame at the output size, held while no face
+        self._strengths = (1.0, 1.0)  # what the backend was last given (``Controls`` says what is wanted)
+        if smoother is not None and controls.kp_min_cutoff is None:
+            controls.kp_min_cutoff = smoother.min_cutoff
         self.compositor = make_compositor(framing=framing, avatars=avatars, output_size=output_size, backend=backend,
                                           detail=detail)
         self.select_avatar(0)
@@ -261,6 +264,28 @@ class ModelStage:
             logger.info("best-frame mode %s", "on" if self.controls.best_frame else "off")
         elif action.kind == "geometry":
             self.recalibrate_from_scratch()
+        elif action.kind == "freeze":
+            self.events.append((self.frame_index, "frozen" if self.controls.frozen else "unfrozen"))
+            logger.info("output %s", "frozen" if self.controls.frozen else "live again")
+
+    def follow_controls(self) -> None:
+        """Hand the backend and the smoother what the controls want now (hotkeys and sliders change ``controls``
+        from the preview's side; this stage applies them at the start of a frame)."""
+        wanted = (self.controls.head_strength, self.controls.expression_strength)
+        if wanted != self._strengths:
+            try:
+                self.backend.set_strengths(*wanted)
+            except ValueError as err:  # absolute motion: nothing to scale; the controls go back to 1
+                logger.warning("%s", err)
+                self.controls.head_strength = self.controls.expression_strength = 1.0
+                wanted = (1.0, 1.0)
+            else:
+                logger.info("head strength %.1f, expression strength %.1f", *wanted)
+            self._strengths = wanted
+        cutoff = self.controls.kp_min_cutoff
+        if self.smoother is not None and cutoff is not None and cutoff != self.smoother.min_cutoff:
+            self.smoother.set_min_cutoff(cutoff)
+            logger.info("keypoint smoothing cutoff %.2f Hz", cutoff)
 
     def recalibrate_from_scratch(self) -> None:
         """After the crop geometry or the mirror changed: forget the neutral pose and the smoothed motion (both
@@ -281,6 +306,7 @@ class ModelStage:
         self.frame_index = tracked.index
         for key in tracked.keys:
             self.apply_key(key)
+        self.follow_controls()
 
     def __call__(self, tracked: TrackedFrame) -> tuple[np.ndarray, FrameInfo]:
         """The output frame of a tracked frame and what is known about it."""
@@ -288,7 +314,9 @@ class ModelStage:
         status: list[str] = []
         animated = False
         motion = None
-        if crop is None or (self.crop_mode == "face" and face is None):
+        if self.controls.frozen:  # the outputs keep the frame they had: no model work until released
+            status.append("frozen (f to go on)")
+        elif crop is None or (self.crop_mode == "face" and face is None):
             self.stats.count("no_face")
             status.append("no face in view")
         else:

@@ -8,7 +8,6 @@ fix it, so the run can go on with the other outputs.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from live.capture.cameras import platform_name
+from live.errors import SinkUnavailable
 from live.media import VIDEO_SUFFIXES, cv2, open_writer
 from live.output.recording import FragmentedRecording, live_recording
 from live.stats import PipelineStats
@@ -30,10 +30,6 @@ VIRTUALCAM_HELP = {
     "win32": "install OBS Studio (26 or newer) and start its Virtual Camera once, then close OBS",
     "darwin": "install OBS Studio (26.1 or newer) and start its Virtual Camera once, then close OBS",
 }
-
-
-class SinkUnavailable(RuntimeError):
-    """A sink could not be opened; the message says how to make it available."""
 
 
 @dataclass
@@ -330,71 +326,5 @@ class VirtualCamSink:
         self.camera.close()
 
 
-# cv2.waitKeyEx codes of the arrow keys: GTK/Qt on Linux, Windows, macOS.
-_ARROWS = {65361: "left", 65362: "up", 65363: "right", 65364: "down",
-           2424832: "left", 2490368: "up", 2555904: "right", 2621440: "down",
-           63234: "left", 63232: "up", 63235: "right", 63233: "down"}
-
-
-def key_name(code: int) -> str | None:
-    """A cv2.waitKeyEx code as a hotkey name: 'c', '1', 'left', 'esc'... (None for no key)."""
-    if code < 0:
-        return None
-    if code in _ARROWS:
-        return _ARROWS[code]
-    code &= 0xFF  # modifier bits (Num Lock, ...) sit above the low byte
-    if code == 27:
-        return "esc"
-    return chr(code).lower() if 32 <= code < 127 else None
-
-
-def display_available() -> bool:
-    """Whether a preview window can open (a display on Linux; assumed on Windows and macOS)."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
-
-class WindowSink:
-    """The preview window. Must be driven from the main thread; ``poll_keys`` returns the hotkeys pressed."""
-
-    name = "window"
-
-    def __init__(self, title: str = "fomm-live") -> None:
-        if not display_available():
-            raise SinkUnavailable("no display for the preview window (use --no-preview or run on a desktop)")
-        self.cv = cv2()
-        self.title = title
-        try:
-            self.cv.namedWindow(title, self.cv.WINDOW_NORMAL)
-        except self.cv.error as err:
-            raise SinkUnavailable(f"the preview window cannot open ({str(err).strip()[:100]})") from err
-        self._closed = False
-        self._size: tuple[int, int] | None = None
-
-    def send(self, frame: np.ndarray, info: FrameInfo) -> None:
-        shown = info.preview if info.preview is not None else frame
-        size = (shown.shape[1], shown.shape[0])
-        if size != self._size:  # fit the window to the picture (the camera view beside it changes the width)
-            self._size = size
-            self.cv.resizeWindow(self.title, *size)
-        self.cv.imshow(self.title, self.cv.cvtColor(shown, self.cv.COLOR_RGB2BGR))
-
-    def poll_keys(self) -> list[str]:
-        name = key_name(self.cv.waitKeyEx(1))
-        return [name] if name else []
-
-    def closed_by_user(self) -> bool:
-        try:
-            return self.cv.getWindowProperty(self.title, self.cv.WND_PROP_VISIBLE) < 1
-        except self.cv.error:
-            return True
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            try:
-                self.cv.destroyWindow(self.title)
-                self.cv.waitKey(1)
-            except self.cv.error:
-                logger.debug("preview window already gone")
+# The preview window has a file of its own; its names stay importable from here.
+from live.output.window import WindowSink, display_available, key_name  # noqa: E402,F401,I001
