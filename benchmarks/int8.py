@@ -39,7 +39,8 @@ from models.engines import EagerEngine, psnr
 from models.engines.int8 import Int8Engine
 from models.engines.int8_calibration import DEFAULT_POSES, calibration_poses, pose_reach
 from models.engines.int8_runtimes import RUNTIMES, runtime
-from models.paths import CACHE_ENV
+
+CACHE_ENV = "FOMM_LIVE_CACHE"  # the cache folder switch (common.switches)
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,8 @@ import torch
 from benchmarks.model import machine_info, randomize_
 from models import Animator, build_networks, load_config
 from models.engines import psnr
-from models.paths import CACHE_ENV
+
+CACHE_ENV = "FOMM_LIVE_CACHE"  # the cache folder switch (common.switches)
 
 PORTRAIT = Path(__file__).resolve().parent.parent / "live" / "assets" / "astronaut.jpg"
 
