@@ -97,7 +97,7 @@ def check_virtualcam() -> Check:
 
 
 def check_display() -> Check:
-    from live.output.sinks import display_available
+    from live.output.window import display_available
 
     if display_available():
         return Check(OK, "display", "available for the preview window")

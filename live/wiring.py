@@ -135,7 +135,8 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
             losslessly, faster than real time).
         stats: The run's ``live.stats.PipelineStats``: recordings count there the frames their encoder dropped.
     """
-    from live.output.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink, WindowSink, display_available
+    from live.output.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink
+    from live.output.window import WindowSink, display_available
 
     sinks, window, problems = [], None, []
     wanted = list(outputs.outputs) or ["virtualcam"]

@@ -18,9 +18,9 @@ from live.output.sinks import (
     SinkUnavailable,
     VirtualCamSink,
     check_frame,
-    key_name,
     to_pixel_format,
 )
+from live.output.window import key_name
 
 
 class StandInCamera:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from live.backends import MAX_STRENGTH, MIN_STRENGTH
 from live.errors import UserError
 from live.options import CHECKPOINT_HELP, ModelOptions, RemoteOptions
 
@@ -146,8 +147,8 @@ def check_conflicts(args: argparse.Namespace) -> None:
         raise UserError(INT8_ON_CUDA)
     for option in ("head_strength", "expression_strength"):
         value = getattr(args, option, 1.0)
-        if not 0.0 <= value <= 2.0:  # also refuses nan
-            raise UserError(f"--{option.replace('_', '-')} {value:g}: choose a strength from 0 to 2 (1 copies the "
-                            "motion as it is)")
+        if not MIN_STRENGTH <= value <= MAX_STRENGTH:  # also refuses nan
+            raise UserError(f"--{option.replace('_', '-')} {value:g}: choose a strength from {MIN_STRENGTH:g} to "
+                            f"{MAX_STRENGTH:g} (1 copies the motion as it is)")
         if value != 1.0 and getattr(args, "relative", True) is False:
             raise UserError(f"--{option.replace('_', '-')} needs relative motion (drop --absolute)")

@@ -146,7 +146,7 @@ def relative_motion(source: np.ndarray, neutral: np.ndarray, driving: np.ndarray
     mouth_ratio = (np.linalg.norm(source[corners[0], :2] - source[corners[1], :2])
                    / max(np.linalg.norm(neutral[corners[0], :2] - neutral[corners[1], :2]), 1e-9))
     gain = float(np.clip(mouth_ratio / k, 1.0, MOUTH_GAIN_MAX))
-    scaled = k * expression_move if expression == 1.0 else (k * expression) * expression_move  # 478 x 3, source units
+    scaled = (k * expression) * expression_move  # 478 x 3, in the source's units (k * 1.0 is k: the default exact)
     scaled[mouth] *= gain
     return c_s + scale * (source + scaled - c_s) @ eased_rotation(rot).T + k * head_shift
 

@@ -44,7 +44,8 @@ from live.loop.smoothing import MotionSmoother
 from live.loop.stages import MAX_CONSECUTIVE_ERRORS, FailurePolicy, ModelStage, TrackedFrame, TrackingStage, merge_keys
 from live.loop.stall import StallRule
 from live.options import PipelineOptions
-from live.output.sinks import FrameInfo, Sink, WindowSink
+from live.output.sinks import FrameInfo, Sink
+from live.output.window import WindowSink
 from live.stats import PipelineStats
 
 __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother", "PipelineOptions",

@@ -1,4 +1,5 @@
-"""Where output frames go: the virtual camera, the preview window, MP4 recordings, and a recording sink for tests.
+"""Where output frames go: the virtual camera, MP4 recordings, and a recording sink for tests (the preview window is
+``live.output.window``).
 
 Every sink takes H x W x 3 uint8 RGB frames of the output size through ``send(frame, info)`` and is closed once with
 ``close()`` (safe to call twice). A sink that cannot open raises ``SinkUnavailable`` with a message that says how to
@@ -325,6 +326,3 @@ class VirtualCamSink:
                         self._received, self.achieved_fps(), self.sent)
         self.camera.close()
 
-
-# The preview window has a file of its own; its names stay importable from here.
-from live.output.window import WindowSink, display_available, key_name  # noqa: E402,F401,I001
