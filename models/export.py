@@ -26,8 +26,10 @@ formulation is kept as it is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -177,7 +179,7 @@ def _export(graphs: dict[str, nn.Module], inputs: dict[str, tuple[torch.Tensor, 
     programs = {}
     for name, module in graphs.items():
         try:
-            with torch.no_grad():
+            with torch.no_grad(), quiet_exporter():
                 programs[name] = torch.export.export(module, inputs[name], strict=strict)
         except Exception as err:  # torch.export raises many types; report which network and why, keep the cause
             raise ExportError(f"torch.export of the {name} failed: {type(err).__name__}: "
@@ -203,20 +205,58 @@ def export_onnx_networks(kp_detector: KPDetector, generator: OcclusionAwareGener
     kp_in, gen_in = example_inputs(kp_detector, generator, image_size=image_size, source=source, kp_source=kp_source)
     inputs = {"kp_detector": kp_in, "generator": gen_in}
     programs = _export(graphs, inputs)
-    paths = {}
-    for name, program in programs.items():
-        path = out_dir / f"{name}.onnx"
-        graph = graphs[name]
-        try:
-            torch.onnx.export(program, f=str(path), input_names=graph.input_names, output_names=graph.output_names,
-                              opset_version=opset, external_data=False, verbose=False, optimize=True)
-        except Exception as err:  # the exporter raises many types; name the network, keep the cause
-            raise ExportError(f"ONNX export of the {name} failed: {type(err).__name__}: "
-                              f"{str(err).strip().splitlines()[0][:200]}") from err
-        paths[name] = path
+    paths = {name: _write_onnx(name, program, graphs[name], out_dir / f"{name}.onnx", opset=opset)
+             for name, program in programs.items()}
     if verify:
         verify_onnx(paths, graphs, inputs, atol=atol)
     return paths
+
+
+def export_onnx_keypoints(kp_detector: KPDetector, path: str | os.PathLike, *, image_size: int = 256,
+                          opset: int | None = None) -> Path:
+    """Write the keypoint detector alone (``KeypointGraph``, float32, batch 1) to ``path``, unverified: its user
+    checks it on its first real input (``models.engines.int8_keypoints``)."""
+    graph = KeypointGraph(kp_detector.eval()).eval()
+    device = next(kp_detector.parameters()).device
+    channels = kp_detector.predictor.encoder.down_blocks[0].conv.in_channels
+    image = torch.rand(1, channels, image_size, image_size, generator=torch.Generator().manual_seed(0)).to(device)
+    program = _export({"kp_detector": graph}, {"kp_detector": (image,)})["kp_detector"]
+    return _write_onnx("kp_detector", program, graph, Path(path), opset=opset)
+
+
+def _write_onnx(name: str, program: torch.export.ExportedProgram, graph: nn.Module, path: Path, *,
+                opset: int | None) -> Path:
+    try:
+        with quiet_exporter():
+            torch.onnx.export(program, f=str(path), input_names=graph.input_names, output_names=graph.output_names,
+                              opset_version=opset, external_data=False, verbose=False, optimize=True)
+    except Exception as err:  # the exporter raises many types; name the network, keep the cause
+        raise ExportError(f"ONNX export of the {name} failed: {type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[0][:200]}") from err
+    return path
+
+
+# What the exporters say at INFO (each optimisation pass: "Removed 87 unused nodes", "Replaced initializer ...") and
+# the warning that torchvision's ops are not registered (the graphs use none): dozens of lines in the log of a
+# first int8 start, none of them about the user's run.
+_CHATTY = {"onnx_ir": logging.WARNING, "onnxscript": logging.WARNING,
+           "torch.onnx._internal.exporter._registration": logging.ERROR}
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """``torch.export`` and ``torch.onnx.export`` without their progress chatter (see ``_CHATTY``) or PyTorch's own
+    deprecation warnings about its internals; errors and real warnings still come through."""
+    levels = {name: logging.getLogger(name).level for name in _CHATTY}
+    try:
+        for name, level in _CHATTY.items():
+            logging.getLogger(name).setLevel(level)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def export_onnx(animator, out_dir: str | os.PathLike, *, verify: bool = True, atol: float = ONNX_ATOL,

@@ -30,6 +30,7 @@ from models.engines.int8_calibration import (
     calibration_poses,
     pose_reach,
 )
+from models.engines.int8_keypoints import PATH as KEYPOINT_PATH
 from models.engines.int8_runtimes import Int8Runtime
 from models.export import FrameGraph
 from models.keypoint_detector import Keypoints
@@ -283,8 +284,115 @@ def test_real_runtime_passes_its_first_frame_on_golden_tiny(tmp_path: Path) -> N
     animator.calibrate(read_rgb(folder / "driving_0.png"))
     frames = [animator.animate(read_rgb(folder / f"driving_{i}.png")) for i in range(3)]
     assert engine.name == "int8", engine.reason
-    assert engine.checks[0].ok and engine.checks[0].psnr_db >= INT8_MIN_PSNR_DB, engine.checks[0]
+    generator_checks = [c for c in engine.checks if c.path == "int8"]
+    assert generator_checks[0].ok and generator_checks[0].psnr_db >= INT8_MIN_PSNR_DB, generator_checks[0]
     assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f in frames)
+    if engine.runtime.float_keypoints:  # the keypoint detector ran as the runtime's float32 graph, checked once
+        keypoint_checks = [c for c in engine.checks if c.path == KEYPOINT_PATH]
+        assert len(keypoint_checks) == 1 and keypoint_checks[0].ok, keypoint_checks
+        assert engine.keypoint_path.state == "checked"
+
+
+# --- the keypoint detector as the runtime's float32 graph ---------------------------------------------------------
+
+class KeypointStandIn(ExactStandIn):
+    """A stand-in runtime that runs the keypoint detector too: 'converts' it to the PyTorch module itself (after the
+    real ONNX export, which it checks exists), optionally moving every keypoint by ``error``."""
+
+    float_keypoints = True
+    error = 0.0
+    fail_build = False
+    conversions = 0
+
+    def build_keypoints(self, folder, *, onnx_path):
+        if self.fail_build:
+            raise RuntimeError("conversion failed (stand-in)")
+        assert Path(onnx_path).stat().st_size > 0, "the keypoint detector was exported to ONNX"
+        type(self).conversions += 1
+        (folder / "kp_standin.txt").write_text("converted", encoding="utf-8")
+
+    def load_keypoints(self, folder, *, threads):
+        if not (folder / "kp_standin.txt").exists():
+            raise FileNotFoundError(folder / "kp_standin.txt")
+        kp_detector, error = self.kp_detector, self.error
+
+        def run(feeds):
+            with torch.no_grad():
+                kp = kp_detector(torch.from_numpy(feeds["image"]))
+            out = {"kp_value": kp.value.numpy() + error}
+            if kp.jacobian is not None:
+                out["kp_jacobian"] = kp.jacobian.numpy()
+            return out
+
+        return run
+
+
+def keypoint_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **attributes):
+    kp_detector, generator, source = tiny()
+    runtime = KeypointStandIn()
+    runtime.graph = FrameGraph(generator, has_jacobian=True).eval()
+    runtime.kp_detector = kp_detector
+    for name, value in attributes.items():
+        setattr(runtime, name, value)
+    monkeypatch.setattr(int8_module, "pick_runtime", lambda requested=None: runtime)
+    engine = Int8Engine(kp_detector, generator, device=torch.device("cpu"), poses=POSES, cache_dir=tmp_path,
+                        fallback_precision="fp32")
+    return engine, kp_detector, source
+
+
+@torch.inference_mode()
+def test_runtime_keypoints_are_checked_once_and_converted_once_per_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    KeypointStandIn.conversions = 0
+    engine, kp_detector, source = keypoint_engine(tmp_path, monkeypatch)
+    batch = torch.cat([source, source.flip(-1)])  # two images: the graph takes one at a time
+    got = engine.keypoints(batch)
+    want = kp_detector(batch)
+    # one image at a time against a batch of two: equal but for the batch's reordered float32 sums
+    torch.testing.assert_close(got.value, want.value, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got.jacobian, want.jacobian, rtol=0, atol=1e-6)
+    assert engine.keypoint_path.state == "checked" and engine.keypoint_path.cache_hit is False
+    checks = [c for c in engine.checks if c.path == KEYPOINT_PATH]
+    assert len(checks) == 1 and checks[0].ok and checks[0].max_abs <= 1e-6, checks
+    engine.keypoints(source)
+    assert len(engine.checks) == 1, "checked on the first input only"
+    assert [p.name[:3] for p in tmp_path.iterdir()] == ["kp-"], "one folder, for the checkpoint, not the photo"
+    again, _, _ = keypoint_engine(tmp_path, monkeypatch)  # the next start: converted already
+    again.keypoints(source.flip(-2))
+    assert again.keypoint_path.cache_hit is True and KeypointStandIn.conversions == 1
+
+
+@torch.inference_mode()
+def test_runtime_keypoints_off_by_more_than_float32_fall_back_to_pytorch_with_one_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    engine, kp_detector, source = keypoint_engine(tmp_path, monkeypatch, error=1e-3)  # 10x the float32 bound
+    with caplog.at_level(logging.WARNING):
+        first = engine.keypoints(source)
+        later = engine.keypoints(source.flip(-1))
+    assert torch.equal(first.value, kp_detector(source).value), "the failed first input gets PyTorch's keypoints"
+    assert torch.equal(later.value, kp_detector(source.flip(-1)).value), "and so does every later one"
+    assert engine.keypoint_path.state == "eager"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "keypoint detector" in warnings[0].getMessage(), warnings
+    assert "1.0e-03" in warnings[0].getMessage(), "names the measured error"
+
+
+@torch.inference_mode()
+def test_runtime_keypoints_that_fail_to_convert_or_load_leave_pytorch_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    engine, kp_detector, source = keypoint_engine(tmp_path / "a", monkeypatch, fail_build=True)
+    with caplog.at_level(logging.WARNING):
+        got = engine.keypoints(source)
+    assert torch.equal(got.value, kp_detector(source).value) and engine.keypoint_path.state == "eager"
+    assert "conversion failed" in caplog.text
+    KeypointStandIn.conversions = 0
+    engine, _, _ = keypoint_engine(tmp_path / "b", monkeypatch)
+    engine.keypoints(source)
+    folder = next((tmp_path / "b").glob("kp-*"))
+    (folder / "kp_standin.txt").unlink()  # a damaged cache: converted again, not given up
+    again, _, _ = keypoint_engine(tmp_path / "b", monkeypatch)
+    again.keypoints(source)
+    assert again.keypoint_path.state == "checked" and KeypointStandIn.conversions == 2
 
 
 def test_doctor_says_whether_int8_runs_and_why_not(monkeypatch: pytest.MonkeyPatch) -> None:

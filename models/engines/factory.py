@@ -101,6 +101,7 @@ def _int8_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *,
         logger.info("engine: %s on %s, %s (%s)", result.name, device, result.precision, result.reason)
         return result
     logger.info("engine: int8 on %s, %s runtime (%s); calibrated on the first photo (cached), checked against "
-                "float32 eager on the first frame and on poses beyond the calibration, else eager %s",
-                device, result.runtime_label, result.reason, result.fallback_precision)
+                "float32 eager on the first frame and on poses beyond the calibration, else eager %s; keypoint "
+                "detector in float32 (%s)", device, result.runtime_label, result.reason, result.fallback_precision,
+                f"{result.runtime.name}, checked on its first input" if result.runtime.float_keypoints else "PyTorch")
     return result

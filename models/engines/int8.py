@@ -1,9 +1,10 @@
 """The int8 engine: the per-frame generator in 8-bit integers on the CPU, calibrated on the user's photo, checked.
 
-What runs: the keypoint detector in float32 eager (as every engine runs it); the source encoded once in float32; the
-per-frame generator (dense motion, warp, bottleneck, decoder) as an int8 graph of one of the runtimes of
-``models.engines.int8_runtimes`` (OpenVINO + NNCF by default, the fastest measured), its convolutions in int8 and its
-dense motion network in float32.
+What runs: the keypoint detector in float32, compiled by the runtime where it runs float graphs too (OpenVINO; else
+PyTorch eager; ``models.engines.int8_keypoints``); the source encoded once in float32; the per-frame generator
+(dense motion, warp, bottleneck, decoder) as an int8 graph of one of the runtimes of ``models.engines.int8_runtimes``
+(OpenVINO + NNCF by default, the fastest measured), its convolutions in int8 and its dense motion network in
+float32.
 
 Calibration: at the first ``encode`` of a photo, the generator is quantised with that photo's encoding and a spread
 of driving poses around its keypoints (``int8_calibration.calibration_poses``), with a progress bar, and cached under
@@ -18,8 +19,8 @@ head that keeps turning further costs a check every 10% of extra reach, not ever
 fails to build or run, means eager at the fallback precision (bf16 where the CPU has native bf16, else float32) for
 the rest of the run, with one warning naming the measured error (check ``int8``).
 
-Imports ``models.engines.base``, ``.cpu``, ``.eager`` (its fallback), ``.int8_calibration``, ``.int8_runtimes`` and
-``models.export``.
+Imports ``models.engines.base``, ``.cpu``, ``.eager`` (its fallback), ``.int8_calibration``, ``.int8_keypoints``,
+``.int8_runtimes`` and ``models.export``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from models.engines.int8_calibration import (
     pose_reach,
     read_cached,
 )
+from models.engines.int8_keypoints import RuntimeKeypoints
 from models.engines.int8_runtimes import RUNTIMES, Int8Runtime, RunGraph, runtime
 from models.export import FrameGraph, example_inputs, frame_inputs
 from models.generator import OcclusionAwareGenerator, SourceState
@@ -170,7 +172,7 @@ class Int8Engine(Engine):
         self.fallback_precision = fallback_precision or default_precision(device)
         self._fallback: Engine | None = None
         self._fallback_state: tuple[SourceState, SourceState] | None = None
-        self._weights: str | None = None
+        self._digest_pair: tuple[str, str] | None = None
         self._loaded: dict[str, tuple[RunGraph, Reach]] = {}  # cache key -> loaded graph, the last few photos
         self._graph: tuple[SourceState, RunGraph, Keypoints] | None = None  # (state, int8 graph, kp_source)
         self._arrays: dict[str, np.ndarray] = {}
@@ -178,13 +180,15 @@ class Int8Engine(Engine):
         self.checked = False
         self.cache_hit: bool | None = None  # the last encode found its calibration in the cache
         self.calibration_s: float | None = None  # seconds the last encode spent calibrating or loading
+        self.keypoint_path = RuntimeKeypoints(kp_detector, self.runtime, image_size=image_size, threads=self.threads,
+                                              cache_dir=cache_dir, digests=self._digests, record=self.record)
 
     @property
     def runtime_label(self) -> str:
         return f"{self.runtime.name} ({self.runtime.version()})"
 
     def keypoints(self, image: torch.Tensor) -> Keypoints:
-        return self.kp_detector(image)
+        return self.keypoint_path(image)
 
     def encode(self, image: torch.Tensor) -> SourceState:
         state = self.generator.encode_source(image)
@@ -208,15 +212,19 @@ class Int8Engine(Engine):
 
     # --- calibration and its cache ------------------------------------------------------------------------------
 
-    def _calibrated(self, image: torch.Tensor, state: SourceState, kp_source: Keypoints) -> RunGraph:
+    def _digests(self) -> tuple[str, str]:
+        """The checkpoint's weights and architecture digests (cache key parts), computed once."""
         from models.engines.tensorrt import architecture_digest, weights_digest
 
-        if self._weights is None:
-            self._weights = weights_digest(self.kp_detector, self.generator)
-        key = cache_key(weights=self._weights,
-                        architecture=architecture_digest(self.kp_detector, self.generator, self.image_size),
-                        photo=photo_digest(image), runtime=self.runtime.name, runtime_version=self.runtime.version(),
-                        poses=self.poses)
+        if self._digest_pair is None:
+            self._digest_pair = (weights_digest(self.kp_detector, self.generator),
+                                 architecture_digest(self.kp_detector, self.generator, self.image_size))
+        return self._digest_pair
+
+    def _calibrated(self, image: torch.Tensor, state: SourceState, kp_source: Keypoints) -> RunGraph:
+        weights, architecture = self._digests()
+        key = cache_key(weights=weights, architecture=architecture, photo=photo_digest(image),
+                        runtime=self.runtime.name, runtime_version=self.runtime.version(), poses=self.poses)
         if key in self._loaded:  # a photo used before in this run (avatars switched back): no reload
             graph, self.covered = self._loaded[key]
             self.cache_hit = True

@@ -151,6 +151,10 @@ class CacheWriter:
     def commit(self, covered: Reach, facts: dict) -> None:
         meta = {"covered_shift": covered.shift, "covered_turn": covered.turn, **facts}
         (self.folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        self.rename()
+
+    def rename(self) -> None:
+        """Make the written folder the final one (whatever it holds)."""
         if self.final.exists():  # a stale or broken folder of the same key
             shutil.rmtree(self.final, ignore_errors=True)
         self.folder.rename(self.final)

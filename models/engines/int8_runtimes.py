@@ -86,6 +86,18 @@ class Int8Runtime:
         raise NotImplementedError
 
     needs_onnx = True
+    # Whether the runtime also runs the float32 keypoint detector (``build_keypoints`` / ``load_keypoints``; see
+    # ``models.engines.int8_keypoints``); where not, PyTorch eager runs it.
+    float_keypoints = False
+
+    def build_keypoints(self, folder: Path, *, onnx_path: Path) -> None:
+        """Write the float32 keypoint detector exported to ``onnx_path`` into ``folder`` as this runtime's graph."""
+        raise NotImplementedError
+
+    def load_keypoints(self, folder: Path, *, threads: int | None) -> RunGraph:
+        """The float32 keypoint detector of ``folder``, ready to run: ``image`` in, ``kp_value`` [``kp_jacobian``]
+        out."""
+        raise NotImplementedError
 
 
 def _dense_motion_nodes(onnx_path: Path) -> list[str]:
@@ -126,17 +138,32 @@ class OpenVinoRuntime(Int8Runtime):
                                   ignored_scope=ignored)
         ov.save_model(quantized, str(folder / "generator.xml"), compress_to_fp16=False)
 
+    float_keypoints = True
+
     def load(self, folder, *, threads):
+        return self._compiled(folder / "generator.xml", threads=threads)
+
+    def build_keypoints(self, folder, *, onnx_path):
+        import openvino as ov
+
+        ov.save_model(ov.Core().read_model(str(onnx_path)), str(folder / "kp_detector.xml"), compress_to_fp16=False)
+
+    def load_keypoints(self, folder, *, threads):
+        return self._compiled(folder / "kp_detector.xml", threads=threads)
+
+    @staticmethod
+    def _compiled(path: Path, *, threads: int | None) -> RunGraph:
         import openvino as ov
 
         # CACHE_DIR: the CPU plugin keeps its compiled blob beside the IR, so a warm start skips the compile.
-        # INFERENCE_PRECISION_HINT f32: what is not int8 (the dense motion network, the warp) runs in float32,
-        # not the bf16 the plugin would choose on AMX / AVX512-BF16 CPUs (it moved the motion field by 3e-3).
+        # INFERENCE_PRECISION_HINT f32: what is not int8 (the dense motion network, the warp, the keypoint
+        # detector) runs in float32, not the bf16 the plugin would choose on AMX / AVX512-BF16 CPUs (it moved the
+        # motion field by 3e-3).
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-                  "CACHE_DIR": str(folder / "compiled")}
+                  "CACHE_DIR": str(path.parent / "compiled")}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(str(folder / "generator.xml"), "CPU", config)
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
         request = compiled.create_infer_request()
         names = [port.any_name for port in compiled.outputs]
         inputs = [port.any_name for port in compiled.inputs]
