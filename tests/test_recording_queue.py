@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import live.output.recording as recording_module
 from live.output.recording import LIVE_X264, FragmentedRecording, QueuedRecording
 from live.output.sinks import FrameInfo, Mp4Sink
 from live.stats import PipelineStats
-from live.threads import bound_helper_threads
+from live.threads import ModelTurns, bound_helper_threads
 
 HELPER_THREADS_ENV = "FOMM_LIVE_HELPER_THREADS"
 
@@ -194,3 +197,67 @@ def test_helper_threads_are_bounded(monkeypatch) -> None:
         assert bound_helper_threads() == 3 == cv2.getNumThreads()
     finally:
         cv2.setNumThreads(before)
+
+
+def test_a_model_break_is_the_end_of_a_call_running_now_or_later_and_nothing_waits_past_the_timeout() -> None:
+    turns = ModelTurns()
+    assert turns.wait_for_break(0.01) is False, "no call ended: the wait gives up at its timeout"
+    inside, ended = threading.Event(), threading.Event()
+
+    def model() -> None:
+        with turns.running():
+            inside.set()
+            assert ended.wait(30)
+
+    worker = threading.Thread(target=model)
+    worker.start()
+    assert inside.wait(30)
+    waiter = threading.Thread(target=lambda: results.append(turns.wait_for_break(30)))
+    results: list[bool] = []
+    waiter.start()
+    ended.set()  # the model's call ends: the waiter wakes
+    waiter.join(30)
+    worker.join(30)
+    assert results == [True]
+
+
+def model_calls_until(turns: ModelTurns, done: Callable[[], bool]) -> bool:
+    """Run empty model calls until ``done()`` (the encoder may start waiting a moment after a frame is queued: a
+    call that ended before then is not its break); False if 10 s pass first."""
+    for _ in range(200):
+        with turns.running():
+            pass
+        if done():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_live_encoder_waits_for_the_models_break_unless_it_is_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the model mid-call, a lone queued frame reaches the encoder only when a call ends (the encoder runs
+    beside the paste-back, not beside the keypoint detector); frames queued behind it do not wait."""
+    monkeypatch.setattr(recording_module, "BREAK_WAIT_S", 30.0)  # only the model's break lets a lone frame go
+    turns = ModelTurns()
+    encoder = GatedEncoder()
+    encoder.gate.set()  # this encoder is quick: only the wait can hold a frame up
+    queued = QueuedRecording(encoder, turns=turns)
+    with turns.running():
+        queued.write(frame_of(10), t=0.0, index=0)
+        assert not encoder.busy.wait(0.3), "the frame waits while the model's call runs"
+    assert model_calls_until(turns, encoder.busy.is_set), "the end of a call let it go"
+    queued.close()
+    assert encoder.levels == [10]
+
+    behind = GatedEncoder()  # stuck on its first frame while three more queue up behind it
+    queued = QueuedRecording(behind, turns=turns)
+    queued.write(frame_of(1), t=0.0, index=0)
+    assert model_calls_until(turns, behind.busy.is_set)
+    for level in (2, 3, 4):
+        queued.write(frame_of(level), t=level / 25, index=level)
+    behind.gate.set()  # no model call now: the two with a frame behind them go at once, the last waits alone
+    deadline = time.monotonic() + 10
+    while behind.levels != [1, 2, 3] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert behind.levels == [1, 2, 3], behind.levels
+    assert model_calls_until(turns, lambda: behind.levels == [1, 2, 3, 4])
+    queued.close()

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import DeviceError
-from live.backends import Backend
+from live.backends import Backend, Rendered
 from live.capture.sources import CapturedFrame
 from live.compose import add_label
 from live.face import CropBox, CropTracker, Face, FaceDetector, centre_crop_box, crop_square
@@ -35,6 +35,7 @@ from live.loop.overlay import build_preview
 from live.loop.smoothing import MotionSmoother
 from live.output.sinks import FrameInfo
 from live.stats import PipelineStats
+from live.threads import MODEL_TURNS
 
 logger = logging.getLogger(__name__)
 
@@ -310,9 +311,28 @@ class ModelStage:
 
     def __call__(self, tracked: TrackedFrame) -> tuple[np.ndarray, FrameInfo]:
         """The output frame of a tracked frame and what is known about it."""
-        face, crop, t = tracked.face, tracked.crop, tracked.item.media_time
         status: list[str] = []
-        animated = False
+        with MODEL_TURNS.running():  # the recording's encoder waits for the end of this (live.threads)
+            motion, rendered = self._model(tracked, status)
+        t0 = time.perf_counter()
+        if rendered is not None:
+            fitted = self._held = self.compositor.paste(rendered)
+        else:
+            fitted = self.held_frame()
+        out = add_label(fitted) if self.label else fitted
+        preview = (build_preview(out, tracked.crop, status, controls=self.controls, stats=self.stats,
+                                 camera_lost=self.camera_lost()) if self.preview else None)
+        self.stats.add("compose", (time.perf_counter() - t0) * 1000)
+        box = tracked.box
+        info = FrameInfo(tracked.index, tracked.item.captured_at, face=motion is not None,
+                         animated=rendered is not None, preview=preview, status=status,
+                         crop_box=None if box is None else (box.cx, box.cy, box.side))
+        return out, info
+
+    def _model(self, tracked: TrackedFrame, status: list[str]) -> tuple[Any, Rendered | None]:
+        """The model's calls for one frame: keypoints, smoothing, calibration, render. Returns the motion (None with
+        no face, or frozen) and the rendered frame (None when not animated); says why not in ``status``."""
+        face, crop, t = tracked.face, tracked.crop, tracked.item.media_time
         motion = None
         if self.controls.frozen:  # the outputs keep the frame they had: no model work until released
             status.append("frozen (f to go on)")
@@ -324,30 +344,16 @@ class ModelStage:
             if motion is None:
                 self.stats.count("no_face")
                 status.append("no face in view")
-        rendered = None
-        if motion is not None:
-            if self.smoother is not None:
-                motion = self.smoother(motion, t)
-            self._maybe_calibrate(motion, face, tracked.index, t)
-            if self.backend.calibrated:
-                detail = self.compositor.detail
-                rendered = timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
-                animated = True
-            else:
-                status.append("hold still: calibrating" if self.calibrator.pending else "press c to calibrate")
-        t0 = time.perf_counter()
-        if rendered is not None:
-            fitted = self._held = self.compositor.paste(rendered)
-        else:
-            fitted = self.held_frame()
-        out = add_label(fitted) if self.label else fitted
-        preview = (build_preview(out, crop, status, controls=self.controls, stats=self.stats,
-                                 camera_lost=self.camera_lost()) if self.preview else None)
-        self.stats.add("compose", (time.perf_counter() - t0) * 1000)
-        box = tracked.box
-        info = FrameInfo(tracked.index, tracked.item.captured_at, face=motion is not None, animated=animated,
-                         preview=preview, status=status, crop_box=None if box is None else (box.cx, box.cy, box.side))
-        return out, info
+        if motion is None:
+            return None, None
+        if self.smoother is not None:
+            motion = self.smoother(motion, t)
+        self._maybe_calibrate(motion, face, tracked.index, t)
+        if not self.backend.calibrated:
+            status.append("hold still: calibrating" if self.calibrator.pending else "press c to calibrate")
+            return motion, None
+        detail = self.compositor.detail
+        return motion, timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
 
     def _maybe_calibrate(self, motion: Any, face: Face | None, index: int, t: float) -> None:
         take = self.calibrator.update(face if self.crop_mode == "face" else _StillFace, t)

@@ -3,6 +3,7 @@
 Owns: the sinks (virtual camera, MP4 recording, the recording sink of tests: ``sinks``; the preview window and its
 slider panel: ``window``) and the
 crash-proof fragmented MP4 recording they write through (``recording``).
-May import: ``live.media``, ``live.errors``, ``live.capture.cameras`` (the platform); PyAV and pyvirtualcam lazily.
+May import: ``live.media``, ``live.errors``, ``live.stats``, ``live.threads`` (when the model leaves a core free),
+``live.capture.cameras`` (the platform); PyAV and pyvirtualcam lazily.
 Nothing from the loop or the framing rooms: frames arrive as H x W x 3 uint8 arrays with a ``FrameInfo``.
 """

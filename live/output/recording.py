@@ -30,6 +30,7 @@ import numpy as np
 from live.errors import UserError
 from live.media import SYNTHETIC_TAG, check_writable, cv2
 from live.stats import PipelineStats
+from live.threads import MODEL_TURNS, ModelTurns
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ FILE_X264 = {"crf": "18", "tune": "zerolatency", "forced-idr": "1"}
 # superfast, one thread: 3.8 ms a 1280 x 720 frame against 14.2 ms for x264's default preset, files 1.5x as large
 # (the bundled clip, 2-core AVX-512 CPU); one thread leaves the other cores to the model.
 LIVE_X264 = {**FILE_X264, "preset": "superfast", "threads": "1"}
+# The longest a queued frame waits for the model's break (``QueuedRecording``'s ``turns``): a model that does not
+# run (no face in view, frozen, a landmark frame long done) holds the encoder up no longer than this.
+BREAK_WAIT_S = 0.2
 QUEUE_FRAMES = 12  # frames a QueuedRecording holds: about half a second at 25 fps, 33 MB at 1280 x 720
 
 
@@ -197,11 +201,15 @@ class QueuedRecording:
         capacity: Frames the queue holds.
         lossless: Wait for room instead of dropping.
         on_drop: Called once per dropped frame (from the caller's thread).
+        turns: The model's turns (``live.threads.MODEL_TURNS``): with nothing else queued, a frame waits for the end
+            of the model's next call (at most ``BREAK_WAIT_S``) before it is encoded, so that the encoder runs beside
+            the next paste-back instead of the next keypoint detector. None: encoded at once.
     """
 
     def __init__(self, recording: FragmentedRecording, *, capacity: int = QUEUE_FRAMES, lossless: bool = False,
-                 on_drop: Callable[[], None] | None = None) -> None:
+                 on_drop: Callable[[], None] | None = None, turns: ModelTurns | None = None) -> None:
         self.recording = recording
+        self.turns = turns
         self.lossless = lossless
         self.on_drop = on_drop
         self.dropped = 0
@@ -249,6 +257,8 @@ class QueuedRecording:
                 return
             if self.error is not None:
                 continue  # drain: a lossless writer must not wait on a full queue after a failure
+            if self.turns is not None and self._queue.empty():  # behind: no waiting, catch up
+                self.turns.wait_for_break(BREAK_WAIT_S)
             frame, t, index = item
             try:
                 self.recording.write(frame, t=t, index=index)
@@ -288,7 +298,7 @@ def live_recording(path: str | os.PathLike, *, fps: float, clock: str = "capture
     """
     recording = FragmentedRecording(path, fps=fps, clock=clock, x264=LIVE_X264,
                                     metadata={"title": "fomm-live recording"})
-    return QueuedRecording(recording, lossless=clock == "frames",
+    return QueuedRecording(recording, lossless=clock == "frames", turns=MODEL_TURNS,
                            on_drop=None if stats is None else lambda: stats.count("recording_dropped"))
 
 
