@@ -360,6 +360,9 @@ def test_runtime_keypoints_are_checked_once_and_converted_once_per_checkpoint(
     again, _, _ = keypoint_engine(tmp_path, monkeypatch)  # the next start: converted already
     again.keypoints(source.flip(-2))
     assert again.keypoint_path.cache_hit is True and KeypointStandIn.conversions == 1
+    again.close()
+    again.close()  # safe twice; the compiled graph is let go
+    assert again.keypoint_path.state == "eager"
 
 
 @torch.inference_mode()

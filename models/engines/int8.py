@@ -380,6 +380,7 @@ class Int8Engine(Engine):
 
     def close(self) -> None:
         self._graph = None
+        self.keypoint_path.close()
         if self._fallback is not None:
             self._fallback.close()
 

@@ -95,6 +95,11 @@ class RuntimeKeypoints:
                 return want
         return got
 
+    def close(self) -> None:
+        """Let the compiled graph go (PyTorch runs any later call); safe to call twice."""
+        self._graph = None
+        self.state = "eager"
+
     def _run(self, image: torch.Tensor) -> Keypoints:
         values, jacobians = [], []
         for one in image.float().cpu().numpy():  # the graph takes one image (batch 1)
