@@ -129,6 +129,9 @@ class Backend:
             occlusion), ``warp`` (a warp map and painted mask) or ``none``.
         fast_rows: For array motion, the rows (first index) that move fast and briefly, such as eyelids in a blink:
             the live loop smooths them with a filter that follows quick motion (``live.loop.smoothing``).
+        first_source_slow: ``set_source`` of a photo it has not had before takes seconds (the int8 engine calibrates
+            on each photo, about 20 s at vox-256 size on a 2-core CPU): the live loop gives it every avatar once
+            before the first frame, so that switching avatars in a call never freezes the picture.
     """
 
     name: str = "backend"
@@ -138,6 +141,7 @@ class Backend:
     composes_on_device: bool = False
     motion_kind: MotionKind = "none"
     fast_rows: ClassVar[tuple[int, ...]] = ()
+    first_source_slow: bool = False
 
     def set_source(self, image: np.ndarray) -> None:
         """Take an H x W x 3 uint8 RGB source crop; expensive per-source work happens here, once."""
@@ -211,6 +215,8 @@ class FommBackend(Backend):
         # On the CPU the networks run one PyTorch thread per core: tracking in a second thread would only take cores
         # from them (``live.loop.pipeline.pipelining_default``).
         self.uses_all_cores = animator.device.type == "cpu"
+        # int8 calibrates on each photo the first time it is set (then cached on disk and kept loaded).
+        self.first_source_slow = animator.precision == "int8"
 
     @property
     def calibrated(self) -> bool:

@@ -192,3 +192,24 @@ def test_a_warping_backend_moves_the_full_resolution_photo_and_no_detail_upscale
     np.testing.assert_array_equal(out[y0:y1, x0:x1], framed[y0:y1, x0 - int(shift):x1 - int(shift)])
     upscaled, _ = plain(tracked)
     assert np.abs(upscaled[y0:y1, x0:x1].astype(int) - out[y0:y1, x0:x1].astype(int)).mean() > 1
+
+
+class SourceLog(ShiftBackend):
+    """The shift stand-in, noting every source it is given (by the crop's mean level)."""
+
+    def __init__(self, *, first_source_slow: bool) -> None:
+        self.first_source_slow = first_source_slow
+        self.sources: list[int] = []
+
+    def set_source(self, image: np.ndarray) -> None:
+        super().set_source(image)
+        self.sources.append(int(round(float(image.mean()))))
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_a_backend_slow_on_new_photos_gets_every_avatar_before_the_first_frame(slow: bool) -> None:
+    avatars = [Avatar(f"p{level}", np.full((64, 64, 3), level, np.uint8), None) for level in (10, 20, 30)]
+    backend = SourceLog(first_source_slow=slow)
+    _stage(avatars, backend)
+    # slow (int8): the others first, then the first one, which the run starts with; else the first one only
+    assert backend.sources == ([20, 30, 10] if slow else [10])

@@ -228,12 +228,22 @@ class ModelStage:
             controls.kp_min_cutoff = smoother.min_cutoff
         self.compositor = make_compositor(framing=framing, avatars=avatars, output_size=output_size, backend=backend,
                                           detail=detail)
+        if backend.first_source_slow:
+            self._prepare_avatars()
         self.select_avatar(0)
 
     @property
     def photo(self) -> PhotoCompositor | None:
         """The photo framing's compositor (its framed photo, framing and paste-back), None with ``framing="face"``."""
         return self.compositor if isinstance(self.compositor, PhotoCompositor) else None
+
+    def _prepare_avatars(self) -> None:
+        """Give the backend every avatar but the first once, before the first frame (``Backend.first_source_slow``):
+        what it does for a new photo then happens at start, not when the avatar is switched to in a call."""
+        for number, avatar in enumerate(self.avatars[1:], 2):
+            logger.info("avatar %d of %d (%s): preparing it now, so that switching to it later is quick", number,
+                        len(self.avatars), avatar.name)
+            self.backend.set_source(avatar.crop)
 
     # ------------------------------------------------------------------------------------------------ hotkeys
     def select_avatar(self, index: int) -> None:
