@@ -27,12 +27,13 @@ Imports ``models.export``; each runtime's package lazily, inside its methods.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,20 @@ def _dense_motion_nodes(onnx_path: Path) -> list[str]:
     return names
 
 
+@contextlib.contextmanager
+def _quiet_rich() -> Iterator[None]:
+    """rich's shared console silenced: NNCF draws its "Statistics collection" bar there, a second bar beside the
+    engine's on a terminal, and its last state as a line in every log without one."""
+    from rich import get_console
+
+    console = get_console()
+    before, console.quiet = console.quiet, True
+    try:
+        yield
+    finally:
+        console.quiet = before
+
+
 class OpenVinoRuntime(Int8Runtime):
     name = "openvino"
     packages = ("openvino", "nncf")
@@ -134,8 +149,9 @@ class OpenVinoRuntime(Int8Runtime):
             patterns = ["^(" + "|".join(re.escape(name) for name in names) + ")(/.*)?$"] if names else []
         ignored = nncf.IgnoredScope(patterns=patterns, types=others, validate=False)
         logging.getLogger("nncf").setLevel(logging.WARNING)
-        quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), fast_bias_correction=True,
-                                  ignored_scope=ignored)
+        with _quiet_rich():  # NNCF's own bar; the engine shows one for the calibration (a terminal only)
+            quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
+                                      fast_bias_correction=True, ignored_scope=ignored)
         ov.save_model(quantized, str(folder / "generator.xml"), compress_to_fp16=False)
 
     float_keypoints = True
