@@ -112,9 +112,12 @@ def test_keypoint_tensors_are_smoothed_where_they_are_as_the_host_filter_would()
 
 def test_closing_the_fomm_backend_closes_its_animator() -> None:
     closed = []
-    animator = SimpleNamespace(image_size=64, device=torch.device("cpu"), close=lambda: closed.append(True))
+    animator = SimpleNamespace(image_size=64, device=torch.device("cpu"), precision="bf16",
+                               close=lambda: closed.append(True))
     backend = FommBackend(animator)
     assert backend.device == "cpu" and backend.uses_all_cores and not backend.composes_on_device
-    assert backend.motion_kind == "field"
+    assert backend.motion_kind == "field" and not backend.first_source_slow
     backend.close()
     assert closed == [True]
+    animator.precision = "int8"  # calibrates on each new photo: the loop prepares every avatar at start
+    assert FommBackend(animator).first_source_slow
