@@ -121,8 +121,12 @@ def photo_digest(image: torch.Tensor) -> str:
 def cache_key(*, weights: str, architecture: str, photo: str, runtime: str, runtime_version: str,
               poses: int) -> str:
     """Folder name of one calibration: any change of input gives another folder."""
-    fields = {"weights": weights, "architecture": architecture, "photo": photo, "runtime": runtime,
-              "runtime_version": runtime_version, "calibration": CALIBRATION_VERSION, "poses": poses}
+    return folder_key({"weights": weights, "architecture": architecture, "photo": photo, "runtime": runtime,
+                       "runtime_version": runtime_version, "calibration": CALIBRATION_VERSION, "poses": poses})
+
+
+def folder_key(fields: dict) -> str:
+    """A cache folder's name: a hash of everything that decides its contents (any change gives another folder)."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -18,7 +18,6 @@ Imports ``models.engines.base``, ``.int8_calibration``, ``.int8_runtimes`` and `
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 
 from models.engines.base import FP32_ATOL, CheckResult, Tolerance, compare, device_failure, failed_to_run
-from models.engines.int8_calibration import CacheWriter, cache_folder
+from models.engines.int8_calibration import CacheWriter, cache_folder, folder_key
 from models.engines.int8_runtimes import Int8Runtime, RunGraph
 from models.keypoint_detector import Keypoints, KPDetector
 
@@ -39,8 +38,8 @@ PATH = "int8:keypoints"  # the check's name in ``Engine.checks``
 
 def keypoint_cache_key(*, weights: str, architecture: str, runtime: str, runtime_version: str) -> str:
     """Folder name (after ``kp-``) of one checkpoint's compiled keypoint detector."""
-    fields = {"weights": weights, "architecture": architecture, "runtime": runtime, "runtime_version": runtime_version}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+    return folder_key({"weights": weights, "architecture": architecture, "runtime": runtime,
+                       "runtime_version": runtime_version})
 
 
 class RuntimeKeypoints:
