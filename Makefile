@@ -23,7 +23,7 @@ lint: $(BIN)/.installed
 
 # The README's picture of the landmark backend's faces (the bundled photo: at rest, blink, mouth open, head turn).
 faces: $(BIN)/.installed
-	$(BIN)/python -m benchmarks.faces --quick --out faces-check --readme benchmarks/faces.png
+	$(BIN)/python -m fomm_live.benchmarks.faces --quick --out faces-check --readme fomm_live/benchmarks/faces.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache fomm-live-demo.mp4 faces-check

@@ -10,10 +10,10 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    # Every sub-package too (live.cli, live.landmarks, models.engines, ...), so that a non-editable install is whole.
-    packages=find_packages(include=["common", "live", "live.*", "models", "models.*", "kernels", "kernels.*",
-                                    "benchmarks"]),
-    package_data={"live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml"]},
+    # One top-level package, so that nothing else in site-packages is shadowed (a "models" or "common" of another
+    # project stays whole); every sub-package too (fomm_live.live.cli, fomm_live.models.engines, ...).
+    packages=find_packages(include=["fomm_live", "fomm_live.*"]),
+    package_data={"fomm_live.live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'
         # machines the normal (CUDA) build. Any looser spec makes every CI run download a multi-GB CUDA build.
@@ -63,7 +63,7 @@ setup(
             "triton>=3.2; platform_system == 'Linux' and platform_machine == 'x86_64'",
         ],
     },
-    entry_points={"console_scripts": ["fomm-live = live.cli:main"]},
+    entry_points={"console_scripts": ["fomm-live = fomm_live.live.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3.11",
         "License :: OSI Approved :: MIT License",

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.golden import read_png
+from fomm_live.benchmarks.golden import read_png
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -64,14 +64,12 @@ def golden_dir(variant: str) -> Path:
 def _onnx_export_once(tmp_path_factory: pytest.TempPathFactory):
     from helpers.exports import export_once
 
-    import models.export
-
-    return export_once(models.export.export_onnx_networks, tmp_path_factory.mktemp("onnx-exports"))
+    import fomm_live.models.export
+    return export_once(fomm_live.models.export.export_onnx_networks, tmp_path_factory.mktemp("onnx-exports"))
 
 
 @pytest.fixture
 def onnx_export_once(_onnx_export_once, monkeypatch: pytest.MonkeyPatch) -> None:
     """ONNX Runtime engines built in this test reuse the session's export of the same weights (``helpers.exports``)."""
-    import models.export
-
-    monkeypatch.setattr(models.export, "export_onnx_networks", _onnx_export_once)
+    import fomm_live.models.export
+    monkeypatch.setattr(fomm_live.models.export, "export_onnx_networks", _onnx_export_once)

@@ -23,10 +23,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Lower layers never import higher ones.
+# The one top-level package; its sub-packages are the layers, and lower layers never import higher ones. Modules at
+# the package's own root (``__init__``, ``__main__``: the ``python -m fomm_live`` entry) sit above every layer.
+PACKAGE = "fomm_live"
 LAYERS = ("common", "kernels", "models", "live", "benchmarks")
 MAX_LINES = 400
-MAX_LIVE_ROOT_MODULES = 16  # .py files directly in live/, besides __init__.py and __main__.py
+MAX_LIVE_ROOT_MODULES = 16  # .py files directly in fomm_live/live/, besides __init__.py and __main__.py
 # The names a backend or model object goes by; no getattr/hasattr may take one as its first argument under live/.
 PROBED_NAMES = ("backend", "self.backend", "self._backend", "model")
 
@@ -195,16 +197,23 @@ def find_cycles(edges: list[Edge]) -> list[list[Edge]]:
 
 
 def _is_cli(module: str) -> bool:
-    return module == "live.cli" or module.startswith("live.cli.")
+    return module == f"{PACKAGE}.live.cli" or module.startswith(f"{PACKAGE}.live.cli.")
+
+
+def layer_of(module: str) -> str | None:
+    """The layer (``PACKAGE.<layer>...``) a module belongs to; None for the package's own root modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
 
 
 def layer_violations(edges: list[Edge], layers: tuple[str, ...] = LAYERS) -> list[Edge]:
     """Imports from a lower layer into a higher one; the CLI (``live.cli``, ``live/cli/``) may import benchmarks."""
     rank = {name: i for i, name in enumerate(layers)}
+    rank[None] = len(layers)  # the package's root modules: above every layer
     bad = []
     for edge in edges:
-        source, target = rank[edge.source.split(".")[0]], rank[edge.target.split(".")[0]]
-        if target > source and not (_is_cli(edge.source) and edge.target.split(".")[0] == "benchmarks"):
+        source, target = rank[layer_of(edge.source)], rank[layer_of(edge.target)]
+        if target > source and not (_is_cli(edge.source) and layer_of(edge.target) == "benchmarks"):
             bad.append(edge)
     return sorted(bad, key=lambda e: (e.source, e.line, e.target))
 
@@ -227,7 +236,7 @@ def describe_cycle(cycle: list[Edge], modules: dict[str, Path], root: Path) -> s
 
 @pytest.fixture(scope="module")
 def house() -> tuple[dict[str, Path], list[Edge]]:
-    modules = module_files(ROOT, LAYERS)
+    modules = module_files(ROOT, (PACKAGE,))
     return modules, import_edges(modules)
 
 
@@ -330,22 +339,28 @@ def test_checker_passes_a_package_init_reexport_and_flags_an_import_from_the_ini
 
 
 def test_checker_lists_every_cycle_and_the_layer_breaks(tmp_path: Path) -> None:
-    modules = _write(tmp_path, {
-        "kernels/__init__.py": "", "kernels/k.py": "import importlib\nimportlib.import_module('models.m')\n",
-        "models/__init__.py": "", "models/m.py": "from models import n, o\n", "models/n.py": "from .m import q\n",
-        "models/o.py": "def f():\n    import models.m\n",  # a second cycle through models/m.py
-        "live/__init__.py": "", "live/cli.py": "from benchmarks import b\n", "live/x.py": "import benchmarks.b\n",
-        "live/y.py": "from live import z\n", "live/z.py": "def f():\n    import live.y\n",
-        "benchmarks/__init__.py": "", "benchmarks/b.py": "import live.x, kernels.k\n"})
+    files = {
+        "__init__.py": "", "__main__.py": "from fomm_live.live import cli\n",  # the root may import any layer
+        "kernels/__init__.py": "", "kernels/k.py": "import importlib\nimportlib.import_module('fomm_live.models.m')\n",
+        "models/__init__.py": "", "models/m.py": "from fomm_live.models import n, o\n",
+        "models/n.py": "from .m import q\n",
+        "models/o.py": "def f():\n    import fomm_live.models.m\n",  # a second cycle through models/m.py
+        "live/__init__.py": "", "live/cli.py": "from fomm_live.benchmarks import b\n",
+        "live/x.py": "import fomm_live.benchmarks.b\n",
+        "live/y.py": "from fomm_live.live import z\n", "live/z.py": "def f():\n    import fomm_live.live.y\n",
+        "benchmarks/__init__.py": "", "benchmarks/b.py": "import fomm_live.live.x, fomm_live.kernels.k\n",
+        "common/__init__.py": "", "common/c.py": "import fomm_live.__main__\n"}  # nothing may import the root
+    modules = _write(tmp_path, {f"{PACKAGE}/{name}": text for name, text in files.items()})
     edges = import_edges(modules)
-    assert [describe_cycle(c, modules, tmp_path) for c in find_cycles(edges)] == [
+    assert [describe_cycle(c, modules, tmp_path / PACKAGE) for c in find_cycles(edges)] == [
         "benchmarks/b.py:1 -> live/x.py:1 -> benchmarks/b.py",
         "live/y.py:1 -> live/z.py:2 -> live/y.py",
         "models/m.py:1 -> models/n.py:1 -> models/m.py",
         "models/m.py:1 -> models/o.py:2 -> models/m.py"]
-    assert [(e.source, e.target, e.line) for e in layer_violations(edges)] == [
-        ("kernels.k", "models.m", 2), ("live.x", "benchmarks.b", 1)]  # live/cli.py may import benchmarks
-    assert [(p.relative_to(tmp_path).as_posix(), n) for p, n in long_files(modules, limit=1)] == [
+    assert [(e.source, e.target, e.line) for e in layer_violations(edges)] == [  # live/cli.py may import benchmarks
+        ("fomm_live.common.c", "fomm_live.__main__", 1), ("fomm_live.kernels.k", "fomm_live.models.m", 2),
+        ("fomm_live.live.x", "fomm_live.benchmarks.b", 1)]
+    assert [(p.relative_to(tmp_path / PACKAGE).as_posix(), n) for p, n in long_files(modules, limit=1)] == [
         ("kernels/k.py", 2), ("live/z.py", 2), ("models/o.py", 2)]
 
 
@@ -369,7 +384,7 @@ def probes(paths: list[Path], names: tuple[str, ...] = PROBED_NAMES) -> list[str
 
 
 def test_live_keeps_at_most_16_modules_at_its_root_and_every_room_says_what_it_owns() -> None:
-    live = ROOT / "live"
+    live = ROOT / PACKAGE / "live"
     modules = root_modules(live)
     assert len(modules) <= MAX_LIVE_ROOT_MODULES, (
         f"{len(modules)} modules directly in live/ (at most {MAX_LIVE_ROOT_MODULES}: group the rest into rooms by "
@@ -382,7 +397,7 @@ def test_live_keeps_at_most_16_modules_at_its_root_and_every_room_says_what_it_o
 
 
 def test_no_backend_is_probed_for_what_it_can_do_under_live() -> None:
-    found = probes(sorted((ROOT / "live").rglob("*.py")))
+    found = probes(sorted((ROOT / PACKAGE / "live").rglob("*.py")))
     assert not found, "backends are probed instead of read from their declared fields:\n" + "\n".join(found)
 
 

@@ -16,9 +16,9 @@ import pytest
 from conftest import REPO
 from helpers.clips import moving_frames, place, portrait, write_clip
 
-from live.cli import main
-from live.errors import UserError
-from live.media import cv2, read_image
+from fomm_live.live.cli import main
+from fomm_live.live.errors import UserError
+from fomm_live.live.media import cv2, read_image
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_camera_that_does_not_exist_is_one_line_before_the_model_loads(tmp_path:
 
     out = tmp_path / "x.mp4"
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "live.cli", "--camera", "7", "--no-preview", "--output", str(out),
+    result = subprocess.run([sys.executable, "-m", "fomm_live", "--camera", "7", "--no-preview", "--output", str(out),
                              "--max-frames", "5"], capture_output=True, text=True, cwd=REPO, timeout=120)
     print(f"--camera 7 failed in {time.perf_counter() - started:.2f} s")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -209,7 +209,7 @@ def test_yaml_that_is_not_a_fomm_config(tmp_path: Path, clip: Path, capsys) -> N
 
 
 def test_second_interrupt_exits_at_once(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import live.cli.interrupts as interrupts
+    import fomm_live.live.cli.interrupts as interrupts
 
     exits = []
     monkeypatch.setattr(os, "_exit", lambda code: exits.append(code))

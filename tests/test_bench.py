@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import golden_dir
 
-from live.cli import main
-from live.stats import STAGES
+from fomm_live.live.cli import main
+from fomm_live.live.stats import STAGES
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from helpers.clips import moving_frames, write_clip
 
-import live.capture.cameras as cameras
-from live.capture.cameras import (
+import fomm_live.live.capture.cameras as cameras
+from fomm_live.live.capture.cameras import (
     CameraSpec,
     capture_backends,
     check_camera,
@@ -21,10 +21,10 @@ from live.capture.cameras import (
     list_cameras,
     parse_camera_spec,
 )
-from live.capture.sources import OpenCVSource
-from live.cli import main
-from live.errors import UserError
-from live.media import cv2
+from fomm_live.live.capture.sources import OpenCVSource
+from fomm_live.live.cli import main
+from fomm_live.live.errors import UserError
+from fomm_live.live.media import cv2
 
 
 def test_camera_specs() -> None:
@@ -166,7 +166,7 @@ def fake_capture(monkeypatch: pytest.MonkeyPatch):
 
 def test_v4l2_asks_mjpg_before_the_size(fake_capture, monkeypatch, caplog) -> None:
     monkeypatch.setattr(sys, "platform", "linux")
-    caplog.set_level("INFO", logger="live.capture.sources")
+    caplog.set_level("INFO", logger="fomm_live.live.capture.sources")
     source = OpenCVSource("0", resolution=(1280, 720), fps=30)
     assert fake_capture.opened == [(0, cv2().CAP_V4L2)]
     names = [name for name, _ in fake_capture.last.calls]
@@ -205,8 +205,8 @@ def test_reopening_a_camera_tries_only_that_camera(fake_capture, monkeypatch) ->
 
 
 def test_the_camera_is_checked_before_the_model_loads_and_opened_after(tmp_path: Path, monkeypatch) -> None:
-    import live.capture.sources as capture
-    import live.wiring as wiring
+    import fomm_live.live.capture.sources as capture
+    import fomm_live.live.wiring as wiring
 
     order: list[str] = []
     real_backend, real_source = wiring.make_backend, capture.OpenCVSource

@@ -14,8 +14,8 @@ import pytest
 import torch
 from conftest import GOLDEN_VARIANTS, REPO, golden_dir
 
-from models import Animator, build_networks, load_config
-from models.checkpoint import CheckpointError, load_into, matching_presets, read_checkpoint, strip_prefixes
+from fomm_live.models import Animator, build_networks, load_config
+from fomm_live.models.checkpoint import CheckpointError, load_into, matching_presets, read_checkpoint, strip_prefixes
 
 NETWORKS = ("generator", "kp_detector")
 FORMATS = ("checkpoint.pth.tar", "checkpoint-legacy.pth.tar")
@@ -415,7 +415,7 @@ def test_other_pickles_are_rejected(tmp_path, how):
 
 def test_models_never_unpickle_unsafely():
     """No file in models/ turns weights_only off or calls pickle.load directly; every torch.load is weights-only."""
-    sources = sorted((REPO / "models").rglob("*.py"))
+    sources = sorted((REPO / "fomm_live" / "models").rglob("*.py"))
     assert sources, "models/ has no Python files"
     loads = 0
     for source in sources:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import GOLDEN_VARIANTS, REPO, golden_dir, read_rgb
 
-from live.cli import main
-from live.paths import DEFAULT_PORTRAIT
+from fomm_live.live.cli import main
+from fomm_live.live.paths import DEFAULT_PORTRAIT
 
 
 def driving_dir(variant: str, tmp_path: Path) -> Path:
@@ -32,7 +32,7 @@ def model_args(variant: str) -> list[str]:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The real command in a fresh interpreter, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "live.cli", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "fomm_live", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=120)
 
 
@@ -160,9 +160,9 @@ def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path, monkeypatch: py
     model's 256 x 256; the animated frames differ accordingly."""
     from helpers.clips import moving_frames, write_clip
 
-    import live.output.sinks as sinks
-    from live.capture.sources import OpenCVSource
-    from live.face import FaceDetector, face_crop_box
+    import fomm_live.live.output.sinks as sinks
+    from fomm_live.live.capture.sources import OpenCVSource
+    from fomm_live.live.face import FaceDetector, face_crop_box
 
     boxes: dict[str, list] = {}
 
@@ -231,7 +231,7 @@ def test_a_failing_writer_ends_animate_with_one_line(tmp_path: Path, monkeypatch
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """The live pipeline drops an output that fails and goes on; for animate the writer is the only output, so its
     failure is the command's failure."""
-    import live.output.sinks as sinks
+    import fomm_live.live.output.sinks as sinks
 
     def full_disk(self, frame, info) -> None:
         raise OSError(28, "No space left on device")

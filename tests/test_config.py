@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import GOLDEN_VARIANTS, golden_dir
 
-from models import ConfigError, build_networks, load_config, preset_names
-from models.presets import PRESETS
+from fomm_live.models import ConfigError, build_networks, load_config, preset_names
+from fomm_live.models.presets import PRESETS
 
 EXPECTED_PRESETS = {"vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256",
                     "nemo-256"}

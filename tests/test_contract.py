@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from live.avatars import Avatar
-from live.backends import Backend, FommBackend, MotionField, Rendered
-from live.framing.compositor import FaceCompositor, PhotoCompositor, make_compositor, paste_kind
-from live.framing.pasteback import PasteBack
-from live.framing.pasteback_field import FieldPasteBack
-from live.framing.pasteback_map import MapPasteBack
-from live.framing.pasteback_torch import TensorPasteBack
-from live.loop.smoothing import MotionSmoother
-from models import tensor_to_image
-from models.keypoint_detector import Keypoints
+from fomm_live.live.avatars import Avatar
+from fomm_live.live.backends import Backend, FommBackend, MotionField, Rendered
+from fomm_live.live.framing.compositor import FaceCompositor, PhotoCompositor, make_compositor, paste_kind
+from fomm_live.live.framing.pasteback import PasteBack
+from fomm_live.live.framing.pasteback_field import FieldPasteBack
+from fomm_live.live.framing.pasteback_map import MapPasteBack
+from fomm_live.live.framing.pasteback_torch import TensorPasteBack
+from fomm_live.live.loop.smoothing import MotionSmoother
+from fomm_live.models import tensor_to_image
+from fomm_live.models.keypoint_detector import Keypoints
 
 
 class Declared(Backend):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from helpers.clips import moving_frames, write_clip
 
-from live.cli import main
-from live.paths import DEFAULT_PORTRAIT
+from fomm_live.live.cli import main
+from fomm_live.live.paths import DEFAULT_PORTRAIT
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import golden_dir
 
-from live.cli import main
-from live.doctor import FAIL, OK, WARN, run_checks
+from fomm_live.live.cli import main
+from fomm_live.live.doctor import FAIL, OK, WARN, run_checks
 
 LINE = re.compile(r"^(OK|WARN|FAIL)\s+\S.*: .+$")
 
@@ -72,8 +72,8 @@ def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: 
 
 
 def test_cameras_check_uses_the_cameras_listing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import live.capture.cameras as cameras
-    from live.capture.cameras import CameraInfo
+    import fomm_live.live.capture.cameras as cameras
+    from fomm_live.live.capture.cameras import CameraInfo
 
     monkeypatch.setattr(cameras, "list_cameras", lambda: [CameraInfo(0, "/dev/video0", "Integrated Camera",
                                                                      1280, 720, 30.0)])
@@ -106,7 +106,7 @@ def test_virtual_camera_check_names_device_and_backend_and_lets_it_go(monkeypatc
 
     formats = types.SimpleNamespace(RGB="RGB", I420="I420", NV12="NV12")
     monkeypatch.setitem(sys.modules, "pyvirtualcam", types.SimpleNamespace(Camera=StandInCamera, PixelFormat=formats))
-    from live.doctor import check_virtualcam
+    from fomm_live.live.doctor import check_virtualcam
 
     check = check_virtualcam()
     assert check.status == OK and check.detail == "available: /dev/video10 (v4l2loopback backend)"

@@ -12,10 +12,10 @@ import pytest
 import torch
 from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
 
-import models.engines as engines
-import models.engines.cpu as engines_cpu
-from models import Animator, MotionOptions, build_networks, load_config
-from models.engines import (
+import fomm_live.models.engines as engines
+import fomm_live.models.engines.cpu as engines_cpu
+from fomm_live.models import Animator, MotionOptions, build_networks, load_config
+from fomm_live.models.engines import (
     EagerEngine,
     EngineError,
     create_engine,
@@ -25,7 +25,13 @@ from models.engines import (
     prepare_generator,
     psnr,
 )
-from models.engines.tensorrt import TensorRTEngine, architecture_digest, cache_key, load_or_build, weights_digest
+from fomm_live.models.engines.tensorrt import (
+    TensorRTEngine,
+    architecture_digest,
+    cache_key,
+    load_or_build,
+    weights_digest,
+)
 
 IMAGE_TOL = 1e-4  # fp32 paths, as tests/test_golden.py
 KP_TOL = 1e-5
@@ -128,7 +134,7 @@ def test_onnxruntime_engine_is_float32_and_batches() -> None:
 
 def test_engine_selection_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
     kp, gen = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
-    with caplog.at_level(logging.INFO, logger="models.engines"):
+    with caplog.at_level(logging.INFO, logger="fomm_live.models.engines"):
         engine = create_engine(kp, gen, device=torch.device("cpu"), precision="fp32", engine="auto")
     assert engine.name == "eager"
     assert "engine: eager on cpu" in caplog.text and "TensorRT needs CUDA" in caplog.text
@@ -258,7 +264,7 @@ def test_compiled_decode_is_checked_against_eager(caplog: pytest.LogCaptureFixtu
             return {**out, "prediction": out["prediction"] + 2e-4}
 
         engine._compiled, engine._compile_checked = off_by_a_little, False
-        with caplog.at_level(logging.WARNING, logger="models.engines"):
+        with caplog.at_level(logging.WARNING, logger="fomm_live.models.engines"):
             got = engine.decode(state, kp_driving, kp_source)["prediction"]
         assert not engine.compile_active and "differs from eager" in caplog.text
         assert torch.equal(got, want)
@@ -394,7 +400,7 @@ class StandInTensorRT:
 def standin_tensorrt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StandInTensorRT:
     import sys
 
-    import models.engines.tensorrt as trt
+    import fomm_live.models.engines.tensorrt as trt
 
     fake = StandInTensorRT()
     monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt)
@@ -471,7 +477,7 @@ def test_tensorrt_stand_in_engine_checked_again_on_real_inputs(standin_tensorrt:
 
 
 def test_exact_float32_turns_tf32_off_on_cuda_only() -> None:
-    from models.engines import exact_float32
+    from fomm_live.models.engines import exact_float32
 
     before = torch.backends.cudnn.allow_tf32
     try:
@@ -496,7 +502,7 @@ def test_compile_and_cuda_graph_switches(monkeypatch: pytest.MonkeyPatch, caplog
     assert EagerEngine(kp, gen, device=cpu, precision="fp32").compiled
     assert not EagerEngine(kp, gen, device=cpu, precision="fp32", use_compile=False).compiled
     monkeypatch.setenv("FOMM_LIVE_COMPILE", "cudagraphs")
-    with caplog.at_level(logging.WARNING, logger="models.engines"):
+    with caplog.at_level(logging.WARNING, logger="fomm_live.models.engines"):
         engine = EagerEngine(kp, gen, device=cpu, precision="fp32")
     assert engine.compiled and not engine.cuda_graphs and "CUDA graphs need a CUDA device" in caplog.text
     assert not EagerEngine(kp, gen, device=cpu, precision="fp32", use_compile=False).compiled
@@ -533,8 +539,8 @@ def test_one_cache_folder_for_the_whole_program(monkeypatch: pytest.MonkeyPatch,
     """TensorRT engines and the demo clip share ``models.paths.cache_root`` on every platform."""
     import sys
 
-    from live.paths import cache_dir
-    from models.paths import cache_root
+    from fomm_live.live.paths import cache_dir
+    from fomm_live.models.paths import cache_root
 
     monkeypatch.setenv("FOMM_LIVE_CACHE", str(tmp_path / "override"))
     assert cache_root() == tmp_path / "override" and not cache_root().exists()
@@ -557,7 +563,7 @@ def test_tensorrt_precision_options_follow_the_installed_release() -> None:
     """fp16 is asked for the way the installed torch-tensorrt takes it; a release with no way at all is refused."""
     import types
 
-    from models.engines.tensorrt import _compile_settings
+    from fomm_live.models.engines.tensorrt import _compile_settings
 
     def release(compile_fn):
         return types.SimpleNamespace(__version__="x", dynamo=types.SimpleNamespace(compile=compile_fn))

@@ -11,8 +11,8 @@ import torch
 from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
 from torch import nn
 
-from models import Animator, MotionOptions
-from models.export import (
+from fomm_live.models import Animator, MotionOptions
+from fomm_live.models.export import (
     ExportError,
     FrameGraph,
     KeypointGraph,
@@ -23,7 +23,7 @@ from models.export import (
     onnx_session,
     verify_onnx,
 )
-from models.generator import warp
+from fomm_live.models.generator import warp
 
 IMAGE_TOL = 1e-4  # as tests/test_golden.py
 KP_TOL = 1e-5

@@ -26,10 +26,10 @@ HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernel modules are imported
 
-import kernels  # noqa: E402
-import models.engines.base as base  # noqa: E402
-from models import Animator, MotionOptions  # noqa: E402
-from models.engines import FP32_ATOL, CheckResult, DeviceError, EagerEngine, device_failure  # noqa: E402
+import fomm_live.models.engines.base as base  # noqa: E402
+from fomm_live import kernels  # noqa: E402
+from fomm_live.models import Animator, MotionOptions  # noqa: E402
+from fomm_live.models.engines import FP32_ATOL, CheckResult, DeviceError, EagerEngine, device_failure  # noqa: E402
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 FRAMES = 2  # the first (checked) frame and one after it
@@ -103,7 +103,7 @@ def assert_reference(got: list[np.ndarray], reference: list[np.ndarray]) -> None
 def our_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     """Warnings logged by this program (PyTorch's exporter logs its own about optional packages)."""
     return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.WARNING and r.name.split(".")[0] in ("models", "kernels", "live")]
+            if r.levelno >= logging.WARNING and r.name.startswith("fomm_live.")]
 
 
 def one_warning(caplog: pytest.LogCaptureFixture, path: str, measured: str) -> str:

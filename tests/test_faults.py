@@ -12,11 +12,11 @@ import pytest
 from helpers.clips import moving_frames, portrait
 from helpers.standins import FlakyBackend, FlakyCamera, ListSource, tiny_backend
 
-from live.errors import UserError
-from live.face import FaceDetector
-from live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
-from live.options import CalibrationOptions, PacingOptions
-from live.output.sinks import RecordingSink
+from fomm_live.live.errors import UserError
+from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
+from fomm_live.live.options import CalibrationOptions, PacingOptions
+from fomm_live.live.output.sinks import RecordingSink
 
 
 class BrokenSink(RecordingSink):
@@ -96,7 +96,7 @@ class BlackThenFaceCamera:
 
 
 def test_a_camera_giving_black_frames_is_reported_once_and_the_output_goes_on(detector, caplog, monkeypatch) -> None:
-    import live.capture.sources as capture
+    import fomm_live.live.capture.sources as capture
 
     monkeypatch.setattr(capture, "BLACK_SECONDS", 0.3)
     backend = tiny_backend()

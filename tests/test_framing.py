@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live.avatars import Avatar, prepare_avatars
-from live.backends import Backend, Rendered, WarpMap
-from live.face import CropBox, centre_crop_box, crop_square
-from live.framing.layout import FACE_CENTRE_Y, FACE_SHARE, frame_rect, make_framing, render_framed
-from live.media import cv2
+from fomm_live.live.avatars import Avatar, prepare_avatars
+from fomm_live.live.backends import Backend, Rendered, WarpMap
+from fomm_live.live.face import CropBox, centre_crop_box, crop_square
+from fomm_live.live.framing.layout import FACE_CENTRE_Y, FACE_SHARE, frame_rect, make_framing, render_framed
+from fomm_live.live.media import cv2
 
 
 def test_face_sits_in_the_upper_third_at_a_third_of_the_height_when_the_photo_allows() -> None:
@@ -72,10 +72,10 @@ def test_the_face_square_maps_to_where_the_photo_shows_it() -> None:
 
 def _stage(avatars: list[Avatar], backend, *, label: bool = False, size: tuple[int, int] = (320, 180),
            detail: bool = True):
-    from live.loop.calibration import AutoCalibrator
-    from live.loop.hotkeys import Controls
-    from live.loop.stages import ModelStage
-    from live.stats import PipelineStats
+    from fomm_live.live.loop.calibration import AutoCalibrator
+    from fomm_live.live.loop.hotkeys import Controls
+    from fomm_live.live.loop.stages import ModelStage
+    from fomm_live.live.stats import PipelineStats
 
     return ModelStage(backend=backend, avatars=avatars, output_size=size, crop_mode="none", smoother=None,
                       calibrator=AutoCalibrator(), controls=Controls(), label=label, preview=False,
@@ -133,8 +133,8 @@ def test_crop_none_with_photo_framing_animates_the_centre_square() -> None:
 
 
 def test_the_label_is_drawn_on_the_final_photo_frame() -> None:
-    from live.capture.sources import CapturedFrame
-    from live.loop.stages import TrackedFrame
+    from fomm_live.live.capture.sources import CapturedFrame
+    from fomm_live.live.loop.stages import TrackedFrame
 
     avatars = prepare_avatars([("a", _photo(4, (360, 640)))], 64, None, crop="none")
     plain, labelled = _stage(avatars, ShiftBackend()), _stage(avatars, ShiftBackend(), label=True)
@@ -168,10 +168,10 @@ class LayeredShiftBackend(ShiftBackend):
 
 
 def test_a_warping_backend_moves_the_full_resolution_photo_and_no_detail_upscales_its_square() -> None:
-    from live.capture.sources import CapturedFrame
-    from live.framing.pasteback import PasteBack
-    from live.framing.pasteback_map import MapPasteBack
-    from live.loop.stages import TrackedFrame
+    from fomm_live.live.capture.sources import CapturedFrame
+    from fomm_live.live.framing.pasteback import PasteBack
+    from fomm_live.live.framing.pasteback_map import MapPasteBack
+    from fomm_live.live.loop.stages import TrackedFrame
 
     photo = _photo(5, (720, 1280))  # 4x the output: the framed photo has detail the 64-pixel square has not
     avatars = prepare_avatars([("a", photo)], 64, None, crop="none")

@@ -28,12 +28,12 @@ def run_clip(backend_name: str, detail: bool = True
              ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, list[int]]:
     """The animated output frames of the demo clip, the paste mask of each, the framed photo, and the frames'
     input indices."""
-    from live.capture.sources import OpenCVSource
-    from live.democlip import demo_clip_path
-    from live.face import FaceDetector
-    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-    from live.options import FrameOptions
-    from live.wiring import load_sources
+    from fomm_live.live.capture.sources import OpenCVSource
+    from fomm_live.live.democlip import demo_clip_path
+    from fomm_live.live.face import FaceDetector
+    from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from fomm_live.live.options import FrameOptions
+    from fomm_live.live.wiring import load_sources
 
     frames: list[np.ndarray] = []
     indices: list[int] = []
@@ -51,12 +51,12 @@ def run_clip(backend_name: str, detail: bool = True
 
     with FaceDetector() as detector:
         if backend_name == "landmarks":
-            from live.landmarks import LandmarkBackend
+            from fomm_live.live.landmarks import LandmarkBackend
 
             backend = LandmarkBackend(tracking=True)
         else:
-            from live.backends import FommBackend
-            from models import Animator
+            from fomm_live.live.backends import FommBackend
+            from fomm_live.models import Animator
 
             folder = golden_dir("tiny")
             backend = FommBackend(Animator.from_checkpoint(require(folder / "checkpoint.pth.tar"),

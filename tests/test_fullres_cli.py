@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from helpers.clips import moving_frames, write_clip
 
-from live.cli import main
-from live.cli.parser import build_parser
-from live.options import AnimateOptions
-from live.paths import DEFAULT_PORTRAIT
+from fomm_live.live.cli import main
+from fomm_live.live.cli.parser import build_parser
+from fomm_live.live.options import AnimateOptions
+from fomm_live.live.paths import DEFAULT_PORTRAIT
 
 
 def test_run_and_demo_default_to_photo_framing_and_animate_to_face() -> None:
@@ -27,7 +27,7 @@ def test_run_and_demo_default_to_photo_framing_and_animate_to_face() -> None:
 
 
 def test_animate_output_size_follows_the_framing() -> None:
-    from live.animate import animate_pipeline_options
+    from fomm_live.live.animate import animate_pipeline_options
 
     job = AnimateOptions(source="a", driving="d", out="o")
     assert animate_pipeline_options(job, size=256, fps=25).frame.size == (256, 256)
@@ -40,7 +40,7 @@ def test_animate_output_size_follows_the_framing() -> None:
 
 
 def test_animate_with_photo_framing_writes_the_framed_photo_size(tmp_path: Path) -> None:
-    from live.media import read_image
+    from fomm_live.live.media import read_image
 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(12, still=6))
     out = tmp_path / "frames"

@@ -12,9 +12,9 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis drives the fuz
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from live.errors import UserError  # noqa: E402
-from live.media import read_image  # noqa: E402
-from models import CheckpointError, read_checkpoint  # noqa: E402
+from fomm_live.live.errors import UserError  # noqa: E402
+from fomm_live.live.media import read_image  # noqa: E402
+from fomm_live.models import CheckpointError, read_checkpoint  # noqa: E402
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
 
-from models import Animator, Keypoints, MotionOptions
-from models.animator import image_to_tensor
-from models.engines import psnr
+from fomm_live.models import Animator, Keypoints, MotionOptions
+from fomm_live.models.animator import image_to_tensor
+from fomm_live.models.engines import psnr
 
 KP_TOL = 1e-5  # keypoints, jacobians, normalised keypoints
 IMAGE_TOL = 1e-4  # prediction, deformed, occlusion map, mask

@@ -22,9 +22,9 @@ import pytest
 import torch
 from conftest import REPO, golden_dir
 
-from benchmarks import gpu_report
-from benchmarks.golden import golden_variants
-from live.backends import Backend, Rendered
+from fomm_live.benchmarks import gpu_report
+from fomm_live.benchmarks.golden import golden_variants
+from fomm_live.live.backends import Backend, Rendered
 
 # Packages the GPU machine does not have (it has torch, Triton, NumPy, PyYAML, OpenCV, ONNX Runtime for the CPU).
 BLOCKED = ("mediapipe", "av", "tqdm", "pyvirtualcam", "onnx", "onnxscript", "ray", "torch_tensorrt")
@@ -92,7 +92,7 @@ def test_dry_run_on_cpu_without_the_missing_packages(tmp_path: Path) -> None:
     golden = golden_dir("tiny")
     out_dir = tmp_path / "out"
     # A generous budget: on a loaded 2-core test machine the default would cut the last rows short.
-    cmd = [sys.executable, "-m", "benchmarks.gpu_report", "--out", str(out_dir), "--device", "cpu", "--quick",
+    cmd = [sys.executable, "-m", "fomm_live.benchmarks.gpu_report", "--out", str(out_dir), "--device", "cpu", "--quick",
            "--golden", str(golden), "--budget-s", "3000"]
     run = subprocess.run(cmd, env=_blocked_env(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=3600)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -235,9 +235,9 @@ def test_compiled_paths_are_timed_last_and_their_checks_recorded(monkeypatch: py
 INTERPRETED_CHECKS = textwrap.dedent("""
     import json, sys
     import torch
-    from benchmarks.gpu_correctness import self_checks
-    from benchmarks.gpu_kernels import kernel_checks
-    from models import build_networks, load_config
+    from fomm_live.benchmarks.gpu_correctness import self_checks
+    from fomm_live.benchmarks.gpu_kernels import kernel_checks
+    from fomm_live.models import build_networks, load_config
 
     cpu = torch.device("cpu")
     dense = [(2, 3, 2, 7, 5, True, 1.3), (1, 2, 1, 5, 6, False, 1.0)]
@@ -278,7 +278,7 @@ def test_kernel_checks_and_kernel_engines_run_in_tritons_interpreter() -> None:
 
 
 def test_kernel_checks_are_skipped_on_the_cpu_without_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmarks.gpu_kernels import kernel_checks
+    from fomm_live.benchmarks.gpu_kernels import kernel_checks
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     result = kernel_checks(torch.device("cpu"))
@@ -293,14 +293,14 @@ def _project_imports(path: Path) -> list[tuple[str, str | None, int]]:
             found += [(node.module, alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.Import):
             found += [(alias.name, None, node.lineno) for alias in node.names]
-    return [(m, n, line) for m, n, line in found if m.partition(".")[0] in ("kernels", "models", "live", "benchmarks")]
+    return [(m, n, line) for m, n, line in found if m.partition(".")[0] == "fomm_live"]
 
 
 def test_every_import_in_the_report_resolves() -> None:
     """Each import of a project module in the report's files, including the lazy ones on CUDA-only branches (the
     TensorRT engine, the kernels), names a module and an attribute that exist: a moved or renamed name fails here,
     not on the GPU."""
-    files = sorted((REPO / "benchmarks").glob("gpu_*.py"))
+    files = sorted((REPO / "fomm_live" / "benchmarks").glob("gpu_*.py"))
     assert {p.name for p in files} >= {"gpu_report.py", "gpu_correctness.py", "gpu_kernels.py", "gpu_batch.py",
                                        "gpu_pipeline.py", "gpu_environment.py", "gpu_report_markdown.py"}
     broken = []
@@ -322,9 +322,9 @@ def test_tensorrt_and_onnx_candidates_construct_their_engines(monkeypatch: pytes
     """The TensorRT rows are offered only on CUDA with torch-tensorrt; with that check passed by a stand-in, the rows'
     factories import ``models.engines.tensorrt`` and call ``TensorRTEngine`` with arguments it accepts (it then
     refuses the CPU, as it must). The ONNX Runtime row is a factory wherever its packages are installed."""
-    from benchmarks import gpu_correctness
-    from models import build_networks, load_config
-    from models.engines import EngineError
+    from fomm_live.benchmarks import gpu_correctness
+    from fomm_live.models import build_networks, load_config
+    from fomm_live.models.engines import EngineError
 
     monkeypatch.setattr(gpu_correctness, "tensorrt_unavailable", lambda device: None)
     networks = build_networks(load_config(golden_dir("tiny") / "config.yaml"))
@@ -376,7 +376,7 @@ class StandInDeviceBackend(Backend):
 def test_gpu_busy_covers_render_when_the_backend_composes_on_the_device() -> None:
     """On CUDA the FOMM backend composes on the device: the timing wrapper passes its declared fields through (the
     loop fits its tensors on the device) and times every ``render``, so the GPU-busy figure covers the generator."""
-    from benchmarks.gpu_pipeline import BusyTimedBackend, run_clip
+    from fomm_live.benchmarks.gpu_pipeline import BusyTimedBackend, run_clip
 
     backend = StandInDeviceBackend()
     assert BusyTimedBackend(backend, torch.device("cpu")).composes_on_device is True
@@ -414,7 +414,7 @@ def _png_with_every_filter(image: np.ndarray) -> bytes:
 
 
 def test_the_golden_png_reader_undoes_every_filter_and_reads_the_golden_pngs_as_opencv_does(tmp_path: Path) -> None:
-    from benchmarks.golden import read_png
+    from fomm_live.benchmarks.golden import read_png
 
     image = np.random.default_rng(0).integers(0, 256, (10, 7, 3), dtype=np.uint8)
     path = tmp_path / "filters.png"

@@ -17,23 +17,23 @@ import numpy as np
 import pytest
 import torch
 
-import models.animator as animator_module
-import models.engines.int8 as int8_module
-from live.cli import main
-from models import Animator, build_networks, load_config
-from models.checkpoint import load_into, read_checkpoint
-from models.engines.int8 import INT8_MIN_PSNR_DB, Int8Engine, int8_unavailable
-from models.engines.int8_calibration import (
+import fomm_live.models.animator as animator_module
+import fomm_live.models.engines.int8 as int8_module
+from fomm_live.live.cli import main
+from fomm_live.models import Animator, build_networks, load_config
+from fomm_live.models.checkpoint import load_into, read_checkpoint
+from fomm_live.models.engines.int8 import INT8_MIN_PSNR_DB, Int8Engine, int8_unavailable
+from fomm_live.models.engines.int8_calibration import (
     META_FILE,
     Reach,
     cache_key,
     calibration_poses,
     pose_reach,
 )
-from models.engines.int8_keypoints import PATH as KEYPOINT_PATH
-from models.engines.int8_runtimes import Int8Runtime
-from models.export import FrameGraph
-from models.keypoint_detector import Keypoints
+from fomm_live.models.engines.int8_keypoints import PATH as KEYPOINT_PATH
+from fomm_live.models.engines.int8_runtimes import Int8Runtime
+from fomm_live.models.export import FrameGraph
+from fomm_live.models.keypoint_detector import Keypoints
 from tests.conftest import golden_dir, read_rgb, require
 
 POSES = 6  # calibration poses in the stand-in tests (the count only has to reach the runtime)
@@ -402,7 +402,7 @@ def test_runtime_keypoints_that_fail_to_convert_or_load_leave_pytorch_running(
 
 
 def test_doctor_says_whether_int8_runs_and_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    from live.doctor import WARN, check_int8
+    from fomm_live.live.doctor import WARN, check_int8
 
     monkeypatch.setattr(int8_module, "int8_unavailable", lambda device, name=None: "openvino is not installed")
     check = check_int8()

@@ -20,14 +20,14 @@ HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernel modules are imported
 
-import kernels  # noqa: E402
-from kernels.reference import deform_features_reference, dense_motion_inputs_reference  # noqa: E402
-from models import Animator, Keypoints, MotionOptions  # noqa: E402
-from models.blocks import KP_VARIANCE  # noqa: E402
-from models.dense_motion import dense_motion_inputs as model_dense_motion_inputs  # noqa: E402
-from models.dense_motion import motion_jacobians  # noqa: E402
-from models.engines import decode_with_kernels, psnr  # noqa: E402
-from models.generator import deform_features as model_deform_features  # noqa: E402
+from fomm_live import kernels  # noqa: E402
+from fomm_live.kernels.reference import deform_features_reference, dense_motion_inputs_reference  # noqa: E402
+from fomm_live.models import Animator, Keypoints, MotionOptions  # noqa: E402
+from fomm_live.models.blocks import KP_VARIANCE  # noqa: E402
+from fomm_live.models.dense_motion import dense_motion_inputs as model_dense_motion_inputs  # noqa: E402
+from fomm_live.models.dense_motion import motion_jacobians  # noqa: E402
+from fomm_live.models.engines import decode_with_kernels, psnr  # noqa: E402
+from fomm_live.models.generator import deform_features as model_deform_features  # noqa: E402
 
 DEVICE = torch.device("cuda" if HAS_CUDA else "cpu")
 # dtype of the tensors fed to a kernel -> (atol, rtol) against the float32 reference on the same (rounded) values.
@@ -216,7 +216,7 @@ def test_switch_follows_the_environment(monkeypatch: pytest.MonkeyPatch, caplog:
     assert not kernels.kernels_enabled("cpu")  # auto: CUDA only
     assert kernels.kernels_enabled("cuda") == kernels.triton_available()
     monkeypatch.setenv("FOMM_LIVE_KERNELS", "1")
-    with caplog.at_level(logging.WARNING, logger="kernels"):
+    with caplog.at_level(logging.WARNING, logger="fomm_live.kernels"):
         assert not kernels.kernels_enabled("cpu")  # asked for, but Triton cannot run on CPU tensors natively
     if kernels.triton_available():
         assert "TRITON_INTERPRET" in caplog.text
@@ -225,7 +225,7 @@ def test_switch_follows_the_environment(monkeypatch: pytest.MonkeyPatch, caplog:
         monkeypatch.setenv("FOMM_LIVE_KERNELS", "auto")
         assert not kernels.kernels_enabled("cpu")  # auto never picks the interpreter
     monkeypatch.setenv("FOMM_LIVE_KERNELS", "sometimes")  # not understood: warned about, then auto
-    with caplog.at_level(logging.WARNING, logger="kernels"):
+    with caplog.at_level(logging.WARNING, logger="fomm_live.kernels"):
         assert not kernels.kernels_enabled("cpu")
     assert "'sometimes' is not 0, 1 or auto" in caplog.text
 

@@ -14,10 +14,10 @@ import av
 import numpy as np
 import pytest
 
-from live import democlip
-from live.landmarks import LandmarkBackend
-from live.media import cv2, read_image
-from live.paths import DEFAULT_PORTRAIT
+from fomm_live.live import democlip
+from fomm_live.live.landmarks import LandmarkBackend
+from fomm_live.live.media import cv2, read_image
+from fomm_live.live.paths import DEFAULT_PORTRAIT
 
 SIZE = 256
 # Square regions of the 512 x 512 portrait as (centre x, centre y, side) in its pixels: the face spans about
@@ -338,7 +338,7 @@ def test_head_ring_joins_the_face_only_at_its_oval(backend: LandmarkBackend, sou
     """Triangles that reach out to the head ring or the frame's border touch the face only at its oval. Long
     triangles from the ring to landmarks inside the oval (20 of them on this photo, before landmarks hugging the
     oval stopped being vertices) sheared into background-coloured notches along the far jaw in a 20-degree turn."""
-    from live.landmarks import FACE_OVAL, MESH_POINTS
+    from fomm_live.live.landmarks import FACE_OVAL, MESH_POINTS
 
     backend.set_source(source)
     triangles = backend._mesh.triangles
@@ -356,8 +356,8 @@ def test_mediapipe_start_up_lines_stay_quiet() -> None:
     import sys
 
     code = ("import time\n"
-            "from live.face import FaceDetector\n"
-            "from live.landmarks import LandmarkBackend\n"
+            "from fomm_live.live.face import FaceDetector\n"
+            "from fomm_live.live.landmarks import LandmarkBackend\n"
             "detector = FaceDetector()\n"
             "backend = LandmarkBackend(tracking=True)\n"
             "backend.face_mesh.graph(False)\n"

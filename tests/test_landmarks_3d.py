@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 from helpers.head import FACE_OVAL, HeadRenderer, Pose, PoseEstimator, mouth_gap, pearson
 
-from live.democlip import portrait_crop
-from live.landmarks import LandmarkBackend
-from live.landmarks.motion import ease, eased_rotation, relative_motion, rotation_angles, rotation_matrix
-from live.landmarks.points import MESH_POINTS
-from live.media import cv2, read_image
-from live.paths import DEFAULT_PORTRAIT
-from models.engines import psnr
+from fomm_live.live.democlip import portrait_crop
+from fomm_live.live.landmarks import LandmarkBackend
+from fomm_live.live.landmarks.motion import ease, eased_rotation, relative_motion, rotation_angles, rotation_matrix
+from fomm_live.live.landmarks.points import MESH_POINTS
+from fomm_live.live.media import cv2, read_image
+from fomm_live.live.paths import DEFAULT_PORTRAIT
+from fomm_live.models.engines import psnr
 
 SIZE = 256
-DRAWN_PORTRAIT = Path(__file__).resolve().parents[1] / "live" / "assets" / "drawn_portrait.png"
+DRAWN_PORTRAIT = Path(__file__).resolve().parents[1] / "fomm_live" / "live" / "assets" / "drawn_portrait.png"
 FRAMES = 24
 # Within the easing's knees (25 degrees of yaw, 15 of pitch), as the measurement asks.
 CLIP = [Pose(yaw=25 * math.sin(2 * math.pi * i / FRAMES), pitch=15 * math.sin(2 * math.pi * i / 16 + 1),
@@ -283,7 +283,7 @@ def test_the_mouths_own_size_never_shrinks_its_opening(sources: dict) -> None:
 
 
 def test_the_drawn_portrait_is_made_by_its_script_and_is_a_face(backend: LandmarkBackend) -> None:
-    from live.assets.make_drawn_portrait import draw
+    from fomm_live.live.assets.make_drawn_portrait import draw
 
     assert DRAWN_PORTRAIT.stat().st_size <= 1 << 20
     bundled = read_image(DRAWN_PORTRAIT)
@@ -298,7 +298,7 @@ def test_softening_touches_only_a_band_along_the_turned_faces_edge(backend: Land
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """In a head turn the face's torn edge over its surroundings is softened, and nothing else: every changed pixel
     lies within 2 pixels of where face triangles meet the surroundings' triangles."""
-    import live.landmarks.backend as backend_module
+    import fomm_live.live.landmarks.backend as backend_module
 
     backend.set_source(sources["drawn"][0])
     backend.calibrate(driving[0])

@@ -10,12 +10,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.faces import SIZE, drawn_closure, eye_amplitude, key_frames, laplacian_variance, scripts, sources
-from live.assets import make_anime_faces
-from live.landmarks import LandmarkBackend, lids
-from live.landmarks.eyes import eye_polygon
-from live.landmarks.points import EYES, INNER_LOWER_LIP, OUTER_LOWER_LIP
-from live.media import cv2
+from fomm_live.benchmarks.faces import (
+    SIZE,
+    drawn_closure,
+    eye_amplitude,
+    key_frames,
+    laplacian_variance,
+    scripts,
+    sources,
+)
+from fomm_live.live.assets import make_anime_faces
+from fomm_live.live.landmarks import LandmarkBackend, lids
+from fomm_live.live.landmarks.eyes import eye_polygon
+from fomm_live.live.landmarks.points import EYES, INNER_LOWER_LIP, OUTER_LOWER_LIP
+from fomm_live.live.media import cv2
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +165,7 @@ def test_an_open_mouth_is_shaded_with_a_soft_edge(backend: LandmarkBackend, face
     use(backend, faces, poses, "photo")
     wide = backend.render(poses["mouth wide"]).frame
     moved = backend.moved_landmarks(poses["mouth wide"])
-    from live.landmarks.points import INNER_LIP_POLYGON
+    from fomm_live.live.landmarks.points import INNER_LIP_POLYGON
 
     inside = np.zeros((SIZE, SIZE), np.uint8)
     cv2().fillPoly(inside, [np.round(moved[list(INNER_LIP_POLYGON), :2]).astype(np.int32)], 1)

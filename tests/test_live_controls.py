@@ -10,12 +10,12 @@ from helpers.clips import moving_frames, portrait
 from helpers.options import pipeline_options
 from helpers.standins import ListSource, WrappedBackend, tiny_backend
 
-from live.cli import main
-from live.face import FaceDetector
-from live.loop.hotkeys import Controls, apply_model_key
-from live.loop.pipeline import LivePipeline, prepare_avatars
-from live.loop.smoothing import MotionSmoother
-from live.output.sinks import RecordingSink
+from fomm_live.live.cli import main
+from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.hotkeys import Controls, apply_model_key
+from fomm_live.live.loop.pipeline import LivePipeline, prepare_avatars
+from fomm_live.live.loop.smoothing import MotionSmoother
+from fomm_live.live.output.sinks import RecordingSink
 
 
 class StrengthLog(WrappedBackend):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import Keypoints, MotionNormalizer, MotionOptions
-from models.motion import convex_hull_area, inverse_2x2, movement_scale
+from fomm_live.models import Keypoints, MotionNormalizer, MotionOptions
+from fomm_live.models.motion import convex_hull_area, inverse_2x2, movement_scale
 
 
 def test_hull_area_of_known_shapes() -> None:
@@ -35,7 +35,7 @@ def test_closed_form_inverse_matches_linalg() -> None:
     torch.testing.assert_close(inverse_2x2(m), want)
     # The export branch (closed form) gives the same matrices.
     monkey = pytest.MonkeyPatch()
-    monkey.setattr("models.motion._exporting", lambda: True)
+    monkey.setattr("fomm_live.models.motion._exporting", lambda: True)
     try:
         torch.testing.assert_close(inverse_2x2(m), want)
     finally:
@@ -88,7 +88,7 @@ def test_degenerate_neutral_pose_is_refused() -> None:
 
 def test_scale_is_computed_once_per_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    import models.motion as motion
+    import fomm_live.models.motion as motion
 
     real = motion.movement_scale
     monkeypatch.setattr(motion, "movement_scale", lambda *a: calls.append(1) or real(*a))

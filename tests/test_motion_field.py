@@ -20,11 +20,11 @@ from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernel modules are imported
 
-from models import Animator, MotionOptions  # noqa: E402
-from models.engines import FP32_ATOL, EagerEngine  # noqa: E402
-from models.engines.base import DEFORMATION_ATOL  # noqa: E402
-from models.generator import SourceState, warp  # noqa: E402
-from models.keypoint_detector import Keypoints  # noqa: E402
+from fomm_live.models import Animator, MotionOptions  # noqa: E402
+from fomm_live.models.engines import FP32_ATOL, EagerEngine  # noqa: E402
+from fomm_live.models.engines.base import DEFORMATION_ATOL  # noqa: E402
+from fomm_live.models.generator import SourceState, warp  # noqa: E402
+from fomm_live.models.keypoint_detector import Keypoints  # noqa: E402
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 HAS_TRITON = importlib.util.find_spec("triton") is not None

@@ -9,9 +9,9 @@ import torch
 from helpers.pasteback import known_motion, square_of, textured
 from helpers.seam import sharpness, support_bbox
 
-from live.backends import MotionField, Rendered
-from live.framing.pasteback import PasteBack, change_mask, window
-from live.framing.pasteback_torch import TensorPasteBack
+from fomm_live.live.backends import MotionField, Rendered
+from fomm_live.live.framing.pasteback import PasteBack, change_mask, window
+from fomm_live.live.framing.pasteback_torch import TensorPasteBack
 
 N = 64  # a small model square keeps these tests fast; the paste-back does not depend on it
 
@@ -110,7 +110,7 @@ def test_detail_is_left_out_where_the_occlusion_map_says_the_source_is_hidden() 
 def test_the_devices_change_mask_matches_the_hosts(n: int) -> None:
     """``pasteback_torch.change_mask`` (the CUDA path; a CPU paste uses OpenCV's) against ``pasteback.change_mask``,
     within 1e-3 (float32 sums in another order)."""
-    from live.framing.pasteback_torch import change_mask as device_change_mask
+    from fomm_live.live.framing.pasteback_torch import change_mask as device_change_mask
 
     reference = textured(n, n, 10)
     animated = reference.copy()
@@ -130,7 +130,7 @@ def test_the_host_field_paste_back_matches_the_torch_one_with_detail() -> None:
     """``live.framing.pasteback_field`` (FOMM on the CPU) against ``live.framing.pasteback_torch`` on the known motion,
     detail on, with a partial occlusion map: within 3 levels, mean under 0.3 (OpenCV's 5-bit fixed-point sampling
     weights, and the animated face rounded to 8 bits before the blend)."""
-    from live.framing.pasteback_field import FieldPasteBack
+    from fomm_live.live.framing.pasteback_field import FieldPasteBack
 
     framed, _, prediction, reference, box, deformation = known_motion()
     occlusion = torch.ones(1, 1, 64, 64)
@@ -151,7 +151,7 @@ def test_the_host_field_paste_back_matches_the_torch_one_with_detail() -> None:
 
 
 def test_the_host_field_paste_back_leaves_detail_out_where_the_source_is_hidden() -> None:
-    from live.framing.pasteback_field import FieldPasteBack
+    from fomm_live.live.framing.pasteback_field import FieldPasteBack
 
     framed, _, prediction, reference, box, deformation = known_motion()
     hidden = FieldPasteBack(framed=framed, reference=reference, box=box, detail=True)

@@ -7,9 +7,9 @@ import numpy as np
 from helpers.pasteback import known_motion, square_of, textured
 from helpers.seam import sharpness, support_bbox
 
-from live.backends import Rendered, WarpMap
-from live.framing.pasteback import PasteBack
-from live.framing.pasteback_map import MapPasteBack
+from fomm_live.live.backends import Rendered, WarpMap
+from fomm_live.live.framing.pasteback import PasteBack
+from fomm_live.live.framing.pasteback_map import MapPasteBack
 
 N = 64
 

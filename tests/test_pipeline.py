@@ -15,14 +15,14 @@ from helpers.clips import moving_frames, portrait, still_noisy_frames, write_cli
 from helpers.options import pipeline_options
 from helpers.standins import FlakyCamera, ListSource, SlowBackend, tiny_backend
 
-from live.capture.sources import OpenCVSource
-from live.cli import main
-from live.face import FaceDetector
-from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.options import PacingOptions
-from live.output.recording import mp4_boxes
-from live.output.sinks import RecordingSink
-from live.stats import STAGES
+from fomm_live.live.capture.sources import OpenCVSource
+from fomm_live.live.cli import main
+from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from fomm_live.live.options import PacingOptions
+from fomm_live.live.output.recording import mp4_boxes
+from fomm_live.live.output.sinks import RecordingSink
+from fomm_live.live.stats import STAGES
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_preview_window_keys_overlays_and_quit(detector) -> None:
 def test_best_frame_mode_picks_the_pose_closest_to_the_photo(detector) -> None:
     """Best-frame mode (no automatic calibration): the neutral is the frame whose face points match the source's
     best, measured independently here on the same frames."""
-    from live.loop.calibration import BestFrameSelector
+    from fomm_live.live.loop.calibration import BestFrameSelector
 
     frames = moving_frames(50, still=0, sway_until=40)
     pipeline, sink = run_pipeline(ListSource(frames), detector, auto_calibrate=False, best_frame=True)
@@ -268,7 +268,7 @@ def test_virtual_camera_missing_is_reported_and_the_recording_goes_on(clip: Path
     """The virtual camera cannot open: its reason is logged as a warning, and the recording still gets every frame."""
     import logging
 
-    import live.output.sinks as sinks
+    import fomm_live.live.output.sinks as sinks
 
     av = pytest.importorskip("av", reason="PyAV reads the recording back")
     reason = "no virtual camera (no loopback device); to get one, install v4l2loopback"
@@ -297,7 +297,7 @@ def test_sigterm_finalises_the_recording(clip: Path, tmp_path: Path) -> None:
     av = pytest.importorskip("av", reason="PyAV reads the recording back")
     folder = golden_dir("tiny")
     out = tmp_path / "term.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "live.cli", "run", "--camera", str(clip), "--checkpoint",
+    proc = subprocess.Popen([sys.executable, "-m", "fomm_live", "run", "--camera", str(clip), "--checkpoint",
                              str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"),
                              "--output", str(out), "--no-preview", "--loop", "--realtime"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -320,7 +320,7 @@ def test_sigterm_finalises_the_recording(clip: Path, tmp_path: Path) -> None:
 
 def test_hotkeys_change_the_loop_state(detector) -> None:
     """Every hotkey of the help text does what it says, in the stage that owns what it changes."""
-    from live.loop.hotkeys import HOTKEYS
+    from fomm_live.live.loop.hotkeys import HOTKEYS
 
     backend = tiny_backend()
     pipeline = LivePipeline(ListSource(moving_frames(2, still=2)), backend,
@@ -361,7 +361,7 @@ def test_hotkeys_change_the_loop_state(detector) -> None:
 
 def test_stats_memory_is_bounded_and_percentiles_cover_the_recent_window() -> None:
     """A live session runs for hours: stats keep a fixed window of samples, and `frames_*` still count them all."""
-    from live.stats import PipelineStats, RingBuffer
+    from fomm_live.live.stats import PipelineStats, RingBuffer
 
     ring = RingBuffer(5)
     for v in range(12):
@@ -381,7 +381,7 @@ def test_stats_memory_is_bounded_and_percentiles_cover_the_recent_window() -> No
 def test_fast_rows_follow_a_blink_and_stay_steady_at_rest() -> None:
     """A backend's fast rows (eyelids) get through a two-frame step that the common filter holds back, and are still
     smoothed at rest. 25 fps, motion in normalised landmark units (a lid travels about 0.02 in a blink)."""
-    from live.loop.smoothing import MotionSmoother
+    from fomm_live.live.loop.smoothing import MotionSmoother
 
     rng = np.random.default_rng(0)
     rows, fast = 20, (3, 4)

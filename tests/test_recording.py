@@ -19,11 +19,11 @@ from conftest import REPO, golden_dir
 from helpers.clips import moving_frames, portrait, write_clip
 from helpers.standins import WrappedBackend
 
-from live.capture.sources import OpenCVSource
-from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.options import CalibrationOptions, PacingOptions, TrackingOptions
-from live.output.recording import FragmentedRecording, mp4_boxes
-from live.output.sinks import Mp4Sink
+from fomm_live.live.capture.sources import OpenCVSource
+from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from fomm_live.live.options import CalibrationOptions, PacingOptions, TrackingOptions
+from fomm_live.live.output.recording import FragmentedRecording, mp4_boxes
+from fomm_live.live.output.sinks import Mp4Sink
 
 av = pytest.importorskip("av", reason="PyAV writes and reads the recordings")
 
@@ -55,7 +55,7 @@ def test_fragmented_while_recording_and_ordinary_after_a_clean_stop(tmp_path: Pa
 def test_animate_writes_its_mp4_fragmented_and_every_frame_at_one_over_fps(tmp_path: Path) -> None:
     """``animate``'s video output (``FileSink``): playable while written (what a crash would leave), then an
     ordinary MP4 in which frame i shows at i / fps, whatever the frames' info says."""
-    from live.output.sinks import FileSink, FrameInfo
+    from fomm_live.live.output.sinks import FileSink, FrameInfo
 
     path = tmp_path / "out.mp4"
     sink = FileSink(path, fps=30)
@@ -138,7 +138,7 @@ def test_kill_9_leaves_a_playable_recording_with_every_frame_older_than_2_s(tmp_
     clip = write_clip(tmp_path / "in.mp4", moving_frames(50, still=50), fps=25)
     folder = golden_dir("tiny")
     out = tmp_path / "NAME.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "live.cli", "run", "--camera", str(clip), "--checkpoint",
+    proc = subprocess.Popen([sys.executable, "-m", "fomm_live", "run", "--camera", str(clip), "--checkpoint",
                              str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"),
                              "--device", "cpu", "--crop", "none", "--output", str(out), "--no-preview", "--loop",
                              "--realtime"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

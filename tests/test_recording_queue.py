@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import live.output.recording as recording_module
-from live.output.recording import LIVE_X264, FragmentedRecording, QueuedRecording
-from live.output.sinks import FrameInfo, Mp4Sink
-from live.stats import PipelineStats
-from live.threads import ModelTurns, bound_helper_threads
+import fomm_live.live.output.recording as recording_module
+from fomm_live.live.output.recording import LIVE_X264, FragmentedRecording, QueuedRecording
+from fomm_live.live.output.sinks import FrameInfo, Mp4Sink
+from fomm_live.live.stats import PipelineStats
+from fomm_live.live.threads import ModelTurns, bound_helper_threads
 
 HELPER_THREADS_ENV = "FOMM_LIVE_HELPER_THREADS"
 
@@ -91,7 +91,7 @@ def test_a_stuck_encoder_drops_new_frames_counts_and_logs_once_and_never_blocks(
     stats = PipelineStats()
     recording = QueuedRecording(encoder, capacity=4,  # type: ignore[arg-type]
                                 on_drop=lambda: stats.count("recording_dropped"))
-    caplog.set_level(logging.WARNING, logger="live.output.recording")
+    caplog.set_level(logging.WARNING, logger="fomm_live.live.output.recording")
     recording.write(frame_of(0), t=0.0, index=0)
     assert encoder.busy.wait(10), "the encoder took the first frame"
     done = threading.Event()

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
 
-from live.capture.driving import resize_to_square
-from live.cli import main
-from live.errors import UserError
-from live.media import read_image
-from live.paths import DEFAULT_PORTRAIT
-from live.remote import protocol
-from live.remote.client import RemoteBackend
-from models.engines import psnr
+from fomm_live.live.capture.driving import resize_to_square
+from fomm_live.live.cli import main
+from fomm_live.live.errors import UserError
+from fomm_live.live.media import read_image
+from fomm_live.live.paths import DEFAULT_PORTRAIT
+from fomm_live.live.remote import protocol
+from fomm_live.live.remote.client import RemoteBackend
+from fomm_live.models.engines import psnr
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789"
@@ -88,7 +88,7 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "live.cli", "serve", "--checkpoint", str(tiny / "checkpoint.pth.tar"),
+                [sys.executable, "-m", "fomm_live", "serve", "--checkpoint", str(tiny / "checkpoint.pth.tar"),
                  "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--port",
                  str(self.port), "--token-file", str(self.token_file)],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -140,7 +140,7 @@ def golden(name: str) -> np.ndarray:
 
 def local_faces(source: np.ndarray, neutral: np.ndarray, frames: list[np.ndarray]) -> list[np.ndarray]:
     """The local model's faces for ``frames`` (fp32 CPU), the reference for the remote ones."""
-    from models import Animator, tensor_to_image
+    from fomm_live.models import Animator, tensor_to_image
 
     tiny = golden_dir("tiny")
     animator = Animator.from_checkpoint(tiny / "checkpoint.pth.tar", tiny / "config.yaml", device="cpu",
@@ -194,7 +194,7 @@ def test_animate_remote_png_equals_local_within_one_level_and_jpeg_psnr(server: 
 def test_run_remote_on_a_file_sends_every_frame_and_records_them_all(server: Server, tmp_path: Path) -> None:
     from helpers.clips import moving_frames, write_clip
 
-    from live.capture.driving import open_driving
+    from fomm_live.live.capture.driving import open_driving
 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(20, still=20))  # 0.8 s: calibrates once still 0.5 s
     before = server.stats()
@@ -254,7 +254,7 @@ def test_the_server_applies_each_streams_strengths_from_the_frame_it_came_with(s
     """A client's head and expression strengths travel with its frames and the server applies them to its stream
     only: the remote faces equal the local model's at the same strengths (within 1 level), at (0, 0) the face is
     the neutral frame's, and a second stream at (1, 1) at the same time gets today's face."""
-    from models import Animator, Strengths, tensor_to_image
+    from fomm_live.models import Animator, Strengths, tensor_to_image
 
     source, neutral = golden("source.png"), golden("driving_0.png")
     drives = [golden("driving_1.png"), golden("driving_2.png")]
@@ -294,8 +294,8 @@ def test_the_server_smooths_keypoints_with_the_clients_options_and_times_only_wh
     and the two differ by far more than that on a face that moves."""
     from helpers.clips import moving_frames
 
-    from live.loop.smoothing import MotionSmoother
-    from models import Animator, tensor_to_image
+    from fomm_live.live.loop.smoothing import MotionSmoother
+    from fomm_live.models import Animator, tensor_to_image
 
     source = golden("source.png")
     crops = [resize_to_square(f, 256) for f in moving_frames(8, still=2)]  # the face sways from frame 2
@@ -368,7 +368,7 @@ def test_photo_framed_remote_run_with_detail_matches_local_within_three_levels(s
     photo's detail at OpenCV's 1/32-pixel positions, so that a field that close can move a sample by 1/32 pixel: up to
     1.3 levels on the photo's finest texture, rounded to 2: 1 + 2 (measured: 1, 2 and 3 on these frames). With
     ``--no-detail`` no field is asked for or sent, and the frames lose the photo's detail: tens of levels apart."""
-    from live.paths import DEFAULT_PORTRAIT
+    from fomm_live.live.paths import DEFAULT_PORTRAIT
 
     tiny = golden_dir("tiny")
     driving = tmp_path / "driving"
@@ -403,7 +403,7 @@ def test_the_servers_field_equals_the_local_one_and_streams_not_asking_get_none(
     model's within the encoding's rounding (1 / 16384 grid units, 1 / 510) plus float32 sums in another order
     (1e-5); a raw stream gets a field only while it asks; a bad ``want`` and an old protocol version are refused in
     one line."""
-    from models import Animator
+    from fomm_live.models import Animator
 
     source, neutral, drive = golden("source.png"), golden("driving_0.png"), golden("driving_1.png")
     tiny = golden_dir("tiny")
@@ -452,14 +452,14 @@ def test_the_servers_field_equals_the_local_one_and_streams_not_asking_get_none(
         assert old == (f"protocol version {protocol.PROTOCOL_VERSION - 1}; this server speaks "
                        f"{protocol.PROTOCOL_VERSION}: update the client or the server")
     assert server.stats()["fields"] == before["fields"] + 1
-    monkeypatch.setattr("live.remote.client.PROTOCOL_VERSION", protocol.PROTOCOL_VERSION - 1)
+    monkeypatch.setattr("fomm_live.live.remote.client.PROTOCOL_VERSION", protocol.PROTOCOL_VERSION - 1)
     with pytest.raises(UserError, match=r"^the server at .* refused the stream: protocol version \d+; this server "
                                         r"speaks \d+: update the client or the server$"):
         client(server)
 
 
 def tensor_image(prediction) -> np.ndarray:
-    from models import tensor_to_image
+    from fomm_live.models import tensor_to_image
 
     return tensor_to_image(prediction)
 
@@ -577,8 +577,8 @@ def test_the_client_recovers_when_the_server_restarts_mid_run(server: Server,
     """Last in the module: it stops the module's server and starts it again. Photo framing with the detail
     transfer: the outage repeats the last face with its motion field, and the new server is asked for the field
     again (it counts fields from zero)."""
-    from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-    from live.options import CalibrationOptions, FrameOptions, PacingOptions, TrackingOptions
+    from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+    from fomm_live.live.options import CalibrationOptions, FrameOptions, PacingOptions, TrackingOptions
 
     backend = client(server, codec="jpeg")
     avatars = prepare_avatars([("source.png", golden("source.png"))], backend.size, None, crop="none")

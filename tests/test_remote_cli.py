@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import golden_dir
 
-from live.cli import main
-from live.errors import UserError
-from live.remote.client import RemoteBackend
+from fomm_live.live.cli import main
+from fomm_live.live.errors import UserError
+from fomm_live.live.remote.client import RemoteBackend
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789"
@@ -42,7 +42,7 @@ def test_serve_help_says_how_to_run_on_one_gpu_machine_and_on_a_ray_cluster(caps
 
 
 def test_remote_urls_map_to_the_stream_route() -> None:
-    from live.remote.client import stream_url
+    from fomm_live.live.remote.client import stream_url
 
     assert stream_url("http://gpu-box:8000") == "ws://gpu-box:8000/stream"
     assert stream_url("ws://127.0.0.1:8000/") == "ws://127.0.0.1:8000/stream"
@@ -83,12 +83,13 @@ def test_the_shipped_serve_config_is_valid_and_builds_the_application(tmp_path: 
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
-    from live.remote.server import build_app
+    from fomm_live.live.remote.server import build_app
 
-    config = yaml.safe_load((REPO / "live" / "remote" / "serve-config.yaml").read_text())
+    config = yaml.safe_load((REPO / "fomm_live" / "live" / "remote" / "serve-config.yaml").read_text())
     ServeDeploySchema.model_validate(config)
     app = config["applications"][0]
-    assert app["import_path"] == "live.remote.server:build_app" and app["deployments"][0]["name"] == "FommServer"
+    assert app["import_path"] == "fomm_live.live.remote.server:build_app"
+    assert app["deployments"][0]["name"] == "FommServer"
     token = tmp_path / "token.txt"
     token.write_text(TOKEN)
     args = dict(app["args"], checkpoint=str(golden_dir("tiny") / "checkpoint.pth.tar"), token_file=str(token))

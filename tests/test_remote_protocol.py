@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
 
-from live.remote import protocol
-from live.remote.protocol import (
+from fomm_live.live.remote import protocol
+from fomm_live.live.remote.protocol import (
     ProtocolError,
     decode_field,
     encode_field,
@@ -37,7 +37,7 @@ OCCLUSION_BOUND = 0.5 / 255 + 1e-6
 def model_fields(variant: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """(deformation h x w x 2, occlusion h x w or None) of the three golden driving frames, float32, from the eager
     CPU model (relative motion from driving frame 0)."""
-    from models import Animator
+    from fomm_live.models import Animator
 
     folder = golden_dir(variant)
     animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
@@ -251,7 +251,7 @@ def stand_in() -> Iterator[StandInServer]:
 
 
 def stand_in_client(server: StandInServer):
-    from live.remote.client import RemoteBackend
+    from fomm_live.live.remote.client import RemoteBackend
 
     backend = RemoteBackend(server.url, codec="png", relative=False, start_timeout=10)
     backend.set_source(server.face)
@@ -259,7 +259,7 @@ def stand_in_client(server: StandInServer):
 
 
 def test_the_client_asks_for_the_field_once_and_hands_it_on_as_host_arrays(stand_in: StandInServer) -> None:
-    from live.remote.client import CropMotion
+    from fomm_live.live.remote.client import CropMotion
 
     backend = stand_in_client(stand_in)
     assert backend.device == "cpu" and backend.motion_kind == "field"
@@ -287,7 +287,7 @@ def test_the_client_asks_for_the_field_once_and_hands_it_on_as_host_arrays(stand
 ])
 def test_a_malformed_or_missing_field_from_the_server_is_refused_in_one_line(stand_in: StandInServer, mode: str,
                                                                              message: str) -> None:
-    from live.remote.client import CropMotion
+    from fomm_live.live.remote.client import CropMotion
 
     backend = stand_in_client(stand_in)
     stand_in.field_mode = mode
@@ -298,7 +298,7 @@ def test_a_malformed_or_missing_field_from_the_server_is_refused_in_one_line(sta
 
 def test_an_outage_reuses_the_last_face_with_its_field_and_the_reconnection_asks_for_the_field_again(
         stand_in: StandInServer) -> None:
-    from live.remote.client import CropMotion
+    from fomm_live.live.remote.client import CropMotion
 
     backend = stand_in_client(stand_in)
     crop = CropMotion(stand_in.face)
@@ -332,8 +332,8 @@ def test_a_batch_mixing_streams_with_and_without_the_field_gives_each_its_own_fr
 
     import torch
 
-    from live.remote.batch import render_frames
-    from models import Animator, MotionNormalizer, MotionOptions, tensor_to_image
+    from fomm_live.live.remote.batch import render_frames
+    from fomm_live.models import Animator, MotionNormalizer, MotionOptions, tensor_to_image
 
     folder = golden_dir("tiny")
     animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live.media import cv2
-from live.output.sinks import (
+from fomm_live.live.media import cv2
+from fomm_live.live.output.sinks import (
     FrameInfo,
     Mp4Sink,
     SinkUnavailable,
@@ -20,7 +20,7 @@ from live.output.sinks import (
     check_frame,
     to_pixel_format,
 )
-from live.output.window import key_name
+from fomm_live.live.output.window import key_name
 
 
 class StandInCamera:
@@ -212,9 +212,9 @@ def test_mirror_options_reach_the_loop_and_the_virtual_camera(standin_pyvirtualc
     """`--mirror` flips the input as the m key does; `--mirror-output` flips only what the virtual camera sends."""
     from helpers.clips import moving_frames, write_clip
 
-    import live.loop.pipeline as pipeline
-    import live.output.sinks as sinks
-    from live.cli import main
+    import fomm_live.live.loop.pipeline as pipeline
+    import fomm_live.live.output.sinks as sinks
+    from fomm_live.live.cli import main
 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(3, still=3))
     seen = {}

@@ -11,8 +11,8 @@ import pytest
 from conftest import golden_dir
 from helpers.clips import moving_frames, write_clip
 
-from benchmarks.soak import main
-from live.output.recording import mp4_boxes
+from fomm_live.benchmarks.soak import main
+from fomm_live.live.output.recording import mp4_boxes
 
 
 def test_short_fomm_soak_with_camera_drops_and_a_recording(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,7 +1,7 @@
 """The pipelined live loop: the same frames as the one-thread loop on a file, the one-slot hand-off, the stall rule,
 the failure policy across both stages, and composition on the model's device checked against OpenCV.
 
-No timing is asserted; throughput and latency figures come from ``python -m benchmarks.pipeline``."""
+No timing is asserted; throughput and latency figures come from ``python -m fomm_live.benchmarks.pipeline``."""
 
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ from helpers.clips import moving_frames, portrait
 from helpers.options import pipeline_options
 from helpers.standins import ListSource, SlowBackend, WrappedBackend, tiny_backend
 
-from live.capture.sources import CapturedFrame
-from live.compose import fit_to_output, fit_to_output_tensor
-from live.errors import UserError
-from live.face import FaceDetector
-from live.loop.handoff import OneSlot
-from live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
-from live.loop.stages import TrackedFrame, merge_keys
-from live.loop.stall import CAMERA_LOST, CAMERA_SILENT, StallRule
-from live.options import CalibrationOptions
-from live.output.sinks import RecordingSink
-from live.stats import PipelineStats
-from models import tensor_to_image
+from fomm_live.live.capture.sources import CapturedFrame
+from fomm_live.live.compose import fit_to_output, fit_to_output_tensor
+from fomm_live.live.errors import UserError
+from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.handoff import OneSlot
+from fomm_live.live.loop.pipeline import MAX_CONSECUTIVE_ERRORS, LivePipeline, PipelineOptions, prepare_avatars
+from fomm_live.live.loop.stages import TrackedFrame, merge_keys
+from fomm_live.live.loop.stall import CAMERA_LOST, CAMERA_SILENT, StallRule
+from fomm_live.live.options import CalibrationOptions
+from fomm_live.live.output.sinks import RecordingSink
+from fomm_live.live.stats import PipelineStats
+from fomm_live.models import tensor_to_image
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,8 @@ def test_the_environment_switches_pipelining_and_options_override_it(detector, m
 
 
 def test_pipelining_is_on_by_default_unless_the_model_keeps_every_core_busy(monkeypatch) -> None:
-    from live.backends import Backend
-    from live.loop.pipeline import pipelining_default
+    from fomm_live.live.backends import Backend
+    from fomm_live.live.loop.pipeline import pipelining_default
 
     class CpuLight(Backend):
         pass
@@ -231,7 +231,7 @@ class LostDeviceBackend(WrappedBackend):
         self.renders = 0
 
     def render(self, motion, *, detail=False):
-        from models.engines import DeviceError
+        from fomm_live.models.engines import DeviceError
 
         self.renders += 1
         if self.renders >= 3:

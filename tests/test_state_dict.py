@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import REFERENCE_TSV, require
 
-from models import build_networks, load_config
-from models.checkpoint import matching_presets
+from fomm_live.models import build_networks, load_config
+from fomm_live.models.checkpoint import matching_presets
 
 NETWORKS = ("generator", "kp_detector")
 MAX_SHOWN = 10

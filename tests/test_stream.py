@@ -10,13 +10,13 @@ import time
 import pytest
 from helpers.clips import moving_frames, portrait
 
-import live.capture.sources as capture
-from live.capture.sources import OpenCVSource
-from live.face import FaceDetector
-from live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from live.media import cv2
-from live.options import PacingOptions
-from live.output.sinks import RecordingSink
+import fomm_live.live.capture.sources as capture
+from fomm_live.live.capture.sources import OpenCVSource
+from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
+from fomm_live.live.media import cv2
+from fomm_live.live.options import PacingOptions
+from fomm_live.live.output.sinks import RecordingSink
 
 
 def _jpegs(n: int) -> list[bytes]:

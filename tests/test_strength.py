@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import golden_dir, read_rgb
 
-from models import Animator, Keypoints, MotionNormalizer, MotionOptions, Strengths
-from models.strength import MAX_HEAD_ANGLE, MIN_DET, Similarity, apply_strengths, fit_similarity
+from fomm_live.models import Animator, Keypoints, MotionNormalizer, MotionOptions, Strengths
+from fomm_live.models.strength import MAX_HEAD_ANGLE, MIN_DET, Similarity, apply_strengths, fit_similarity
 
 K = 10
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from helpers.head import HeadRenderer, Pose, PoseEstimator, pearson
 
-from live.democlip import portrait_crop
-from live.landmarks import LandmarkBackend
-from live.landmarks.motion import falloff, relative_motion, triangle_areas, unfolded_strengths
-from live.media import read_image
-from live.paths import DEFAULT_PORTRAIT
+from fomm_live.live.democlip import portrait_crop
+from fomm_live.live.landmarks import LandmarkBackend
+from fomm_live.live.landmarks.motion import falloff, relative_motion, triangle_areas, unfolded_strengths
+from fomm_live.live.media import read_image
+from fomm_live.live.paths import DEFAULT_PORTRAIT
 
 SIZE = 256
 FRAMES = 12
@@ -177,8 +177,8 @@ def test_animate_head_zero_and_expression_zero_through_the_command(backend: Land
     roll and yaw vary within a quarter of the default run's variation while the mouth still follows;
     ``--expression-strength 0``: the mouth opening within a quarter of the default run's range while the head
     still follows."""
-    from live.cli import main
-    from live.media import cv2
+    from fomm_live.live.cli import main
+    from fomm_live.live.media import cv2
 
     crop, neutral, _ = clip
     renderer = HeadRenderer(crop, backend.detect(crop))

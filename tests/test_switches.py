@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.switches import SWITCHES, switch
+from fomm_live.common.switches import SWITCHES, switch
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^\| `(FOMM_LIVE_[A-Z0-9_]+)` \| (.*?) \| (.*?) \| (.*) \|$")
@@ -70,7 +70,7 @@ def test_switch_normalises_what_it_reads(monkeypatch: pytest.MonkeyPatch, name: 
 def test_a_value_not_declared_is_warned_about_and_the_default_used(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, name: str, raw: str, message: str) -> None:
     monkeypatch.setenv(name, raw)
-    with caplog.at_level(logging.WARNING, logger="common.switches"):
+    with caplog.at_level(logging.WARNING, logger="fomm_live.common.switches"):
         assert switch(name) == SWITCHES[name].default
     assert message in caplog.text
 

@@ -94,7 +94,7 @@ def test_preview_window_takes_keys_and_q_quits(display: str, tmp_path: Path) -> 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(25, still=25))
     out = tmp_path / "rec.mp4"
     env = {**os.environ, "DISPLAY": display}
-    proc = subprocess.Popen([sys.executable, "-m", "live.cli", "--camera", str(clip), "--output", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "fomm_live", "--camera", str(clip), "--output", str(out),
                              "--realtime", "--loop"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     log: list[str] = []
@@ -133,10 +133,10 @@ def test_the_slider_panel_sets_the_controls_and_follows_the_hotkeys(display: str
     """On a real window: t opens the panel; moving a trackbar sets its control (head 0.5, cutoff 2.5 Hz); a hotkey's
     change moves the trackbar to match; t again closes the panel."""
     monkeypatch.setenv("DISPLAY", display)
-    from live.loop.hotkeys import Controls, apply_model_key
-    from live.media import cv2
-    from live.output.sinks import FrameInfo
-    from live.output.window import PANEL_TITLE, WindowSink
+    from fomm_live.live.loop.hotkeys import Controls, apply_model_key
+    from fomm_live.live.media import cv2
+    from fomm_live.live.output.sinks import FrameInfo
+    from fomm_live.live.output.window import PANEL_TITLE, WindowSink
 
     cv = cv2()
     window = WindowSink(title="fomm-live slider test")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from live.media import Mp4Writer, cv2, read_image
-from live.paths import DEFAULT_PORTRAIT
+from fomm_live.live.media import Mp4Writer, cv2, read_image
+from fomm_live.live.paths import DEFAULT_PORTRAIT
 
 
 def portrait() -> np.ndarray:

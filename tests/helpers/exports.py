@@ -17,7 +17,7 @@ from pathlib import Path
 def export_once(real: Callable, folder: Path) -> Callable:
     """A stand-in for ``models.export.export_onnx_networks`` that exports each set of weights into ``folder`` once
     and copies the files to where each caller asks; calls with options beyond the image size go to ``real``."""
-    from models.engines.tensorrt import weights_digest
+    from fomm_live.models.engines.tensorrt import weights_digest
 
     done: dict[tuple[str, int], dict[str, Path]] = {}
 

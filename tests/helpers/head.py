@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import Delaunay
 
-from live.democlip import open_mouth
-from live.media import cv2
+from fomm_live.live.democlip import open_mouth
+from fomm_live.live.media import cv2
 
 # Points that only the head's pose moves (forehead, nose bridge and tip, temples, eye corners): the estimator's
 # model, written out here rather than taken from the backend so that the measurement does not share its code.

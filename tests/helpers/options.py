@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from live.options import CalibrationOptions, FrameOptions, PacingOptions, PipelineOptions, TrackingOptions
+from fomm_live.live.options import CalibrationOptions, FrameOptions, PacingOptions, PipelineOptions, TrackingOptions
 
 # Flat keyword -> (group, field) where the names differ from the group's own.
 RENAMED = {"output_size": ("frame", "size"), "auto_calibrate": ("calibration", "auto"),

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import torch
 
-from live.media import cv2
+from fomm_live.live.media import cv2
 
 FINE = 4  # the known motion's photo is made at 4x and shrunk: its shifts are exact to a quarter output pixel
 

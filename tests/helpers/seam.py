@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from live.media import cv2
+from fomm_live.live.media import cv2
 
 BAND_KERNEL = 9
 

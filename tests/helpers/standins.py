@@ -8,8 +8,8 @@ import time
 import numpy as np
 from conftest import golden_dir
 
-from live.backends import FommBackend
-from models import Animator
+from fomm_live.live.backends import FommBackend
+from fomm_live.models import Animator
 
 
 def tiny_backend() -> FommBackend:

@@ -1,0 +1,227 @@
+"""Face tracking: find the face with mediapipe, keep a stable square crop around it, and crop frames to it.
+
+The crop is a square ``margin`` times the detected face box, centred a little above the box centre, which frames a
+head with some hair and neck as the VoxCeleb training frames of the face models are framed. Its centre and size pass
+through a One Euro filter, so camera noise does not shake the crop while real head motion is followed with little lag.
+
+Convention: boxes and points are in pixels of the full frame, (x, y) order; a crop box is (centre x, centre y, side).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from fomm_live.live.filters import OneEuroFilter
+from fomm_live.live.media import cv2, quiet_native_output
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MARGIN = 2.0  # crop side / face box side
+CENTRE_LIFT = 0.15  # crop centre above the face box centre, in face box sides (includes the hair, less neck)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face.
+
+    Attributes:
+        box: (x0, y0, width, height) in pixels.
+        score: Detector confidence.
+        points: 6 x 2 pixel coordinates: right eye, left eye, nose tip, mouth centre, right ear, left ear.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    points: np.ndarray
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x0, y0, w, h = self.box
+        return x0 + w / 2, y0 + h / 2
+
+    @property
+    def size(self) -> float:
+        return max(self.box[2], self.box[3])
+
+    @property
+    def area(self) -> float:
+        return self.box[2] * self.box[3]
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square crop: centre (cx, cy) and side, in pixels of the full frame."""
+
+    cx: float
+    cy: float
+    side: float
+
+
+class FaceDetector:
+    """mediapipe's BlazeFace detector (models bundled in the wheel; nothing is downloaded).
+
+    The short-range model (faces within ~2 m, a webcam) runs first; when it finds nothing, the full-range model (faces
+    up to ~5 m, small in the frame) gets a try, so a distant face or a wide photo still works at no cost while the
+    near face is found.
+
+    Args:
+        min_confidence: Detections below this score are ignored.
+        fallback: Try the full-range model when the short-range one finds no face.
+    """
+
+    def __init__(self, *, min_confidence: float = 0.5, fallback: bool = True) -> None:
+        self.min_confidence = min_confidence
+        self.fallback = fallback
+        self._detectors: dict[int, object] = {}
+        self._warm: set[int] = set()
+        self._closed = False
+        self._model(0)
+
+    def _model(self, selection: int) -> object:
+        detector = self._detectors.get(selection)
+        if detector is None:
+            with quiet_native_output():
+                from mediapipe.python.solutions import face_detection
+
+                detector = face_detection.FaceDetection(min_detection_confidence=self.min_confidence,
+                                                        model_selection=selection)
+                # The graph starts its calculators asynchronously, and they print their start-up lines then: one
+                # blank frame inside this block waits for them.
+                detector.process(np.zeros((64, 64, 3), np.uint8))
+            self._detectors[selection] = detector
+        return detector
+
+    def _run(self, selection: int, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        detector = self._model(selection)
+        if selection in self._warm:
+            result = detector.process(image)
+        else:  # the first call prints the TFLite delegate's start-up lines
+            with quiet_native_output():
+                result = detector.process(image)
+            self._warm.add(selection)
+        faces = []
+        for det in result.detections or []:
+            rel = det.location_data.relative_bounding_box
+            points = np.array([[kp.x * w, kp.y * h] for kp in det.location_data.relative_keypoints], dtype=np.float64)
+            faces.append(Face((rel.xmin * w, rel.ymin * h, rel.width * w, rel.height * h), float(det.score[0]),
+                              points))
+        return sorted(faces, key=lambda f: f.area, reverse=True)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an H x W x 3 uint8 RGB image, largest first."""
+        image = np.ascontiguousarray(image)
+        faces = self._run(0, image)
+        if not faces and self.fallback:
+            faces = self._run(1, image)
+        return faces
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for detector in self._detectors.values():
+                detector.close()
+            self._detectors.clear()
+
+    def __enter__(self) -> FaceDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def face_crop_box(face: Face, margin: float = DEFAULT_MARGIN) -> CropBox:
+    """The unsmoothed crop box that frames ``face``."""
+    cx, cy = face.centre
+    return CropBox(cx, cy - CENTRE_LIFT * face.size, margin * face.size)
+
+
+def centre_crop_box(height: int, width: int) -> CropBox:
+    """The largest centred square."""
+    return CropBox(width / 2, height / 2, float(min(height, width)))
+
+
+def crop_square(image: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """Cut ``box`` out of ``image`` and resize it to size x size (bilinear, sub-pixel exact, edges replicated).
+
+    A warp rather than slicing, so that a smoothly moving box gives a smoothly moving crop (integer slicing would
+    quantise the motion to whole pixels and add jitter).
+    """
+    cv = cv2()
+    scale = size / box.side
+    x0, y0 = box.cx - box.side / 2, box.cy - box.side / 2
+    # Map the crop's pixel centres onto the frame: crop (u + 0.5) / scale = frame (x + 0.5) - x0.
+    matrix = np.array([[scale, 0, -x0 * scale + 0.5 * scale - 0.5],
+                       [0, scale, -y0 * scale + 0.5 * scale - 0.5]], dtype=np.float64)
+    if scale < 0.5:  # strong downscale: pre-blur to limit aliasing (bilinear reads only 4 source pixels)
+        sigma = 0.5 / scale
+        image = cv.GaussianBlur(image, (0, 0), sigmaX=sigma)
+    return cv.warpAffine(image, matrix, (size, size), flags=cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+
+
+class CropTracker:
+    """A stable crop box following the largest face, with user zoom and offset.
+
+    Args:
+        margin: Crop side / face box side.
+        smoothing: Filter the box with a One Euro filter (off: the raw detection every frame).
+        min_cutoff: One Euro cutoff at rest, Hz (lower: steadier).
+        beta: One Euro speed coefficient (higher: less lag in fast motion).
+    """
+
+    ZOOM_STEP = 1.1
+    MOVE_STEP = 0.05  # of the crop side
+
+    def __init__(self, *, margin: float = DEFAULT_MARGIN, smoothing: bool = True, min_cutoff: float = 0.3,
+                 beta: float = 0.02) -> None:
+        self.margin = margin
+        self.filter = OneEuroFilter(min_cutoff=min_cutoff, beta=beta, d_cutoff=1.0) if smoothing else None
+        self.last: CropBox | None = None
+        self.zoom = 1.0
+        self.offset = np.zeros(2)
+
+    def update(self, face: Face | None, t: float) -> CropBox | None:
+        """Follow ``face`` seen at media time ``t``; with no face, hold the last box (None before the first face)."""
+        if face is not None:
+            raw = face_crop_box(face, self.margin)
+            values = np.array([raw.cx, raw.cy, raw.side])
+            if self.filter is not None:
+                values = self.filter(values, t)
+            self.last = CropBox(*map(float, values))
+        if self.last is None:
+            return None
+        side = self.last.side / self.zoom
+        return CropBox(self.last.cx + self.offset[0] * side, self.last.cy + self.offset[1] * side, side)
+
+    def zoom_in(self) -> None:
+        self.zoom *= self.ZOOM_STEP
+
+    def zoom_out(self) -> None:
+        self.zoom /= self.ZOOM_STEP
+
+    def move(self, dx: int, dy: int) -> None:
+        self.offset += (dx * self.MOVE_STEP, dy * self.MOVE_STEP)
+
+    def reset_view(self) -> None:
+        """Undo zoom and offset (hotkey r)."""
+        self.zoom = 1.0
+        self.offset[:] = 0
+
+
+def crop_source_image(image: np.ndarray, size: int, detector: FaceDetector | None,
+                      margin: float = DEFAULT_MARGIN) -> tuple[np.ndarray, str | None]:
+    """Crop a source photo the way driving frames are cropped.
+
+    Returns:
+        The size x size crop, and a warning (None when exactly one face was found): no face -> centre crop;
+        several faces -> the largest.
+    """
+    h, w = image.shape[:2]
+    faces = detector.detect(image) if detector is not None else []
+    if not faces:
+        return crop_square(image, centre_crop_box(h, w), size), "no face found in the source photo; using a centre crop"
+    warning = f"{len(faces)} faces in the source photo; using the largest" if len(faces) > 1 else None
+    return crop_square(image, face_crop_box(faces[0], margin), size), warning
