@@ -23,7 +23,7 @@ def bench_result(tmp_path_factory) -> tuple[dict, Path]:
     mp.setenv("FOMM_LIVE_CACHE", str(cache))
     try:
         code = main(["bench", "--quick", "--checkpoint", str(folder / "checkpoint.pth.tar"), "--config",
-                     str(folder / "config.yaml"), "--device", "cpu", "--json", str(out / "bench.json"), "--plot",
+                     str(folder / "config.yaml"), "--device", "cpu", "--stats-json", str(out / "bench.json"), "--plot",
                      str(out / "bench.png")])
     finally:
         mp.undo()

@@ -41,7 +41,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_png_frames_equal_original_within_one_level(variant: str, mode: str, tmp_path: Path) -> None:
     out = tmp_path / "frames"
     code = main(["animate", *model_args(variant), "--driving", str(driving_dir(variant, tmp_path)),
-                 "--out", str(out), f"--{mode}", "--no-label"])
+                 "--output", str(out), f"--{mode}", "--no-label"])
     assert code == 0
     expected = np.load(golden_dir(variant) / "expected.npz")
     names = sorted(p.name for p in out.iterdir())
@@ -57,7 +57,7 @@ def test_crop_none_smooths_nothing(tmp_path: Path) -> None:
     """With `--crop none` (the default) `--no-smoothing` changes nothing: the frames are byte for byte the same."""
     drv = driving_dir("tiny", tmp_path)
     for name, extra in (("default", []), ("unsmoothed", ["--no-smoothing"])):
-        assert main(["animate", *model_args("tiny"), "--driving", str(drv), "--out", str(tmp_path / name),
+        assert main(["animate", *model_args("tiny"), "--driving", str(drv), "--output", str(tmp_path / name),
                      "--no-label", *extra]) == 0
     for i in range(3):
         assert (tmp_path / "default" / f"{i:05d}.png").read_bytes() == \
@@ -66,8 +66,8 @@ def test_crop_none_smooths_nothing(tmp_path: Path) -> None:
 
 def test_label_is_drawn_unless_removed(tmp_path: Path) -> None:
     drv = driving_dir("tiny", tmp_path)
-    main(["animate", *model_args("tiny"), "--driving", str(drv), "--out", str(tmp_path / "plain"), "--no-label"])
-    main(["animate", *model_args("tiny"), "--driving", str(drv), "--out", str(tmp_path / "labelled")])
+    main(["animate", *model_args("tiny"), "--driving", str(drv), "--output", str(tmp_path / "plain"), "--no-label"])
+    main(["animate", *model_args("tiny"), "--driving", str(drv), "--output", str(tmp_path / "labelled")])
     plain = read_rgb(tmp_path / "plain" / "00001.png").astype(np.int32)
     labelled = read_rgb(tmp_path / "labelled" / "00001.png").astype(np.int32)
     changed = np.argwhere(np.abs(plain - labelled).max(-1) > 0)
@@ -78,7 +78,8 @@ def test_label_is_drawn_unless_removed(tmp_path: Path) -> None:
 def test_mp4_output_is_complete_and_tagged_synthetic(tmp_path: Path) -> None:
     av = pytest.importorskip("av", reason="PyAV writes the MP4 files")
     out = tmp_path / "result.mp4"
-    result = run_cli("animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(out))
+    result = run_cli("animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--output",
+                     str(out))
     assert result.returncode == 0, result.stderr
     assert "animated 3 frames" in result.stdout
     with av.open(str(out)) as container:
@@ -92,7 +93,7 @@ def test_help_lists_the_shared_options() -> None:
     result = run_cli("animate", "--help")
     assert result.returncode == 0
     for option in ("--source", "--checkpoint", "--config", "--backend", "--device", "--precision", "--relative",
-                   "--absolute", "--adapt-scale", "--no-adapt-scale", "--no-label", "--debug", "--driving", "--out"):
+                   "--absolute", "--adapt-scale", "--no-adapt-scale", "--no-label", "--debug", "--driving", "--output"):
         assert option in result.stdout, option
 
 
@@ -124,7 +125,7 @@ def test_bad_input_is_one_line_without_traceback(change: dict, message: str, tmp
                                                  capsys: pytest.CaptureFixture) -> None:
     args = dict(zip(model_args("tiny")[::2], model_args("tiny")[1::2], strict=True))
     args.update(change)
-    argv = ["animate", "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(tmp_path / "out")]
+    argv = ["animate", "--driving", str(driving_dir("tiny", tmp_path)), "--output", str(tmp_path / "out")]
     for key, value in args.items():
         if value is not None:
             argv += [key, value]
@@ -140,7 +141,7 @@ def test_bad_checkpoint_file_from_the_real_command(tmp_path: Path) -> None:
     bogus.write_text("not a checkpoint\n")
     args = model_args("tiny")
     args[args.index("--checkpoint") + 1] = str(bogus)
-    result = run_cli("animate", *args, "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(tmp_path / "o"))
+    result = run_cli("animate", *args, "--driving", str(driving_dir("tiny", tmp_path)), "--output", str(tmp_path / "o"))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"fomm-live: error: {bogus} is not a PyTorch checkpoint"
@@ -149,7 +150,7 @@ def test_bad_checkpoint_file_from_the_real_command(tmp_path: Path) -> None:
 def test_empty_driving_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["animate", *model_args("tiny"), "--driving", str(empty), "--out", str(tmp_path / "o")]) == 1
+    assert main(["animate", *model_args("tiny"), "--driving", str(empty), "--output", str(tmp_path / "o")]) == 1
     assert "holds no image files" in capsys.readouterr().err
 
 
@@ -179,9 +180,9 @@ def test_animate_crop_face_uses_the_live_tracker(tmp_path: Path, monkeypatch: py
     folder = golden_dir("tiny")
     common = ["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--checkpoint",
               str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"), "--no-label"]
-    assert main([*common, "--out", str(tmp_path / "face"), "--crop", "face"]) == 0
-    assert main([*common, "--out", str(tmp_path / "raw"), "--crop", "face", "--no-smoothing"]) == 0
-    assert main([*common, "--out", str(tmp_path / "none")]) == 0
+    assert main([*common, "--output", str(tmp_path / "face"), "--crop", "face"]) == 0
+    assert main([*common, "--output", str(tmp_path / "raw"), "--crop", "face", "--no-smoothing"]) == 0
+    assert main([*common, "--output", str(tmp_path / "none")]) == 0
     assert [len(boxes[name]) for name in ("face", "raw", "none")] == [16, 16, 16]
     assert all(box is not None and box[2] < 0.9 * 480 for box in boxes["face"] + boxes["raw"]), boxes
     assert all(box == (128.0, 128.0, 256.0) for box in boxes["none"]), "--crop none: the whole frame, model-sized"
@@ -218,7 +219,7 @@ def test_export_command_writes_checked_onnx(tmp_path: Path, capsys: pytest.Captu
 def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="the onnxruntime engine needs it")
     out = tmp_path / "frames"
-    assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--out", str(out),
+    assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--output", str(out),
                  "--no-label", "--engine", "onnxruntime"]) == 0
     expected = np.load(golden_dir("tiny") / "expected.npz")
     got = read_rgb(out / "00002.png").astype(np.int32)
@@ -238,7 +239,7 @@ def test_a_failing_writer_ends_animate_with_one_line(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(sinks.FileSink, "send", full_disk)
     out = tmp_path / "frames"
-    assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--out",
+    assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--output",
                  str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"fomm-live: error: writing {out} failed (see the error above); the output is incomplete"

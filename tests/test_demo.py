@@ -26,7 +26,7 @@ def test_demo_runs_the_live_pipeline_on_the_bundled_clip(tmp_path: Path, cache: 
     av = pytest.importorskip("av", reason="PyAV reads the result back")
     out = tmp_path / "demo.mp4"
     stats = tmp_path / "stats.json"
-    assert main(["demo", "--out", str(out), "--no-preview", "--stats-json", str(stats)]) == 0
+    assert main(["demo", "--output", str(out), "--no-preview", "--stats-json", str(stats)]) == 0
     printed = capsys.readouterr().out
     assert "end to end p50" in printed and f"wrote {out}" in printed
     assert list(cache.glob("demo-clip-v*.mp4")), "the driving clip is made once into the user cache folder"
@@ -43,7 +43,7 @@ def test_no_checkpoint_means_the_landmark_backend(tmp_path: Path, caplog: pytest
     caplog.set_level(logging.INFO)
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(20, still=20))
     out = tmp_path / "frames"
-    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--out", str(out),
+    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--output", str(out),
                  "--crop", "face"]) == 0
     assert len(list(out.iterdir())) == 20
     assert any("landmark backend" in r.getMessage() and "--checkpoint" in r.getMessage() for r in caplog.records)
@@ -52,7 +52,7 @@ def test_no_checkpoint_means_the_landmark_backend(tmp_path: Path, caplog: pytest
 def test_fomm_backend_without_checkpoint_is_a_clear_error(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(3, still=3))
     assert main(["animate", "--backend", "fomm", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip),
-                 "--out", str(tmp_path / "o")]) == 1
+                 "--output", str(tmp_path / "o")]) == 1
     assert "--checkpoint is required" in capsys.readouterr().err
 
 
@@ -64,7 +64,7 @@ def test_animate_copies_the_driving_audio(tmp_path: Path, codec: str, suffix: st
 
     clip = write_clip_with_audio(tmp_path / f"talk{suffix}", moving_frames(25, still=25), codec=codec)
     out = tmp_path / "out.mp4"
-    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--out", str(out),
+    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--output", str(out),
                  "--crop", "face"]) == 0
     with av.open(str(out)) as container:
         assert "synthetic" in container.metadata.get("comment", "").lower()
@@ -81,7 +81,7 @@ def test_find_best_frame_takes_the_frame_closest_to_the_photo(tmp_path: Path,
     caplog.set_level(logging.INFO)
     frames = moving_frames(40, still=0)[12:] + moving_frames(10, still=10)  # starts tilted, ends upright
     clip = write_clip(tmp_path / "sway.mp4", frames)
-    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--out",
+    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--output",
                  str(tmp_path / "o"), "--crop", "face", "--find-best-frame"]) == 0
     chosen = [r.getMessage() for r in caplog.records if "neutral pose: driving frame" in r.getMessage()]
     assert chosen, "the chosen frame is logged"

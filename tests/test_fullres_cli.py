@@ -20,7 +20,7 @@ def test_run_and_demo_default_to_photo_framing_and_animate_to_face() -> None:
     parser = build_parser()
     assert parser.parse_args(["run"]).framing == "photo"
     assert parser.parse_args(["demo"]).framing == "photo"
-    args = parser.parse_args(["animate", "--source", "a.png", "--driving", "d.mp4", "--out", "o"])
+    args = parser.parse_args(["animate", "--source", "a.png", "--driving", "d.mp4", "--output", "o"])
     assert args.framing == "face" and args.output_size is None and args.detail
     args = parser.parse_args(["run", "--framing", "face", "--output-size", "800x600", "--no-detail"])
     assert (args.framing, args.output_size, args.detail) == ("face", (800, 600), False)
@@ -44,7 +44,7 @@ def test_animate_with_photo_framing_writes_the_framed_photo_size(tmp_path: Path)
 
     clip = write_clip(tmp_path / "clip.mp4", moving_frames(12, still=6))
     out = tmp_path / "frames"
-    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--out", str(out),
+    assert main(["animate", "--source", str(DEFAULT_PORTRAIT), "--driving", str(clip), "--output", str(out),
                  "--framing", "photo", "--output-size", "320x180", "--no-label"]) == 0
     frames = sorted(out.glob("*.png"))
     assert len(frames) == 12
@@ -58,7 +58,7 @@ def test_demo_writes_a_1280x720_photo_framed_video(tmp_path: Path, monkeypatch: 
     av = pytest.importorskip("av", reason="PyAV reads the result back")
     monkeypatch.setenv("FOMM_LIVE_CACHE", str(tmp_path / "cache"))
     out, stats = tmp_path / "demo.mp4", tmp_path / "stats.json"
-    assert main(["demo", "--out", str(out), "--no-preview", "--stats-json", str(stats)]) == 0
+    assert main(["demo", "--output", str(out), "--no-preview", "--stats-json", str(stats)]) == 0
     assert json.loads(stats.read_text())["output_size"] == [1280, 720]
     with av.open(str(out)) as container:
         frame = next(container.decode(video=0))

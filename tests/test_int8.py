@@ -255,7 +255,7 @@ def test_int8_on_cuda_is_refused() -> None:
 
 def test_cli_refuses_int8_on_cuda_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = golden_dir("tiny")
-    argv = ["animate", "--source", str(folder / "source.png"), "--driving", str(folder), "--out",
+    argv = ["animate", "--source", str(folder / "source.png"), "--driving", str(folder), "--output",
             str(tmp_path / "out"), "--checkpoint", str(folder / "checkpoint.pth.tar"), "--config",
             str(folder / "config.yaml"), "--device", "cuda", "--precision", "int8"]
     assert main(argv) == 1

@@ -116,6 +116,6 @@ def test_freeze_repeats_the_same_frame_until_released(detector) -> None:
 def test_a_strength_out_of_range_is_refused_in_one_line(args: list[str], message: str, tmp_path,
                                                          capsys: pytest.CaptureFixture) -> None:
     code = main(["animate", "--backend", "landmarks", "--source", "photo.png", "--driving", "clip.mp4",
-                 "--out", str(tmp_path / "out"), *args])
+                 "--output", str(tmp_path / "out"), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and message in err[0], err

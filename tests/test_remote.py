@@ -176,11 +176,11 @@ def test_animate_remote_png_equals_local_within_one_level_and_jpeg_psnr(server: 
               "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--driving",
               str(driving), "--no-label"]
     remote = ["--remote", server.url, "--token-file", str(server.token_file)]
-    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--output", str(tmp_path / "local")]) == 0
     with caplog.at_level(logging.INFO):
-        assert main([*common, *remote, "--remote-codec", "png", "--out", str(tmp_path / "png")]) == 0
+        assert main([*common, *remote, "--remote-codec", "png", "--output", str(tmp_path / "png")]) == 0
     assert "--checkpoint, --config, --device, --precision unused here" in caplog.text
-    assert main([*common, *remote, "--out", str(tmp_path / "jpeg")]) == 0
+    assert main([*common, *remote, "--output", str(tmp_path / "jpeg")]) == 0
     psnrs = []
     for i in range(3):
         local, png, jpeg = (read_rgb(tmp_path / d / f"{i:05d}.png").astype(np.float64)
@@ -346,9 +346,9 @@ def test_animate_crop_face_remote_smooths_as_local_and_no_smoothing_differs(serv
               "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--driving",
               str(clip), "--crop", "face", "--no-label"]
     remote = ["--remote", server.url, "--token-file", str(server.token_file), "--remote-codec", "png"]
-    assert main([*common, "--out", str(tmp_path / "local")]) == 0
-    assert main([*common, *remote, "--out", str(tmp_path / "remote")]) == 0
-    assert main([*common, *remote, "--no-smoothing", "--out", str(tmp_path / "raw")]) == 0
+    assert main([*common, "--output", str(tmp_path / "local")]) == 0
+    assert main([*common, *remote, "--output", str(tmp_path / "remote")]) == 0
+    assert main([*common, *remote, "--no-smoothing", "--output", str(tmp_path / "raw")]) == 0
     names = sorted(p.name for p in (tmp_path / "local").glob("*.png"))
     assert len(names) == 10 and names == sorted(p.name for p in (tmp_path / "remote").glob("*.png"))
     diffs = []
@@ -379,11 +379,11 @@ def test_photo_framed_remote_run_with_detail_matches_local_within_three_levels(s
               "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--driving",
               str(driving), "--no-label", "--framing", "photo", "--output-size", "640x360"]
     remote = ["--remote", server.url, "--token-file", str(server.token_file), "--remote-codec", "png"]
-    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--output", str(tmp_path / "local")]) == 0
     before = server.stats()
-    assert main([*common, *remote, "--out", str(tmp_path / "remote")]) == 0
+    assert main([*common, *remote, "--output", str(tmp_path / "remote")]) == 0
     middle = server.stats()
-    assert main([*common, *remote, "--no-detail", "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, *remote, "--no-detail", "--output", str(tmp_path / "plain")]) == 0
     after = server.stats()
     assert middle["fields"] - before["fields"] == 3, "one motion field per rendered frame"
     assert after["fields"] == middle["fields"] and after["frames"] == middle["frames"] + 3, "--no-detail: no field"

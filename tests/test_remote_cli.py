@@ -58,7 +58,7 @@ def test_a_client_without_a_server_says_so_in_one_line_after_its_retries() -> No
 
 
 def test_remote_with_landmarks_is_an_error(capsys: pytest.CaptureFixture) -> None:
-    assert main(["animate", "--source", "x.png", "--driving", "d", "--out", "o", "--backend", "landmarks",
+    assert main(["animate", "--source", "x.png", "--driving", "d", "--output", "o", "--backend", "landmarks",
                  "--remote", "http://127.0.0.1:1"]) == 1
     assert "--backend landmarks runs here; --remote is for the FOMM on a server" in capsys.readouterr().err
 
@@ -73,7 +73,7 @@ def test_without_ray_serve_and_remote_say_so_in_one_line(monkeypatch: pytest.Mon
     assert main(["serve", "--checkpoint", str(tiny / "checkpoint.pth.tar")]) == 1
     error = "fomm-live: error: "
     assert capsys.readouterr().err == error + "fomm-live serve needs Ray Serve: pip install 'fomm-live[serve]'\n"
-    assert main(["animate", "--source", str(tiny / "source.png"), "--driving", str(tiny), "--out", "unused",
+    assert main(["animate", "--source", str(tiny / "source.png"), "--driving", str(tiny), "--output", "unused",
                  "--remote", "http://127.0.0.1:1"]) == 1
     assert capsys.readouterr().err == error + "--remote needs the serve extra: pip install 'fomm-live[serve]'\n"
 

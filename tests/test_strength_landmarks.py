@@ -192,7 +192,7 @@ def test_animate_head_zero_and_expression_zero_through_the_command(backend: Land
     def measured(*extra: str) -> np.ndarray:
         out = tmp_path / ("out" + "".join(extra).replace("-", "_"))
         assert main(["animate", "--backend", "landmarks", "--source", str(photo), "--driving", str(driving),
-                     "--out", str(out), "--crop", "face", "--no-label", *extra]) == 0
+                     "--output", str(out), "--crop", "face", "--no-label", *extra]) == 0
         frames = [cv2().cvtColor(cv2().imread(str(p)), cv2().COLOR_BGR2RGB) for p in sorted(out.glob("*.png"))]
         assert len(frames) == len(CLIP) + 1
         points = [backend.detect(f) for f in frames]

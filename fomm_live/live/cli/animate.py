@@ -19,6 +19,7 @@ from fomm_live.live.cli.common import (
     model_options,
     remote_options,
 )
+from fomm_live.live.cli.outputs import add_renamed_option, check_animate_output
 from fomm_live.live.errors import UserError
 from fomm_live.live.options import AnimateOptions
 
@@ -33,15 +34,17 @@ logger = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     animate = sub.add_parser(
         "animate", help="animate a photo with a driving video or frame folder, file to file",
-        description="Animate --source with the motion of --driving and write the result to --out. In relative mode "
+        description="Animate --source with the motion of --driving and write the result to --output. In relative mode "
                     "(the default) the first driving frame is the neutral pose.",
     )
     add_model_options(animate)
     add_remote_options(animate)
     animate.add_argument("--driving", required=True, metavar="VIDEO_OR_FRAME_DIR",
                          help="a video file, or a folder of frames read in name order")
-    animate.add_argument("--out", required=True, metavar="OUT.mp4_OR_DIR",
-                         help="an .mp4 file, or a folder that receives 00000.png, 00001.png, ...")
+    animate.add_argument("--output", required=True, metavar="PATH.mp4|DIR",
+                         help="a video file (.mp4, or .mov / .mkv written whole at the end), or a folder (a name "
+                              "without a suffix) that receives 00000.png, 00001.png, ...")
+    add_renamed_option(animate, "--out", new="--output", example="fomm-live animate ... --output result.mp4")
     animate.add_argument("--crop", default=AnimateOptions.crop, choices=["none", "face"],
                          help="none: frames are used as given, resized to the model's size, like the original demo "
                               "(default); face: track and crop the face as the live loop does")
@@ -74,7 +77,8 @@ class ProgressBar:
 
 
 def animate_options(args: argparse.Namespace) -> AnimateOptions:
-    return AnimateOptions(source=args.source, driving=args.driving, out=args.out, crop=args.crop,
+    check_animate_output(args.output)
+    return AnimateOptions(source=args.source, driving=args.driving, out=args.output, crop=args.crop,
                           find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
                           label=not args.no_label, framing=args.framing, output_size=args.output_size,
                           detail=args.detail, head_strength=args.head_strength,

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from fomm_live.live.cli.common import PRECISIONS, add_config_option, add_debug_option
+from fomm_live.live.cli.outputs import add_renamed_option
 from fomm_live.live.errors import UserError
 from fomm_live.live.options import CHECKPOINT_HELP
 
@@ -31,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--backend", action="append", choices=["fomm", "landmarks"],
                        help="pipeline backends to run (default: both)")
     bench.add_argument("--quick", action="store_true", help="fewer iterations: under two minutes on a 2-core CPU")
-    bench.add_argument("--json", metavar="PATH", help="write every figure here (fields: see the README)")
+    bench.add_argument("--stats-json", metavar="PATH", help="write every figure here (fields: see the README)")
+    add_renamed_option(bench, "--json", new="--stats-json", example="fomm-live bench --stats-json bench.json")
     bench.add_argument("--plot", metavar="PATH.png", help="latency-per-stage bars and per-frame latency histogram")
     add_debug_option(bench)
 
@@ -64,9 +66,9 @@ def execute(args: argparse.Namespace) -> int:
         bar.close()
     result["command"] = "fomm-live bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
     print(format_report(result))
-    if args.json:
-        write_json(result, args.json)
-        print(f"figures: {args.json}")
+    if args.stats_json:
+        write_json(result, args.stats_json)
+        print(f"figures: {args.stats_json}")
     if args.plot:
         plot_report(result, args.plot)
         print(f"plot: {args.plot}")

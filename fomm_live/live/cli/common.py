@@ -4,6 +4,8 @@ from them (``live.options``): below the command line nothing sees argparse."""
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from fomm_live.live.backends import MAX_STRENGTH, MIN_STRENGTH
 from fomm_live.live.errors import UserError
@@ -12,7 +14,11 @@ from fomm_live.live.options import CHECKPOINT_HELP, ModelOptions, RemoteOptions
 # The generator precisions (models.animator.PRECISIONS, listed here so that --help needs no torch import).
 PRECISIONS = ["auto", "fp32", "fp16", "bf16", "int8"]
 INT8_ON_CUDA = "--precision int8 is for the CPU; on a CUDA GPU use fp16 (or auto)"
-PRESET_HELP = "vox-256, vox-adv-256, taichi-256, taichi-adv-256, mgif-256, bair-256, fashion-256, nemo-256"
+# The presets of models.presets, listed here so that --help and the check of --config need no torch import (a test
+# keeps the two lists equal).
+PRESET_NAMES = ("vox-256", "vox-adv-256", "taichi-256", "taichi-adv-256", "mgif-256", "bair-256", "fashion-256",
+                "nemo-256")
+PRESET_HELP = ", ".join(PRESET_NAMES)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -31,6 +37,16 @@ def add_config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
     parser.add_argument("--config", default=ModelOptions.config, metavar="YAML_OR_PRESET",
                         help=f"original-format config YAML or a preset name: {PRESET_HELP} "
                              f"(default: {ModelOptions.config})")
+
+
+def check_config(config: str) -> None:
+    """``--config`` names a preset or an existing file, whatever the backend (with the landmark backend it would
+    otherwise be ignored without a word); the same messages as ``models.load_config``."""
+    if config in PRESET_NAMES or Path(config).is_file():
+        return
+    if Path(config).suffix.lower() in (".yaml", ".yml") or os.sep in config or "/" in config:
+        raise UserError(f"config file not found: {config}")
+    raise UserError(f"unknown preset {config!r}; presets: {', '.join(sorted(PRESET_NAMES))}")
 
 
 def add_debug_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -132,7 +148,10 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
 
 
 def check_conflicts(args: argparse.Namespace) -> None:
-    """Options that contradict each other end the command with one line before anything starts."""
+    """Options that contradict each other, or name what does not exist, end the command with one line before
+    anything starts."""
+    if getattr(args, "config", None) is not None:
+        check_config(args.config)
     backend = getattr(args, "backend", None)
     if backend == "landmarks" and getattr(args, "remote", None):
         raise UserError("--backend landmarks runs here; --remote is for the FOMM on a server: drop one of them")

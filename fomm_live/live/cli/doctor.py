@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fomm_live.live.cli.common import add_debug_option
+from fomm_live.live.cli.common import add_config_option, add_debug_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "and the cache folder. Each line says OK, WARN or FAIL; the exit code is "
                                         "non-zero when any check fails.")
     doctor.add_argument("--checkpoint", metavar="CKPT", help="also check that this checkpoint loads")
-    doctor.add_argument("--config", metavar="YAML_OR_PRESET", help="the config the checkpoint should match")
+    add_config_option(doctor)
     add_debug_option(doctor)
 
 

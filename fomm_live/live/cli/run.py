@@ -16,6 +16,7 @@ from fomm_live.live.cli.common import (
     parse_size,
     remote_options,
 )
+from fomm_live.live.cli.outputs import add_renamed_option, check_live_output
 from fomm_live.live.loop.hotkeys import help_text
 from fomm_live.live.options import (
     LIVE_FRAMING,
@@ -51,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--output", action="append", metavar="virtualcam|window|PATH.mp4",
                       help="where frames go; repeat for several (default: window when a display exists, plus "
                            "virtualcam when one is installed)")
+    add_renamed_option(live, "--out", new="--output", example="fomm-live run ... --output recording.mp4")
     live.add_argument("--output-size", type=parse_size, metavar="WxH",
                       help="output frame size (default: the resolution the camera granted)")
     live.add_argument("--no-preview", action="store_true", help="no preview window")
@@ -77,7 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-
+    for value in args.output or ():
+        check_live_output(value)
     camera = CameraOptions(camera=args.camera, resolution=args.resolution, fps=args.fps)
     outputs = OutputOptions(outputs=tuple(args.output or ()), preview=not args.no_preview, size=args.output_size,
                             stats_json=args.stats_json, mirror_output=args.mirror_output)
