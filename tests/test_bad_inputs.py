@@ -131,7 +131,7 @@ def test_source_without_a_face(clip: Path, tmp_path: Path, caplog, capsys) -> No
     code, _ = run(["--source", str(blank), "--camera", str(clip), "--checkpoint", str(folder / "checkpoint.pth.tar"),
                    "--config", str(folder / "config.yaml")], tmp_path / "o.mp4", capsys)
     assert code == 0
-    assert any("no face found in the source photo; using a centre crop" in r.getMessage() for r in caplog.records)
+    assert any("no face found in the photo; animating its centre crop" in r.getMessage() for r in caplog.records)
     code, err = run(["--source", str(blank), "--camera", str(clip)], tmp_path / "p.mp4", capsys)
     assert code == 1 and "face" in err.strip().splitlines()[-1] and "Traceback" not in err
 

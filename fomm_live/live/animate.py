@@ -9,7 +9,6 @@ already at the model's size pass through unchanged, so the output equals the ori
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -55,12 +54,14 @@ def driving_size(job: AnimateOptions, size: int) -> int | None:
     return size if job.crop == "none" else None
 
 
-def prepare_photo(job: AnimateOptions, *, size: int, detector: FaceDetector | None) -> list[Avatar]:
-    """The photo as the one avatar: its face crop with ``crop="face"``, else the whole photo at the model's square."""
+def prepare_photo(job: AnimateOptions, *, size: int, detector: FaceDetector | None,
+                  needs_face: bool = False) -> list[Avatar]:
+    """The photo as the one avatar: its face crop with ``crop="face"``, else the whole photo at the model's square
+    (``needs_face``: the backend's, see ``live.avatars.prepare_avatars``)."""
     image = read_image(job.source)
     if job.crop == "none" and job.framing == "face":  # photo framing animates the photo's centre square
         image = resize_to_square(image, size)
-    return prepare_avatars([(Path(job.source).name, image)], size, detector, crop=job.crop)
+    return prepare_avatars([(str(job.source), image)], size, detector, crop=job.crop, needs_face=needs_face)
 
 
 def find_best_frame(job: AnimateOptions, avatar: Avatar, detector: FaceDetector, *,

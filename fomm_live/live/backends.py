@@ -132,6 +132,8 @@ class Backend:
         first_source_slow: ``set_source`` of a photo it has not had before takes seconds (the int8 engine calibrates
             on each photo, about 20 s at vox-256 size on a 2-core CPU): the live loop gives it every avatar once
             before the first frame, so that switching avatars in a call never freezes the picture.
+        needs_face: ``set_source`` refuses a photo without a face (the landmark backend moves a face mesh); without
+            it, a photo in which no face is found is animated as its centre crop (the FOMM moves any picture).
     """
 
     name: str = "backend"
@@ -142,6 +144,7 @@ class Backend:
     motion_kind: MotionKind = "none"
     fast_rows: ClassVar[tuple[int, ...]] = ()
     first_source_slow: bool = False
+    needs_face: bool = False
 
     def set_source(self, image: np.ndarray) -> None:
         """Take an H x W x 3 uint8 RGB source crop; expensive per-source work happens here, once."""

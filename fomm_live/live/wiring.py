@@ -101,30 +101,53 @@ def close_backend(backend: Backend | None) -> None:
         backend.close()
 
 
-def load_sources(specs: list[str] | tuple[str, ...] | None) -> list[tuple[str, np.ndarray]]:
-    """Read every source photo (files, or the images of folders in name order); the bundled portrait by default."""
+def load_sources(specs: list[str] | tuple[str, ...] | None, *,
+                 in_folders: set[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """Read every source photo (files, or the images of folders in name order); the bundled portrait by default.
+
+    Each photo is named by its path as given (a folder's by the folder's path and its file name), so that every
+    message about it says which file it is. A photo named on the command line that cannot be read stops the command;
+    one found in a folder is left out with a warning naming it, as long as the folder holds another.
+
+    Args:
+        specs: Photo files and folders; None or empty: the bundled portrait.
+        in_folders: Receives the names of the photos found in folders (``live.avatars.prepare_avatars`` may leave
+            those out too, when the backend finds no face in them).
+    """
     from fomm_live.live.media import IMAGE_SUFFIXES, read_image
     from fomm_live.live.paths import DEFAULT_PORTRAIT
 
-    paths: list[Path] = []
-    for spec in specs or [str(DEFAULT_PORTRAIT)]:
+    if not specs:
+        return [(DEFAULT_PORTRAIT.name, read_image(DEFAULT_PORTRAIT))]
+    photos: list[tuple[str, np.ndarray]] = []
+    for spec in specs:
         path = Path(spec)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise UserError(f"{path} holds no image files")
-            paths.extend(found)
-        else:
-            paths.append(path)
-    if len(paths) > 9:
-        logger.info("%d avatars: hotkeys 1-9 reach the first nine, n/p all of them", len(paths))
-    return [(p.name, read_image(p)) for p in paths]
+        if not path.is_dir():
+            photos.append((str(path), read_image(path)))
+            continue
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise UserError(f"{path} holds no image files")
+        read = []
+        for file in found:
+            try:
+                read.append((str(file), read_image(file)))
+            except UserError as err:
+                logger.warning("%s; it is left out", err)
+        if not read:
+            raise UserError(f"no photo in {path} could be read (each is named above)")
+        photos.extend(read)
+        if in_folders is not None:
+            in_folders.update(name for name, _ in read)
+    if len(photos) > 9:
+        logger.info("%d avatars: hotkeys 1-9 reach the first nine, n/p all of them", len(photos))
+    return photos
 
 
 def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float, clock: str = "capture",
                  stats: object | None = None) -> tuple[list, object | None]:
-    """The sinks the options ask for, and the preview window (or None). Unavailable outputs are reported; the run
-    goes on with the others, and fails with one line only when nothing is left.
+    """The sinks the options ask for, and the preview window (or None). Unavailable outputs are reported once: as
+    warnings when the run goes on with the others, or in the one line of the error when nothing is left.
 
     Args:
         outputs: What to open.
@@ -153,14 +176,14 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
                 raise UserError(f"unknown --output {spec!r}: use virtualcam, window or a PATH.mp4")
         except SinkUnavailable as err:
             problems.append(str(err))
-            logger.warning("%s", err)
     if want_window:
         try:
             window = WindowSink()
         except SinkUnavailable as err:
             problems.append(str(err))
-            logger.warning("%s", err)
     if not sinks and window is None:
         raise UserError("nothing to show or send frames to: " + "; ".join(problems)
                         + "; add --output PATH.mp4 to record instead")
+    for problem in problems:
+        logger.warning("%s", problem)
     return sinks, window

@@ -106,7 +106,7 @@ def execute(args: argparse.Namespace) -> int:
         cleanup.callback(close_backend, backend)
         size = backend.size
         detector = cleanup.enter_context(FaceDetector()) if job.crop == "face" or job.find_best_frame else None
-        avatars = prepare_photo(job, size=size, detector=detector)
+        avatars = prepare_photo(job, size=size, detector=detector, needs_face=backend.needs_face)
         neutral = find_best_frame(job, avatars[0], detector, size=size)[1] if job.find_best_frame else None
         driving = cleanup.enter_context(contextlib.closing(open_driving(job.driving, size=driving_size(job, size))))
         if not job.label:

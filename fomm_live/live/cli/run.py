@@ -119,7 +119,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     # opened only after, so that it is not held, light on, while nothing reads it.
     spec = parse_camera_spec(camera.camera)
     check_camera(spec)
-    images = load_sources(sources)
+    in_folders: set[str] = set()
+    images = load_sources(sources, in_folders=in_folders)
     with contextlib.ExitStack() as cleanup:
         # A remote server is sent every frame of a file read losslessly (none dropped), as a local model would be.
         lossless = spec.kind == "file" and not loop.pacing.realtime
@@ -128,7 +129,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         if not loop.frame.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")
         detector = cleanup.enter_context(FaceDetector()) if loop.tracking.crop == "face" else None
-        avatars = prepare_avatars(images, backend.size, detector, crop=loop.tracking.crop)
+        avatars = prepare_avatars(images, backend.size, detector, crop=loop.tracking.crop,
+                                  needs_face=backend.needs_face, skippable=in_folders)
         source = OpenCVSource(camera.camera, resolution=camera.resolution, fps=camera.fps)
         cleanup.callback(source.close)  # safe twice: the pipeline closes what it reads when it ends
         width, height = outputs.size or (source.width, source.height)

@@ -58,6 +58,7 @@ class LandmarkBackend(Backend):
 
     name = "landmarks"
     motion_kind = "warp"
+    needs_face = True
     # Eyelids move fast and briefly (a blink lasts 100-300 ms): the live loop smooths them with a quicker filter.
     fast_rows = tuple(sorted(set(RIGHT_EYE_UPPER + RIGHT_EYE_LOWER + LEFT_EYE_UPPER + LEFT_EYE_LOWER)))
 

@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from fomm_live.common.errors import DeviceError
+from fomm_live.live.avatars import Avatar
 from fomm_live.live.backends import Backend, Rendered
 from fomm_live.live.capture.sources import CapturedFrame
 from fomm_live.live.compose import add_label
+from fomm_live.live.errors import UserError
 from fomm_live.live.face import CropBox, CropTracker, Face, FaceDetector, centre_crop_box, crop_square
 from fomm_live.live.framing.compositor import PhotoCompositor, make_compositor
 from fomm_live.live.loop.calibration import AutoCalibrator, BestFrameSelector
@@ -40,6 +42,14 @@ from fomm_live.live.threads import MODEL_TURNS
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_ERRORS = 25  # a stage failing this many frames in a row stops the run
+
+
+def give_source(backend: Backend, avatar: Avatar) -> None:
+    """``backend.set_source`` of the avatar's crop; a photo it refuses is named (the backend sees only the crop)."""
+    try:
+        backend.set_source(avatar.crop)
+    except UserError as err:
+        raise UserError(f"{avatar.name}: {err}") from err
 
 
 @dataclass
@@ -243,7 +253,7 @@ class ModelStage:
         for number, avatar in enumerate(self.avatars[1:], 2):
             logger.info("avatar %d of %d (%s): preparing it now, so that switching to it later is quick", number,
                         len(self.avatars), avatar.name)
-            self.backend.set_source(avatar.crop)
+            give_source(self.backend, avatar)
 
     # ------------------------------------------------------------------------------------------------ hotkeys
     def select_avatar(self, index: int) -> None:
@@ -251,7 +261,7 @@ class ModelStage:
             return
         self.avatar_index = index
         avatar = self.avatars[index]
-        self.backend.set_source(avatar.crop)
+        give_source(self.backend, avatar)
         self._held = None  # with no face in view the new avatar shows (unanimated), not the old one's last frame
         self.compositor.select(index)
         self.best_selector = BestFrameSelector(avatar.points) if avatar.points is not None else None
