@@ -218,7 +218,7 @@ def test_second_interrupt_exits_at_once(monkeypatch: pytest.MonkeyPatch, capsys)
         interrupts._on_interrupt(2, None)  # the first: a clean stop
     interrupts._on_interrupt(2, None)  # the second: out now
     assert exits == [130]
-    assert "may be cut short" in capsys.readouterr().err
+    assert "interrupted again: exiting now" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", ["truncated", "malicious"])

@@ -21,7 +21,7 @@ from fomm_live.live.errors import UserError
 
 def main(argv: Sequence[str] | None = None) -> int:
     from fomm_live.live.cli.common import check_conflicts
-    from fomm_live.live.cli.interrupts import install_interrupt_handlers, restore_handlers
+    from fomm_live.live.cli.interrupts import install_interrupt_handlers, interrupted, restore_handlers
     from fomm_live.live.cli.parser import COMMANDS, build_parser
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fomm-live: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("fomm-live: interrupted", file=sys.stderr)
+        if not interrupted():  # the handler has said so already
+            print("fomm-live: interrupted", file=sys.stderr)
         return 130
     finally:
         restore_handlers(previous)

@@ -48,6 +48,27 @@ LIVE_X264 = {**FILE_X264, "preset": "superfast", "threads": "1"}
 BREAK_WAIT_S = 0.2
 QUEUE_FRAMES = 12  # frames a QueuedRecording holds: about half a second at 25 fps, 33 MB at 1280 x 720
 
+# Recordings from their first frame to the end of ``close()``: what an exit at once (a further Ctrl-C) would leave
+# unfinalised. ``live.cli.interrupts`` asks here before it exits.
+_unfinished: set[FragmentedRecording] = set()
+_unfinished_lock = threading.Lock()
+
+
+def unfinished_recordings() -> list[Path]:
+    """The files of the recordings that have frames and are not finalised yet (oldest first)."""
+    with _unfinished_lock:
+        return sorted(r.path for r in _unfinished)
+
+
+def abandon_unfinished() -> list[Path]:
+    """Before the process exits at once: remove each unfinished recording's half-made ordinary copy, so that what
+    stays under its name is the fragmented MP4 written so far, which plays. Returns their files."""
+    with _unfinished_lock:
+        left = sorted(_unfinished, key=lambda r: r.path)
+    for recording in left:
+        recording.partial.unlink(missing_ok=True)
+    return [r.path for r in left]
+
 
 class FragmentedRecording:
     """H.264 video into ``path``, fragmented while recording and made an ordinary MP4 by ``close()``.
@@ -85,6 +106,8 @@ class FragmentedRecording:
         self._last_pts = -1
         self._last_key_pts: int | None = None
         self.closed = False
+        # The ordinary MP4 that close() remuxes into, then renames over the fragmented file.
+        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
 
     def _open_stream(self, frame: np.ndarray) -> None:
         try:
@@ -93,6 +116,9 @@ class FragmentedRecording:
                                            options={"movflags": FRAGMENTED, "flush_packets": "1"})
         except (OSError, self._av.error.FFmpegError) as err:
             raise UserError(f"cannot write {self.path}: {err}") from err
+        with _unfinished_lock:
+            _unfinished.add(self)
+        logger.info("recording %s", self.path)
         self.container.metadata.update(self.metadata)
         h, w = frame.shape[:2]
         stream = self.container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
@@ -121,7 +147,6 @@ class FragmentedRecording:
             # Input frames before this one (dropped before the model could take them) were captured from
             # index / fps earlier: the recording starts there, with this frame shown from 0.
             self._origin = seconds - index / self.fps
-            logger.info("recording %s", self.path)
         pts = 0 if self.count == 0 else round((seconds - self._origin) / TIME_BASE)
         if pts <= self._last_pts:
             self.held += 1
@@ -163,9 +188,18 @@ class FragmentedRecording:
         self.closed = True
         if self.container is None:  # not a frame came
             return
-        self._mux(self.stream.encode())
-        self.container.close()
-        partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        try:
+            self._mux(self.stream.encode())
+            self.container.close()
+            self._finalise()
+        finally:
+            with _unfinished_lock:
+                _unfinished.discard(self)
+
+    def _finalise(self) -> None:
+        """Remux the closed fragmented file into an ordinary MP4 under the same name (it stays fragmented if that
+        fails)."""
+        partial = self.partial
         try:
             last = 1.0 / self.fps
             if self._end is not None:
