@@ -209,7 +209,7 @@ def test_export_command_writes_checked_onnx(tmp_path: Path, capsys: pytest.Captu
     folder = golden_dir("tiny")
     out = tmp_path / "onnx"
     assert main(["export", "--checkpoint", str(folder / "checkpoint.pth.tar"), "--config",
-                 str(folder / "config.yaml"), "--onnx", str(out)]) == 0
+                 str(folder / "config.yaml"), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "checked with ONNX Runtime against PyTorch" in printed
     assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "kp_detector.onnx"]

@@ -63,6 +63,7 @@ def test_output_is_output_on_every_command_that_writes(command: list[str]) -> No
     (["demo"], "--out", "--output"),
     (["run"], "--out", "--output"),
     (["bench"], "--json", "--stats-json"),
+    (["export", "--checkpoint", "c.pth"], "--onnx", "--output"),
 ])
 def test_an_old_option_name_is_one_line_naming_the_new_one(command: list[str], old: str, new: str) -> None:
     result = run_cli(*command, old, "x.mp4")
@@ -76,14 +77,14 @@ def test_an_old_option_name_is_one_line_naming_the_new_one(command: list[str], o
 def test_the_old_names_are_gone_from_help() -> None:
     for name, parser in subparsers().items():
         shown = options_of(parser)
-        assert "--out" not in shown and "--json" not in shown, name
+        assert not shown & {"--out", "--json", "--onnx"}, name
     assert "--output" in options_of(subparsers()["animate"]) and "--stats-json" in options_of(subparsers()["bench"])
 
 
 def test_options_named_on_several_commands_are_spelled_one_way() -> None:
     """Where output goes, the figures file and the model's config have one name each on every command."""
     parsers = subparsers()
-    for name in ("run", "demo", "animate"):
+    for name in ("run", "demo", "animate", "export"):
         assert "--output" in options_of(parsers[name]), name
     for name in ("run", "demo", "bench"):
         assert "--stats-json" in options_of(parsers[name]), name
@@ -146,7 +147,7 @@ def test_an_unknown_preset_is_refused_with_or_without_a_checkpoint(extra: list[s
                    "taichi-256, taichi-adv-256, vox-256, vox-adv-256"]
 
 
-@pytest.mark.parametrize("command", [["bench"], ["doctor"], ["export", "--checkpoint", "c.pth", "--onnx", "o"],
+@pytest.mark.parametrize("command", [["bench"], ["doctor"], ["export", "--checkpoint", "c.pth", "--output", "o"],
                                      ["demo"], ["animate", "--source", "a.png", "--driving", "d", "--output", "o"]])
 def test_every_command_refuses_an_unknown_preset(command: list[str], capsys: pytest.CaptureFixture) -> None:
     assert main([*command, "--config", "vox"]) == 1
