@@ -49,9 +49,10 @@ BREAK_WAIT_S = 0.2
 QUEUE_FRAMES = 12  # frames a QueuedRecording holds: about half a second at 25 fps, 33 MB at 1280 x 720
 
 # Recordings from their first frame to the end of ``close()``: what an exit at once (a further Ctrl-C) would leave
-# unfinalised. ``live.cli.interrupts`` asks here before it exits.
+# unfinalised. ``live.cli.interrupts`` asks here before it exits; its signal handler runs on the main thread, which
+# may hold the lock at that moment, hence a reentrant one.
 _unfinished: set[FragmentedRecording] = set()
-_unfinished_lock = threading.Lock()
+_unfinished_lock = threading.RLock()
 
 
 def unfinished_recordings() -> list[Path]:
