@@ -13,7 +13,8 @@ setup(
     # One top-level package, so that nothing else in site-packages is shadowed (a "models" or "common" of another
     # project stays whole); every sub-package too (fomm_live.live.cli, fomm_live.models.engines, ...).
     packages=find_packages(include=["fomm_live", "fomm_live.*"]),
-    package_data={"fomm_live.live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml"]},
+    package_data={"fomm_live.live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml",
+                                    "output/browser_page.html", "output/extension/*"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'
         # machines the normal (CUDA) build. Any looser spec makes every CI run download a multi-GB CUDA build.

@@ -29,6 +29,7 @@ from fomm_live.live.options import (
     RemoteOptions,
     TrackingOptions,
 )
+from fomm_live.live.output.browser import DEFAULT_PORT
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            f"'fomm-live cameras' lists the cameras (default: {CameraOptions.camera})")
     live.add_argument("--resolution", type=parse_size, metavar="WxH", help="resolution to ask of the camera")
     live.add_argument("--fps", type=float, metavar="N", help="frame rate to ask of the camera")
-    live.add_argument("--output", action="append", metavar="virtualcam|window|PATH.mp4",
+    live.add_argument("--output", action="append", metavar="virtualcam|window|browser[:PORT]|PATH.mp4",
                       help="where frames go; repeat for several (default: window when a display exists, plus "
-                           "virtualcam when one is installed)")
+                           "virtualcam when one is installed). browser: for browser calls with no driver, serves "
+                           f"the frames to the fomm-live extension on 127.0.0.1:{DEFAULT_PORT} (or :PORT), with a "
+                           "page showing them at that address ('fomm-live extension' says how to load it)")
     live.add_argument("--output-size", type=parse_size, metavar="WxH",
                       help="output frame size (default: the resolution the camera granted)")
     live.add_argument("--no-preview", action="store_true", help="no preview window")

@@ -1,0 +1,147 @@
+"use strict";
+// In the page's own world, at document start in every frame: adds the "fomm-live" camera to
+// navigator.mediaDevices.enumerateDevices() and answers getUserMedia() for it with a canvas stream of the frames
+// that fomm-live sends (through the extension frame that bridge.js opens). Every other camera is untouched.
+// While fomm-live is not running the stream shows a still card saying so; when it stops mid-call the last frame is
+// held for HOLD_MS, then the card returns; frames resume when it starts again.
+(() => {
+  const devices = navigator.mediaDevices;
+  if (!devices || devices.__fommLive) return;
+  Object.defineProperty(devices, "__fommLive", {value: true});
+
+  const LABEL = "fomm-live";
+  // Stable ids, shaped like Chromium's (64 hex digits).
+  const DEVICE_ID = "f0bb11fe".repeat(8);
+  const GROUP_ID = "f0bb11fe0000".repeat(5) + "f0bb";
+  const HOLD_MS = 2000;
+  const DEFAULT = {width: 1280, height: 720, fps: 30};
+
+  const originalEnumerate = devices.enumerateDevices.bind(devices);
+  const originalGetUserMedia = devices.getUserMedia.bind(devices);
+
+  function deviceInfo(exposed) {
+    const base = typeof InputDeviceInfo === "function" ? InputDeviceInfo.prototype : Object.prototype;
+    const info = Object.create(base);
+    const fields = {deviceId: exposed ? DEVICE_ID : "", kind: "videoinput", label: exposed ? LABEL : "",
+                    groupId: exposed ? GROUP_ID : ""};
+    for (const [name, value] of Object.entries(fields)) {
+      Object.defineProperty(info, name, {value, enumerable: true});
+    }
+    info.getCapabilities = () => ({deviceId: fields.deviceId, groupId: fields.groupId,
+                                   width: {min: 1, max: 1920}, height: {min: 1, max: 1080},
+                                   frameRate: {min: 1, max: 60}, facingMode: [], resizeMode: ["none"]});
+    info.toJSON = () => ({...fields});
+    return info;
+  }
+
+  devices.enumerateDevices = async function enumerateDevices() {
+    const list = await originalEnumerate();
+    // Before the page has the camera permission, browsers give empty ids and labels: do the same.
+    const exposed = list.some((d) => d.label) || !list.some((d) => d.kind === "videoinput");
+    return [...list, deviceInfo(exposed)];
+  };
+
+  function wantsUs(video) {
+    if (!video || typeof video !== "object") return false;
+    const id = video.deviceId;
+    if (!id) return false;
+    const values = typeof id === "string" || Array.isArray(id) ? [id] : [id.exact, id.ideal];
+    return values.flat().includes(DEVICE_ID);
+  }
+
+  devices.getUserMedia = async function getUserMedia(constraints) {
+    if (!constraints || !wantsUs(constraints.video)) return originalGetUserMedia(constraints);
+    const stream = new MediaStream([openCamera()]);
+    if (constraints.audio) {
+      const audio = await originalGetUserMedia({audio: constraints.audio});
+      audio.getAudioTracks().forEach((track) => stream.addTrack(track));
+    }
+    return stream;
+  };
+
+  let sessions = 0;
+
+  function drawCard(context, width, height) {
+    context.fillStyle = "#1d2330";
+    context.fillRect(0, 0, width, height);
+    context.fillStyle = "#e8e8e8";
+    context.textAlign = "center";
+    context.font = `bold ${Math.round(height / 12)}px sans-serif`;
+    context.fillText("fomm-live is not running", width / 2, height * 0.45);
+    context.fillStyle = "#9aa3b0";
+    context.font = `${Math.round(height / 24)}px sans-serif`;
+    context.fillText("start it with: fomm-live run --output browser", width / 2, height * 0.58);
+  }
+
+  function openCamera() {
+    const id = `${Date.now()}-${++sessions}`;
+    const canvas = document.createElement("canvas");
+    let size = {...DEFAULT};
+    canvas.width = size.width;
+    canvas.height = size.height;
+    const context = canvas.getContext("2d");
+    drawCard(context, canvas.width, canvas.height);
+    const track = canvas.captureStream(size.fps).getVideoTracks()[0];
+    let lastFrameAt = 0;
+    let stopped = false;
+    let showing = "card";
+
+    const channel = new MessageChannel();
+    const port = channel.port1;
+    port.onmessage = async (event) => {
+      const data = event.data;
+      if (stopped || !data) return;
+      if (data.info) {
+        size = {width: data.info.width, height: data.info.height, fps: data.info.fps};
+        if (canvas.width !== size.width || canvas.height !== size.height) {
+          canvas.width = size.width;
+          canvas.height = size.height;
+          drawCard(context, size.width, size.height);
+        }
+      } else if (data.frame) {
+        const header = new DataView(data.frame, 0, 12);
+        const number = header.getUint32(0, true);
+        const receivedAt = header.getFloat64(4, true);
+        const bitmap = await createImageBitmap(new Blob([new Uint8Array(data.frame, 12)], {type: "image/jpeg"}));
+        if (stopped) return bitmap.close();
+        context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+        bitmap.close();
+        lastFrameAt = performance.now();
+        showing = "stream";
+        // For measurements (the output's own page and benchmarks): when each frame was drawn, in epoch ms.
+        window.dispatchEvent(new CustomEvent("fomm-live-frame", {
+          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now()}}));
+      }
+    };
+    // Holds the last frame HOLD_MS after fomm-live stops, then shows the card; a light redraw keeps the track's
+    // frames coming while nothing new arrives (a still canvas sends none).
+    const timer = setInterval(() => {
+      if (stopped) return;
+      if (showing === "stream" && performance.now() - lastFrameAt > HOLD_MS) showing = "card";
+      if (showing === "card") drawCard(context, canvas.width, canvas.height);
+      else if (performance.now() - lastFrameAt > 500) context.drawImage(canvas, 0, 0);
+    }, 250);
+    window.postMessage({fommLive: "open", id}, "*", [channel.port2]);
+
+    const stop = track.stop.bind(track);
+    const settings = () => ({deviceId: DEVICE_ID, groupId: GROUP_ID, width: canvas.width, height: canvas.height,
+                             frameRate: size.fps, aspectRatio: canvas.width / canvas.height, resizeMode: "none"});
+    Object.defineProperties(track, {
+      label: {get: () => LABEL},
+      getSettings: {value: settings},
+      getCapabilities: {value: () => deviceInfo(true).getCapabilities()},
+      getConstraints: {value: () => ({deviceId: {exact: DEVICE_ID}})},
+      applyConstraints: {value: async () => undefined},
+      stop: {value: () => {
+        if (stopped) return;
+        stopped = true;
+        clearInterval(timer);
+        port.postMessage({stop: true});
+        port.close();
+        window.postMessage({fommLive: "close", id}, "*");
+        stop();
+      }},
+    });
+    return track;
+  }
+})();
