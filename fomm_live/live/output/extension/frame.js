@@ -36,9 +36,9 @@ window.addEventListener("message", async (event) => {
   if (!event.data || event.data.fommLive !== "port" || !event.ports.length) return;
   let tcpPort = DEFAULT_PORT;
   try {
-    tcpPort = (await chrome.storage.local.get("port")).port || DEFAULT_PORT;
+    tcpPort = (await chrome.runtime.sendMessage({fommLive: "port?"})).port;
   } catch (err) {
-    // storage is not reachable from this frame in some browsers: the default port
+    console.warn("fomm-live: no port setting, using the default", err);
   }
   relay(event.ports[0], tcpPort);
 });

@@ -51,7 +51,7 @@
 
   devices.getUserMedia = async function getUserMedia(constraints) {
     if (!constraints || !wantsUs(constraints.video)) return originalGetUserMedia(constraints);
-    const stream = new MediaStream([openCamera()]);
+    const stream = new MediaStream([await openCamera()]);
     if (constraints.audio) {
       const audio = await originalGetUserMedia({audio: constraints.audio});
       audio.getAudioTracks().forEach((track) => stream.addTrack(track));
@@ -73,6 +73,10 @@
     context.fillText("start it with: fomm-live run --output browser", width / 2, height * 0.58);
   }
 
+  // The stream opens at the output's size when fomm-live answers within READY_MS; else at the card's, and changes
+  // size when fomm-live starts.
+  const READY_MS = 1000;
+
   function openCamera() {
     const id = `${Date.now()}-${++sessions}`;
     const canvas = document.createElement("canvas");
@@ -85,12 +89,15 @@
     let lastFrameAt = 0;
     let stopped = false;
     let showing = "card";
+    let ready;
+    const answered = new Promise((resolve) => { ready = resolve; });
 
     const channel = new MessageChannel();
     const port = channel.port1;
     port.onmessage = async (event) => {
       const data = event.data;
       if (stopped || !data) return;
+      if (data.down) ready();
       if (data.info) {
         size = {width: data.info.width, height: data.info.height, fps: data.info.fps};
         if (canvas.width !== size.width || canvas.height !== size.height) {
@@ -98,6 +105,7 @@
           canvas.height = size.height;
           drawCard(context, size.width, size.height);
         }
+        ready();
       } else if (data.frame) {
         const header = new DataView(data.frame, 0, 12);
         const number = header.getUint32(0, true);
@@ -142,6 +150,6 @@
         stop();
       }},
     });
-    return track;
+    return Promise.race([answered, new Promise((resolve) => setTimeout(resolve, READY_MS))]).then(() => track);
   }
 })();
