@@ -98,7 +98,7 @@ class BrowserSink:
         self.encode_cpu_s = 0.0  # thread CPU time spent encoding (benchmarks read it)
         try:
             self.server = serve(self._viewer, "127.0.0.1", port, process_request=self._http, compression=None,
-                                origins=None, max_size=2**16)
+                                origins=None, max_size=2**16, close_timeout=1.0)
         except OSError as err:
             raise SinkUnavailable(f"the browser output cannot listen on 127.0.0.1:{port} ({err.strerror or err}); "
                                   f"choose another port with --output browser:PORT") from err
