@@ -62,6 +62,9 @@ setup(
             "onnxscript>=0.3",
             # Runs the fused kernels of kernels/ in its CPU interpreter in tests/test_kernels.py (Linux x86-64 wheels).
             "triton>=3.2; platform_system == 'Linux' and platform_machine == 'x86_64'",
+            # Drives the system Chromium (its executable_path; no browser download) with the browser extension
+            # loaded (tests/test_browser_extension.py).
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["fomm-live = fomm_live.live.cli:main"]},

@@ -28,7 +28,7 @@ CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 TEST_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>fomm-live camera test page</title>
 <style>body{font:14px sans-serif;margin:8px;background:#fff} video{width:640px;border:1px solid #888}
-pre{font-size:12px;white-space:pre-wrap}</style></head>
+pre{font-size:12px;white-space:pre-wrap;word-break:break-all}</style></head>
 <body><h3>fomm-live camera test page</h3><video id="v" autoplay muted playsinline></video><pre id="log"></pre>
 <script>
 "use strict";

@@ -1,0 +1,200 @@
+"""The extension in a real headless Chromium (Debian's, driven by Playwright): a test page served on loopback lists
+the cameras, opens "fomm-live" and reads its frames back through a canvas; Chromium's fake camera, fed from a .y4m
+this test writes, stands in for the user's real camera. The output is a real ``BrowserSink`` fed by a thread at
+30 fps (a stand-in for the live loop), except in the last test, where a real ``fomm-live run`` on a clip feeds it.
+
+Screenshots of the test page are written to the test's tmp folder (``--basetemp`` to keep them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fomm_live.benchmarks.chromium import (
+    chromium_with_extension,
+    decode_data_url,
+    missing_reason,
+    psnr,
+    serve_page,
+    write_y4m,
+)
+from fomm_live.live.output.browser import BrowserSink
+from fomm_live.live.output.sinks import FrameInfo
+from tests.helpers.clips import moving_frames, place, portrait, write_clip
+
+REASON = missing_reason()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"{REASON}: the extension is tested in Chromium")
+
+REPO = Path(__file__).resolve().parents[1]
+CAMERA_RGB = (40, 160, 60)  # the fake real camera's colour
+CARD_RGB = (29, 35, 48)  # the card's background (#1d2330 in inject.js)
+SIZE = (640, 360)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Feeder:
+    """A BrowserSink on ``port`` sent ``frame`` at 30 fps from a thread: a stand-in for the live loop."""
+
+    def __init__(self, port: int, frame: np.ndarray) -> None:
+        self.frame = frame
+        self.sink = BrowserSink(width=frame.shape[1], height=frame.shape[0], fps=30, port=port)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._feed, daemon=True)
+        self._thread.start()
+
+    def _feed(self) -> None:
+        i = 0
+        while not self._stop.wait(1 / 30):
+            self.sink.send(self.frame, FrameInfo(i, time.perf_counter()))
+            i += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sink.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """(context, test page address, extension port): one Chromium for the module."""
+    folder = tmp_path_factory.mktemp("chromium")
+    clip = write_y4m(folder / "camera.y4m", [np.full((240, 320, 3), CAMERA_RGB, np.uint8)] * 3)
+    port = free_port()
+    with serve_page() as url, chromium_with_extension(folder / "profile", camera_clip=clip, port=port) as context:
+        yield context, url, port
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    context, url, _ = browser
+    tab = context.new_page()
+    tab.goto(url)
+    yield tab
+    tab.screenshot(path=str(tmp_path / "test-page.png"))
+    tab.evaluate("fl.stop()")
+    tab.close()
+
+
+def grab(page) -> np.ndarray:
+    return decode_data_url(page.evaluate("fl.grab()"))
+
+
+def wait_for(page, test: Callable[[np.ndarray], bool], what: str, timeout: float = 15.0) -> np.ndarray:
+    """Grabs the page's video until ``test`` holds (polled every 0.1 s); fails saying ``what`` it waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = grab(page)
+        if frame.size and test(frame):
+            return frame
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}; the last frame was {frame.shape}, mean colour "
+                        f"{frame.reshape(-1, 3).mean(0).round() if frame.size else None}")
+        page.wait_for_timeout(100)
+
+
+def is_card(frame: np.ndarray) -> bool:
+    corner = frame[:10, :10].reshape(-1, 3).astype(int)
+    return bool(np.abs(corner - CARD_RGB).max() <= 8)
+
+
+def shows(sent: np.ndarray) -> Callable[[np.ndarray], bool]:
+    return lambda frame: frame.shape == sent.shape and psnr(frame, sent) >= 30
+
+
+def test_camera_is_listed_and_shows_the_frames_sent_at_the_output_size(browser, page) -> None:
+    _, _, port = browser
+    sent = place(portrait(), width=SIZE[0], height=SIZE[1])
+    feeder = Feeder(port, sent)
+    try:
+        opened = page.evaluate("fl.open('fomm-live')")
+        got = wait_for(page, shows(sent), "the frames sent")
+    finally:
+        feeder.close()
+    devices = page.evaluate("fl.devices()")
+    ours = [d for d in devices if d["label"] == "fomm-live"]
+    assert len(ours) == 1 and ours[0]["kind"] == "videoinput"
+    assert opened["label"] == "fomm-live"
+    assert (opened["settings"]["width"], opened["settings"]["height"], opened["settings"]["frameRate"]) == (*SIZE, 30)
+    assert psnr(got, sent) >= 30
+
+
+def test_real_camera_still_opens_with_its_own_frames(browser, page) -> None:
+    opened = page.evaluate("fl.open(null)")  # the first camera that is not fomm-live
+    assert opened["label"].endswith("camera.y4m")
+    got = wait_for(page, lambda f: np.abs(f.reshape(-1, 3).mean(0) - CAMERA_RGB).max() < 6, "the fake camera's colour")
+    assert got.shape[:2] == (240, 320)
+
+
+def test_page_of_another_origin_cannot_connect(browser, page) -> None:
+    _, _, port = browser
+    feeder = Feeder(port, place(portrait(), width=SIZE[0], height=SIZE[1]))
+    try:
+        said = page.evaluate(f"fl.connect('ws://127.0.0.1:{port}/stream')")
+    finally:
+        feeder.close()
+    assert said == "refused"
+
+
+def test_card_while_not_running_then_stream_then_held_then_card_then_picked_up_again(browser, page, tmp_path) -> None:
+    _, _, port = browser
+    page.evaluate("fl.open('fomm-live')")  # fomm-live is not running: the call does not fail
+    wait_for(page, is_card, "the 'not running' card")
+    page.screenshot(path=str(tmp_path / "card.png"))
+
+    first = place(portrait(), width=SIZE[0], height=SIZE[1])
+    feeder = Feeder(port, first)
+    wait_for(page, shows(first), "the stream once fomm-live starts")
+    feeder.close()  # stopped mid-call: the last frame is held, then the card returns
+    assert psnr(grab(page), first) >= 30, "the last frame was not held after the stop"
+    wait_for(page, is_card, "the card after the stop")
+
+    second = place(portrait(), width=SIZE[0], height=SIZE[1], angle=10, tx=40)
+    feeder = Feeder(port, second)
+    try:
+        wait_for(page, shows(second), "the stream of fomm-live started again")
+    finally:
+        feeder.close()
+    page.screenshot(path=str(tmp_path / "picked-up.png"))
+
+
+def test_real_run_on_a_clip_reaches_the_camera(browser, page, tmp_path) -> None:
+    _, _, port = browser
+    clip = write_clip(tmp_path / "driving.mp4", moving_frames(40))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.Popen([sys.executable, "-m", "fomm_live", "run", "--camera", str(clip), "--backend", "landmarks",
+                            "--output", f"browser:{port}", "--no-preview", "--realtime", "--loop"],
+                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        said = []
+        for line in run.stdout:  # the address line, before the loop starts
+            said.append(line)
+            if f"http://127.0.0.1:{port}/" in line:
+                break
+        assert any(f"http://127.0.0.1:{port}/" in line for line in said), "".join(said)
+        page.evaluate("fl.open('fomm-live')")
+        got = wait_for(page, lambda f: f.shape[:2] == (480, 640) and not is_card(f), "the run's frames", timeout=60)
+        page.screenshot(path=str(tmp_path / "run.png"))
+    finally:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+    assert got.std() > 20  # a picture, not a flat colour
