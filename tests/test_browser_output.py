@@ -137,3 +137,17 @@ def test_a_busy_port_says_which_and_how_to_choose_another() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(SinkUnavailable, match=f"127.0.0.1:{port}.*--output browser:PORT"):
             BrowserSink(width=32, height=32, fps=30, port=port)
+
+
+def test_mirror_output_flips_what_the_call_sees() -> None:
+    mirrored = BrowserSink(width=320, height=240, fps=30, port=0, mirror=True)
+    try:
+        with stream(mirrored, EXTENSION_ORIGIN) as ws:
+            ws.recv(timeout=5)
+            sent = frame_at()
+            mirrored.send(sent, FrameInfo(0, 0.0))
+            message = ws.recv(timeout=5)
+    finally:
+        mirrored.close()
+    got = cv2().imdecode(np.frombuffer(message[HEADER.size:], np.uint8), cv2().IMREAD_COLOR)[..., ::-1]
+    assert psnr(got, sent[:, ::-1]) >= 30 > psnr(got, sent)

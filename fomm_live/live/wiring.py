@@ -159,7 +159,8 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
             if spec == "virtualcam":
                 sinks.append(VirtualCamSink(width=width, height=height, fps=fps, mirror=outputs.mirror_output))
             elif (port := browser_port(spec)) is not None:
-                sinks.append(BrowserSink(width=width, height=height, fps=fps, port=port))
+                sinks.append(BrowserSink(width=width, height=height, fps=fps, port=port,
+                                         mirror=outputs.mirror_output))
             elif spec.lower().endswith(VIDEO_SUFFIXES):
                 sinks.append(Mp4Sink(spec, fps=fps, clock=clock, stats=stats))
             else:

@@ -60,7 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--mirror", action="store_true",
                       help="flip the camera image left to right before tracking, as the m key does")
     live.add_argument("--mirror-output", action="store_true",
-                      help="flip what the virtual camera sends (what the call sees); the preview and recordings stay")
+                      help="flip what the virtual camera and the browser output send (what the call sees); the preview "
+                           "and recordings stay")
     live.add_argument("--realtime", action="store_true",
                       help="pace a video file at its own fps like a camera (stale frames are dropped and counted)")
     live.add_argument("--loop", action="store_true", help="repeat a video file")
