@@ -162,3 +162,50 @@ def chromium_with_extension(profile: Path, *, camera_clip: Path, port: int) -> I
             yield context
         finally:
             context.close()
+
+
+def screenshot_output_page(path: Path, *, seconds: float = 8.0) -> Path:
+    """A picture of the browser output's page (the README's): ``fomm-live run --output browser`` on the demo clip
+    (landmark backend, no preview) in a subprocess, its page at http://127.0.0.1:PORT/ opened in Chromium, shot after
+    ``seconds``."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from fomm_live.live.democlip import demo_clip_path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    clip = demo_clip_path()
+    run = subprocess.Popen([sys.executable, "-m", "fomm_live", "run", "--camera", str(clip), "--backend", "landmarks",
+                            "--output", f"browser:{port}", "--output-size", "960x540", "--no-preview", "--realtime",
+                            "--loop"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in run.stdout:
+            if f"http://127.0.0.1:{port}/" in line:
+                break
+        with tempfile.TemporaryDirectory() as folder:
+            camera = write_y4m(Path(folder) / "camera.y4m", [np.full((240, 320, 3), 128, np.uint8)])
+            with chromium_with_extension(Path(folder) / "profile", camera_clip=camera, port=port) as context:
+                page = context.new_page()
+                page.set_viewport_size({"width": 1000, "height": 640})
+                page.goto(f"http://127.0.0.1:{port}/")
+                time.sleep(seconds)
+                page.screenshot(path=str(path))
+    finally:
+        run.terminate()
+        run.communicate(timeout=30)
+    return path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A picture of the browser output's page (for the README).")
+    parser.add_argument("--screenshot", default="fomm_live/benchmarks/browser-page.png", metavar="PNG")
+    print(screenshot_output_page(Path(parser.parse_args().screenshot)))
