@@ -41,6 +41,10 @@ setup(
         # 3.4 checked); their telemetry is kept off (models.engines.int8_runtimes).
         "openvino>=2026.0",
         "nncf>=3.0",
+        # --output browser (the browser extension's camera: calls in a browser with no virtual camera driver) serves
+        # its frames over a WebSocket; a core dependency so that this driver-free output works in a plain install.
+        # Pure Python with no dependencies of its own; the client of run --remote uses it too.
+        "websockets>=13",
     ],
     extras_require={
         # TensorRT needs an NVIDIA GPU; it matches the pinned torch release.
