@@ -87,7 +87,10 @@ def browser(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chromium")
     clip = write_y4m(folder / "camera.y4m", [np.full((240, 320, 3), CAMERA_RGB, np.uint8)] * 3)
     port = free_port()
-    with serve_page() as url, chromium_with_extension(folder / "profile", camera_clip=clip, port=port) as context:
+    # The test page counts as a public website (as a call's site would), so that Chromium's Local Network Access
+    # rules apply to it; the extension's frame reaches 127.0.0.1 all the same.
+    with serve_page() as url, chromium_with_extension(folder / "profile", camera_clip=clip, port=port,
+                                                      public=(url.split("/")[2],)) as context:
         yield context, url, port
 
 
@@ -133,8 +136,18 @@ def test_camera_is_listed_and_shows_the_frames_sent_at_the_output_size(browser, 
     sent = place(portrait(), width=SIZE[0], height=SIZE[1])
     feeder = Feeder(port, sent)
     try:
+        # The page is a public website to Chromium: its own requests to 127.0.0.1 are blocked (Local Network
+        # Access), and the camera below works all the same, through the extension's frame.
+        fetch = f"fetch('{feeder.sink.url}', {{mode: 'no-cors'}}).then(() => 'fetched', () => 'blocked')"
+        assert page.evaluate(fetch) == "blocked"
         opened = page.evaluate("fl.open('fomm-live')")
         got = wait_for(page, shows(sent), "the frames sent")
+        assert feeder.sink.viewers == 1
+        page.evaluate("fl.stop()")  # the call hangs up: the extension's frame closes its connection
+        deadline = time.monotonic() + 10
+        while feeder.sink.viewers and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert feeder.sink.viewers == 0, "the connection outlived the stopped track"
     finally:
         feeder.close()
     devices = page.evaluate("fl.devices()")

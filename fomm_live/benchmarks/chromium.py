@@ -140,10 +140,12 @@ def serve_page(body: bytes = TEST_PAGE) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium_with_extension(profile: Path, *, camera_clip: Path, port: int) -> Iterator[object]:
+def chromium_with_extension(profile: Path, *, camera_clip: Path, port: int,
+                            public: tuple[str, ...] = ()) -> Iterator[object]:
     """A persistent Playwright context of the system Chromium, headless, with the extension loaded (its port set to
     ``port``) and a fake camera playing ``camera_clip``; the extension's service worker has started when it is
-    yielded."""
+    yielded. ``public``: HOST:PORT addresses Chromium is to treat as public websites (its Local Network Access
+    rules then apply to their pages' requests to 127.0.0.1, as to a real call's site)."""
     from playwright.sync_api import sync_playwright
 
     extension = str(EXTENSION_DIR)
@@ -152,6 +154,8 @@ def chromium_with_extension(profile: Path, *, camera_clip: Path, port: int) -> I
             f"--use-file-for-fake-video-capture={camera_clip}", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
             "--autoplay-policy=no-user-gesture-required"]
+    if public:
+        args.append("--ip-address-space-overrides=" + ",".join(f"{address}=public" for address in public))
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=chromium_path(), headless=False, args=args,
