@@ -6,10 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import socket
 import struct
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +34,9 @@ from fomm_live.live.output.browser import (
 )
 from fomm_live.live.output.sinks import FrameInfo
 from fomm_live.live.wiring import browser_port
-from tests.helpers.clips import place, portrait
+from tests.helpers.clips import place, portrait, write_clip
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -151,3 +157,29 @@ def test_mirror_output_flips_what_the_call_sees() -> None:
         mirrored.close()
     got = cv2().imdecode(np.frombuffer(message[HEADER.size:], np.uint8), cv2().IMREAD_COLOR)[..., ::-1]
     assert psnr(got, sent[:, ::-1]) >= 30 > psnr(got, sent)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fomm_live", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_extension_command_prints_the_folder_first_then_the_steps() -> None:
+    result = run_cli("extension")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0
+    assert Path(lines[0]) == EXTENSION_DIR and (Path(lines[0]) / "manifest.json").is_file()
+    assert any("Load unpacked" in line for line in lines[1:])
+    assert any(f"--output browser' (port {DEFAULT_PORT})" in line for line in lines[1:])
+
+
+def test_run_help_states_the_default_port() -> None:
+    assert f"127.0.0.1:{DEFAULT_PORT}" in " ".join(run_cli("run", "--help").stdout.split())
+
+
+def test_a_bad_port_is_one_line_naming_the_option(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", [place(portrait(), width=160, height=120)] * 3)
+    result = run_cli("run", "--camera", str(clip), "--backend", "landmarks", "--no-preview", "--output", "browser:x")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "--output browser:x: the port must be a number from 1 to 65535" in result.stderr, result.stderr
