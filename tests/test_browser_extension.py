@@ -222,3 +222,14 @@ def test_real_run_on_a_clip_reaches_the_camera(browser, page, tmp_path) -> None:
             run.kill()
             run.communicate()
     assert got.std() > 20  # a picture, not a flat colour
+
+
+def test_a_fresh_iframes_clean_copy_of_media_devices_still_lists_the_camera(browser, page) -> None:
+    # Pages take an unwrapped getUserMedia from a new same-origin iframe; the extension runs in every frame at once.
+    said = page.evaluate("""(async () => {
+        const frame = document.createElement("iframe");
+        document.body.appendChild(frame);
+        const list = await frame.contentWindow.navigator.mediaDevices.enumerateDevices();
+        return list.filter((d) => d.kind === "videoinput").map((d) => d.label);
+    })()""")
+    assert "fomm-live" in said

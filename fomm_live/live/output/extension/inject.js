@@ -49,8 +49,14 @@
     return values.flat().includes(DEVICE_ID);
   }
 
+  async function noRealCamera() {
+    return !(await originalEnumerate()).some((d) => d.kind === "videoinput");
+  }
+
   devices.getUserMedia = async function getUserMedia(constraints) {
-    if (!constraints || !wantsUs(constraints.video)) return originalGetUserMedia(constraints);
+    // Any camera asked for on a machine with no real one: fomm-live's is the camera there is.
+    const ours = constraints && (wantsUs(constraints.video) || (constraints.video && await noRealCamera()));
+    if (!ours) return originalGetUserMedia(constraints);
     const stream = new MediaStream([await openCamera()]);
     if (constraints.audio) {
       const audio = await originalGetUserMedia({audio: constraints.audio});
