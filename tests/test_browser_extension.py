@@ -233,3 +233,29 @@ def test_a_fresh_iframes_clean_copy_of_media_devices_still_lists_the_camera(brow
         return list.filter((d) => d.kind === "videoinput").map((d) => d.label);
     })()""")
     assert "fomm-live" in said
+
+
+def test_without_a_real_camera_any_camera_asked_for_is_fomm_lives(tmp_path) -> None:
+    """A Chromium of its own, with no fake camera: on this machine (no webcam) the page sees no real camera, and a
+    plain getUserMedia({video: true}) gets fomm-live's instead of failing."""
+    port = free_port()
+    sent = place(portrait(), width=SIZE[0], height=SIZE[1])
+    with serve_page() as url, chromium_with_extension(tmp_path / "profile", camera_clip=None, port=port) as context:
+        tab = context.new_page()
+        tab.goto(url)
+        cameras = [d["label"] for d in tab.evaluate("fl.devices()") if d["kind"] == "videoinput"]
+        if cameras != ["fomm-live"]:
+            pytest.skip(f"this machine has cameras of its own ({cameras})")
+        feeder = Feeder(port, sent)
+        try:
+            label = tab.evaluate("""(async () => {
+                const stream = await navigator.mediaDevices.getUserMedia({video: true});
+                document.getElementById("v").srcObject = stream;
+                await document.getElementById("v").play();
+                return stream.getVideoTracks()[0].label;
+            })()""")
+            wait_for(tab, shows(sent), "the frames sent, by a plain getUserMedia")
+        finally:
+            tab.evaluate("fl.stop()")
+            feeder.close()
+    assert label == "fomm-live"

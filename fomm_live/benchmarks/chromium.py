@@ -140,20 +140,22 @@ def serve_page(body: bytes = TEST_PAGE) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium_with_extension(profile: Path, *, camera_clip: Path, port: int,
+def chromium_with_extension(profile: Path, *, camera_clip: Path | None, port: int,
                             public: tuple[str, ...] = ()) -> Iterator[object]:
     """A persistent Playwright context of the system Chromium, headless, with the extension loaded (its port set to
-    ``port``) and a fake camera playing ``camera_clip``; the extension's service worker has started when it is
-    yielded. ``public``: HOST:PORT addresses Chromium is to treat as public websites (its Local Network Access
-    rules then apply to their pages' requests to 127.0.0.1, as to a real call's site)."""
+    ``port``) and a fake camera playing ``camera_clip`` (None: the machine's own cameras, if any); the extension's
+    service worker has started when it is yielded. ``public``: HOST:PORT addresses Chromium is to treat as public
+    websites (its Local Network Access rules then apply to their pages' requests to 127.0.0.1, as to a real call's
+    site)."""
     from playwright.sync_api import sync_playwright
 
     extension = str(EXTENSION_DIR)
     args = ["--headless=new", f"--disable-extensions-except={extension}", f"--load-extension={extension}",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera_clip}", "--no-sandbox", "--disable-gpu",
+            "--use-fake-ui-for-media-stream", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
             "--autoplay-policy=no-user-gesture-required"]
+    if camera_clip is not None:
+        args += ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera_clip}"]
     if public:
         args.append("--ip-address-space-overrides=" + ",".join(f"{address}=public" for address in public))
     with sync_playwright() as playwright:
