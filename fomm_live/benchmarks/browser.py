@@ -12,7 +12,8 @@
    page, against the loop with the virtual camera's stand-in (``VirtualCamSink`` on a pyvirtualcam stand-in whose
    ``send`` does nothing: the I420 conversion on the loop's thread and the pacing thread stay) while the page watches
    Chromium's fake camera playing the same clip at the same size (as it would watch a real virtual camera: the
-   browser's own work is in both), rounds alternating.
+   browser's own work is in both), rounds alternating: the loop's rate, and fomm-live's CPU time per frame (the
+   process's, which a loaded machine's other work does not inflate as much as it does the rate).
 
     python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2] [--json PATH]
 
@@ -190,13 +191,15 @@ def loop_rate(clip: Path, size: tuple[int, int], make_sink, seconds: float, back
     options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
                               pacing=PacingOptions(realtime=False, loop=True, fps=source.fps,
                                                    max_frames=round(seconds * source.fps)))
-    load = os.getloadavg()[0]
+    load, cpu = os.getloadavg()[0], time.process_time()
     try:
         summary = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector,
                                stats=PipelineStats()).run()
     finally:
         sink.close()
-    return {"load": load, "achieved_fps": summary["achieved_fps"], "frames_out": summary["frames_out"]}
+    cpu = time.process_time() - cpu
+    return {"load": load, "achieved_fps": summary["achieved_fps"], "frames_out": summary["frames_out"],
+            "process_cpu_ms_per_frame": round(cpu * 1000 / max(summary["frames_out"], 1), 2)}
 
 
 def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int, say=print) -> dict:
@@ -247,6 +250,9 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
     result["loop"] = rows
     rates = {name: float(np.mean([r["achieved_fps"] for r in rows if r["output"] == name])) for name in sinks}
     result["loop_rate_ratio"] = round(rates["browser"] / rates["virtualcam stand-in"], 4)
+    cpus = {name: float(np.mean([r["process_cpu_ms_per_frame"] for r in rows if r["output"] == name]))
+            for name in sinks}
+    result["loop_cpu_ms_per_frame_extra"] = round(cpus["browser"] - cpus["virtualcam stand-in"], 2)
     return result
 
 
