@@ -259,3 +259,24 @@ def test_without_a_real_camera_any_camera_asked_for_is_fomm_lives(tmp_path) -> N
             tab.evaluate("fl.stop()")
             feeder.close()
     assert label == "fomm-live"
+
+
+def test_a_page_whose_csp_forbids_frames_and_connections_still_gets_the_camera(browser, tmp_path) -> None:
+    # A strict Content-Security-Policy, as calls' sites send: no frames, no connections, no images, no workers.
+    context, _, port = browser
+    csp = ("default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-src 'none'; "
+           "connect-src 'none'; img-src 'none'; worker-src 'none'; media-src 'self' blob: mediastream:")
+    sent = place(portrait(), width=SIZE[0], height=SIZE[1], angle=-6)
+    feeder = Feeder(port, sent)
+    with serve_page(headers={"Content-Security-Policy": csp}) as url:
+        tab = context.new_page()
+        try:
+            tab.goto(url)
+            assert tab.evaluate(f"fl.connect('ws://127.0.0.1:{port}/stream')") == "refused"  # the page itself may not
+            tab.evaluate("fl.open('fomm-live')")
+            wait_for(tab, shows(sent), "the frames sent, under the page's CSP")
+            tab.screenshot(path=str(tmp_path / "strict-csp.png"))
+        finally:
+            tab.evaluate("fl.stop()")
+            tab.close()
+            feeder.close()

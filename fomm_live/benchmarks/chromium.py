@@ -115,8 +115,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @contextlib.contextmanager
-def serve_page(body: bytes = TEST_PAGE) -> Iterator[str]:
-    """Serves ``body`` at http://127.0.0.1:PORT/ while the block runs; yields that address."""
+def serve_page(body: bytes = TEST_PAGE, *, headers: dict[str, str] | None = None) -> Iterator[str]:
+    """Serves ``body`` (with ``headers``, e.g. a Content-Security-Policy) at http://127.0.0.1:PORT/ while the block
+    runs; yields that address."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:  # quiet
@@ -126,6 +127,8 @@ def serve_page(body: bytes = TEST_PAGE) -> Iterator[str]:
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
