@@ -82,7 +82,16 @@ class Feeder:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def playwright():
+    """One Playwright for the module (the sync API runs one per thread)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, playwright):
     """(context, test page address, extension port): one Chromium for the module."""
     folder = tmp_path_factory.mktemp("chromium")
     clip = write_y4m(folder / "camera.y4m", [np.full((240, 320, 3), CAMERA_RGB, np.uint8)] * 3)
@@ -90,7 +99,7 @@ def browser(tmp_path_factory):
     # The test page counts as a public website (as a call's site would), so that Chromium's Local Network Access
     # rules apply to it; the extension's frame reaches 127.0.0.1 all the same.
     with serve_page() as url, chromium_with_extension(folder / "profile", camera_clip=clip, port=port,
-                                                      public=(url.split("/")[2],)) as context:
+                                                      public=(url.split("/")[2],), playwright=playwright) as context:
         yield context, url, port
 
 
@@ -235,12 +244,13 @@ def test_a_fresh_iframes_clean_copy_of_media_devices_still_lists_the_camera(brow
     assert "fomm-live" in said
 
 
-def test_without_a_real_camera_any_camera_asked_for_is_fomm_lives(tmp_path) -> None:
+def test_without_a_real_camera_any_camera_asked_for_is_fomm_lives(playwright, tmp_path) -> None:
     """A Chromium of its own, with no fake camera: on this machine (no webcam) the page sees no real camera, and a
     plain getUserMedia({video: true}) gets fomm-live's instead of failing."""
     port = free_port()
     sent = place(portrait(), width=SIZE[0], height=SIZE[1])
-    with serve_page() as url, chromium_with_extension(tmp_path / "profile", camera_clip=None, port=port) as context:
+    with serve_page() as url, chromium_with_extension(tmp_path / "profile", camera_clip=None, port=port,
+                                                      playwright=playwright) as context:
         tab = context.new_page()
         tab.goto(url)
         cameras = [d["label"] for d in tab.evaluate("fl.devices()") if d["kind"] == "videoinput"]

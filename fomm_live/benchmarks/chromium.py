@@ -144,14 +144,12 @@ def serve_page(body: bytes = TEST_PAGE, *, headers: dict[str, str] | None = None
 
 @contextlib.contextmanager
 def chromium_with_extension(profile: Path, *, camera_clip: Path | None, port: int,
-                            public: tuple[str, ...] = ()) -> Iterator[object]:
+                            public: tuple[str, ...] = (), playwright: object | None = None) -> Iterator[object]:
     """A persistent Playwright context of the system Chromium, headless, with the extension loaded (its port set to
     ``port``) and a fake camera playing ``camera_clip`` (None: the machine's own cameras, if any); the extension's
     service worker has started when it is yielded. ``public``: HOST:PORT addresses Chromium is to treat as public
     websites (its Local Network Access rules then apply to their pages' requests to 127.0.0.1, as to a real call's
-    site)."""
-    from playwright.sync_api import sync_playwright
-
+    site). ``playwright``: a started sync Playwright to launch it with (one thread runs one); None starts one."""
     extension = str(EXTENSION_DIR)
     args = ["--headless=new", f"--disable-extensions-except={extension}", f"--load-extension={extension}",
             "--use-fake-ui-for-media-stream", "--no-sandbox", "--disable-gpu",
@@ -161,16 +159,18 @@ def chromium_with_extension(profile: Path, *, camera_clip: Path | None, port: in
         args += ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera_clip}"]
     if public:
         args.append("--ip-address-space-overrides=" + ",".join(f"{address}=public" for address in public))
-    with sync_playwright() as playwright:
+    with contextlib.ExitStack() as stack:
+        if playwright is None:
+            from playwright.sync_api import sync_playwright
+
+            playwright = stack.enter_context(sync_playwright())
         context = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=chromium_path(), headless=False, args=args,
             ignore_default_args=["--disable-extensions", "--headless"], viewport={"width": 900, "height": 700})
-        try:
-            workers = context.service_workers or [context.wait_for_event("serviceworker", timeout=30_000)]
-            workers[0].evaluate(f"chrome.storage.local.set({{port: {int(port)}}})")
-            yield context
-        finally:
-            context.close()
+        stack.callback(context.close)
+        workers = context.service_workers or [context.wait_for_event("serviceworker", timeout=30_000)]
+        workers[0].evaluate(f"chrome.storage.local.set({{port: {int(port)}}})")
+        yield context
 
 
 def screenshot_output_page(path: Path, *, seconds: float = 8.0) -> Path:

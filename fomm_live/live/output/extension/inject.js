@@ -100,7 +100,7 @@
 
     const channel = new MessageChannel();
     const port = channel.port1;
-    port.onmessage = async (event) => {
+    port.onmessage = (event) => {
       const data = event.data;
       if (stopped || !data) return;
       if (data.down) ready();
@@ -113,11 +113,32 @@
         }
         ready();
       } else if (data.frame) {
-        const header = new DataView(data.frame, 0, 12);
+        pending = data.frame;  // a frame that arrives while one is decoding replaces the one waiting
+        if (!decoding) draw();
+      }
+    };
+
+    // Decodes and draws the newest frame; one decode at a time, so a slow page skips frames instead of queueing.
+    let pending = null;
+    let decoding = false;
+    async function draw() {
+      decoding = true;
+      while (pending && !stopped) {
+        const buffer = pending;
+        pending = null;
+        const header = new DataView(buffer, 0, 12);
         const number = header.getUint32(0, true);
         const receivedAt = header.getFloat64(4, true);
-        const bitmap = await createImageBitmap(new Blob([new Uint8Array(data.frame, 12)], {type: "image/jpeg"}));
-        if (stopped) return bitmap.close();
+        let bitmap;
+        try {
+          bitmap = await createImageBitmap(new Blob([new Uint8Array(buffer, 12)], {type: "image/jpeg"}));
+        } catch (err) {
+          continue;  // a damaged frame: the next one replaces it
+        }
+        if (stopped) {
+          bitmap.close();
+          break;
+        }
         context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
         bitmap.close();
         lastFrameAt = performance.now();
@@ -126,7 +147,8 @@
         window.dispatchEvent(new CustomEvent("fomm-live-frame", {
           detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now()}}));
       }
-    };
+      decoding = false;
+    }
     // Holds the last frame HOLD_MS after fomm-live stops, then shows the card; a light redraw keeps the track's
     // frames coming while nothing new arrives (a still canvas sends none).
     const timer = setInterval(() => {
