@@ -30,7 +30,7 @@ from fomm_live.benchmarks.chromium import (
     serve_page,
     write_y4m,
 )
-from fomm_live.live.output.browser import BrowserSink
+from fomm_live.live.output.browser import EXTENSION_ID, BrowserSink
 from fomm_live.live.output.sinks import FrameInfo
 from tests.helpers.clips import moving_frames, place, portrait, write_clip
 
@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 CAMERA_RGB = (40, 160, 60)  # the fake real camera's colour
 CARD_RGB = (29, 35, 48)  # the card's background (#1d2330 in inject.js)
 SIZE = (640, 360)
+DEVICE_ID = "f0bb11fe" * 8  # the fomm-live camera's deviceId (inject.js)
 
 
 def free_port() -> int:
@@ -290,3 +291,63 @@ def test_a_page_whose_csp_forbids_frames_and_connections_still_gets_the_camera(b
             tab.evaluate("fl.stop()")
             tab.close()
             feeder.close()
+
+
+def test_a_site_that_embeds_the_extensions_frame_itself_gets_no_stream(browser, page) -> None:
+    # frame.html is web-accessible (bridge.js must embed it in every page), so any site can embed it too; it
+    # connects only with a one-time ticket from the extension's service worker, which web pages cannot message.
+    _, _, port = browser
+    feeder = Feeder(port, place(portrait(), width=SIZE[0], height=SIZE[1]))
+    try:
+        answers = page.evaluate("""(async (extensionId) => {
+            const answers = [];
+            for (const hash of ["", "#forged-ticket"]) {
+                const frame = document.createElement("iframe");
+                frame.src = `chrome-extension://${extensionId}/frame.html${hash}`;
+                await new Promise((resolve) => { frame.onload = resolve; document.body.appendChild(frame); });
+                const channel = new MessageChannel();
+                const answer = new Promise((resolve) => {
+                    channel.port1.onmessage = (e) => resolve(e.data);
+                    setTimeout(() => resolve("no answer"), 5000);
+                });
+                frame.contentWindow.postMessage({fommLive: "port"}, "*", [channel.port2]);
+                answers.push(await answer);
+            }
+            return answers;
+        })""", EXTENSION_ID)
+        assert feeder.sink.viewers == 0
+    finally:
+        feeder.close()
+    assert answers == [{"refused": True}, {"refused": True}]
+
+
+def test_a_page_refused_the_camera_cannot_open_the_stream_even_by_forging_the_request(playwright, tmp_path) -> None:
+    """A Chromium of its own in which the user refuses the camera: getUserMedia of the fomm-live camera fails as for
+    any camera, and a page script that posts what inject.js posts is refused by bridge.js, which checks the
+    permission out of the page's reach."""
+    port = free_port()
+    feeder = Feeder(port, place(portrait(), width=SIZE[0], height=SIZE[1]))
+    clip = write_y4m(tmp_path / "camera.y4m", [np.full((240, 320, 3), CAMERA_RGB, np.uint8)] * 3)
+    try:
+        with serve_page() as url, chromium_with_extension(tmp_path / "profile", camera_clip=clip, port=port,
+                                                          playwright=playwright, deny_camera=True) as context:
+            tab = context.new_page()
+            tab.goto(url)
+            # The camera's fixed id (inject.js): before the permission, the device list shows no ids.
+            opened = tab.evaluate("(id) => navigator.mediaDevices.getUserMedia({video: {deviceId: {exact: id}}})"
+                                  ".then(() => 'opened', (e) => e.name)", DEVICE_ID)
+            state = tab.evaluate("navigator.permissions.query({name: 'camera'}).then((p) => p.state)")
+            answer = tab.evaluate("""new Promise((resolve) => {
+                const channel = new MessageChannel();
+                channel.port1.onmessage = (e) => resolve(e.data);
+                setTimeout(() => resolve("no answer"), 5000);
+                window.postMessage({fommLive: "open", id: "forged"}, "*", [channel.port2]);
+            })""")
+            tab.wait_for_timeout(1000)  # time for a connection that should not come
+            viewers = feeder.sink.viewers
+    finally:
+        feeder.close()
+    assert opened == "NotAllowedError"
+    assert state != "granted"
+    assert answer == {"refused": "permission"}
+    assert viewers == 0

@@ -1,10 +1,10 @@
 "use strict";
 // The extension page that connects to fomm-live on 127.0.0.1: its requests carry the extension's own Origin, which
-// the output allows (a script in the page's world would send the page's Origin, which it refuses). It relays what
-// arrives to the page's camera through the MessagePort the page gave it: the stream's description as an object,
-// frames as ArrayBuffers (transferred, not copied), and {down: true} when fomm-live stops. It connects again every
-// second while fomm-live is not running.
-const DEFAULT_PORT = 47120;
+// the output allows (a script in the page's world would send the page's Origin, which it refuses). It connects only
+// with a ticket that bridge.js got from the service worker for this frame (a site that embeds this page itself has
+// none). It relays what arrives to the page's camera through the MessagePort the page gave it: the stream's
+// description as an object, frames as ArrayBuffers (transferred, not copied), and {down: true} when fomm-live stops.
+// It connects again every second while fomm-live is not running.
 const RETRY_MS = 1000;
 
 function relay(pagePort, tcpPort) {
@@ -34,11 +34,11 @@ function relay(pagePort, tcpPort) {
 
 window.addEventListener("message", async (event) => {
   if (!event.data || event.data.fommLive !== "port" || !event.ports.length) return;
-  let tcpPort = DEFAULT_PORT;
-  try {
-    tcpPort = (await chrome.runtime.sendMessage({fommLive: "port?"})).port;
-  } catch (err) {
-    console.warn("fomm-live: no port setting, using the default", err);
+  const ticket = location.hash.slice(1);
+  const answer = await chrome.runtime.sendMessage({fommLive: "port?", ticket});
+  if (!answer || !answer.port) {
+    event.ports[0].postMessage({refused: true});
+    return;
   }
-  relay(event.ports[0], tcpPort);
-});
+  relay(event.ports[0], answer.port);
+}, {once: true});

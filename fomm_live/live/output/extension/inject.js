@@ -53,10 +53,32 @@
     return !(await originalEnumerate()).some((d) => d.kind === "videoinput");
   }
 
+  // The fomm-live camera asks the user's permission as any camera does: a page the user has not let use the camera
+  // gets the browser's own prompt (through a real camera, stopped at once) and NotAllowedError when refused.
+  // bridge.js checks the permission again, out of the page's reach. With no real camera there is nothing to prompt
+  // with: the camera must be allowed in the site's settings.
+  async function ensurePermission() {
+    try {
+      if ((await navigator.permissions.query({name: "camera"})).state === "granted") return;
+    } catch (err) {
+      // no Permissions API for the camera here: ask through a real camera
+    }
+    let probe;
+    try {
+      probe = await originalGetUserMedia({video: true});
+    } catch (err) {
+      if (err.name !== "NotFoundError") throw err;
+      throw new DOMException("fomm-live: allow this site to use the camera in its settings (there is no other " +
+                             "camera to ask with)", "NotAllowedError");
+    }
+    probe.getTracks().forEach((track) => track.stop());
+  }
+
   devices.getUserMedia = async function getUserMedia(constraints) {
     // Any camera asked for on a machine with no real one: fomm-live's is the camera there is.
     const ours = constraints && (wantsUs(constraints.video) || (constraints.video && await noRealCamera()));
     if (!ours) return originalGetUserMedia(constraints);
+    await ensurePermission();
     const stream = new MediaStream([await openCamera()]);
     if (constraints.audio) {
       const audio = await originalGetUserMedia({audio: constraints.audio});
