@@ -4,14 +4,15 @@ for a plain page at ``http://127.0.0.1:PORT/`` that shows the live stream.
 Transport: one WebSocket per viewer at ``/stream``; a text message first ({"width", "height", "fps"}), then one
 binary message per frame: a 12-byte header (uint32 frame number, float64 epoch milliseconds at which the output
 received the frame, both little-endian) and the frame as a JPEG. JPEG was chosen over raw RGB by measurement
-(``benchmarks/browser.py``, RESULTS.md 2026-12-06): raw 1280x720 frames are 2.7 MB each (83 MB/s at 30 fps)
-through Python's socket writes and a per-pixel copy in the page, against about 100 kB at quality 85 and above
-30 dB.
+(``benchmarks/browser.py``, RESULTS.md 2026-12-06): raw 1280x720 frames are 2.7 MB each (83 MB/s at 30 fps through
+the sockets, the extension's frame and the page, and a per-pixel copy in the page's script), a JPEG at quality 85
+35 kB on the bench clip (1.9 ms to encode on the 2-core test CPU, decoded by the browser) at about 50 dB.
 
 Security: the server binds 127.0.0.1 only, and the WebSocket handshake is refused (HTTP 403) unless its Origin is the
 extension's own (``chrome-extension://`` + the fixed id its manifest key gives) or this output's own page: another
 website open in the same browser cannot watch the stream. A Host header other than 127.0.0.1 / localhost at the port
-is refused too (DNS rebinding). The frames are the sinks' frames, so the "AI-generated" label is already on them.
+is refused too (DNS rebinding). The extension adds its own checks (a one-time ticket for its frame, the page's
+camera permission: see its scripts). The frames are the sinks' frames, so the "AI-generated" label is on them.
 
 The failure it survives: a viewer that is slow or gone. Encoding runs on this output's own thread, only while a
 viewer is connected, always on the newest frame (older ones are skipped, never queued); each viewer's connection
