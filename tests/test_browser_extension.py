@@ -351,3 +351,24 @@ def test_a_page_refused_the_camera_cannot_open_the_stream_even_by_forging_the_re
     assert state != "granted"
     assert answer == {"refused": "permission"}
     assert viewers == 0
+
+
+def test_options_page_sets_the_port_the_camera_connects_to(browser) -> None:
+    context, _, port = browser
+    worker = context.service_workers[0]
+    tab = context.new_page()
+    try:
+        tab.goto(f"chrome-extension://{EXTENSION_ID}/options.html")
+        tab.wait_for_function("document.getElementById('port').value !== ''")
+        assert tab.input_value("#port") == str(port)  # what the harness set
+        tab.fill("#port", "70000")
+        tab.click("#save")
+        assert tab.text_content("#said") == "1 to 65535"
+        assert worker.evaluate("chrome.storage.local.get('port').then((s) => s.port)") == port
+        tab.fill("#port", "47999")
+        tab.click("#save")
+        tab.wait_for_function("document.getElementById('said').textContent.startsWith('saved')")
+        assert worker.evaluate("chrome.storage.local.get('port').then((s) => s.port)") == 47999
+    finally:
+        worker.evaluate(f"chrome.storage.local.set({{port: {port}}})")
+        tab.close()
