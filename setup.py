@@ -13,7 +13,8 @@ setup(
     # One top-level package, so that nothing else in site-packages is shadowed (a "models" or "common" of another
     # project stays whole); every sub-package too (fomm_live.live.cli, fomm_live.models.engines, ...).
     packages=find_packages(include=["fomm_live", "fomm_live.*"]),
-    package_data={"fomm_live.live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml"]},
+    package_data={"fomm_live.live": ["assets/*.jpg", "assets/*.png", "assets/*.md", "remote/serve-config.yaml",
+                                    "output/browser_page.html", "output/extension/*"]},
     install_requires=[
         # Pinned: the release the project is tested with; on CI it is the CPU build already on disk, on users'
         # machines the normal (CUDA) build. Any looser spec makes every CI run download a multi-GB CUDA build.
@@ -40,6 +41,10 @@ setup(
         # 3.4 checked); their telemetry is kept off (models.engines.int8_runtimes).
         "openvino>=2026.0",
         "nncf>=3.0",
+        # --output browser (the browser extension's camera: calls in a browser with no virtual camera driver) serves
+        # its frames over a WebSocket; a core dependency so that this driver-free output works in a plain install.
+        # Pure Python with no dependencies of its own; the client of run --remote uses it too.
+        "websockets>=13",
     ],
     extras_require={
         # TensorRT needs an NVIDIA GPU; it matches the pinned torch release.
@@ -61,6 +66,9 @@ setup(
             "onnxscript>=0.3",
             # Runs the fused kernels of kernels/ in its CPU interpreter in tests/test_kernels.py (Linux x86-64 wheels).
             "triton>=3.2; platform_system == 'Linux' and platform_machine == 'x86_64'",
+            # Drives the system Chromium (its executable_path; no browser download) with the browser extension
+            # loaded (tests/test_browser_extension.py).
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["fomm-live = fomm_live.live.cli:main"]},

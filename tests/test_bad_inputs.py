@@ -192,7 +192,8 @@ def test_unwritable_or_full_output_is_refused_up_front(clip: Path, tmp_path: Pat
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--no-preview", "--output", "window"], "contradict"),
-    (["--output", "stream.flv"], "--output stream.flv: a .flv file is not written here; use virtualcam, window or"),
+    (["--output", "stream.flv"],
+     "--output stream.flv: a .flv file is not written here; use virtualcam, window, browser[:PORT] or"),
 ])
 def test_conflicting_or_unknown_output_options(args: list[str], message: str, clip: Path, capsys) -> None:
     code = main(["--camera", str(clip), *args])

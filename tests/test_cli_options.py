@@ -110,11 +110,15 @@ def test_a_usage_mistake_is_one_line() -> None:
      "--output a.avi: a .avi file is not written here; use a video file (.mp4, .mov or .mkv), or a folder (a name "
      "without a suffix) for PNG frames"),
     (["run", "--output", "a.mkv"],
-     "--output a.mkv: a .mkv file is not written here; use virtualcam, window or a recording file (.mp4)"),
+     "--output a.mkv: a .mkv file is not written here; use virtualcam, window, browser[:PORT] or a recording file "
+     "(.mp4)"),
     (["demo", "--output", "clip.avi"],
-     "--output clip.avi: a .avi file is not written here; use virtualcam, window or a recording file (.mp4)"),
+     "--output clip.avi: a .avi file is not written here; use virtualcam, window, browser[:PORT] or a recording "
+     "file (.mp4)"),
     (["run", "--output", "vitrualcam"],
-     "--output vitrualcam: not an output name or a file name; use virtualcam, window or a recording file (.mp4)"),
+     "--output vitrualcam: not an output name or a file name; use virtualcam, window, browser[:PORT] or a "
+     "recording file (.mp4)"),
+    (["run", "--output", "browser:99999"], "--output browser:99999: the port must be a number from 1 to 65535"),
 ])
 def test_an_output_suffix_that_is_not_written_is_refused_in_one_line(argv: list[str], expected: str,
                                                                       tmp_path: Path) -> None:

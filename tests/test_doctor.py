@@ -48,9 +48,11 @@ def test_good_checkpoint_is_ok_and_a_bad_one_fails(tmp_path: Path, capsys: pytes
     assert f"FAIL  checkpoint: {bogus} is not a PyTorch checkpoint" in out
 
 
-def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_virtual_camera_warns_with_the_install_step_and_the_browser_output(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """pyvirtualcam finds no loopback device (a stand-in raising what its v4l2loopback backend says then): the check
-    warns with pyvirtualcam's own words and adds the install step, which the stand-in's text does not hold."""
+    warns with pyvirtualcam's own words and adds the install step, which the stand-in's text does not hold, and the
+    browser output, which needs no driver."""
     import sys
     import types
 
@@ -69,6 +71,7 @@ def test_missing_virtual_camera_is_a_warning_with_the_install_step(monkeypatch: 
     assert check.status == WARN, check
     assert said in check.detail and "sudo modprobe v4l2loopback" in check.detail, check.detail
     assert "modprobe" not in said
+    assert "--output browser" in check.detail and "fomm-live extension" in check.detail, check.detail
 
 
 def test_cameras_check_uses_the_cameras_listing(monkeypatch: pytest.MonkeyPatch) -> None:

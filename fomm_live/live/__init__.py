@@ -7,7 +7,7 @@ A map of the rooms (data flows down the list; a room imports only rooms above it
     live/backends.py the backend contract (``Backend``, ``Rendered``) and the FOMM backend
     live/landmarks/  the no-weights landmark backend                     live/remote/  the FOMM on a server
     live/framing/    photo framing and the one compositor interface that pastes every render (``paste(rendered)``)
-    live/output/     sinks: virtual camera, preview window, crash-proof MP4 recordings
+    live/output/     sinks: virtual camera, preview window, crash-proof MP4 recordings, the browser output
     live/loop/       the live pipeline: its threads, two stages, hotkeys, smoothing, calibration, HUD
     live/wiring.py   the running parts built from the runtime options (``options.py``); animate.py: file to file
     live/cli/        the command line: parses arguments, prints, one module per command

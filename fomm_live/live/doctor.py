@@ -89,7 +89,8 @@ def check_virtualcam() -> Check:
     try:
         sink = VirtualCamSink(width=320, height=240, fps=30)
     except SinkUnavailable as err:
-        return Check(WARN, "virtual camera", str(err))
+        return Check(WARN, "virtual camera", f"{err}; for calls in a browser, no driver is needed: run --output "
+                                             "browser with the fomm-live extension ('fomm-live extension' shows how)")
     try:
         return Check(OK, "virtual camera", f"available: {sink.camera.device} ({sink.backend} backend)")
     finally:

@@ -144,6 +144,16 @@ def load_sources(specs: list[str] | tuple[str, ...] | None, *,
     return photos
 
 
+def browser_port(spec: str) -> int | None:
+    """The port of an ``--output browser[:PORT]`` (None: another output); a bad port is a ``UserError``."""
+    from fomm_live.live.output.browser import parse_browser_spec
+
+    try:
+        return parse_browser_spec(spec)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
 def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float, clock: str = "capture",
                  stats: object | None = None) -> tuple[list, object | None]:
     """The sinks the options ask for, and the preview window (or None). Unavailable outputs are reported once: as
@@ -158,6 +168,7 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
             losslessly, faster than real time).
         stats: The run's ``live.stats.PipelineStats``: recordings count there the frames their encoder dropped.
     """
+    from fomm_live.live.output.browser import BrowserSink
     from fomm_live.live.output.sinks import Mp4Sink, SinkUnavailable, VirtualCamSink
     from fomm_live.live.output.window import WindowSink, display_available
 
@@ -170,10 +181,13 @@ def open_outputs(outputs: OutputOptions, *, width: int, height: int, fps: float,
         try:
             if spec == "virtualcam":
                 sinks.append(VirtualCamSink(width=width, height=height, fps=fps, mirror=outputs.mirror_output))
+            elif (port := browser_port(spec)) is not None:
+                sinks.append(BrowserSink(width=width, height=height, fps=fps, port=port,
+                                         mirror=outputs.mirror_output))
             elif spec.lower().endswith(VIDEO_SUFFIXES):
                 sinks.append(Mp4Sink(spec, fps=fps, clock=clock, stats=stats))
             else:
-                raise UserError(f"unknown --output {spec!r}: use virtualcam, window or a PATH.mp4")
+                raise UserError(f"unknown --output {spec!r}: use virtualcam, window, browser[:PORT] or a PATH.mp4")
         except SinkUnavailable as err:
             problems.append(str(err))
     if want_window:

@@ -50,9 +50,13 @@ def check_live_output(value: str) -> None:
     """A ``run`` / ``demo`` ``--output`` value: a word of ``LIVE_OUTPUTS`` or a path with a recording suffix."""
     if value in LIVE_OUTPUTS or Path(value).suffix.lower() in RECORDING_SUFFIXES:
         return
+    from fomm_live.live.wiring import browser_port  # lazily: the CLI's parser imports no running parts
+
+    if browser_port(value) is not None:  # browser or browser:PORT (a bad port is refused there, in one line)
+        return
     suffix = Path(value).suffix
     what = f"a {suffix} file is not written here" if suffix else "not an output name or a file name"
-    raise UserError(f"--output {value}: {what}; use {', '.join(LIVE_OUTPUTS)} or a recording file "
+    raise UserError(f"--output {value}: {what}; use {', '.join(LIVE_OUTPUTS)}, browser[:PORT] or a recording file "
                     f"({suffixes(RECORDING_SUFFIXES)})")
 
 

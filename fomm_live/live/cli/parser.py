@@ -6,11 +6,12 @@ import argparse
 from types import ModuleType
 from typing import NoReturn
 
-from fomm_live.live.cli import animate, bench, cameras, demo, doctor, export, run, serve
+from fomm_live.live.cli import animate, bench, cameras, demo, doctor, export, extension, run, serve
 
 # Each command module has ``add_parser(subparsers)`` and ``execute(args) -> exit code``.
 COMMANDS: dict[str, ModuleType] = {"run": run, "animate": animate, "demo": demo, "bench": bench, "export": export,
-                                   "doctor": doctor, "cameras": cameras, "serve": serve}
+                                   "doctor": doctor, "cameras": cameras, "serve": serve,
+                                   "extension": extension}
 
 
 class Parser(argparse.ArgumentParser):

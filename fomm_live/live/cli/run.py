@@ -30,6 +30,7 @@ from fomm_live.live.options import (
     RemoteOptions,
     TrackingOptions,
 )
+from fomm_live.live.output.browser import DEFAULT_PORT
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            f"'fomm-live cameras' lists the cameras (default: {CameraOptions.camera})")
     live.add_argument("--resolution", type=parse_size, metavar="WxH", help="resolution to ask of the camera")
     live.add_argument("--fps", type=float, metavar="N", help="frame rate to ask of the camera")
-    live.add_argument("--output", action="append", metavar="virtualcam|window|PATH.mp4",
+    live.add_argument("--output", action="append", metavar="virtualcam|window|browser[:PORT]|PATH.mp4",
                       help="where frames go; repeat for several (default: window when a display exists, plus "
-                           "virtualcam when one is installed)")
+                           "virtualcam when one is installed). browser: for browser calls with no driver, serves "
+                           f"the frames to the fomm-live extension on 127.0.0.1:{DEFAULT_PORT} (or :PORT), with a "
+                           "page showing them at that address ('fomm-live extension' says how to load it)")
     add_renamed_option(live, "--out", new="--output", example="fomm-live run ... --output recording.mp4")
     live.add_argument("--output-size", type=parse_size, metavar="WxH",
                       help="output frame size (default: the resolution the camera granted)")
@@ -59,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--mirror", action="store_true",
                       help="flip the camera image left to right before tracking, as the m key does")
     live.add_argument("--mirror-output", action="store_true",
-                      help="flip what the virtual camera sends (what the call sees); the preview and recordings stay")
+                      help="flip what the virtual camera and the browser output send (what the call sees); the preview "
+                           "and recordings stay")
     live.add_argument("--realtime", action="store_true",
                       help="pace a video file at its own fps like a camera (stale frames are dropped and counted)")
     live.add_argument("--loop", action="store_true", help="repeat a video file")

@@ -1,0 +1,277 @@
+"""Browser output benchmark (``--output browser``), in one run, on the bundled clip at the output size:
+
+1. Transport: per 1280x720 frame, the CPU a JPEG (quality 85) takes to encode and the bytes it and a raw RGB frame
+   put on the wire; the CPU of sending each over a loopback WebSocket to a Python client (thread CPU time).
+2. The output in use: a ``BrowserSink`` at 30 fps, fed the clip's frames from a thread, watched by the extension's
+   camera in a headless Chromium (``benchmarks.chromium``): fomm-live's CPU per frame received (process CPU time,
+   which holds the feeder, the sink's copy, the encoder and the viewer's send; and the encoder thread alone), the
+   page's frame rate, and how long after the output received a frame the page drew it (epoch ms, read in the page).
+3. Quality: the page's frames (read back through a canvas) against the frames sent, PSNR, each frame held long enough
+   to be shown.
+4. The live loop (landmark backend, no weights; unpaced: as fast as it goes) with ``--output browser`` watched by the
+   page, against the loop with the virtual camera's stand-in (``VirtualCamSink`` on a pyvirtualcam stand-in whose
+   ``send`` does nothing: the I420 conversion on the loop's thread and the pacing thread stay) while the page watches
+   Chromium's fake camera playing the same clip at the same size (as it would watch a real virtual camera: the
+   browser's own work is in both), rounds alternating: the loop's rate, and fomm-live's CPU time per frame (the
+   process's, which a loaded machine's other work does not inflate as much as it does the rate).
+
+    python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2] [--json PATH]
+
+Goals (issue 28): output <= 5 ms of CPU per frame; loop rate within 5% of the stand-in's; page p50 <= 33 ms after
+the output receives a frame; page frames >= 30 dB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+from fomm_live.benchmarks.chromium import (
+    chromium_with_extension,
+    decode_data_url,
+    missing_reason,
+    psnr,
+    serve_page,
+    write_y4m,
+)
+from fomm_live.benchmarks.common import bench_clip
+
+
+def clip_frames(clip: Path, count: int) -> list[np.ndarray]:
+    from fomm_live.live.media import cv2
+
+    cap = cv2().VideoCapture(str(clip))
+    frames = []
+    while len(frames) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(np.ascontiguousarray(frame[..., ::-1]))
+    cap.release()
+    return frames
+
+
+def p(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 3) if values else float("nan")
+
+
+def transport(frames: list[np.ndarray]) -> dict:
+    """JPEG vs raw RGB: encode CPU (RGB to BGR included), bytes, and the CPU of one loopback WebSocket send."""
+    from websockets.sync.client import connect
+    from websockets.sync.server import serve
+
+    from fomm_live.live.media import cv2
+    from fomm_live.live.output.browser import JPEG_QUALITY, encode_jpeg_bgr
+
+    encode_ms, jpegs = [], []
+    for frame in frames:
+        start = time.thread_time()
+        jpegs.append(encode_jpeg_bgr(cv2().cvtColor(frame, cv2().COLOR_RGB2BGR), JPEG_QUALITY))
+        encode_ms.append((time.thread_time() - start) * 1000)
+    raws = [frame.tobytes() for frame in frames]
+    sends: dict[str, list[float]] = {"jpeg": [], "raw": []}
+
+    def handler(connection) -> None:
+        for name, messages in (("jpeg", jpegs), ("raw", raws)):
+            for message in messages:
+                start = time.thread_time()
+                connection.send(message)
+                sends[name].append((time.thread_time() - start) * 1000)
+        connection.send("done")
+
+    with serve(handler, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        with connect(f"ws://127.0.0.1:{server.socket.getsockname()[1]}", max_size=None, compression=None) as ws:
+            while ws.recv(timeout=60) != "done":
+                pass
+        server.shutdown()
+    return {"jpeg_encode_ms_p50": p(encode_ms, 50), "jpeg_kB_mean": round(np.mean([len(j) for j in jpegs]) / 1e3, 1),
+            "raw_kB": round(len(raws[0]) / 1e3, 1), "jpeg_send_ms_p50": p(sends["jpeg"], 50),
+            "raw_send_ms_p50": p(sends["raw"], 50)}
+
+
+class Feeder:
+    """Sends ``frames`` (cycled) to a sink at ``fps`` from a thread; ``hold`` repeats one frame instead."""
+
+    def __init__(self, sink, frames: list[np.ndarray], fps: float = 30.0) -> None:
+        from fomm_live.live.output.sinks import FrameInfo
+
+        self.sink, self.frames, self.hold = sink, frames, None
+        self.sent = 0
+        self._info = FrameInfo
+        self._stop = threading.Event()
+        self._period = 1.0 / fps
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        due = time.perf_counter()
+        while not self._stop.is_set():
+            frame = self.frames[self.sent % len(self.frames)] if self.hold is None else self.hold
+            self.sink.send(frame, self._info(self.sent, time.perf_counter()))
+            self.sent += 1
+            due += self._period
+            self._stop.wait(max(0.0, due - time.perf_counter()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def output_in_use(page, port: int, frames: list[np.ndarray], size: tuple[int, int], seconds: float) -> dict:
+    """The sink at 30 fps watched by the page: CPU per frame, page rate and latency, then PSNR of held frames."""
+    from fomm_live.live.output.browser import BrowserSink
+
+    sink = BrowserSink(width=size[0], height=size[1], fps=30, port=port)
+    feeder = Feeder(sink, frames)
+    try:
+        page.evaluate("fl.open('fomm-live')")
+        time.sleep(2.0)  # warm-up: the stream settles
+        page.evaluate("fl.frames = []")
+        received0, encoded0, encode_cpu0 = sink.received, sink.encoded, sink.encode_cpu_s
+        cpu0, wall0, load = time.process_time(), time.perf_counter(), os.getloadavg()[0]
+        time.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        received, encoded = sink.received - received0, sink.encoded - encoded0
+        encode_cpu = sink.encode_cpu_s - encode_cpu0
+        shown = page.evaluate("fl.frames")
+        latency = [f["drawnAt"] - f["receivedAt"] for f in shown]
+        quality = []
+        for frame in frames[:: max(1, len(frames) // 5)][:5]:
+            feeder.hold = frame
+            time.sleep(0.8)  # several frames of it reach the page
+            quality.append(round(psnr(decode_data_url(page.evaluate("fl.grab()")), frame), 2))
+    finally:
+        page.evaluate("fl.stop()")
+        feeder.close()
+        sink.close()
+    return {"load": load, "seconds": round(wall, 2), "frames_received": received, "frames_encoded": encoded,
+            "process_cpu_ms_per_frame": round(cpu * 1000 / max(received, 1), 3),
+            "encoder_cpu_ms_per_frame": round(encode_cpu * 1000 / max(encoded, 1), 3),
+            "page_fps": round(len(shown) / wall, 2), "latency_ms_p50": p(latency, 50),
+            "latency_ms_p95": p(latency, 95), "psnr_db": quality}
+
+
+def standin_pyvirtualcam() -> types.ModuleType:
+    """pyvirtualcam with a Camera whose ``send`` does nothing: the virtual camera's stand-in."""
+
+    class Camera:
+        def __init__(self, *, width: int, height: int, fps: float, fmt, device=None) -> None:
+            self.device, self.backend = "stand-in", "stand-in"
+
+        def send(self, frame: np.ndarray) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    formats = types.SimpleNamespace(RGB="RGB", BGR="BGR", I420="I420", NV12="NV12")
+    return types.SimpleNamespace(Camera=Camera, PixelFormat=formats)
+
+
+def loop_rate(clip: Path, size: tuple[int, int], make_sink, seconds: float, backend, avatars, detector) -> dict:
+    """One unpaced run of the live loop into ``make_sink()``; its frame rate."""
+    from fomm_live.live.capture.sources import OpenCVSource
+    from fomm_live.live.loop.pipeline import LivePipeline
+    from fomm_live.live.options import FrameOptions, PacingOptions, PipelineOptions
+    from fomm_live.live.stats import PipelineStats
+
+    source = OpenCVSource(str(clip))
+    sink = make_sink(source.fps)
+    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
+                              pacing=PacingOptions(realtime=False, loop=True, fps=source.fps,
+                                                   max_frames=round(seconds * source.fps)))
+    load, cpu = os.getloadavg()[0], time.process_time()
+    try:
+        summary = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector,
+                               stats=PipelineStats()).run()
+    finally:
+        sink.close()
+    cpu = time.process_time() - cpu
+    return {"load": load, "achieved_fps": summary["achieved_fps"], "frames_out": summary["frames_out"],
+            "process_cpu_ms_per_frame": round(cpu * 1000 / max(summary["frames_out"], 1), 2)}
+
+
+def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int, say=print) -> dict:
+    from fomm_live.live.face import FaceDetector
+    from fomm_live.live.landmarks import LandmarkBackend
+    from fomm_live.live.loop.pipeline import prepare_avatars
+    from fomm_live.live.output.browser import BrowserSink
+    from fomm_live.live.output.sinks import VirtualCamSink
+    from fomm_live.live.threads import bound_helper_threads
+    from fomm_live.live.wiring import load_sources
+
+    reason = missing_reason()
+    if reason:
+        raise SystemExit(f"the browser benchmark needs Chromium and Playwright: {reason}")
+    clip = bench_clip(size)
+    frames = clip_frames(clip, 60)
+    say("transport: JPEG vs raw")
+    result: dict = {"size": list(size), "cpu_count": os.cpu_count(), "transport": transport(frames[:30])}
+    sys.modules["pyvirtualcam"] = standin_pyvirtualcam()
+    bound_helper_threads()
+    with tempfile.TemporaryDirectory() as folder:
+        # The page's real camera plays the clip at the output size: in the stand-in's rounds it watches that (as it
+        # would watch a real virtual camera), in the browser output's rounds the fomm-live camera.
+        camera = write_y4m(Path(folder) / "camera.y4m", frames[:30])
+        port = BrowserSink(width=16, height=16, fps=30, port=0)
+        free = port.port
+        port.close()
+        with serve_page() as url, chromium_with_extension(Path(folder) / "profile", camera_clip=camera,
+                                                          port=free) as context:
+            page = context.new_page()
+            page.goto(url)
+            say("the output in use, watched by the page")
+            result["output"] = output_in_use(page, free, frames, size, seconds)
+            backend = LandmarkBackend(relative=True, tracking=True)
+            rows = []
+            with FaceDetector() as detector:
+                avatars = prepare_avatars(load_sources(None), backend.size, detector)
+                sinks = {"virtualcam stand-in": lambda fps: VirtualCamSink(width=size[0], height=size[1], fps=fps),
+                         "browser": lambda fps: BrowserSink(width=size[0], height=size[1], fps=fps, port=free)}
+                for r in range(rounds):
+                    for name in (list(sinks) if r % 2 == 0 else list(sinks)[::-1]):
+                        say(f"round {r + 1}/{rounds}: live loop to {name}")
+                        page.evaluate("fl.open('fomm-live')" if name == "browser" else "fl.open(null)")
+                        rows.append({"round": r, "output": name, **loop_rate(clip, size, sinks[name], seconds,
+                                                                              backend, avatars, detector)})
+                        page.evaluate("fl.stop()")
+            backend.close()
+    result["loop"] = rows
+    rates = {name: float(np.mean([r["achieved_fps"] for r in rows if r["output"] == name])) for name in sinks}
+    result["loop_rate_ratio"] = round(rates["browser"] / rates["virtualcam stand-in"], 4)
+    cpus = {name: float(np.mean([r["process_cpu_ms_per_frame"] for r in rows if r["output"] == name]))
+            for name in sinks}
+    result["loop_cpu_ms_per_frame_extra"] = round(cpus["browser"] - cpus["virtualcam stand-in"], 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="1280x720", help="output size WxH (default 1280x720)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
+    parser.add_argument("--rounds", type=int, default=2, help="live-loop rounds per output, alternating")
+    parser.add_argument("--json", metavar="PATH", help="write the figures here")
+    args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    result = run_browser_benchmark(size=size, seconds=args.seconds, rounds=args.rounds,
+                                   say=lambda text: print(text, file=sys.stderr))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

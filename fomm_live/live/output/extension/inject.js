@@ -1,0 +1,205 @@
+"use strict";
+// In the page's own world, at document start in every frame: adds the "fomm-live" camera to
+// navigator.mediaDevices.enumerateDevices() and answers getUserMedia() for it with a canvas stream of the frames
+// that fomm-live sends (through the extension frame that bridge.js opens). Every other camera is untouched.
+// While fomm-live is not running the stream shows a still card saying so; when it stops mid-call the last frame is
+// held for HOLD_MS, then the card returns; frames resume when it starts again.
+(() => {
+  const devices = navigator.mediaDevices;
+  if (!devices || devices.__fommLive) return;
+  Object.defineProperty(devices, "__fommLive", {value: true});
+
+  const LABEL = "fomm-live";
+  // Stable ids, shaped like Chromium's (64 hex digits).
+  const DEVICE_ID = "f0bb11fe".repeat(8);
+  const GROUP_ID = "f0bb11fe0000".repeat(5) + "f0bb";
+  const HOLD_MS = 2000;
+  const DEFAULT = {width: 1280, height: 720, fps: 30};
+
+  const originalEnumerate = devices.enumerateDevices.bind(devices);
+  const originalGetUserMedia = devices.getUserMedia.bind(devices);
+
+  function deviceInfo(exposed) {
+    const base = typeof InputDeviceInfo === "function" ? InputDeviceInfo.prototype : Object.prototype;
+    const info = Object.create(base);
+    const fields = {deviceId: exposed ? DEVICE_ID : "", kind: "videoinput", label: exposed ? LABEL : "",
+                    groupId: exposed ? GROUP_ID : ""};
+    for (const [name, value] of Object.entries(fields)) {
+      Object.defineProperty(info, name, {value, enumerable: true});
+    }
+    info.getCapabilities = () => ({deviceId: fields.deviceId, groupId: fields.groupId,
+                                   width: {min: 1, max: 1920}, height: {min: 1, max: 1080},
+                                   frameRate: {min: 1, max: 60}, facingMode: [], resizeMode: ["none"]});
+    info.toJSON = () => ({...fields});
+    return info;
+  }
+
+  devices.enumerateDevices = async function enumerateDevices() {
+    const list = await originalEnumerate();
+    // Before the page has the camera permission, browsers give empty ids and labels: do the same.
+    const exposed = list.some((d) => d.label) || !list.some((d) => d.kind === "videoinput");
+    return [...list, deviceInfo(exposed)];
+  };
+
+  function wantsUs(video) {
+    if (!video || typeof video !== "object") return false;
+    const id = video.deviceId;
+    if (!id) return false;
+    const values = typeof id === "string" || Array.isArray(id) ? [id] : [id.exact, id.ideal];
+    return values.flat().includes(DEVICE_ID);
+  }
+
+  async function noRealCamera() {
+    return !(await originalEnumerate()).some((d) => d.kind === "videoinput");
+  }
+
+  // The fomm-live camera asks the user's permission as any camera does: a page the user has not let use the camera
+  // gets the browser's own prompt (through a real camera, stopped at once) and NotAllowedError when refused.
+  // bridge.js checks the permission again, out of the page's reach. With no real camera there is nothing to prompt
+  // with: the camera must be allowed in the site's settings.
+  async function ensurePermission() {
+    try {
+      if ((await navigator.permissions.query({name: "camera"})).state === "granted") return;
+    } catch (err) {
+      // no Permissions API for the camera here: ask through a real camera
+    }
+    let probe;
+    try {
+      probe = await originalGetUserMedia({video: true});
+    } catch (err) {
+      if (err.name !== "NotFoundError") throw err;
+      throw new DOMException("fomm-live: allow this site to use the camera in its settings (there is no other " +
+                             "camera to ask with)", "NotAllowedError");
+    }
+    probe.getTracks().forEach((track) => track.stop());
+  }
+
+  devices.getUserMedia = async function getUserMedia(constraints) {
+    // Any camera asked for on a machine with no real one: fomm-live's is the camera there is.
+    const ours = constraints && (wantsUs(constraints.video) || (constraints.video && await noRealCamera()));
+    if (!ours) return originalGetUserMedia(constraints);
+    await ensurePermission();
+    const stream = new MediaStream([await openCamera()]);
+    if (constraints.audio) {
+      const audio = await originalGetUserMedia({audio: constraints.audio});
+      audio.getAudioTracks().forEach((track) => stream.addTrack(track));
+    }
+    return stream;
+  };
+
+  let sessions = 0;
+
+  function drawCard(context, width, height) {
+    context.fillStyle = "#1d2330";
+    context.fillRect(0, 0, width, height);
+    context.fillStyle = "#e8e8e8";
+    context.textAlign = "center";
+    context.font = `bold ${Math.round(height / 12)}px sans-serif`;
+    context.fillText("fomm-live is not running", width / 2, height * 0.45);
+    context.fillStyle = "#9aa3b0";
+    context.font = `${Math.round(height / 24)}px sans-serif`;
+    context.fillText("start it with: fomm-live run --output browser", width / 2, height * 0.58);
+  }
+
+  // The stream opens at the output's size when fomm-live answers within READY_MS; else at the card's, and changes
+  // size when fomm-live starts.
+  const READY_MS = 1000;
+
+  function openCamera() {
+    const id = `${Date.now()}-${++sessions}`;
+    const canvas = document.createElement("canvas");
+    let size = {...DEFAULT};
+    canvas.width = size.width;
+    canvas.height = size.height;
+    const context = canvas.getContext("2d");
+    drawCard(context, canvas.width, canvas.height);
+    const track = canvas.captureStream(size.fps).getVideoTracks()[0];
+    let lastFrameAt = 0;
+    let stopped = false;
+    let showing = "card";
+    let ready;
+    const answered = new Promise((resolve) => { ready = resolve; });
+
+    const channel = new MessageChannel();
+    const port = channel.port1;
+    port.onmessage = (event) => {
+      const data = event.data;
+      if (stopped || !data) return;
+      if (data.down) ready();
+      if (data.info) {
+        size = {width: data.info.width, height: data.info.height, fps: data.info.fps};
+        if (canvas.width !== size.width || canvas.height !== size.height) {
+          canvas.width = size.width;
+          canvas.height = size.height;
+          drawCard(context, size.width, size.height);
+        }
+        ready();
+      } else if (data.frame) {
+        pending = data.frame;  // a frame that arrives while one is decoding replaces the one waiting
+        if (!decoding) draw();
+      }
+    };
+
+    // Decodes and draws the newest frame; one decode at a time, so a slow page skips frames instead of queueing.
+    let pending = null;
+    let decoding = false;
+    async function draw() {
+      decoding = true;
+      while (pending && !stopped) {
+        const buffer = pending;
+        pending = null;
+        const header = new DataView(buffer, 0, 12);
+        const number = header.getUint32(0, true);
+        const receivedAt = header.getFloat64(4, true);
+        let bitmap;
+        try {
+          bitmap = await createImageBitmap(new Blob([new Uint8Array(buffer, 12)], {type: "image/jpeg"}));
+        } catch (err) {
+          continue;  // a damaged frame: the next one replaces it
+        }
+        if (stopped) {
+          bitmap.close();
+          break;
+        }
+        context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+        bitmap.close();
+        lastFrameAt = performance.now();
+        showing = "stream";
+        // For measurements (the output's own page and benchmarks): when each frame was drawn, in epoch ms.
+        window.dispatchEvent(new CustomEvent("fomm-live-frame", {
+          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now()}}));
+      }
+      decoding = false;
+    }
+    // Holds the last frame HOLD_MS after fomm-live stops, then shows the card; a light redraw keeps the track's
+    // frames coming while nothing new arrives (a still canvas sends none).
+    const timer = setInterval(() => {
+      if (stopped) return;
+      if (showing === "stream" && performance.now() - lastFrameAt > HOLD_MS) showing = "card";
+      if (showing === "card") drawCard(context, canvas.width, canvas.height);
+      else if (performance.now() - lastFrameAt > 500) context.drawImage(canvas, 0, 0);
+    }, 250);
+    window.postMessage({fommLive: "open", id}, "*", [channel.port2]);
+
+    const stop = track.stop.bind(track);
+    const settings = () => ({deviceId: DEVICE_ID, groupId: GROUP_ID, width: canvas.width, height: canvas.height,
+                             frameRate: size.fps, aspectRatio: canvas.width / canvas.height, resizeMode: "none"});
+    Object.defineProperties(track, {
+      label: {get: () => LABEL},
+      getSettings: {value: settings},
+      getCapabilities: {value: () => deviceInfo(true).getCapabilities()},
+      getConstraints: {value: () => ({deviceId: {exact: DEVICE_ID}})},
+      applyConstraints: {value: async () => undefined},
+      stop: {value: () => {
+        if (stopped) return;
+        stopped = true;
+        clearInterval(timer);
+        port.postMessage({stop: true});
+        port.close();
+        window.postMessage({fommLive: "close", id}, "*");
+        stop();
+      }},
+    });
+    return Promise.race([answered, new Promise((resolve) => setTimeout(resolve, READY_MS))]).then(() => track);
+  }
+})();
