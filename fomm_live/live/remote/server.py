@@ -36,6 +36,7 @@ from ray import serve
 
 from fomm_live.live.loop.smoothing import MotionSmoother
 from fomm_live.live.remote.batch import RenderedFrame, render_frames
+from fomm_live.live.remote.decoding import DecoderPool, DecodeTimeout
 from fomm_live.live.remote.protocol import (
     CODECS,
     DEFAULT_MAX_FPS,
@@ -44,7 +45,6 @@ from fomm_live.live.remote.protocol import (
     STREAM_ROUTE,
     ProtocolError,
     content_hash,
-    decode_image,
     encode_field,
     encode_image,
     frame_reply,
@@ -156,9 +156,11 @@ class FommServer:
         self.max_fps = max_fps
         # One thread runs every model call of the replica: the networks are not shared between threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fomm-model")
+        self.decoder = DecoderPool()  # the clients' images: decoded in worker processes, each bounded in time
         self.pending: OrderedDict[str, np.ndarray] = OrderedDict()  # uploaded, not yet encoded
         self.counts = {"streams": 0, "streams_total": 0, "frames": 0, "batches": 0, "avatar_lookups": 0,
-                       "avatar_cache_hits": 0, "avatar_encodings": 0, "fields": 0, "errors": 0}
+                       "avatar_cache_hits": 0, "avatar_encodings": 0, "fields": 0, "errors": 0,
+                       "decode_timeouts": 0}
         logger.info("replica ready: %s on %s, %s", checkpoint, self.animator.device, self.animator.precision)
 
     # ------------------------------------------------------------------------------------------- model calls
@@ -233,6 +235,13 @@ class FommServer:
                 try:
                     header, payload = unpack(data)
                     reply = await self._handle(stream, header, payload)
+                except DecodeTimeout as err:  # a crafted image: this stream ends, the others go on
+                    self.counts["errors"] += 1
+                    self.counts["decode_timeouts"] += 1
+                    await ws.send_bytes(pack({"type": "error", "fatal": True, "message": str(err),
+                                              "id": header.get("id")}))
+                    await ws.close(code=1003)  # unsupported data (1008 tells the client its token was refused)
+                    break
                 except (ProtocolError, UnknownAvatar, ValueError) as err:
                     self.counts["errors"] += 1
                     text = (f"unknown avatar {err.args[0]}: upload it first" if isinstance(err, UnknownAvatar)
@@ -259,7 +268,7 @@ class FommServer:
             return await self._avatar(stream, _hash(header))
         if kind == "upload":
             avatar_hash = _hash(header)
-            image = decode_image(payload)
+            image = await self.decoder.decode(payload)
             if content_hash(image) != avatar_hash:
                 raise ProtocolError("the uploaded avatar does not match its hash")
             self.pending[avatar_hash] = image
@@ -271,7 +280,7 @@ class FommServer:
             return pack({"type": "avatar", "hash": avatar_hash, "known": True})
         if kind == "calibrate":  # the pose as the frames will see it: smoothed at its time, as the local loop does
             t = stream.smoother_for(header)
-            crop = decode_image(payload)
+            crop = await self.decoder.decode(payload)
             stream.kp_neutral = await self._run(lambda: stream.smooth(self._keypoints(crop), t))
             await self._recalibrate(stream)
             return pack({"type": "ok"})
@@ -340,7 +349,7 @@ class FommServer:
                 stream.normalizer.strengths = Strengths(*strengths)
             except ValueError as err:  # absolute motion has no neutral pose to scale from
                 raise ProtocolError(str(err)) from err
-        crop = decode_image(payload)
+        crop = await self.decoder.decode(payload)
         now = time.monotonic()  # pacing: a stream faster than max_fps waits, it is never refused
         if stream.next_frame_at > now:
             await asyncio.sleep(stream.next_frame_at - now)
