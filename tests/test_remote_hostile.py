@@ -43,7 +43,7 @@ def connect(server: Server, token: str | None = TOKEN, headers: dict | None = No
     if token:
         extra["Authorization"] = f"Bearer {token}"
     return ws_connect(server.url.replace("http", "ws") + protocol.STREAM_ROUTE, max_size=None,
-                      additional_headers=extra, open_timeout=30)
+                      additional_headers=extra, open_timeout=30).__enter__()  # entered: usable outside a with
 
 
 def ask(ws, header: dict, payload: bytes = b"", timeout: float = 60) -> dict:
@@ -249,3 +249,67 @@ def test_a_decode_that_never_ends_is_cut_at_the_bound_and_its_worker_killed(monk
     assert reason == "the image took over 0.3 s to decode: refused"
     assert replaced, "the stuck worker was killed and another started in its place"
     assert timeouts == 1
+
+
+# -------------------------------------------------------------------------------------------- isolated streams
+def test_extreme_and_backward_times_fail_only_their_own_streams(server: Server, honest: HonestStream) -> None:
+    """8 clients at once send a frame at t=1e300 (a zero time step in the smoother once divided by zero inside the
+    shared batch, failing every stream batched with it), then frames going backward in time."""
+    crop = protocol.encode_image(golden("driving_1.png"), "jpeg")
+    replies: list[list[dict]] = []
+
+    def hostile() -> None:
+        with ready_stream(server) as ws:
+            mine = []
+            for i, t in enumerate((1e300, 1.0, 0.5, 0.5, -3.0, 1e6)):
+                mine.append(ask(ws, {"type": "frame", "id": i, "t": t, "smooth": [1.0, 0.5]}, crop))
+            replies.append(mine)
+
+    def action() -> None:
+        threads = [threading.Thread(target=hostile) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    measured("8 streams at t=1e300 then backward times", honest, action)
+    assert len(replies) == 8
+    for mine in replies:
+        assert mine[0]["type"] == "error" and "'t'" in mine[0]["message"] and mine[0]["id"] == 0
+        assert [r["type"] for r in mine[1:]] == ["frame"] * 5, mine  # older times: a small step, as the local loop
+
+
+def test_one_frame_that_fails_in_a_batch_fails_alone() -> None:
+    """``render_frames`` with a stand-in stream whose smoother raises ZeroDivisionError beside two honest ones: the
+    honest frames are rendered as they are alone, the bad one comes back as ``FrameFailed``."""
+    from conftest import golden_dir
+
+    from fomm_live.live.remote.batch import FrameFailed, render_frames
+    from fomm_live.live.remote.server import AvatarEncoding, Stream
+    from fomm_live.models import Animator
+    from fomm_live.models.motion import MotionNormalizer, MotionOptions
+
+    tiny = golden_dir("tiny")
+    animator = Animator.from_checkpoint(tiny / "checkpoint.pth.tar", tiny / "config.yaml", device="cpu",
+                                        precision="fp32", engine="eager")
+    import torch
+
+    with torch.inference_mode():
+        source = animator.to_tensor(golden("source.png"))
+        encoding = AvatarEncoding(animator.engine.encode(source), animator.engine.keypoints(source))
+
+    class BrokenSmoother(Stream):
+        def smooth(self, kp, t):
+            raise ZeroDivisionError("float division by zero")
+
+    def stream(kind=Stream):
+        s = kind(normalizer=MotionNormalizer(MotionOptions(relative=False)), encoding=encoding)
+        return s
+
+    crops = [golden(f"driving_{i}.png") for i in range(3)]
+    alone = [render_frames(animator, [(c, stream(), None)])[0][0] for c in (crops[0], crops[2])]
+    batch = render_frames(animator, [(crops[0], stream(), None), (crops[1], stream(BrokenSmoother), 1.0),
+                                     (crops[2], stream(), None)])
+    assert isinstance(batch[1], FrameFailed) and "ZeroDivisionError" in str(batch[1])
+    for got, want in zip((batch[0][0], batch[2][0]), alone, strict=True):
+        assert int(np.abs(got.astype(int) - want.astype(int)).max()) <= 1

@@ -57,6 +57,9 @@ MAX_MESSAGE_BYTES = 2 << 20  # a 256 x 256 PNG crop is at most ~200 KB; a 1024-p
 MIN_SIDE, MAX_SIDE = 16, 1024  # image sides accepted (the model resizes to its own 256)
 DEFAULT_MAX_FPS = 60.0  # frames per second per stream; faster streams are paced, not refused
 MAX_FIELD_SIDE = 256  # motion fields accepted: h, w in 2..256 (vox-256: 64 x 64, a quarter of the image's side)
+# Media times (seconds) accepted: a year. The smoother steps a repeated or older time by 1 ms, and a float64 time
+# keeps 1 ms steps (and finer) below 1e9; at 1e300 the step vanished, a zero time step divided by zero.
+MAX_MEDIA_TIME_S = 366 * 86400.0
 FIELD_SCALE = 8192  # deformation fixed point: 1/8192 of a grid unit (see encode_field)
 
 
@@ -220,8 +223,9 @@ def smoothing_of(header: dict[str, Any]) -> tuple[float, float, float] | None:
     if not (0 < min_cutoff < math.inf and 0 <= beta < math.inf):
         raise ProtocolError(f"'smooth' needs min_cutoff > 0 and beta >= 0, finite; got {smooth}")
     t = header.get("t")
-    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
-        raise ProtocolError("'t' (the crop's media time, seconds) must be a finite number with 'smooth'")
+    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or abs(t) > MAX_MEDIA_TIME_S:
+        raise ProtocolError(f"'t' (the crop's media time, seconds) must be a number from -{MAX_MEDIA_TIME_S:g} to "
+                            f"{MAX_MEDIA_TIME_S:g} with 'smooth'")
     return float(t), min_cutoff, beta
 
 

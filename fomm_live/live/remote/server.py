@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from fomm_live.live.loop.smoothing import MotionSmoother
-from fomm_live.live.remote.batch import RenderedFrame, render_frames
+from fomm_live.live.remote.batch import FrameFailed, RenderedFrame, render_frames
 from fomm_live.live.remote.decoding import DecoderPool, DecodeTimeout
 from fomm_live.live.remote.protocol import (
     CODECS,
@@ -189,13 +189,15 @@ class FommServer:
         self.counts["avatar_encodings"] += 1
         return await self._run(self._encode, image)
 
-    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
+    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]
+                ) -> list[RenderedFrame | FrameFailed]:
         results = render_frames(self.animator, items)
         self.counts["batches"] += 1
         return results
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
+    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]
+                           ) -> list[RenderedFrame | FrameFailed]:
         return await self._run(self._render, items)
 
     # ---------------------------------------------------------------------------------------------- routes
@@ -354,7 +356,10 @@ class FommServer:
         if stream.next_frame_at > now:
             await asyncio.sleep(stream.next_frame_at - now)
         stream.next_frame_at = max(now, stream.next_frame_at) + 1.0 / self.max_fps
-        image, field = await self.render_batch((crop, stream, t))
+        rendered = await self.render_batch((crop, stream, t))
+        if isinstance(rendered, FrameFailed):  # this stream's frame only: the batch's other frames were rendered
+            raise rendered
+        image, field = rendered
         stream.frames += 1
         self.counts["frames"] += 1
         if field is None:
