@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from fomm_live.live.options import CHECKPOINT_HELP
 logger = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+MALLOC_MMAP_THRESHOLD = 1 << 20  # bytes: blocks from 1 MiB up are mapped apart and returned to the system when freed
 RAY_MISSING = "fomm-live serve needs Ray Serve: pip install 'fomm-live[serve]'"
 
 EPILOG = """\
@@ -96,6 +98,10 @@ def execute(args: argparse.Namespace) -> int:
         raise UserError(RAY_MISSING) from None
     from fomm_live.live.cli.interrupts import install_interrupt_handlers
 
+    # glibc raises its mmap threshold to the largest block freed (up to 32 MiB): after a burst of 16 MiB messages
+    # Ray's proxy and the replica kept the memory they no longer used. A fixed threshold hands such blocks back at
+    # once; Ray's processes inherit it from here.
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
     ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=args.debug)
     install_interrupt_handlers()  # again: Ray's start may have replaced the SIGTERM handler
     try:

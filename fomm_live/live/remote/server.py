@@ -40,6 +40,7 @@ from fomm_live.live.remote.decoding import DecoderPool, DecodeTimeout
 from fomm_live.live.remote.protocol import (
     CODECS,
     DEFAULT_MAX_FPS,
+    MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     STATS_ROUTE,
     STREAM_ROUTE,
@@ -233,6 +234,12 @@ class FommServer:
                     break
                 data = message.get("bytes")
                 data = data if data is not None else message.get("text", "")
+                if len(data) > MAX_MESSAGE_BYTES:  # refused, and the stream closed: what it sent after is dropped
+                    self.counts["errors"] += 1
+                    await ws.send_bytes(pack({"type": "error", "fatal": True, "message": f"message of {len(data)} "
+                                              f"bytes is over the {MAX_MESSAGE_BYTES} byte limit"}))
+                    await ws.close(code=1009)  # message too big
+                    break
                 header: dict = {}
                 try:
                     header, payload = unpack(data)
