@@ -491,8 +491,6 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert "expected a binary message" in protocol.unpack(ws.recv(timeout=60))[0]["message"]
         assert "must be 'hello'" in ask(ws, {"type": "frame", "id": 1})["message"]
         assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "png"})["type"] == "ready"
-        oversized = ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
-        assert f"over the {protocol.MAX_MESSAGE_BYTES} byte limit" in oversized["message"]
         crop = protocol.encode_image(golden("driving_1.png"), "png")
         assert "no avatar yet" in ask(ws, {"type": "frame", "id": 4}, crop)["message"]
         unknown = ask(ws, {"type": "avatar", "hash": "ab" * 32})
@@ -511,6 +509,9 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert "finite number" in ask(ws, {"type": "calibrate", "smooth": [1.0, 2.0]}, neutral)["message"]
         # The same stream still works after all of that, and so does the other client.
         assert good.render(good.detect(golden("driving_2.png"))).frame is not None
+    with raw_stream(server) as ws:  # a message over the limit ends its stream (what it sent after is dropped)
+        oversized = ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
+        assert f"over the {protocol.MAX_MESSAGE_BYTES} byte limit" in oversized["message"] and oversized["fatal"]
     assert max_diff(good.render(good.detect(golden("driving_2.png"))).frame, want) <= 1
     good.close()
 
