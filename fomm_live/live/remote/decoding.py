@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 DECODE_TIMEOUT_S = 0.5  # a 1024 x 1024 PNG or JPEG crop decodes in 10 to 40 ms on a loaded 2-core Xeon; 12x margin
 DECODE_WORKERS = 2  # one slow image occupies one worker while the other serves the honest streams
 UNDECODABLE = "the image payload could not be decoded"
+WORKER_START_S = 60.0  # a worker's start (Python, numpy, OpenCV), ~0.3 s; much more on a loaded machine
+READY = b"R"  # the worker's first byte: its imports are done
 WORKER_COMMAND = [sys.executable, "-m", "fomm_live.live.remote.decoding"]
 
 
@@ -57,6 +59,10 @@ def _worker_main() -> None:
     stdin = sys.stdin.buffer
     stdout = os.fdopen(os.dup(1), "wb")  # the replies' own descriptor: whatever prints goes to stderr instead
     os.dup2(2, 1)
+    import cv2  # noqa: F401 - imported before the ready byte, so that no image's bound counts the import
+
+    stdout.write(READY)
+    stdout.flush()
     while True:
         try:
             (length,) = struct.unpack(">I", _read_exactly(stdin, 4))
@@ -86,6 +92,16 @@ class _Worker:
                    OMP_NUM_THREADS="1", OPENCV_LOG_LEVEL="OFF")
         self.proc = subprocess.Popen(WORKER_COMMAND, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+        self.started = False
+
+    def wait_started(self) -> None:
+        """Blocks until the worker has imported what it decodes with (its ready byte), once."""
+        if not self.started:
+            assert self.proc.stdout is not None
+            if _read_exactly(self.proc.stdout, 1) != READY:
+                raise EOFError("the decoder worker did not start")
+            self.started = True
 
     def call(self, data: bytes) -> np.ndarray:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -139,7 +155,16 @@ class DecoderPool:
             for worker in self.workers:
                 self.idle.put_nowait(worker)
         worker = await self.idle.get()
-        call = asyncio.get_running_loop().run_in_executor(self.threads, worker.call, data)
+        loop = asyncio.get_running_loop()
+        try:  # the bound is on the decode, not on the worker's start
+            await asyncio.wait_for(loop.run_in_executor(self.threads, worker.wait_started), WORKER_START_S)
+        except (TimeoutError, EOFError, OSError):
+            self.idle.put_nowait(self._replace(worker))
+            raise ProtocolError("the image decoder could not start: try again") from None
+        except asyncio.CancelledError:
+            self.idle.put_nowait(self._replace(worker))
+            raise
+        call = loop.run_in_executor(self.threads, worker.call, data)
         call.add_done_callback(lambda done: done.cancelled() or done.exception())  # read, also when abandoned
         try:
             return await asyncio.wait_for(asyncio.shield(call), self.timeout_s)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 import zlib
 from typing import Any
@@ -69,7 +70,7 @@ class ProtocolError(ValueError):
 
 def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
     """One wire message from a header and an optional payload."""
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()  # standard JSON only
     return struct.pack(">I", len(head)) + head + payload
 
 
@@ -85,12 +86,28 @@ def unpack(message: bytes | str) -> tuple[dict[str, Any], bytes]:
     if length > MAX_HEADER_BYTES or 4 + length > len(message):
         raise ProtocolError(f"bad header length {length} (at most {MAX_HEADER_BYTES}, within the message)")
     try:
-        header = json.loads(message[4:4 + length].decode())
+        header = json.loads(message[4:4 + length].decode(), parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError):
-        raise ProtocolError("the header is not UTF-8 JSON") from None
+        raise ProtocolError("the header is not UTF-8 JSON (standard JSON: no NaN or Infinity)") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
         raise ProtocolError("the header is not a JSON object with a 'type'")
     return header, bytes(message[4 + length:])
+
+
+def read_token_file(path: str | os.PathLike) -> str:
+    """The token in a token file, the same on both ends: its first non-empty line, stripped of white space.
+
+    Raises ``OSError`` when the file cannot be read and ``ValueError`` when it holds no token.
+    """
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return line.strip()
+    raise ValueError(f"{path} is empty: put the token on its first line")
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not standard JSON")
 
 
 def content_hash(image: np.ndarray) -> str:
