@@ -484,3 +484,21 @@ def test_non_bool_options_and_non_standard_ids_are_refused(server: Server) -> No
             reply = ask(ws, {"type": "frame", "id": bad}, crop)
             assert reply["type"] == "error" and "'id' must be a whole number" in reply["message"], (bad, reply)
             assert reply["id"] is None
+
+
+def test_origin_and_host_rules() -> None:
+    from fomm_live.live.remote.guard import host_name, refusal
+
+    allowed = ("https://studio.example.org",)
+    ok_host = {"host": "127.0.0.1:8000"}
+    assert refusal(ok_host, "127.0.0.1", token_required=False, allowed_origins=allowed) is None
+    assert refusal(dict(ok_host, origin="https://studio.example.org/"), "127.0.0.1", token_required=False,
+                   allowed_origins=allowed) is None
+    assert "evil.example are refused" in refusal(dict(ok_host, origin="http://evil.example"), "127.0.0.1",
+                                                 token_required=True, allowed_origins=allowed)
+    # DNS rebinding: another site's name resolving to 127.0.0.1; and a client beyond loopback, without a token
+    assert "only on loopback" in refusal({"host": "evil.example:8000"}, "127.0.0.1", token_required=False,
+                                         allowed_origins=())
+    assert "only on loopback" in refusal(ok_host, "10.0.0.7", token_required=False, allowed_origins=())
+    assert refusal({"host": "gpu-box:8000"}, "10.0.0.7", token_required=True, allowed_origins=()) is None
+    assert [host_name(h) for h in ("[::1]:8000", "localhost", "127.0.0.1:80")] == ["::1", "localhost", "127.0.0.1"]
