@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_remote import TOKEN, Server, descendants, golden
+from helpers.serving import TOKEN, Server, descendants, golden
 
 from fomm_live.live.remote import protocol
 
@@ -231,13 +231,14 @@ def test_the_decoder_pool_decodes_in_workers_and_refuses_with_the_reason() -> No
 
 
 def test_a_decode_that_never_ends_is_cut_at_the_bound_and_its_worker_killed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stand-in worker that never answers (a process that sleeps) plays the image that decodes for ever."""
+    """A stand-in worker that starts (its ready byte) and then never answers plays the image that decodes for ever."""
     import asyncio
     import sys
 
     from fomm_live.live.remote import decoding
 
-    monkeypatch.setattr(decoding, "WORKER_COMMAND", [sys.executable, "-c", "import time; time.sleep(120)"])
+    stand_in = "import sys, time; sys.stdout.buffer.write(b'R'); sys.stdout.flush(); time.sleep(120)"
+    monkeypatch.setattr(decoding, "WORKER_COMMAND", [sys.executable, "-c", stand_in])
 
     async def run() -> tuple[str, bool, int]:
         pool = decoding.DecoderPool(workers=1, timeout_s=0.3)
@@ -502,3 +503,46 @@ def test_origin_and_host_rules() -> None:
     assert "only on loopback" in refusal(ok_host, "10.0.0.7", token_required=False, allowed_origins=())
     assert refusal({"host": "gpu-box:8000"}, "10.0.0.7", token_required=True, allowed_origins=()) is None
     assert [host_name(h) for h in ("[::1]:8000", "localhost", "127.0.0.1:80")] == ["::1", "localhost", "127.0.0.1"]
+
+
+# ------------------------------------------------------------------------------------------------------ avatars
+def test_a_hash_alone_does_not_give_another_client_the_picture_nor_do_its_uploads_evict_it(
+        server: Server, honest: HonestStream) -> None:
+    """The honest stream uploaded the golden source from 127.0.0.1; another client, from 127.0.0.2, names its hash,
+    then uploads more avatars than the replica keeps; the honest client still reaches its own by hash."""
+    from fomm_live.live.remote.avatars import MAX_AVATARS
+
+    victim = protocol.content_hash(golden("source.png"))
+    rng = np.random.default_rng(7)
+    known = []
+
+    def action() -> None:
+        with connect(server, source_address=("127.0.0.2", 0)) as ws:
+            assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "png"})["type"] == "ready"
+            known.append(ask(ws, {"type": "avatar", "hash": victim})["known"])
+            for _ in range(MAX_AVATARS + 1):
+                picture = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+                reply = ask(ws, {"type": "upload", "hash": protocol.content_hash(picture)},
+                            protocol.encode_image(picture, "png"))
+                assert reply.get("known") is True, reply
+
+    measured(f"another address names a hash, then uploads {MAX_AVATARS + 1} avatars", honest, action)
+    assert known == [False], "a hash alone gave another client the picture"
+    with connect(server) as ws:  # the victim's address: its avatar is still held
+        assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "png"})["type"] == "ready"
+        assert ask(ws, {"type": "avatar", "hash": victim})["known"] is True
+    assert victim not in server.log.read_text(), "an avatar hash in the server's log"
+
+
+def test_the_avatar_cache_evicts_the_biggest_holder_first() -> None:
+    from fomm_live.live.remote.avatars import AvatarCache
+
+    cache = AvatarCache(capacity=4)
+    cache.put("victim", "v1", "enc-v1")
+    cache.put("victim", "v2", "enc-v2")
+    for i in range(20):  # a flood from another address
+        cache.put("flood", f"f{i}", f"enc-f{i}")
+    assert cache.get("victim", "v1") == "enc-v1" and cache.get("victim", "v2") == "enc-v2"
+    assert cache.get("flood", "v1") is None, "a hash alone does not reach another owner's avatar"
+    assert len(cache) == 4 and cache.get("flood", "f19") == "enc-f19"
+    assert cache.shared("f0") is None, "an encoding goes with its last owner"

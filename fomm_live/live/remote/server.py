@@ -3,10 +3,10 @@ networks and animate the face crops of many streams in shared batches.
 
 - One WebSocket per stream (``protocol.STREAM_ROUTE``); the stream's state (codec, motion options, neutral pose,
   avatar) lives in its handler on the replica that accepted it.
-- Avatars are addressed by the content hash of their crop and encoded once per replica: Serve's model multiplexing
-  (``get_avatar``), least recently used first out. A stream holds its own avatar's encoding, so eviction never
-  breaks a running stream; it only means a later stream uploads it again. A client that reconnects names its avatar
-  in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
+- Avatars are addressed by the content hash of their crop, encoded once per replica and scoped by client
+  (``live.remote.avatars``): a client reaches by hash only the avatars it uploaded itself, and its uploads evict
+  its own avatars before anyone else's. A stream holds its own avatar's encoding, so eviction never breaks a running
+  stream; it only means a later stream uploads it again.
 - Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most) of
   ``live.remote.batch.render_frames``: keypoints, per-stream smoothing and normalisation, one decode of B frames from
   B cached sources (returning the motion field when a stream asked for it; the engines' fast paths compute it anyway).
@@ -23,7 +23,6 @@ import asyncio
 import hmac
 import logging
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +31,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from fomm_live.live.remote.avatars import AvatarCache
 from fomm_live.live.remote.batch import FrameFailed, RenderedFrame, render_frames
 from fomm_live.live.remote.decoding import DecoderPool, DecodeTimeout
 from fomm_live.live.remote.guard import Limits, StreamSlots, is_loopback, refusal
@@ -66,8 +66,6 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 16  # 16 streams: the largest size the CPU sweep measures
 BATCH_WAIT_S = 0.004  # 4 ms: a fraction of a 30 fps frame's 33 ms, enough for streams in step to meet
-MAX_AVATARS_PER_REPLICA = 32  # a vox-256 source encoding is ~4 MB of fp32 features
-MAX_PENDING_UPLOADS = 8
 
 
 api = FastAPI(title="fomm-live serve")
@@ -106,7 +104,7 @@ class FommServer:
         # One thread runs every model call of the replica: the networks are not shared between threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fomm-model")
         self.decoder = DecoderPool()  # the clients' images: decoded in worker processes, each bounded in time
-        self.pending: OrderedDict[str, np.ndarray] = OrderedDict()  # uploaded, not yet encoded
+        self.avatars = AvatarCache()
         self.counts = {"streams": 0, "streams_total": 0, "frames": 0, "batches": 0, "avatar_lookups": 0,
                        "avatar_cache_hits": 0, "avatar_encodings": 0, "fields": 0, "errors": 0,
                        "decode_timeouts": 0, "refused_streams": 0, "idle_closed": 0}
@@ -128,15 +126,6 @@ class FommServer:
 
         with torch.inference_mode():
             return self.animator.keypoints(image)
-
-    @serve.multiplexed(max_num_models_per_replica=MAX_AVATARS_PER_REPLICA)
-    async def get_avatar(self, avatar_hash: str) -> AvatarEncoding:
-        """The encoding of an avatar: loaded (encoded) here only on a miss, from a verified upload."""
-        image = self.pending.pop(avatar_hash, None)
-        if image is None:
-            raise UnknownAvatar(avatar_hash)
-        self.counts["avatar_encodings"] += 1
-        return await self._run(self._encode, image)
 
     def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]
                 ) -> list[RenderedFrame | FrameFailed]:
@@ -196,7 +185,7 @@ class FommServer:
         self.counts["streams"] += 1
         self.counts["streams_total"] += 1
         try:
-            await self._serve(ws, Stream())
+            await self._serve(ws, Stream(owner=address))
         except (WebSocketDisconnect, RuntimeError):  # the client left (RuntimeError: sent after it closed)
             pass
         finally:
@@ -252,10 +241,12 @@ class FommServer:
             image = await self.decoder.decode(payload)
             if content_hash(image) != avatar_hash:
                 raise ProtocolError("the uploaded avatar does not match its hash")
-            self.pending[avatar_hash] = image
-            while len(self.pending) > MAX_PENDING_UPLOADS:
-                self.pending.popitem(last=False)
-            stream.encoding = await self.get_avatar(avatar_hash)
+            encoding = self.avatars.shared(avatar_hash)  # the same picture, uploaded by another client too
+            if encoding is None:
+                self.counts["avatar_encodings"] += 1
+                encoding = await self._run(self._encode, image)
+            self.avatars.put(stream.owner, avatar_hash, encoding)
+            stream.encoding = encoding
             stream.avatar, stream.missing = avatar_hash, None
             await self._recalibrate(stream)
             return pack({"type": "avatar", "hash": avatar_hash, "known": True})
@@ -299,11 +290,11 @@ class FommServer:
 
     async def _avatar(self, stream: Stream, avatar_hash: str) -> bytes:
         self.counts["avatar_lookups"] += 1
-        try:
-            stream.encoding = await self.get_avatar(avatar_hash)
-        except UnknownAvatar:
+        encoding = self.avatars.get(stream.owner, avatar_hash)  # only an avatar this client uploaded
+        if encoding is None:
             stream.avatar, stream.encoding, stream.missing = None, None, avatar_hash
             return pack({"type": "avatar", "hash": avatar_hash, "known": False})
+        stream.encoding = encoding
         self.counts["avatar_cache_hits"] += 1
         stream.avatar = avatar_hash
         await self._recalibrate(stream)

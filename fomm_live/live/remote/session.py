@@ -51,6 +51,7 @@ class AvatarEncoding:
 class Stream:
     """One client's state on the replica that holds its WebSocket."""
 
+    owner: str = ""  # the client's address: whose avatars it may name (``live.remote.avatars``)
     codec: str = "jpeg"
     normalizer: Any = None
     kp_neutral: Any = None
