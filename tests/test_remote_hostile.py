@@ -36,14 +36,15 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     assert not left, f"SIGTERM left processes of fomm-live serve running: {sorted(left)}"
 
 
-def connect(server: Server, token: str | None = TOKEN, headers: dict | None = None):
+def connect(server: Server, token: str | None = TOKEN, headers: dict | None = None, **socket_options):
     from websockets.sync.client import connect as ws_connect
 
     extra = dict(headers or {})
     if token:
         extra["Authorization"] = f"Bearer {token}"
-    return ws_connect(server.url.replace("http", "ws") + protocol.STREAM_ROUTE, max_size=None,
-                      additional_headers=extra, open_timeout=30).__enter__()  # entered: usable outside a with
+    ws = ws_connect(server.url.replace("http", "ws") + protocol.STREAM_ROUTE, max_size=None,
+                    additional_headers=extra, open_timeout=30, **socket_options)
+    return ws.__enter__()  # entered: usable outside a with too
 
 
 def ask(ws, header: dict, payload: bytes = b"", timeout: float = 60) -> dict:
