@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -93,6 +94,11 @@ def execute(args: argparse.Namespace) -> int:
     token = check_listen(args.host, args.token_file)
     if not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist")
+    if not os.environ.get("RAY_ADDRESS"):  # this command starts its own one-machine Ray cluster
+        # Ray's services (GCS, raylet, workers) listen on every interface, whatever address is asked for: token
+        # authentication (Ray >= 2.52) keeps everyone else out of them. A fresh random token for each run.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     try:
         import ray
         from ray import serve
@@ -106,9 +112,7 @@ def execute(args: argparse.Namespace) -> int:
     # Ray's proxy and the replica kept the memory they no longer used. A fixed threshold hands such blocks back at
     # once; Ray's processes inherit it from here.
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
-    # Ray's own services (GCS, raylet, object store) on loopback: this command runs a one-machine cluster.
-    ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=args.debug,
-             _node_ip_address="127.0.0.1")
+    ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=args.debug)
     install_interrupt_handlers()  # again: Ray's start may have replaced the SIGTERM handler
     try:
         serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": KEEP_ALIVE_S},

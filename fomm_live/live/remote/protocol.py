@@ -241,8 +241,8 @@ def smoothing_of(header: dict[str, Any]) -> tuple[float, float, float] | None:
         raise ProtocolError(f"'smooth' needs min_cutoff > 0 and beta >= 0, finite; got {smooth}")
     t = header.get("t")
     if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or abs(t) > MAX_MEDIA_TIME_S:
-        raise ProtocolError(f"'t' (the crop's media time, seconds) must be a number from -{MAX_MEDIA_TIME_S:g} to "
-                            f"{MAX_MEDIA_TIME_S:g} with 'smooth'")
+        raise ProtocolError(f"'t' (the crop's media time, seconds) must be a finite number from "
+                            f"-{MAX_MEDIA_TIME_S:.0f} to {MAX_MEDIA_TIME_S:.0f} with 'smooth'")
     return float(t), min_cutoff, beta
 
 
