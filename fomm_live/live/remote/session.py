@@ -1,7 +1,7 @@
 """One client's stream as a replica of ``fomm-live serve`` holds it: its state (codec, motion options, smoothing,
 neutral pose, avatar), the avatar encodings it points at, and the checks of the header fields that name them.
 
-Imports numpy and ``live.loop.smoothing``; imported by ``live.remote.server`` and ``live.remote.batch``'s callers.
+Imports ``live.loop.smoothing``; imported by ``live.remote.server`` and the tests.
 """
 
 from __future__ import annotations
