@@ -32,7 +32,9 @@ normalisation, as the local loop smooths its own; without ``smooth`` they are no
 
 Any message can be answered with ``error`` {message, fatal}; a fatal one is followed by the server closing the
 stream. Headers are standard JSON (no NaN or Infinity); an ``id`` is a whole number from 0 to 2**53 (echoed in the
-reply, ``null`` in an error when it was not one); ``relative`` and ``adapt_scale`` are true or false. The rendered face and the driving crops are JPEG at ``JPEG_QUALITY`` by default (a 256 x 256 face is 10 to 23 KB
+reply, ``null`` in an error when it was not one); ``relative`` and ``adapt_scale`` are true or false.
+
+The rendered face and the driving crops are JPEG at ``JPEG_QUALITY`` by default (a 256 x 256 face is 10 to 23 KB
 instead of 197 KB raw; see the README for its PSNR against the local run), or PNG, lossless, for parity.
 """
 
