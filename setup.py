@@ -51,7 +51,8 @@ setup(
         "tensorrt": ["torch-tensorrt==2.13.0"],
         # fomm-live serve and run --remote: Ray Serve (its FastAPI ingress serves the WebSocket) and the client's
         # WebSocket library. Resolves beside mediapipe's numpy<2 and protobuf<5 pins (ray 2.60 checked).
-        "serve": ["ray[serve]>=2.40", "websockets>=13"],
+        # 2.52: the first Ray release with token authentication for its own services (RAY_AUTH_MODE=token).
+        "serve": ["ray[serve]>=2.52", "websockets>=13"],
         "test": [
             # tests/test_remote.py starts a real Ray Serve instance on the CPU.
             "fomm-live[serve]",

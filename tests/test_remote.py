@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -21,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import golden_dir, read_rgb
+from helpers.serving import TOKEN, Server, golden
 
 from fomm_live.live.capture.driving import resize_to_square
 from fomm_live.live.cli import main
@@ -30,97 +26,6 @@ from fomm_live.live.paths import DEFAULT_PORTRAIT
 from fomm_live.live.remote import protocol
 from fomm_live.live.remote.client import RemoteBackend
 from fomm_live.models.engines import psnr
-
-REPO = Path(__file__).resolve().parents[1]
-TOKEN = "test-token-0123456789"
-START_TIMEOUT_S = 240  # Ray, its Serve controller and one replica on a loaded 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (Ray's GCS, raylet, workers...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-class Server:
-    """``fomm-live serve`` in a subprocess, as a user starts it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.token_file = folder / "token.txt"
-        self.token_file.write_text(TOKEN + "\n")
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        tiny = golden_dir("tiny")
-        self.starts += 1
-        self.log = self.folder / f"serve-{self.starts}.log"
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        with open(self.log, "w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fomm_live", "serve", "--checkpoint", str(tiny / "checkpoint.pth.tar"),
-                 "--config", str(tiny / "config.yaml"), "--device", "cpu", "--precision", "fp32", "--port",
-                 str(self.port), "--token-file", str(self.token_file)],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "serving on" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"fomm-live serve did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.5)
-
-    def stop(self) -> set[int]:
-        """SIGTERM, as a service manager stops it; returns the processes it had started that are still alive."""
-        if self.proc is None:
-            return set()
-        below = descendants(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-        deadline = time.monotonic() + 30
-        while (left := {p for p in below if alive(p)}) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        return left
-
-    def stats(self, token: str | None = TOKEN) -> dict:
-        request = urllib.request.Request(self.url + protocol.STATS_ROUTE,
-                                         headers={"Authorization": f"Bearer {token}"} if token else {})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +37,6 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     yield srv
     left = srv.stop()
     assert not left, f"SIGTERM left processes of fomm-live serve running: {sorted(left)}"
-
-
-def golden(name: str) -> np.ndarray:
-    return read_rgb(golden_dir("tiny") / name)
 
 
 def local_faces(source: np.ndarray, neutral: np.ndarray, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -491,8 +392,6 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert "expected a binary message" in protocol.unpack(ws.recv(timeout=60))[0]["message"]
         assert "must be 'hello'" in ask(ws, {"type": "frame", "id": 1})["message"]
         assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "png"})["type"] == "ready"
-        oversized = ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
-        assert f"over the {protocol.MAX_MESSAGE_BYTES} byte limit" in oversized["message"]
         crop = protocol.encode_image(golden("driving_1.png"), "png")
         assert "no avatar yet" in ask(ws, {"type": "frame", "id": 4}, crop)["message"]
         unknown = ask(ws, {"type": "avatar", "hash": "ab" * 32})
@@ -511,6 +410,9 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert "finite number" in ask(ws, {"type": "calibrate", "smooth": [1.0, 2.0]}, neutral)["message"]
         # The same stream still works after all of that, and so does the other client.
         assert good.render(good.detect(golden("driving_2.png"))).frame is not None
+    with raw_stream(server) as ws:  # a message over the limit ends its stream (what it sent after is dropped)
+        oversized = ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
+        assert f"over the {protocol.MAX_MESSAGE_BYTES} byte limit" in oversized["message"] and oversized["fatal"]
     assert max_diff(good.render(good.detect(golden("driving_2.png"))).frame, want) <= 1
     good.close()
 

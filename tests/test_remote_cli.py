@@ -97,3 +97,31 @@ def test_the_shipped_serve_config_is_valid_and_builds_the_application(tmp_path: 
     token.write_text("\n")
     with pytest.raises(ValueError, match="is empty"):
         build_app(args)
+
+
+def test_build_app_refuses_a_non_loopback_host_without_a_token(tmp_path: Path) -> None:
+    pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+    from fomm_live.live.remote.server import build_app
+
+    args = {"checkpoint": str(golden_dir("tiny") / "checkpoint.pth.tar")}
+    for host in ("0.0.0.0", "192.168.1.5", None):
+        with pytest.raises(ValueError, match="without a token: set 'token_file'"):
+            build_app(dict(args, host=host) if host else args)
+    assert type(build_app(dict(args, host="127.0.0.1"))).__name__ == "Application"
+    with pytest.raises(ValueError, match="allowed_origins"):
+        build_app(dict(args, host="127.0.0.1", allowed_origins="https://example.org"))
+
+
+def test_both_ends_read_the_token_file_the_same_way(tmp_path: Path) -> None:
+    """The first non-empty line, stripped: a file with blank lines first and a comment line after serves."""
+    from fomm_live.live.remote.client import read_token
+    from fomm_live.live.remote.protocol import read_token_file
+
+    token = tmp_path / "token.txt"
+    token.write_text(f"\n  \n  {TOKEN}  \nsecond line\n")
+    assert read_token(str(token)) == read_token_file(token) == TOKEN
+    token.write_text(" \n\n")
+    with pytest.raises(UserError, match="is empty"):
+        read_token(str(token))
+    with pytest.raises(ValueError, match="is empty"):
+        read_token_file(token)

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
-        serve.run(build_app({"checkpoint": args.checkpoint, "config": args.config, "device": "cpu",
+        serve.run(build_app({"checkpoint": args.checkpoint, "config": args.config, "device": "cpu", "host": "127.0.0.1",
                              "precision": args.precision, "engine": "eager", "max_fps": 1000}),
                   name="fomm-live", route_prefix="/")
         animator = Animator.from_checkpoint(args.checkpoint, args.config, device="cpu", precision=args.precision,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
+import secrets
 import time
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from fomm_live.live.options import CHECKPOINT_HELP
 logger = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+MALLOC_MMAP_THRESHOLD = 1 << 20  # bytes: blocks from 1 MiB up are mapped apart and returned to the system when freed
+KEEP_ALIVE_S = 10  # seconds an idle or half-sent HTTP request is held (Serve's default, 90, let them pile up)
 RAY_MISSING = "fomm-live serve needs Ray Serve: pip install 'fomm-live[serve]'"
 
 EPILOG = """\
@@ -55,6 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--replicas", type=int, default=1, metavar="N", help="model replicas (default: 1)")
     serve.add_argument("--gpus-per-replica", type=float, metavar="X",
                        help="GPUs per replica (default: 1 when the machine has a GPU and --device is not cpu, else 0)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                       help="a web origin (https://host[:port]) whose pages may use the server, e.g. the browser "
+                            "output's; repeat for more. Requests from other web pages are refused (default: none)")
     serve.add_argument("--max-fps", type=float, default=60.0, metavar="N",
                        help="frames per second per stream; faster streams are paced (default: 60)")
     add_debug_option(serve)
@@ -87,6 +94,11 @@ def execute(args: argparse.Namespace) -> int:
     token = check_listen(args.host, args.token_file)
     if not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist")
+    if not os.environ.get("RAY_ADDRESS"):  # this command starts its own one-machine Ray cluster
+        # Ray's services (GCS, raylet, workers) listen on every interface, whatever address is asked for: token
+        # authentication (Ray >= 2.52) keeps everyone else out of them. A fresh random token for each run.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     try:
         import ray
         from ray import serve
@@ -96,16 +108,22 @@ def execute(args: argparse.Namespace) -> int:
         raise UserError(RAY_MISSING) from None
     from fomm_live.live.cli.interrupts import install_interrupt_handlers
 
+    # glibc raises its mmap threshold to the largest block freed (up to 32 MiB): after a burst of 16 MiB messages
+    # Ray's proxy and the replica kept the memory they no longer used. A fixed threshold hands such blocks back at
+    # once; Ray's processes inherit it from here.
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
     ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=args.debug)
     install_interrupt_handlers()  # again: Ray's start may have replaced the SIGTERM handler
     try:
-        serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
+        serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": KEEP_ALIVE_S},
+                    logging_config={"log_level": "WARNING"})
         gpus = args.gpus_per_replica
         if gpus is None:
             gpus = 1.0 if args.device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         app = build_app({"checkpoint": str(Path(args.checkpoint).resolve()), "config": args.config,
                          "device": args.device, "precision": args.precision, "engine": args.engine,
-                         "token_file": args.token_file, "max_fps": args.max_fps, "num_replicas": args.replicas,
+                         "token_file": args.token_file, "host": args.host, "allowed_origins": args.allow_origin,
+                         "max_fps": args.max_fps, "num_replicas": args.replicas,
                          "num_gpus": gpus})
         try:
             serve.run(app, name="fomm-live", route_prefix="/")

@@ -6,6 +6,9 @@
 - ``server``: the Ray Serve application (needs ``ray[serve]`` and torch); imported only by ``live.cli.serve`` and the
   tests;
 - ``batch``: the server's batched step, the frames of many streams in one pass of the networks (torch);
+- ``session``: one stream's state on a replica; ``avatars``: the replica's avatars, scoped by client;
+- ``decoding``: the clients' images decoded in worker processes, each bounded in time;
+- ``guard``: origin, host and address checks, and the per-address and per-replica stream limits;
 - ``serve-config.yaml``: the application as a Serve config file, for a running Ray cluster.
 
 May import ``models`` and the rest of ``live``; imported by the CLI, ``live.wiring`` (lazily, for ``--remote``) and

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,6 +46,7 @@ from fomm_live.live.remote.protocol import (
     decode_image,
     encode_image,
     pack,
+    read_token_file,
     split_frame,
     unpack,
 )
@@ -98,16 +98,16 @@ def stream_url(url: str) -> str:
 
 
 def read_token(path: str | None) -> str | None:
-    """The token on the first line of ``path`` (None: no token)."""
+    """The token of the token file ``path`` (``protocol.read_token_file``: its first non-empty line; None: no
+    token)."""
     if path is None:
         return None
     try:
-        token = Path(path).read_text(encoding="utf-8").strip().splitlines()
+        return read_token_file(path)
     except OSError as err:
         raise UserError(f"cannot read --token-file {path}: {err.strerror or err}") from err
-    if not token or not token[0].strip():
-        raise UserError(f"--token-file {path} is empty: put the token on its first line")
-    return token[0].strip()
+    except ValueError:
+        raise UserError(f"--token-file {path} is empty: put the token on its first line") from None
 
 
 class RemoteBackend(Backend):

@@ -31,7 +31,10 @@ normalisation, as the local loop smooths its own; without ``smooth`` they are no
 ``calibrate`` and the ``frame`` after it with the same ``t`` are one sample: the crop the pose was taken on.
 
 Any message can be answered with ``error`` {message, fatal}; a fatal one is followed by the server closing the
-stream. The rendered face and the driving crops are JPEG at ``JPEG_QUALITY`` by default (a 256 x 256 face is 10 to 23 KB
+stream. Headers are standard JSON (no NaN or Infinity); an ``id`` is a whole number from 0 to 2**53 (echoed in the
+reply, ``null`` in an error when it was not one); ``relative`` and ``adapt_scale`` are true or false.
+
+The rendered face and the driving crops are JPEG at ``JPEG_QUALITY`` by default (a 256 x 256 face is 10 to 23 KB
 instead of 197 KB raw; see the README for its PSNR against the local run), or PNG, lossless, for parity.
 """
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 import zlib
 from typing import Any
@@ -57,6 +61,9 @@ MAX_MESSAGE_BYTES = 2 << 20  # a 256 x 256 PNG crop is at most ~200 KB; a 1024-p
 MIN_SIDE, MAX_SIDE = 16, 1024  # image sides accepted (the model resizes to its own 256)
 DEFAULT_MAX_FPS = 60.0  # frames per second per stream; faster streams are paced, not refused
 MAX_FIELD_SIDE = 256  # motion fields accepted: h, w in 2..256 (vox-256: 64 x 64, a quarter of the image's side)
+# Media times (seconds) accepted: a year. The smoother steps a repeated or older time by 1 ms, and a float64 time
+# keeps 1 ms steps (and finer) below 1e9; at 1e300 the step vanished, a zero time step divided by zero.
+MAX_MEDIA_TIME_S = 366 * 86400.0
 FIELD_SCALE = 8192  # deformation fixed point: 1/8192 of a grid unit (see encode_field)
 
 
@@ -66,7 +73,7 @@ class ProtocolError(ValueError):
 
 def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
     """One wire message from a header and an optional payload."""
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()  # standard JSON only
     return struct.pack(">I", len(head)) + head + payload
 
 
@@ -82,12 +89,28 @@ def unpack(message: bytes | str) -> tuple[dict[str, Any], bytes]:
     if length > MAX_HEADER_BYTES or 4 + length > len(message):
         raise ProtocolError(f"bad header length {length} (at most {MAX_HEADER_BYTES}, within the message)")
     try:
-        header = json.loads(message[4:4 + length].decode())
+        header = json.loads(message[4:4 + length].decode(), parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError):
-        raise ProtocolError("the header is not UTF-8 JSON") from None
+        raise ProtocolError("the header is not UTF-8 JSON (standard JSON: no NaN or Infinity)") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
         raise ProtocolError("the header is not a JSON object with a 'type'")
     return header, bytes(message[4 + length:])
+
+
+def read_token_file(path: str | os.PathLike) -> str:
+    """The token in a token file, the same on both ends: its first non-empty line, stripped of white space.
+
+    Raises ``OSError`` when the file cannot be read and ``ValueError`` when it holds no token.
+    """
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return line.strip()
+    raise ValueError(f"{path} is empty: put the token on its first line")
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not standard JSON")
 
 
 def content_hash(image: np.ndarray) -> str:
@@ -97,28 +120,81 @@ def content_hash(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+JPEG_STANDALONE = frozenset((0x01, *range(0xD0, 0xD8)))  # TEM and RST0..7: markers without a segment
+MAX_JPEG_SCANS = 100  # a progressive JPEG from libjpeg has ~10 scans; each scan costs a pass over the image, and
+# 174,000 empty scans of a 1024 x 1024 image took 13 s to decode (2 cores, Intel Xeon)
+
+
 def image_dimensions(data: bytes) -> tuple[str, int, int]:
-    """(codec, width, height) read from a PNG or JPEG header, before anything is decompressed (a small payload can
-    claim a huge image)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+    """(codec, width, height) read from a PNG or JPEG header the way the decoder reads it, before anything is
+    decompressed (a small payload can claim a huge image).
+
+    The JPEG walk follows libjpeg's: markers after any number of 0xFF fill bytes, segments skipped by their length, the
+    first start-of-frame (any SOFn) giving the size; and it counts the scans (at most ``MAX_JPEG_SCANS``). Where
+    libjpeg would be lenient (stray bytes between segments, which it skips to the next marker), this walk refuses the
+    image instead, so that it can never read a header that the decoder does not. A PNG's first chunk must be its IHDR.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 33 or data[8:16] != b"\x00\x00\x00\x0dIHDR":
+            raise ProtocolError("a PNG payload whose first chunk is not its header (IHDR)")
         width, height = struct.unpack(">II", data[16:24])
         return "png", width, height
     if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 <= len(data):
-            if data[i] != 0xFF:
-                break
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            (length,) = struct.unpack(">H", data[i + 2:i + 4])
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
-                height, width = struct.unpack(">HH", data[i + 5:i + 9])
-                return "jpeg", width, height
-            i += 2 + length
-        raise ProtocolError("a JPEG payload without a readable frame header")
+        return ("jpeg", *_jpeg_dimensions(data))
     raise ProtocolError("the payload is neither PNG nor JPEG")
+
+
+def _jpeg_dimensions(data: bytes) -> tuple[int, int]:
+    """(width, height) of a JPEG (see ``image_dimensions``); a payload cut short after its frame header is accepted
+    (the decoder renders what it has, and the decoded sides are checked against these)."""
+    bad = ProtocolError("a JPEG payload whose markers the server cannot follow")
+    i, size, scans, end = 2, None, 0, len(data)
+    while i < end:
+        if data[i] != 0xFF:
+            raise bad  # not a marker where one must be (libjpeg would skip ahead and might read other data)
+        while i < end and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= end:
+            break
+        marker = data[i]
+        i += 1
+        if marker in JPEG_STANDALONE:
+            continue
+        if marker == 0xD9 and size is not None:
+            return size
+        if marker in (0x00, 0xC8, 0xD8, 0xD9) or (marker == 0xDA and size is None):
+            raise bad  # a stuffed zero, JPG (reserved), a second start of image, no frame before the end or a scan
+        if i + 2 > end:
+            break
+        (length,) = struct.unpack(">H", data[i:i + 2])
+        if length < 2:
+            raise bad
+        if marker in JPEG_SOF:
+            if size is not None:
+                raise ProtocolError("a JPEG payload with two frame headers")
+            if length < 8 or i + 7 > end:
+                break
+            height, width = struct.unpack(">HH", data[i + 3:i + 7])
+            size = (width, height)
+        i += length
+        if marker == 0xDA:  # a scan: its entropy-coded data runs to the next marker (0xFF not followed by 0 or RSTn)
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ProtocolError(f"a JPEG payload of more than {MAX_JPEG_SCANS} scans")
+            while (i := data.find(b"\xff", i)) >= 0:
+                j = i + 1
+                while j < end and data[j] == 0xFF:
+                    j += 1
+                if j < end and (data[j] == 0x00 or 0xD0 <= data[j] <= 0xD7):
+                    i = j + 1
+                    continue
+                break
+            if i < 0:
+                break
+    if size is None:
+        raise ProtocolError("a JPEG payload without a readable frame header")
+    return size
 
 
 def encode_image(image: np.ndarray, codec: str) -> bytes:
@@ -167,8 +243,9 @@ def smoothing_of(header: dict[str, Any]) -> tuple[float, float, float] | None:
     if not (0 < min_cutoff < math.inf and 0 <= beta < math.inf):
         raise ProtocolError(f"'smooth' needs min_cutoff > 0 and beta >= 0, finite; got {smooth}")
     t = header.get("t")
-    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
-        raise ProtocolError("'t' (the crop's media time, seconds) must be a finite number with 'smooth'")
+    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or abs(t) > MAX_MEDIA_TIME_S:
+        raise ProtocolError(f"'t' (the crop's media time, seconds) must be a finite number from "
+                            f"-{MAX_MEDIA_TIME_S:.0f} to {MAX_MEDIA_TIME_S:.0f} with 'smooth'")
     return float(t), min_cutoff, beta
 
 

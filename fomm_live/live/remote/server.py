@@ -3,10 +3,10 @@ networks and animate the face crops of many streams in shared batches.
 
 - One WebSocket per stream (``protocol.STREAM_ROUTE``); the stream's state (codec, motion options, neutral pose,
   avatar) lives in its handler on the replica that accepted it.
-- Avatars are addressed by the content hash of their crop and encoded once per replica: Serve's model multiplexing
-  (``get_avatar``), least recently used first out. A stream holds its own avatar's encoding, so eviction never
-  breaks a running stream; it only means a later stream uploads it again. A client that reconnects names its avatar
-  in the ``serve_multiplexed_model_id`` header, so that Serve prefers a replica that holds it.
+- Avatars are addressed by the content hash of their crop, encoded once per replica and scoped by client
+  (``live.remote.avatars``): a client reaches by hash only the avatars it uploaded itself, and its uploads evict
+  its own avatars before anyone else's. A stream holds its own avatar's encoding, so eviction never breaks a running
+  stream; it only means a later stream uploads it again.
 - Frames from all streams of a replica go through one ``serve.batch`` call (``BATCH_WAIT_S`` at most) of
   ``live.remote.batch.render_frames``: keypoints, per-stream smoothing and normalisation, one decode of B frames from
   B cached sources (returning the motion field when a stream asked for it; the engines' fast paths compute it anyway).
@@ -20,13 +20,10 @@ Imports Ray, FastAPI and torch: only ``live.cli.serve`` and the tests import it.
 # No "from __future__ import annotations": FastAPI reads the route parameters' annotations (Request, WebSocket)
 # from the methods Serve wraps, and postponed (string) annotations are not resolved there.
 import asyncio
-import hashlib
 import hmac
 import logging
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,97 +31,41 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from fomm_live.live.loop.smoothing import MotionSmoother
-from fomm_live.live.remote.batch import RenderedFrame, render_frames
+from fomm_live.live.remote.avatars import AvatarCache
+from fomm_live.live.remote.batch import FrameFailed, RenderedFrame, render_frames
+from fomm_live.live.remote.decoding import DecoderPool, DecodeTimeout
+from fomm_live.live.remote.guard import Limits, StreamSlots, is_loopback, refusal
 from fomm_live.live.remote.protocol import (
     CODECS,
     DEFAULT_MAX_FPS,
+    MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     STATS_ROUTE,
     STREAM_ROUTE,
     ProtocolError,
     content_hash,
-    decode_image,
     encode_field,
     encode_image,
     frame_reply,
     pack,
-    smoothing_of,
+    read_token_file,
     strength_of,
     unpack,
+)
+from fomm_live.live.remote.session import (
+    MAX_FRAME_ID,
+    AvatarEncoding,
+    Stream,
+    UnknownAvatar,
+    frame_id_of,
+    hash_of,
+    token_digest,
 )
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 16  # 16 streams: the largest size the CPU sweep measures
 BATCH_WAIT_S = 0.004  # 4 ms: a fraction of a 30 fps frame's 33 ms, enough for streams in step to meet
-MAX_AVATARS_PER_REPLICA = 32  # a vox-256 source encoding is ~4 MB of fp32 features
-MAX_PENDING_UPLOADS = 8
-
-
-class UnknownAvatar(KeyError):
-    pass
-
-
-def token_digest(token: str) -> str:
-    """What the replicas keep of the token: its SHA-256 (compared in constant time, never stored in clear)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _hash(header: dict) -> str:
-    # Defined above the deployment: Serve pickles the class when it is decorated, with the globals it sees then.
-    value = header.get("hash")
-    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ProtocolError("'hash' must be 64 lowercase hex digits (SHA-256)")
-    return value
-
-
-@dataclass
-class AvatarEncoding:
-    """A source crop as the generator keeps it: its encoder state and keypoints (batch of one)."""
-
-    state: Any
-    kp_source: Any
-
-
-@dataclass
-class Stream:
-    """One client's state on the replica that holds its WebSocket."""
-
-    codec: str = "jpeg"
-    normalizer: Any = None
-    kp_neutral: Any = None
-    avatar: str | None = None
-    encoding: AvatarEncoding | None = None
-    next_frame_at: float = 0.0
-    frames: int = 0
-    missing: str | None = None  # an avatar asked for that this replica does not hold (until uploaded)
-    smoother: MotionSmoother | None = None  # the client's keypoint smoothing (None: off)
-    smoothed: tuple[float, Any] | None = None  # (t, keypoints) last smoothed: a calibrate and its frame share them
-    field: bool = False  # the replies carry the motion field (``protocol.encode_field``)
-
-    def smoother_for(self, header: dict) -> float | None:
-        """The media time to smooth this message's keypoints at (None: not smoothed), with ``smoother`` set to the
-        header's options (a new one when they change)."""
-        smoothing = smoothing_of(header)
-        if smoothing is None:
-            self.smoother, self.smoothed = None, None
-            return None
-        t, min_cutoff, beta = smoothing
-        if self.smoother is None or (self.smoother.min_cutoff, self.smoother.beta) != (min_cutoff, beta):
-            self.smoother, self.smoothed = MotionSmoother(min_cutoff=min_cutoff, beta=beta), None
-        return t
-
-    def smooth(self, kp: Any, t: float | None) -> Any:
-        """``kp`` smoothed at ``t`` (as is when ``t`` is None). The frame a pose was calibrated on comes again at the
-        same ``t`` for its render and gets the same keypoints: filtering them twice would count a second sample."""
-        if t is None or self.smoother is None:
-            return kp
-        if self.smoothed is not None and self.smoothed[0] == t:
-            return self.smoothed[1]
-        kp = self.smoother(kp, t)
-        self.smoothed = (t, kp)
-        return kp
 
 
 api = FastAPI(title="fomm-live serve")
@@ -143,10 +84,13 @@ class FommServer:
         engine: ``auto``, ``eager``, ``tensorrt`` or ``onnxruntime``.
         token_sha256: ``token_digest`` of the token clients must send; None: no token (loopback only).
         max_fps: Frames per second per stream; faster streams are paced.
+        allowed_origins: Web origins (``https://host[:port]``) whose pages may use the server; others are refused.
+        limits: Streams per address and per replica, and the idle timeouts (``guard.Limits``).
     """
 
     def __init__(self, *, checkpoint: str, config: str = "vox-256", device: str = "auto", precision: str = "auto",
-                 engine: str = "auto", token_sha256: str | None = None, max_fps: float = DEFAULT_MAX_FPS) -> None:
+                 engine: str = "auto", token_sha256: str | None = None, max_fps: float = DEFAULT_MAX_FPS,
+                 allowed_origins: tuple[str, ...] = (), limits: Limits | None = None) -> None:
         from fomm_live.models import Animator
 
         self.animator = Animator.from_checkpoint(checkpoint, config, device=device, precision=precision,
@@ -154,11 +98,16 @@ class FommServer:
         self.size = self.animator.image_size
         self.token_sha256 = token_sha256
         self.max_fps = max_fps
+        self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
+        self.limits = limits or Limits()
+        self.slots = StreamSlots(self.limits)
         # One thread runs every model call of the replica: the networks are not shared between threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fomm-model")
-        self.pending: OrderedDict[str, np.ndarray] = OrderedDict()  # uploaded, not yet encoded
+        self.decoder = DecoderPool()  # the clients' images: decoded in worker processes, each bounded in time
+        self.avatars = AvatarCache()
         self.counts = {"streams": 0, "streams_total": 0, "frames": 0, "batches": 0, "avatar_lookups": 0,
-                       "avatar_cache_hits": 0, "avatar_encodings": 0, "fields": 0, "errors": 0}
+                       "avatar_cache_hits": 0, "avatar_encodings": 0, "fields": 0, "errors": 0,
+                       "decode_timeouts": 0, "refused_streams": 0, "idle_closed": 0}
         logger.info("replica ready: %s on %s, %s", checkpoint, self.animator.device, self.animator.precision)
 
     # ------------------------------------------------------------------------------------------- model calls
@@ -178,22 +127,15 @@ class FommServer:
         with torch.inference_mode():
             return self.animator.keypoints(image)
 
-    @serve.multiplexed(max_num_models_per_replica=MAX_AVATARS_PER_REPLICA)
-    async def get_avatar(self, avatar_hash: str) -> AvatarEncoding:
-        """The encoding of an avatar: loaded (encoded) here only on a miss, from a verified upload."""
-        image = self.pending.pop(avatar_hash, None)
-        if image is None:
-            raise UnknownAvatar(avatar_hash)
-        self.counts["avatar_encodings"] += 1
-        return await self._run(self._encode, image)
-
-    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
+    def _render(self, items: list[tuple[np.ndarray, Stream, float | None]]
+                ) -> list[RenderedFrame | FrameFailed]:
         results = render_frames(self.animator, items)
         self.counts["batches"] += 1
         return results
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]) -> list[RenderedFrame]:
+    async def render_batch(self, items: list[tuple[np.ndarray, Stream, float | None]]
+                           ) -> list[RenderedFrame | FrameFailed]:
         return await self._run(self._render, items)
 
     # ---------------------------------------------------------------------------------------------- routes
@@ -205,49 +147,86 @@ class FommServer:
 
     @api.get(STATS_ROUTE)
     async def stats(self, request: Request) -> JSONResponse:
+        why = self._refusal(request)
+        if why is not None:
+            return JSONResponse({"error": why}, status_code=403)
         if not self._authorized(request.headers.get("authorization")):
             return JSONResponse({"error": "wrong or missing token"}, status_code=401)
         return JSONResponse(dict(self.counts, image_size=self.size, device=str(self.animator.device),
                                  precision=self.animator.precision, max_fps=self.max_fps))
 
+    def _refusal(self, request: Request | WebSocket) -> str | None:
+        """Why this request's origin, host or address is refused (``guard.refusal``), or None."""
+        return refusal(request.headers, request.client.host if request.client else None,
+                       token_required=self.token_sha256 is not None, allowed_origins=self.allowed_origins)
+
+    async def _end(self, ws: WebSocket, message: str, code: int, frame_id: Any = None) -> None:
+        """Tells the client why in one message, then closes its stream."""
+        self.counts["errors"] += 1
+        try:
+            await ws.send_bytes(pack({"type": "error", "fatal": True, "message": message, "id": frame_id}))
+            await ws.close(code=code)
+        except (WebSocketDisconnect, RuntimeError):  # it had left already
+            pass
+
     @api.websocket(STREAM_ROUTE)
     async def stream(self, ws: WebSocket) -> None:
         await ws.accept()
+        why = self._refusal(ws)
+        if why is not None:
+            return await self._end(ws, why, 1008)
         if not self._authorized(ws.headers.get("authorization")):
-            self.counts["errors"] += 1
-            await ws.send_bytes(pack({"type": "error", "fatal": True, "message": "wrong or missing token: pass the "
-                                      "server's token with --token-file"}))
-            await ws.close(code=1008)
-            return
-        stream = Stream()
+            return await self._end(ws, "wrong or missing token: pass the server's token with --token-file", 1008)
+        address = ws.client.host if ws.client else "unknown"
+        why = self.slots.take(address)
+        if why is not None:
+            self.counts["refused_streams"] += 1
+            return await self._end(ws, why, 1013)  # try again later
         self.counts["streams"] += 1
         self.counts["streams_total"] += 1
         try:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                data = message.get("bytes")
-                data = data if data is not None else message.get("text", "")
-                header: dict = {}
-                try:
-                    header, payload = unpack(data)
-                    reply = await self._handle(stream, header, payload)
-                except (ProtocolError, UnknownAvatar, ValueError) as err:
-                    self.counts["errors"] += 1
-                    text = (f"unknown avatar {err.args[0]}: upload it first" if isinstance(err, UnknownAvatar)
-                            else str(err))
-                    reply = pack({"type": "error", "fatal": False, "message": text, "id": header.get("id")})
-                except Exception as err:  # noqa: BLE001 - a server fault on one stream must not end the others
-                    logger.exception("stream failed")
-                    self.counts["errors"] += 1
-                    reply = pack({"type": "error", "fatal": False, "id": header.get("id"),
-                                  "message": f"server error: {type(err).__name__}: {err}"})
-                await ws.send_bytes(reply)
+            await self._serve(ws, Stream(owner=address))
         except (WebSocketDisconnect, RuntimeError):  # the client left (RuntimeError: sent after it closed)
             pass
         finally:
             self.counts["streams"] -= 1
+            self.slots.give_back(address)
+
+    async def _serve(self, ws: WebSocket, stream: Stream) -> None:
+        """One stream's messages, one at a time, until it leaves, goes silent or breaks a limit."""
+        while True:
+            timeout = self.limits.hello_timeout_s if stream.normalizer is None else self.limits.idle_timeout_s
+            try:
+                message = await asyncio.wait_for(ws.receive(), timeout)
+            except TimeoutError:
+                self.counts["idle_closed"] += 1
+                return await self._end(ws, f"no {'hello' if stream.normalizer is None else 'message'} for "
+                                       f"{timeout:g} s: stream closed", 1001)
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            data = data if data is not None else message.get("text", "")
+            if len(data) > MAX_MESSAGE_BYTES:  # refused, and the stream closed: what it sent after is dropped
+                return await self._end(ws, f"message of {len(data)} bytes is over the {MAX_MESSAGE_BYTES} byte "
+                                       "limit", 1009)  # message too big
+            header: dict = {}
+            try:
+                header, payload = unpack(data)
+                reply = await self._handle(stream, header, payload)
+            except DecodeTimeout as err:  # a crafted image: this stream ends, the others go on
+                self.counts["decode_timeouts"] += 1
+                return await self._end(ws, str(err), 1003, frame_id_of(header))  # 1003: unsupported data
+            except (ProtocolError, UnknownAvatar, ValueError) as err:
+                self.counts["errors"] += 1
+                text = (f"unknown avatar {err.args[0]}: upload it first" if isinstance(err, UnknownAvatar)
+                        else str(err))
+                reply = pack({"type": "error", "fatal": False, "message": text, "id": frame_id_of(header)})
+            except Exception:  # noqa: BLE001 - a server fault on one stream must not end the others
+                logger.exception("a stream's message failed")
+                self.counts["errors"] += 1
+                reply = pack({"type": "error", "fatal": False, "id": frame_id_of(header),
+                              "message": "server error: the message could not be handled (see the server's log)"})
+            await ws.send_bytes(reply)
 
     async def _handle(self, stream: Stream, header: dict, payload: bytes) -> bytes:
         kind = header["type"]
@@ -256,22 +235,24 @@ class FommServer:
         if stream.normalizer is None:
             raise ProtocolError("the first message of a stream must be 'hello'")
         if kind == "avatar":
-            return await self._avatar(stream, _hash(header))
+            return await self._avatar(stream, hash_of(header))
         if kind == "upload":
-            avatar_hash = _hash(header)
-            image = decode_image(payload)
+            avatar_hash = hash_of(header)
+            image = await self.decoder.decode(payload)
             if content_hash(image) != avatar_hash:
                 raise ProtocolError("the uploaded avatar does not match its hash")
-            self.pending[avatar_hash] = image
-            while len(self.pending) > MAX_PENDING_UPLOADS:
-                self.pending.popitem(last=False)
-            stream.encoding = await self.get_avatar(avatar_hash)
+            encoding = self.avatars.shared(avatar_hash)  # the same picture, uploaded by another client too
+            if encoding is None:
+                self.counts["avatar_encodings"] += 1
+                encoding = await self._run(self._encode, image)
+            self.avatars.put(stream.owner, avatar_hash, encoding)
+            stream.encoding = encoding
             stream.avatar, stream.missing = avatar_hash, None
             await self._recalibrate(stream)
             return pack({"type": "avatar", "hash": avatar_hash, "known": True})
         if kind == "calibrate":  # the pose as the frames will see it: smoothed at its time, as the local loop does
             t = stream.smoother_for(header)
-            crop = decode_image(payload)
+            crop = await self.decoder.decode(payload)
             stream.kp_neutral = await self._run(lambda: stream.smooth(self._keypoints(crop), t))
             await self._recalibrate(stream)
             return pack({"type": "ok"})
@@ -301,17 +282,19 @@ class FommServer:
         if header.get("codec") not in CODECS:
             raise ProtocolError(f"unknown codec {header.get('codec')!r}; choose from {', '.join(CODECS)}")
         stream.codec = header["codec"]
-        stream.normalizer = MotionNormalizer(MotionOptions(relative=bool(header.get("relative", True)),
-                                                           adapt_scale=bool(header.get("adapt_scale", True))))
+        relative, adapt_scale = header.get("relative", True), header.get("adapt_scale", True)
+        if not isinstance(relative, bool) or not isinstance(adapt_scale, bool):
+            raise ProtocolError("'relative' and 'adapt_scale' must be true or false")
+        stream.normalizer = MotionNormalizer(MotionOptions(relative=relative, adapt_scale=adapt_scale))
         return pack({"type": "ready", "image_size": self.size, "max_fps": self.max_fps})
 
     async def _avatar(self, stream: Stream, avatar_hash: str) -> bytes:
         self.counts["avatar_lookups"] += 1
-        try:
-            stream.encoding = await self.get_avatar(avatar_hash)
-        except UnknownAvatar:
+        encoding = self.avatars.get(stream.owner, avatar_hash)  # only an avatar this client uploaded
+        if encoding is None:
             stream.avatar, stream.encoding, stream.missing = None, None, avatar_hash
             return pack({"type": "avatar", "hash": avatar_hash, "known": False})
+        stream.encoding = encoding
         self.counts["avatar_cache_hits"] += 1
         stream.avatar = avatar_hash
         await self._recalibrate(stream)
@@ -324,6 +307,8 @@ class FommServer:
 
     async def _frame(self, stream: Stream, header: dict, payload: bytes) -> bytes:
         frame_id = header.get("id")
+        if frame_id_of(header) != frame_id:
+            raise ProtocolError(f"'id' must be a whole number from 0 to {MAX_FRAME_ID}")
         if stream.encoding is None and stream.missing is not None:
             raise UnknownAvatar(stream.missing)
         if stream.encoding is None:
@@ -340,12 +325,15 @@ class FommServer:
                 stream.normalizer.strengths = Strengths(*strengths)
             except ValueError as err:  # absolute motion has no neutral pose to scale from
                 raise ProtocolError(str(err)) from err
-        crop = decode_image(payload)
+        crop = await self.decoder.decode(payload)
         now = time.monotonic()  # pacing: a stream faster than max_fps waits, it is never refused
         if stream.next_frame_at > now:
             await asyncio.sleep(stream.next_frame_at - now)
         stream.next_frame_at = max(now, stream.next_frame_at) + 1.0 / self.max_fps
-        image, field = await self.render_batch((crop, stream, t))
+        rendered = await self.render_batch((crop, stream, t))
+        if isinstance(rendered, FrameFailed):  # this stream's frame only: the batch's other frames were rendered
+            raise rendered
+        image, field = rendered
         stream.frames += 1
         self.counts["frames"] += 1
         if field is None:
@@ -359,16 +347,22 @@ def build_app(args: dict[str, Any]) -> serve.Application:
 
     Args:
         args: ``checkpoint`` (required), ``config``, ``device``, ``precision``, ``engine``, ``token_file``,
-            ``max_fps``, and ``num_replicas`` / ``num_gpus`` when not set by the config file's deployment options.
+            ``host`` (the address the HTTP proxy listens on, ``http_options.host``; without ``token_file`` it must
+            be a loopback address), ``allowed_origins`` (web origins whose pages may use the server), ``max_fps``,
+            and ``num_replicas`` / ``num_gpus`` when not set by the config file's deployment options.
     """
     if not args.get("checkpoint"):
         raise ValueError("the application needs 'checkpoint': the server's FOMM checkpoint")
     token = None
     if args.get("token_file"):
-        with open(args["token_file"], encoding="utf-8") as f:
-            token = f.read().strip()
-        if not token:
-            raise ValueError(f"{args['token_file']} is empty: put the token on its first line")
+        token = read_token_file(args["token_file"])
+    elif not is_loopback(str(args.get("host", ""))):
+        raise ValueError(f"the application listens on {args.get('host') or 'an unnamed address'} without a token: "
+                         "set 'token_file' (a file whose first line is the token), or 'host: 127.0.0.1' (loopback) "
+                         "as in http_options")
+    origins = args.get("allowed_origins") or []
+    if not isinstance(origins, list | tuple) or not all(isinstance(o, str) and "://" in o for o in origins):
+        raise ValueError("'allowed_origins' must be a list of web origins such as https://example.org")
     options: dict[str, Any] = {}
     if "num_replicas" in args:
         options["num_replicas"] = int(args["num_replicas"])
@@ -379,4 +373,4 @@ def build_app(args: dict[str, Any]) -> serve.Application:
                            device=str(args.get("device", "auto")), precision=str(args.get("precision", "auto")),
                            engine=str(args.get("engine", "auto")),
                            token_sha256=None if token is None else token_digest(token),
-                           max_fps=float(args.get("max_fps", DEFAULT_MAX_FPS)))
+                           max_fps=float(args.get("max_fps", DEFAULT_MAX_FPS)), allowed_origins=tuple(origins))
