@@ -373,7 +373,11 @@ def test_a_burst_of_maximum_size_messages_is_refused_and_memory_comes_back(serve
     # 1009: message too big; 1001: its first message had not reached the replica in the hello timeout (a loaded host)
     assert len(closed) == 4 and set(closed) <= {1009, 1001}, f"every bursting connection was closed: {closed}"
     assert server.stats()["streams"] >= 1, "the server still answers"
-    if after > before + 100:  # the goal, not met yet: Ray's HTTP proxy keeps ~150 MB of the messages it buffered
+    if after > before + 100:
+        # The goal, not met on Serve's Python proxy: it pulls every message off the WebSocket without backpressure
+        # into an unbounded queue and pickles the queued ones into one object for the replica; after some bursts it
+        # still holds whole 16 MiB messages and such a batch (live mapped blocks, not freed heap) for 10 to over
+        # 60 s. Serve's HAProxy front end returns the memory, but hides each client's address from the app.
         grew = {k.rsplit(" ", 2)[0]: round(v - before_each.get(k, 0)) for k, v in server_memory_mb(server).items()
                 if k.endswith("RssAnon") and v - before_each.get(k, 0) > 5}
         pytest.xfail(f"memory goal not met: {after:.0f} MB, {before:.0f} MB before the burst; grown (MB): {grew}")
@@ -454,6 +458,9 @@ def test_a_half_sent_http_request_is_dropped(server: Server, honest: HonestStrea
 
     measured("a half-sent HTTP request", honest, action)
     if closed_after[0] >= HALF_SENT_WAIT_S:
+        # Serve's uvicorn is given a keep-alive timeout only (after a response); uvicorn has no header timeout and
+        # Serve no connection limit. Serve's HAProxy front end answers 408 after its client timeout, but hides each
+        # client's address from the app (per-address limits and avatar scopes would merge every client).
         FIGURES.append(f"a half-sent HTTP request: still held after {HALF_SENT_WAIT_S} s")
         pytest.xfail(f"goal not met: Serve's HTTP proxy still held a half-sent request after {HALF_SENT_WAIT_S} s")
     FIGURES.append(f"a half-sent HTTP request: dropped by the server after {closed_after[0]:.1f} s")
