@@ -268,8 +268,17 @@ def test_decode_with_kernels_matches_golden(variant: str, use_kernel: bool) -> N
         assert err <= IMAGE_TOL, f"{key}: max abs error {err:.2e} > {IMAGE_TOL:.0e}"
 
 
+# Found when this test started asserting that the kernels ran (2026-12-06, Triton's CPU interpreter, golden tiny): under
+# fp16 autocast the fused dense_motion_inputs fails its first-frame check (max abs 3.3e-2 from its float32 reference,
+# bar 1e-4 for its float32 output) and the engine falls back to the PyTorch op; the frames still pass, which is why
+# the test passed before. Strict: the day the kernel (or its bar) is fixed, this fails and the mark goes.
+FP16_DENSE_MOTION_FALLS_BACK = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="known: fp16 dense_motion_inputs kernel misses its 1e-4 check on golden tiny and falls back")
+
+
 @needs_triton
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("fp16", marks=FP16_DENSE_MOTION_FALLS_BACK)])
 def test_eager_engine_with_kernels_matches_golden(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine path the CUDA default takes (folded networks, channels_last, fused kernels; fp16 autocast) on the
     golden frames: fp32 within the parity tolerance, fp16 within 40 dB. Without a GPU this runs the kernels in the
