@@ -25,7 +25,10 @@ BUILD_FILES = ("setup.py", "pyproject.toml", "README.md")
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fomm-live's wheel, built once for this module from a copy of the checkout (no build/ or egg-info left here)."""
-    pytest.importorskip("setuptools", reason="building the wheel needs setuptools")
+    setuptools = pytest.importorskip("setuptools", reason="building the wheel needs setuptools (the test extra)")
+    major, minor = (int(part) for part in setuptools.__version__.split(".")[:2])
+    assert (major, minor) >= (70, 1), (f"setuptools {setuptools.__version__} cannot build a wheel by itself; "
+                                       "pip install -e '.[test]' brings 70.1 or later")
     source = tmp_path_factory.mktemp("source")
     for name in BUILD_FILES:
         shutil.copy(REPO / name, source / name)
