@@ -57,6 +57,9 @@ setup(
             # tests/test_remote.py starts a real Ray Serve instance on the CPU.
             "fomm-live[serve]",
             "pytest>=7",
+            # tests/test_install.py builds the wheel without build isolation (nothing downloaded): setuptools 70.1 and
+            # later build wheels themselves; the 65.5 that Python 3.11's venv brings needs the separate wheel package.
+            "setuptools>=70.1",
             "ruff>=0.4",
             # Bounded fuzzing of the image and checkpoint loaders (tests/test_fuzz.py).
             "hypothesis>=6.100",

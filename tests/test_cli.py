@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import GOLDEN_VARIANTS, REPO, golden_dir, read_rgb
+from helpers.fast_paths import assert_fast_path_ran, record_engines
 
 from fomm_live.live.cli import main
 from fomm_live.live.paths import DEFAULT_PORTRAIT
@@ -216,8 +217,10 @@ def test_export_command_writes_checked_onnx(tmp_path: Path, capsys: pytest.Captu
 
 
 @pytest.mark.usefixtures("onnx_export_once")
-def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path) -> None:
+def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime", reason="the onnxruntime engine needs it")
+    engines = record_engines(monkeypatch)  # the frames must be ONNX Runtime's, not a fallback's
     out = tmp_path / "frames"
     assert main(["animate", *model_args("tiny"), "--driving", str(driving_dir("tiny", tmp_path)), "--output", str(out),
                  "--no-label", "--engine", "onnxruntime"]) == 0
@@ -225,6 +228,7 @@ def test_animate_with_the_onnxruntime_engine_matches_the_original(tmp_path: Path
     got = read_rgb(out / "00002.png").astype(np.int32)
     want = np.round(expected["relative_2_prediction"][0].transpose(1, 2, 0) * 255).astype(np.int32)
     assert np.abs(got - want).max() <= 1
+    assert_fast_path_ran(engines[-1], name="onnxruntime", precision="fp32", paths=("onnxruntime",))
 
 
 def test_a_failing_writer_ends_animate_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
+from helpers.fast_paths import assert_fast_path_ran
 
 import fomm_live.models.engines as engines
 import fomm_live.models.engines.cpu as engines_cpu
 from fomm_live.models import Animator, MotionOptions, build_networks, load_config
 from fomm_live.models.engines import (
     EagerEngine,
+    Engine,
     EngineError,
     create_engine,
     decode_with_kernels,
@@ -41,8 +43,9 @@ HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # inside PyTorch's exporter
 
 
-def run_golden(variant: str, mode: str, **kwargs) -> tuple[dict[str, list[np.ndarray]], dict]:
-    """The cached path of an Animator on the golden inputs: keypoints and generator outputs for the 3 frames."""
+def run_golden(variant: str, mode: str, **kwargs) -> tuple[dict[str, list[np.ndarray]], dict, Engine]:
+    """The cached path of an Animator on the golden inputs: keypoints and generator outputs for the 3 frames, and the
+    engine that made them (for ``assert_fast_path_ran``)."""
     folder = golden_dir(variant)
     animator = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml",
                                         motion=MotionOptions(relative=mode == "relative"), **kwargs)
@@ -57,7 +60,7 @@ def run_golden(variant: str, mode: str, **kwargs) -> tuple[dict[str, list[np.nda
         for key, value in animator.generate(kp).items():
             got.setdefault(key, []).append(value.cpu().numpy())
     animator.close()
-    return got, expected
+    return got, expected, animator.engine
 
 
 def check_fp32(got: dict, expected: dict, mode: str, label: str) -> None:
@@ -75,7 +78,8 @@ def check_fp32(got: dict, expected: dict, mode: str, label: str) -> None:
 @pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
 def test_cpu_fp32_fast_path_matches_original(variant: str, mode: str) -> None:
     """Folded batch norms + channels_last + cached source, float32: the original's numbers within 1e-4."""
-    got, expected = run_golden(variant, mode, device="cpu", precision="fp32", engine="eager")
+    got, expected, engine = run_golden(variant, mode, device="cpu", precision="fp32", engine="eager")
+    assert_fast_path_ran(engine, name="eager", precision="fp32")
     check_fp32(got, expected, mode, "eager fp32 fast path")
 
 
@@ -89,7 +93,8 @@ def test_fast_path_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = EagerEngine(kp, gen, device=torch.device("cpu"), precision="fp32")
     assert engine.fast and engine.generator is not gen
     monkeypatch.setenv("FOMM_LIVE_FAST", "0")
-    got, expected = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="eager")
+    got, expected, engine = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="eager")
+    assert_fast_path_ran(engine, name="eager", precision="fp32")
     check_fp32(got, expected, "relative", "eager fp32, fast path off")
 
 
@@ -97,8 +102,10 @@ def test_fast_path_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
 def test_cpu_reduced_precision_within_40_db(variant: str, precision: str) -> None:
     """bf16 (the CPU default where native) and fp16 (the CUDA default; its numerics checked here on the CPU) keep
-    the prediction within PSNR 40 dB of the original; keypoints stay float32 and exact."""
-    got, expected = run_golden(variant, "relative", device="cpu", precision=precision, engine="eager")
+    the prediction within PSNR 40 dB of the original; keypoints stay float32 and exact. The frames come from that
+    precision: a failed first-frame check (which switches to float32, whose frames would pass too) fails the test."""
+    got, expected, engine = run_golden(variant, "relative", device="cpu", precision=precision, engine="eager")
+    assert_fast_path_ran(engine, name="eager", precision=precision, paths=(precision,))
     for i in range(3):
         err = np.abs(got["kp_value"][i] - expected[f"kp_driving_{i}_value"]).max()
         assert err <= KP_TOL, f"kp_driving_{i}_value {err:.2e}"
@@ -110,7 +117,9 @@ def test_cpu_reduced_precision_within_40_db(variant: str, precision: str) -> Non
 @pytest.mark.parametrize("mode", ["relative", "absolute"])
 @pytest.mark.usefixtures("onnx_export_once")
 def test_onnxruntime_engine_matches_original(mode: str) -> None:
-    got, expected = run_golden("tiny", mode, device="cpu", precision="auto", engine="onnxruntime")
+    """ONNX Runtime ran every frame (its first-frame check passed, no fallback to eager) and gave the original's."""
+    got, expected, engine = run_golden("tiny", mode, device="cpu", precision="auto", engine="onnxruntime")
+    assert_fast_path_ran(engine, name="onnxruntime", precision="fp32", paths=("onnxruntime",))
     check_fp32(got, expected, mode, "onnxruntime engine")
 
 
@@ -126,6 +135,7 @@ def test_onnxruntime_engine_is_float32_and_batches() -> None:
     frames = torch.stack([torch.from_numpy(np.array(read_rgb(folder / f"driving_{i}.png"))).permute(2, 0, 1)
                           for i in range(3)]).float() / 255
     out = animator.animate_tensor(frames)  # a batch of 3 runs frame by frame through batch-1 graphs
+    assert_fast_path_ran(animator.engine, name="onnxruntime", precision="fp32", paths=("onnxruntime",))
     expected = np.load(folder / "expected.npz")
     for i in range(3):
         err = np.abs(out["prediction"][i:i + 1].numpy().astype(np.float64) - expected[f"relative_{i}_prediction"])
@@ -331,7 +341,8 @@ def test_tensorrt_cache_rebuilds_a_corrupt_file_with_a_stand_in_builder(tmp_path
                     reason="TensorRT needs an NVIDIA GPU and torch-tensorrt (pip install -e '.[tensorrt]')")
 def test_tensorrt_engine_matches_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOMM_LIVE_CACHE", str(tmp_path))
-    got, expected = run_golden("tiny", "relative", device="cuda", precision="fp16", engine="tensorrt")
+    got, expected, engine = run_golden("tiny", "relative", device="cuda", precision="fp16", engine="tensorrt")
+    assert_fast_path_ran(engine, name="tensorrt", precision="fp16", paths=("tensorrt",))
     for i in range(3):
         quality = psnr(got["prediction"][i], expected[f"relative_{i}_prediction"])
         assert quality >= MIN_PSNR_DB, f"TensorRT fp16 frame {i}: PSNR {quality:.1f} dB"
@@ -341,11 +352,14 @@ def test_tensorrt_engine_matches_original(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("kernels_env", ["0", "1"])
 def test_cuda_eager_fp16_matches_original(kernels_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOMM_LIVE_KERNELS", kernels_env)
-    got, expected = run_golden("tiny", "relative", device="cuda", precision="fp16", engine="eager")
+    kernels = ("kernel:dense_motion_inputs", "kernel:deform_features") if kernels_env == "1" else ()
+    got, expected, engine = run_golden("tiny", "relative", device="cuda", precision="fp16", engine="eager")
+    assert_fast_path_ran(engine, name="eager", precision="fp16", paths=("fp16", *kernels))
     for i in range(3):
         quality = psnr(got["prediction"][i], expected[f"relative_{i}_prediction"])
         assert quality >= MIN_PSNR_DB, f"CUDA fp16 (kernels {kernels_env}) frame {i}: PSNR {quality:.1f} dB"
-    got, expected = run_golden("tiny", "relative", device="cuda", precision="fp32", engine="eager")
+    got, expected, engine = run_golden("tiny", "relative", device="cuda", precision="fp32", engine="eager")
+    assert_fast_path_ran(engine, name="eager", precision="fp32", paths=kernels)
     check_fp32(got, expected, "relative", f"CUDA fp32 (kernels {kernels_env})")
 
 
@@ -417,8 +431,9 @@ def test_tensorrt_stand_in_builder_is_cached_rebuilt_and_its_export_round_trip_m
     is everything but TensorRT itself (export, save, load and the cache: a build per weights, none when cached, one
     after a corrupt file), with the golden outputs kept at float32 tolerance through that round trip."""
     with caplog.at_level(logging.INFO):
-        got, expected = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
+        got, expected, engine = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
     assert "engine: tensorrt on cpu" in caplog.text and "checked against PyTorch on its first real input" in caplog.text
+    assert_fast_path_ran(engine, name="tensorrt", precision="fp32", paths=("tensorrt",))
     check_fp32(got, expected, "relative", "TensorRT engine (stand-in builder)")
     assert sorted(standin_tensorrt.builds) == ["generator", "kp_detector"]
     (folder,) = (tmp_path / "tensorrt").iterdir()
@@ -430,8 +445,9 @@ def test_tensorrt_stand_in_builder_is_cached_rebuilt_and_its_export_round_trip_m
     (folder / "generator.pt2").write_bytes(b"not an exported program")
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        got, _ = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
+        got, _, engine = run_golden("tiny", "relative", device="cpu", precision="fp32", engine="tensorrt")
     assert standin_tensorrt.builds[2:] == ["generator"] and "rebuilding" in caplog.text
+    assert_fast_path_ran(engine, name="tensorrt", precision="fp32", paths=("tensorrt",))
     check_fp32(got, expected, "relative", "TensorRT engine rebuilt after a corrupt cache file")
 
     run_golden("tiny_zero_order", "relative", device="cpu", precision="fp32", engine="tensorrt")  # other weights
@@ -442,7 +458,7 @@ def test_tensorrt_stand_in_engine_that_fails_its_build_check_is_not_used(standin
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     standin_tensorrt.offset = 0.05  # every prediction off by 0.05: ~26 dB, below the 40 dB bar
     with caplog.at_level(logging.WARNING):
-        got, expected = run_golden("tiny", "relative", device="cpu", precision="fp16", engine="tensorrt")
+        got, expected, engine = run_golden("tiny", "relative", device="cpu", precision="fp16", engine="tensorrt")
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "dB from PyTorch float32" in warnings[0] and "falling back to eager" in warnings[0]
     for i in range(3):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN_VARIANTS, golden_dir, read_rgb
+from helpers.fast_paths import assert_fast_path_ran
 
 from fomm_live.models import Animator, Keypoints, MotionOptions
 from fomm_live.models.animator import image_to_tensor
@@ -120,7 +121,8 @@ def test_recalibration_changes_the_neutral_pose() -> None:
 
 
 def test_bf16_generator_stays_close_to_fp32() -> None:
-    """Reduced precision touches only the generator; its prediction stays within PSNR 40 dB of fp32."""
+    """Reduced precision touches only the generator; its prediction stays within PSNR 40 dB of fp32, and it is the
+    bf16 generator's (its first-frame check passed; a fallback to float32 fails the test)."""
     ref, expected, frames = load("tiny", "relative")
     folder = golden_dir("tiny")
     fast = Animator.from_checkpoint(folder / "checkpoint.pth.tar", folder / "config.yaml", device="cpu",
@@ -128,6 +130,7 @@ def test_bf16_generator_stays_close_to_fp32() -> None:
     fast.set_source(read_rgb(folder / "source.png"))
     fast.calibrate(frames[0])
     got = fast.generate(fast.keypoints(frames[2]))["prediction"]
+    assert_fast_path_ran(fast.engine, name="eager", precision="bf16", paths=("bf16",))
     quality = psnr(got, expected["relative_2_prediction"])
     assert quality > 40, f"bf16 PSNR {quality:.1f} dB"
     torch.testing.assert_close(fast.kp_source.value, ref.kp_source.value, atol=1e-6, rtol=0)

@@ -20,6 +20,8 @@ HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernel modules are imported
 
+from helpers.fast_paths import assert_fast_path_ran  # noqa: E402
+
 from fomm_live import kernels  # noqa: E402
 from fomm_live.kernels.reference import deform_features_reference, dense_motion_inputs_reference  # noqa: E402
 from fomm_live.models import Animator, Keypoints, MotionOptions  # noqa: E402
@@ -41,22 +43,22 @@ TOLERANCES = {
 IMAGE_TOL = 1e-4  # as tests/test_golden.py
 
 
-def _triton_runs() -> str | None:
-    """None when Triton can run a kernel here, else the reason it cannot."""
+def _triton_missing() -> str | None:
+    """None when Triton (on a GPU, or its CPU interpreter) is here to run the kernels, else what is missing.
+
+    Only a missing piece skips: a kernel that is installed but fails to launch or compute fails its tests."""
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install -e '.[test]')"
-    if not HAS_CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+    if HAS_CUDA:
+        return None
+    if os.environ.get("TRITON_INTERPRET") != "1":
         return "no CUDA GPU, and TRITON_INTERPRET was set to something other than 1 before the tests"
-    try:
-        src = torch.rand(1, 1, 3, 5, device=DEVICE)
-        kp = Keypoints(torch.zeros(1, 1, 2, device=DEVICE), None)
-        kernels.dense_motion_inputs(src, kp.value, kp.value, None, variance=KP_VARIANCE, use_kernel=True)
-    except Exception as err:  # any failure to launch means the same: the kernels cannot be checked here
-        return f"Triton cannot run a kernel on this machine ({type(err).__name__}: {str(err)[:120]})"
+    if importlib.util.find_spec("triton.runtime.interpreter") is None:
+        return "no CUDA GPU, and this triton release has no CPU interpreter (triton.runtime.interpreter)"
     return None
 
 
-_SKIP = _triton_runs()
+_SKIP = _triton_missing()
 needs_triton = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 
 
@@ -266,8 +268,17 @@ def test_decode_with_kernels_matches_golden(variant: str, use_kernel: bool) -> N
         assert err <= IMAGE_TOL, f"{key}: max abs error {err:.2e} > {IMAGE_TOL:.0e}"
 
 
+# Found when this test started asserting that the kernels ran (2026-12-06, Triton's CPU interpreter, golden tiny): under
+# fp16 autocast the fused dense_motion_inputs fails its first-frame check (max abs 3.3e-2 from its float32 reference,
+# bar 1e-4 for its float32 output) and the engine falls back to the PyTorch op; the frames still pass, which is why
+# the test passed before. Strict: the day the kernel (or its bar) is fixed, this fails and the mark goes.
+FP16_DENSE_MOTION_FALLS_BACK = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="known: fp16 dense_motion_inputs kernel misses its 1e-4 check on golden tiny and falls back")
+
+
 @needs_triton
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("fp16", marks=FP16_DENSE_MOTION_FALLS_BACK)])
 def test_eager_engine_with_kernels_matches_golden(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine path the CUDA default takes (folded networks, channels_last, fused kernels; fp16 autocast) on the
     golden frames: fp32 within the parity tolerance, fp16 within 40 dB. Without a GPU this runs the kernels in the
@@ -290,3 +301,6 @@ def test_eager_engine_with_kernels_matches_golden(precision: str, monkeypatch: p
         else:
             quality = psnr(got, want)
             assert quality >= 40.0, f"frame {i}: {quality:.1f} dB"
+    precision_path = () if precision == "fp32" else (precision,)
+    assert_fast_path_ran(animator.engine, name="eager", precision=precision,
+                         paths=("kernel:dense_motion_inputs", "kernel:deform_features", *precision_path))

@@ -22,7 +22,7 @@ from helpers.standins import WrappedBackend
 from fomm_live.live.capture.sources import OpenCVSource
 from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
 from fomm_live.live.options import CalibrationOptions, PacingOptions, TrackingOptions
-from fomm_live.live.output.recording import FragmentedRecording, mp4_boxes
+from fomm_live.live.output.recording import KEYFRAME_SECONDS, FragmentedRecording, mp4_boxes
 from fomm_live.live.output.sinks import Mp4Sink
 
 av = pytest.importorskip("av", reason="PyAV writes and reads the recordings")
@@ -131,10 +131,21 @@ def test_a_paced_file_through_a_slow_model_lasts_as_long_as_the_input(tmp_path: 
     assert "moof" not in mp4_boxes(out), "a clean stop leaves an ordinary MP4"
 
 
+KILL_SEED = 30  # the kill's moment is random, from this seed: a failure can be run again at the same moment
+
+
+def fragments(path: Path) -> int:
+    """How many fragments (``moof`` boxes) the recording holds so far (0 before the file exists)."""
+    return mp4_boxes(path).count("moof") if path.exists() else 0
+
+
 def test_kill_9_leaves_a_playable_recording_with_every_frame_older_than_2_s(tmp_path: Path) -> None:
-    """The real command records a paced clip; SIGKILL at a random moment 3-4 s after the first frame. The file at the
-    name given decodes, and reaches at least 2 s before the kill (measured from when the first frame was logged,
-    which is no earlier than its capture, so the bound asked is never more than the truth)."""
+    """The real command records a paced clip; SIGKILL once the file holds 3 or 4 closed fragments (3-4 s of video),
+    at a random moment inside the next one. The file at the name given decodes, and reaches at least 2 s before the
+    kill (measured from when the first frame was logged, which is no earlier than its capture, so the bound asked is
+    never more than the truth). The moment is drawn from ``KILL_SEED``."""
+    rng = random.Random(KILL_SEED)
+    wanted_fragments, phase = rng.randint(3, 4), rng.uniform(0.0, KEYFRAME_SECONDS)
     clip = write_clip(tmp_path / "in.mp4", moving_frames(50, still=50), fps=25)
     folder = golden_dir("tiny")
     out = tmp_path / "NAME.mp4"
@@ -155,7 +166,13 @@ def test_kill_9_leaves_a_playable_recording_with_every_frame_older_than_2_s(tmp_
     watcher.start()
     try:
         assert first_frame.wait(90), "the recording never started"
-        time.sleep(3.0 + random.random())
+        deadline = time.monotonic() + 60  # a bound on a condition: the file growing fragment by fragment
+        while fragments(out) < wanted_fragments and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fragments(out) >= wanted_fragments, f"the recording never held {wanted_fragments} fragments"
+        # The kill lands inside the next fragment, at the drawn phase (the case a kill at a fragment's end would miss):
+        # this wait is the moment chosen, not a wait for something to happen.
+        time.sleep(phase)
         killed_at = time.perf_counter()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -167,5 +184,6 @@ def test_kill_9_leaves_a_playable_recording_with_every_frame_older_than_2_s(tmp_
     times = decoded_times(out)
     assert times == sorted(times) and times[0] == 0.0
     must_reach = killed_at - 2.0 - seen_at[0]
-    print(f"killed {killed_at - seen_at[0]:.2f} s after the first frame; the recording reaches {times[-1]:.2f} s")
+    print(f"seed {KILL_SEED}: killed {phase:.2f} s into fragment {wanted_fragments + 1}, "
+          f"{killed_at - seen_at[0]:.2f} s after the first frame; the recording reaches {times[-1]:.2f} s")
     assert times[-1] >= must_reach - 1 / 25, f"recording ends at {times[-1]:.2f} s, must reach {must_reach:.2f} s"

@@ -25,13 +25,16 @@ pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdot
 
 @pytest.fixture()
 def display():
-    number = 90 + os.getpid() % 100
-    server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x720x24"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    if server.poll() is not None:
-        pytest.skip(f"Xvfb could not start on display :{number}")
+    """A virtual X display, once it accepts clients: Xvfb picks a free display number and writes it to the pipe given
+    by ``-displayfd`` when it is ready (no fixed wait, no number that another display may hold)."""
+    ready, ready_write = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(ready_write), "-screen", "0", "1280x720x24"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(ready_write,))
+    os.close(ready_write)
     try:
+        with os.fdopen(ready, encoding="ascii") as pipe:
+            number = pipe.readline().strip()  # empty when Xvfb exited without starting
+        assert number, f"Xvfb exited with status {server.wait(timeout=10)} before its display was ready"
         yield f":{number}"
     finally:
         server.terminate()
@@ -75,14 +78,40 @@ def wait_for(lines: list[str], text: str, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def press(display: str, window: str, key: str) -> np.ndarray:
+def press(display: str, window: str, key: str, shown, timeout: float = 30.0) -> np.ndarray:
+    """Press ``key`` in the window, then wait (a bounded poll, not a fixed wait) until ``shown(window_picture)`` is
+    true, and return that picture; the caller's assertions then say what was missing when it never was."""
     xdotool(display, "windowfocus", "--sync", window)
     xdotool(display, "key", key)
-    time.sleep(1.0)  # a few frames at 25 fps, with room for a loaded machine
-    return grab(display, window)
+    deadline = time.monotonic() + timeout
+    while True:
+        picture = grab(display, window)
+        if shown(picture) or time.monotonic() > deadline:
+            return picture
+        time.sleep(0.1)
+
+
+def overlay_in(before: np.ndarray, region: tuple[slice, slice]):
+    """True once ``region`` of the window differs from ``before`` by far more than the still top-right corner does."""
+    return lambda now: now.shape == before.shape and change(before, now, *region) > 4 * change(before, now,
+                                                                                                 *TOP_RIGHT) + 5
 
 
 TOP_LEFT, BOTTOM_LEFT, TOP_RIGHT = (slice(0, 2), slice(0, 4)), (slice(7, 12), slice(0, 4)), (slice(0, 2), slice(9, 12))
+
+
+def settled(display: str, window: str, timeout: float = 30.0) -> np.ndarray:
+    """The window's picture once two grabs 0.2 s apart agree (the still clip's frames shown, no status line
+    fading): a condition polled to a deadline rather than a fixed wait."""
+    deadline = time.monotonic() + timeout
+    last = grab(display, window)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = grab(display, window)
+        if now.shape == last.shape and float(np.abs(now - last).mean()) < 1.0:
+            return now
+        last = now
+    return last
 
 
 def test_preview_window_takes_keys_and_q_quits(display: str, tmp_path: Path) -> None:
@@ -103,15 +132,14 @@ def test_preview_window_takes_keys_and_q_quits(display: str, tmp_path: Path) -> 
     try:
         window = xdotool(display, "search", "--sync", "--name", "fomm-live").stdout.split()[0]
         wait_for(log, "neutral pose calibrated", timeout=60)  # the HUD's status line is gone once calibrated
-        time.sleep(1.0)
-        before = grab(display, window)
-        with_help = press(display, window, "h")
+        before = settled(display, window)
+        with_help = press(display, window, "h", overlay_in(before, BOTTOM_LEFT))
         still = change(before, with_help, *TOP_RIGHT)
         assert change(before, with_help, *BOTTOM_LEFT) > 4 * still + 5, "h: no help overlay at the bottom left"
-        with_timing = press(display, window, "i")
+        with_timing = press(display, window, "i", overlay_in(with_help, TOP_LEFT))
         assert change(with_help, with_timing, *TOP_LEFT) > 4 * still + 5, "i: no timing overlay at the top left"
         width = window_geometry(display, window)[2]
-        press(display, window, "o")
+        press(display, window, "o", lambda picture: picture.shape[1] > width * 1.3)
         assert window_geometry(display, window)[2] > width * 1.3, "o: the camera view is not beside the avatar"
         xdotool(display, "key", "q")
         stdout = proc.stdout.read()

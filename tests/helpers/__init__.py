@@ -6,6 +6,9 @@
   slow) and the tiny golden FOMM backend.
 - ``pasteback``: textured photos and a known motion at full resolution for the paste-back tests.
 - ``exports``: one ONNX export per set of weights for the session (the ``onnx_export_once`` fixture of conftest).
+- ``fast_paths``: ``assert_fast_path_ran``: a test named for a fast path fails when that path fell back.
+- ``spoil``: a pytest plugin (``-p helpers.spoil --spoil PATH``) that spoils one fast path, to show that those tests
+  then fail; never loaded by the normal run.
 
 The golden data's paths and reader (``benchmarks.golden``'s, cached) and the fixtures are in ``conftest.py``.
 """
