@@ -1,0 +1,163 @@
+"""Measures of the landmark backend's eyes that a contact sheet shows and a number can hold: corner spikes, the lid's
+flatness and edge against the skin around it, how the lids follow the driver's openness (both eyes in step), and skin
+colour painted over a drawing's hair.
+
+    python -m fomm_live.benchmarks.face_measures [--json FILE]
+
+The driver is the bundled photo's own face mesh edited by script (``live.democlip``), so each eye's openness is
+known: ``close_eyes(neutral, a)`` leaves an openness of ``1 - 0.9 a`` of the driver's own (its upper lid stops just
+above the lower one). The figures, per source:
+
+- corner spikes: pixels changed by more than 25 grey levels against the open eye's frame, in a box just beyond
+  each eye's corners (0.5 to 0.65 eye widths from its centre along the eye, 0.1 across it), summed over the
+  four corners, the most at openness 0.75, 0.5 or 0.25. 0 is no spike.
+- lid flatness: the Laplacian variance (3 x 3) of the painted lid's inside above the eye's opening over that of the
+  photo's skin under the eye, at openness 0.5 (a flat fill is near 0, skin-like about 1).
+- lid edge: the mean grey step across the painted lid's top edge, inside minus outside (2 px each side), at
+  openness 0.5; near 0 is no edge, positive is a lid lighter than the skin above it.
+- openness error: per openness 1, 0.75, 0.5, 0.25 and 0 and a 30 degree tilt, the largest gap between how far each
+  lid is down and how far the driver's eye is closed (0.9 a, the lid shut at 0.9); and the step, the largest gap
+  between the two eyes' lids in those frames.
+- skin over hair: for each drawn source, hair pixels around the eyes (within 40 RGB levels of its hair colour)
+  that are no longer hair-coloured (over 60 levels from it) when the eyes are shut.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fomm_live.benchmarks.faces import SIZE, sources
+from fomm_live.live.assets import make_anime_faces
+from fomm_live.live.democlip import close_eyes, rotate_head
+from fomm_live.live.landmarks import LandmarkBackend
+from fomm_live.live.landmarks.eyes import eye_frame
+from fomm_live.live.landmarks.points import EYES
+from fomm_live.live.media import cv2
+
+OPENNESS = (1.0, 0.75, 0.5, 0.25, 0.0)
+SHUT_AT = 0.9  # ``close_eyes``' closure at amount 1
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return cv2().cvtColor(image, cv2().COLOR_RGB2GRAY).astype(np.float32)
+
+
+def close_to(neutral: np.ndarray, openness: float) -> np.ndarray:
+    """The driver with both eyes at this openness (of its own), see the module docstring."""
+    return close_eyes(neutral, (1.0 - openness) / SHUT_AT)
+
+
+def corner_spikes(frame: np.ndarray, open_frame: np.ndarray, points: np.ndarray) -> int:
+    """Pixels past the eyes' corners changed by more than 25 grey levels (see the module docstring)."""
+    diff = np.abs(grey(frame) - grey(open_frame))
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    count = 0
+    for corners, _, _ in EYES:
+        origin, axes, width = eye_frame(points, corners)
+        uv = (np.stack([xs, ys], -1) - origin) @ axes.T / width  # SIZE x SIZE x 2
+        box = (np.abs(uv[..., 0]) > 0.5) & (np.abs(uv[..., 0]) < 0.65) & (np.abs(uv[..., 1]) < 0.1)
+        count += int((diff[box] > 25).sum())
+    return count
+
+
+def _eye_box(points: np.ndarray, corners: tuple[int, int]) -> np.ndarray:
+    """A bool SIZE x SIZE box around one eye, 1.4 eye widths along and 1.2 across."""
+    origin, axes, width = eye_frame(points, corners)
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    uv = (np.stack([xs, ys], -1) - origin) @ axes.T / width
+    return (np.abs(uv[..., 0]) < 0.7) & (np.abs(uv[..., 1]) < 0.6)
+
+
+def lid_flatness_and_edge(frame: np.ndarray, painted: np.ndarray, source: np.ndarray,
+                          points: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per eye, (the lid's Laplacian variance over the skin's, the grey step across its top edge)."""
+    cv = cv2()
+    g, g0 = grey(frame), grey(source)
+    lap = np.abs(cv.Laplacian(g, cv.CV_32F, ksize=1))
+    lap0 = np.abs(cv.Laplacian(g0, cv.CV_32F, ksize=1))
+    flat, step = [], []
+    kernel = np.ones((5, 5), np.uint8)
+    for corners, upper, _ in EYES:
+        box = _eye_box(points, corners)
+        width = eye_frame(points, corners)[2]
+        lid = (painted & box).astype(np.uint8)
+        if lid.sum() < 10:
+            flat.append(float("nan"))
+            step.append(float("nan"))
+            continue
+        inner = cv.erode(lid, np.ones((3, 3), np.uint8)) > 0
+        # The photo's skin around the eye: the box less the eye opening and lid, widened.
+        skin = box & (cv.dilate(lid, kernel, iterations=2) == 0)
+        top = np.arange(SIZE)[:, None] < points[list(upper), 1].min()  # rows above the eye's opening
+        skin &= np.arange(SIZE)[:, None] > points[list(upper), 1].max() + 0.3 * width  # under the eye
+        flat.append(float(lap[inner & top].var() / max(lap0[skin].var(), 1e-6)) if (inner & top).sum() > 4
+                    else float("nan"))
+        inside = (lid > 0) & (cv.erode(lid, kernel) == 0) & top
+        outside = (cv.dilate(lid, kernel) > 0) & (lid == 0) & top
+        step.append(float(g[inside].mean() - g[outside].mean()) if inside.any() and outside.any() else float("nan"))
+    return flat, step
+
+
+def openness_errors(backend: LandmarkBackend, neutral: np.ndarray) -> tuple[float, float]:
+    """(the largest gap between a lid and the driver's closure, the largest gap between the two lids)."""
+    error, step = 0.0, 0.0
+    for tilt in (0.0, 30.0):
+        for openness in OPENNESS:
+            pose = rotate_head(close_to(neutral, openness), roll=tilt, yaw=2 * tilt / 3)
+            amounts = backend._lid_amounts(backend._closures(backend.moved_landmarks(pose)))  # noqa: SLF001
+            target = min(1.0, (1.0 - openness) / SHUT_AT)
+            error = max(error, *(abs(a - target) for a in amounts))
+            step = max(step, abs(amounts[0] - amounts[1]))
+    return error, step
+
+
+def skin_over_hair(shut: np.ndarray, source: np.ndarray, points: np.ndarray, hair: tuple[int, int, int]) -> int:
+    """Hair pixels around the eyes that a shut eye's lid painted over (see the module docstring)."""
+    around = np.zeros((SIZE, SIZE), bool)
+    for corners, _, _ in EYES:
+        around |= _eye_box(points, corners)
+    was_hair = np.abs(source.astype(np.int32) - hair).sum(2) < 40
+    now_not = np.abs(shut.astype(np.int32) - hair).sum(2) > 60
+    return int((around & was_hair & now_not).sum())
+
+
+def measure(backend: LandmarkBackend, faces: dict) -> dict[str, dict]:
+    neutral = backend.detect(faces["photo"][0])
+    figures: dict[str, dict] = {}
+    for name, (square, _) in faces.items():
+        backend.set_source(square)
+        backend.calibrate(neutral)
+        points = backend._source_points  # noqa: SLF001 (the photo's landmarks, output pixels)
+        open_frame = backend.render(neutral).frame
+        half = backend.render(close_to(neutral, 0.5), detail=True)
+        spikes = max(corner_spikes(backend.render(close_to(neutral, o)).frame, open_frame, points)
+                     for o in (0.75, 0.5, 0.25))
+        flat, step = lid_flatness_and_edge(half.frame, half.warp.painted, square, points)
+        error, eyes_step = openness_errors(backend, neutral)
+        entry = {"corner_spikes": spikes, "lid_flatness": flat,
+                 "lid_edge": step, "openness_error": error, "eyes_step": eyes_step}
+        if name in make_anime_faces.VARIANTS:
+            shut = backend.render(close_to(neutral, 0.0)).frame
+            entry["skin_over_hair"] = skin_over_hair(shut, square, points, make_anime_faces.VARIANTS[name]["hair"])
+        figures[name] = entry
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    with LandmarkBackend(size=SIZE) as backend:
+        figures = measure(backend, sources(backend))
+    for name, entry in figures.items():
+        print(name, " ".join(f"{k}={np.round(v, 3).tolist()}" for k, v in entry.items()))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
