@@ -84,7 +84,8 @@ def test_the_photo_is_not_taken_for_a_drawing(backend: LandmarkBackend, faces: d
 def test_a_blink_closes_the_drawn_eyes_and_half_closed_is_half(name: str, backend: LandmarkBackend, faces: dict,
                                                                poses: dict) -> None:
     """What shows of the drawn whites and iris inside the true outline: gone at the blink, about half at
-    half-closed. (The mesh alone closed 41-73% of the anime eyes and left a grey smear.)"""
+    half-closed (the driver at 0.55 of its openness: the lid a little over halfway down, the thick lid line below
+    it). (The mesh alone closed 41-73% of the anime eyes and left a grey smear.)"""
     use(backend, faces, poses, name)
     square, truths = faces[name]
     neutral = backend.render(poses["neutral"]).frame
@@ -92,7 +93,7 @@ def test_a_blink_closes_the_drawn_eyes_and_half_closed_is_half(name: str, backen
     half = drawn_closure(backend.render(poses["half-closed"]).frame, neutral, square, truths)
     print(f"{name}: closed {np.round(shut, 2)} at the blink, {np.round(half, 2)} half-closed")
     assert min(shut) > 0.8
-    assert all(0.2 < h < 0.7 for h in half)
+    assert all(0.2 < h < 0.8 for h in half)
 
 
 def test_a_wink_stays_a_wink_and_a_blink_closes_both(backend: LandmarkBackend, faces: dict, poses: dict) -> None:
@@ -106,7 +107,9 @@ def test_a_wink_stays_a_wink_and_a_blink_closes_both(backend: LandmarkBackend, f
     # A blink that the face mesh reads unevenly closes both eyes; a wink is left alone.
     assert lids.couple([0.9, 0.6]) == [0.9, 0.9]
     assert lids.couple([0.9, 0.1]) == [0.9, 0.1]
-    assert lids.lid_amount(0.5) == pytest.approx(0.5)
+    # Linear in the closure, so that every openness shows as a lid partly down.
+    assert lids.lid_amount(lids.LID_START) == 0.0 and lids.lid_amount(lids.LID_FULL) == 1.0
+    assert lids.lid_amount((lids.LID_START + lids.LID_FULL) / 2) == pytest.approx(0.5)
 
 
 def test_the_closed_lid_is_skin_as_sharp_as_the_photo(backend: LandmarkBackend, faces: dict, poses: dict) -> None:

@@ -13,11 +13,14 @@ above the lower one). The figures, per source:
   four corners, the most at openness 0.75, 0.5 or 0.25. 0 is no spike.
 - lid flatness: the Laplacian variance (3 x 3) of the painted lid's inside above the eye's opening over that of the
   photo's skin under the eye, at openness 0.5 (a flat fill is near 0, skin-like about 1).
-- lid edge: the mean grey step across the painted lid's top edge, inside minus outside (2 px each side), at
-  openness 0.5; near 0 is no edge, positive is a lid lighter than the skin above it.
-- openness error: per openness 1, 0.75, 0.5, 0.25 and 0 and a 30 degree tilt, the largest gap between how far each
-  lid is down and how far the driver's eye is closed (0.9 a, the lid shut at 0.9); and the step, the largest gap
-  between the two eyes' lids in those frames.
+- lid edge: the mean gradient (Sobel, grey levels) across the painted lid's top edge (2 px each side of it, above
+  the eye's opening) over the photo's own at the same pixels, at openness 0.5; about 1 is no new edge, a patch
+  with a hard edge is well above.
+- lid tone: the painted lid's median grey above the eye's opening minus that of the photo's skin around it (above
+  the opening, not painted), at openness 0.5; positive is a lid lighter than the skin around it.
+- openness error: per openness 1, 0.75, 0.5, 0.25 and 0, upright and in a 30 degree tilt, the largest gap between
+  how far each lid is down and the driver's closure (1 - openness) over 0.8 (a real blink's peak, as the face mesh
+  reads it, leaves a fifth of the eye's gap); and the step, the largest gap between the two eyes' lids there.
 - skin over hair: for each drawn source, hair pixels around the eyes (within 40 RGB levels of its hair colour)
   that are no longer hair-coloured (over 60 levels from it) when the eyes are shut.
 """
@@ -39,7 +42,8 @@ from fomm_live.live.landmarks.points import EYES
 from fomm_live.live.media import cv2
 
 OPENNESS = (1.0, 0.75, 0.5, 0.25, 0.0)
-SHUT_AT = 0.9  # ``close_eyes``' closure at amount 1
+SCRIPT_SHUT = 0.9  # ``close_eyes``' closure at amount 1
+SHUT_AT = 0.8  # the closure at which a lid should be shut (see the module docstring)
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -48,7 +52,7 @@ def grey(image: np.ndarray) -> np.ndarray:
 
 def close_to(neutral: np.ndarray, openness: float) -> np.ndarray:
     """The driver with both eyes at this openness (of its own), see the module docstring."""
-    return close_eyes(neutral, (1.0 - openness) / SHUT_AT)
+    return close_eyes(neutral, (1.0 - openness) / SCRIPT_SHUT)
 
 
 def corner_spikes(frame: np.ndarray, open_frame: np.ndarray, points: np.ndarray) -> int:
@@ -73,13 +77,16 @@ def _eye_box(points: np.ndarray, corners: tuple[int, int]) -> np.ndarray:
 
 
 def lid_flatness_and_edge(frame: np.ndarray, painted: np.ndarray, source: np.ndarray,
-                          points: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per eye, (the lid's Laplacian variance over the skin's, the grey step across its top edge)."""
+                          points: np.ndarray) -> tuple[list[float], list[float], list[float]]:
+    """Per eye, (the lid's Laplacian variance over the skin's, the gradient across its top edge over the photo's,
+    its tone against the photo's lid skin it covers)."""
     cv = cv2()
     g, g0 = grey(frame), grey(source)
     lap = np.abs(cv.Laplacian(g, cv.CV_32F, ksize=1))
     lap0 = np.abs(cv.Laplacian(g0, cv.CV_32F, ksize=1))
-    flat, step = [], []
+    sobel = np.hypot(cv.Sobel(g, cv.CV_32F, 1, 0), cv.Sobel(g, cv.CV_32F, 0, 1))
+    sobel0 = np.hypot(cv.Sobel(g0, cv.CV_32F, 1, 0), cv.Sobel(g0, cv.CV_32F, 0, 1))
+    flat, step, tone = [], [], []
     kernel = np.ones((5, 5), np.uint8)
     for corners, upper, _ in EYES:
         box = _eye_box(points, corners)
@@ -88,6 +95,7 @@ def lid_flatness_and_edge(frame: np.ndarray, painted: np.ndarray, source: np.nda
         if lid.sum() < 10:
             flat.append(float("nan"))
             step.append(float("nan"))
+            tone.append(float("nan"))
             continue
         inner = cv.erode(lid, np.ones((3, 3), np.uint8)) > 0
         # The photo's skin around the eye: the box less the eye opening and lid, widened.
@@ -96,10 +104,14 @@ def lid_flatness_and_edge(frame: np.ndarray, painted: np.ndarray, source: np.nda
         skin &= np.arange(SIZE)[:, None] > points[list(upper), 1].max() + 0.3 * width  # under the eye
         flat.append(float(lap[inner & top].var() / max(lap0[skin].var(), 1e-6)) if (inner & top).sum() > 4
                     else float("nan"))
-        inside = (lid > 0) & (cv.erode(lid, kernel) == 0) & top
-        outside = (cv.dilate(lid, kernel) > 0) & (lid == 0) & top
-        step.append(float(g[inside].mean() - g[outside].mean()) if inside.any() and outside.any() else float("nan"))
-    return flat, step
+        around = box & (cv.dilate(lid, kernel) == 0) & top
+        tone.append(float(np.median(g[inner & top]) - np.median(g0[around])) if (inner & top).sum() > 4
+                    and around.sum() > 4 else float("nan"))
+        # The lid's top edge: painted pixels next to unpainted ones, above the eye's opening; the gradient across
+        # it in the frame over the gradient the photo has at the same pixels.
+        ring = ((lid > 0) & (cv.erode(lid, kernel) == 0) | (cv.dilate(lid, kernel) > 0) & (lid == 0)) & top
+        step.append(float(sobel[ring].mean() / max(sobel0[ring].mean(), 1e-6)) if ring.sum() > 4 else float("nan"))
+    return flat, step, tone
 
 
 def openness_errors(backend: LandmarkBackend, neutral: np.ndarray) -> tuple[float, float]:
@@ -136,10 +148,10 @@ def measure(backend: LandmarkBackend, faces: dict) -> dict[str, dict]:
         half = backend.render(close_to(neutral, 0.5), detail=True)
         spikes = max(corner_spikes(backend.render(close_to(neutral, o)).frame, open_frame, points)
                      for o in (0.75, 0.5, 0.25))
-        flat, step = lid_flatness_and_edge(half.frame, half.warp.painted, square, points)
+        flat, step, tone = lid_flatness_and_edge(half.frame, half.warp.painted, square, points)
         error, eyes_step = openness_errors(backend, neutral)
         entry = {"corner_spikes": spikes, "lid_flatness": flat,
-                 "lid_edge": step, "openness_error": error, "eyes_step": eyes_step}
+                 "lid_edge": step, "lid_tone": tone, "openness_error": error, "eyes_step": eyes_step}
         if name in make_anime_faces.VARIANTS:
             shut = backend.render(close_to(neutral, 0.0)).frame
             entry["skin_over_hair"] = skin_over_hair(shut, square, points, make_anime_faces.VARIANTS[name]["hair"])

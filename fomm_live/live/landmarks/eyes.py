@@ -22,14 +22,23 @@ GAZE_FADE = (0.04, 0.08)  # gaze (eye-widths) where the eyeball starts to be pai
 GAZE_CLOSING = (0.15, 0.35)
 
 
-def eye_opening(points: np.ndarray, eye: tuple) -> float:
+def eye_opening(points: np.ndarray, eye: tuple, *, turn_proof: bool = False) -> float:
     """Mean gap between an eye's upper and lower lids over the eye's width (about 0 closed, 0.2-0.4 open).
 
     Args:
-        points: N x 2 or N x 3 landmarks, any units (only x and y are used).
+        points: N x 2 or N x 3 landmarks, any units (only x and y are used, unless ``turn_proof``).
         eye: ``(corners, upper, lower)`` landmark indices, as in ``EYES``.
+        turn_proof: Measure the gap across the eye's axis (a tilt leaves it, and a lid point pair that is not
+            straight above one another closes to 0) and the width in 3-D (x, y and z in one unit: normalised
+            landmarks of a square crop), so that a turned head reads as open as a frontal one.
     """
     corners, upper, lower = eye
+    if turn_proof:
+        xyz = np.asarray(points, dtype=np.float64)[:, :3]
+        along = xyz[corners[1], :2] - xyz[corners[0], :2]
+        across = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-12)
+        gap = np.abs((xyz[list(lower), :2] - xyz[list(upper), :2]) @ across).mean()
+        return float(gap / max(float(np.linalg.norm(xyz[corners[1]] - xyz[corners[0]])), 1e-9))
     xy = np.asarray(points, dtype=np.float64)[:, :2]
     gap = np.linalg.norm(xy[list(upper)] - xy[list(lower)], axis=1).mean()
     width = np.linalg.norm(xy[corners[0]] - xy[corners[1]])

@@ -5,12 +5,14 @@ smeared the lashes, and on a drawn face whose eye is twice the mesh's the mesh c
 lid's landmarks (and the two rings of skin above them) are held where the photo has them relative to the eye
 (``hold_open``), and the lid is painted over the warp (``paint_lid``), its edge at ``E(u) = U(u) + a (L(u) - U(u))``
 between the open upper lid U and the moved lower lid L, ``a`` the lid's amount (``lid_amount``: linear in the
-eye's closure, so half-closed is half-closed).
+driver's eye closure, so every openness shows as a lid partly down, and half-closed is half-closed).
 
-- A photo (``Lid.drawn`` is None): the lid is the photo's own skin from above the crease (found in the photo: the
-  darkest line above the lashes, or where their shadow ends), mirrored down across it, taken through the warp itself
-  and never stretched (squeezed where the lid is taller), so it is as sharp as the skin around it; darker towards
-  its edge, where the lash line is drawn in the photo's lash colour. The crease stays where it is, above the lid.
+- A photo (``Lid.drawn`` is None): the lid comes down from under the crease (found in the photo: the darkest line
+  above the lashes, or where their shadow ends) and ends at the eye's corners. Its skin is taken through the warp
+  itself: its tone is the skin above the crease mirrored down across it, blurred, brought halfway to the tone of
+  the photo's own lid skin that it covers (so neither a light patch nor a dark cap), darker towards its edge; its
+  grain is the skin under the eye at 1:1 (a stretched skin drew vertical streaks). The lash line is drawn along its
+  edge in the photo's lash colour, fading out towards the corners. The crease stays where it is, above the lid.
 - A drawn face (its skin flat: ``FLAT_FRACTION``): the drawn eye's own outline is found in the image (the non-skin,
   non-hair region around the mesh's eye), and the lid covers that region in the face's skin colour down to its
   edge, where a lid line is drawn in the outline's colour and thickness.
@@ -28,8 +30,11 @@ import numpy as np
 
 from fomm_live.live.media import cv2
 
-LID_START = 0.25  # the eye's closure (1 - opening / the photo's) where the lid starts to come down
-LID_FULL = 0.75  # and where it is shut
+# The eye's closure (the driver's: 1 - opening / its neutral opening) where the lid starts to come down (a dead band
+# for the face mesh's jitter), and where it is shut (the face mesh reads a shut eye as a gap of about a fifth of the
+# open one): the lid's amount is linear between them, so every openness shows.
+LID_START = 0.03
+LID_FULL = 0.8
 COUPLE = (0.3, 0.6)  # the less closed eye's closure over the more closed one's: apart below, together above
 # The rings of skin above each upper lid (outer corner to inner), held with it: mediapipe's next two eye contours.
 RINGS = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189)),
@@ -37,15 +42,21 @@ RINGS = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189)),
 CREASE_SEARCH = (0.1, 0.35)  # eye widths above the upper lid where the crease (the darkest line) is looked for
 CREASE_RISE = 0.9  # (of the way from the lashes to the brightest skin)
 CREASE_MARGIN = 0.04  # eye widths above the crease's line where the mirrored skin starts
-LID_FADE = 0.25  # the lid's amount over which the painted lid fades in
+LID_FADE = 0.1  # the lid's amount over which the painted lid fades in
 SKIN_ABOVE = 0.12 # eye widths of skin above the crease mirrored onto the lid as it comes out from under the crease
 GRID = 41  # samples of u along each curve
-LID_REACH = 0.6  # the lid's half length along the eye (eye widths): past the corners, where the lashes' shadow is
+LID_REACH = 0.5  # the lid's half length along the eye (eye widths): to the corners
 FLAT_FRACTION = 0.3  # pixels around the eyes whose Laplacian is under 2 grey levels: above this, a drawn face
 DRAWN_AREA = 1.5  # a drawn eye's outline is used when it holds this much more than the mesh's eye opening
 SKIN_DISTANCE = 60  # RGB levels (summed) from the skin's colour beyond which a pixel belongs to a drawn eye
-LASH_OPACITY = 0.65
-LID_SHADE = (0.07, 0.18)  # how much darker the painted lid is than its skin, under the crease and at its edge
+LASH_OPACITY = 0.8
+GRAIN_SIGMA = 0.06  # eye widths: the blur that splits the lid's tone from its grain
+GRAIN_GAP = 0.3  # eye widths under the lower lid where the skin that gives the lid its grain starts
+LID_SHADE = 0.06  # how much darker the painted lid is at its edge than the photo's lid skin under the crease
+LID_GAIN = (0.75, 1.25)  # the range of the gain that gives the painted lid the photo's lid skin's tone
+LID_FEATHER = 0.12  # eye widths (2.5 pixels at least) over which the lid's top fades into the skin under the crease
+LID_ROUND = 8.0  # the exponent of the lid top's superellipse (2: an ellipse; higher: squarer, the corners covered)
+CORNER_FADE = 0.12  # eye widths from a corner over which the lid and its lash line fade out
 
 
 @dataclass
@@ -284,6 +295,17 @@ def _polyline_mask(shape: tuple[int, int], xy: np.ndarray, thickness: float) -> 
     return cv.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), 0.4 + 0.15 * thickness)
 
 
+def _through(pmap: np.ndarray, image: np.ndarray, origin: np.ndarray, width: float, axes: np.ndarray, pu: np.ndarray,
+             pv: np.ndarray) -> np.ndarray:
+    """The warped frame's colours (h x w x 3 float32) at these eye-frame positions, taken from the photo through
+    the warp's backward map."""
+    cv = cv2()
+    q = (origin + width * (pu[..., None] * axes[0] + pv[..., None] * axes[1])).astype(np.float32)  # h x w x 2
+    src = cv.remap(pmap, q[..., 0], q[..., 1], cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)  # h x w x 2
+    return cv.remap(image, src[..., 0], src[..., 1], cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE).astype(
+        np.float32)
+
+
 def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.ndarray, lid: Lid,
               amount: float) -> None:
     """Paint one eye's lid, down by ``amount`` (0..1), over the warped frame (in place; see the module docstring).
@@ -305,8 +327,9 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
         u, top = lid.u, lid.upper
         lower_v = _curve(np.concatenate([[[-0.5, 0.0]], _to_eye(moved[list(lower)], frame), [[0.5, 0.0]]]), u)
         edge = top + amount * np.maximum(lower_v - top, 0.0)
-        # The crease meets the lid a little beyond the corners (the lashes' shadow reaches past them).
-        start = top - lid.band * np.clip(1.0 - (np.abs(u) / u[-1]) ** 6, 0.0, 1.0) ** 0.5
+        # The lid's top (under the crease) comes down to the eye's corners, round (a superellipse's quarter): the lid
+        # ends where the eye does, with nothing past the corners (it reached past them, and showed as triangles).
+        start = top - lid.band * np.sqrt(np.clip(1.0 - np.abs(u / 0.5) ** LID_ROUND, 0.0, 1.0))
     else:
         u, top = drawn.u, drawn.top
         edge = top + amount * (drawn.bottom + drawn.thickness - top)  # shut: the lid's line over the lower outline
@@ -323,26 +346,36 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
     e = np.interp(pu, u, edge)
     alpha = np.clip((e - pv) * width + 0.5, 0.0, 1.0) * ((pu >= u[0]) & (pu <= u[-1]))  # h x w: above the edge
     box_map = np.ascontiguousarray(pmap[y0:y1, x0:x1])  # h x w x 2
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    # Towards the corners the lash line fades out: the photo's own lashes are there.
+    corner_fade = np.clip((0.5 - np.abs(pu)) / CORNER_FADE, 0.0, 1.0)
     if drawn is None:
         s = np.interp(pu, u, start)
-        alpha *= np.clip((pv - s) * width / 2.5 + 1.0, 0.0, 1.0)  # feathered into the skin under the crease
-        # The lid's skin: the skin above the crease mirrored across it (SKIN_ABOVE of it), taken
-        # through the warp itself, so at 1:1, as sharp as the skin around it; the photo's lashes and their shadow
-        # stay behind the lid, and the lash line is drawn along its edge.
-        # A lid taller than that skin takes it squeezed (never stretched: a squeeze keeps the skin's grain).
+        feather = max(2.5, LID_FEATHER * width)
+        alpha *= np.clip((pv - s) * width / feather, 0.0, 1.0)  # feathered into the skin under the crease
+        # The lid's skin, taken through the warp itself (so at the output's scale): its tone, smooth, from the skin
+        # above the crease mirrored across it (SKIN_ABOVE of it, stretched to the lid's height: stretched as it is,
+        # only its blur is kept), and its grain, at 1:1, from the skin under the eye (stretched, the grain drew
+        # vertical streaks). The photo's lashes and their shadow stay behind the lid; the lash line is drawn along its
+        # edge.
         squeeze = np.maximum((e - s) / SKIN_ABOVE, 1.0)
-        v = s - CREASE_MARGIN - (pv - s) / squeeze
         alpha *= min(1.0, amount / LID_FADE)  # faded in: a lid just starting to move is the photo's own
-        q = origin + width * (pu[..., None] * axes[0] + v[..., None] * axes[1])  # h x w x 2, output pixels
-        q = q.astype(np.float32)
-        src = cv.remap(pmap, q[..., 0], q[..., 1], cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)  # h x w x 2
-        colour = cv.remap(image, src[..., 0], src[..., 1], cv.INTER_LINEAR,
-                          borderMode=cv.BORDER_REPLICATE).astype(np.float32)  # h x w x 3
+        tone = _through(pmap, image, origin, width, axes, pu, s - CREASE_MARGIN - (pv - s) / squeeze)
+        tone = cv.GaussianBlur(tone, (0, 0), max(1.0, GRAIN_SIGMA * width))
+        grain = _through(pmap, image, origin, width, axes, pu, np.interp(pu, u, lower_v) + GRAIN_GAP + (pv - s))
+        grain -= cv.GaussianBlur(grain, (0, 0), max(1.0, GRAIN_SIGMA * width))
+        colour = tone + grain
         # A closed lid is a curved surface under the brow: a little darker than the skin it came from, more so
         # towards its edge.
+        # Its tone is the photo's own lid skin's, the skin it covers between the crease and the lashes (the skin
+        # from above the crease is lighter: the lid showed as a light patch with an edge): a gain per channel.
+        own = (pv > s) & (pv < s + 0.5 * (np.interp(pu, u, top) - s)) & (np.abs(pu) < 0.35)  # above the lashes
+        if own.sum() >= 6:
+            gain = np.median(region[own], 0) / np.maximum(np.median(colour[own], 0), 1.0)
+            colour *= np.sqrt(np.clip(gain, *LID_GAIN))  # halfway: the lid curves out into the light
         depth = np.clip((pv - s) / np.maximum(e - s, 1e-3), 0.0, 1.0)
-        colour *= (1.0 - LID_SHADE[0] - (LID_SHADE[1] - LID_SHADE[0]) * depth * depth)[..., None]
-        line_colour, thickness, line_opacity = lid.lash, max(1.0, n / 256), LASH_OPACITY * amount
+        colour *= (1.0 - LID_SHADE * depth * depth)[..., None]
+        line_colour, thickness, line_opacity = lid.lash, max(1.2, 1.2 * n / 256), LASH_OPACITY * amount
         line_mask = None
     else:
         inside = cv.remap(drawn.region, box_map[..., 0], box_map[..., 1], cv.INTER_LINEAR).astype(np.float32) / 255
@@ -352,10 +385,11 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
         line_colour, thickness = drawn.line, drawn.thickness * width
         line_opacity = min(1.0, amount / 0.15)
         line_mask = inside
-    region = out[y0:y1, x0:x1].astype(np.float32)
     region += alpha[..., None] * (colour - region)
     line = origin + width * (u[:, None] * axes[0] + edge[:, None] * axes[1]) - (x0, y0)  # G x 2, box pixels
     stroke = _polyline_mask(alpha.shape, line, thickness) * line_opacity
+    if drawn is None:
+        stroke *= corner_fade
     if line_mask is not None:
         stroke *= np.clip(line_mask * 1.5, 0.0, 1.0)
     region += stroke[..., None] * (line_colour - region)
