@@ -149,3 +149,25 @@ def paint_eyeball(out: np.ndarray, moved: np.ndarray, source: np.ndarray, eye: t
     alpha = (opacity / 255.0) * cv.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + alpha * (picture - region) + 0.5, 0, 255).astype(np.uint8)
+
+
+def lid_frame(points: np.ndarray, corners: tuple[int, int], sign: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(origin, 2 x 2 axes: along and across, width) of an eye, its across axis times ``sign`` (``live.landmarks.lids``'
+    eye frame: u along the eye from the outer corner, -0.5, to the inner one, 0.5; v across it towards the lower lid,
+    both in eye widths)."""
+    a, b = points[corners[0], :2], points[corners[1], :2]
+    width = max(float(np.linalg.norm(b - a)), 1e-9)
+    along = (b - a) / width
+    return (a + b) / 2, np.array([along, sign * np.array([-along[1], along[0]])]), width
+
+
+def to_eye(points: np.ndarray, frame: tuple) -> np.ndarray:
+    """Points (... x 2 or more) in an eye's frame (``lid_frame``'s): ... x 2, (u, v)."""
+    origin, axes, width = frame
+    return (np.asarray(points, np.float64)[..., :2] - origin) @ axes.T / width  # ... x 2: (u, v)
+
+
+def curve(uv: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """v of a polyline of (u, v) points at ``u`` (sorted by u; held flat beyond its ends)."""
+    order = np.argsort(uv[:, 0])
+    return np.interp(u, uv[order, 0], uv[order, 1])
