@@ -51,7 +51,7 @@ def lid_amounts(backend: LandmarkBackend, pose: np.ndarray) -> list[float]:
     return backend._lid_amounts(backend._closures(backend.moved_landmarks(pose)))
 
 
-@pytest.mark.parametrize("name", ["anime_a", "anime_b"])
+@pytest.mark.parametrize("name", ["anime_a", "anime_b", "anime_c"])
 def test_the_drawn_eyes_outline_is_found_in_the_image(name: str, backend: LandmarkBackend, faces: dict,
                                                       poses: dict) -> None:
     """The eye found from the image is the eye that was drawn (not the mesh's, which is about half its size): it
@@ -80,7 +80,7 @@ def test_the_photo_is_not_taken_for_a_drawing(backend: LandmarkBackend, faces: d
     assert all(lid is not None and lid.drawn is None for lid in backend._lids)
 
 
-@pytest.mark.parametrize("name", ["anime_a", "anime_b", "drawn"])
+@pytest.mark.parametrize("name", ["anime_a", "anime_b", "anime_c", "drawn"])
 def test_a_blink_closes_the_drawn_eyes_and_half_closed_is_half(name: str, backend: LandmarkBackend, faces: dict,
                                                                poses: dict) -> None:
     """What shows of the drawn whites and iris inside the true outline: gone at the blink, about half at

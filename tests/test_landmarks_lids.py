@@ -97,10 +97,11 @@ def test_a_half_closed_lid_has_the_skins_tone_and_grain(backend: LandmarkBackend
 @pytest.mark.parametrize("name", list(make_anime_faces.VARIANTS))
 def test_a_shut_drawn_eye_paints_no_skin_over_the_hair(name: str, backend: LandmarkBackend, faces: dict,
                                                        neutral: np.ndarray) -> None:
-    """Hair around the eyes stays hair when the eyes shut: at most 5 pixels turn from the hair's colour. (Before:
-    42 and 32 on the two anime faces, a stair-edged block of skin over the fringe.)"""
+    """The fringe's strands over the eyes stay hair when the eyes shut: at most 2 of their pixels lose the hair's
+    colour. (Before: 6, 13 and 16 on the three anime faces, skin painted into the strands.)"""
     use(backend, faces, neutral, name)
     shut = backend.render(fm.close_to(neutral, 0.0)).frame
-    count = fm.skin_over_hair(shut, faces[name][0], backend._source_points, make_anime_faces.VARIANTS[name]["hair"])
+    count = fm.skin_over_hair(shut, fm.fringe(backend, name), backend._source_points,
+                              make_anime_faces.VARIANTS[name]["hair"])
     print(f"{name}: {count} hair pixels painted over")
-    assert count <= 5
+    assert count <= 2

@@ -21,8 +21,8 @@ above the lower one). The figures, per source:
 - openness error: per openness 1, 0.75, 0.5, 0.25 and 0, upright and in a 30 degree tilt, the largest gap between
   how far each lid is down and the driver's closure (1 - openness) over 0.8 (a real blink's peak, as the face mesh
   reads it, leaves a fifth of the eye's gap); and the step, the largest gap between the two eyes' lids there.
-- skin over hair: for each drawn source, hair pixels around the eyes (within 40 RGB levels of its hair colour)
-  that are no longer hair-coloured (over 60 levels from it) when the eyes are shut.
+- skin over hair: for each anime face, pixels of the fringe's strands over the eyes (where the drawing has them, a
+  pixel in from their edge) that are no longer hair-coloured (over 60 RGB levels from it) when the eyes are shut.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 
 from fomm_live.benchmarks.faces import SIZE, sources
 from fomm_live.live.assets import make_anime_faces
-from fomm_live.live.democlip import close_eyes, rotate_head
+from fomm_live.live.democlip import close_eyes, portrait_crop, rotate_head
 from fomm_live.live.landmarks import LandmarkBackend
 from fomm_live.live.landmarks.eyes import eye_frame
 from fomm_live.live.landmarks.points import EYES
@@ -127,14 +127,26 @@ def openness_errors(backend: LandmarkBackend, neutral: np.ndarray) -> tuple[floa
     return error, step
 
 
-def skin_over_hair(shut: np.ndarray, source: np.ndarray, points: np.ndarray, hair: tuple[int, int, int]) -> int:
-    """Hair pixels around the eyes that a shut eye's lid painted over (see the module docstring)."""
+def skin_over_hair(shut: np.ndarray, strands: np.ndarray, points: np.ndarray, hair: tuple[int, int, int]) -> int:
+    """Pixels of the fringe's strands around the eyes that a shut eye's lid painted over (see the module docstring).
+
+    Args:
+        shut: The frame with the eyes shut; strands: where the drawing has its strands (bool, the frame's pixels);
+        points: the source's landmarks (output pixels); hair: the hair's RGB.
+    """
     around = np.zeros((SIZE, SIZE), bool)
     for corners, _, _ in EYES:
         around |= _eye_box(points, corners)
-    was_hair = np.abs(source.astype(np.int32) - hair).sum(2) < 40
+    inside = cv2().erode(strands.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # its anti-aliased edge left out
     now_not = np.abs(shut.astype(np.int32) - hair).sum(2) > 60
-    return int((around & was_hair & now_not).sum())
+    return int((around & inside & now_not).sum())
+
+
+def fringe(backend: LandmarkBackend, name: str) -> np.ndarray:
+    """An anime face's strands over the eyes in its face square (``sources``' crop), bool SIZE x SIZE."""
+    image, _ = make_anime_faces.draw(name)
+    mask = np.repeat(make_anime_faces.strands_mask(name)[..., None].astype(np.uint8) * 255, 3, 2)
+    return portrait_crop(mask, backend.detect(image), SIZE)[..., 0] > 127
 
 
 def measure(backend: LandmarkBackend, faces: dict) -> dict[str, dict]:
@@ -154,7 +166,8 @@ def measure(backend: LandmarkBackend, faces: dict) -> dict[str, dict]:
                  "lid_edge": step, "lid_tone": tone, "openness_error": error, "eyes_step": eyes_step}
         if name in make_anime_faces.VARIANTS:
             shut = backend.render(close_to(neutral, 0.0)).frame
-            entry["skin_over_hair"] = skin_over_hair(shut, square, points, make_anime_faces.VARIANTS[name]["hair"])
+            entry["skin_over_hair"] = skin_over_hair(shut, fringe(backend, name), points,
+                                                     make_anime_faces.VARIANTS[name]["hair"])
         figures[name] = entry
     return figures
 

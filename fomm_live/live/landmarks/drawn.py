@@ -21,6 +21,7 @@ GRID = 41  # samples of u along each curve (a drawn eye's and a lid's)
 FLAT_FRACTION = 0.3  # pixels around the eyes whose Laplacian is under 2 grey levels: above this, a drawn face
 DRAWN_AREA = 1.5  # a drawn eye's outline is used when it holds this much more than the mesh's eye opening
 SKIN_DISTANCE = 60  # RGB levels (summed) from the skin's colour beyond which a pixel belongs to a drawn eye
+HAIR_BLOB = 0.3  # (of the mesh eye's width) hair-coloured areas at least this wide are hair; thinner, an outline
 
 
 @dataclass
@@ -30,7 +31,8 @@ class DrawnEye:
     u: np.ndarray  # GRID samples along the eye
     top: np.ndarray  # GRID: v of the outline's top edge
     bottom: np.ndarray  # GRID: v of its bottom edge
-    region: np.ndarray  # size x size uint8, 255 inside the drawn eye (its outline included), source pixels
+    region: np.ndarray  # size x size uint8, 255 inside the drawn eye (its outline included, hair over it left out,
+    # with a soft edge), source pixels
     skin: np.ndarray  # RGB float32 of the skin around it
     line: np.ndarray  # RGB float32 of its outline
     thickness: float  # of its upper outline, eye widths
@@ -75,7 +77,14 @@ def find_drawn_eye(image: np.ndarray, points: np.ndarray, eye: tuple, sign: floa
     x0, y0 = np.clip(np.floor(origin - 1.3 * width).astype(int), 0, n - 1)
     x1, y1 = np.clip(np.ceil(origin + 1.3 * width).astype(int), x0 + 2, n)
     patch = image[y0:y1, x0:x1].astype(np.int32)
-    other = (np.abs(patch - skin).sum(2) > SKIN_DISTANCE) & (np.abs(patch - hair).sum(2) > SKIN_DISTANCE)
+    # Hair: its colour in blobs wider than a drawn outline (an outline may be drawn in the hair's colour, and it
+    # belongs to the eye); what is neither skin nor hair, around the mesh's eye, is the drawn eye.
+    hair_like = (np.abs(patch - hair).sum(2) < SKIN_DISTANCE).astype(np.uint8)
+    k = 2 * max(1, round(HAIR_BLOB * width / 2)) + 1
+    disk = cv.getStructuringElement(cv.MORPH_ELLIPSE, (k, k))
+    blob = cv.morphologyEx(hair_like, cv.MORPH_OPEN, disk)
+    blob = cv.dilate(blob, disk) & hair_like  # the strands' thin tips back (and an outline's end where it meets them)
+    other = (np.abs(patch - skin).sum(2) > SKIN_DISTANCE) & (blob == 0)
     other = cv.morphologyEx(other.astype(np.uint8), cv.MORPH_OPEN, np.ones((2, 2), np.uint8))
     count, labels = cv.connectedComponents(other, connectivity=8)
     mesh_eye = np.zeros_like(other)
@@ -122,7 +131,10 @@ def find_drawn_eye(image: np.ndarray, points: np.ndarray, eye: tuple, sign: floa
     line = np.median(patch[dark], 0).astype(np.float32) if dark.any() else np.array([40, 30, 30], np.float32)
     columns = max(1, int(dark.any(0).sum()))
     region = np.zeros((n, n), np.uint8)
-    region[y0:y1, x0:x1] = cv.dilate(filled, np.ones((5, 5), np.uint8)) * 255
+    # The hair left out, with a soft edge (its anti-aliased edge half kept as drawn, not stair-stepped).
+    hair_soft = cv.GaussianBlur(blob.astype(np.float32), (0, 0), 0.7)
+    keep = cv.dilate(filled, np.ones((5, 5), np.uint8)) * np.clip(1.0 - 2.0 * hair_soft, 0.0, 1.0)
+    region[y0:y1, x0:x1] = np.round(255 * keep).astype(np.uint8)
     return DrawnEye(u=u, top=top, bottom=bottom, region=region, skin=skin.astype(np.float32), line=line,
                     thickness=float(np.clip(dark.sum() / columns, 1.0, 0.12 * width)) / width)
 
