@@ -10,7 +10,8 @@ above the lower one). The figures, per source:
 
 - corner spikes: pixels changed by more than 25 grey levels against the open eye's frame, in a box just beyond
   each eye's corners (0.5 to 0.65 eye widths from its centre along the eye, 0.1 across it), summed over the
-  four corners, the most at openness 0.75, 0.5 or 0.25. 0 is no spike.
+  four corners, the most at openness 0.75, 0.5 or 0.25. 0 is no spike. (A drawn eye larger than the mesh's
+  reaches into that box: on a drawing this counts its own lid.)
 - lid flatness: the Laplacian variance (3 x 3) of the painted lid's inside above the eye's opening over that of the
   photo's skin under the eye, at openness 0.5 (a flat fill is near 0, skin-like about 1).
 - lid edge: the mean gradient (Sobel, grey levels) across the painted lid's top edge (2 px each side of it, above

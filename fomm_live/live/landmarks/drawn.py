@@ -133,7 +133,7 @@ def find_drawn_eye(image: np.ndarray, points: np.ndarray, eye: tuple, sign: floa
     region = np.zeros((n, n), np.uint8)
     # The hair left out, with a soft edge (its anti-aliased edge half kept as drawn, not stair-stepped).
     hair_soft = cv.GaussianBlur(blob.astype(np.float32), (0, 0), 0.7)
-    keep = cv.dilate(filled, np.ones((5, 5), np.uint8)) * np.clip(1.0 - 2.0 * hair_soft, 0.0, 1.0)
+    keep = cv.dilate(filled, np.ones((7, 7), np.uint8)) * np.clip(1.0 - 2.0 * hair_soft, 0.0, 1.0)
     region[y0:y1, x0:x1] = np.round(255 * keep).astype(np.uint8)
     return DrawnEye(u=u, top=top, bottom=bottom, region=region, skin=skin.astype(np.float32), line=line,
                     thickness=float(np.clip(dark.sum() / columns, 1.0, 0.12 * width)) / width)

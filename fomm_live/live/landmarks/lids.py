@@ -56,6 +56,8 @@ LID_SHADE = 0.06  # how much darker the painted lid is at its edge than the phot
 LID_GAIN = (0.75, 1.25)  # the range of the gain that gives the painted lid the photo's lid skin's tone
 LID_FEATHER = 0.12  # eye widths (2.5 pixels at least) over which the lid's top fades into the skin under the crease
 LID_ROUND = 8.0  # the exponent of the lid top's superellipse (2: an ellipse; higher: squarer, the corners covered)
+ARC_SAG = 0.1  # a closed drawn eye's arc: how far its middle sags below its ends, over the drawn eye's width
+ARC_FROM = 0.6  # the lid's amount from which a drawn lid's line moves onto that arc
 CORNER_FADE = 0.12  # eye widths from a corner over which the lid and its lash line fade out
 
 
@@ -204,7 +206,7 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
         start = top - lid.band * np.sqrt(np.clip(1.0 - np.abs(u / 0.5) ** LID_ROUND, 0.0, 1.0))
     else:
         u, top = drawn.u, drawn.top
-        edge = top + amount * (drawn.bottom + drawn.thickness - top)  # shut: the lid's line over the lower outline
+        edge = top + amount * (drawn.bottom + drawn.thickness + 0.03 - top)  # shut: over the lower outline too
         start = top - 0.05
     corners_xy = origin + width * (np.concatenate([u, u])[:, None] * axes[0]
                                    + np.concatenate([start, edge])[:, None] * axes[1])  # 2G x 2
@@ -252,16 +254,26 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
     else:
         inside = cv.remap(drawn.region, box_map[..., 0], box_map[..., 1], cv.INTER_LINEAR).astype(np.float32) / 255
         alpha *= inside
-        shade = np.clip(1.0 - (e - pv) / max(4 * drawn.thickness, 1e-3), 0.0, 1.0)  # darker towards the edge
-        colour = drawn.skin * (1.0 - 0.08 * shade)[..., None]
+        colour = np.broadcast_to(drawn.skin, region.shape)  # flat, as the drawing's skin is (shaded, it showed)
         line_colour, thickness = drawn.line, drawn.thickness * width
         line_opacity = min(1.0, amount / 0.15)
         line_mask = inside
     region += alpha[..., None] * (colour - region)
-    line = origin + width * (u[:, None] * axes[0] + edge[:, None] * axes[1]) - (x0, y0)  # G x 2, box pixels
+    line_v = edge
+    if drawn is not None:
+        # Closing, the drawn lid's line moves from the lid's edge onto a gentle arc (a closed drawn eye: one stroke,
+        # sagging a little, in the outline's colour and weight; along the lower outline it was a bowl).
+        t = (u - (u[0] + u[-1]) / 2) / max((u[-1] - u[0]) / 2, 1e-6)  # -1..1 along the drawn eye
+        ends = (drawn.top[[0, -1]] + drawn.bottom[[0, -1]]) / 2
+        arc = np.minimum(np.interp(t, [-1.0, 1.0], ends) + ARC_SAG * (u[-1] - u[0]) * (1.0 - t * t), drawn.bottom)
+        w = float(np.clip((amount - ARC_FROM) / (1.0 - ARC_FROM), 0.0, 1.0))
+        line_v = edge + w * w * (3 - 2 * w) * (np.minimum(arc, edge) - edge)
+    line = origin + width * (u[:, None] * axes[0] + line_v[:, None] * axes[1]) - (x0, y0)  # G x 2, box pixels
     stroke = _polyline_mask(alpha.shape, line, thickness) * line_opacity
     if drawn is None:
         stroke *= corner_fade
+    else:  # a drawn stroke's ends taper off
+        stroke *= np.clip((1.0 - np.abs((pu - (u[0] + u[-1]) / 2) / max((u[-1] - u[0]) / 2, 1e-6))) / 0.15, 0.0, 1.0)
     if line_mask is not None:
         stroke *= np.clip(line_mask * 1.5, 0.0, 1.0)
     region += stroke[..., None] * (line_colour - region)
