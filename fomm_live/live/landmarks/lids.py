@@ -69,6 +69,7 @@ class Lid:
     sign: float  # +1 or -1: makes v point towards the lower lid
     u: np.ndarray  # GRID samples along the eye
     upper: np.ndarray  # GRID: v of the photo's open upper lid
+    lower: np.ndarray  # GRID: v of its lower lid
     band: np.ndarray  # GRID: the lid's skin band's height above it (to the crease), eye widths
     lash: np.ndarray  # RGB float32 of the photo's lash line
     drawn: DrawnEye | None
@@ -152,12 +153,13 @@ def build_lid(image: np.ndarray, points: np.ndarray, eye: tuple, *, drawn_face: 
     u = np.linspace(-LID_REACH, LID_REACH, GRID)
     lid_line = np.concatenate([[[-0.5, 0.0]], to_eye(points[list(upper)], frame), [[0.5, 0.0]]])
     upper_v = curve(lid_line, u)
+    lower_v = curve(np.concatenate([[[-0.5, 0.0]], to_eye(points[list(lower)], frame), [[0.5, 0.0]]]), u)
     band = _crease(image, frame, u, upper_v)
     line = np.round(points[[corners[0], *upper, corners[1]], :2]).astype(int)
     pixels = image[np.clip(line[:, 1], 0, n - 1), np.clip(line[:, 0], 0, n - 1)].astype(np.float32)
     lash = pixels[np.argsort(pixels @ np.array([0.299, 0.587, 0.114]))[:max(1, len(pixels) // 3)]].mean(0)
     drawn = find_drawn_eye(image, points, eye, sign) if drawn_face else None
-    return Lid(eye=eye, sign=sign, u=u, upper=upper_v, band=band, lash=lash, drawn=drawn)
+    return Lid(eye=eye, sign=sign, u=u, upper=upper_v, lower=lower_v, band=band, lash=lash, drawn=drawn)
 
 
 def _polyline_mask(shape: tuple[int, int], xy: np.ndarray, thickness: float) -> np.ndarray:
@@ -200,7 +202,9 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
     if drawn is None:
         u, top = lid.u, lid.upper
         lower_v = curve(np.concatenate([[[-0.5, 0.0]], to_eye(moved[list(lower)], frame), [[0.5, 0.0]]]), u)
-        edge = top + amount * np.maximum(lower_v - top, 0.0)
+        # The lid leaves open (1 - amount) of the photo's opening above the moved lower lid: a lower lid that rises
+        # (a squint) narrows the eye from below, and the upper lid comes down the less.
+        edge = np.clip(lower_v - (1.0 - amount) * np.maximum(lid.lower - top, 0.0), top, np.maximum(lower_v, top))
         # The lid's top (under the crease) comes down to the eye's corners, round (a superellipse's quarter): the lid
         # ends where the eye does, with nothing past the corners (it reached past them, and showed as triangles).
         start = top - lid.band * np.sqrt(np.clip(1.0 - np.abs(u / 0.5) ** LID_ROUND, 0.0, 1.0))
