@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 SIZE = 256
 FPS = 25
 COLUMNS = ("neutral", "half-closed", "blink", "wink", "mouth wide", "speech", "tilt", "tilt + blink")
-README_COLUMNS = ("neutral", "blink", "mouth wide", "turn")
+README_COLUMNS = ("neutral", "open 0.5", "blink", "mouth wide", "turn")
 OPENNESS = (1.0, 0.75, 0.5, 0.25, 0.0)
 EYE_COLUMNS = (*(f"open {v:g}" for v in OPENNESS), "squint")
 

@@ -218,7 +218,7 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
     x1, y1 = np.clip(np.ceil(corners_xy.max(0)).astype(int) + 4, x0 + 1, n)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)  # h x w each
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)  # h x w each
     uv = (np.stack([xs, ys], -1) - origin) @ axes.T / width  # h x w x 2
     pu, pv = uv[..., 0], uv[..., 1]
     e = np.interp(pu, u, edge)
@@ -249,7 +249,7 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
         # from above the crease is lighter: the lid showed as a light patch with an edge): a gain per channel.
         own = (pv > s) & (pv < s + 0.5 * (np.interp(pu, u, top) - s)) & (np.abs(pu) < 0.35)  # above the lashes
         if own.sum() >= 6:
-            gain = np.median(region[own], 0) / np.maximum(np.median(colour[own], 0), 1.0)
+            gain = region[own].mean(0) / np.maximum(colour[own].mean(0), 1.0)
             colour *= np.sqrt(np.clip(gain, *LID_GAIN))  # halfway: the lid curves out into the light
         depth = np.clip((pv - s) / np.maximum(e - s, 1e-3), 0.0, 1.0)
         colour *= (1.0 - LID_SHADE * depth * depth)[..., None]
