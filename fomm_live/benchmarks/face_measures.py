@@ -22,6 +22,8 @@ above the lower one). The figures, per source:
 - openness error: per openness 1, 0.75, 0.5, 0.25 and 0, upright and in a 30 degree tilt, the largest gap between
   how far each lid is down and the driver's closure (1 - openness) over 0.8 (a real blink's peak, as the face mesh
   reads it, leaves a fifth of the eye's gap); and the step, the largest gap between the two eyes' lids there.
+- turn seam (the photo, 256 px square, no framing): the strongest column step in the face over the median one, at
+  30 degrees of yaw each way and at rest (``turn_seam``); a tear down a cheek stands far above the rest.
 - skin over hair: for each anime face, pixels of the fringe's strands over the eyes (where the drawing has them, a
   pixel in from their edge) that are no longer hair-coloured (over 60 RGB levels from it) when the eyes are shut.
 """
@@ -150,6 +152,26 @@ def fringe(backend: LandmarkBackend, name: str) -> np.ndarray:
     return portrait_crop(mask, backend.detect(image), SIZE)[..., 0] > 127
 
 
+def turn_seam(frame: np.ndarray, points: np.ndarray) -> float:
+    """The strongest vertical seam in the face of a turned head: per column, the mean step to the next column (grey
+    levels) over the face's rows, its largest over its median across the face (a tear is one column far above the
+    rest; a smooth face is about 2-3).
+
+    Args:
+        frame: The rendered turn; points: the moved landmarks there (output pixels).
+    """
+    from fomm_live.live.landmarks.points import FACE_OVAL
+
+    cv = cv2()
+    face = np.zeros((SIZE, SIZE), np.uint8)
+    cv.fillPoly(face, [np.round(points[list(FACE_OVAL), :2]).astype(np.int32)], 1)
+    face = cv.erode(face, np.ones((7, 7), np.uint8))[:, 1:] & cv.erode(face, np.ones((7, 7), np.uint8))[:, :-1]
+    step = np.abs(np.diff(grey(frame), axis=1)) * face  # SIZE x SIZE-1
+    rows = face.sum(0)
+    columns = step.sum(0)[rows > SIZE // 8] / rows[rows > SIZE // 8]
+    return float(columns.max() / max(np.median(columns), 1e-6))
+
+
 def measure(backend: LandmarkBackend, faces: dict) -> dict[str, dict]:
     neutral = backend.detect(faces["photo"][0])
     figures: dict[str, dict] = {}
@@ -165,6 +187,12 @@ def measure(backend: LandmarkBackend, faces: dict) -> dict[str, dict]:
         error, eyes_step = openness_errors(backend, neutral)
         entry = {"corner_spikes": spikes, "lid_flatness": flat,
                  "lid_edge": step, "lid_tone": tone, "openness_error": error, "eyes_step": eyes_step}
+        if name == "photo":
+            turns = {}
+            for yaw in (-30, 30):
+                pose = rotate_head(neutral, yaw=yaw)
+                turns[yaw] = turn_seam(backend.render(pose).frame, backend.moved_landmarks(pose))
+            entry["turn_seam"] = [turns[-30], turns[30], turn_seam(open_frame, points)]
         if name in make_anime_faces.VARIANTS:
             shut = backend.render(close_to(neutral, 0.0)).frame
             entry["skin_over_hair"] = skin_over_hair(shut, fringe(backend, name), points,
