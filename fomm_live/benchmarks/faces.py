@@ -1,13 +1,14 @@
 """The landmark backend's faces up close: contact sheets over a blink, a wide open mouth, speech and a strong head
-tilt, and the figures that say how the lids and the mouth hold up.
+tilt, the eyes at 4x at openness 1, 0.75, 0.5, 0.25 and 0 and in a squint (``eyes-4x.png``), and the figures that say
+how the lids and the mouth hold up (the lids' own measures: ``benchmarks.face_measures``).
 
     python -m fomm_live.benchmarks.faces [--out DIR] [--readme benchmarks/faces.png] [--clips DIR]
 
 Sources: the bundled photo, the bundled drawn portrait and the procedurally drawn anime faces
 (``live.assets.make_anime_faces``), each cropped to its face square. The driver is the bundled photo's own face
-mesh, edited by script (``live.democlip``'s edits, a wink, speech and a 30 degree roll with yaw), fed to ``render``
-as landmarks, so the driver's motion is known exactly. ``--clips`` also writes the scripts as driving MP4s for
-``fomm-live animate --backend landmarks --crop face``.
+mesh, edited by script (``live.democlip``'s edits, a wink, a squint, speech and a 30 degree roll with yaw), fed to
+``render`` as landmarks, so the driver's motion is known exactly. ``--clips`` also writes the scripts as driving MP4s
+for ``fomm-live animate --backend landmarks --crop face`` (``openness.mp4`` holds each openness, then a squint).
 
 Figures (printed, and in ``DIR/figures.json``):
 
