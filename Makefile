@@ -28,7 +28,7 @@ test: $(BIN)/.installed-test
 lint: $(BIN)/.installed-test
 	$(BIN)/python -m ruff check .
 
-# The README's picture of the landmark backend's faces (the bundled photo: at rest, blink, mouth open, head turn).
+# The README's picture of the landmark backend's faces (the bundled photo: at rest, half closed, blink, mouth open, head turn).
 faces: $(BIN)/.installed
 	$(BIN)/python -m fomm_live.benchmarks.faces --quick --out faces-check --readme fomm_live/benchmarks/faces.png
 

@@ -1,13 +1,14 @@
 """The landmark backend's faces up close: contact sheets over a blink, a wide open mouth, speech and a strong head
-tilt, and the figures that say how the lids and the mouth hold up.
+tilt, the eyes at 4x at openness 1, 0.75, 0.5, 0.25 and 0 and in a squint (``eyes-4x.png``), and the figures that say
+how the lids and the mouth hold up (the lids' own measures: ``benchmarks.face_measures``).
 
     python -m fomm_live.benchmarks.faces [--out DIR] [--readme benchmarks/faces.png] [--clips DIR]
 
 Sources: the bundled photo, the bundled drawn portrait and the procedurally drawn anime faces
 (``live.assets.make_anime_faces``), each cropped to its face square. The driver is the bundled photo's own face
-mesh, edited by script (``live.democlip``'s edits, a wink, speech and a 30 degree roll with yaw), fed to ``render``
-as landmarks, so the driver's motion is known exactly. ``--clips`` also writes the scripts as driving MP4s for
-``fomm-live animate --backend landmarks --crop face``.
+mesh, edited by script (``live.democlip``'s edits, a wink, a squint, speech and a 30 degree roll with yaw), fed to
+``render`` as landmarks, so the driver's motion is known exactly. ``--clips`` also writes the scripts as driving MP4s
+for ``fomm-live animate --backend landmarks --crop face`` (``openness.mp4`` holds each openness, then a squint).
 
 Figures (printed, and in ``DIR/figures.json``):
 
@@ -42,7 +43,9 @@ logger = logging.getLogger(__name__)
 SIZE = 256
 FPS = 25
 COLUMNS = ("neutral", "half-closed", "blink", "wink", "mouth wide", "speech", "tilt", "tilt + blink")
-README_COLUMNS = ("neutral", "blink", "mouth wide", "turn")
+README_COLUMNS = ("neutral", "open 0.5", "blink", "mouth wide", "turn")
+OPENNESS = (1.0, 0.75, 0.5, 0.25, 0.0)
+EYE_COLUMNS = (*(f"open {v:g}" for v in OPENNESS), "squint")
 
 
 def _bump(u: float) -> float:
@@ -59,6 +62,21 @@ def wink(points: np.ndarray, amount: float) -> np.ndarray:
     return out
 
 
+def squint(points: np.ndarray, amount: float) -> np.ndarray:
+    """The landmarks with both eyes narrowed by ``amount`` (0..1) as in a squint: the upper lids down by 0.45 of the
+    eye's gap and the lower lids up by 0.25 of it, at 1."""
+    out = close_eyes(points, 0.45 * amount / 0.9).astype(np.float64)  # close_eyes closes 0.9 of the gap at 1
+    for _, upper, lower in EYES:
+        gap = out[list(lower), 1] - np.asarray(points, np.float64)[list(upper), 1]
+        out[list(lower), 1] -= 0.25 * amount * gap
+    return out.astype(np.float32)
+
+
+def openness(points: np.ndarray, value: float) -> np.ndarray:
+    """The landmarks with both eyes at this openness of their own (1 as they are, 0 shut)."""
+    return close_eyes(points, (1.0 - value) / 0.9)  # close_eyes leaves a tenth of the gap at 1
+
+
 def scripts(neutral: np.ndarray) -> dict[str, list[np.ndarray]]:
     """The driving clips as landmark sequences (2 s each at FPS)."""
     n = 2 * FPS
@@ -71,7 +89,10 @@ def scripts(neutral: np.ndarray) -> dict[str, list[np.ndarray]]:
               for t in u]
     tilt = [rotate_head(close_eyes(neutral, min(1.0, 1.3 * _bump(2 * t - 0.5))), roll=30 * _bump(t),
                         yaw=20 * _bump(t)) for t in u]
-    return {"blink": blink, "mouth": mouth, "speech": speech, "tilt": tilt}
+    # Each openness held for 0.4 s (1, 0.75, 0.5, 0.25, 0), then a squint.
+    held = [openness(neutral, v) for v in OPENNESS for _ in range(FPS * 2 // 5)]
+    held += [squint(neutral, 1.0)] * (FPS * 2 // 5)
+    return {"blink": blink, "mouth": mouth, "speech": speech, "tilt": tilt, "openness": held}
 
 
 def key_frames(neutral: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,7 +101,8 @@ def key_frames(neutral: np.ndarray) -> dict[str, np.ndarray]:
             "wink": wink(neutral, 1.0), "mouth wide": open_mouth(neutral, 1.3),
             "speech": open_mouth(neutral, 0.45), "tilt": rotate_head(neutral, roll=30, yaw=20),
             "turn": rotate_head(neutral, yaw=25),
-            "tilt + blink": rotate_head(close_eyes(neutral, 1.0), roll=30, yaw=20)}
+            "tilt + blink": rotate_head(close_eyes(neutral, 1.0), roll=30, yaw=20),
+            **{f"open {v:g}": openness(neutral, v) for v in OPENNESS}, "squint": squint(neutral, 1.0)}
 
 
 def sources(backend: LandmarkBackend) -> dict[str, tuple[np.ndarray, list[np.ndarray] | None]]:
@@ -189,6 +211,15 @@ def zoom(frame: np.ndarray, points: np.ndarray, what: str) -> np.ndarray:
     return cv2().resize(crop, (SIZE, SIZE // 2), interpolation=cv2().INTER_NEAREST)
 
 
+def zoom4(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The eyes' region of a frame, 4x (nearest): SIZE / 2 x SIZE / 8 around the eyes, 2 SIZE wide."""
+    centre = points[[33, 263], :2].mean(0)
+    x0 = int(np.clip(centre[0] - SIZE / 4, 0, SIZE / 2))
+    y0 = int(np.clip(centre[1] - SIZE / 16, 0, SIZE * 7 / 8))
+    crop = frame[y0:y0 + SIZE // 8, x0:x0 + SIZE // 2]
+    return cv2().resize(crop, (2 * SIZE, SIZE // 2), interpolation=cv2().INTER_NEAREST)
+
+
 def write_clips(folder: Path, frames: dict[str, list[np.ndarray]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, clip in frames.items():
@@ -216,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         neutral = backend.detect(driver)
         poses = key_frames(neutral)
         clips = scripts(neutral) if args.clips or not args.quick else {}
-        rows, zooms_eyes, zooms_mouth, readme = [], [], [], None
+        rows, zooms_eyes, zooms_mouth, zooms_open, readme = [], [], [], [], None
         driving_clips: dict[str, list[np.ndarray]] = {}
         if args.clips:  # the driver's own face, rendered by script (the same way as the demo clip)
             backend.set_source(driver)
@@ -231,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append([rendered[c] for c in COLUMNS])
             zooms_eyes.append([zoom(rendered[c], points, "eyes") for c in COLUMNS])
             zooms_mouth.append([zoom(rendered[c], points, "mouth") for c in COLUMNS])
+            zooms_open.append([zoom4(rendered[c], points) for c in EYE_COLUMNS])
             if name == "photo":
                 readme = [rendered[c] for c in README_COLUMNS]
             if args.quick:
@@ -256,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     cv.imwrite(str(args.out / "sheet.png"), sheet(rows, names, COLUMNS)[..., ::-1])
     cv.imwrite(str(args.out / "eyes.png"), sheet(zooms_eyes, names, COLUMNS)[..., ::-1])
     cv.imwrite(str(args.out / "mouth.png"), sheet(zooms_mouth, names, COLUMNS)[..., ::-1])
+    # One sheet per openness, 4x: each is two eyes wide.
+    cv.imwrite(str(args.out / "eyes-4x.png"), sheet(zooms_open, names, EYE_COLUMNS)[..., ::-1])
     if args.readme and readme is not None:
         picture = sheet([readme], ["photo"], README_COLUMNS)[:, 90:]
         cv.imwrite(str(args.readme), picture[..., ::-1], [cv.IMWRITE_PNG_COMPRESSION, 9])

@@ -1,5 +1,5 @@
 """Draw anime-proportioned test faces: eyes about twice human size with flat whites and irises and thick outlines, a
-small nose and mouth, and a fringe of hair over one eye.
+small nose and mouth, and a fringe of hair over one eye or both.
 
     python -m fomm_live.live.assets.make_anime_faces [--out DIR]
 
@@ -28,6 +28,10 @@ VARIANTS = {
     "anime_b": {"skin": (238, 196, 168), "shade": (206, 150, 124), "hair": (214, 110, 150), "iris": (150, 70, 60),
                 "background": (236, 226, 200), "eye": (48, 44), "eye_y": 262, "eye_dx": 70, "fringe": 1,
                 "outline": (60, 24, 36), "mouth": 12, "jaw": 122},
+    # Large eyes under a fringe that falls over both of them, dark hair, a pale skin.
+    "anime_c": {"skin": (250, 226, 212), "shade": (226, 184, 170), "hair": (46, 40, 58), "iris": (90, 150, 90),
+                "background": (214, 236, 214), "eye": (50, 52), "eye_y": 266, "eye_dx": 68, "fringe": 0,
+                "outline": (36, 26, 40), "mouth": 13, "jaw": 120},
 }
 
 
@@ -51,6 +55,23 @@ def _poly(points: list[tuple[float, float]]) -> np.ndarray:
     mask = np.zeros((SIZE, SIZE), np.uint8)
     cv2().fillPoly(mask, [np.round(np.array(points) * 16).astype(np.int32)], 255, cv2().LINE_AA, 4)
     return mask
+
+
+def _strands(v: dict) -> list[np.ndarray]:
+    """The fringe's strands that fall over the eyes (masks, 0..255): one over each eye the variant's ``fringe`` names
+    (-1 the image's left, 1 its right, 0 both)."""
+    cx, ey = SIZE / 2, v["eye_y"]
+    out = []
+    for f in ((-1, 1) if v["fringe"] == 0 else (v["fringe"],)):
+        ex = cx + f * v["eye_dx"]
+        out.append(_poly([(ex - f * 6, 160), (ex + f * 70, 150), (ex + f * 40, ey + 12), (ex + f * 4, ey - 14)]))
+    return out
+
+
+def strands_mask(variant: str) -> np.ndarray:
+    """SIZE x SIZE bool: where ``draw(variant)`` has the fringe's strands over the eyes (the hair that a closing lid
+    must leave as drawn)."""
+    return np.any([strand > 127 for strand in _strands(VARIANTS[variant])], axis=0)
 
 
 def draw(variant: str = "anime_a") -> tuple[np.ndarray, list[np.ndarray]]:
@@ -106,14 +127,11 @@ def draw(variant: str = "anime_a") -> tuple[np.ndarray, list[np.ndarray]]:
         _soft(canvas, _ellipse((ex, ey - 10), (ew / 2 + 8, eh / 2 + 22), start=235, end=305, thickness=6),
               v["hair"], 0.8)  # the brow
     # The fringe: strands over the forehead, one of them down over an eye's outer half.
-    f = v["fringe"]
     _soft(canvas, _poly([(cx - jaw - 8, 215), (cx - jaw + 10, 120), (cx - 40, 80), (cx + 40, 80),
                          (cx + jaw - 10, 120), (cx + jaw + 8, 215), (cx + 60, 170), (cx + 20, 190), (cx - 20, 168),
                          (cx - 70, 186)]), v["hair"], 1.2)
-    ex = cx + f * v["eye_dx"]
-    ey = v["eye_y"]
-    _soft(canvas, _poly([(ex - f * 6, 160), (ex + f * 70, 150), (ex + f * 40, ey + 12), (ex + f * 4, ey - 14)]),
-          v["hair"], 1.0)
+    for strand in _strands(v):
+        _soft(canvas, strand, v["hair"], 1.0)
     picture = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
     return picture, masks
 

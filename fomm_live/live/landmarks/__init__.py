@@ -24,7 +24,8 @@ The rooms, one job each:
 - ``motion``: the similarity fit, the head rotation's easing and the driver's motion carried to the source;
 - ``warp``: the source's triangle mesh, the piecewise-affine warp drawn in depth order, its torn edges softened;
 - ``eyes``: how open an eye is, and the eyeballs following the gaze;
-- ``lids``: closing lids painted over the eyes (a photo's own lid skin, or a drawn eye's outline found in the image);
+- ``drawn``: whether a source is drawn, and a drawn eye's outline found in the image;
+- ``lids``: closing lids painted over the eyes (a photo's own lid skin, or over a drawn eye's outline);
 - ``mouth``: the inside of an opening mouth;
 - ``backend``: ``LandmarkBackend``, joining them.
 

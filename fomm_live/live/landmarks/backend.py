@@ -84,6 +84,8 @@ class LandmarkBackend(Backend):
         self._eye_openings: list[float] = []  # the photo's own (``eye_opening``), EYES order
         self._neutral: np.ndarray | None = None  # 478 x 3 float32, normalised driving landmarks
         self._previous: np.ndarray | None = None  # last moved source landmarks, for smoothing
+        self._driver_closures: list[float] | None = None  # the driver's eyes' last closures (relative motion)
+        self._neutral_openings: list[float] = []  # the neutral pose's eyes' 3-D openings, EYES order
         self._warp = Warp(size=self.size)
         self._strengths = (1.0, 1.0)  # (head, expression); see set_strengths
 
@@ -176,12 +178,15 @@ class LandmarkBackend(Backend):
             motion: 478 x 3 normalised landmarks.
         """
         self._neutral = check_landmarks(motion, "calibrate").copy()
+        self._neutral_openings = [eye_opening(self._neutral, eye, turn_proof=True) for eye in EYES]
         self._previous = None
+        self._driver_closures = None
 
     def reset_calibration(self) -> None:
         """Forget the neutral pose."""
         self._neutral = None
         self._previous = None
+        self._driver_closures = None
 
     # -- motion ------------------------------------------------------------------------------------------------
     def moved_landmarks(self, motion: np.ndarray) -> np.ndarray:
@@ -199,6 +204,11 @@ class LandmarkBackend(Backend):
             if self._neutral is None:
                 raise RuntimeError("relative motion needs a neutral pose: call calibrate() first")
             moved = self._relative(driving)
+            closures = self._driving_closures(driving)
+            if self.smoothing and self._driver_closures is not None:
+                closures = [self.smoothing * p + (1.0 - self.smoothing) * c
+                            for p, c in zip(self._driver_closures, closures, strict=True)]
+            self._driver_closures = closures
         if self.smoothing and self._previous is not None:
             moved = self.smoothing * self._previous + (1.0 - self.smoothing) * moved
         self._previous = moved
@@ -281,9 +291,21 @@ class LandmarkBackend(Backend):
             paint_mouth(out, moved, self._source_points, self._source, self._mouth)
         return out, pmap
 
+    def _driving_closures(self, driving: np.ndarray) -> list[float]:
+        """Per eye, how closed the driver's eye is against its neutral pose (``eye_opening``'s turn-proof measure: a
+        turn or a tilt leaves it as it is, so both eyes of a blink read alike), times the expression strength (0 for
+        an eye shut at calibration)."""
+        expression = self._strengths[1]
+        return [expression * (1.0 - eye_opening(driving, eye, turn_proof=True) / opening) if opening > 0.02 else 0.0
+                for eye, opening in zip(EYES, self._neutral_openings, strict=True)]
+
     def _closures(self, moved: np.ndarray) -> list[float]:
-        """Per eye, how closed it is against the photo: 1 - opening / the photo's opening (0 for an eye already
+        """Per eye, how closed it is: with relative motion, the driver's own eye against its neutral pose (from the
+        last ``moved_landmarks``: the lids follow the driver's openness whatever the source's eye shape); with
+        absolute motion, the moved eye against the photo's: 1 - opening / the photo's opening (0 for an eye already
         shut in the photo)."""
+        if self.relative and self._driver_closures is not None:
+            return list(self._driver_closures)
         return [1.0 - eye_opening(moved, eye) / opening if opening > 0.02 else 0.0
                 for eye, opening in zip(EYES, self._eye_openings, strict=True)]
 

@@ -22,14 +22,23 @@ GAZE_FADE = (0.04, 0.08)  # gaze (eye-widths) where the eyeball starts to be pai
 GAZE_CLOSING = (0.15, 0.35)
 
 
-def eye_opening(points: np.ndarray, eye: tuple) -> float:
+def eye_opening(points: np.ndarray, eye: tuple, *, turn_proof: bool = False) -> float:
     """Mean gap between an eye's upper and lower lids over the eye's width (about 0 closed, 0.2-0.4 open).
 
     Args:
-        points: N x 2 or N x 3 landmarks, any units (only x and y are used).
+        points: N x 2 or N x 3 landmarks, any units (only x and y are used, unless ``turn_proof``).
         eye: ``(corners, upper, lower)`` landmark indices, as in ``EYES``.
+        turn_proof: Measure the gap across the eye's axis (a tilt leaves it, and a lid point pair that is not
+            straight above one another closes to 0) and the width in 3-D (x, y and z in one unit: normalised
+            landmarks of a square crop), so that a turned head reads as open as a frontal one.
     """
     corners, upper, lower = eye
+    if turn_proof:
+        xyz = np.asarray(points, dtype=np.float64)[:, :3]
+        along = xyz[corners[1], :2] - xyz[corners[0], :2]
+        across = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-12)
+        gap = np.abs((xyz[list(lower), :2] - xyz[list(upper), :2]) @ across).mean()
+        return float(gap / max(float(np.linalg.norm(xyz[corners[1]] - xyz[corners[0]])), 1e-9))
     xy = np.asarray(points, dtype=np.float64)[:, :2]
     gap = np.linalg.norm(xy[list(upper)] - xy[list(lower)], axis=1).mean()
     width = np.linalg.norm(xy[corners[0]] - xy[corners[1]])
@@ -140,3 +149,25 @@ def paint_eyeball(out: np.ndarray, moved: np.ndarray, source: np.ndarray, eye: t
     alpha = (opacity / 255.0) * cv.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + alpha * (picture - region) + 0.5, 0, 255).astype(np.uint8)
+
+
+def lid_frame(points: np.ndarray, corners: tuple[int, int], sign: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(origin, 2 x 2 axes: along and across, width) of an eye, its across axis times ``sign`` (``live.landmarks.lids``'
+    eye frame: u along the eye from the outer corner, -0.5, to the inner one, 0.5; v across it towards the lower lid,
+    both in eye widths)."""
+    a, b = points[corners[0], :2], points[corners[1], :2]
+    width = max(float(np.linalg.norm(b - a)), 1e-9)
+    along = (b - a) / width
+    return (a + b) / 2, np.array([along, sign * np.array([-along[1], along[0]])]), width
+
+
+def to_eye(points: np.ndarray, frame: tuple) -> np.ndarray:
+    """Points (... x 2 or more) in an eye's frame (``lid_frame``'s): ... x 2, (u, v)."""
+    origin, axes, width = frame
+    return (np.asarray(points, np.float64)[..., :2] - origin) @ axes.T / width  # ... x 2: (u, v)
+
+
+def curve(uv: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """v of a polyline of (u, v) points at ``u`` (sorted by u; held flat beyond its ends)."""
+    order = np.argsort(uv[:, 0])
+    return np.interp(u, uv[order, 0], uv[order, 1])

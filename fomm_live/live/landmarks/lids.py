@@ -5,12 +5,14 @@ smeared the lashes, and on a drawn face whose eye is twice the mesh's the mesh c
 lid's landmarks (and the two rings of skin above them) are held where the photo has them relative to the eye
 (``hold_open``), and the lid is painted over the warp (``paint_lid``), its edge at ``E(u) = U(u) + a (L(u) - U(u))``
 between the open upper lid U and the moved lower lid L, ``a`` the lid's amount (``lid_amount``: linear in the
-eye's closure, so half-closed is half-closed).
+driver's eye closure, so every openness shows as a lid partly down, and half-closed is half-closed).
 
-- A photo (``Lid.drawn`` is None): the lid is the photo's own skin from above the crease (found in the photo: the
-  darkest line above the lashes, or where their shadow ends), mirrored down across it, taken through the warp itself
-  and never stretched (squeezed where the lid is taller), so it is as sharp as the skin around it; darker towards
-  its edge, where the lash line is drawn in the photo's lash colour. The crease stays where it is, above the lid.
+- A photo (``Lid.drawn`` is None): the lid comes down from under the crease (found in the photo: the darkest line
+  above the lashes, or where their shadow ends) and ends at the eye's corners. Its skin is taken through the warp
+  itself: its tone is the skin above the crease mirrored down across it, blurred, brought halfway to the tone of
+  the photo's own lid skin that it covers (so neither a light patch nor a dark cap), darker towards its edge; its
+  grain is the skin under the eye at 1:1 (a stretched skin drew vertical streaks). The lash line is drawn along its
+  edge in the photo's lash colour, fading out towards the corners. The crease stays where it is, above the lid.
 - A drawn face (its skin flat: ``FLAT_FRACTION``): the drawn eye's own outline is found in the image (the non-skin,
   non-hair region around the mesh's eye), and the lid covers that region in the face's skin colour down to its
   edge, where a lid line is drawn in the outline's colour and thickness.
@@ -26,10 +28,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fomm_live.live.landmarks.drawn import GRID, DrawnEye, find_drawn_eye, is_drawn
+from fomm_live.live.landmarks.eyes import curve, lid_frame, to_eye
 from fomm_live.live.media import cv2
 
-LID_START = 0.25  # the eye's closure (1 - opening / the photo's) where the lid starts to come down
-LID_FULL = 0.75  # and where it is shut
+__all__ = ["is_drawn"]  # (re-exported: whether a source is drawn decides its lids)
+
+# The eye's closure (the driver's: 1 - opening / its neutral opening) where the lid starts to come down (a dead band
+# for the face mesh's jitter), and where it is shut (the face mesh reads a shut eye as a gap of about a fifth of the
+# open one): the lid's amount is linear between them, so every openness shows.
+LID_START = 0.03
+LID_FULL = 0.8
 COUPLE = (0.3, 0.6)  # the less closed eye's closure over the more closed one's: apart below, together above
 # The rings of skin above each upper lid (outer corner to inner), held with it: mediapipe's next two eye contours.
 RINGS = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189)),
@@ -37,28 +46,19 @@ RINGS = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189)),
 CREASE_SEARCH = (0.1, 0.35)  # eye widths above the upper lid where the crease (the darkest line) is looked for
 CREASE_RISE = 0.9  # (of the way from the lashes to the brightest skin)
 CREASE_MARGIN = 0.04  # eye widths above the crease's line where the mirrored skin starts
-LID_FADE = 0.25  # the lid's amount over which the painted lid fades in
+LID_FADE = 0.1  # the lid's amount over which the painted lid fades in
 SKIN_ABOVE = 0.12 # eye widths of skin above the crease mirrored onto the lid as it comes out from under the crease
-GRID = 41  # samples of u along each curve
-LID_REACH = 0.6  # the lid's half length along the eye (eye widths): past the corners, where the lashes' shadow is
-FLAT_FRACTION = 0.3  # pixels around the eyes whose Laplacian is under 2 grey levels: above this, a drawn face
-DRAWN_AREA = 1.5  # a drawn eye's outline is used when it holds this much more than the mesh's eye opening
-SKIN_DISTANCE = 60  # RGB levels (summed) from the skin's colour beyond which a pixel belongs to a drawn eye
-LASH_OPACITY = 0.65
-LID_SHADE = (0.07, 0.18)  # how much darker the painted lid is than its skin, under the crease and at its edge
-
-
-@dataclass
-class DrawnEye:
-    """A drawn eye's outline found in the image, in its eye frame (see the Convention)."""
-
-    u: np.ndarray  # GRID samples along the eye
-    top: np.ndarray  # GRID: v of the outline's top edge
-    bottom: np.ndarray  # GRID: v of its bottom edge
-    region: np.ndarray  # size x size uint8, 255 inside the drawn eye (its outline included), source pixels
-    skin: np.ndarray  # RGB float32 of the skin around it
-    line: np.ndarray  # RGB float32 of its outline
-    thickness: float  # of its upper outline, eye widths
+LID_REACH = 0.5  # the lid's half length along the eye (eye widths): to the corners
+LASH_OPACITY = 0.8
+GRAIN_SIGMA = 0.06  # eye widths: the blur that splits the lid's tone from its grain
+GRAIN_GAP = 0.3  # eye widths under the lower lid where the skin that gives the lid its grain starts
+LID_SHADE = 0.06  # how much darker the painted lid is at its edge than the photo's lid skin under the crease
+LID_GAIN = (0.75, 1.25)  # the range of the gain that gives the painted lid the photo's lid skin's tone
+LID_FEATHER = 0.12  # eye widths (2.5 pixels at least) over which the lid's top fades into the skin under the crease
+LID_ROUND = 8.0  # the exponent of the lid top's superellipse (2: an ellipse; higher: squarer, the corners covered)
+ARC_SAG = 0.1  # a closed drawn eye's arc: how far its middle sags below its ends, over the drawn eye's width
+ARC_FROM = 0.6  # the lid's amount from which a drawn lid's line moves onto that arc
+CORNER_FADE = 0.12  # eye widths from a corner over which the lid and its lash line fade out
 
 
 @dataclass
@@ -69,28 +69,10 @@ class Lid:
     sign: float  # +1 or -1: makes v point towards the lower lid
     u: np.ndarray  # GRID samples along the eye
     upper: np.ndarray  # GRID: v of the photo's open upper lid
+    lower: np.ndarray  # GRID: v of its lower lid
     band: np.ndarray  # GRID: the lid's skin band's height above it (to the crease), eye widths
     lash: np.ndarray  # RGB float32 of the photo's lash line
     drawn: DrawnEye | None
-
-
-def eye_frame(points: np.ndarray, corners: tuple[int, int], sign: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """(origin, 2 x 2 axes: along and across, width) of an eye (see the Convention)."""
-    a, b = points[corners[0], :2], points[corners[1], :2]
-    width = max(float(np.linalg.norm(b - a)), 1e-9)
-    along = (b - a) / width
-    return (a + b) / 2, np.array([along, sign * np.array([-along[1], along[0]])]), width
-
-
-def _to_eye(points: np.ndarray, frame: tuple) -> np.ndarray:
-    origin, axes, width = frame
-    return (np.asarray(points, np.float64)[..., :2] - origin) @ axes.T / width  # ... x 2: (u, v)
-
-
-def _curve(uv: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """v of a polyline of (u, v) points at ``u`` (sorted by u; held flat beyond its ends)."""
-    order = np.argsort(uv[:, 0])
-    return np.interp(u, uv[order, 0], uv[order, 1])
 
 
 def lid_amount(closure: float) -> float:
@@ -117,102 +99,11 @@ def hold_open(moved: np.ndarray, source: np.ndarray, lids: list[Lid | None]) -> 
             continue
         corners, upper, _ = lid.eye
         ids = [*upper, *rings[0], *rings[1]]
-        f0, f1 = eye_frame(source, corners, lid.sign), eye_frame(moved, corners, lid.sign)
-        uv0, uv1 = _to_eye(source[ids], f0), _to_eye(moved[ids], f1)
+        f0, f1 = lid_frame(source, corners, lid.sign), lid_frame(moved, corners, lid.sign)
+        uv0, uv1 = to_eye(source[ids], f0), to_eye(moved[ids], f1)
         uv = np.column_stack([uv1[:, 0], np.minimum(uv1[:, 1], uv0[:, 1])])
         held[ids, :2] = f1[0] + f1[2] * uv @ f1[1]
     return held
-
-
-def _flat(image: np.ndarray, points: np.ndarray) -> float:
-    """The fraction of pixels around the eyes whose Laplacian is under 2 grey levels (a drawn face's flat colour)."""
-    cv = cv2()
-    n = image.shape[0]
-    xy = points[[33, 263], :2]
-    width = float(np.linalg.norm(xy[1] - xy[0]))
-    x0, y0 = np.clip(np.round(xy.min(0) - (0.2 * width, 0.25 * width)).astype(int), 0, n - 1)
-    x1, y1 = np.clip(np.round(xy.max(0) + (0.2 * width, 0.45 * width)).astype(int), x0 + 1, n)
-    grey = cv.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv.COLOR_RGB2GRAY).astype(np.float32)
-    return float((np.abs(cv.Laplacian(grey, cv.CV_32F, ksize=1)) < 2.0).mean())
-
-
-def _patch_median(image: np.ndarray, xy: np.ndarray, r: int) -> np.ndarray:
-    n = image.shape[0]
-    x, y = np.clip(np.round(xy).astype(int), r, n - r - 1)
-    return np.median(image[y - r:y + r + 1, x - r:x + r + 1].reshape(-1, 3), 0).astype(np.float32)
-
-
-def find_drawn_eye(image: np.ndarray, points: np.ndarray, eye: tuple, sign: float) -> DrawnEye | None:
-    """The drawn eye around one mesh eye (see ``DrawnEye``), or None where the image's eye is about the mesh's.
-
-    Args:
-        image: size x size x 3 uint8 RGB source.
-        points: Its 478 x 3 landmarks in output pixels.
-        eye: ``(corners, upper, lower)``; sign: its frame's (see ``Lid``).
-    """
-    cv = cv2()
-    n = image.shape[0]
-    corners, upper, lower = eye
-    frame = eye_frame(points, corners, sign)
-    origin, axes, width = frame
-    r = max(1, round(n / 128))
-    skin = np.median([_patch_median(image, points[i, :2], r) for i in (6, 197, 195)], 0)
-    mesh_xy = points[:468, :2]
-    face_h = np.ptp(mesh_xy[:, 1])
-    hair = _patch_median(image, (points[10, 0], mesh_xy[:, 1].min() - 0.06 * face_h), 2 * r)
-    x0, y0 = np.clip(np.floor(origin - 1.3 * width).astype(int), 0, n - 1)
-    x1, y1 = np.clip(np.ceil(origin + 1.3 * width).astype(int), x0 + 2, n)
-    patch = image[y0:y1, x0:x1].astype(np.int32)
-    other = (np.abs(patch - skin).sum(2) > SKIN_DISTANCE) & (np.abs(patch - hair).sum(2) > SKIN_DISTANCE)
-    other = cv.morphologyEx(other.astype(np.uint8), cv.MORPH_OPEN, np.ones((2, 2), np.uint8))
-    count, labels = cv.connectedComponents(other, connectivity=8)
-    mesh_eye = np.zeros_like(other)
-    polygon = points[[corners[0], *upper, corners[1], *lower[::-1]], :2] - (x0, y0)
-    cv.fillPoly(mesh_eye, [np.round(polygon).astype(np.int32)], 1)
-    if count < 2 or not mesh_eye.any():
-        return None
-    overlap = np.bincount(labels[mesh_eye > 0], minlength=count)
-    overlap[0] = 0
-    best = int(overlap.argmax())
-    if overlap[best] < 0.3 * mesh_eye.sum():
-        return None
-    component = (labels == best).astype(np.uint8)
-    contours, _ = cv.findContours(component, cv.RETR_EXTERNAL, cv.CHAIN_APPROX_NONE)
-    filled = np.zeros_like(component)
-    cv.drawContours(filled, contours, -1, 1, -1)
-    if filled.sum() < DRAWN_AREA * mesh_eye.sum():
-        return None
-    ys, xs = np.nonzero(filled)
-    uv = _to_eye(np.column_stack([xs + x0, ys + y0]).astype(np.float64), frame)
-    u = np.linspace(uv[:, 0].min(), uv[:, 0].max(), GRID)
-    slot = np.clip(np.round((uv[:, 0] - u[0]) / (u[1] - u[0])).astype(int), 0, GRID - 1)
-    top = np.full(GRID, np.inf)
-    bottom = np.full(GRID, -np.inf)
-    np.minimum.at(top, slot, uv[:, 1])
-    np.maximum.at(bottom, slot, uv[:, 1])
-    # Smooth curves (a quartic in u) through the columns' extremes: a drawn eye's outline is smooth, and the
-    # lid's edge is drawn along them (pixel steps and a notch in a thin outline would show in it).
-    seen = np.isfinite(top)
-    top = np.polyval(np.polyfit(u[seen], top[seen], 4), u)
-    bottom = np.polyval(np.polyfit(u[seen], bottom[seen], 4), u)
-    # The skin's own colour: around the eye, near the first guess, outside the eye.
-    near = (np.abs(patch - skin).sum(2) < 1.5 * SKIN_DISTANCE) & (cv.dilate(filled, np.ones((5, 5), np.uint8)) == 0)
-    if near.sum() > 20:  # the lit half of it: drawn creases and shading around the eye are skin too, but darker
-        pixels = patch[near]
-        lum = pixels @ np.array([0.299, 0.587, 0.114])
-        skin = np.median(pixels[lum >= np.median(lum)], 0).astype(np.float32)
-    # The outline: the darkest third of the region's pixels in its top fifth; its thickness, their count per column.
-    grey = patch @ np.array([0.299, 0.587, 0.114])
-    below_top = np.full(filled.shape, np.inf)
-    below_top[ys, xs] = uv[:, 1] - np.interp(uv[:, 0], u, top)
-    upper_part = below_top < 0.2 * float((bottom - top).max())
-    dark = upper_part & (grey < 0.5 * float(skin @ np.array([0.299, 0.587, 0.114])))
-    line = np.median(patch[dark], 0).astype(np.float32) if dark.any() else np.array([40, 30, 30], np.float32)
-    columns = max(1, int(dark.any(0).sum()))
-    region = np.zeros((n, n), np.uint8)
-    region[y0:y1, x0:x1] = cv.dilate(filled, np.ones((5, 5), np.uint8)) * 255
-    return DrawnEye(u=u, top=top, bottom=bottom, region=region, skin=skin.astype(np.float32), line=line,
-                    thickness=float(np.clip(dark.sum() / columns, 1.0, 0.12 * width)) / width)
 
 
 def _crease(image: np.ndarray, frame: tuple, u: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -253,26 +144,22 @@ def build_lid(image: np.ndarray, points: np.ndarray, eye: tuple, *, drawn_face: 
     corners, upper, lower = eye
     n = image.shape[0]
     xy = points[[*corners, *upper, *lower], :2]
-    frame = eye_frame(points, corners, 1.0)
+    frame = lid_frame(points, corners, 1.0)
     if frame[2] < 6.0 or xy.min() < 0 or xy.max() > n - 1:
         return None
-    sign = 1.0 if _to_eye(points[list(lower)], frame)[:, 1].mean() > _to_eye(points[list(upper)], frame)[:, 1].mean() \
+    sign = 1.0 if to_eye(points[list(lower)], frame)[:, 1].mean() > to_eye(points[list(upper)], frame)[:, 1].mean() \
         else -1.0
-    frame = eye_frame(points, corners, sign)
+    frame = lid_frame(points, corners, sign)
     u = np.linspace(-LID_REACH, LID_REACH, GRID)
-    lid_line = np.concatenate([[[-0.5, 0.0]], _to_eye(points[list(upper)], frame), [[0.5, 0.0]]])
-    upper_v = _curve(lid_line, u)
+    lid_line = np.concatenate([[[-0.5, 0.0]], to_eye(points[list(upper)], frame), [[0.5, 0.0]]])
+    upper_v = curve(lid_line, u)
+    lower_v = curve(np.concatenate([[[-0.5, 0.0]], to_eye(points[list(lower)], frame), [[0.5, 0.0]]]), u)
     band = _crease(image, frame, u, upper_v)
     line = np.round(points[[corners[0], *upper, corners[1]], :2]).astype(int)
     pixels = image[np.clip(line[:, 1], 0, n - 1), np.clip(line[:, 0], 0, n - 1)].astype(np.float32)
     lash = pixels[np.argsort(pixels @ np.array([0.299, 0.587, 0.114]))[:max(1, len(pixels) // 3)]].mean(0)
     drawn = find_drawn_eye(image, points, eye, sign) if drawn_face else None
-    return Lid(eye=eye, sign=sign, u=u, upper=upper_v, band=band, lash=lash, drawn=drawn)
-
-
-def is_drawn(image: np.ndarray, points: np.ndarray) -> bool:
-    """Whether a source is drawn (flat colour around the eyes, ``FLAT_FRACTION``) rather than photographed."""
-    return _flat(image, points) > FLAT_FRACTION
+    return Lid(eye=eye, sign=sign, u=u, upper=upper_v, lower=lower_v, band=band, lash=lash, drawn=drawn)
 
 
 def _polyline_mask(shape: tuple[int, int], xy: np.ndarray, thickness: float) -> np.ndarray:
@@ -282,6 +169,17 @@ def _polyline_mask(shape: tuple[int, int], xy: np.ndarray, thickness: float) -> 
     cv.polylines(mask, [np.round(xy * 16).astype(np.int32)], False, 255, max(1, round(thickness)), cv.LINE_AA,
                  shift=4)
     return cv.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), 0.4 + 0.15 * thickness)
+
+
+def _through(pmap: np.ndarray, image: np.ndarray, origin: np.ndarray, width: float, axes: np.ndarray, pu: np.ndarray,
+             pv: np.ndarray) -> np.ndarray:
+    """The warped frame's colours (h x w x 3 float32) at these eye-frame positions, taken from the photo through
+    the warp's backward map."""
+    cv = cv2()
+    q = (origin + width * (pu[..., None] * axes[0] + pv[..., None] * axes[1])).astype(np.float32)  # h x w x 2
+    src = cv.remap(pmap, q[..., 0], q[..., 1], cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)  # h x w x 2
+    return cv.remap(image, src[..., 0], src[..., 1], cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE).astype(
+        np.float32)
 
 
 def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.ndarray, lid: Lid,
@@ -298,18 +196,21 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
     cv = cv2()
     n = out.shape[0]
     corners, _, lower = lid.eye
-    frame = eye_frame(moved, corners, lid.sign)
+    frame = lid_frame(moved, corners, lid.sign)
     origin, axes, width = frame
     drawn = lid.drawn
     if drawn is None:
         u, top = lid.u, lid.upper
-        lower_v = _curve(np.concatenate([[[-0.5, 0.0]], _to_eye(moved[list(lower)], frame), [[0.5, 0.0]]]), u)
-        edge = top + amount * np.maximum(lower_v - top, 0.0)
-        # The crease meets the lid a little beyond the corners (the lashes' shadow reaches past them).
-        start = top - lid.band * np.clip(1.0 - (np.abs(u) / u[-1]) ** 6, 0.0, 1.0) ** 0.5
+        lower_v = curve(np.concatenate([[[-0.5, 0.0]], to_eye(moved[list(lower)], frame), [[0.5, 0.0]]]), u)
+        # The lid leaves open (1 - amount) of the photo's opening above the moved lower lid: a lower lid that rises
+        # (a squint) narrows the eye from below, and the upper lid comes down the less.
+        edge = np.clip(lower_v - (1.0 - amount) * np.maximum(lid.lower - top, 0.0), top, np.maximum(lower_v, top))
+        # The lid's top (under the crease) comes down to the eye's corners, round (a superellipse's quarter): the lid
+        # ends where the eye does, with nothing past the corners (it reached past them, and showed as triangles).
+        start = top - lid.band * np.sqrt(np.clip(1.0 - np.abs(u / 0.5) ** LID_ROUND, 0.0, 1.0))
     else:
         u, top = drawn.u, drawn.top
-        edge = top + amount * (drawn.bottom + drawn.thickness - top)  # shut: the lid's line over the lower outline
+        edge = top + amount * (drawn.bottom + drawn.thickness + 0.03 - top)  # shut: over the lower outline too
         start = top - 0.05
     corners_xy = origin + width * (np.concatenate([u, u])[:, None] * axes[0]
                                    + np.concatenate([start, edge])[:, None] * axes[1])  # 2G x 2
@@ -317,45 +218,66 @@ def paint_lid(out: np.ndarray, pmap: np.ndarray, image: np.ndarray, moved: np.nd
     x1, y1 = np.clip(np.ceil(corners_xy.max(0)).astype(int) + 4, x0 + 1, n)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)  # h x w each
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)  # h x w each
     uv = (np.stack([xs, ys], -1) - origin) @ axes.T / width  # h x w x 2
     pu, pv = uv[..., 0], uv[..., 1]
     e = np.interp(pu, u, edge)
     alpha = np.clip((e - pv) * width + 0.5, 0.0, 1.0) * ((pu >= u[0]) & (pu <= u[-1]))  # h x w: above the edge
     box_map = np.ascontiguousarray(pmap[y0:y1, x0:x1])  # h x w x 2
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    # Towards the corners the lash line fades out: the photo's own lashes are there.
+    corner_fade = np.clip((0.5 - np.abs(pu)) / CORNER_FADE, 0.0, 1.0)
     if drawn is None:
         s = np.interp(pu, u, start)
-        alpha *= np.clip((pv - s) * width / 2.5 + 1.0, 0.0, 1.0)  # feathered into the skin under the crease
-        # The lid's skin: the skin above the crease mirrored across it (SKIN_ABOVE of it), taken
-        # through the warp itself, so at 1:1, as sharp as the skin around it; the photo's lashes and their shadow
-        # stay behind the lid, and the lash line is drawn along its edge.
-        # A lid taller than that skin takes it squeezed (never stretched: a squeeze keeps the skin's grain).
+        feather = max(2.5, LID_FEATHER * width)
+        alpha *= np.clip((pv - s) * width / feather, 0.0, 1.0)  # feathered into the skin under the crease
+        # The lid's skin, taken through the warp itself (so at the output's scale): its tone, smooth, from the skin
+        # above the crease mirrored across it (SKIN_ABOVE of it, stretched to the lid's height: stretched as it is,
+        # only its blur is kept), and its grain, at 1:1, from the skin under the eye (stretched, the grain drew
+        # vertical streaks). The photo's lashes and their shadow stay behind the lid; the lash line is drawn along its
+        # edge.
         squeeze = np.maximum((e - s) / SKIN_ABOVE, 1.0)
-        v = s - CREASE_MARGIN - (pv - s) / squeeze
         alpha *= min(1.0, amount / LID_FADE)  # faded in: a lid just starting to move is the photo's own
-        q = origin + width * (pu[..., None] * axes[0] + v[..., None] * axes[1])  # h x w x 2, output pixels
-        q = q.astype(np.float32)
-        src = cv.remap(pmap, q[..., 0], q[..., 1], cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)  # h x w x 2
-        colour = cv.remap(image, src[..., 0], src[..., 1], cv.INTER_LINEAR,
-                          borderMode=cv.BORDER_REPLICATE).astype(np.float32)  # h x w x 3
+        tone = _through(pmap, image, origin, width, axes, pu, s - CREASE_MARGIN - (pv - s) / squeeze)
+        tone = cv.GaussianBlur(tone, (0, 0), max(1.0, GRAIN_SIGMA * width))
+        grain = _through(pmap, image, origin, width, axes, pu, np.interp(pu, u, lower_v) + GRAIN_GAP + (pv - s))
+        grain -= cv.GaussianBlur(grain, (0, 0), max(1.0, GRAIN_SIGMA * width))
+        colour = tone + grain
         # A closed lid is a curved surface under the brow: a little darker than the skin it came from, more so
         # towards its edge.
+        # Its tone is the photo's own lid skin's, the skin it covers between the crease and the lashes (the skin
+        # from above the crease is lighter: the lid showed as a light patch with an edge): a gain per channel.
+        own = (pv > s) & (pv < s + 0.5 * (np.interp(pu, u, top) - s)) & (np.abs(pu) < 0.35)  # above the lashes
+        if own.sum() >= 6:
+            gain = region[own].mean(0) / np.maximum(colour[own].mean(0), 1.0)
+            colour *= np.sqrt(np.clip(gain, *LID_GAIN))  # halfway: the lid curves out into the light
         depth = np.clip((pv - s) / np.maximum(e - s, 1e-3), 0.0, 1.0)
-        colour *= (1.0 - LID_SHADE[0] - (LID_SHADE[1] - LID_SHADE[0]) * depth * depth)[..., None]
-        line_colour, thickness, line_opacity = lid.lash, max(1.0, n / 256), LASH_OPACITY * amount
+        colour *= (1.0 - LID_SHADE * depth * depth)[..., None]
+        line_colour, thickness, line_opacity = lid.lash, max(1.2, 1.2 * n / 256), LASH_OPACITY * amount
         line_mask = None
     else:
         inside = cv.remap(drawn.region, box_map[..., 0], box_map[..., 1], cv.INTER_LINEAR).astype(np.float32) / 255
         alpha *= inside
-        shade = np.clip(1.0 - (e - pv) / max(4 * drawn.thickness, 1e-3), 0.0, 1.0)  # darker towards the edge
-        colour = drawn.skin * (1.0 - 0.08 * shade)[..., None]
+        colour = np.broadcast_to(drawn.skin, region.shape)  # flat, as the drawing's skin is (shaded, it showed)
         line_colour, thickness = drawn.line, drawn.thickness * width
         line_opacity = min(1.0, amount / 0.15)
         line_mask = inside
-    region = out[y0:y1, x0:x1].astype(np.float32)
     region += alpha[..., None] * (colour - region)
-    line = origin + width * (u[:, None] * axes[0] + edge[:, None] * axes[1]) - (x0, y0)  # G x 2, box pixels
+    line_v = edge
+    if drawn is not None:
+        # Closing, the drawn lid's line moves from the lid's edge onto a gentle arc (a closed drawn eye: one stroke,
+        # sagging a little, in the outline's colour and weight; along the lower outline it was a bowl).
+        t = (u - (u[0] + u[-1]) / 2) / max((u[-1] - u[0]) / 2, 1e-6)  # -1..1 along the drawn eye
+        ends = (drawn.top[[0, -1]] + drawn.bottom[[0, -1]]) / 2
+        arc = np.minimum(np.interp(t, [-1.0, 1.0], ends) + ARC_SAG * (u[-1] - u[0]) * (1.0 - t * t), drawn.bottom)
+        w = float(np.clip((amount - ARC_FROM) / (1.0 - ARC_FROM), 0.0, 1.0))
+        line_v = edge + w * w * (3 - 2 * w) * (np.minimum(arc, edge) - edge)
+    line = origin + width * (u[:, None] * axes[0] + line_v[:, None] * axes[1]) - (x0, y0)  # G x 2, box pixels
     stroke = _polyline_mask(alpha.shape, line, thickness) * line_opacity
+    if drawn is None:
+        stroke *= corner_fade
+    else:  # a drawn stroke's ends taper off
+        stroke *= np.clip((1.0 - np.abs((pu - (u[0] + u[-1]) / 2) / max((u[-1] - u[0]) / 2, 1e-6))) / 0.15, 0.0, 1.0)
     if line_mask is not None:
         stroke *= np.clip(line_mask * 1.5, 0.0, 1.0)
     region += stroke[..., None] * (line_colour - region)

@@ -88,7 +88,7 @@ def build_mouth(image: np.ndarray, points: np.ndarray, *, drawn: bool = False) -
     Args:
         image: size x size x 3 uint8 RGB source.
         points: Its 478 x 3 landmarks in output pixels.
-        drawn: A drawn face (``live.landmarks.lids.is_drawn``): no teeth are taken from it.
+        drawn: A drawn face (``live.landmarks.drawn.is_drawn``): no teeth are taken from it.
     """
     n = image.shape[0]
     lips = _mean_colour(image, points[list(OUTER_LIP_POLYGON), :2])
