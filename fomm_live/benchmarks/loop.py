@@ -16,7 +16,9 @@ path) is timed in each round too, and the loop's frame rate is given as a multip
 Reported: stage p50s inside the loop and alone, and their ratio (goal: keypoints and generator within 1.15x); the
 loop's work outside the model (``compose`` + ``output`` p50: the paste-back and label, and the hand-over to the
 sinks); frames the recording dropped because its encoder fell behind; the loop's frames per second and, with
-``--reference``, that rate over the original code's.
+``--reference``, that rate over the original code's. Beside the output's rate (``achieved_fps``), what moves: the
+animated frames (keyframes and in-betweens once the neutral pose is set), their rate and the keyframes' rate
+(``animated_fps``, ``keyframe_fps``: ``live.stats``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ import numpy as np
 
 from fomm_live.benchmarks.common import bench_clip, fomm_backend_factory, machine_header
 
-LOOP_STAGES = ("face_tracking", "crop", "keypoints", "generator", "compose", "output")
+LOOP_STAGES = ("face_tracking", "crop", "keypoints", "generator", "inbetween", "compose", "output")
+ANIMATION_COUNTS = ("frames_animated", "keyframes", "inbetweens")  # what the call sees move (``live.stats``)
+ANIMATION_RATES = ("animated_fps", "keyframe_fps")
 CROPS = 8  # distinct driving crops, cycled in the isolated calls
 
 
@@ -170,6 +174,7 @@ def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, prec
                 rows.append({"round": r, "where": where, "load": load, "achieved_fps": summary["achieved_fps"],
                              "frames_out": summary["frames_out"], "pipelining": summary["pipelining"],
                              "recording_dropped": summary["frames_dropped_by_recording"],
+                             **{key: summary[key] for key in (*ANIMATION_COUNTS, *ANIMATION_RATES)},
                              "stages_p50_ms": {s: summary["stages_ms"][s].get("p50") for s in LOOP_STAGES}})
             if reference:
                 say(f"round {r + 1}/{rounds}: the original code's model call")
@@ -192,7 +197,9 @@ def summarise(rows: list[dict]) -> dict:
         loop = [r for r in rows if r["where"] == where]
         figures: dict = {"loop_p50_ms": {s: _median([r["stages_p50_ms"][s] for r in loop]) for s in LOOP_STAGES},
                          "achieved_fps": _median([r["achieved_fps"] for r in loop]),
-                         "recording_dropped": sum(r["recording_dropped"] for r in loop)}
+                         "recording_dropped": sum(r["recording_dropped"] for r in loop),
+                         **{key: _median([r[key] for r in loop]) for key in ANIMATION_RATES},
+                         **{key: sum(r[key] for r in loop) for key in ANIMATION_COUNTS}}
         for stage in ("keypoints", "generator"):
             inside, by_itself = figures["loop_p50_ms"][stage], out["alone_p50_ms"][stage]
             figures[f"{stage}_loop_over_alone"] = round(inside / by_itself, 3) if inside and by_itself else None
@@ -208,13 +215,16 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def format_report(result: dict) -> str:
-    lines = [f"{'round':<6} {'where':<12} {'load':>5} " + " ".join(f"{s:>13}" for s in LOOP_STAGES) + "   fps"]
+    lines = [f"{'round':<6} {'where':<12} {'load':>5} " + " ".join(f"{s:>13}" for s in LOOP_STAGES)
+             + "   fps (output; animated, keyframes)"]
     for row in result["rows"]:
         if row["where"] == "reference":
             lines.append(f"{row['round'] + 1:<6} {'original':<12} {row['load']:>5.2f} frame {row['frame_p50_ms']:.1f}")
             continue
         stages = " ".join(f"{row['stages_p50_ms'].get(s) or 0:>13.2f}" for s in LOOP_STAGES)
         fps = f"{row['achieved_fps']:.2f}" if row.get("achieved_fps") else ""
+        if row.get("animated_fps"):
+            fps += f" (animated {row['animated_fps']:.2f}, keyframes {row.get('keyframe_fps') or 0:.2f})"
         lines.append(f"{row['round'] + 1:<6} {row['where']:<12} {row['load']:>5.2f} {stages}   {fps}")
     lines += [json.dumps({key: value}) for key, value in result["summary"].items()]
     return "\n".join(lines)

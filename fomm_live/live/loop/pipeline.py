@@ -273,7 +273,7 @@ class LivePipeline:
         self.stats.add("output", (now - t0) * 1000)
         self.stats.add_end_to_end((now - info.captured_at) * 1000)
         self.stats.count("frames_out")
-        self.stats.mark_output(now)
+        self.stats.mark_output(now, animated=info.animated, inbetween=info.inbetween)
 
     def _on_lost(self, lost: bool) -> None:
         self.camera_lost = lost
