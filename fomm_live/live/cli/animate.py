@@ -89,7 +89,7 @@ def execute(args: argparse.Namespace) -> int:
         find_best_frame,
         prepare_photo,
     )
-    from fomm_live.live.capture.driving import open_driving
+    from fomm_live.live.capture.driving import check_driving, open_driving
     from fomm_live.live.face import FaceDetector
     from fomm_live.live.loop.pipeline import LivePipeline
     from fomm_live.live.media import copy_audio
@@ -97,6 +97,7 @@ def execute(args: argparse.Namespace) -> int:
     from fomm_live.live.wiring import close_backend, make_backend
 
     job = animate_options(args)
+    check_driving(job.driving)  # before the model loads: a bad input fails in one line, at once
     with contextlib.ExitStack() as cleanup:
         backend = make_backend(model_options(args), tracking=True, remote=remote_options(args), lossless=True)
         cleanup.callback(close_backend, backend)
