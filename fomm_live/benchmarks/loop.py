@@ -38,7 +38,8 @@ import numpy as np
 from fomm_live.benchmarks.common import bench_clip, fomm_backend_factory, machine_header
 
 LOOP_STAGES = ("face_tracking", "crop", "keypoints", "generator", "inbetween", "compose", "output")
-ANIMATION_COUNTS = ("frames_animated", "keyframes", "inbetweens")  # what the call sees move (``live.stats``)
+# What the call sees move, and the generator's own rate (``live.stats``).
+ANIMATION_COUNTS = ("frames_animated", "keyframes", "keyframes_shown", "inbetweens")
 ANIMATION_RATES = ("animated_fps", "keyframe_fps")
 CROPS = 8  # distinct driving crops, cycled in the isolated calls
 

@@ -5,10 +5,12 @@ output frame) and ``end_to_end_ms`` (capture to sink, per frame). A pipelined lo
 the second; the per-stage times show where the time goes.
 
 ``achieved_fps`` is the output's rate, not the model's: it counts the unanimated photo shown before the neutral pose
-and the held frame while no face is in view. What the call sees move is counted apart: ``frames_animated`` (keyframes
-from the generator and in-betweens from ``live.loop.inbetweens``, both only once a neutral pose is set),
-``animated_fps`` (animated frames per second from the first animated output frame to the last) and ``keyframe_fps``
-(the same for keyframes alone, from the first keyframe to the last).
+and the held frame while no face is in view. What the call sees move is counted apart, only once a neutral pose is
+set: ``frames_animated`` (animated output frames: ``keyframes_shown``, the generator's frames shown as they are, plus
+``inbetweens``, the newest keyframe moved by the face's motion: ``live.loop.keyframes``) and ``animated_fps`` (their
+rate from the first animated output frame to the last). ``keyframes`` counts the generator's renders (each one shown
+as it is when it came in time for its camera frame, else only through the in-betweens made from it) and
+``keyframe_fps`` is their rate, from the first to the last: the generator's own rate, with or without in-betweens.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ STAGES = ("capture", "face_tracking", "crop", "keypoints", "generator", "inbetwe
 # Samples kept per series: about an hour at 30 fps. A live session runs for hours; the percentiles describe the most
 # recent hour, and memory stays fixed (9 series x 100k float64 = 7.2 MB) instead of growing with every frame.
 WINDOW = 100_000
+INBETWEEN_E2E = "end_to_end_inbetween"  # capture to sink of in-between frames alone (a series beside the stages)
 RECENT_OUTPUTS = 30  # output times kept for the preview's fps figure: about a second at 30 fps
 
 
@@ -98,7 +101,8 @@ class PipelineStats:
     frames replaced before the model stage took them), plus ``no_face`` (frames shown without a tracked face) and
     ``frames_repeated`` (the last frame sent again while the camera was lost or silent) and ``recording_dropped``
     (frames a recording left out because its encoder fell behind: ``live.output.recording.QueuedRecording``), and
-    ``keyframes`` and ``inbetweens`` (animated frames handed to the sinks, by what made them: ``mark_output``).
+    ``keyframes`` (the generator's renders: ``mark_keyframe``), ``keyframes_shown`` and ``inbetweens`` (animated
+    frames handed to the sinks, by what made them: ``mark_output``).
     """
 
     def __init__(self, window: int = WINDOW) -> None:
@@ -142,11 +146,13 @@ class PipelineStats:
             self._recent_out.append(at)
             if animated:
                 self._animated_span.mark(at)
-                if inbetween:
-                    self.counters["inbetweens"] += 1
-                else:
-                    self.counters["keyframes"] += 1
-                    self._keyframe_span.mark(at)
+                self.counters["inbetweens" if inbetween else "keyframes_shown"] += 1
+
+    def mark_keyframe(self, at: float) -> None:
+        """Note that the generator rendered a keyframe at ``at`` (``perf_counter`` seconds)."""
+        with self._lock:
+            self.counters["keyframes"] += 1
+            self._keyframe_span.mark(at)
 
     def output_fps(self) -> float | None:
         """Output frames per second over the last ``RECENT_OUTPUTS`` frames (None before two frames)."""
@@ -202,8 +208,11 @@ class PipelineStats:
                 "stages_ms": {stage: percentiles(self.stages[stage].values() if stage in self.stages else [])
                               for stage in STAGES},
                 "end_to_end_ms": percentiles(self.end_to_end.values()),
-                "frames_animated": self.counters["keyframes"] + self.counters["inbetweens"],
+                "end_to_end_inbetween_ms": percentiles(self.stages[INBETWEEN_E2E].values()
+                                                       if INBETWEEN_E2E in self.stages else []),
+                "frames_animated": self.counters["keyframes_shown"] + self.counters["inbetweens"],
                 "keyframes": self.counters["keyframes"],
+                "keyframes_shown": self.counters["keyframes_shown"],
                 "inbetweens": self.counters["inbetweens"],
                 "achieved_fps": _rounded(fps),
                 "animated_fps": _rounded(animated),

@@ -53,7 +53,7 @@ from fomm_live.live.loop.stall import StallRule
 from fomm_live.live.options import PipelineOptions
 from fomm_live.live.output.sinks import FrameInfo, Sink
 from fomm_live.live.output.window import WindowSink
-from fomm_live.live.stats import PipelineStats
+from fomm_live.live.stats import INBETWEEN_E2E, PipelineStats
 
 __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother", "PipelineOptions",
            "pipelining_default", "prepare_avatars"]
@@ -272,6 +272,8 @@ class LivePipeline:
         now = time.perf_counter()
         self.stats.add("output", (now - t0) * 1000)
         self.stats.add_end_to_end((now - info.captured_at) * 1000)
+        if info.inbetween:
+            self.stats.add(INBETWEEN_E2E, (now - info.captured_at) * 1000)
         self.stats.count("frames_out")
         self.stats.mark_output(now, animated=info.animated, inbetween=info.inbetween)
 

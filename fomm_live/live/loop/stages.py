@@ -326,6 +326,7 @@ class ModelStage:
             motion, rendered = self._model(tracked, status)
         t0 = time.perf_counter()
         if rendered is not None:
+            self.stats.mark_keyframe(time.perf_counter())
             fitted = self._held = self.compositor.paste(rendered)
         else:
             fitted = self.held_frame()
