@@ -17,8 +17,8 @@ from helpers.standins import FlakyBackend, FlakyCamera, ListSource, tiny_backend
 import fomm_live.live.loop.shutdown as shutdown
 from fomm_live.live.compose import fit_to_output
 from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.failures import FailurePolicy
 from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from fomm_live.live.loop.stages import FailurePolicy
 from fomm_live.live.options import CalibrationOptions, FrameOptions, PacingOptions
 from fomm_live.live.output.sinks import Mp4Sink, RecordingSink
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from fomm_live.benchmarks.common import bench_clip, fomm_backend_factory, machine_header
 
-LOOP_STAGES = ("face_tracking", "crop", "keypoints", "generator", "inbetween", "compose", "output")
+LOOP_STAGES = ("face_tracking", "crop", "face_mesh", "keypoints", "generator", "inbetween", "compose", "output")
 # What the call sees move, and the generator's own rate (``live.stats``).
 ANIMATION_COUNTS = ("frames_animated", "keyframes", "keyframes_shown", "inbetweens")
 ANIMATION_RATES = ("animated_fps", "keyframe_fps")

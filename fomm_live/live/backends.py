@@ -132,6 +132,9 @@ class Backend:
         first_source_slow: ``set_source`` of a photo it has not had before takes seconds (the int8 engine calibrates
             on each photo, about 20 s at vox-256 size on a 2-core CPU): the live loop gives it every avatar once
             before the first frame, so that switching avatars in a call never freezes the picture.
+        inbetweens: Its renders may be moved by the face's motion between two of them (``live.loop.keyframes``): a
+            generator slower than a camera (FOMM: about 5 keyframes a second on a 2-core CPU) whose frames are the
+            avatar's face, which the face mesh can follow. The landmark backend keeps up by itself.
     """
 
     name: str = "backend"
@@ -142,6 +145,7 @@ class Backend:
     motion_kind: MotionKind = "none"
     fast_rows: ClassVar[tuple[int, ...]] = ()
     first_source_slow: bool = False
+    inbetweens: bool = False
 
     def set_source(self, image: np.ndarray) -> None:
         """Take an H x W x 3 uint8 RGB source crop; expensive per-source work happens here, once."""
@@ -205,6 +209,7 @@ class FommBackend(Backend):
 
     name = "fomm"
     motion_kind: MotionKind = "field"
+    inbetweens = True
 
     def __init__(self, animator: Any) -> None:
         self.animator = animator

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("capture", "face_tracking", "crop", "keypoints", "generator", "inbetween", "compose", "output")
+# ``face_mesh`` (tracking side) and ``inbetween`` run only with keyframes and in-betweens (``live.loop.keyframes``).
+STAGES = ("capture", "face_tracking", "crop", "face_mesh", "keypoints", "generator", "inbetween", "compose",
+          "output")
 # Samples kept per series: about an hour at 30 fps. A live session runs for hours; the percentiles describe the most
-# recent hour, and memory stays fixed (9 series x 100k float64 = 7.2 MB) instead of growing with every frame.
+# recent hour, and memory stays fixed (10 series x 100k float64 = 8 MB) instead of growing with every frame.
 WINDOW = 100_000
 INBETWEEN_E2E = "end_to_end_inbetween"  # capture to sink of in-between frames alone (a series beside the stages)
 RECENT_OUTPUTS = 30  # output times kept for the preview's fps figure: about a second at 30 fps

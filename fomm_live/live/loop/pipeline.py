@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -37,18 +38,12 @@ from fomm_live.live.compose import draw_text_lines
 from fomm_live.live.errors import UserError
 from fomm_live.live.face import CropTracker, FaceDetector
 from fomm_live.live.loop.calibration import AutoCalibrator
+from fomm_live.live.loop.failures import MAX_CONSECUTIVE_ERRORS, FailurePolicy
 from fomm_live.live.loop.handoff import OneSlot
 from fomm_live.live.loop.hotkeys import QUIT_KEYS, Controls, is_tracking_key
 from fomm_live.live.loop.shutdown import close_quietly, join_and_release
 from fomm_live.live.loop.smoothing import MotionSmoother
-from fomm_live.live.loop.stages import (
-    MAX_CONSECUTIVE_ERRORS,
-    FailurePolicy,
-    ModelStage,
-    TrackedFrame,
-    TrackingStage,
-    merge_keys,
-)
+from fomm_live.live.loop.stages import ModelStage, TrackedFrame, TrackingStage, merge_keys
 from fomm_live.live.loop.stall import StallRule
 from fomm_live.live.options import PipelineOptions
 from fomm_live.live.output.sinks import FrameInfo, Sink
@@ -59,6 +54,13 @@ __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother",
            "pipelining_default", "prepare_avatars"]
 
 logger = logging.getLogger(__name__)
+
+def inbetweens_wanted(options: PipelineOptions, backend: Backend, *, paced: bool) -> bool:
+    """Whether the loop makes keyframes and in-betweens (``live.loop.keyframes``): asked for (the default), allowed
+    by the backend (``Backend.inbetweens``), and a live or paced input, whose frames the generator cannot all render
+    in time. A file read losslessly has every frame rendered, as before."""
+    return options.inbetweens and backend.inbetweens and paced
+
 
 def pipelining_default(backend: Backend | None = None) -> bool:
     """Whether the loop runs its stages in two threads unless told otherwise.
@@ -90,12 +92,17 @@ class LivePipeline:
         window: The preview window, if any (driven from the thread that calls ``run``).
         stats: Where timings go (a new collector if None).
         reopen: Reopens a lost live source (camera unplugged); None: a lost source ends the run.
+        inbetweener: The in-between renderer when keyframes and in-betweens are on (``inbetweens_wanted``); None:
+            a new ``live.inbetween.Inbetweener`` then. Closed by the caller.
+        face_mesh: The face mesh the tracking stage runs on every crop for in-betweens; None: a new
+            ``live.landmarks.FaceMesh`` then, closed when the run ends.
     """
 
     def __init__(self, source: FrameSource, backend: Backend, avatars: list[Avatar], sinks: list[Sink], *,
                  options: PipelineOptions | None = None, detector: FaceDetector | None = None,
                  window: WindowSink | None = None, stats: PipelineStats | None = None,
-                 reopen: Callable[[], FrameSource] | None = None) -> None:
+                 reopen: Callable[[], FrameSource] | None = None, inbetweener: Any | None = None,
+                 face_mesh: Any | None = None) -> None:
         if not avatars:
             raise ValueError("at least one avatar is needed")
         self.source = source
@@ -113,6 +120,12 @@ class LivePipeline:
         self.output_size = frame.size or (source.width, source.height)
         self.pipelining = (pipelining_default(backend) if self.options.pipelining is None
                            else self.options.pipelining)
+        self.inbetweens = inbetweens_wanted(self.options, backend, paced=self.options.pacing.realtime
+                                            or not source.is_file)
+        self._owned: list[Any] = []  # what this pipeline opened for in-betweens, closed when the run ends
+        self._next: FrameQueue | None = None  # where the model stage's next frame waits (set by ``run``)
+        if self.inbetweens:
+            inbetweener, face_mesh = self._open_inbetweens(backend, inbetweener, face_mesh)
         self.stop_event = threading.Event()
         self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.camera_lost = False
@@ -123,20 +136,46 @@ class LivePipeline:
         if window is not None:
             window.controls = self.controls  # the slider panel (hotkey t) sets them
         self.tracking = TrackingStage(crop_mode=tracking.crop, detector=detector, size=backend.size,
-                                      smoothing=tracking.smoothing, controls=self.controls, stats=self.stats)
+                                      smoothing=tracking.smoothing, controls=self.controls, stats=self.stats,
+                                      face_mesh=face_mesh if self.inbetweens else None)
         smoother = (MotionSmoother(min_cutoff=tracking.kp_min_cutoff, beta=tracking.kp_beta,
                                    fast_rows=tuple(backend.fast_rows))
                     if tracking.smoothing else None)
         calibrator = AutoCalibrator(steady_seconds=calibration.steady_seconds)
         if not calibration.auto:
             calibrator.cancel()
-        self.model = ModelStage(backend=backend, avatars=avatars, output_size=self.output_size,
-                                crop_mode=tracking.crop, smoother=smoother, calibrator=calibrator,
-                                controls=self.controls, label=frame.label, preview=window is not None,
-                                stats=self.stats, camera_lost=lambda: self.camera_lost,
-                                calibrate_first=calibration.first, framing=frame.framing, detail=frame.detail)
+        stage = dict(backend=backend, avatars=avatars, output_size=self.output_size, crop_mode=tracking.crop,
+                     smoother=smoother, calibrator=calibrator, controls=self.controls, label=frame.label,
+                     preview=window is not None, stats=self.stats, camera_lost=lambda: self.camera_lost,
+                     calibrate_first=calibration.first, framing=frame.framing, detail=frame.detail)
+        if self.inbetweens:
+            from fomm_live.live.loop.keyframes import KeyframeStage
+
+            self.model: ModelStage = KeyframeStage(inbetweener=inbetweener, next_waiting=self._next_waiting, **stage)
+        else:
+            self.model = ModelStage(**stage)
         self.failures = FailurePolicy()
         self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.loop.shutdown``)
+
+    def _open_inbetweens(self, backend: Backend, inbetweener: Any, face_mesh: Any) -> tuple[Any, Any]:
+        if inbetweener is None:
+            from fomm_live.live.inbetween import Inbetweener
+
+            inbetweener = Inbetweener(size=backend.size)
+            self._owned.append(inbetweener)
+        if face_mesh is None:
+            from fomm_live.live.landmarks.facemesh import FaceMesh
+
+            face_mesh = FaceMesh()
+            self._owned.append(face_mesh)
+        logger.info("keyframes and in-betweens: the generator renders keyframes as fast as it can, every camera "
+                    "frame in between is the newest keyframe moved by the face (--no-inbetweens: every frame waits "
+                    "for the generator)")
+        return inbetweener, face_mesh
+
+    def _next_waiting(self) -> bool:
+        """Whether the model stage's next frame is already waiting (ends its wait for a keyframe)."""
+        return self._next is not None and self._next.pending()
 
     # The stages own these; they are read here by the CLI, tests and demos.
     @property
@@ -240,10 +279,12 @@ class LivePipeline:
 
     def _start_stages(self, in_queue: FrameQueue, out_queue: FrameQueue, lossless: bool) -> list[threading.Thread]:
         if not self.pipelining:
+            self._next = in_queue
             threads = [threading.Thread(target=self._sequential_loop, args=(in_queue, out_queue), name="processing",
                                         daemon=True)]
         else:
             slot: OneSlot[TrackedFrame] = OneSlot(lossless=lossless, merge=merge_keys)
+            self._next = slot
             threads = [threading.Thread(target=self._tracking_loop, args=(in_queue, slot), name="tracking",
                                         daemon=True),
                        threading.Thread(target=self._model_loop, args=(self._arrivals(slot), out_queue), name="model",
@@ -337,6 +378,9 @@ class LivePipeline:
             out_queue.close()
             # Threads joined before their source is released; a stuck one keeps it (see live.loop.shutdown).
             self.stuck = join_and_release(capture, stages, [*self.sinks, *([self.window] if self.window else [])])
+            if not self.stuck:  # a stage still running may still use them
+                for held in [self.model, *self._owned]:
+                    close_quietly(held)
         if capture.error is not None and self.error is None:
             self.error = f"capture failed: {capture.error}"
         if self.error:

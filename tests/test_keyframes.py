@@ -1,0 +1,103 @@
+"""Keyframes and in-betweens in the live loop (``live.loop.keyframes``): with a generator slower than the camera, the
+frames that arrive while it works get in-betweens (counted), keyframes still come, every camera frame gives one
+output in order; ``inbetweens=False`` (``--no-inbetweens``) is today's loop. The in-between renderer is a stand-in
+here (``helpers.inbetweens``), so that what is tested is the loop, not the warp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers.clips import moving_frames, portrait
+from helpers.inbetweens import StandInInbetweener
+from helpers.options import pipeline_options
+from helpers.standins import ListSource, SlowBackend, tiny_backend
+
+from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.keyframes import KeyframeStage
+from fomm_live.live.loop.pipeline import LivePipeline, prepare_avatars
+from fomm_live.live.loop.stages import ModelStage
+from fomm_live.live.output.sinks import RecordingSink
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with FaceDetector() as det:
+        yield det
+
+
+class SlowCameraClip(ListSource):
+    """Frames in memory paced at 10 fps: on the loaded shared test CPU the face tracker alone can take 40 ms, so a
+    25 fps pace would leave the loop too little room to calibrate within a short clip."""
+
+    fps = 10.0
+
+
+def _run(frames, detector, *, backend, inbetweener=None, **options):
+    sink = RecordingSink()
+    source = SlowCameraClip(frames) if options.get("realtime") else ListSource(frames)
+    pipeline = LivePipeline(source, backend, prepare_avatars([("a", portrait())], backend.size, detector),
+                            [sink], options=pipeline_options(**options), detector=detector, inbetweener=inbetweener)
+    summary = pipeline.run()
+    return pipeline, sink, summary
+
+
+def test_slow_generator_on_a_paced_input_gives_in_betweens_for_the_frames_it_cannot_render(detector) -> None:
+    """A generator that takes 0.35 s a frame on a 10 fps paced input: the frames that come while it works get
+    in-betweens from the newest keyframe (the stand-in's marks say which), keyframes still come, every output is in
+    capture order, and the stats count what the sink got."""
+    inbetweener = StandInInbetweener()
+    backend = SlowBackend(tiny_backend().animator, delay=0.35)
+    pipeline, sink, summary = _run(moving_frames(50, still=6), detector, backend=backend, inbetweener=inbetweener,
+                                   realtime=True, steady_seconds=0.1, framing="photo", output_size=(320, 240))
+    assert isinstance(pipeline.model, KeyframeStage)
+    indices = [info.index for info in sink.infos]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert summary["frames_out"] + summary["frames_dropped"] == summary["frames_in"] == 50
+    inbetweens = [i for i, info in enumerate(sink.infos) if info.inbetween]
+    shown_keys = [i for i, info in enumerate(sink.infos) if info.animated and not info.inbetween]
+    assert len(inbetweens) > 0 and all(sink.infos[i].animated for i in inbetweens)
+    assert summary["inbetweens"] == len(inbetweens) == summary["stages_ms"]["inbetween"]["count"]
+    assert summary["keyframes_shown"] == len(shown_keys)
+    assert summary["frames_animated"] == len(inbetweens) + len(shown_keys)
+    # Keyframes kept coming while the in-betweens went out: each became the base of the in-betweens after it.
+    # (The generator may have one more render: the one in flight when the input ended.)
+    assert 3 <= summary["keyframes"] <= summary["stages_ms"]["generator"]["count"] <= summary["keyframes"] + 1
+    print("".join("K" if info.animated and not info.inbetween else "i" if info.inbetween else "." for info in
+                  sink.infos), summary["keyframes"], "keyframes")
+    marks = [int(sink.frames[i][0, 0, 1]) for i in inbetweens]  # without the label: the frame's own corner
+    assert marks == sorted(marks) and marks[-1] >= 2, marks
+    # Each in-between was rendered with its own frame's face mesh (a 478-point mesh of the driving crop).
+    assert len(inbetweener.rendered) == len(inbetweens)
+    assert all(points.shape == (478, 3) for points in inbetweener.rendered)
+    assert inbetweener.neutral is not None and inbetweener.neutral.shape == (478, 3)
+    # Placement: photo framing's face square, where the paste-back puts the model's square.
+    assert all(key[2] == pipeline.model.photo.framing.box for key in inbetweener.keyframes)
+    assert summary["end_to_end_inbetween_ms"]["count"] == len(inbetweens)
+    assert summary["stages_ms"]["face_mesh"]["count"] > 0
+
+
+def test_no_inbetweens_is_todays_loop(detector) -> None:
+    """``inbetweens=False`` on the same paced input: the plain model stage, no face mesh, no in-betweens, every
+    animated frame a keyframe shown as it is."""
+    backend = SlowBackend(tiny_backend().animator, delay=0.15)
+    pipeline, sink, summary = _run(moving_frames(25, still=6), detector, backend=backend, realtime=True,
+                                   steady_seconds=0.1, inbetweens=False)
+    assert type(pipeline.model) is ModelStage and pipeline.tracking.face_mesh is None
+    assert summary["inbetweens"] == 0 and not any(info.inbetween for info in sink.infos)
+    assert summary["keyframes"] == summary["keyframes_shown"] == summary["frames_animated"] > 0
+    assert summary["stages_ms"]["face_mesh"]["count"] == summary["stages_ms"]["inbetween"]["count"] == 0
+
+
+def test_a_file_read_losslessly_is_rendered_frame_by_frame_as_before(detector) -> None:
+    """Unpaced, every frame waits for the generator with or without in-betweens asked for: the same frames, bit for
+    bit (in-betweens are for frames the generator cannot render in time; a file has time for all)."""
+    frames = moving_frames(20, still=6)
+    outputs = []
+    for inbetweens in (True, False):
+        pipeline, sink, summary = _run(frames, detector, backend=tiny_backend(), steady_seconds=0.1,
+                                       inbetweens=inbetweens)
+        assert type(pipeline.model) is ModelStage and summary["inbetweens"] == 0
+        outputs.append(sink.frames)
+    assert len(outputs[0]) == len(outputs[1]) == 20
+    for a, b in zip(*outputs, strict=True):
+        np.testing.assert_array_equal(a, b)
