@@ -68,6 +68,7 @@ class Inbetweener:
             raise ValueError(f"size: expected 64..4096 pixels, got {size}")
         self.size = int(size)
         self._face_mesh = face_mesh
+        self._own_face_mesh = face_mesh is None  # close() closes only a face mesh it opened itself
         self._warp = Warp(size=self.size)
         ys, xs = np.mgrid[0:self.size, 0:self.size].astype(np.float32)  # n x n each
         self._grid = np.dstack([xs, ys])  # n x n x 2: each square pixel's own (x, y)
@@ -76,6 +77,13 @@ class Inbetweener:
         self._neutral: np.ndarray | None = None  # 478 x 3 float64, normalised driving landmarks
         self._strengths = (1.0, 1.0)
         self._key: _Keyframe | None = None
+
+    def close(self) -> None:
+        """Release the face mesh it opened for ``set_source`` (safe to call twice; a face mesh passed in is the
+        caller's to close)."""
+        if self._own_face_mesh and self._face_mesh is not None:
+            self._face_mesh.close()
+            self._face_mesh = None
 
     # -- avatar, neutral pose, strengths -------------------------------------------------------------------------
     def set_source(self, image: np.ndarray, *, points: np.ndarray | None = None) -> None:
