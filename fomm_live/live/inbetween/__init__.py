@@ -13,7 +13,7 @@ The rooms:
 
 - ``renderer``: ``Inbetweener``, the one object (source, neutral pose, strengths, keyframe, render).
 
-Imports: numpy, OpenCV (through ``live.media``), ``live.backends`` (the strengths' check), ``live.errors`` and the
+What it may import: numpy, OpenCV (through ``live.media``), ``live.backends`` (the strengths' check), ``live.errors`` and the
 landmark rooms ``live.landmarks`` (motion, mesh and warp; mediapipe only when the source's landmarks are not given);
 nothing from ``models``, ``loop`` or ``benchmarks``.
 """
