@@ -9,6 +9,8 @@ fractional placement, as photo framing puts it.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,22 @@ def test_render_without_a_keyframe_and_a_source_without_a_face_say_so(avatar) ->
         blank.set_source(np.full((SIZE, SIZE, 3), 128, np.uint8))
     blank.close()
     blank.close()  # safe twice
+
+
+def test_the_quality_benchmark_prints_its_three_keys_last_and_beats_holding_on_a_swaying_head(
+        tmp_path, capsys) -> None:
+    """The benchmark on a short clip of the portrait turning and sliding (a similarity per frame, so the face mesh's
+    motion is the true motion): its last line holds the three keys, and the in-betweens beat holding the keyframe."""
+    from fomm_live.benchmarks import inbetween as bench
+    from tests.helpers.clips import moving_frames, write_clip
+
+    clip = write_clip(tmp_path / "sway.mp4", moving_frames(14, still=2))
+    bench.main(["--clip", str(clip), "--every", "4", "--json", str(tmp_path / "figures.json")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    values = dict(pair.split("=") for pair in last.split())
+    assert list(values) == ["inbetween_psnr", "held_psnr", "gain_db"]
+    inbetween, held, gain = (float(values[k]) for k in ("inbetween_psnr", "held_psnr", "gain_db"))
+    assert abs(gain - (inbetween - held)) < 0.011
+    assert gain > 1.0, last
+    figures = json.loads((tmp_path / "figures.json").read_text(encoding="utf-8"))
+    assert sorted(figures["offsets"]) == ["1", "2", "3"]

@@ -13,9 +13,9 @@ The rooms:
 
 - ``renderer``: ``Inbetweener``, the one object (source, neutral pose, strengths, keyframe, render).
 
-What it may import: numpy, OpenCV (through ``live.media``), ``live.backends`` (the strengths' check), ``live.errors`` and the
-landmark rooms ``live.landmarks`` (motion, mesh and warp; mediapipe only when the source's landmarks are not given);
-nothing from ``models``, ``loop`` or ``benchmarks``.
+What it may import: numpy, OpenCV (through ``live.media``), ``live.backends`` (the strengths' check),
+``live.errors`` and the landmark rooms ``live.landmarks`` (motion, mesh and warp; mediapipe only when the source's
+landmarks are not given); nothing from ``models``, ``loop`` or ``benchmarks``.
 """
 
 from fomm_live.live.inbetween.renderer import Inbetweener, Placement
