@@ -11,13 +11,16 @@ resampled (the square's border is fixed, so the rest of the frame is the keyfram
 
 The rooms:
 
-- ``renderer``: ``Inbetweener``, the one object (source, neutral pose, strengths, keyframe, render).
+- ``renderer``: ``Inbetweener``, the one object (source, neutral pose, strengths, keyframe, render);
+- ``keyframes``: ``KeyframeEvery``, a backend running the generator on every N-th frame and in-betweens on the rest
+  (``animate --keyframe-every N``).
 
-What it may import: numpy, OpenCV (through ``live.media``), ``live.backends`` (the strengths' check),
+What it may import: numpy, OpenCV (through ``live.media``), ``live.backends`` (the contract, the strengths' check),
 ``live.errors`` and the landmark rooms ``live.landmarks`` (motion, mesh and warp; mediapipe only when the source's
 landmarks are not given); nothing from ``models``, ``loop`` or ``benchmarks``.
 """
 
+from fomm_live.live.inbetween.keyframes import FrameMotion, KeyframeEvery
 from fomm_live.live.inbetween.renderer import Inbetweener, Placement
 
-__all__ = ["Inbetweener", "Placement"]
+__all__ = ["FrameMotion", "Inbetweener", "KeyframeEvery", "Placement"]

@@ -77,6 +77,7 @@ class Inbetweener:
         self._neutral: np.ndarray | None = None  # 478 x 3 float64, normalised driving landmarks
         self._strengths = (1.0, 1.0)
         self._key: _Keyframe | None = None
+        self._square_map = self._grid
 
     def close(self) -> None:
         """Release the face mesh it opened for ``set_source`` (safe to call twice; a face mesh passed in is the
@@ -198,6 +199,13 @@ class Inbetweener:
         """Whether a keyframe is held (``render`` needs one)."""
         return self._key is not None
 
+    @property
+    def square_map(self) -> np.ndarray:
+        """The last ``render``'s warp at the model's square: size x size x 2 float32, per square pixel the keyframe's
+        square position (x, y; pixel centres at integer coordinates) it shows, ``cv2.remap``'s map; the identity
+        before any render and when the mesh had not moved."""
+        return self._square_map
+
     def render(self, landmarks: np.ndarray) -> np.ndarray:
         """The in-between for these driving landmarks: the keyframe's frame moved from the mesh at the keyframe's
         landmarks to the mesh at these. A new H x W x 3 uint8 array, the keyframe's shape; the keyframe's frame
@@ -216,9 +224,11 @@ class Inbetweener:
         targets, depth = mesh_targets(self._mesh, moved, self._source_points)
         out = key.frame.copy()
         if np.array_equal(targets, key.targets):
+            self._square_map = self._grid
             return out
         cv = cv2()
         pmap = self._warp.backward_map(key.mesh, targets, depth)  # n x n x 2: where each square pixel was at P_k
+        self._square_map = pmap
         field = (pmap - self._grid) * np.float32(key.scale)  # n x n x 2: displacement, output pixels
         # The field at each output pixel of the square's region (bilinear; zero past the square, where the border
         # anchors hold it at zero anyway).
