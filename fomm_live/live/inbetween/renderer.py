@@ -1,0 +1,240 @@
+"""``Inbetweener``: the newest keyframe's output frame moved by the face's motion since the keyframe's camera frame.
+
+Per keyframe: the avatar's mesh where the driver's face put it then, P_k (``live.landmarks.motion.relative_motion``
+at the strengths of the moment, with the head ring and the fixed border anchors of ``live.landmarks.warp``). Per
+camera frame: the same mesh now, P_t; the backward map of the piecewise-affine warp P_k -> P_t at the model's square
+(``Warp.backward_map`` with P_k as the "source" mesh), its displacement scaled into output pixels over the square's
+region of the output frame, and one ``cv2.remap`` of the keyframe's output frame there. The square's border anchors
+stay put, so the displacement falls off to zero at the square's edge and the frame outside it is the keyframe's own.
+
+Convention: landmarks are the landmark backend's (478 x 3 float32, normalised to the driving crop: x, y fractions of
+its width and height, z in units of its width; see ``live.landmarks``). A placement is where the model's square lies
+in the output frame, ``(x0, y0, side)`` in output edge coordinates (pixel i spans [i, i + 1)), as
+``live.framing.layout.Framing.box``: square pixel centre j sits at output coordinate ``x0 + (j + 0.5) * side / size``.
+Frames are H x W x 3 uint8 RGB.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from fomm_live.live.backends import check_strengths
+from fomm_live.live.errors import UserError
+from fomm_live.live.landmarks.facemesh import FaceMesh
+from fomm_live.live.landmarks.motion import UNFOLD_REACH, falloff, relative_motion, unfolded_strengths
+from fomm_live.live.landmarks.points import MESH_POINTS, check_image, check_landmarks
+from fomm_live.live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
+from fomm_live.live.media import cv2
+
+logger = logging.getLogger(__name__)
+
+Placement = tuple[float, float, float]  # (x0, y0, side): the model's square in the output frame, edge coordinates
+
+
+@dataclass
+class _Keyframe:
+    """One keyframe and what every in-between from it reuses."""
+
+    frame: np.ndarray  # H x W x 3 uint8, the keyframe's output frame (a private copy)
+    targets: np.ndarray  # M x 2 float64: the mesh vertices at P_k, square pixels
+    mesh: SourceMesh  # the avatar's triangles with P_k as their "source" positions (what the warp samples)
+    rows: slice  # the output rows and columns the square covers
+    cols: slice
+    square_x: np.ndarray  # h x w float32: each region pixel's position in square pixels (for sampling the field)
+    square_y: np.ndarray
+    out_x: np.ndarray  # h x w float32: each region pixel's own position, output pixels
+    out_y: np.ndarray
+    scale: float  # output pixels per square pixel
+
+
+class Inbetweener:
+    """In-between frames from the newest keyframe (see the module docstring).
+
+    Use: ``set_source`` once per avatar, ``calibrate`` with the neutral pose, ``keyframe`` for each frame the
+    generator renders, ``render`` for each camera frame after it. ``set_strengths`` applies from the next call on.
+    Not thread-safe: one thread calls it (the live loop's output stage).
+
+    Args:
+        size: Side of the model's square in pixels (the crop FOMM animates; 256 for vox-256).
+        face_mesh: The face mesh that finds the avatar's landmarks in ``set_source`` (a new one, opened on first use,
+            when None; not needed when ``set_source`` is given the landmarks).
+    """
+
+    def __init__(self, *, size: int = 256, face_mesh: FaceMesh | None = None) -> None:
+        if not 64 <= size <= 4096:
+            raise ValueError(f"size: expected 64..4096 pixels, got {size}")
+        self.size = int(size)
+        self._face_mesh = face_mesh
+        self._own_face_mesh = face_mesh is None  # close() closes only a face mesh it opened itself
+        self._warp = Warp(size=self.size)
+        ys, xs = np.mgrid[0:self.size, 0:self.size].astype(np.float32)  # n x n each
+        self._grid = np.dstack([xs, ys])  # n x n x 2: each square pixel's own (x, y)
+        self._source_points: np.ndarray | None = None  # 478 x 3 float64, square pixels
+        self._mesh: SourceMesh | None = None
+        self._neutral: np.ndarray | None = None  # 478 x 3 float64, normalised driving landmarks
+        self._strengths = (1.0, 1.0)
+        self._key: _Keyframe | None = None
+        self._square_map = self._grid
+
+    def close(self) -> None:
+        """Release the face mesh it opened for ``set_source`` (safe to call twice; a face mesh passed in is the
+        caller's to close)."""
+        if self._own_face_mesh and self._face_mesh is not None:
+            self._face_mesh.close()
+            self._face_mesh = None
+
+    # -- avatar, neutral pose, strengths -------------------------------------------------------------------------
+    def set_source(self, image: np.ndarray, *, points: np.ndarray | None = None) -> None:
+        """Take the avatar: the model's square that FOMM animates (its landmarks set the mesh). Forgets the keyframe.
+
+        Args:
+            image: size x size x 3 uint8 RGB, the avatar's crop as the generator gets it (another size is read as
+                the same square: landmarks are normalised).
+            points: Its 478 x 3 normalised landmarks if already known; found with the face mesh when None.
+
+        Raises:
+            UserError: no face found in the image.
+        """
+        check_image(image, "set_source")
+        if points is None:
+            if self._face_mesh is None:
+                self._face_mesh = FaceMesh()
+            points = self._face_mesh.landmarks(image, static=True)
+            if points is None:
+                raise UserError("in-betweens: no face found in the avatar's square; use a photo with one face")
+        source = check_landmarks(points, "set_source").astype(np.float64) * self.size  # 478 x 3, square pixels
+        self._source_points = source
+        self._mesh = mesh = build_mesh(source, size=self.size)
+        ring = len(mesh.ring_of)
+        self._vertex_owner = np.concatenate([np.arange(MESH_POINTS), mesh.ring_of,
+                                             np.full(len(mesh.vertices) - MESH_POINTS - ring, -1)])
+        iris = source[MESH_POINTS:, None, :2] - source[None, :MESH_POINTS, :2]  # 10 x 468 x 2
+        self._iris_owner = np.argmin((iris**2).sum(-1), axis=1)
+        self._unfold_reach = falloff(source[:, :2], UNFOLD_REACH * self.size)  # 478 x 478
+        self._key = None
+
+    def calibrate(self, landmarks: np.ndarray) -> None:
+        """Take these driving landmarks as the neutral pose (the landmark backend's ``calibrate``); a keyframe
+        already taken keeps the mesh it was rendered at."""
+        self._neutral = check_landmarks(landmarks, "calibrate").astype(np.float64)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a neutral pose is set."""
+        return self._neutral is not None
+
+    @property
+    def strengths(self) -> tuple[float, float]:
+        """(head, expression) strength, each from 0 to 2."""
+        return self._strengths
+
+    def set_strengths(self, head: float, expression: float) -> None:
+        """How much of the driver's head motion and expression the mesh copies, as the landmark backend's.
+
+        Raises:
+            ValueError: a strength outside 0..2.
+        """
+        self._strengths = check_strengths(head, expression, relative=True)
+
+    def moved_landmarks(self, landmarks: np.ndarray) -> np.ndarray:
+        """The avatar's landmarks moved by these driving landmarks: 478 x 3 float64, square pixels (the landmark
+        backend's relative motion at the current strengths, an exaggerated expression pulled back where the mesh
+        would fold)."""
+        driving = check_landmarks(landmarks, "in-between").astype(np.float64)
+        if self._source_points is None or self._mesh is None:
+            raise RuntimeError("set_source() must be called before keyframe() and render()")
+        if self._neutral is None:
+            raise RuntimeError("in-betweens need a neutral pose: call calibrate() first")
+        source, neutral = self._source_points, self._neutral
+        head, expression = self._strengths
+        if expression <= 1.0:
+            return relative_motion(source, neutral, driving, head=head, expression=expression)
+        still = relative_motion(source, neutral, driving, head=head, expression=0.0)
+        copied = relative_motion(source, neutral, driving, head=head, expression=1.0)
+        x = unfolded_strengths(mesh_targets(self._mesh, still, source)[0], mesh_targets(self._mesh, copied, source)[0],
+                               self._mesh.triangles, self._vertex_owner, expression, self._unfold_reach)
+        x[MESH_POINTS:] = x[self._iris_owner]
+        return still + x[:, None] * (copied - still)
+
+    # -- keyframes and in-betweens -------------------------------------------------------------------------------
+    def keyframe(self, frame: np.ndarray, landmarks: np.ndarray, placement: Placement) -> None:
+        """Take a new keyframe: in-betweens are made from it until the next one.
+
+        Args:
+            frame: H x W x 3 uint8 RGB, the keyframe's composed output frame (copied: the caller may reuse it).
+            landmarks: 478 x 3 normalised landmarks of the driving crop of the camera frame the keyframe was
+                rendered from (what the generator's driving frame showed).
+            placement: ``(x0, y0, side)``, where the model's square lies in ``frame`` (output edge coordinates,
+                as ``Framing.box``; ``(0, 0, size)`` when the frame is the square itself).
+        """
+        check_image(frame, "keyframe")
+        x0, y0, side = (float(v) for v in placement)
+        if not side > 0:
+            raise ValueError(f"keyframe: the placement's side must be positive, got {side}")
+        moved = self.moved_landmarks(landmarks)
+        targets, _ = mesh_targets(self._mesh, moved, self._source_points)
+        height, width = frame.shape[:2]
+        c0, c1 = max(0, int(np.floor(x0))), min(width, int(np.ceil(x0 + side)))
+        r0, r1 = max(0, int(np.floor(y0))), min(height, int(np.ceil(y0 + side)))
+        if c1 <= c0 or r1 <= r0:
+            raise ValueError(f"keyframe: the square {placement} lies outside the {width} x {height} frame")
+        n = self.size
+        cols = np.arange(c0, c1, dtype=np.float32)  # w: output columns
+        rows = np.arange(r0, r1, dtype=np.float32)  # h
+        out_x, out_y = np.meshgrid(cols, rows)  # h x w each
+        square_x = (out_x + 0.5 - x0) * (n / side) - 0.5  # h x w: the square pixel each output pixel shows
+        square_y = (out_y + 0.5 - y0) * (n / side) - 0.5
+        self._key = _Keyframe(
+            frame=np.ascontiguousarray(frame).copy(), targets=targets,
+            mesh=SourceMesh(vertices=targets, triangles=self._mesh.triangles, ring_of=self._mesh.ring_of,
+                            ring_weight=self._mesh.ring_weight),
+            rows=slice(r0, r1), cols=slice(c0, c1), square_x=square_x.astype(np.float32),
+            square_y=square_y.astype(np.float32), out_x=out_x, out_y=out_y, scale=side / n)
+
+    @property
+    def has_keyframe(self) -> bool:
+        """Whether a keyframe is held (``render`` needs one)."""
+        return self._key is not None
+
+    @property
+    def square_map(self) -> np.ndarray:
+        """The last ``render``'s warp at the model's square: size x size x 2 float32, per square pixel the keyframe's
+        square position (x, y; pixel centres at integer coordinates) it shows, ``cv2.remap``'s map; the identity
+        before any render and when the mesh had not moved."""
+        return self._square_map
+
+    def render(self, landmarks: np.ndarray) -> np.ndarray:
+        """The in-between for these driving landmarks: the keyframe's frame moved from the mesh at the keyframe's
+        landmarks to the mesh at these. A new H x W x 3 uint8 array, the keyframe's shape; the keyframe's frame
+        itself, exactly, when the mesh has not moved.
+
+        Args:
+            landmarks: 478 x 3 normalised landmarks of this camera frame's driving crop.
+
+        Raises:
+            RuntimeError: no keyframe yet (or no source or neutral pose).
+        """
+        key = self._key
+        if key is None:
+            raise RuntimeError("render() needs a keyframe first: call keyframe()")
+        moved = self.moved_landmarks(landmarks)
+        targets, depth = mesh_targets(self._mesh, moved, self._source_points)
+        out = key.frame.copy()
+        if np.array_equal(targets, key.targets):
+            self._square_map = self._grid
+            return out
+        cv = cv2()
+        pmap = self._warp.backward_map(key.mesh, targets, depth)  # n x n x 2: where each square pixel was at P_k
+        self._square_map = pmap
+        field = (pmap - self._grid) * np.float32(key.scale)  # n x n x 2: displacement, output pixels
+        # The field at each output pixel of the square's region (bilinear; zero past the square, where the border
+        # anchors hold it at zero anyway).
+        region = cv.remap(field, key.square_x, key.square_y, cv.INTER_LINEAR, borderMode=cv.BORDER_CONSTANT,
+                          borderValue=0)  # h x w x 2
+        map_x = key.out_x + region[..., 0]
+        map_y = key.out_y + region[..., 1]
+        out[key.rows, key.cols] = cv.remap(key.frame, map_x, map_y, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        return out
