@@ -5,6 +5,9 @@ here (``helpers.inbetweens``), so that what is tested is the loop, not the warp.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from helpers.clips import moving_frames, portrait
@@ -12,6 +15,8 @@ from helpers.inbetweens import StandInInbetweener
 from helpers.options import pipeline_options
 from helpers.standins import ListSource, SlowBackend, tiny_backend
 
+from fomm_live.live.backends import FommBackend, Rendered
+from fomm_live.live.capture.sources import CapturedFrame
 from fomm_live.live.face import FaceDetector
 from fomm_live.live.loop.keyframes import KeyframeStage
 from fomm_live.live.loop.pipeline import LivePipeline, prepare_avatars
@@ -101,3 +106,109 @@ def test_a_file_read_losslessly_is_rendered_frame_by_frame_as_before(detector) -
     assert len(outputs[0]) == len(outputs[1]) == 20
     for a, b in zip(*outputs, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+class GatedBackend(FommBackend):
+    """The tiny FOMM backend whose ``render`` waits until the test opens its gate (a generator that takes as long as
+    the test says), and gives its last frame again, marked ``held``, when ``away`` is set (a remote server away)."""
+
+    def __init__(self, animator) -> None:
+        super().__init__(animator)
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.away = False
+        self.last = None
+
+    def render(self, motion, *, detail=False):
+        self.started.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        if self.away and self.last is not None:
+            return Rendered(self.last.frame, field=self.last.field, held=True)
+        self.last = super().render(motion, detail=detail)
+        return self.last
+
+
+class LiveFrames(ListSource):
+    is_file = False  # a camera: keyframes and in-betweens are on
+
+
+def _stage(detector, backend, inbetweener, frames):
+    """The pipeline's model stage, driven frame by frame by the test: (step(i) -> (output, info), the stage)."""
+    pipeline = LivePipeline(LiveFrames(frames), backend,
+                            prepare_avatars([("a", portrait())], backend.size, detector), [RecordingSink()],
+                            options=pipeline_options(calibrate_first=True, auto_calibrate=False),
+                            detector=detector, inbetweener=inbetweener)
+    waiting = {"next": False}
+    pipeline.model.next_waiting = lambda: waiting["next"]
+
+    def step(i: int):
+        tracked = pipeline.tracking(CapturedFrame(frames[i], i, time.perf_counter(), i / 25), [])
+        assert tracked.landmarks is not None, "the face mesh finds the portrait"
+        pipeline.model.begin(tracked)
+        return pipeline.model(tracked)
+
+    return step, pipeline.model, waiting
+
+
+def test_keyframe_in_time_goes_out_as_it_is_and_a_late_one_is_the_base_of_the_next_in_betweens(detector) -> None:
+    """Frame by frame, the generator's gate held by the test:
+
+    0: the neutral pose (the first frame): a keyframe, shown, and the in-betweens' first base;
+    1: the generator finishes before the next frame comes: frame 1's own keyframe goes out, unmoved, exactly the
+       generator's frame (the keyframe at its own time equals the generator's frame);
+    2: the next frame comes first: an in-between from keyframe 1 (the stand-in marks it 2: the second keyframe);
+    3: the generator is still busy: an in-between at once, still from keyframe 1;
+    4: the generator has finished frame 2's keyframe meanwhile: it is taken, and frame 4 is its in-between."""
+    frames = moving_frames(6, still=0)
+    backend = GatedBackend(tiny_backend().animator)
+    inbetweener = StandInInbetweener()
+    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
+    backend.gate.set()
+    _, info = step(0)
+    assert info.animated and not info.inbetween and inbetweener.neutral is not None
+    assert len(inbetweener.keyframes) == 1
+    out, info = step(1)
+    assert info.animated and not info.inbetween and len(inbetweener.keyframes) == 2
+    np.testing.assert_array_equal(stage.held_frame(), inbetweener.keyframes[-1][0])
+    backend.gate.clear()
+    backend.started.clear()
+    waiting["next"] = True
+    out, info = step(2)  # frame 2 goes to the generator, which waits at the gate
+    assert info.inbetween and info.animated and out[0, 0, 1] == 2
+    assert backend.started.wait(30)
+    out, info = step(3)
+    assert info.inbetween and out[0, 0, 1] == 2 and len(inbetweener.keyframes) == 2
+    backend.gate.set()
+    assert stage.worker.wait(30)
+    out, info = step(4)  # takes frame 2's keyframe, then sends frame 4 to the generator
+    assert info.inbetween and out[0, 0, 1] == 3 and len(inbetweener.keyframes) == 3
+    stage.close()
+
+
+def test_a_held_frame_from_a_server_away_is_not_a_new_keyframe(detector) -> None:
+    """A remote backend whose server is away gives its last frame again (``Rendered.held``): the in-betweens go on
+    from the newest real keyframe, which is not replaced by the stale face paired with a newer face mesh."""
+    frames = moving_frames(6, still=0)
+    backend = GatedBackend(tiny_backend().animator)
+    inbetweener = StandInInbetweener()
+    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
+    backend.gate.set()
+    step(0)
+    step(1)
+    assert len(inbetweener.keyframes) == 2
+    backend.away = True
+    for i in (2, 3, 4):
+        out, info = step(i)  # each one's render comes back held: an in-between from keyframe 2
+        assert info.inbetween and out[0, 0, 1] == 2, i
+    assert len(inbetweener.keyframes) == 2
+    stage.close()
+
+
+def test_the_remote_client_declares_in_betweens() -> None:
+    """The client's frames are keyframes of the loop (its in-betweens are made locally, not on the server)."""
+    from fomm_live.live.remote.client import RemoteBackend
+
+    assert RemoteBackend.inbetweens and FommBackend.inbetweens
+    from fomm_live.live.landmarks import LandmarkBackend
+
+    assert not LandmarkBackend.inbetweens  # the landmark backend is unchanged

@@ -97,11 +97,14 @@ class Rendered:
             ``device`` (FOMM), a 1 x 3 x size x size tensor there (float in [0, 1]; uint8 levels also accepted).
         field: FOMM's motion field when ``detail`` was asked (``motion_kind == "field"``), else None.
         warp: The landmark backend's warp map when ``detail`` was asked (``motion_kind == "warp"``), else None.
+        held: Not a render of this motion but the last frame again (a remote backend whose server is away): the live
+            loop keeps making in-betweens from its newest real keyframe instead (``live.loop.keyframes``).
     """
 
     frame: Any
     field: MotionField | None = None
     warp: WarpMap | None = None
+    held: bool = False
 
     def image(self) -> np.ndarray:
         """The frame as size x size x 3 uint8 RGB on the host (a tensor rounded as ``models.tensor_to_image``)."""

@@ -47,7 +47,8 @@ class Keyframe:
 
     Attributes:
         tracked: The camera frame it was rendered from.
-        frame: The composed output frame without the label (None: the keypoint detector found no face).
+        frame: The composed output frame without the label (None: the keypoint detector found no face, or the
+            backend gave its last frame again, ``Rendered.held``).
         error: What the job raised (handed to the loop's failure policy with the next frame).
     """
 
@@ -217,6 +218,8 @@ class KeyframeStage(ModelStage):
                 motion = self.smoother(motion, tracked.item.media_time)
             detail = self.compositor.detail
             rendered = timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
+        if rendered.held:  # not a render of this frame (a remote server away): the newest keyframe stays
+            return None
         return self.compositor.paste(rendered)
 
     def _install(self, key: Keyframe | None) -> bool:
@@ -262,10 +265,10 @@ class KeyframeStage(ModelStage):
                 if self._install(self.worker.take()):
                     assert self._held is not None
                     return self.output(tracked, self._held, [], t0, face=True, animated=True)
-        t0 = time.perf_counter()
         if not self.inbetweener.has_keyframe:  # the first keyframe is not ready yet
-            return self.output(tracked, self.held_frame(), [], t0, face=True, animated=False)
+            return self.output(tracked, self.held_frame(), [], time.perf_counter(), face=True, animated=False)
         frame = timed(self.stats, "inbetween", lambda: self.inbetweener.render(tracked.landmarks))
+        t0 = time.perf_counter()  # ``compose``: the label and the preview, as for a keyframe
         self._held = frame
         return self.output(tracked, frame, [], t0, face=True, animated=True, inbetween=True)
 
