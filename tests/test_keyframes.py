@@ -132,17 +132,17 @@ class LiveFrames(ListSource):
     is_file = False  # a camera: keyframes and in-betweens are on
 
 
-def _stage(detector, backend, inbetweener, frames):
-    """The pipeline's model stage, driven frame by frame by the test: (step(i) -> (output, info), the stage)."""
+def _stage(detector, backend, inbetweener, frames, avatars=None):
+    """The pipeline's model stage, driven frame by frame by the test: (step(i, keys) -> (output, info), the stage)."""
     pipeline = LivePipeline(LiveFrames(frames), backend,
-                            prepare_avatars([("a", portrait())], backend.size, detector), [RecordingSink()],
+                            prepare_avatars(avatars or [("a", portrait())], backend.size, detector), [RecordingSink()],
                             options=pipeline_options(calibrate_first=True, auto_calibrate=False),
                             detector=detector, inbetweener=inbetweener)
     waiting = {"next": False}
     pipeline.model.next_waiting = lambda: waiting["next"]
 
-    def step(i: int):
-        tracked = pipeline.tracking(CapturedFrame(frames[i], i, time.perf_counter(), i / 25), [])
+    def step(i: int, keys: tuple[str, ...] = ()):
+        tracked = pipeline.tracking(CapturedFrame(frames[i], i, time.perf_counter(), i / 25), list(keys))
         assert tracked.landmarks is not None, "the face mesh finds the portrait"
         pipeline.model.begin(tracked)
         return pipeline.model(tracked)
@@ -201,6 +201,35 @@ def test_a_held_frame_from_a_server_away_is_not_a_new_keyframe(detector) -> None
         out, info = step(i)  # each one's render comes back held: an in-between from keyframe 2
         assert info.inbetween and out[0, 0, 1] == 2, i
     assert len(inbetweener.keyframes) == 2
+    stage.close()
+
+
+def test_strengths_freeze_and_avatar_switching_apply_to_in_betweens(detector) -> None:
+    """The head and expression strength keys reach the in-between renderer; freeze holds the picture (no
+    in-between, no new keyframe); an avatar switch gives the renderer the new avatar's square and the next frames
+    are in-betweens of the new avatar's keyframes; the label is on every in-between."""
+    frames = moving_frames(10, still=0)
+    backend = GatedBackend(tiny_backend().animator)
+    inbetweener = StandInInbetweener()
+    avatars = [("a", portrait()), ("b", portrait()[:, ::-1].copy())]
+    step, stage, waiting = _stage(detector, backend, inbetweener, frames, avatars=avatars)
+    backend.gate.set()
+    step(0)
+    waiting["next"] = True
+    step(1, ("[", "="))
+    assert inbetweener.strengths == pytest.approx((0.9, 1.1)) and backend.strengths == pytest.approx((0.9, 1.1))
+    out, info = step(2)
+    assert info.inbetween and stage.label
+    held = stage.held_frame().copy()
+    out, info = step(3, ("f",))
+    assert not info.animated and not info.inbetween and "frozen (f to go on)" in info.status
+    np.testing.assert_array_equal(stage.held_frame(), held)
+    out, info = step(4, ("f", "2"))  # unfrozen, second avatar
+    assert len(inbetweener.sources) == 2
+    np.testing.assert_array_equal(inbetweener.sources[-1], stage.avatars[1].crop)
+    assert stage.worker.wait(30)
+    out, info = step(5)
+    assert info.animated and len(inbetweener.keyframes) >= 1  # keyframes of the new avatar (the list was cleared)
     stage.close()
 
 

@@ -222,19 +222,19 @@ class KeyframeStage(ModelStage):
             return None
         return self.compositor.paste(rendered)
 
-    def _install(self, key: Keyframe | None) -> bool:
-        """Make a finished keyframe the base of the in-betweens; whether there was one with a frame."""
+    def _install(self, key: Keyframe | None) -> np.ndarray | None:
+        """Make a finished keyframe the base of the in-betweens; its frame (None when there was none). The held
+        frame stays what was last shown (a freeze holds that, not a keyframe nobody saw)."""
         if key is None:
-            return False
+            return None
         if key.error is not None:
             raise key.error
         if key.frame is None:
-            return False
+            return None
         self.stats.mark_keyframe(time.perf_counter())
-        self._held = key.frame
         assert key.tracked.landmarks is not None
         self.inbetweener.keyframe(key.frame, key.tracked.landmarks, self.placement())
-        return True
+        return key.frame
 
     def _animatable(self, tracked: TrackedFrame) -> bool:
         return (not self.controls.frozen and tracked.crop is not None and tracked.landmarks is not None
@@ -262,9 +262,10 @@ class KeyframeStage(ModelStage):
                     break
             else:
                 t0 = time.perf_counter()
-                if self._install(self.worker.take()):
-                    assert self._held is not None
-                    return self.output(tracked, self._held, [], t0, face=True, animated=True)
+                frame = self._install(self.worker.take())
+                if frame is not None:
+                    self._held = frame
+                    return self.output(tracked, frame, [], t0, face=True, animated=True)
         if not self.inbetweener.has_keyframe:  # the first keyframe is not ready yet
             return self.output(tracked, self.held_frame(), [], time.perf_counter(), face=True, animated=False)
         frame = timed(self.stats, "inbetween", lambda: self.inbetweener.render(tracked.landmarks))
