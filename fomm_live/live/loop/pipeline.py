@@ -17,6 +17,11 @@ the FOMM model on the CPU runs one-thread (it keeps every core busy itself; see 
 
 Until the neutral pose is calibrated the output is the source photo, unanimated, so frames out = frames in. With no
 face in view the last good frame is repeated and the HUD says so.
+
+With a backend slower than a camera (``Backend.inbetweens``: FOMM) on a live or paced input, the model stage is
+``live.loop.keyframes.KeyframeStage``: the generator renders keyframes on a thread of its own and every frame it
+cannot render in time gets an in-between; the tracking stage then also finds each crop's face mesh.
+``PipelineOptions.inbetweens=False`` (``--no-inbetweens``) keeps the plain ``ModelStage``.
 """
 
 from __future__ import annotations
