@@ -11,7 +11,7 @@ path) is timed in each round too, and the loop's frame rate is given as a multip
 
     python -m fomm_live.benchmarks.loop [--checkpoint CKPT --config CFG] [--size 1280x720] [--mode realtime|unpaced]
                               [--seconds 10] [--rounds 2] [--iterations 20] [--reference]
-                              [--json PATH]
+                              [--no-inbetweens] [--json PATH]
 
 Reported: stage p50s inside the loop and alone, and their ratio (goal: keypoints and generator within 1.15x); the
 loop's work outside the model (``compose`` + ``output`` p50: the paste-back and label, and the hand-over to the
@@ -109,7 +109,7 @@ def _time_alone(backend, avatars, crops: list[np.ndarray], size: tuple[int, int]
 
 
 def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, realtime: bool, seconds: float,
-              folder: Path) -> dict:
+              folder: Path, inbetweens: bool = True) -> dict:
     """One run of the live loop as ``run`` runs it, recording to ``folder``; its stats summary."""
     from fomm_live.live.capture.sources import OpenCVSource
     from fomm_live.live.loop.pipeline import LivePipeline
@@ -121,7 +121,7 @@ def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, 
     stats = PipelineStats()
     clock = "capture" if realtime else "frames"
     sink = Mp4Sink(folder / "loop.mp4", fps=source.fps, clock=clock, stats=stats)
-    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
+    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size), inbetweens=inbetweens,
                               pacing=PacingOptions(realtime=realtime, loop=True, fps=source.fps,
                                                    max_frames=round(seconds * source.fps)))
     pipeline = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector, stats=stats)
@@ -147,6 +147,7 @@ def reference_frame_ms(checkpoint: str | None, config: str, device: str, iterati
 
 def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, precision: str, size: tuple[int, int],
                        realtime: bool, seconds: float, rounds: int, iterations: int, reference: bool,
+                       inbetweens: bool = True,
                        say: Callable[[str], None] = lambda text: None) -> dict:
     """Alone and in the loop, ``rounds`` times, alternating; see the module docstring."""
     from fomm_live.live.face import FaceDetector
@@ -171,6 +172,7 @@ def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, prec
                         backend, avatars, crops, size, iterations=iterations)})
                     continue
                 summary = time_loop(backend, avatars, detector, clip, size, realtime=realtime, seconds=seconds,
+                                    inbetweens=inbetweens,
                                     folder=Path(folder))
                 rows.append({"round": r, "where": where, "load": load, "achieved_fps": summary["achieved_fps"],
                              "frames_out": summary["frames_out"], "pipelining": summary["pipelining"],
@@ -244,12 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=20, help="calls per stage alone, per round")
     parser.add_argument("--reference", action="store_true", help="time the original code's model call too")
+    parser.add_argument("--no-inbetweens", action="store_true",
+                        help="the loop without keyframes and in-betweens (realtime mode has them by default, as run)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     result = run_loop_benchmark(checkpoint=args.checkpoint, config=args.config, device=args.device,
                                 precision=args.precision, size=args.size, realtime=args.mode == "realtime",
                                 seconds=args.seconds, rounds=args.rounds, iterations=args.iterations,
-                                reference=args.reference,
+                                reference=args.reference, inbetweens=not args.no_inbetweens,
                                 say=lambda text: print(text, file=sys.stderr, flush=True))
     result["machine"] = machine_header(args.device)
     result["weights"] = args.checkpoint or f"random weights of {args.config}"
