@@ -241,3 +241,25 @@ def test_the_remote_client_declares_in_betweens() -> None:
     from fomm_live.live.landmarks import LandmarkBackend
 
     assert not LandmarkBackend.inbetweens  # the landmark backend is unchanged
+
+
+@pytest.mark.parametrize(("command", "flag", "wanted"), [("run", [], True), ("run", ["--no-inbetweens"], False),
+                                                         ("demo", [], True), ("demo", ["--no-inbetweens"], False)])
+def test_no_inbetweens_flag_reaches_the_loop_options(command: str, flag: list[str], wanted: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` and `demo` hand `--no-inbetweens` to the loop's options (in-betweens are on by default)."""
+    import fomm_live.live.cli.demo as demo_cli
+    import fomm_live.live.cli.run as run_cli
+    from fomm_live.live.cli import main
+
+    seen = {}
+
+    def fake_run_live(sources, *, loop, **kwargs):
+        seen["inbetweens"] = loop.inbetweens
+        return 0
+
+    monkeypatch.setattr(run_cli, "run_live", fake_run_live)
+    monkeypatch.setattr(demo_cli, "run_live", fake_run_live)
+    monkeypatch.setattr("fomm_live.live.democlip.demo_clip_path", lambda: __import__("pathlib").Path("clip.mp4"))
+    assert main([command, *flag, "--no-preview"]) == 0
+    assert seen == {"inbetweens": wanted}
