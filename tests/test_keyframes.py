@@ -46,15 +46,18 @@ def _run(frames, detector, *, backend, inbetweener=None, **options):
     return pipeline, sink, summary
 
 
-def test_slow_generator_on_a_paced_input_gives_in_betweens_for_the_frames_it_cannot_render(detector) -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-thread", "pipelined"])
+def test_slow_generator_on_a_paced_input_gives_in_betweens_for_the_frames_it_cannot_render(detector,
+                                                                                            pipelining: bool) -> None:
     """A generator that takes 0.35 s a frame on a 10 fps paced input: the frames that come while it works get
     in-betweens from the newest keyframe (the stand-in's marks say which), keyframes still come, every output is in
     capture order, and the stats count what the sink got."""
     inbetweener = StandInInbetweener()
     backend = SlowBackend(tiny_backend().animator, delay=0.35)
     pipeline, sink, summary = _run(moving_frames(50, still=6), detector, backend=backend, inbetweener=inbetweener,
-                                   realtime=True, steady_seconds=0.1, framing="photo", output_size=(320, 240))
-    assert isinstance(pipeline.model, KeyframeStage)
+                                   realtime=True, steady_seconds=0.1, framing="photo", output_size=(320, 240),
+                                   pipelining=pipelining)
+    assert isinstance(pipeline.model, KeyframeStage) and pipeline.pipelining == pipelining
     indices = [info.index for info in sink.infos]
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
     assert summary["frames_out"] + summary["frames_dropped"] == summary["frames_in"] == 50
