@@ -266,3 +266,25 @@ def test_no_inbetweens_flag_reaches_the_loop_options(command: str, flag: list[st
     monkeypatch.setattr("fomm_live.live.democlip.demo_clip_path", lambda: __import__("pathlib").Path("clip.mp4"))
     assert main([command, *flag, "--no-preview"]) == 0
     assert seen == {"inbetweens": wanted}
+
+
+def test_a_keyframe_that_fails_on_the_generators_thread_is_raised_in_the_loop(detector) -> None:
+    """An error inside the generator's thread is not lost: it comes out of the model stage with a later frame, where
+    the loop's failure policy counts it (and serves the held frame)."""
+    frames = moving_frames(6, still=0)
+    backend = GatedBackend(tiny_backend().animator)
+    inbetweener = StandInInbetweener()
+    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
+    backend.gate.set()
+    step(0)
+
+    def broken(motion, *, detail=False):
+        raise RuntimeError("the generator broke (stand-in failure)")
+
+    backend.render = broken
+    waiting["next"] = True
+    step(1)  # sent to the generator's thread, which fails
+    assert stage.worker.wait(30)
+    with pytest.raises(RuntimeError, match="stand-in failure"):
+        step(2)
+    stage.close()
