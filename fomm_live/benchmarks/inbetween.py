@@ -3,6 +3,7 @@ holding the keyframe (what the live loop shows without in-betweens).
 
     python -m fomm_live.benchmarks.inbetween --clip CLIP --every N [--json PATH] [--sheet PNG]
     python -m fomm_live.benchmarks.inbetween --make-clip CLIP [--portrait IMAGE]   # the demo's scripted clip
+    python -m fomm_live.benchmarks.inbetween --sheet-of EVERY_FRAME KEYFRAMED --sheet PNG [--every N]
 
 Every N-th frame k of the clip stands for a perfectly rendered keyframe of itself; the in-between at offset i
 predicts frame k + i from frame k with the face's motion from k to k + i (``live.inbetween.Inbetweener``, the clip's
@@ -10,6 +11,12 @@ first frame as the avatar and its neutral pose, so the mesh follows the driver's
 measured on the tracked face square (the live loop's crop tracker, 256 px), the square the generator renders.
 Frames where the face mesh finds no face are left out (counted in the output). The last line printed is
 ``inbetween_psnr=... held_psnr=... gain_db=...``: the means over all in-between frames (offsets 1..N-1).
+
+The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
+photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), and ``render`` is timed there (p50 and p90, ms).
+
+``--sheet-of`` writes a contact sheet instead: two runs of ``animate`` (video files or PNG folders) side by side, frame
+by frame, e.g. every frame beside ``--keyframe-every N`` (keyframes marked with a green bar).
 
 The jump at a keyframe: the mean absolute difference (levels) between the last in-between before a keyframe and
 that keyframe, beside the mean difference between consecutive in-betweens (the motion of an ordinary frame step).
@@ -23,6 +30,7 @@ import logging
 import math
 import os
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +43,8 @@ from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.media import cv2
 
 SIZE = 256
+OUTPUT = (1280, 720)
+OUTPUT_PLACEMENT = (322.1, 12.0, 480.0)  # the bundled portrait's square in photo framing at 1280 x 720
 
 
 def psnr(got: np.ndarray, want: np.ndarray) -> float:
@@ -78,9 +88,15 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     first = next((i for i, p in enumerate(landmarks) if p is not None), None)
     if first is None:
         raise UserError("the face mesh found no face in any frame of the clip")
-    renderer = Inbetweener(size=SIZE)
-    renderer.set_source(squares[first], points=landmarks[first])
-    renderer.calibrate(landmarks[first])
+    renderer, at_output = Inbetweener(size=SIZE), Inbetweener(size=SIZE)
+    for r in (renderer, at_output):
+        r.set_source(squares[first], points=landmarks[first])
+        r.calibrate(landmarks[first])
+    cv = cv2()
+    x0, y0, side = OUTPUT_PLACEMENT
+    s = side / SIZE
+    to_output = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]])
+    stage_ms: list[float] = []
     per_offset: dict[int, dict[str, list[float]]] = {i: {"inbetween": [], "held": []} for i in range(1, every)}
     steps, jumps, held_jumps = [], [], []
     sheet: list[tuple[float, int, np.ndarray]] = []  # (held PSNR, frame, row): the worst held kept
@@ -90,6 +106,8 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
             skipped += min(every, len(squares) - k)
             continue
         renderer.keyframe(squares[k], landmarks[k], (0.0, 0.0, float(SIZE)))
+        big = cv.warpAffine(squares[k], to_output, OUTPUT, flags=cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        at_output.keyframe(big, landmarks[k], OUTPUT_PLACEMENT)
         previous = squares[k]
         for i in range(1, every):
             t = k + i
@@ -99,6 +117,9 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
                 skipped += 1
                 continue
             predicted = renderer.render(landmarks[t])
+            start = time.perf_counter()
+            at_output.render(landmarks[t])
+            stage_ms.append((time.perf_counter() - start) * 1000)
             per_offset[i]["inbetween"].append(psnr(predicted, squares[t]))
             per_offset[i]["held"].append(psnr(squares[k], squares[t]))
             steps.append(mean_abs(predicted, previous))
@@ -120,9 +141,36 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
         "keyframe_jump": float(np.mean(jumps)) if jumps else float("nan"),
         "held_keyframe_jump": float(np.mean(held_jumps)) if held_jumps else float("nan"),
         "inbetween_step": float(np.mean(steps)) if steps else float("nan"),
+        "stage_ms_1280x720": {"p50": float(np.percentile(stage_ms, 50)), "p90": float(np.percentile(stage_ms, 90)),
+                              "count": len(stage_ms)} if stage_ms else None,
     }
     result["gain_db"] = result["inbetween_psnr"] - result["held_psnr"]
     return result, [row for _, _, row in sorted(sheet, key=lambda row: row[1])]
+
+
+def contact_sheet(every_frame: str, keyframed: str, *, every: int, limit: int = 15) -> np.ndarray:
+    """Two runs of ``animate`` side by side, one row per frame (up to ``limit``): every frame on the left,
+    ``--keyframe-every N`` on the right, a green bar under the keyframes' rows and the difference's mean printed."""
+    cv = cv2()
+    rows = []
+    left, right = open_driving(every_frame), open_driving(keyframed)
+    try:
+        for index in range(limit):
+            a, b = left.read(), right.read()
+            if a is None or b is None:
+                break
+            row = np.hstack([a, np.full((a.shape[0], 8, 3), 255, np.uint8), b])
+            bar = np.full((6, row.shape[1], 3), (0, 200, 0) if index % every == 0 else (40, 40, 40), np.uint8)
+            text = f"{index}: {'keyframe' if index % every == 0 else 'in-between'}, {mean_abs(a, b):.1f} levels"
+            row = np.vstack([row, bar])
+            cv.putText(row, text, (6, 18), cv.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv.LINE_AA)
+            rows.append(row)
+    finally:
+        left.close()
+        right.close()
+    if not rows:
+        raise UserError(f"no frames to compare in {every_frame} and {keyframed}")
+    return np.vstack(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,9 +181,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sheet", help="write a PNG of the first in-betweens: true frame | in-between | held")
     parser.add_argument("--make-clip", help="write the demo's scripted driving clip (from --portrait) here and stop")
     parser.add_argument("--portrait", help="the photo --make-clip animates (default: the bundled portrait)")
+    parser.add_argument("--sheet-of", nargs=2, metavar=("EVERY_FRAME", "KEYFRAMED"),
+                        help="write --sheet from two animate outputs (every frame, --keyframe-every N) and stop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
+        if args.sheet_of:
+            if not args.sheet:
+                parser.error("--sheet-of needs --sheet PNG")
+            sheet = contact_sheet(*args.sheet_of, every=args.every)
+            cv2().imwrite(args.sheet, cv2().cvtColor(sheet, cv2().COLOR_RGB2BGR))
+            print(args.sheet)
+            return
         if args.make_clip:
             from fomm_live.live.democlip import make_demo_clip
             from fomm_live.live.paths import DEFAULT_PORTRAIT
@@ -166,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     for i, row in result["offsets"].items():
         print(f"{i:>6} {row['frames']:>6} {row['inbetween_psnr']:>12.2f} {row['held_psnr']:>8.2f} "
               f"{row['inbetween_psnr'] - row['held_psnr']:>8.2f}")
+    if result["stage_ms_1280x720"]:
+        print(f"in-between stage at 1280x720 (square {OUTPUT_PLACEMENT[2]:g} px): p50 "
+              f"{result['stage_ms_1280x720']['p50']:.2f} ms, p90 {result['stage_ms_1280x720']['p90']:.2f} ms, "
+              f"load average {result['load_average']:.2f}")
     print(f"keyframe jump {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}), "
           f"step between in-betweens {result['inbetween_step']:.2f}")
     if args.sheet and sheet:
