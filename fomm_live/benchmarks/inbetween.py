@@ -148,17 +148,20 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     return result, [row for _, _, row in sorted(sheet, key=lambda row: row[1])]
 
 
-def contact_sheet(every_frame: str, keyframed: str, *, every: int, limit: int = 15) -> np.ndarray:
-    """Two runs of ``animate`` side by side, one row per frame (up to ``limit``): every frame on the left,
+def contact_sheet(every_frame: str, keyframed: str, *, every: int, first: int = 0, limit: int = 15) -> np.ndarray:
+    """Two runs of ``animate`` side by side, one row per frame (``limit`` rows from frame ``first``): every frame on
+    the left,
     ``--keyframe-every N`` on the right, a green bar under the keyframes' rows and the difference's mean printed."""
     cv = cv2()
     rows = []
     left, right = open_driving(every_frame), open_driving(keyframed)
     try:
-        for index in range(limit):
+        for index in range(first + limit):
             a, b = left.read(), right.read()
             if a is None or b is None:
                 break
+            if index < first:
+                continue
             row = np.hstack([a, np.full((a.shape[0], 8, 3), 255, np.uint8), b])
             bar = np.full((6, row.shape[1], 3), (0, 200, 0) if index % every == 0 else (40, 40, 40), np.uint8)
             text = f"{index}: {'keyframe' if index % every == 0 else 'in-between'}, {mean_abs(a, b):.1f} levels"
@@ -183,13 +186,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--portrait", help="the photo --make-clip animates (default: the bundled portrait)")
     parser.add_argument("--sheet-of", nargs=2, metavar=("EVERY_FRAME", "KEYFRAMED"),
                         help="write --sheet from two animate outputs (every frame, --keyframe-every N) and stop")
+    parser.add_argument("--first", type=int, default=0, help="--sheet-of: the first frame shown (default 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         if args.sheet_of:
             if not args.sheet:
                 parser.error("--sheet-of needs --sheet PNG")
-            sheet = contact_sheet(*args.sheet_of, every=args.every)
+            sheet = contact_sheet(*args.sheet_of, every=args.every, first=args.first)
             cv2().imwrite(args.sheet, cv2().cvtColor(sheet, cv2().COLOR_RGB2BGR))
             print(args.sheet)
             return
