@@ -25,11 +25,19 @@ from fomm_live.live.backends import check_strengths
 from fomm_live.live.errors import UserError
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.motion import UNFOLD_REACH, falloff, relative_motion, unfolded_strengths
-from fomm_live.live.landmarks.points import MESH_POINTS, check_image, check_landmarks
+from fomm_live.live.landmarks.mouth import THROAT, mouth_opening
+from fomm_live.live.landmarks.points import INNER_LIP_POLYGON, MESH_POINTS, check_image, check_landmarks
 from fomm_live.live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
 from fomm_live.live.media import cv2
 
 logger = logging.getLogger(__name__)
+
+# A mouth that opens past the keyframe's has no pixels for the new gap: the warp would stretch the lip line across
+# it. The gap is painted dark (the landmark backend's cavity colour), blended in as the opening grows past the
+# keyframe's by up to this much (inner-lip gap over mouth width, as ``mouth_opening``); what the cavity holds
+# (teeth, tongue) waits for the next keyframe.
+MOUTH_NEW_GAP_FULL = 0.08
+MOUTH_EDGE = 0.6  # gaussian sigma of the painted gap's edge, square pixels
 
 Placement = tuple[float, float, float]  # (x0, y0, side): the model's square in the output frame, edge coordinates
 
@@ -48,6 +56,8 @@ class _Keyframe:
     out_x: np.ndarray  # h x w float32: each region pixel's own position, output pixels
     out_y: np.ndarray
     scale: float  # output pixels per square pixel
+    origin: tuple[float, float]  # the placement's (x0, y0)
+    mouth: float  # the mouth's opening at P_k (``mouth_opening``)
 
 
 class Inbetweener:
@@ -192,7 +202,8 @@ class Inbetweener:
             mesh=SourceMesh(vertices=targets, triangles=self._mesh.triangles, ring_of=self._mesh.ring_of,
                             ring_weight=self._mesh.ring_weight),
             rows=slice(r0, r1), cols=slice(c0, c1), square_x=square_x.astype(np.float32),
-            square_y=square_y.astype(np.float32), out_x=out_x, out_y=out_y, scale=side / n)
+            square_y=square_y.astype(np.float32), out_x=out_x, out_y=out_y, scale=side / n, origin=(x0, y0),
+            mouth=mouth_opening(moved))
 
     @property
     def has_keyframe(self) -> bool:
@@ -237,4 +248,27 @@ class Inbetweener:
         map_x = key.out_x + region[..., 0]
         map_y = key.out_y + region[..., 1]
         out[key.rows, key.cols] = cv.remap(key.frame, map_x, map_y, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        opened = mouth_opening(moved) - key.mouth
+        if opened > 0.0:
+            self._paint_gap(out, key, moved, min(1.0, opened / MOUTH_NEW_GAP_FULL))
         return out
+
+    def _paint_gap(self, out: np.ndarray, key: _Keyframe, moved: np.ndarray, amount: float) -> None:
+        """Paint the inner-lip polygon of ``moved`` (square pixels) dark in ``out``, ``amount`` of the way, with a
+        soft edge (see MOUTH_NEW_GAP_FULL)."""
+        cv = cv2()
+        height, width = out.shape[:2]
+        polygon = moved[list(INNER_LIP_POLYGON), :2]  # P x 2, square pixels
+        origin = np.array([key.origin[0] - 0.5 + 0.5 * key.scale, key.origin[1] - 0.5 + 0.5 * key.scale])
+        points = polygon * key.scale + origin  # output pixels
+        pad = int(np.ceil(3 * MOUTH_EDGE * key.scale)) + 2
+        c0, r0 = np.maximum(np.floor(points.min(0)).astype(int) - pad, 0)
+        c1, r1 = np.minimum(np.ceil(points.max(0)).astype(int) + pad + 1, [width, height])
+        if c1 <= c0 or r1 <= r0:
+            return
+        mask = np.zeros((r1 - r0, c1 - c0), np.float32)
+        cv.fillPoly(mask, [np.round((points - [c0, r0]) * 16).astype(np.int32)], 1.0, cv.LINE_AA, 4)
+        mask = cv.GaussianBlur(mask, (0, 0), MOUTH_EDGE * key.scale) * np.float32(amount)  # h x w
+        region = out[r0:r1, c0:c1].astype(np.float32)
+        region += mask[..., None] * (THROAT - region)
+        out[r0:r1, c0:c1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
