@@ -79,11 +79,17 @@ class Inbetweener:
         size: Side of the model's square in pixels (the crop FOMM animates; 256 for vox-256).
         face_mesh: The face mesh that finds the avatar's landmarks in ``set_source`` (a new one, opened on first use,
             when None; not needed when ``set_source`` is given the landmarks).
+        crossfade: After a new keyframe, the next this many renders blend in the previous keyframe moved to the same
+            geometry, fading out (0: a new keyframe shows at once).
     """
 
-    def __init__(self, *, size: int = 256, face_mesh: FaceMesh | None = None) -> None:
+    def __init__(self, *, size: int = 256, face_mesh: FaceMesh | None = None, crossfade: int = 0) -> None:
         if not 64 <= size <= 4096:
             raise ValueError(f"size: expected 64..4096 pixels, got {size}")
+        if crossfade < 0:
+            raise ValueError(f"crossfade: expected 0 or more frames, got {crossfade}")
+        self.crossfade = int(crossfade)
+        self._fading: tuple[_Keyframe, int] | None = None  # (the previous keyframe, renders left in its fade)
         self.size = int(size)
         self._face_mesh = face_mesh
         self._own_face_mesh = face_mesh is None  # close() closes only a face mesh it opened itself
@@ -133,6 +139,7 @@ class Inbetweener:
         self._iris_owner = np.argmin((iris**2).sum(-1), axis=1)
         self._unfold_reach = falloff(source[:, :2], UNFOLD_REACH * self.size)  # 478 x 478
         self._key = None
+        self._fading = None
 
     def calibrate(self, landmarks: np.ndarray) -> None:
         """Take these driving landmarks as the neutral pose (the landmark backend's ``calibrate``); a keyframe
@@ -205,6 +212,10 @@ class Inbetweener:
         out_x, out_y = np.meshgrid(cols, rows)  # h x w each
         square_x = (out_x + 0.5 - x0) * (n / side) - 0.5  # h x w: the square pixel each output pixel shows
         square_y = (out_y + 0.5 - y0) * (n / side) - 0.5
+        previous = self._key
+        self._fading = None
+        if self.crossfade and previous is not None and previous.frame.shape == frame.shape:
+            self._fading = (previous, self.crossfade)
         self._key = _Keyframe(
             frame=np.ascontiguousarray(frame).copy(), targets=targets,
             mesh=SourceMesh(vertices=targets, triangles=self._mesh.triangles, ring_of=self._mesh.ring_of,
@@ -241,16 +252,26 @@ class Inbetweener:
             raise RuntimeError("render() needs a keyframe first: call keyframe()")
         moved = self.moved_landmarks(landmarks)
         targets, depth = mesh_targets(self._mesh, moved, self._source_points)
+        out, self._square_map = self._warped(key, moved, targets, depth)
+        if self._fading is not None:  # the previous keyframe moved to the same geometry, faded out
+            old, left = self._fading
+            weight = left / (self.crossfade + 1)  # the old keyframe's share: crossfade / (crossfade + 1) first
+            previous, _ = self._warped(old, moved, targets, depth)
+            out = cv2().addWeighted(previous, weight, out, 1.0 - weight, 0.0)
+            self._fading = (old, left - 1) if left > 1 else None
+        return out
+
+    def _warped(self, key: _Keyframe, moved: np.ndarray, targets: np.ndarray, depth: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(``key``'s frame moved to the mesh ``targets``, the square map it used; see ``render``)."""
         out = key.frame.copy()
         step = np.abs(targets[:MESH_POINTS] - key.targets[:MESH_POINTS]).max() / self.size
         if step <= STILL[0]:
-            self._square_map = self._grid
-            return out
+            return out, self._grid
         if step < STILL[1]:  # ease the motion in: the vertices a fraction of the way from the keyframe's
             targets = key.targets + (step - STILL[0]) / (STILL[1] - STILL[0]) * (targets - key.targets)
         cv = cv2()
         pmap = self._warp.backward_map(key.mesh, targets, depth)  # n x n x 2: where each square pixel was at P_k
-        self._square_map = pmap
         field = (pmap - self._grid) * np.float32(key.scale)  # n x n x 2: displacement, output pixels
         # The field at each output pixel of the square's region (bilinear; zero past the square, where the border
         # anchors hold it at zero anyway).
@@ -262,7 +283,7 @@ class Inbetweener:
         opened = mouth_opening(moved) - key.mouth
         if opened > 0.0:
             self._paint_gap(out, key, moved, min(1.0, opened / MOUTH_NEW_GAP_FULL))
-        return out
+        return out, pmap
 
     def _paint_gap(self, out: np.ndarray, key: _Keyframe, moved: np.ndarray, amount: float) -> None:
         """Paint the inner-lip polygon of ``moved`` (square pixels) dark in ``out``, ``amount`` of the way, with a
