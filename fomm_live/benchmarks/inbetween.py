@@ -18,8 +18,11 @@ photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), and ``rende
 ``--sheet-of`` writes a contact sheet instead: two runs of ``animate`` (video files or PNG folders) side by side, frame
 by frame, e.g. every frame beside ``--keyframe-every N`` (keyframes marked with a green bar).
 
-The jump at a keyframe: the mean absolute difference (levels) between the last in-between before a keyframe and
-that keyframe, beside the mean difference between consecutive in-betweens (the motion of an ordinary frame step).
+The jump at a keyframe: the mean absolute difference (levels) between consecutive output frames where a new keyframe
+takes over, beside the same between the other consecutive frames (the motion of an ordinary frame step). With
+``--latency L`` keyframe k arrives at frame k + L, as from a generator that takes L frame intervals (frames before it
+come from the previous keyframe, and "held" is the previous keyframe); ``--crossfade C`` blends the previous keyframe
+into the C frames after a new one arrives (``Inbetweener``'s option).
 """
 
 from __future__ import annotations
@@ -80,15 +83,24 @@ def tracked_squares(clip: str | Path, *, size: int = SIZE) -> tuple[list[np.ndar
     return squares, fps
 
 
-def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every: int,
-            *, sheet_rows: int = 0) -> tuple[dict, list[np.ndarray]]:
-    """Per-offset PSNRs and the keyframe jumps (see the module docstring); with ``sheet_rows``, also that many sheet
-    rows (true frame, in-between, held keyframe side by side): the in-betweens where holding does worst (the most
-    motion), in the clip's order."""
+def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every: int, *, latency: int = 0,
+            crossfade: int = 0, sheet_rows: int = 0) -> tuple[dict, list[np.ndarray]]:
+    """Per-offset PSNRs and the keyframe jumps (see the module docstring).
+
+    Args:
+        squares: The clip's face squares.
+        landmarks: Their face meshes (None: no face).
+        every: A keyframe every this many frames.
+        latency: Keyframe k is available from frame k + latency on (the generator's delay); until then the frames
+            are made from the previous keyframe, and "held" shows the previous keyframe.
+        crossfade: The renderer's cross-fade after a new keyframe (``Inbetweener``).
+        sheet_rows: Also return that many sheet rows (true frame, in-between, held keyframe side by side): the
+            in-betweens where holding does worst (the most motion), in the clip's order.
+    """
     first = next((i for i, p in enumerate(landmarks) if p is not None), None)
     if first is None:
         raise UserError("the face mesh found no face in any frame of the clip")
-    renderer, at_output = Inbetweener(size=SIZE), Inbetweener(size=SIZE)
+    renderer, at_output = Inbetweener(size=SIZE, crossfade=crossfade), Inbetweener(size=SIZE, crossfade=crossfade)
     for r in (renderer, at_output):
         r.set_source(squares[first], points=landmarks[first])
         r.calibrate(landmarks[first])
@@ -96,46 +108,54 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     x0, y0, side = OUTPUT_PLACEMENT
     s = side / SIZE
     to_output = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]])
+    keys = [k for k in range(first, len(squares), every) if landmarks[k] is not None]
     stage_ms: list[float] = []
-    per_offset: dict[int, dict[str, list[float]]] = {i: {"inbetween": [], "held": []} for i in range(1, every)}
+    per_offset: dict[int, dict[str, list[float]]] = {}
     steps, jumps, held_jumps = [], [], []
     sheet: list[tuple[float, int, np.ndarray]] = []  # (held PSNR, frame, row): the worst held kept
-    skipped = 0
-    for k in range(first, len(squares), every):
-        if landmarks[k] is None:
-            skipped += min(every, len(squares) - k)
+    skipped, key, previous = 0, None, None
+    for t in range(first, len(squares)):
+        available = [k for k in keys if k + latency <= t]
+        if not available:
             continue
-        renderer.keyframe(squares[k], landmarks[k], (0.0, 0.0, float(SIZE)))
-        big = cv.warpAffine(squares[k], to_output, OUTPUT, flags=cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
-        at_output.keyframe(big, landmarks[k], OUTPUT_PLACEMENT)
-        previous = squares[k]
-        for i in range(1, every):
-            t = k + i
-            if t >= len(squares):
-                break
-            if landmarks[t] is None:
-                skipped += 1
-                continue
-            predicted = renderer.render(landmarks[t])
+        switched = available[-1] != key
+        if switched:
+            held_before = None if key is None else squares[key]
+            key = available[-1]
+            renderer.keyframe(squares[key], landmarks[key], (0.0, 0.0, float(SIZE)))
+            big = cv.warpAffine(squares[key], to_output, OUTPUT, flags=cv.INTER_LINEAR,
+                                borderMode=cv.BORDER_REPLICATE)
+            at_output.keyframe(big, landmarks[key], OUTPUT_PLACEMENT)
+        if landmarks[t] is None:
+            skipped, previous = skipped + 1, None
+            continue
+        predicted = renderer.render(landmarks[t])
+        offset = t - key
+        if offset > 0:  # an in-between (offset 0 is the keyframe itself)
             start = time.perf_counter()
             at_output.render(landmarks[t])
             stage_ms.append((time.perf_counter() - start) * 1000)
-            per_offset[i]["inbetween"].append(psnr(predicted, squares[t]))
-            per_offset[i]["held"].append(psnr(squares[k], squares[t]))
-            steps.append(mean_abs(predicted, previous))
-            previous = predicted
+            row = per_offset.setdefault(offset, {"inbetween": [], "held": []})
+            row["inbetween"].append(psnr(predicted, squares[t]))
+            row["held"].append(psnr(squares[key], squares[t]))
             if sheet_rows:
-                sheet.append((per_offset[i]["held"][-1], t, np.hstack([squares[t], predicted, squares[k]])))
-                sheet = sorted(sheet, key=lambda row: row[0])[:sheet_rows]
-        if k + every < len(squares) and every > 1:
-            jumps.append(mean_abs(previous, squares[k + every]))
-            held_jumps.append(mean_abs(squares[k], squares[k + every]))
+                sheet.append((row["held"][-1], t, np.hstack([squares[t], predicted, squares[key]])))
+                sheet = sorted(sheet, key=lambda item: item[0])[:sheet_rows]
+        if previous is not None:
+            if switched:
+                jumps.append(mean_abs(predicted, previous))
+                if held_before is not None:
+                    held_jumps.append(mean_abs(squares[key], held_before))
+            else:
+                steps.append(mean_abs(predicted, previous))
+        previous = predicted
     offsets = {i: {"inbetween_psnr": float(np.mean(v["inbetween"])), "held_psnr": float(np.mean(v["held"])),
-                   "frames": len(v["inbetween"])} for i, v in per_offset.items() if v["inbetween"]}
+                   "frames": len(v["inbetween"])} for i, v in sorted(per_offset.items())}
     every_in = [x for v in per_offset.values() for x in v["inbetween"]]
     every_held = [x for v in per_offset.values() for x in v["held"]]
     result = {
-        "every": every, "frames": len(squares), "skipped_no_face": skipped, "offsets": offsets,
+        "every": every, "latency": latency, "crossfade": crossfade, "frames": len(squares),
+        "skipped_no_face": skipped, "offsets": offsets,
         "inbetween_psnr": float(np.mean(every_in)) if every_in else float("nan"),
         "held_psnr": float(np.mean(every_held)) if every_held else float("nan"),
         "keyframe_jump": float(np.mean(jumps)) if jumps else float("nan"),
@@ -145,7 +165,7 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
                               "count": len(stage_ms)} if stage_ms else None,
     }
     result["gain_db"] = result["inbetween_psnr"] - result["held_psnr"]
-    return result, [row for _, _, row in sorted(sheet, key=lambda row: row[1])]
+    return result, [row for _, _, row in sorted(sheet, key=lambda item: item[1])]
 
 
 def contact_sheet(every_frame: str, keyframed: str, *, every: int, first: int = 0, limit: int = 15) -> np.ndarray:
@@ -180,6 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", help="a driving clip with one face (video file or folder of frames)")
     parser.add_argument("--every", type=int, default=5, help="a keyframe every N frames (default 5; N >= 2)")
+    parser.add_argument("--latency", type=int, default=0,
+                        help="frames between a keyframe's camera frame and its arrival (the generator's delay; "
+                             "default 0: a keyframe is shown at its own frame)")
+    parser.add_argument("--crossfade", type=int, default=0,
+                        help="renders after a new keyframe that blend in the previous one (default 0)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--sheet", help="write a PNG of the first in-betweens: true frame | in-between | held")
     parser.add_argument("--make-clip", help="write the demo's scripted driving clip (from --portrait) here and stop")
@@ -216,13 +241,15 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         mesh.close()
     try:
-        result, sheet = measure(squares, landmarks, args.every, sheet_rows=12 if args.sheet else 0)
+        result, sheet = measure(squares, landmarks, args.every, latency=args.latency, crossfade=args.crossfade,
+                                sheet_rows=12 if args.sheet else 0)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
     result.update(clip=str(args.clip), fps=fps, cpu=platform.processor() or platform.machine(),
                   cores=os.cpu_count(), load_average=os.getloadavg()[0])
-    print(f"{args.clip}: {result['frames']} frames at {fps:g} fps, a keyframe every {args.every}, "
-          f"{result['skipped_no_face']} without a face left out")
+    print(f"{args.clip}: {result['frames']} frames at {fps:g} fps, a keyframe every {args.every} arriving "
+          f"{args.latency} frames late, cross-fade {args.crossfade}, {result['skipped_no_face']} without a face "
+          "left out")
     print(f"{'offset':>6} {'frames':>6} {'inbetween dB':>12} {'held dB':>8} {'gain dB':>8}")
     for i, row in result["offsets"].items():
         print(f"{i:>6} {row['frames']:>6} {row['inbetween_psnr']:>12.2f} {row['held_psnr']:>8.2f} "
@@ -231,8 +258,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"in-between stage at 1280x720 (square {OUTPUT_PLACEMENT[2]:g} px): p50 "
               f"{result['stage_ms_1280x720']['p50']:.2f} ms, p90 {result['stage_ms_1280x720']['p90']:.2f} ms, "
               f"load average {result['load_average']:.2f}")
-    print(f"keyframe jump {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}), "
-          f"step between in-betweens {result['inbetween_step']:.2f}")
+    print(f"step at a new keyframe {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}),"
+          f" step between other frames {result['inbetween_step']:.2f} (mean absolute difference)")
     if args.sheet and sheet:
         cv = cv2()
         cv.imwrite(args.sheet, cv.cvtColor(np.vstack(sheet), cv.COLOR_RGB2BGR))
