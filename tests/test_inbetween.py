@@ -169,3 +169,21 @@ def test_the_quality_benchmark_prints_its_three_keys_last_and_beats_holding_on_a
     assert gain > 1.0, last
     figures = json.loads((tmp_path / "figures.json").read_text(encoding="utf-8"))
     assert sorted(figures["offsets"]) == ["1", "2", "3"]
+
+
+def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar) -> None:
+    """With ``crossfade=2`` the two renders after a new keyframe blend in the previous keyframe (moved to the same
+    geometry: here both keyframes were taken at the landmarks rendered, so no move) at 2/3 then 1/3; the third is the
+    new keyframe alone, exactly."""
+    cv = cv2()
+    square, points, frame = avatar
+    renderer = Inbetweener(size=SIZE, crossfade=2)
+    renderer.set_source(square, points=points)
+    renderer.calibrate(points)
+    renderer.keyframe(frame, points, PLACEMENT)
+    newer = np.ascontiguousarray(frame[::-1])  # another frame of the same size
+    renderer.keyframe(newer, points, PLACEMENT)
+    first, second, third = (renderer.render(points) for _ in range(3))
+    assert np.array_equal(first, cv.addWeighted(frame, 2 / 3, newer, 1 / 3, 0.0))
+    assert np.array_equal(second, cv.addWeighted(frame, 1 / 3, newer, 2 / 3, 0.0))
+    assert np.array_equal(third, newer)
