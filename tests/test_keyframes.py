@@ -288,3 +288,19 @@ def test_a_keyframe_that_fails_on_the_generators_thread_is_raised_in_the_loop(de
     with pytest.raises(RuntimeError, match="stand-in failure"):
         step(2)
     stage.close()
+
+
+def test_the_loop_with_the_real_in_between_renderer(detector) -> None:
+    """No stand-in: the pipeline opens the in-between renderer and the face mesh itself, the in-betweens come out
+    at the output size, different from the keyframe before them where the face moved, and what it opened is closed
+    at the end."""
+    backend = SlowBackend(tiny_backend().animator, delay=0.35)
+    pipeline, sink, summary = _run(moving_frames(40, still=6), detector, backend=backend, realtime=True,
+                                   steady_seconds=0.1, framing="photo", output_size=(320, 240))
+    inbetweens = [i for i, info in enumerate(sink.infos) if info.inbetween]
+    assert len(inbetweens) >= 3 and summary["inbetweens"] == len(inbetweens)
+    assert all(sink.frames[i].shape == (240, 320, 3) for i in inbetweens)
+    moved = [i for i in inbetweens if not np.array_equal(sink.frames[i], sink.frames[i - 1])]
+    assert moved, "the swaying face moved some in-betweens"
+    assert len(pipeline._owned) == 2  # the renderer and the face mesh it opened
+    assert pipeline.model.inbetweener.crossfade == 2
