@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,9 @@ from fomm_live.live.threads import MODEL_TURNS
 
 logger = logging.getLogger(__name__)
 
-WAIT_STEP_S = 0.004  # how often a wait for the keyframe in flight looks whether the next camera frame has come
+# How often a wait for the keyframe in flight looks whether the next camera frame has come: at most this late
+# after it (4 ms of a 33-40 ms camera interval).
+WAIT_STEP_S = 0.004
 
 
 @dataclass
@@ -65,7 +68,7 @@ class KeyframeWorker:
         render: Makes the composed keyframe of a tracked frame (None when there is no face); runs on the worker.
     """
 
-    def __init__(self, render: Any) -> None:
+    def __init__(self, render: Callable[[TrackedFrame], np.ndarray | None]) -> None:
         self._render = render
         self._cond = threading.Condition()
         self._job: TrackedFrame | None = None
@@ -135,7 +138,7 @@ class KeyframeStage(ModelStage):
         **stage: ``ModelStage``'s arguments.
     """
 
-    def __init__(self, *, inbetweener: Any, next_waiting: Any, **stage: Any) -> None:
+    def __init__(self, *, inbetweener: Any, next_waiting: Callable[[], bool], **stage: Any) -> None:
         self.inbetweener = inbetweener
         self.next_waiting = next_waiting
         self.source_ok = False  # the in-between renderer has the current avatar (its face mesh found a face)
