@@ -17,6 +17,7 @@ from helpers.standins import ListSource, SlowBackend, tiny_backend
 
 from fomm_live.live.backends import FommBackend, Rendered
 from fomm_live.live.capture.sources import CapturedFrame
+from fomm_live.live.compose import add_label
 from fomm_live.live.face import FaceDetector
 from fomm_live.live.loop.keyframes import KeyframeStage
 from fomm_live.live.loop.pipeline import LivePipeline, prepare_avatars
@@ -223,6 +224,8 @@ def test_strengths_freeze_and_avatar_switching_apply_to_in_betweens(detector) ->
     assert inbetweener.strengths == pytest.approx((0.9, 1.1)) and backend.strengths == pytest.approx((0.9, 1.1))
     out, info = step(2)
     assert info.inbetween and stage.label
+    np.testing.assert_array_equal(out, add_label(stage.held_frame()))  # the in-between, labelled
+    assert not np.array_equal(out, stage.held_frame())
     held = stage.held_frame().copy()
     out, info = step(3, ("f",))
     assert not info.animated and not info.inbetween and "frozen (f to go on)" in info.status
