@@ -272,8 +272,8 @@ def test_no_inbetweens_flag_reaches_the_loop_options(command: str, flag: list[st
 
 
 def test_a_keyframe_that_fails_on_the_generators_thread_is_raised_in_the_loop(detector) -> None:
-    """An error inside the generator's thread is not lost: it comes out of the model stage with a later frame, where
-    the loop's failure policy counts it (and serves the held frame)."""
+    """An error inside the generator's thread is not lost: it comes out of the model stage (with the frame that waited
+    for it, or the next one), where the loop's failure policy counts it and serves the held frame."""
     frames = moving_frames(6, still=0)
     backend = GatedBackend(tiny_backend().animator)
     inbetweener = StandInInbetweener()
@@ -286,10 +286,10 @@ def test_a_keyframe_that_fails_on_the_generators_thread_is_raised_in_the_loop(de
 
     backend.render = broken
     waiting["next"] = True
-    step(1)  # sent to the generator's thread, which fails
-    assert stage.worker.wait(30)
     with pytest.raises(RuntimeError, match="stand-in failure"):
-        step(2)
+        step(1)  # sent to the generator's thread, which fails: raised here if it fails before frame 1 goes out,
+        assert stage.worker.wait(30)
+        step(2)  # else with the next frame
     stage.close()
 
 
