@@ -184,6 +184,7 @@ def test_keyframe_in_time_goes_out_as_it_is_and_a_late_one_is_the_base_of_the_ne
     assert info.inbetween and out[0, 0, 1] == 2 and len(inbetweener.keyframes) == 2
     backend.gate.set()
     assert stage.worker.wait(30)
+    backend.gate.clear()  # frame 4's keyframe waits at the gate: frame 4 goes out as an in-between
     out, info = step(4)  # takes frame 2's keyframe, then sends frame 4 to the generator
     assert info.inbetween and out[0, 0, 1] == 3 and len(inbetweener.keyframes) == 3
     stage.close()
@@ -222,11 +223,14 @@ def test_strengths_freeze_and_avatar_switching_apply_to_in_betweens(detector) ->
     waiting["next"] = True
     step(1, ("[", "="))
     assert inbetweener.strengths == pytest.approx((0.9, 1.1)) and backend.strengths == pytest.approx((0.9, 1.1))
+    assert stage.worker.wait(30)
+    backend.gate.clear()  # frame 2's keyframe waits at the gate: frame 2 goes out as an in-between
     out, info = step(2)
     assert info.inbetween and stage.label
     np.testing.assert_array_equal(out, add_label(stage.held_frame()))  # the in-between, labelled
     assert not np.array_equal(out, stage.held_frame())
     held = stage.held_frame().copy()
+    backend.gate.set()  # the freeze key waits for the keyframe in flight
     out, info = step(3, ("f",))
     assert not info.animated and not info.inbetween and "frozen (f to go on)" in info.status
     np.testing.assert_array_equal(stage.held_frame(), held)
