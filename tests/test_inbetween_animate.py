@@ -70,3 +70,40 @@ def test_keyframe_every_refuses_what_is_not_a_positive_whole_number(value: str, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--keyframe-every" in err and ("1 or more" in err or "whole number" in err), err
+
+
+def test_the_generator_and_keypoint_detector_run_only_on_keyframes_and_where_the_face_mesh_sees_no_face() -> None:
+    """``KeyframeEvery`` over the tiny FOMM backend, driven by hand: with every=3 the inner ``detect`` and ``render``
+    run on frames 0, 3 and 6, and also on frame 4, a grey frame where the face mesh finds no face (it cannot be an
+    in-between); the other frames are in-betweens of the square's size."""
+    from helpers.clips import moving_frames
+    from helpers.standins import tiny_backend
+
+    from fomm_live.live.inbetween import KeyframeEvery
+    from fomm_live.live.media import cv2
+
+    inner = tiny_backend()
+    calls: list[tuple[str, int]] = []
+    index = {"frame": 0}
+    detect, render = inner.detect, inner.render
+    inner.detect = lambda crop: calls.append(("detect", index["frame"])) or detect(crop)
+    inner.render = lambda motion, detail=False: (calls.append(("render", index["frame"]))
+                                                 or render(motion, detail=detail))
+    backend = KeyframeEvery(inner, every=3)
+    try:
+        frames = moving_frames(7, still=1)
+        frames[4] = np.full_like(frames[4], 90)
+        crops = [cv2().resize(frame[:, 80:560], (inner.size, inner.size)) for frame in frames]
+        backend.set_source(crops[0])
+        outputs = []
+        for i, crop in enumerate(crops):
+            index["frame"] = i
+            motion = backend.detect(crop)
+            if i == 0:
+                backend.calibrate(motion)
+            outputs.append(backend.render(motion).image())
+    finally:
+        backend.close()
+    assert sorted({i for kind, i in calls if kind == "render"}) == [0, 3, 4, 6]
+    assert sorted({i for kind, i in calls if kind == "detect"}) == [0, 3, 4, 6]
+    assert all(out.shape == (inner.size, inner.size, 3) for out in outputs)

@@ -8,7 +8,8 @@ driving crops it is given: the first and every N-th after it are keyframes (the 
 face's motion since then (``Inbetweener`` at the model's square, placement ``(0, 0, size)``). With photo framing the
 in-between also carries the keyframe's motion field along the same warp (the field at the keyframe pixel each
 in-between pixel shows), so the paste-back transfers the photo's detail as on a keyframe. A crop whose face mesh finds
-no face, and the frames after a keyframe whose face mesh found none, run the generator instead. N = 1 is the inner
+no face runs the generator instead, and is no keyframe for the frames after it: they move the last keyframe whose face
+mesh was found (until the first one, every frame is the generator's). N = 1 is the inner
 backend itself, frame for frame.
 """
 
@@ -136,11 +137,10 @@ class KeyframeEvery(Backend):
     def render(self, motion: FrameMotion, *, detail: bool = False) -> Rendered:
         if motion.inner is not None:
             rendered = self.inner.render(motion.inner, detail=detail)
-            if self._renderer is not None:
-                self._has_key = motion.landmarks is not None
-                if self._has_key:
-                    self._renderer.keyframe(rendered.image(), motion.landmarks, (0.0, 0.0, float(self.size)))
-                    self._key_field = rendered.field.arrays() if rendered.field is not None else None
+            if self._renderer is not None and motion.landmarks is not None:  # else the last keyframe stays
+                self._renderer.keyframe(rendered.image(), motion.landmarks, (0.0, 0.0, float(self.size)))
+                self._key_field = rendered.field.arrays() if rendered.field is not None else None
+                self._has_key = True
             return rendered
         frame = self._renderer.render(motion.landmarks)
         field = None
