@@ -51,13 +51,17 @@ def test_keyframe_every_1_is_todays_output_and_keyframes_are_the_generators_fram
         assert np.abs(every_4[i].astype(np.int16) - key).mean() > 0.01, f"frame {i} holds keyframe {i // 4 * 4}"
 
 
-def test_keyframe_every_with_photo_framing_keeps_keyframes_exact(clip: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [["--framing", "photo", "--output-size", "640x360"], ["--crop", "face"]],
+                         ids=["photo-framing", "crop-face-smoothed"])
+def test_keyframes_stay_exact_with_photo_framing_and_with_smoothed_face_crops(clip: Path, tmp_path: Path,
+                                                                            options: list[str]) -> None:
     """With photo framing the in-betweens carry the keyframe's motion field to the paste-back (its detail
-    transfer); the keyframes stay the generator's frames pasted as today."""
-    size = ["--framing", "photo", "--output-size", "640x360"]
+    transfer); with ``--crop face`` the keypoints are smoothed over every frame as today. Either way the keyframes are
+    the generator's frames as today, exactly, and only they."""
+    size = options
     today = animate(clip, tmp_path / "today", *size)
     every_3 = animate(clip, tmp_path / "every3", *size, "--keyframe-every", "3")
-    assert every_3[0].shape == (360, 640, 3)
+    assert every_3[0].shape == today[0].shape
     for i in range(FRAMES):
         same = np.array_equal(every_3[i], today[i])
         assert same == (i % 3 == 0), f"frame {i}: {'equal' if same else 'differs'}"
@@ -70,3 +74,41 @@ def test_keyframe_every_refuses_what_is_not_a_positive_whole_number(value: str, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--keyframe-every" in err and ("1 or more" in err or "whole number" in err), err
+
+
+def test_the_generator_runs_only_on_keyframes_and_where_the_face_mesh_sees_no_face() -> None:
+    """``KeyframeEvery`` over the tiny FOMM backend, driven by hand: with every=3 the generator (inner ``render``)
+    runs on frames 0, 3 and 6, and also on frame 4, a grey frame where the face mesh finds no face (it cannot be an
+    in-between); the keypoint detector (inner ``detect``) on every frame, as the loop's smoothing needs; the other
+    frames are in-betweens of the square's size."""
+    from helpers.clips import moving_frames
+    from helpers.standins import tiny_backend
+
+    from fomm_live.live.inbetween import KeyframeEvery
+    from fomm_live.live.media import cv2
+
+    inner = tiny_backend()
+    calls: list[tuple[str, int]] = []
+    index = {"frame": 0}
+    detect, render = inner.detect, inner.render
+    inner.detect = lambda crop: calls.append(("detect", index["frame"])) or detect(crop)
+    inner.render = lambda motion, detail=False: (calls.append(("render", index["frame"]))
+                                                 or render(motion, detail=detail))
+    backend = KeyframeEvery(inner, every=3)
+    try:
+        frames = moving_frames(7, still=1)
+        frames[4] = np.full_like(frames[4], 90)
+        crops = [cv2().resize(frame[:, 80:560], (inner.size, inner.size)) for frame in frames]
+        backend.set_source(crops[0])
+        outputs = []
+        for i, crop in enumerate(crops):
+            index["frame"] = i
+            motion = backend.detect(crop)
+            if i == 0:
+                backend.calibrate(motion)
+            outputs.append(backend.render(motion).image())
+    finally:
+        backend.close()
+    assert sorted({i for kind, i in calls if kind == "render"}) == [0, 3, 4, 6]
+    assert sorted({i for kind, i in calls if kind == "detect"}) == list(range(7))
+    assert all(out.shape == (inner.size, inner.size, 3) for out in outputs)

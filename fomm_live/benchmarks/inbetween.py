@@ -13,7 +13,8 @@ Frames where the face mesh finds no face are left out (counted in the output). T
 ``inbetween_psnr=... held_psnr=... gain_db=...``: the means over all in-between frames (offsets 1..N-1).
 
 The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
-photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), and ``render`` is timed there (p50 and p90, ms).
+photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), and ``render`` is timed there (p50 and p90, ms,
+wall clock; and the p50 of the CPU time it took, all threads, which other work on the machine changes less).
 
 ``--sheet-of`` writes a contact sheet instead: two runs of ``animate`` (video files or PNG folders) side by side, frame
 by frame, e.g. every frame beside ``--keyframe-every N`` (keyframes marked with a green bar).
@@ -110,6 +111,7 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     to_output = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]])
     keys = [k for k in range(first, len(squares), every) if landmarks[k] is not None]
     stage_ms: list[float] = []
+    stage_cpu_ms: list[float] = []  # CPU time of all the process's threads: what the stage costs without other load
     per_offset: dict[int, dict[str, list[float]]] = {}
     steps, jumps, held_jumps = [], [], []
     sheet: list[tuple[float, int, np.ndarray]] = []  # (held PSNR, frame, row): the worst held kept
@@ -132,9 +134,10 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
         predicted = renderer.render(landmarks[t])
         offset = t - key
         if offset > 0:  # an in-between (offset 0 is the keyframe itself)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             at_output.render(landmarks[t])
             stage_ms.append((time.perf_counter() - start) * 1000)
+            stage_cpu_ms.append((time.process_time() - cpu) * 1000)
             row = per_offset.setdefault(offset, {"inbetween": [], "held": []})
             row["inbetween"].append(psnr(predicted, squares[t]))
             row["held"].append(psnr(squares[key], squares[t]))
@@ -162,7 +165,8 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
         "held_keyframe_jump": float(np.mean(held_jumps)) if held_jumps else float("nan"),
         "inbetween_step": float(np.mean(steps)) if steps else float("nan"),
         "stage_ms_1280x720": {"p50": float(np.percentile(stage_ms, 50)), "p90": float(np.percentile(stage_ms, 90)),
-                              "count": len(stage_ms)} if stage_ms else None,
+                              "cpu_p50": float(np.percentile(stage_cpu_ms, 50)), "count": len(stage_ms)}
+        if stage_ms else None,
     }
     result["gain_db"] = result["inbetween_psnr"] - result["held_psnr"]
     return result, [row for _, _, row in sorted(sheet, key=lambda item: item[1])]
@@ -256,8 +260,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{row['inbetween_psnr'] - row['held_psnr']:>8.2f}")
     if result["stage_ms_1280x720"]:
         print(f"in-between stage at 1280x720 (square {OUTPUT_PLACEMENT[2]:g} px): p50 "
-              f"{result['stage_ms_1280x720']['p50']:.2f} ms, p90 {result['stage_ms_1280x720']['p90']:.2f} ms, "
-              f"load average {result['load_average']:.2f}")
+              f"{result['stage_ms_1280x720']['p50']:.2f} ms, p90 {result['stage_ms_1280x720']['p90']:.2f} ms "
+              f"(CPU time p50 {result['stage_ms_1280x720']['cpu_p50']:.2f} ms), load average "
+              f"{result['load_average']:.2f}")
     print(f"step at a new keyframe {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}),"
           f" step between other frames {result['inbetween_step']:.2f} (mean absolute difference)")
     if args.sheet and sheet:

@@ -3,13 +3,16 @@
 order, never on time).
 
 It wraps the real backend and declares the same fields, so the live pipeline runs it unchanged. ``detect`` counts the
-driving crops it is given: the first and every N-th after it are keyframes (the inner backend's ``detect`` and
-``render``); for the others it finds the crop's face mesh, and ``render`` moves the last keyframe's square by the
-face's motion since then (``Inbetweener`` at the model's square, placement ``(0, 0, size)``). With photo framing the
-in-between also carries the keyframe's motion field along the same warp (the field at the keyframe pixel each
-in-between pixel shows), so the paste-back transfers the photo's detail as on a keyframe. A crop whose face mesh finds
-no face, and the frames after a keyframe whose face mesh found none, run the generator instead. N = 1 is the inner
-backend itself, frame for frame.
+driving crops it is given: the first and every N-th after it are keyframes (the inner backend's ``render``, the
+generator); for the others ``render`` moves the last keyframe's square by the face's motion since then
+(``Inbetweener`` at the model's square, placement ``(0, 0, size)``). With photo framing the in-between also carries
+the keyframe's motion field along the same warp (the field at the keyframe pixel each in-between pixel shows), so the
+paste-back transfers the photo's detail as on a keyframe. A crop whose face mesh finds no face runs the generator
+instead, and is no keyframe for the frames after it: they move the last keyframe whose face mesh was found (until the
+first one, every frame is the generator's). The inner ``detect`` (FOMM's keypoint detector, about a tenth of the
+generator's time) runs on every frame, so that the loop's keypoint smoothing and calibration see the frames they see
+without in-betweens, and a keyframe is the generator's frame exactly, with ``--crop face``'s smoothing too. N = 1 is
+the inner backend itself, frame for frame.
 """
 
 from __future__ import annotations
@@ -34,20 +37,21 @@ class FrameMotion:
     """What ``KeyframeEvery.detect`` returns for one driving crop.
 
     Attributes:
-        inner: The inner backend's motion (None on an in-between: the keypoint detector does not run).
+        inner: The inner backend's motion (found on every frame, so that smoothing and calibration see every frame).
         landmarks: The crop's 478 x 3 normalised face mesh (None: not needed, or no face found).
-        crop: The driving crop (the inner motion is found from it when a calibration needs one).
+        crop: The driving crop.
+        keyframe: Whether the generator renders this frame.
     """
 
     inner: Any
     landmarks: np.ndarray | None
     crop: np.ndarray
+    keyframe: bool
 
     def smoothed_by(self, smoother: Any, t: float) -> FrameMotion:
         """The loop's smoothing applies to the inner motion (``live.loop.smoothing``); the face mesh is used as
         found, as the keyframe's was."""
-        inner = None if self.inner is None else smoother(self.inner, t)
-        return FrameMotion(inner, self.landmarks, self.crop)
+        return FrameMotion(smoother(self.inner, t), self.landmarks, self.crop, self.keyframe)
 
 
 class KeyframeEvery(Backend):
@@ -87,21 +91,16 @@ class KeyframeEvery(Backend):
     def detect(self, frame: np.ndarray) -> FrameMotion | None:
         index = self._count
         self._count += 1
-        if self._renderer is None or index % self.every == 0 or not self._has_key:
-            inner = self.inner.detect(frame)
-            if inner is None:
-                return None
-            landmarks = self._mesh.landmarks(frame, static=True) if self._renderer is not None else None
-            return FrameMotion(inner, landmarks, frame)
+        inner = self.inner.detect(frame)  # every frame: the loop's smoothing sees the keypoints as without in-betweens
+        if inner is None:
+            return None
+        if self._renderer is None:
+            return FrameMotion(inner, None, frame, keyframe=True)
         landmarks = self._mesh.landmarks(frame, static=True)
-        if landmarks is None:  # no face mesh: this frame gets the generator
-            inner = self.inner.detect(frame)
-            return None if inner is None else FrameMotion(inner, None, frame)
-        return FrameMotion(None, landmarks, frame)
+        keyframe = index % self.every == 0 or not self._has_key or landmarks is None
+        return FrameMotion(inner, landmarks, frame, keyframe=keyframe)
 
     def calibrate(self, motion: FrameMotion) -> None:
-        if motion.inner is None:
-            motion.inner = self.inner.detect(motion.crop)
         self.inner.calibrate(motion.inner)
         if self._renderer is not None:
             if motion.landmarks is None:
@@ -134,13 +133,12 @@ class KeyframeEvery(Backend):
 
     # -- keyframes and in-betweens -------------------------------------------------------------------------------
     def render(self, motion: FrameMotion, *, detail: bool = False) -> Rendered:
-        if motion.inner is not None:
+        if motion.keyframe:
             rendered = self.inner.render(motion.inner, detail=detail)
-            if self._renderer is not None:
-                self._has_key = motion.landmarks is not None
-                if self._has_key:
-                    self._renderer.keyframe(rendered.image(), motion.landmarks, (0.0, 0.0, float(self.size)))
-                    self._key_field = rendered.field.arrays() if rendered.field is not None else None
+            if self._renderer is not None and motion.landmarks is not None:  # else the last keyframe stays
+                self._renderer.keyframe(rendered.image(), motion.landmarks, (0.0, 0.0, float(self.size)))
+                self._key_field = rendered.field.arrays() if rendered.field is not None else None
+                self._has_key = True
             return rendered
         frame = self._renderer.render(motion.landmarks)
         field = None

@@ -59,10 +59,9 @@ class _Keyframe:
     mesh: SourceMesh  # the avatar's triangles with P_k as their "source" positions (what the warp samples)
     rows: slice  # the output rows and columns the square covers
     cols: slice
-    square_x: np.ndarray  # h x w float32: each region pixel's position in square pixels (for sampling the field)
+    square_x: np.ndarray  # h x w float32: each region pixel's position in the padded square map (see ``_warped``)
     square_y: np.ndarray
-    out_x: np.ndarray  # h x w float32: each region pixel's own position, output pixels
-    out_y: np.ndarray
+    at_output: np.ndarray  # (n + 2) x (n + 2) x 2 float32: each padded square pixel's own position, output pixels
     scale: float  # output pixels per square pixel
     origin: tuple[float, float]  # the placement's (x0, y0)
     mouth: float  # the mouth's opening at P_k (``mouth_opening``)
@@ -102,6 +101,7 @@ class Inbetweener:
         self._strengths = (1.0, 1.0)
         self._key: _Keyframe | None = None
         self._square_map = self._grid
+        self._padded = np.zeros((self.size + 2, self.size + 2, 2), np.float32)  # render's buffer (see _warped)
 
     def close(self) -> None:
         """Release the face mesh it opened for ``set_source`` (safe to call twice; a face mesh passed in is the
@@ -210,8 +210,14 @@ class Inbetweener:
         cols = np.arange(c0, c1, dtype=np.float32)  # w: output columns
         rows = np.arange(r0, r1, dtype=np.float32)  # h
         out_x, out_y = np.meshgrid(cols, rows)  # h x w each
-        square_x = (out_x + 0.5 - x0) * (n / side) - 0.5  # h x w: the square pixel each output pixel shows
-        square_y = (out_y + 0.5 - y0) * (n / side) - 0.5
+        # The square pixel each output pixel shows, plus 1: the maps below are padded by a pixel of zero motion
+        # (the square's border anchors do not move), so that the few output pixels whose centre lies within half a
+        # square pixel outside it interpolate towards the identity.
+        square_x = (out_x + 0.5 - x0) * (n / side) + 0.5  # h x w
+        square_y = (out_y + 0.5 - y0) * (n / side) + 0.5
+        ys, xs = np.mgrid[-1:n + 1, -1:n + 1].astype(np.float64)  # (n + 2) x (n + 2) each, square pixels
+        scale = side / n
+        at_output = np.dstack([x0 + (xs + 0.5) * scale - 0.5, y0 + (ys + 0.5) * scale - 0.5]).astype(np.float32)
         previous = self._key
         self._fading = None
         if self.crossfade and previous is not None and previous.frame.shape == frame.shape:
@@ -221,7 +227,7 @@ class Inbetweener:
             mesh=SourceMesh(vertices=targets, triangles=self._mesh.triangles, ring_of=self._mesh.ring_of,
                             ring_weight=self._mesh.ring_weight),
             rows=slice(r0, r1), cols=slice(c0, c1), square_x=square_x.astype(np.float32),
-            square_y=square_y.astype(np.float32), out_x=out_x, out_y=out_y, scale=side / n, origin=(x0, y0),
+            square_y=square_y.astype(np.float32), at_output=at_output, scale=scale, origin=(x0, y0),
             mouth=mouth_opening(moved))
 
     @property
@@ -272,14 +278,14 @@ class Inbetweener:
             targets = key.targets + (step - STILL[0]) / (STILL[1] - STILL[0]) * (targets - key.targets)
         cv = cv2()
         pmap = self._warp.backward_map(key.mesh, targets, depth)  # n x n x 2: where each square pixel was at P_k
-        field = (pmap - self._grid) * np.float32(key.scale)  # n x n x 2: displacement, output pixels
-        # The field at each output pixel of the square's region (bilinear; zero past the square, where the border
-        # anchors hold it at zero anyway).
-        region = cv.remap(field, key.square_x, key.square_y, cv.INTER_LINEAR, borderMode=cv.BORDER_CONSTANT,
-                          borderValue=0)  # h x w x 2
-        map_x = key.out_x + region[..., 0]
-        map_y = key.out_y + region[..., 1]
-        out[key.rows, key.cols] = cv.remap(key.frame, map_x, map_y, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        # Where each square pixel's content comes from in the keyframe's output frame: its own output position plus
+        # its displacement in output pixels, the padding ring left at zero displacement.
+        moves = self._padded  # its ring stays zero
+        moves[1:-1, 1:-1] = pmap - self._grid  # n x n x 2: displacement, square pixels
+        source = moves * np.float32(key.scale) + key.at_output  # (n + 2) x (n + 2) x 2, output pixels
+        # The same at every output pixel of the square's region (bilinear), then the keyframe's frame sampled there.
+        region = cv.remap(source, key.square_x, key.square_y, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        out[key.rows, key.cols] = cv.remap(key.frame, region, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
         opened = mouth_opening(moved) - key.mouth
         if opened > 0.0:
             self._paint_gap(out, key, moved, min(1.0, opened / MOUTH_NEW_GAP_FULL))
