@@ -227,7 +227,8 @@ class KeyframeStage(ModelStage):
             rendered = timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
         if rendered.held:  # not a render of this frame (a remote server away): the newest keyframe stays
             return None
-        return self.compositor.paste(rendered)
+        # Timed as ``compose`` as in ``ModelStage`` (there with the label; here the label is the output's).
+        return timed(self.stats, "compose", lambda: self.compositor.paste(rendered))
 
     def _install(self, key: Keyframe | None) -> np.ndarray | None:
         """Make a finished keyframe the base of the in-betweens; its frame (None when there was none). The held
