@@ -103,10 +103,10 @@ class LivePipeline:
         window: The preview window, if any (driven from the thread that calls ``run``).
         stats: Where timings go (a new collector if None).
         reopen: Reopens a lost live source (camera unplugged); None: a lost source ends the run.
-        inbetweener: The in-between renderer when keyframes and in-betweens are on (``inbetweens_wanted``); None:
-            a new ``live.inbetween.Inbetweener`` then. Closed by the caller.
-        face_mesh: The face mesh the tracking stage runs on every crop for in-betweens; None: a new
-            ``live.landmarks.FaceMesh`` then, closed when the run ends.
+        inbetweener: The in-between renderer when keyframes and in-betweens are on (``inbetweens_wanted``), the
+            caller's to close; None: a new ``live.inbetween.Inbetweener``, closed when the run ends.
+        face_mesh: The face mesh the tracking stage runs on every crop for in-betweens, the caller's to close; None:
+            a new ``live.landmarks.FaceMesh``, closed when the run ends.
     """
 
     def __init__(self, source: FrameSource, backend: Backend, avatars: list[Avatar], sinks: list[Sink], *,
