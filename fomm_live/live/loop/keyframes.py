@@ -18,7 +18,7 @@ Per tracked frame, in capture order, on the model stage's thread (``KeyframeStag
 So every camera frame that reaches the stage gives one output frame, in order, and an in-between never waits for the
 keyframe in flight: it extrapolates from the newest finished keyframe (no interpolation, which would wait a whole
 keyframe interval), and the renderer cross-fades from the previous keyframe for a few frames after a new one
-(``live.loop.pipeline.INBETWEEN_CROSSFADE``). A render that is only the last frame again (``Rendered.held``: a
+(``INBETWEEN_CROSSFADE``). A render that is only the last frame again (``Rendered.held``: a
 remote server away) is not a new keyframe. The neutral pose,
 the head and expression strengths, the avatar and the label apply to in-betweens as to keyframes: the in-between
 renderer is calibrated on the face mesh of the frame whose keypoints calibrate the model. The face mesh runs on the
@@ -36,16 +36,47 @@ from typing import Any
 
 import numpy as np
 
+from fomm_live.live.backends import Backend
 from fomm_live.live.errors import UserError
 from fomm_live.live.loop.stages import ModelStage, TrackedFrame, timed
+from fomm_live.live.options import PipelineOptions
 from fomm_live.live.output.sinks import FrameInfo
 from fomm_live.live.threads import MODEL_TURNS
 
 logger = logging.getLogger(__name__)
 
+# In-betweens blend the previous keyframe (moved to the same face) out over this many renders after a new keyframe:
+# at 2 the step where a keyframe takes over came near an ordinary frame-to-frame step (demo clip, keyframe 5 frames
+# late: 3.91 / 3.15 levels against 7.74 / 2.56 without) for about 0.2 dB of PSNR (``benchmarks.inbetween``, RESULTS).
+INBETWEEN_CROSSFADE = 2
 # How often a wait for the keyframe in flight looks whether the next camera frame has come: at most this late
 # after it (4 ms of a 33-40 ms camera interval).
 WAIT_STEP_S = 0.004
+
+
+def inbetweens_wanted(options: PipelineOptions, backend: Backend, *, paced: bool) -> bool:
+    """Whether the loop makes keyframes and in-betweens: asked for (the default), allowed by the backend
+    (``Backend.inbetweens``), and a live or paced input, whose frames the generator cannot all render in time. A file
+    read losslessly has every frame rendered, as before."""
+    return options.inbetweens and backend.inbetweens and paced
+
+
+def open_inbetweens(backend: Backend, inbetweener: Any, face_mesh: Any, owned: list[Any]) -> tuple[Any, Any]:
+    """The in-between renderer and the tracking side's face mesh: those given, else new ones (added to ``owned``,
+    for the caller to close when the run ends)."""
+    if inbetweener is None:
+        from fomm_live.live.inbetween import Inbetweener
+
+        inbetweener = Inbetweener(size=backend.size, crossfade=INBETWEEN_CROSSFADE)
+        owned.append(inbetweener)
+    if face_mesh is None:
+        from fomm_live.live.landmarks.facemesh import FaceMesh
+
+        face_mesh = FaceMesh()
+        owned.append(face_mesh)
+    logger.info("keyframes and in-betweens: the generator renders keyframes as fast as it can, every camera frame in "
+                "between is the newest keyframe moved by the face (--no-inbetweens: every frame waits for it)")
+    return inbetweener, face_mesh
 
 
 @dataclass

@@ -46,6 +46,7 @@ from fomm_live.live.loop.calibration import AutoCalibrator
 from fomm_live.live.loop.failures import MAX_CONSECUTIVE_ERRORS, FailurePolicy
 from fomm_live.live.loop.handoff import OneSlot
 from fomm_live.live.loop.hotkeys import QUIT_KEYS, Controls, is_tracking_key
+from fomm_live.live.loop.keyframes import KeyframeStage, inbetweens_wanted, open_inbetweens
 from fomm_live.live.loop.shutdown import close_quietly, join_and_release
 from fomm_live.live.loop.smoothing import MotionSmoother
 from fomm_live.live.loop.stages import ModelStage, TrackedFrame, TrackingStage, merge_keys
@@ -60,20 +61,7 @@ __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother",
 
 logger = logging.getLogger(__name__)
 
-# In-betweens blend the previous keyframe (moved to the same face) out over this many renders after a new keyframe:
-# at 2 the step where a keyframe takes over came near an ordinary frame-to-frame step (demo clip, keyframe 5 frames
-# late: 3.91 / 3.15 levels against 7.74 / 2.56 without) for about 0.2 dB of PSNR (``benchmarks.inbetween``, RESULTS).
-INBETWEEN_CROSSFADE = 2
-
-
-def inbetweens_wanted(options: PipelineOptions, backend: Backend, *, paced: bool) -> bool:
-    """Whether the loop makes keyframes and in-betweens (``live.loop.keyframes``): asked for (the default), allowed
-    by the backend (``Backend.inbetweens``), and a live or paced input, whose frames the generator cannot all render
-    in time. A file read losslessly has every frame rendered, as before."""
-    return options.inbetweens and backend.inbetweens and paced
-
-
-def pipelining_default(backend: Backend | None = None) -> bool:
+def pipelining_default(backend: Backend | None = None, *, inbetweens: bool = False) -> bool:
     """Whether the loop runs its stages in two threads unless told otherwise.
 
     ``FOMM_LIVE_PIPELINING=1`` (``true``, ``yes``, ``on``) or ``0`` (``false``, ``no``, ``off``) decides. Unset (or
@@ -82,12 +70,15 @@ def pipelining_default(backend: Backend | None = None) -> bool:
     it: on the 2-core test CPU with the tiny golden model, unpaced, the two-thread loop made 25.9 frames a second
     against 28.2-28.8 for the one-thread loop (keypoints 11.5 -> 17.6 ms), while the landmark backend, whose stages
     leave room, went from 89-91 to 111-113 (``python -m fomm_live.benchmarks.pipeline``, 2026-11-30, RESULTS.md).
-    On a GPU the model's work is off the CPU and the two threads overlap as meant.
+    On a GPU the model's work is off the CPU and the two threads overlap as meant. With keyframes and in-betweens
+    (``inbetweens``) the generator has a thread of its own and the model stage makes the in-betweens: on, tracking
+    beside them (``run --realtime``, tiny golden model, 1280x720, two pairs at load 9.5-12.2: animated 8.4 and 14.0
+    frames a second against 5.5 and 4.8 one-thread, keyframes 2.1 and 4.3 a second against 2.05 and 1.6; RESULTS).
     """
     setting = switch("FOMM_LIVE_PIPELINING")
     if setting != "auto":
         return setting == "1"
-    return backend is None or not backend.uses_all_cores
+    return backend is None or not backend.uses_all_cores or inbetweens
 
 
 class LivePipeline:
@@ -129,14 +120,14 @@ class LivePipeline:
         self.stats = stats or PipelineStats()
         self.reopen = reopen
         self.output_size = frame.size or (source.width, source.height)
-        self.pipelining = (pipelining_default(backend) if self.options.pipelining is None
-                           else self.options.pipelining)
         self.inbetweens = inbetweens_wanted(self.options, backend, paced=self.options.pacing.realtime
                                             or not source.is_file)
+        self.pipelining = (pipelining_default(backend, inbetweens=self.inbetweens) if self.options.pipelining is None
+                           else self.options.pipelining)
         self._owned: list[Any] = []  # what this pipeline opened for in-betweens, closed when the run ends
         self._next: FrameQueue | None = None  # where the model stage's next frame waits (set by ``run``)
         if self.inbetweens:
-            inbetweener, face_mesh = self._open_inbetweens(backend, inbetweener, face_mesh)
+            inbetweener, face_mesh = open_inbetweens(backend, inbetweener, face_mesh, self._owned)
         self.stop_event = threading.Event()
         self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.camera_lost = False
@@ -160,29 +151,11 @@ class LivePipeline:
                      preview=window is not None, stats=self.stats, camera_lost=lambda: self.camera_lost,
                      calibrate_first=calibration.first, framing=frame.framing, detail=frame.detail)
         if self.inbetweens:
-            from fomm_live.live.loop.keyframes import KeyframeStage
-
             self.model: ModelStage = KeyframeStage(inbetweener=inbetweener, next_waiting=self._next_waiting, **stage)
         else:
             self.model = ModelStage(**stage)
         self.failures = FailurePolicy()
         self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.loop.shutdown``)
-
-    def _open_inbetweens(self, backend: Backend, inbetweener: Any, face_mesh: Any) -> tuple[Any, Any]:
-        if inbetweener is None:
-            from fomm_live.live.inbetween import Inbetweener
-
-            inbetweener = Inbetweener(size=backend.size, crossfade=INBETWEEN_CROSSFADE)
-            self._owned.append(inbetweener)
-        if face_mesh is None:
-            from fomm_live.live.landmarks.facemesh import FaceMesh
-
-            face_mesh = FaceMesh()
-            self._owned.append(face_mesh)
-        logger.info("keyframes and in-betweens: the generator renders keyframes as fast as it can, every camera "
-                    "frame in between is the newest keyframe moved by the face (--no-inbetweens: every frame waits "
-                    "for the generator)")
-        return inbetweener, face_mesh
 
     def _next_waiting(self) -> bool:
         """Whether the model stage's next frame is already waiting (ends its wait for a keyframe)."""
