@@ -3,9 +3,14 @@
 Per keyframe: the avatar's mesh where the driver's face put it then, P_k (``live.landmarks.motion.relative_motion``
 at the strengths of the moment, with the head ring and the fixed border anchors of ``live.landmarks.warp``). Per
 camera frame: the same mesh now, P_t; the backward map of the piecewise-affine warp P_k -> P_t at the model's square
-(``Warp.backward_map`` with P_k as the "source" mesh), its displacement scaled into output pixels over the square's
-region of the output frame, and one ``cv2.remap`` of the keyframe's output frame there. The square's border anchors
-stay put, so the displacement falls off to zero at the square's edge and the frame outside it is the keyframe's own.
+(``Warp.backward_map`` with P_k as the "source" mesh), turned into the keyframe's output position of every square
+pixel, resampled at the output pixels of the square's region, and one ``cv2.remap`` of the keyframe's output frame
+there. The square's border anchors stay put, so the motion falls off to zero at the square's edge and the frame
+outside it is the keyframe's own. Three details, each measured (see the constants): a face that has not moved shows
+the keyframe itself (``STILL``), a mouth opening past the keyframe's gets its new gap painted dark
+(``MOUTH_NEW_GAP_FULL``), and ``crossfade`` blends the previous keyframe out over the renders after a new one.
+The landmarks are used as given: a caller with a noisy camera smooths them first (the live loop's One Euro filter,
+``live.loop.smoothing``), as it smooths FOMM's keypoints.
 
 Convention: landmarks are the landmark backend's (478 x 3 float32, normalised to the driving crop: x, y fractions of
 its width and height, z in units of its width; see ``live.landmarks``). A placement is where the model's square lies
