@@ -52,6 +52,14 @@ MOUTH_EDGE = 0.6  # gaussian sigma of the painted gap's edge, square pixels
 # 3.06 at (0.5, 1.0) px, 3.18 at (0.3, 0.6), 3.19 at (0.25, 0.5), 3.14 at (0.4, 0.8).
 STILL = (0.3 / 256, 0.6 / 256)
 
+# Where the face turns towards the camera after the keyframe, surfaces hidden in the keyframe come into view (the far
+# cheek): their triangles were turned over at P_k, so the warp leaves them out and no triangle covers those pixels.
+# The identity there showed whatever the keyframe had at that place (an eye beside the cheek, on the drawn demo clip's
+# head turn with keyframes 5 frames late); instead they move as their surroundings do on average (a normalised
+# gaussian average of the covered pixels' motion, this reach as a fraction of the square's side), which stretches the
+# nearby skin over them until the next keyframe shows them.
+HOLE_REACH = 0.03
+
 Placement = tuple[float, float, float]  # (x0, y0, side): the model's square in the output frame, edge coordinates
 
 
@@ -283,6 +291,8 @@ class Inbetweener:
             targets = key.targets + (step - STILL[0]) / (STILL[1] - STILL[0]) * (targets - key.targets)
         cv = cv2()
         pmap = self._warp.backward_map(key.mesh, targets, depth)  # n x n x 2: where each square pixel was at P_k
+        if self._warp.culled:
+            pmap = self._fill_holes(pmap, len(key.mesh.triangles))
         # Where each square pixel's content comes from in the keyframe's output frame: its own output position plus
         # its displacement in output pixels, the padding ring left at zero displacement.
         moves = self._padded  # its ring stays zero
@@ -295,6 +305,21 @@ class Inbetweener:
         if opened > 0.0:
             self._paint_gap(out, key, moved, min(1.0, opened / MOUTH_NEW_GAP_FULL))
         return out, pmap
+
+    def _fill_holes(self, pmap: np.ndarray, triangles: int) -> np.ndarray:
+        """``pmap`` with the pixels no triangle covers given the motion around them (see HOLE_REACH)."""
+        holes = self._warp.index == triangles  # n x n: no front-facing triangle here
+        if not holes.any():
+            return pmap
+        cv = cv2()
+        covered = (~holes).astype(np.float32)  # n x n
+        moves = (pmap - self._grid) * covered[..., None]  # n x n x 2
+        sigma = HOLE_REACH * self.size
+        around = cv.GaussianBlur(moves, (0, 0), sigma) / np.maximum(cv.GaussianBlur(covered, (0, 0), sigma),
+                                                                     1e-6)[..., None]
+        filled = pmap.copy()
+        filled[holes] = self._grid[holes] + around[holes]
+        return filled
 
     def _paint_gap(self, out: np.ndarray, key: _Keyframe, moved: np.ndarray, amount: float) -> None:
         """Paint the inner-lip polygon of ``moved`` (square pixels) dark in ``out``, ``amount`` of the way, with a
