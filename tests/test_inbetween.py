@@ -138,11 +138,16 @@ def test_head_strength_zero_holds_the_face_still_under_a_head_motion(avatar) -> 
     assert np.abs(copied.astype(np.int16) - frame).mean() > 1.0
 
 
-def test_render_without_a_keyframe_and_a_source_without_a_face_say_so(avatar) -> None:
+def test_render_without_a_keyframe_after_a_reset_and_a_source_without_a_face_say_so(avatar) -> None:
     square, points, _ = avatar
     renderer = Inbetweener(size=SIZE)
     renderer.set_source(square, points=points)
     renderer.calibrate(points)
+    with pytest.raises(RuntimeError, match="keyframe"):
+        renderer.render(points)
+    renderer.keyframe(avatar[2], points, PLACEMENT)
+    renderer.reset_calibration()
+    assert not renderer.calibrated and not renderer.has_keyframe
     with pytest.raises(RuntimeError, match="keyframe"):
         renderer.render(points)
     blank = Inbetweener(size=SIZE)

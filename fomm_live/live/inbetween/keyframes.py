@@ -120,6 +120,8 @@ class KeyframeEvery(Backend):
 
     def reset_calibration(self) -> None:
         self.inner.reset_calibration()
+        if self._renderer is not None:
+            self._renderer.reset_calibration()
         self._has_key = False
 
     @property

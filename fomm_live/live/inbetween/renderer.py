@@ -161,6 +161,13 @@ class Inbetweener:
         already taken keeps the mesh it was rendered at."""
         self._neutral = check_landmarks(landmarks, "calibrate").astype(np.float64)
 
+    def reset_calibration(self) -> None:
+        """Forget the neutral pose and the keyframe (both belong to the old crops): ``calibrate`` and ``keyframe``
+        again before the next ``render``."""
+        self._neutral = None
+        self._key = None
+        self._fading = None
+
     @property
     def calibrated(self) -> bool:
         """Whether a neutral pose is set."""
