@@ -138,11 +138,16 @@ def test_head_strength_zero_holds_the_face_still_under_a_head_motion(avatar) -> 
     assert np.abs(copied.astype(np.int16) - frame).mean() > 1.0
 
 
-def test_render_without_a_keyframe_and_a_source_without_a_face_say_so(avatar) -> None:
+def test_render_without_a_keyframe_after_a_reset_and_a_source_without_a_face_say_so(avatar) -> None:
     square, points, _ = avatar
     renderer = Inbetweener(size=SIZE)
     renderer.set_source(square, points=points)
     renderer.calibrate(points)
+    with pytest.raises(RuntimeError, match="keyframe"):
+        renderer.render(points)
+    renderer.keyframe(avatar[2], points, PLACEMENT)
+    renderer.reset_calibration()
+    assert not renderer.calibrated and not renderer.has_keyframe
     with pytest.raises(RuntimeError, match="keyframe"):
         renderer.render(points)
     blank = Inbetweener(size=SIZE)
@@ -187,3 +192,41 @@ def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar
     assert np.array_equal(first, cv.addWeighted(frame, 2 / 3, newer, 1 / 3, 0.0))
     assert np.array_equal(second, cv.addWeighted(frame, 1 / 3, newer, 2 / 3, 0.0))
     assert np.array_equal(third, newer)
+
+
+def test_a_face_that_moved_less_than_the_still_threshold_shows_the_keyframe_itself(avatar) -> None:
+    """Face-mesh noise of a still face (0.2 px at 256, under STILL's 0.3) leaves the keyframe as it is, not
+    resampled; a 2 px move does not."""
+    _, points, frame = avatar
+    renderer = ready(avatar)
+    noise = np.random.default_rng(0).uniform(-0.2, 0.2, points.shape).astype(np.float32) / SIZE
+    assert np.array_equal(renderer.render(points + noise), frame)
+    moved = points.copy()
+    moved[:, 0] += 2.0 / SIZE
+    assert not np.array_equal(renderer.render(moved), frame)
+
+
+def test_a_mouth_opening_past_the_keyframes_gets_its_new_gap_painted_dark(avatar) -> None:
+    """The driver's jaw drops (the demo clip's mouth opening) after a keyframe of the photo's own mouth: inside the
+    moved inner-lip polygon the in-between is near the cavity colour, where the keyframe there showed the lips and
+    teeth (much brighter)."""
+    from fomm_live.live.democlip import open_mouth
+    from fomm_live.live.landmarks.mouth import THROAT
+    from fomm_live.live.landmarks.points import INNER_LIP_POLYGON
+
+    cv = cv2()
+    _, points, frame = avatar
+    opened = open_mouth(points, 1.0).astype(np.float32)
+    out = ready(avatar).render(opened)
+    x0, y0, side = PLACEMENT
+    k = side / SIZE
+    polygon = (opened[list(INNER_LIP_POLYGON), :2].astype(np.float64) * SIZE + 0.5) * k + [x0 - 0.5, y0 - 0.5]
+    centre = polygon.mean(0)
+    inner = centre + 0.6 * (polygon - centre)  # well inside the gap, away from its soft edge
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv.fillPoly(mask, [np.round(inner).astype(np.int32)], 1)
+    inside = mask.astype(bool)
+    assert inside.sum() > 100, "the opening is too small to measure"
+    painted = np.abs(out[inside].astype(np.float32) - THROAT).mean()
+    before = np.abs(frame[inside].astype(np.float32) - THROAT).mean()
+    assert painted < 25 and before > 60, (painted, before)

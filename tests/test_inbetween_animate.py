@@ -112,3 +112,15 @@ def test_the_generator_runs_only_on_keyframes_and_where_the_face_mesh_sees_no_fa
     assert sorted({i for kind, i in calls if kind == "render"}) == [0, 3, 4, 6]
     assert sorted({i for kind, i in calls if kind == "detect"}) == list(range(7))
     assert all(out.shape == (inner.size, inner.size, 3) for out in outputs)
+
+
+def test_keyframe_every_on_a_photo_without_a_face_says_so_in_one_line(clip: Path, tmp_path: Path, capsys) -> None:
+    folder = golden_dir("tiny")
+    code = main(["animate", "--source", str(folder / "source.png"), "--driving", str(clip), "--checkpoint",
+                 str(folder / "checkpoint.pth.tar"), "--config", str(folder / "config.yaml"), "--device", "cpu",
+                 "--precision", "fp32", "--out", str(tmp_path / "out"), "--keyframe-every", "2"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "fomm-live: error: --keyframe-every needs a face in the photo, and the face mesh found none: leave the option "
+        "out to render every frame with the generator")
+    assert not (tmp_path / "out").exists()

@@ -106,6 +106,7 @@ def execute(args: argparse.Namespace) -> int:
     )
     from fomm_live.live.capture.driving import check_driving, open_driving
     from fomm_live.live.face import FaceDetector
+    from fomm_live.live.inbetween import KeyframeEvery
     from fomm_live.live.loop.pipeline import LivePipeline
     from fomm_live.live.media import copy_audio
     from fomm_live.live.output.sinks import FileSink
@@ -119,13 +120,13 @@ def execute(args: argparse.Namespace) -> int:
         if args.keyframe_every is not None:
             if backend.name == "landmarks" and args.keyframe_every > 1:
                 raise UserError("--keyframe-every is for the fomm backend (the landmark backend renders every frame)")
-            from fomm_live.live.inbetween import KeyframeEvery
-
             backend = KeyframeEvery(backend, every=args.keyframe_every)
             cleanup.callback(backend.close)  # its face mesh, and the inner backend again (safe twice)
         size = backend.size
         detector = cleanup.enter_context(FaceDetector()) if job.crop == "face" or job.find_best_frame else None
         avatars = prepare_photo(job, size=size, detector=detector)
+        if isinstance(backend, KeyframeEvery):
+            backend.check_source(avatars[0].crop)
         neutral = find_best_frame(job, avatars[0], detector, size=size)[1] if job.find_best_frame else None
         driving = cleanup.enter_context(contextlib.closing(open_driving(job.driving, size=driving_size(job, size))))
         if not job.label:

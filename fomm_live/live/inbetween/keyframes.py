@@ -78,14 +78,23 @@ class KeyframeEvery(Backend):
         self._has_key = False
 
     # -- the contract, passed on ----------------------------------------------------------------------------------
+    def check_source(self, image: np.ndarray) -> None:
+        """Raise ``UserError`` now, before any output is opened, if the in-betweens cannot follow this photo (its face
+        mesh finds no face); nothing with every=1.
+
+        Args:
+            image: H x W x 3 uint8 RGB, the avatar's crop.
+        """
+        if self._mesh is not None and self._mesh.landmarks(image, static=True) is None:
+            raise UserError("--keyframe-every needs a face in the photo, and the face mesh found none: leave the "
+                            "option out to render every frame with the generator")
+
     def set_source(self, image: np.ndarray) -> None:
+        if self._renderer is not None:
+            self.check_source(image)
         self.inner.set_source(image)
         if self._renderer is not None:
-            try:
-                self._renderer.set_source(image)
-            except UserError:
-                raise UserError("--keyframe-every needs a face in the photo (the face mesh found none); "
-                                "without it, every frame is the generator's") from None
+            self._renderer.set_source(image)
             self._has_key = False
 
     def detect(self, frame: np.ndarray) -> FrameMotion | None:
@@ -111,6 +120,8 @@ class KeyframeEvery(Backend):
 
     def reset_calibration(self) -> None:
         self.inner.reset_calibration()
+        if self._renderer is not None:
+            self._renderer.reset_calibration()
         self._has_key = False
 
     @property
