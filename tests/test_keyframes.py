@@ -243,6 +243,25 @@ def test_strengths_freeze_and_avatar_switching_apply_to_in_betweens(detector) ->
     stage.close()
 
 
+def test_a_crop_change_takes_the_in_betweens_neutral_pose_and_keyframe_again(detector) -> None:
+    """Zooming the crop (w) changes what the neutral pose and the keyframes were measured on: the in-between renderer
+    forgets both and takes them again from the frame the model recalibrates on (here at once: calibrate-first)."""
+    frames = moving_frames(6, still=0)
+    backend = GatedBackend(tiny_backend().animator)
+    inbetweener = StandInInbetweener()
+    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
+    backend.gate.set()
+    step(0)
+    step(1)
+    first_neutral = inbetweener.neutral.copy()
+    assert len(inbetweener.keyframes) == 2
+    out, info = step(2, ("w",))
+    assert any(what == "crop changed: recalibrating" for _, what in stage.events)
+    assert inbetweener.neutral is not None and not np.array_equal(inbetweener.neutral, first_neutral)
+    assert len(inbetweener.keyframes) == 1 and info.animated and not info.inbetween  # the recalibration frame's
+    stage.close()
+
+
 def test_the_remote_client_declares_in_betweens() -> None:
     """The client's frames are keyframes of the loop (its in-betweens are made locally, not on the server)."""
     from fomm_live.live.remote.client import RemoteBackend

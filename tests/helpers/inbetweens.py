@@ -26,6 +26,10 @@ class StandInInbetweener:
     def calibrate(self, landmarks: np.ndarray) -> None:
         self.neutral = np.array(landmarks)
 
+    def reset_calibration(self) -> None:
+        self.neutral = None
+        self.keyframes.clear()
+
     @property
     def calibrated(self) -> bool:
         return self.neutral is not None

@@ -168,7 +168,8 @@ class KeyframeStage(ModelStage):
 
     Args:
         inbetweener: The in-between renderer (``live.inbetween.Inbetweener``: ``set_source``, ``calibrate``,
-            ``set_strengths``, ``keyframe``, ``render``, ``has_keyframe``); owned by the caller.
+            ``reset_calibration``, ``set_strengths``, ``keyframe``, ``render``, ``has_keyframe``); owned by the
+            caller.
         next_waiting: Whether the next camera frame is waiting for this stage (ends the wait for a keyframe).
         **stage: ``ModelStage``'s arguments.
     """
@@ -216,6 +217,7 @@ class KeyframeStage(ModelStage):
     def recalibrate_from_scratch(self) -> None:
         self.settle()
         super().recalibrate_from_scratch()
+        self.inbetweener.reset_calibration()  # its neutral pose and keyframe belong to the old crops too
         self.neutral_ok = False
 
     def take_neutral(self, motion: Any, index: int) -> None:
