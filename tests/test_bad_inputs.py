@@ -166,7 +166,7 @@ def test_camera_that_does_not_exist_is_one_line_before_the_model_loads(tmp_path:
     assert "obsensor" not in result.stderr and "Traceback" not in result.stderr and not out.exists()
 
 
-@pytest.mark.parametrize(("what", "message"), [("text", "is not a video or stream OpenCV can open"),
+@pytest.mark.parametrize(("what", "message"), [("text", "is not a video that can be read"),
                                                ("missing", "camera or video not found")])
 def test_driving_input_that_is_not_a_video(what: str, message: str, tmp_path: Path, capsys) -> None:
     path = tmp_path / "notes.mp4"
@@ -174,6 +174,40 @@ def test_driving_input_that_is_not_a_video(what: str, message: str, tmp_path: Pa
         path.write_text("hello\n")
     code, err = run(["--camera", str(path)], tmp_path / "o.mp4", capsys)
     assert code == 1 and message in err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", ["animate", "run"])
+def test_unreadable_driving_video_fails_in_one_line_before_the_model_loads(command: str, tmp_path: Path) -> None:
+    """A text file named .mp4 as `animate --driving` or `run --camera`, with a checkpoint path that does not exist:
+    the video's error comes, alone on stderr, and the checkpoint's does not. The checkpoint is read when the model
+    loads, so the input was refused before that (today's order printed FFmpeg's "moov atom not found" after the
+    model had loaded). Exit 1, nothing written."""
+    video = tmp_path / "notes.mp4"
+    video.write_text("hello, this is text\n")
+    out = tmp_path / "o.mp4"
+    missing = tmp_path / "no-such-checkpoint.pth.tar"
+    if command == "animate":
+        args = ["animate", "--source", str(REPO / "fomm_live/live/assets/astronaut.jpg"), "--driving", str(video),
+                "--output", str(out)]
+    else:
+        args = ["run", "--camera", str(video), "--output", str(out), "--no-preview", "--max-frames", "3"]
+    result = subprocess.run([sys.executable, "-m", "fomm_live", *args, "--checkpoint", str(missing)],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert lines == [f"fomm-live: error: {video} is not a video that can be read (not a video file, or damaged)"], \
+        lines
+    assert "moov" not in result.stderr and "checkpoint" not in result.stderr and not out.exists()
+
+
+def test_check_video_accepts_a_real_clip_and_refuses_an_empty_file(clip: Path, tmp_path: Path) -> None:
+    from fomm_live.live.media import check_video
+
+    check_video(clip)  # a readable clip passes without a word
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match="is empty, not a video"):
+        check_video(empty)
 
 
 def test_unwritable_or_full_output_is_refused_up_front(clip: Path, tmp_path: Path, capsys,

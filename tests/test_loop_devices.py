@@ -17,8 +17,8 @@ from helpers.standins import FlakyBackend, FlakyCamera, ListSource, tiny_backend
 import fomm_live.live.loop.shutdown as shutdown
 from fomm_live.live.compose import fit_to_output
 from fomm_live.live.face import FaceDetector
+from fomm_live.live.loop.failures import FailurePolicy
 from fomm_live.live.loop.pipeline import LivePipeline, PipelineOptions, prepare_avatars
-from fomm_live.live.loop.stages import FailurePolicy
 from fomm_live.live.options import CalibrationOptions, FrameOptions, PacingOptions
 from fomm_live.live.output.sinks import Mp4Sink, RecordingSink
 
@@ -144,7 +144,7 @@ def test_a_capture_thread_that_does_not_stop_is_reported_and_its_source_left_ope
 
 
 def test_debug_logging_shows_the_traceback_of_each_first_error(caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="fomm_live.live.loop.stages")
+    caplog.set_level(logging.DEBUG, logger="fomm_live.live.loop.failures")
     policy = FailurePolicy()
     for index, err in enumerate([RuntimeError("first"), RuntimeError("again"), ValueError("other kind")]):
         try:

@@ -101,6 +101,9 @@ def test_quit_key_stops_cleanly_and_the_recording_is_playable(clip: Path, tmp_pa
     assert data["frames_in"] == data["frames_out"] == 30
     for stage in STAGES:
         figures = data["stages_ms"][stage]
+        if stage in ("face_mesh", "inbetween"):  # a file read losslessly: the generator renders every frame
+            assert figures["count"] == 0 and data["inbetweens"] == 0
+            continue
         assert figures["count"] > 0, stage
         assert 0 <= figures["p50"] <= figures["p95"] <= figures["p99"], (stage, figures)
     assert data["end_to_end_ms"]["p50"] > 0

@@ -306,10 +306,10 @@ def test_stats_give_throughput_beside_latency() -> None:
 def test_pipelined_realtime_run_drops_stale_tracked_frames_at_the_hand_off(detector) -> None:
     """Paced input with a model slower than the input: the tracking stage keeps up, and the model stage takes the
     newest tracked frame (the ones it replaced are counted), so nothing queues up and nothing is lost from the
-    counts."""
+    counts. Without in-betweens (``tests/test_keyframes.py`` has them), every animated frame is a render."""
     backend = SlowBackend(tiny_backend().animator, delay=0.12)
     pipeline, sink = _run(moving_frames(40, still=5), detector, backend=backend, realtime=True, steady_seconds=0.1,
-                          pipelining=True)
+                          pipelining=True, inbetweens=False)
     summary = pipeline.stats.summary()
     assert summary["frames_out"] + summary["frames_dropped"] == summary["frames_in"] == 40
     assert summary["frames_dropped_before_model"] > 0

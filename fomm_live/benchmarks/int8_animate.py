@@ -4,7 +4,7 @@ Three measurements, on vox-256-size networks with seeded random weights (``bench
 original-format checkpoint in a temporary folder) and driving frames made from the bundled portrait (shifted, turned
 and scaled, so that the keypoints move):
 
-1. The real command, as a user runs it: ``fomm-live animate --source S --driving DIR --out OUTDIR --checkpoint C
+1. The real command, as a user runs it: ``fomm-live animate --source S --driving DIR --output OUTDIR --checkpoint C
    --config vox-256 --crop none --device cpu --precision int8 --no-label``, then the same with ``--precision fp32``;
    the PSNR of every int8 frame against the fp32 frame of the same index (PNG levels). The int8 command runs twice on
    an empty cache folder: cold (calibration) then warm (cached); wall time of each command is reported.
@@ -93,9 +93,9 @@ def run(*, frames: int = 8, iterations: int = 8, seed: int = 0, say=print) -> di
                   "--config", "vox-256", "--crop", "none", "--device", "cpu", "--no-label"]
         load = {"before": os.getloadavg()}
         say("animate --precision int8 (cold), int8 (warm), fp32 ...")
-        wall = {"int8_cold_s": _cli(*common, "--out", str(tmp / "int8"), "--precision", "int8", env=env),
-                "int8_warm_s": _cli(*common, "--out", str(tmp / "int8b"), "--precision", "int8", env=env),
-                "fp32_s": _cli(*common, "--out", str(tmp / "fp32"), "--precision", "fp32", env=env)}
+        wall = {"int8_cold_s": _cli(*common, "--output", str(tmp / "int8"), "--precision", "int8", env=env),
+                "int8_warm_s": _cli(*common, "--output", str(tmp / "int8b"), "--precision", "int8", env=env),
+                "fp32_s": _cli(*common, "--output", str(tmp / "fp32"), "--precision", "fp32", env=env)}
         got, want = _read(tmp / "int8"), _read(tmp / "fp32")
         quality = [psnr(torch.from_numpy(g.copy()).float() / 255, torch.from_numpy(w.copy()).float() / 255)
                    for g, w in zip(got, want, strict=True)]

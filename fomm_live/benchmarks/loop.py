@@ -11,12 +11,14 @@ path) is timed in each round too, and the loop's frame rate is given as a multip
 
     python -m fomm_live.benchmarks.loop [--checkpoint CKPT --config CFG] [--size 1280x720] [--mode realtime|unpaced]
                               [--seconds 10] [--rounds 2] [--iterations 20] [--reference]
-                              [--json PATH]
+                              [--no-inbetweens] [--json PATH]
 
 Reported: stage p50s inside the loop and alone, and their ratio (goal: keypoints and generator within 1.15x); the
 loop's work outside the model (``compose`` + ``output`` p50: the paste-back and label, and the hand-over to the
 sinks); frames the recording dropped because its encoder fell behind; the loop's frames per second and, with
-``--reference``, that rate over the original code's.
+``--reference``, that rate over the original code's. Beside the output's rate (``achieved_fps``), what moves: the
+animated frames (keyframes and in-betweens once the neutral pose is set), their rate and the keyframes' rate
+(``animated_fps``, ``keyframe_fps``: ``live.stats``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ import numpy as np
 
 from fomm_live.benchmarks.common import bench_clip, fomm_backend_factory, machine_header
 
-LOOP_STAGES = ("face_tracking", "crop", "keypoints", "generator", "compose", "output")
+LOOP_STAGES = ("face_tracking", "crop", "face_mesh", "keypoints", "generator", "inbetween", "compose", "output")
+# What the call sees move, and the generator's own rate (``live.stats``).
+ANIMATION_COUNTS = ("frames_animated", "keyframes", "keyframes_shown", "inbetweens")
+ANIMATION_RATES = ("animated_fps", "keyframe_fps")
 CROPS = 8  # distinct driving crops, cycled in the isolated calls
 
 
@@ -104,7 +109,7 @@ def _time_alone(backend, avatars, crops: list[np.ndarray], size: tuple[int, int]
 
 
 def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, realtime: bool, seconds: float,
-              folder: Path) -> dict:
+              folder: Path, inbetweens: bool = True) -> dict:
     """One run of the live loop as ``run`` runs it, recording to ``folder``; its stats summary."""
     from fomm_live.live.capture.sources import OpenCVSource
     from fomm_live.live.loop.pipeline import LivePipeline
@@ -116,7 +121,7 @@ def time_loop(backend, avatars, detector, clip: Path, size: tuple[int, int], *, 
     stats = PipelineStats()
     clock = "capture" if realtime else "frames"
     sink = Mp4Sink(folder / "loop.mp4", fps=source.fps, clock=clock, stats=stats)
-    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
+    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size), inbetweens=inbetweens,
                               pacing=PacingOptions(realtime=realtime, loop=True, fps=source.fps,
                                                    max_frames=round(seconds * source.fps)))
     pipeline = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector, stats=stats)
@@ -142,6 +147,7 @@ def reference_frame_ms(checkpoint: str | None, config: str, device: str, iterati
 
 def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, precision: str, size: tuple[int, int],
                        realtime: bool, seconds: float, rounds: int, iterations: int, reference: bool,
+                       inbetweens: bool = True,
                        say: Callable[[str], None] = lambda text: None) -> dict:
     """Alone and in the loop, ``rounds`` times, alternating; see the module docstring."""
     from fomm_live.live.face import FaceDetector
@@ -166,10 +172,12 @@ def run_loop_benchmark(*, checkpoint: str | None, config: str, device: str, prec
                         backend, avatars, crops, size, iterations=iterations)})
                     continue
                 summary = time_loop(backend, avatars, detector, clip, size, realtime=realtime, seconds=seconds,
+                                    inbetweens=inbetweens,
                                     folder=Path(folder))
                 rows.append({"round": r, "where": where, "load": load, "achieved_fps": summary["achieved_fps"],
                              "frames_out": summary["frames_out"], "pipelining": summary["pipelining"],
                              "recording_dropped": summary["frames_dropped_by_recording"],
+                             **{key: summary[key] for key in (*ANIMATION_COUNTS, *ANIMATION_RATES)},
                              "stages_p50_ms": {s: summary["stages_ms"][s].get("p50") for s in LOOP_STAGES}})
             if reference:
                 say(f"round {r + 1}/{rounds}: the original code's model call")
@@ -192,7 +200,9 @@ def summarise(rows: list[dict]) -> dict:
         loop = [r for r in rows if r["where"] == where]
         figures: dict = {"loop_p50_ms": {s: _median([r["stages_p50_ms"][s] for r in loop]) for s in LOOP_STAGES},
                          "achieved_fps": _median([r["achieved_fps"] for r in loop]),
-                         "recording_dropped": sum(r["recording_dropped"] for r in loop)}
+                         "recording_dropped": sum(r["recording_dropped"] for r in loop),
+                         **{key: _median([r[key] for r in loop]) for key in ANIMATION_RATES},
+                         **{key: sum(r[key] for r in loop) for key in ANIMATION_COUNTS}}
         for stage in ("keypoints", "generator"):
             inside, by_itself = figures["loop_p50_ms"][stage], out["alone_p50_ms"][stage]
             figures[f"{stage}_loop_over_alone"] = round(inside / by_itself, 3) if inside and by_itself else None
@@ -208,13 +218,16 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def format_report(result: dict) -> str:
-    lines = [f"{'round':<6} {'where':<12} {'load':>5} " + " ".join(f"{s:>13}" for s in LOOP_STAGES) + "   fps"]
+    lines = [f"{'round':<6} {'where':<12} {'load':>5} " + " ".join(f"{s:>13}" for s in LOOP_STAGES)
+             + "   fps (output; animated, keyframes)"]
     for row in result["rows"]:
         if row["where"] == "reference":
             lines.append(f"{row['round'] + 1:<6} {'original':<12} {row['load']:>5.2f} frame {row['frame_p50_ms']:.1f}")
             continue
         stages = " ".join(f"{row['stages_p50_ms'].get(s) or 0:>13.2f}" for s in LOOP_STAGES)
         fps = f"{row['achieved_fps']:.2f}" if row.get("achieved_fps") else ""
+        if row.get("animated_fps"):
+            fps += f" (animated {row['animated_fps']:.2f}, keyframes {row.get('keyframe_fps') or 0:.2f})"
         lines.append(f"{row['round'] + 1:<6} {row['where']:<12} {row['load']:>5.2f} {stages}   {fps}")
     lines += [json.dumps({key: value}) for key, value in result["summary"].items()]
     return "\n".join(lines)
@@ -233,12 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=20, help="calls per stage alone, per round")
     parser.add_argument("--reference", action="store_true", help="time the original code's model call too")
+    parser.add_argument("--no-inbetweens", action="store_true",
+                        help="the loop without keyframes and in-betweens (realtime mode has them by default, as run)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     result = run_loop_benchmark(checkpoint=args.checkpoint, config=args.config, device=args.device,
                                 precision=args.precision, size=args.size, realtime=args.mode == "realtime",
                                 seconds=args.seconds, rounds=args.rounds, iterations=args.iterations,
-                                reference=args.reference,
+                                reference=args.reference, inbetweens=not args.no_inbetweens,
                                 say=lambda text: print(text, file=sys.stderr, flush=True))
     result["machine"] = machine_header(args.device)
     result["weights"] = args.checkpoint or f"random weights of {args.config}"

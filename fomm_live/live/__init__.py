@@ -6,6 +6,7 @@ A map of the rooms (data flows down the list; a room imports only rooms above it
     live/face.py     face detection, the crop box and the crop           (avatars.py: the source photos, cropped)
     live/backends.py the backend contract (``Backend``, ``Rendered``) and the FOMM backend
     live/landmarks/  the no-weights landmark backend                     live/remote/  the FOMM on a server
+    live/inbetween/  in-between frames: the newest keyframe moved by the face mesh's motion since its camera frame
     live/framing/    photo framing and the one compositor interface that pastes every render (``paste(rendered)``)
     live/output/     sinks: virtual camera, preview window, crash-proof MP4 recordings, the browser output
     live/loop/       the live pipeline: its threads, two stages, hotkeys, smoothing, calibration, HUD

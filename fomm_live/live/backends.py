@@ -97,11 +97,14 @@ class Rendered:
             ``device`` (FOMM), a 1 x 3 x size x size tensor there (float in [0, 1]; uint8 levels also accepted).
         field: FOMM's motion field when ``detail`` was asked (``motion_kind == "field"``), else None.
         warp: The landmark backend's warp map when ``detail`` was asked (``motion_kind == "warp"``), else None.
+        held: Not a render of this motion but the last frame again (a remote backend whose server is away): the live
+            loop keeps making in-betweens from its newest real keyframe instead (``live.loop.keyframes``).
     """
 
     frame: Any
     field: MotionField | None = None
     warp: WarpMap | None = None
+    held: bool = False
 
     def image(self) -> np.ndarray:
         """The frame as size x size x 3 uint8 RGB on the host (a tensor rounded as ``models.tensor_to_image``)."""
@@ -134,6 +137,9 @@ class Backend:
             before the first frame, so that switching avatars in a call never freezes the picture.
         needs_face: ``set_source`` refuses a photo without a face (the landmark backend moves a face mesh); without
             it, a photo in which no face is found is animated as its centre crop (the FOMM moves any picture).
+        inbetweens: Its renders may be moved by the face's motion between two of them (``live.loop.keyframes``): a
+            generator slower than a camera (FOMM: about 5 keyframes a second on a 2-core CPU) whose frames are the
+            avatar's face, which the face mesh can follow. The landmark backend keeps up by itself.
     """
 
     name: str = "backend"
@@ -145,6 +151,7 @@ class Backend:
     fast_rows: ClassVar[tuple[int, ...]] = ()
     first_source_slow: bool = False
     needs_face: bool = False
+    inbetweens: bool = False
 
     def set_source(self, image: np.ndarray) -> None:
         """Take an H x W x 3 uint8 RGB source crop; expensive per-source work happens here, once."""
@@ -208,6 +215,7 @@ class FommBackend(Backend):
 
     name = "fomm"
     motion_kind: MotionKind = "field"
+    inbetweens = True
 
     def __init__(self, animator: Any) -> None:
         self.animator = animator

@@ -1,4 +1,5 @@
-"""Reading images, writing frame folders and MP4 files (driving videos are read by ``live.capture.driving``).
+"""Reading images, writing frame folders and MP4 files, and checking that a video can be read before anything slow
+starts (``check_video``; driving videos are read by ``live.capture.driving``).
 
 Images come from anywhere, so decoding is bounded: OpenCV refuses images over ``MAX_IMAGE_PIXELS`` before decoding
 them (its ``OPENCV_IO_MAX_IMAGE_PIXELS`` limit), and files over ``MAX_IMAGE_BYTES`` are not read at all.
@@ -132,6 +133,36 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if bgr is None:
         raise UserError(f"{path} could not be decoded: a corrupt or unsupported {kind} file")
     return cv.cvtColor(bgr, cv.COLOR_BGR2RGB)
+
+
+def check_video(path: str | os.PathLike, *, what: str = "video") -> None:
+    """Fail in one line, before anything slow (a model load, an int8 calibration) happens, when ``path`` is not a
+    video whose first frame can be read: missing, a folder, empty, or not a video (a text file named .mp4). FFmpeg's
+    own complaint ("moov atom not found") is kept off the terminal; the error names the file instead.
+
+    Args:
+        path: The video file.
+        what: What the file is for, in the message (``driving video``, ``camera or video``).
+
+    Raises:
+        UserError: one line naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise UserError(f"{path} is a folder, not a video")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty, not a video")
+    cv = cv2()
+    with quiet_native_output():  # FFmpeg prints straight to the terminal's descriptor 2 from native code
+        capture = cv.VideoCapture(str(path))
+        try:
+            readable = capture.isOpened() and capture.read()[0]
+        finally:
+            capture.release()
+    if not readable:
+        raise UserError(f"{path} is not a video that can be read (not a video file, or damaged)")
 
 
 MIN_FREE_BYTES = 200 << 20  # a few minutes of 640x480 H.264 at CRF 18, with room to finalise the file

@@ -217,6 +217,9 @@ class PipelineOptions:
         head_strength: How much of the head's motion the face copies at the start, 0 to 2 (hotkeys and sliders
             change it while running).
         expression_strength: The same for the expression.
+        inbetweens: With a backend that allows them (``Backend.inbetweens``: FOMM) and a live or paced input, the
+            generator renders keyframes as fast as it can and every camera frame it cannot render in time gets an
+            in-between (``live.loop.keyframes``); False: every frame waits for the generator, as before.
     """
 
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
@@ -228,3 +231,4 @@ class PipelineOptions:
     scripted_keys: dict[int, list[str]] = field(default_factory=dict)
     head_strength: float = 1.0
     expression_strength: float = 1.0
+    inbetweens: bool = True

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fomm_live.live.errors import UserError
-from fomm_live.live.media import cv2
+from fomm_live.live.media import check_video, cv2
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +255,4 @@ def check_camera(spec: CameraSpec) -> None:
             raise UserError(f"camera or video not found: {spec.value} (a camera is an index or a /dev path)")
         if not path.is_file():
             raise UserError(f"{spec.value} is a folder, not a video")
+        check_video(path, what="camera or video")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_live.live.errors import UserError
-from fomm_live.live.media import IMAGE_SUFFIXES, cv2, read_image
+from fomm_live.live.media import IMAGE_SUFFIXES, check_video, cv2, read_image
 
 
 def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -53,6 +53,21 @@ def read_frames(path: Path) -> tuple[Iterator[np.ndarray], int | None, float]:
             capture.release()
 
     return frames(), count, float(fps)
+
+
+def check_driving(path: str | Path) -> None:
+    """Fail in one line, before the model loads, when the driving input cannot be read: a missing path, a folder
+    without images, a file that is not a readable video (``live.media.check_video``).
+
+    Raises:
+        UserError: naming the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            raise UserError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return
+    check_video(path, what="driving video")
 
 
 def open_driving(path: str | Path, *, size: int | None = None) -> DrivingSource:

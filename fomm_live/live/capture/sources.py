@@ -239,6 +239,11 @@ class FrameQueue:
             self._cond.notify_all()
             return item
 
+    def pending(self) -> bool:
+        """Whether an item is waiting (``get`` would return at once)."""
+        with self._cond:
+            return bool(self._items)
+
     def close(self) -> None:
         with self._cond:
             self.closed = True

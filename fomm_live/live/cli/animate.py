@@ -57,6 +57,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_framing_options(animate, framing=AnimateOptions.framing,
                         output_size="default: 1280x720 with --framing photo, else the model's square")
     add_strength_options(animate)
+    animate.add_argument("--keyframe-every", type=keyframe_interval, default=None, metavar="N",
+                         help="run the generator on frames 0, N, 2N, ... only and make the frames between them "
+                              "in-betweens: the last keyframe moved by the face mesh's motion since it, as the live "
+                              "loop does when the model is slower than the camera (1: every frame, the default)")
+
+
+def keyframe_interval(text: str) -> int:
+    """``--keyframe-every``'s value: a whole number of frames, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more frames, got {value}")
+    return value
 
 
 class ProgressBar:
@@ -93,20 +108,29 @@ def execute(args: argparse.Namespace) -> int:
         find_best_frame,
         prepare_photo,
     )
-    from fomm_live.live.capture.driving import open_driving
+    from fomm_live.live.capture.driving import check_driving, open_driving
     from fomm_live.live.face import FaceDetector
+    from fomm_live.live.inbetween import KeyframeEvery
     from fomm_live.live.loop.pipeline import LivePipeline
     from fomm_live.live.media import copy_audio
     from fomm_live.live.output.sinks import FileSink
     from fomm_live.live.wiring import close_backend, make_backend
 
     job = animate_options(args)
+    check_driving(job.driving)  # before the model loads: a bad input fails in one line, at once
     with contextlib.ExitStack() as cleanup:
         backend = make_backend(model_options(args), tracking=True, remote=remote_options(args), lossless=True)
         cleanup.callback(close_backend, backend)
+        if args.keyframe_every is not None:
+            if backend.name == "landmarks" and args.keyframe_every > 1:
+                raise UserError("--keyframe-every is for the fomm backend (the landmark backend renders every frame)")
+            backend = KeyframeEvery(backend, every=args.keyframe_every)
+            cleanup.callback(backend.close)  # its face mesh, and the inner backend again (safe twice)
         size = backend.size
         detector = cleanup.enter_context(FaceDetector()) if job.crop == "face" or job.find_best_frame else None
         avatars = prepare_photo(job, size=size, detector=detector, needs_face=backend.needs_face)
+        if isinstance(backend, KeyframeEvery):
+            backend.check_source(avatars[0].crop)
         neutral = find_best_frame(job, avatars[0], detector, size=size)[1] if job.find_best_frame else None
         driving = cleanup.enter_context(contextlib.closing(open_driving(job.driving, size=driving_size(job, size))))
         if not job.label:

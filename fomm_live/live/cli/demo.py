@@ -6,7 +6,7 @@ import argparse
 
 from fomm_live.live.cli.common import add_framing_options, add_model_options, add_strength_options, model_options
 from fomm_live.live.cli.outputs import LIVE_OUTPUTS, add_renamed_option, check_live_output
-from fomm_live.live.cli.run import run_live
+from fomm_live.live.cli.run import add_inbetween_option, run_live
 from fomm_live.live.options import LIVE_FRAMING, CameraOptions, OutputOptions
 
 DEMO_OUTPUT = "fomm-live-demo.mp4"
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_renamed_option(demo, "--out", new="--output", example="fomm-live demo --output demo.mp4")
     demo.add_argument("--no-preview", action="store_true", help="no preview window")
     demo.add_argument("--stats-json", metavar="PATH", help="write the per-stage latency figures here")
+    add_inbetween_option(demo)
     add_framing_options(demo, framing=LIVE_FRAMING, output_size="default: 1280x720")
     add_strength_options(demo)
 
@@ -46,7 +47,7 @@ def execute(args: argparse.Namespace) -> int:
     # default.
     loop = PipelineOptions(frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
                            pacing=PacingOptions(realtime=True), head_strength=args.head_strength,
-                           expression_strength=args.expression_strength)
+                           expression_strength=args.expression_strength, inbetweens=not args.no_inbetweens)
     code = run_live(args.source, model=model_options(args), camera=CameraOptions(camera=str(clip)), outputs=outputs,
                     loop=loop)
     for value in wanted:

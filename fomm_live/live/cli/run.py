@@ -78,8 +78,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            f"(default: {TrackingOptions.kp_min_cutoff})")
     live.add_argument("--manual-calibration", action="store_true",
                       help="take the neutral pose only when c is pressed (default: automatically once still)")
+    add_inbetween_option(live)
     add_framing_options(run, framing=LIVE_FRAMING, output_size=None)
     add_strength_options(run)
+
+
+def add_inbetween_option(group: argparse._ActionsContainer) -> None:
+    """``--no-inbetweens`` (``run``, ``demo``)."""
+    group.add_argument("--no-inbetweens", action="store_true",
+                       help="FOMM: show only the generator's own frames, each camera frame waiting for it (default: "
+                            "the generator renders keyframes as fast as it can and every camera frame in between is "
+                            "the newest keyframe moved by your face's motion, so the output keeps the camera's rate)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -93,7 +102,8 @@ def execute(args: argparse.Namespace) -> int:
                            calibration=CalibrationOptions(auto=not args.manual_calibration),
                            frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
                            pacing=PacingOptions(realtime=args.realtime, loop=args.loop, max_frames=args.max_frames),
-                           head_strength=args.head_strength, expression_strength=args.expression_strength)
+                           head_strength=args.head_strength, expression_strength=args.expression_strength,
+                           inbetweens=not args.no_inbetweens)
     return run_live(args.source, model=model_options(args), camera=camera, outputs=outputs, loop=loop,
                     remote=remote_options(args))
 

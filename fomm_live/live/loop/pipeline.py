@@ -17,6 +17,11 @@ the FOMM model on the CPU runs one-thread (it keeps every core busy itself; see 
 
 Until the neutral pose is calibrated the output is the source photo, unanimated, so frames out = frames in. With no
 face in view the last good frame is repeated and the HUD says so.
+
+With a backend slower than a camera (``Backend.inbetweens``: FOMM) on a live or paced input, the model stage is
+``live.loop.keyframes.KeyframeStage``: the generator renders keyframes on a thread of its own and every frame it
+cannot render in time gets an in-between; the tracking stage then also finds each crop's face mesh.
+``PipelineOptions.inbetweens=False`` (``--no-inbetweens``) keeps the plain ``ModelStage``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -37,30 +43,25 @@ from fomm_live.live.compose import draw_text_lines
 from fomm_live.live.errors import UserError
 from fomm_live.live.face import CropTracker, FaceDetector
 from fomm_live.live.loop.calibration import AutoCalibrator
+from fomm_live.live.loop.failures import MAX_CONSECUTIVE_ERRORS, FailurePolicy
 from fomm_live.live.loop.handoff import OneSlot
 from fomm_live.live.loop.hotkeys import QUIT_KEYS, Controls, is_tracking_key
+from fomm_live.live.loop.keyframes import KeyframeStage, inbetweens_wanted, open_inbetweens
 from fomm_live.live.loop.shutdown import close_quietly, join_and_release
 from fomm_live.live.loop.smoothing import MotionSmoother
-from fomm_live.live.loop.stages import (
-    MAX_CONSECUTIVE_ERRORS,
-    FailurePolicy,
-    ModelStage,
-    TrackedFrame,
-    TrackingStage,
-    merge_keys,
-)
+from fomm_live.live.loop.stages import ModelStage, TrackedFrame, TrackingStage, merge_keys
 from fomm_live.live.loop.stall import StallRule
 from fomm_live.live.options import PipelineOptions
 from fomm_live.live.output.sinks import FrameInfo, Sink
 from fomm_live.live.output.window import WindowSink
-from fomm_live.live.stats import PipelineStats
+from fomm_live.live.stats import INBETWEEN_E2E, PipelineStats
 
 __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother", "PipelineOptions",
            "pipelining_default", "prepare_avatars"]
 
 logger = logging.getLogger(__name__)
 
-def pipelining_default(backend: Backend | None = None) -> bool:
+def pipelining_default(backend: Backend | None = None, *, inbetweens: bool = False) -> bool:
     """Whether the loop runs its stages in two threads unless told otherwise.
 
     ``FOMM_LIVE_PIPELINING=1`` (``true``, ``yes``, ``on``) or ``0`` (``false``, ``no``, ``off``) decides. Unset (or
@@ -69,12 +70,15 @@ def pipelining_default(backend: Backend | None = None) -> bool:
     it: on the 2-core test CPU with the tiny golden model, unpaced, the two-thread loop made 25.9 frames a second
     against 28.2-28.8 for the one-thread loop (keypoints 11.5 -> 17.6 ms), while the landmark backend, whose stages
     leave room, went from 89-91 to 111-113 (``python -m fomm_live.benchmarks.pipeline``, 2026-11-30, RESULTS.md).
-    On a GPU the model's work is off the CPU and the two threads overlap as meant.
+    On a GPU the model's work is off the CPU and the two threads overlap as meant. With keyframes and in-betweens
+    (``inbetweens``) the generator has a thread of its own and the model stage makes the in-betweens: on, tracking
+    beside them (``run --realtime``, tiny golden model, 1280x720, two pairs at load 9.5-12.2: animated 8.4 and 14.0
+    frames a second against 5.5 and 4.8 one-thread, keyframes 2.1 and 4.3 a second against 2.05 and 1.6; RESULTS).
     """
     setting = switch("FOMM_LIVE_PIPELINING")
     if setting != "auto":
         return setting == "1"
-    return backend is None or not backend.uses_all_cores
+    return backend is None or not backend.uses_all_cores or inbetweens
 
 
 class LivePipeline:
@@ -90,12 +94,17 @@ class LivePipeline:
         window: The preview window, if any (driven from the thread that calls ``run``).
         stats: Where timings go (a new collector if None).
         reopen: Reopens a lost live source (camera unplugged); None: a lost source ends the run.
+        inbetweener: The in-between renderer when keyframes and in-betweens are on (``inbetweens_wanted``), the
+            caller's to close; None: a new ``live.inbetween.Inbetweener``, closed when the run ends.
+        face_mesh: The face mesh the tracking stage runs on every crop for in-betweens, the caller's to close; None:
+            a new ``live.landmarks.FaceMesh``, closed when the run ends.
     """
 
     def __init__(self, source: FrameSource, backend: Backend, avatars: list[Avatar], sinks: list[Sink], *,
                  options: PipelineOptions | None = None, detector: FaceDetector | None = None,
                  window: WindowSink | None = None, stats: PipelineStats | None = None,
-                 reopen: Callable[[], FrameSource] | None = None) -> None:
+                 reopen: Callable[[], FrameSource] | None = None, inbetweener: Any | None = None,
+                 face_mesh: Any | None = None) -> None:
         if not avatars:
             raise ValueError("at least one avatar is needed")
         self.source = source
@@ -111,8 +120,14 @@ class LivePipeline:
         self.stats = stats or PipelineStats()
         self.reopen = reopen
         self.output_size = frame.size or (source.width, source.height)
-        self.pipelining = (pipelining_default(backend) if self.options.pipelining is None
+        self.inbetweens = inbetweens_wanted(self.options, backend, paced=self.options.pacing.realtime
+                                            or not source.is_file)
+        self.pipelining = (pipelining_default(backend, inbetweens=self.inbetweens) if self.options.pipelining is None
                            else self.options.pipelining)
+        self._owned: list[Any] = []  # what this pipeline opened for in-betweens, closed when the run ends
+        self._next: FrameQueue | None = None  # where the model stage's next frame waits (set by ``run``)
+        if self.inbetweens:
+            inbetweener, face_mesh = open_inbetweens(backend, inbetweener, face_mesh, self._owned)
         self.stop_event = threading.Event()
         self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.camera_lost = False
@@ -123,20 +138,28 @@ class LivePipeline:
         if window is not None:
             window.controls = self.controls  # the slider panel (hotkey t) sets them
         self.tracking = TrackingStage(crop_mode=tracking.crop, detector=detector, size=backend.size,
-                                      smoothing=tracking.smoothing, controls=self.controls, stats=self.stats)
+                                      smoothing=tracking.smoothing, controls=self.controls, stats=self.stats,
+                                      face_mesh=face_mesh if self.inbetweens else None)
         smoother = (MotionSmoother(min_cutoff=tracking.kp_min_cutoff, beta=tracking.kp_beta,
                                    fast_rows=tuple(backend.fast_rows))
                     if tracking.smoothing else None)
         calibrator = AutoCalibrator(steady_seconds=calibration.steady_seconds)
         if not calibration.auto:
             calibrator.cancel()
-        self.model = ModelStage(backend=backend, avatars=avatars, output_size=self.output_size,
-                                crop_mode=tracking.crop, smoother=smoother, calibrator=calibrator,
-                                controls=self.controls, label=frame.label, preview=window is not None,
-                                stats=self.stats, camera_lost=lambda: self.camera_lost,
-                                calibrate_first=calibration.first, framing=frame.framing, detail=frame.detail)
+        stage = dict(backend=backend, avatars=avatars, output_size=self.output_size, crop_mode=tracking.crop,
+                     smoother=smoother, calibrator=calibrator, controls=self.controls, label=frame.label,
+                     preview=window is not None, stats=self.stats, camera_lost=lambda: self.camera_lost,
+                     calibrate_first=calibration.first, framing=frame.framing, detail=frame.detail)
+        if self.inbetweens:
+            self.model: ModelStage = KeyframeStage(inbetweener=inbetweener, next_waiting=self._next_waiting, **stage)
+        else:
+            self.model = ModelStage(**stage)
         self.failures = FailurePolicy()
         self.stuck: list[str] = []  # threads that did not stop in time at shutdown (see ``live.loop.shutdown``)
+
+    def _next_waiting(self) -> bool:
+        """Whether the model stage's next frame is already waiting (ends its wait for a keyframe)."""
+        return self._next is not None and self._next.pending()
 
     # The stages own these; they are read here by the CLI, tests and demos.
     @property
@@ -240,10 +263,12 @@ class LivePipeline:
 
     def _start_stages(self, in_queue: FrameQueue, out_queue: FrameQueue, lossless: bool) -> list[threading.Thread]:
         if not self.pipelining:
+            self._next = in_queue
             threads = [threading.Thread(target=self._sequential_loop, args=(in_queue, out_queue), name="processing",
                                         daemon=True)]
         else:
             slot: OneSlot[TrackedFrame] = OneSlot(lossless=lossless, merge=merge_keys)
+            self._next = slot
             threads = [threading.Thread(target=self._tracking_loop, args=(in_queue, slot), name="tracking",
                                         daemon=True),
                        threading.Thread(target=self._model_loop, args=(self._arrivals(slot), out_queue), name="model",
@@ -272,8 +297,10 @@ class LivePipeline:
         now = time.perf_counter()
         self.stats.add("output", (now - t0) * 1000)
         self.stats.add_end_to_end((now - info.captured_at) * 1000)
+        if info.inbetween:
+            self.stats.add(INBETWEEN_E2E, (now - info.captured_at) * 1000)
         self.stats.count("frames_out")
-        self.stats.mark_output(now)
+        self.stats.mark_output(now, animated=info.animated, inbetween=info.inbetween)
 
     def _on_lost(self, lost: bool) -> None:
         self.camera_lost = lost
@@ -335,6 +362,9 @@ class LivePipeline:
             out_queue.close()
             # Threads joined before their source is released; a stuck one keeps it (see live.loop.shutdown).
             self.stuck = join_and_release(capture, stages, [*self.sinks, *([self.window] if self.window else [])])
+            if not self.stuck:  # a stage still running may still use them
+                for held in [self.model, *self._owned]:
+                    close_quietly(held)
         if capture.error is not None and self.error is None:
             self.error = f"capture failed: {capture.error}"
         if self.error:

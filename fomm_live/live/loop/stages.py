@@ -10,7 +10,7 @@
 
 A ``TrackedFrame`` carries everything the model stage needs from tracking, including the hotkeys bound for it, so
 each key applies at the same input frame whether the stages run one after the other or in two threads.
-``FailurePolicy`` is the rule for frames that fail in either stage.
+``FailurePolicy`` (``live.loop.failures``) is the rule for frames that fail in either stage.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from fomm_live.common.errors import DeviceError
 from fomm_live.live.avatars import Avatar
 from fomm_live.live.backends import Backend, Rendered
 from fomm_live.live.capture.sources import CapturedFrame
@@ -40,9 +39,6 @@ from fomm_live.live.stats import PipelineStats
 from fomm_live.live.threads import MODEL_TURNS
 
 logger = logging.getLogger(__name__)
-
-MAX_CONSECUTIVE_ERRORS = 25  # a stage failing this many frames in a row stops the run
-
 
 def give_source(backend: Backend, avatar: Avatar) -> None:
     """``backend.set_source`` of the avatar's crop; a photo it refuses is named (the backend sees only the crop)."""
@@ -63,6 +59,8 @@ class TrackedFrame:
         crop: The backend-sized square crop (None without a box).
         keys: Hotkeys for the model stage, in the order pressed, to apply before this frame.
         error: What made tracking fail on this frame (the model stage then serves the held frame).
+        landmarks: The crop's face mesh, 478 x 3 normalised (``live.landmarks``), for in-betweens; None when not
+            asked for or not found.
     """
 
     item: CapturedFrame
@@ -71,6 +69,7 @@ class TrackedFrame:
     crop: np.ndarray | None = None
     keys: list[str] = field(default_factory=list)
     error: Exception | None = None
+    landmarks: np.ndarray | None = None
 
     @property
     def index(self) -> int:
@@ -100,11 +99,14 @@ class TrackingStage:
         size: Side of the crops (the backend's input size).
         smoothing: Smooth the crop box.
         controls: Where ``mirror`` lives (this stage owns it).
-        stats: Receives the ``face_tracking`` and ``crop`` times.
+        stats: Receives the ``face_tracking``, ``crop`` and ``face_mesh`` times.
+        face_mesh: Finds the crop's landmarks on every frame, for in-betweens (``live.landmarks.FaceMesh``, video
+            mode); None: not needed.
     """
 
     def __init__(self, *, crop_mode: str, detector: FaceDetector | None, size: int, smoothing: bool,
-                 controls: Controls, stats: PipelineStats) -> None:
+                 controls: Controls, stats: PipelineStats, face_mesh: Any | None = None) -> None:
+        self.face_mesh = face_mesh
         self.crop_mode = crop_mode
         self.detector = detector
         self.size = size
@@ -143,40 +145,12 @@ class TrackingStage:
                            else centre_crop_box(*frame.shape[:2]))
             tracked.crop = None if tracked.box is None else crop_square(frame, tracked.box, self.size)
             self.stats.add("crop", (time.perf_counter() - t0) * 1000)
+            if self.face_mesh is not None and tracked.crop is not None:
+                tracked.landmarks = timed(self.stats, "face_mesh",
+                                          lambda: self.face_mesh.landmarks(tracked.crop, static=False))
         except Exception as err:  # noqa: BLE001 - handed to the model stage's failure policy with the frame
             tracked.error = err
         return tracked
-
-
-class FailurePolicy:
-    """A frame that fails in either stage is logged (once per kind of error) and replaced by the held frame;
-    ``MAX_CONSECUTIVE_ERRORS`` failed frames in a row stop the run."""
-
-    def __init__(self, limit: int = MAX_CONSECUTIVE_ERRORS) -> None:
-        self.limit = limit
-        self.consecutive = 0
-        self.counts: dict[str, int] = {}
-
-    def succeeded(self) -> None:
-        self.consecutive = 0
-
-    def failed(self, index: int, err: BaseException) -> str | None:
-        """Count a failed frame; returns the message that stops the run once the limit is reached, or at once for
-        a device failure (``models.engines.DeviceError``: the GPU ran out of memory with nothing left to drop, or
-        was lost), which would fail the same way on every following frame."""
-        self.consecutive += 1
-        kind = type(err).__name__
-        if isinstance(err, DeviceError):
-            logger.error("processing frame %d failed: %s", index, err)
-            logger.debug("the device error, with its traceback:", exc_info=err)  # shown with --debug
-            return str(err)
-        if kind not in self.counts:
-            logger.error("processing frame %d failed: %s: %s (serving the last good frame)", index, kind, err)
-            logger.debug("the first %s, with its traceback:", kind, exc_info=err)  # shown with --debug
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        if self.consecutive >= self.limit:
-            return f"processing failed {self.consecutive} frames in a row ({kind}: {err}); stopping"
-        return None
 
 
 class _StillFaceType:
@@ -336,18 +310,28 @@ class ModelStage:
             motion, rendered = self._model(tracked, status)
         t0 = time.perf_counter()
         if rendered is not None:
+            self.stats.mark_keyframe(time.perf_counter())
             fitted = self._held = self.compositor.paste(rendered)
         else:
             fitted = self.held_frame()
+        return self.output(tracked, fitted, status, t0, face=motion is not None, animated=rendered is not None)
+
+    def output(self, tracked: TrackedFrame, fitted: np.ndarray, status: list[str], t0: float, *, face: bool,
+               animated: bool, inbetween: bool = False) -> tuple[np.ndarray, FrameInfo]:
+        """The output frame (``fitted`` with the label) and its info; the preview built; ``compose`` timed from
+        ``t0`` (``perf_counter`` seconds)."""
         out = add_label(fitted) if self.label else fitted
         preview = (build_preview(out, tracked.crop, status, controls=self.controls, stats=self.stats,
                                  camera_lost=self.camera_lost()) if self.preview else None)
         self.stats.add("compose", (time.perf_counter() - t0) * 1000)
         box = tracked.box
-        info = FrameInfo(tracked.index, tracked.item.captured_at, face=motion is not None,
-                         animated=rendered is not None, preview=preview, status=status,
-                         crop_box=None if box is None else (box.cx, box.cy, box.side))
+        info = FrameInfo(tracked.index, tracked.item.captured_at, face=face, animated=animated, preview=preview,
+                         status=status, crop_box=None if box is None else (box.cx, box.cy, box.side),
+                         inbetween=inbetween)
         return out, info
+
+    def close(self) -> None:
+        """Release what the stage holds beyond the backend (nothing here; see ``live.loop.keyframes``)."""
 
     def _model(self, tracked: TrackedFrame, status: list[str]) -> tuple[Any, Rendered | None]:
         """The model's calls for one frame: keypoints, smoothing, calibration, render. Returns the motion (None with
@@ -376,15 +360,20 @@ class ModelStage:
         return motion, timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
 
     def _maybe_calibrate(self, motion: Any, face: Face | None, index: int, t: float) -> None:
+        if self.should_calibrate(face, t):
+            self.take_neutral(motion, index)
+
+    def should_calibrate(self, face: Face | None, t: float) -> bool:
+        """Whether the frame with this face at media time ``t`` becomes the neutral pose (called once per frame)."""
         take = self.calibrator.update(face if self.crop_mode == "face" else _StillFace, t)
         if self.controls.best_frame and self.best_selector is not None and self.best_selector.update(face):
             take = True
-        if self.calibrate_first and not self.backend.calibrated:
-            take = True
-        if take:
-            self.backend.calibrate(motion)
-            self.events.append((index, "calibrated"))
-            logger.info("neutral pose calibrated at frame %d", index)
+        return take or (self.calibrate_first and not self.backend.calibrated)
+
+    def take_neutral(self, motion: Any, index: int) -> None:
+        self.backend.calibrate(motion)
+        self.events.append((index, "calibrated"))
+        logger.info("neutral pose calibrated at frame %d", index)
 
     def held_frame(self) -> np.ndarray:
         """What to show without a new animated frame: the last one, else the source photo unanimated (both at the

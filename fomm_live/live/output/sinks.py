@@ -45,6 +45,8 @@ class FrameInfo:
         preview: The frame the preview window shows instead, with HUD overlays (None: same as the output).
         status: Short HUD text lines.
         crop_box: (centre x, centre y, side) of the face crop in the input frame, None before the first face.
+        inbetween: An animated frame made from the newest keyframe moved by the face's motion since, not by the
+            generator (``live.loop.inbetweens``); False for a keyframe and for a frame that is not animated.
     """
 
     index: int
@@ -54,6 +56,7 @@ class FrameInfo:
     preview: np.ndarray | None = None
     status: list[str] = field(default_factory=list)
     crop_box: tuple[float, float, float] | None = None
+    inbetween: bool = False
 
 
 class Sink(Protocol):

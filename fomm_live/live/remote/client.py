@@ -14,12 +14,16 @@ or with ``--no-detail``, ``render`` is called without the motion and no field is
 asked for it and then renders without it asks it off).
 
 One request at a time: ``render`` waits for its frame, so at most one frame is in flight, and the live loop's
-newest-frame-wins hand-off in front of the model stage decides what is sent next.
+newest-frame-wins hand-off in front of the model stage decides what is sent next. On a live or paced input the
+server's frames are keyframes (``inbetweens``): every camera frame that comes while a request is out gets an
+in-between made here from the newest one (``live.loop.keyframes``), so a busy server or a slow link still gives an
+output at the camera's rate.
 
 When the server is slow or gone: at start the backend retries for ``START_TIMEOUT_S``; during a run it reconnects
 with back-off (saying so once, and once more when it is back), replaying the stream's setup (motion field, avatar,
-neutral pose). Meanwhile a live or paced input gets the last rendered face (and its field) again (the output keeps
-its last frame and its frame count); a lossless input (a file without ``--realtime``) waits for the server instead,
+neutral pose). Meanwhile a live or paced input gets the last rendered face (and its field) again, marked
+``Rendered.held`` (the output keeps its last frame and its frame count; with in-betweens the newest real keyframe
+goes on being moved by the face); a lossless input (a file without ``--realtime``) waits for the server instead,
 so no frame is skipped.
 """
 
@@ -126,6 +130,7 @@ class RemoteBackend(Backend):
     name = "fomm-remote"
     device = "cpu"  # its frames and fields arrive here: photo framing pastes with ``live.framing.pasteback_field``
     motion_kind = "field"
+    inbetweens = True  # the server's frames are keyframes; in-betweens are made here (``live.loop.keyframes``)
 
     def __init__(self, url: str, *, token: str | None = None, codec: str = "jpeg", relative: bool = True,
                  adapt_scale: bool = True, lossless: bool = False, start_timeout: float = START_TIMEOUT_S) -> None:
@@ -327,11 +332,11 @@ class RemoteBackend(Backend):
         None for a face held from before the field was asked for)."""
         if detail != self._field:
             self._want_field(detail)
-        face, field = self._render(motion)
+        (face, field), held = self._render(motion)
         if not detail or field is None:
-            return Rendered(face)
+            return Rendered(face, held=held)
         deformation, occlusion = field
-        return Rendered(face, field=MotionField(deformation, occlusion))
+        return Rendered(face, field=MotionField(deformation, occlusion), held=held)
 
     def _want_field(self, on: bool) -> None:
         """Ask for the motion field with every frame (or no longer); when the server is away, the reconnection's
@@ -341,9 +346,9 @@ class RemoteBackend(Backend):
                     else "no motion field from the server")
         self._call(lambda: self._request({"type": "field", "want": on}))
 
-    def _render(self, motion: CropMotion) -> tuple[np.ndarray, Field | None]:
+    def _render(self, motion: CropMotion) -> tuple[tuple[np.ndarray, Field | None], bool]:
         """The face the server rendered for ``motion`` and its motion field when the stream asked for it (the last
-        ones again when the server is away, see the module docstring)."""
+        ones again when the server is away, see the module docstring), and whether they are those last ones."""
         self._frame_id += 1
         frame_id = self._frame_id
 
@@ -363,9 +368,9 @@ class RemoteBackend(Backend):
         if rendered is None:
             if self._held is None:
                 raise ConnectionError(f"the server at {self.url} is away and no frame was rendered yet")
-            return self._held
+            return self._held, True
         self._held = rendered
-        return rendered
+        return rendered, False
 
     def close(self) -> None:
         """Close the stream; safe to call twice."""

@@ -1,0 +1,278 @@
+"""How well in-betweens predict a clip's own frames: per offset from the keyframe, the PSNR of the in-between and of
+holding the keyframe (what the live loop shows without in-betweens).
+
+    python -m fomm_live.benchmarks.inbetween --clip CLIP --every N [--json PATH] [--sheet PNG]
+    python -m fomm_live.benchmarks.inbetween --make-clip CLIP [--portrait IMAGE]   # the demo's scripted clip
+    python -m fomm_live.benchmarks.inbetween --sheet-of EVERY_FRAME KEYFRAMED --sheet PNG [--every N]
+
+Every N-th frame k of the clip stands for a perfectly rendered keyframe of itself; the in-between at offset i
+predicts frame k + i from frame k with the face's motion from k to k + i (``live.inbetween.Inbetweener``, the clip's
+first frame as the avatar and its neutral pose, so the mesh follows the driver's own landmarks). Everything is
+measured on the tracked face square (the live loop's crop tracker, 256 px), the square the generator renders.
+Frames where the face mesh finds no face are left out (counted in the output). The last line printed is
+``inbetween_psnr=... held_psnr=... gain_db=...``: the means over all in-between frames (offsets 1..N-1).
+
+The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
+photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), and ``render`` is timed there (p50 and p90, ms,
+wall clock; and the p50 of the CPU time it took, all threads, which other work on the machine changes less).
+
+``--sheet-of`` writes a contact sheet instead: two runs of ``animate`` (video files or PNG folders) side by side, frame
+by frame, e.g. every frame beside ``--keyframe-every N`` (keyframes marked with a green bar).
+
+The jump at a keyframe: the mean absolute difference (levels) between consecutive output frames where a new keyframe
+takes over, beside the same between the other consecutive frames (the motion of an ordinary frame step). With
+``--latency L`` keyframe k arrives at frame k + L, as from a generator that takes L frame intervals (frames before it
+come from the previous keyframe, and "held" is the previous keyframe); ``--crossfade C`` blends the previous keyframe
+into the C frames after a new one arrives (``Inbetweener``'s option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fomm_live.live.capture.driving import open_driving
+from fomm_live.live.errors import UserError
+from fomm_live.live.face import CropTracker, FaceDetector, crop_square
+from fomm_live.live.inbetween import Inbetweener
+from fomm_live.live.landmarks.facemesh import FaceMesh
+from fomm_live.live.media import cv2
+
+SIZE = 256
+OUTPUT = (1280, 720)
+OUTPUT_PLACEMENT = (322.1, 12.0, 480.0)  # the bundled portrait's square in photo framing at 1280 x 720
+
+
+def psnr(got: np.ndarray, want: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images (peak 255); capped at 100 for identical images."""
+    mse = float(np.mean((got.astype(np.float64) - want.astype(np.float64)) ** 2))
+    return 100.0 if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16))))
+
+
+def tracked_squares(clip: str | Path, *, size: int = SIZE) -> tuple[list[np.ndarray], float]:
+    """The clip's face squares as the live loop crops them (crop tracker, One Euro smoothing) and its frame rate."""
+    source = open_driving(clip)
+    detector = FaceDetector()
+    tracker = CropTracker(smoothing=True)
+    squares: list[np.ndarray] = []
+    box = None
+    try:
+        index = 0
+        while (frame := source.read()) is not None:
+            faces = detector.detect(frame)
+            box = tracker.update(faces[0] if faces else None, index / source.fps) or box
+            if box is None:
+                raise UserError(f"{clip}: no face in frame {index}; the benchmark needs one from the first frame")
+            squares.append(crop_square(frame, box, size))
+            index += 1
+        fps = source.fps
+    finally:
+        source.close()
+        detector.close()
+    return squares, fps
+
+
+def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every: int, *, latency: int = 0,
+            crossfade: int = 0, sheet_rows: int = 0) -> tuple[dict, list[np.ndarray]]:
+    """Per-offset PSNRs and the keyframe jumps (see the module docstring).
+
+    Args:
+        squares: The clip's face squares.
+        landmarks: Their face meshes (None: no face).
+        every: A keyframe every this many frames.
+        latency: Keyframe k is available from frame k + latency on (the generator's delay); until then the frames
+            are made from the previous keyframe, and "held" shows the previous keyframe.
+        crossfade: The renderer's cross-fade after a new keyframe (``Inbetweener``).
+        sheet_rows: Also return that many sheet rows (true frame, in-between, held keyframe side by side): the
+            in-betweens where holding does worst (the most motion), in the clip's order.
+    """
+    first = next((i for i, p in enumerate(landmarks) if p is not None), None)
+    if first is None:
+        raise UserError("the face mesh found no face in any frame of the clip")
+    renderer, at_output = Inbetweener(size=SIZE, crossfade=crossfade), Inbetweener(size=SIZE, crossfade=crossfade)
+    for r in (renderer, at_output):
+        r.set_source(squares[first], points=landmarks[first])
+        r.calibrate(landmarks[first])
+    cv = cv2()
+    x0, y0, side = OUTPUT_PLACEMENT
+    s = side / SIZE
+    to_output = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]])
+    keys = [k for k in range(first, len(squares), every) if landmarks[k] is not None]
+    stage_ms: list[float] = []
+    stage_cpu_ms: list[float] = []  # CPU time of all the process's threads: what the stage costs without other load
+    per_offset: dict[int, dict[str, list[float]]] = {}
+    steps, jumps, held_jumps = [], [], []
+    sheet: list[tuple[float, int, np.ndarray]] = []  # (held PSNR, frame, row): the worst held kept
+    skipped, key, previous = 0, None, None
+    for t in range(first, len(squares)):
+        available = [k for k in keys if k + latency <= t]
+        if not available:
+            continue
+        switched = available[-1] != key
+        if switched:
+            held_before = None if key is None else squares[key]
+            key = available[-1]
+            renderer.keyframe(squares[key], landmarks[key], (0.0, 0.0, float(SIZE)))
+            big = cv.warpAffine(squares[key], to_output, OUTPUT, flags=cv.INTER_LINEAR,
+                                borderMode=cv.BORDER_REPLICATE)
+            at_output.keyframe(big, landmarks[key], OUTPUT_PLACEMENT)
+        if landmarks[t] is None:
+            skipped, previous = skipped + 1, None
+            continue
+        predicted = renderer.render(landmarks[t])
+        offset = t - key
+        if offset > 0:  # an in-between (offset 0 is the keyframe itself)
+            start, cpu = time.perf_counter(), time.process_time()
+            at_output.render(landmarks[t])
+            stage_ms.append((time.perf_counter() - start) * 1000)
+            stage_cpu_ms.append((time.process_time() - cpu) * 1000)
+            row = per_offset.setdefault(offset, {"inbetween": [], "held": []})
+            row["inbetween"].append(psnr(predicted, squares[t]))
+            row["held"].append(psnr(squares[key], squares[t]))
+            if sheet_rows:
+                sheet.append((row["held"][-1], t, np.hstack([squares[t], predicted, squares[key]])))
+                sheet = sorted(sheet, key=lambda item: item[0])[:sheet_rows]
+        if previous is not None:
+            if switched:
+                jumps.append(mean_abs(predicted, previous))
+                if held_before is not None:
+                    held_jumps.append(mean_abs(squares[key], held_before))
+            else:
+                steps.append(mean_abs(predicted, previous))
+        previous = predicted
+    offsets = {i: {"inbetween_psnr": float(np.mean(v["inbetween"])), "held_psnr": float(np.mean(v["held"])),
+                   "frames": len(v["inbetween"])} for i, v in sorted(per_offset.items())}
+    every_in = [x for v in per_offset.values() for x in v["inbetween"]]
+    every_held = [x for v in per_offset.values() for x in v["held"]]
+    result = {
+        "every": every, "latency": latency, "crossfade": crossfade, "frames": len(squares),
+        "skipped_no_face": skipped, "offsets": offsets,
+        "inbetween_psnr": float(np.mean(every_in)) if every_in else float("nan"),
+        "held_psnr": float(np.mean(every_held)) if every_held else float("nan"),
+        "keyframe_jump": float(np.mean(jumps)) if jumps else float("nan"),
+        "held_keyframe_jump": float(np.mean(held_jumps)) if held_jumps else float("nan"),
+        "inbetween_step": float(np.mean(steps)) if steps else float("nan"),
+        "stage_ms_1280x720": {"p50": float(np.percentile(stage_ms, 50)), "p90": float(np.percentile(stage_ms, 90)),
+                              "cpu_p50": float(np.percentile(stage_cpu_ms, 50)), "count": len(stage_ms)}
+        if stage_ms else None,
+    }
+    result["gain_db"] = result["inbetween_psnr"] - result["held_psnr"]
+    return result, [row for _, _, row in sorted(sheet, key=lambda item: item[1])]
+
+
+def contact_sheet(every_frame: str, keyframed: str, *, every: int, first: int = 0, limit: int = 15) -> np.ndarray:
+    """Two runs of ``animate`` side by side, one row per frame (``limit`` rows from frame ``first``): every frame on
+    the left,
+    ``--keyframe-every N`` on the right, a green bar under the keyframes' rows and the difference's mean printed."""
+    cv = cv2()
+    rows = []
+    left, right = open_driving(every_frame), open_driving(keyframed)
+    try:
+        for index in range(first + limit):
+            a, b = left.read(), right.read()
+            if a is None or b is None:
+                break
+            if index < first:
+                continue
+            row = np.hstack([a, np.full((a.shape[0], 8, 3), 255, np.uint8), b])
+            bar = np.full((6, row.shape[1], 3), (0, 200, 0) if index % every == 0 else (40, 40, 40), np.uint8)
+            text = f"{index}: {'keyframe' if index % every == 0 else 'in-between'}, {mean_abs(a, b):.1f} levels"
+            row = np.vstack([row, bar])
+            cv.putText(row, text, (6, 18), cv.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv.LINE_AA)
+            rows.append(row)
+    finally:
+        left.close()
+        right.close()
+    if not rows:
+        raise UserError(f"no frames to compare in {every_frame} and {keyframed}")
+    return np.vstack(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", help="a driving clip with one face (video file or folder of frames)")
+    parser.add_argument("--every", type=int, default=5, help="a keyframe every N frames (default 5; N >= 2)")
+    parser.add_argument("--latency", type=int, default=0,
+                        help="frames between a keyframe's camera frame and its arrival (the generator's delay; "
+                             "default 0: a keyframe is shown at its own frame)")
+    parser.add_argument("--crossfade", type=int, default=0,
+                        help="renders after a new keyframe that blend in the previous one (default 0)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--sheet", help="write a PNG of the first in-betweens: true frame | in-between | held")
+    parser.add_argument("--make-clip", help="write the demo's scripted driving clip (from --portrait) here and stop")
+    parser.add_argument("--portrait", help="the photo --make-clip animates (default: the bundled portrait)")
+    parser.add_argument("--sheet-of", nargs=2, metavar=("EVERY_FRAME", "KEYFRAMED"),
+                        help="write --sheet from two animate outputs (every frame, --keyframe-every N) and stop")
+    parser.add_argument("--first", type=int, default=0, help="--sheet-of: the first frame shown (default 0)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        if args.sheet_of:
+            if not args.sheet:
+                parser.error("--sheet-of needs --sheet PNG")
+            sheet = contact_sheet(*args.sheet_of, every=args.every, first=args.first)
+            cv2().imwrite(args.sheet, cv2().cvtColor(sheet, cv2().COLOR_RGB2BGR))
+            print(args.sheet)
+            return
+        if args.make_clip:
+            from fomm_live.live.democlip import make_demo_clip
+            from fomm_live.live.paths import DEFAULT_PORTRAIT
+
+            print(make_demo_clip(Path(args.make_clip), portrait=Path(args.portrait or DEFAULT_PORTRAIT)))
+            return
+        if not args.clip:
+            parser.error("--clip is required (or --make-clip to write a test clip)")
+        if args.every < 2:
+            parser.error(f"--every: expected 2 or more (1 has no in-betweens), got {args.every}")
+        squares, fps = tracked_squares(args.clip)
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
+    mesh = FaceMesh()
+    try:
+        landmarks = [mesh.landmarks(square, static=True) for square in squares]
+    finally:
+        mesh.close()
+    try:
+        result, sheet = measure(squares, landmarks, args.every, latency=args.latency, crossfade=args.crossfade,
+                                sheet_rows=12 if args.sheet else 0)
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
+    result.update(clip=str(args.clip), fps=fps, cpu=platform.processor() or platform.machine(),
+                  cores=os.cpu_count(), load_average=os.getloadavg()[0])
+    print(f"{args.clip}: {result['frames']} frames at {fps:g} fps, a keyframe every {args.every} arriving "
+          f"{args.latency} frames late, cross-fade {args.crossfade}, {result['skipped_no_face']} without a face "
+          "left out")
+    print(f"{'offset':>6} {'frames':>6} {'inbetween dB':>12} {'held dB':>8} {'gain dB':>8}")
+    for i, row in result["offsets"].items():
+        print(f"{i:>6} {row['frames']:>6} {row['inbetween_psnr']:>12.2f} {row['held_psnr']:>8.2f} "
+              f"{row['inbetween_psnr'] - row['held_psnr']:>8.2f}")
+    if result["stage_ms_1280x720"]:
+        print(f"in-between stage at 1280x720 (square {OUTPUT_PLACEMENT[2]:g} px): p50 "
+              f"{result['stage_ms_1280x720']['p50']:.2f} ms, p90 {result['stage_ms_1280x720']['p90']:.2f} ms "
+              f"(CPU time p50 {result['stage_ms_1280x720']['cpu_p50']:.2f} ms), load average "
+              f"{result['load_average']:.2f}")
+    print(f"step at a new keyframe {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}),"
+          f" step between other frames {result['inbetween_step']:.2f} (mean absolute difference)")
+    if args.sheet and sheet:
+        cv = cv2()
+        cv.imwrite(args.sheet, cv.cvtColor(np.vstack(sheet), cv.COLOR_RGB2BGR))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"inbetween_psnr={result['inbetween_psnr']:.2f} held_psnr={result['held_psnr']:.2f} "
+          f"gain_db={result['gain_db']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The in-between renderer (``live.inbetween``): the keyframe at its own landmarks, a driver moving by a similarity,
+the strengths, and the frame outside the model's square.
+
+The avatar's landmarks are found once by the face mesh on the bundled portrait; the driver's landmarks are built
+from them directly (the neutral pose is the avatar's own, then moved by known transforms), so what each in-between
+should show is known exactly. Keyframes are the portrait framed at 1280 x 720 with the model's square at a
+fractional placement, as photo framing puts it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fomm_live.live.errors import UserError
+from fomm_live.live.inbetween import Inbetweener
+from fomm_live.live.landmarks.facemesh import FaceMesh
+from fomm_live.live.landmarks.points import FACE_OVAL
+from fomm_live.live.media import cv2, read_image
+from fomm_live.live.paths import DEFAULT_PORTRAIT
+
+SIZE = 256
+OUTPUT = (1280, 720)
+PLACEMENT = (400.3, 40.7, 480.0)  # the model's square in the output: x0, y0, side (edge coordinates)
+# The portrait's face square (centre x, centre y, side) in its 512 x 512 pixels.
+FACE_SQUARE = (225, 122, 240)
+
+
+@pytest.fixture(scope="module")
+def avatar() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the model's square, its 478 x 3 normalised landmarks, a 1280 x 720 keyframe showing that square at
+    PLACEMENT)."""
+    cv = cv2()
+    photo = read_image(DEFAULT_PORTRAIT)
+    cx, cy, side = FACE_SQUARE
+    square = cv.resize(photo[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2], (SIZE, SIZE),
+                       interpolation=cv.INTER_AREA)
+    mesh = FaceMesh()
+    try:
+        points = mesh.landmarks(square, static=True)
+    finally:
+        mesh.close()
+    assert points is not None, "the face mesh found no face in the bundled portrait"
+    # The keyframe: the photo scaled so that the face square lands on PLACEMENT (square pixel j at output
+    # x0 + (j + 0.5) * side / SIZE - 0.5), the rest of the output the photo around it.
+    x0, y0, out_side = PLACEMENT
+    s = out_side / side
+    matrix = np.array([[s, 0.0, x0 - (cx - side / 2) * s + 0.5 * s - 0.5],
+                       [0.0, s, y0 - (cy - side / 2) * s + 0.5 * s - 0.5]])
+    frame = cv.warpAffine(photo, matrix, OUTPUT, flags=cv.INTER_LINEAR, borderMode=cv.BORDER_REFLECT)
+    return square, points, frame
+
+
+def similarity(points: np.ndarray, *, degrees: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    """``points`` (478 x 3 normalised) turned by ``degrees`` in the image plane and scaled about their centre, then
+    shifted (normalised units); depth scaled with them, as a face coming closer."""
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # counter-clockwise on screen (y down)
+    centre = points[:, :2].mean(0)
+    moved = points.astype(np.float64).copy()
+    moved[:, :2] = (points[:, :2] - centre) @ rot.T * scale + centre + np.asarray(shift)
+    moved[:, 2] *= scale
+    return moved.astype(np.float32)
+
+
+def ready(avatar, *, head: float = 1.0, expression: float = 1.0) -> Inbetweener:
+    square, points, frame = avatar
+    renderer = Inbetweener(size=SIZE)
+    renderer.set_source(square, points=points)
+    renderer.calibrate(points)
+    renderer.set_strengths(head, expression)
+    renderer.keyframe(frame, points, PLACEMENT)
+    return renderer
+
+
+def test_render_at_the_keyframes_own_landmarks_is_the_keyframe_exactly(avatar) -> None:
+    renderer = ready(avatar)
+    _, points, frame = avatar
+    out = renderer.render(points)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    assert np.array_equal(out, frame)
+    assert out is not frame  # a new array: the caller may draw on it
+
+
+def test_a_driver_moving_by_a_similarity_moves_the_face_by_that_similarity(avatar) -> None:
+    """Every face triangle moves by the same similarity, so inside the face the in-between is the keyframe moved by
+    that similarity; only the two resamplings (field and frame, 1/32 pixel fixed point in cv2.remap) differ.
+    Tolerance: mean absolute difference under 0.25 level, 99th percentile at most 1 level (of 255); measured 0.01
+    and 0."""
+    cv = cv2()
+    _, points, frame = avatar
+    renderer = ready(avatar)
+    driven = similarity(points, degrees=4.0, scale=1.04, shift=(0.012, -0.008))
+    out = renderer.render(driven)
+    # The expected motion in square pixels: the avatar's landmarks at the keyframe and now (the avatar is the
+    # driver's own face here, so the relative motion is the driver's motion times SIZE: S = SIZE * D).
+    before, after = points[:, :2].astype(np.float64) * SIZE, driven[:, :2].astype(np.float64) * SIZE
+    a, residual = np.linalg.lstsq(np.column_stack([before, np.ones(len(before))]), after, rcond=None)[:2]
+    assert residual.max() < 1e-6  # the driver's motion is a similarity indeed
+    # Square pixel p -> output pixel o = x0 + (p + 0.5) k - 0.5 (k = side / SIZE); the similarity in output pixels:
+    x0, y0, side = PLACEMENT
+    k = side / SIZE
+    to_out = np.array([[k, 0.0, x0 + 0.5 * k - 0.5], [0.0, k, y0 + 0.5 * k - 0.5], [0.0, 0.0, 1.0]])
+    motion = np.vstack([a.T, [0.0, 0.0, 1.0]])
+    expected_matrix = (to_out @ motion @ np.linalg.inv(to_out))[:2]
+    expected = cv.warpAffine(frame, expected_matrix, OUTPUT, flags=cv.INTER_LINEAR, borderMode=cv.BORDER_REFLECT)
+    # Inside the face: the moved face oval, shrunk by a tenth about its centre (its edge meets the head ring, whose
+    # triangles follow the oval only partly).
+    oval = (after[list(FACE_OVAL)] - 0.5) * k + [x0 + 0.5 * k, y0 + 0.5 * k]
+    oval = oval.mean(0) + 0.9 * (oval - oval.mean(0))
+    inside = np.zeros(frame.shape[:2], np.uint8)
+    cv.fillPoly(inside, [np.round(oval).astype(np.int32)], 1)
+    diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))[inside.astype(bool)]
+    held = np.abs(frame.astype(np.int16) - expected.astype(np.int16))[inside.astype(bool)]
+    assert held.mean() > 10, "the motion is too small to tell a moved face from a held one"
+    assert diff.mean() < 0.25, f"mean {diff.mean():.2f} levels from the keyframe moved by the similarity"
+    assert np.percentile(diff, 99) <= 1, f"99th percentile {np.percentile(diff, 99):.1f} levels"
+
+
+def test_the_frame_outside_the_models_square_is_the_keyframes_own(avatar) -> None:
+    _, points, frame = avatar
+    out = ready(avatar).render(similarity(points, degrees=3.0, scale=1.0, shift=(0.01, 0.0)))
+    x0, y0, side = PLACEMENT
+    outside = np.ones(frame.shape[:2], bool)
+    outside[int(y0):int(np.ceil(y0 + side)), int(x0):int(np.ceil(x0 + side))] = False
+    assert np.array_equal(out[outside], frame[outside])
+    assert not np.array_equal(out, frame)
+
+
+def test_head_strength_zero_holds_the_face_still_under_a_head_motion(avatar) -> None:
+    _, points, frame = avatar
+    moved = similarity(points, degrees=5.0, scale=1.05, shift=(0.02, 0.01))
+    held = ready(avatar, head=0.0).render(moved)
+    copied = ready(avatar).render(moved)
+    assert np.abs(held.astype(np.int16) - frame).max() <= 1  # float rounding of the fit only
+    assert np.abs(copied.astype(np.int16) - frame).mean() > 1.0
+
+
+def test_render_without_a_keyframe_after_a_reset_and_a_source_without_a_face_say_so(avatar) -> None:
+    square, points, _ = avatar
+    renderer = Inbetweener(size=SIZE)
+    renderer.set_source(square, points=points)
+    renderer.calibrate(points)
+    with pytest.raises(RuntimeError, match="keyframe"):
+        renderer.render(points)
+    renderer.keyframe(avatar[2], points, PLACEMENT)
+    renderer.reset_calibration()
+    assert not renderer.calibrated and not renderer.has_keyframe
+    with pytest.raises(RuntimeError, match="keyframe"):
+        renderer.render(points)
+    blank = Inbetweener(size=SIZE)
+    with pytest.raises(UserError, match="no face"):
+        blank.set_source(np.full((SIZE, SIZE, 3), 128, np.uint8))
+    blank.close()
+    blank.close()  # safe twice
+
+
+def test_the_quality_benchmark_prints_its_three_keys_last_and_beats_holding_on_a_swaying_head(
+        tmp_path, capsys) -> None:
+    """The benchmark on a short clip of the portrait turning and sliding (a similarity per frame, so the face mesh's
+    motion is the true motion): its last line holds the three keys, and the in-betweens beat holding the keyframe."""
+    from fomm_live.benchmarks import inbetween as bench
+    from tests.helpers.clips import moving_frames, write_clip
+
+    clip = write_clip(tmp_path / "sway.mp4", moving_frames(14, still=2))
+    bench.main(["--clip", str(clip), "--every", "4", "--json", str(tmp_path / "figures.json")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    values = dict(pair.split("=") for pair in last.split())
+    assert list(values) == ["inbetween_psnr", "held_psnr", "gain_db"]
+    inbetween, held, gain = (float(values[k]) for k in ("inbetween_psnr", "held_psnr", "gain_db"))
+    assert abs(gain - (inbetween - held)) < 0.011
+    assert gain > 1.0, last
+    figures = json.loads((tmp_path / "figures.json").read_text(encoding="utf-8"))
+    assert sorted(figures["offsets"]) == ["1", "2", "3"]
+
+
+def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar) -> None:
+    """With ``crossfade=2`` the two renders after a new keyframe blend in the previous keyframe (moved to the same
+    geometry: here both keyframes were taken at the landmarks rendered, so no move) at 2/3 then 1/3; the third is the
+    new keyframe alone, exactly."""
+    cv = cv2()
+    square, points, frame = avatar
+    renderer = Inbetweener(size=SIZE, crossfade=2)
+    renderer.set_source(square, points=points)
+    renderer.calibrate(points)
+    renderer.keyframe(frame, points, PLACEMENT)
+    newer = np.ascontiguousarray(frame[::-1])  # another frame of the same size
+    renderer.keyframe(newer, points, PLACEMENT)
+    first, second, third = (renderer.render(points) for _ in range(3))
+    assert np.array_equal(first, cv.addWeighted(frame, 2 / 3, newer, 1 / 3, 0.0))
+    assert np.array_equal(second, cv.addWeighted(frame, 1 / 3, newer, 2 / 3, 0.0))
+    assert np.array_equal(third, newer)
+
+
+def test_a_face_that_moved_less_than_the_still_threshold_shows_the_keyframe_itself(avatar) -> None:
+    """Face-mesh noise of a still face (0.2 px at 256, under STILL's 0.3) leaves the keyframe as it is, not
+    resampled; a 2 px move does not."""
+    _, points, frame = avatar
+    renderer = ready(avatar)
+    noise = np.random.default_rng(0).uniform(-0.2, 0.2, points.shape).astype(np.float32) / SIZE
+    assert np.array_equal(renderer.render(points + noise), frame)
+    moved = points.copy()
+    moved[:, 0] += 2.0 / SIZE
+    assert not np.array_equal(renderer.render(moved), frame)
+
+
+def test_a_mouth_opening_past_the_keyframes_gets_its_new_gap_painted_dark(avatar) -> None:
+    """The driver's jaw drops (the demo clip's mouth opening) after a keyframe of the photo's own mouth: inside the
+    moved inner-lip polygon the in-between is near the cavity colour, where the keyframe there showed the lips and
+    teeth (much brighter)."""
+    from fomm_live.live.democlip import open_mouth
+    from fomm_live.live.landmarks.mouth import THROAT
+    from fomm_live.live.landmarks.points import INNER_LIP_POLYGON
+
+    cv = cv2()
+    _, points, frame = avatar
+    opened = open_mouth(points, 1.0).astype(np.float32)
+    out = ready(avatar).render(opened)
+    x0, y0, side = PLACEMENT
+    k = side / SIZE
+    polygon = (opened[list(INNER_LIP_POLYGON), :2].astype(np.float64) * SIZE + 0.5) * k + [x0 - 0.5, y0 - 0.5]
+    centre = polygon.mean(0)
+    inner = centre + 0.6 * (polygon - centre)  # well inside the gap, away from its soft edge
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv.fillPoly(mask, [np.round(inner).astype(np.int32)], 1)
+    inside = mask.astype(bool)
+    assert inside.sum() > 100, "the opening is too small to measure"
+    painted = np.abs(out[inside].astype(np.float32) - THROAT).mean()
+    before = np.abs(frame[inside].astype(np.float32) - THROAT).mean()
+    assert painted < 25 and before > 60, (painted, before)
