@@ -114,7 +114,7 @@ def test_a_device_path_that_is_not_a_camera(what: str, tmp_path: Path, monkeypat
     with pytest.raises(UserError, match=message):
         check_device_path(path)
     # Through --camera a regular file is a video and a folder is neither: each refused with its own line.
-    message = {"regular": "is not a video or stream OpenCV can open", "folder": "is a folder, not a video",
+    message = {"regular": "is not a video that can be read", "folder": "is a folder, not a video",
                "missing": "camera or video not found"}.get(what, message)
     with pytest.raises(UserError, match=message):
         OpenCVSource(path)
@@ -257,5 +257,6 @@ def test_the_camera_is_released_exactly_once_on_every_way_out(ending: str, linux
                  "--device", "cpu", "--crop", "none", "--no-preview", "--output", output, "--max-frames", "3"])
     assert code == (0 if ending == "max frames" else 1)
     opened = [target for target, _ in FakeCapture.opened]
-    assert opened == ([] if ending == "bad model" else [0])
+    # A bad model fails before the camera opens; a bad output's suffix is refused before anything starts.
+    assert opened == ([0] if ending == "max frames" else [])
     assert CountingCapture.releases == len(opened)

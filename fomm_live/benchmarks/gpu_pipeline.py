@@ -180,7 +180,9 @@ def run_clip(backend: Any, device: torch.device, *, width: int, height: int, fps
                               calibration=CalibrationOptions(steady_seconds=0.0),
                               frame=FrameOptions(framing=framing, size=(width, height)),
                               pacing=PacingOptions(realtime=fps is not None, fps=fps, max_frames=frames),
-                              pipelining=pipelining)
+                              # The generator's own pipeline, every frame through it: in-betweens (the face mesh,
+                              # mediapipe, absent on the bare GPU machine) are the CPU's answer, measured elsewhere.
+                              pipelining=pipelining, inbetweens=False)
     sink = RecordingSink(keep_frames=False, keep_infos=False)
     pipeline = LivePipeline(clip, timed, prepare_avatars([("photo", photo)], backend.size, None, crop="none"),
                             [sink], options=options, detector=None, stats=PipelineStats())

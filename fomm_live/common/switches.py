@@ -42,8 +42,8 @@ class Switch:
 SWITCHES: dict[str, Switch] = {s.name: s for s in (
     Switch("FOMM_LIVE_COMPILE", ("0", "1", "cudagraphs"), "0",
            "`torch.compile` the per-frame generator (checked against eager on its first frame); `cudagraphs`: with "
-           "CUDA graphs on CUDA. Off by default: on the 2-core CPU it costs 7-20 s of start-up for about 6% per "
-           "frame"),
+           "CUDA graphs on CUDA. Off by default: on a 2-core AMD EPYC (Zen 5) it costs 7-20 s of start-up for about "
+           "6% per frame"),
     Switch("FOMM_LIVE_KERNELS", ("0", "1", "auto"), "auto",
            "the fused Triton kernels: `auto` = on CUDA when Triton is installed"),
     Switch("FOMM_LIVE_FAST", ("0", "1"), "1",
