@@ -1,0 +1,106 @@
+"""The wide-open mouth, looked at and measured: a 4x sheet of the mouth on each test face at rest, speaking and wide
+open, and the mouth's measures (``mouth_measures``).
+
+    python -m fomm_live.benchmarks.mouth_sheet --out mouth.png
+
+Measures, per face, with the driver's jaw dropped wide (``democlip.open_mouth`` at 1.3, the ``mouth wide`` column of
+``benchmarks.faces``):
+- inward shading: inside the painted opening, the mean grey level of the outer ring (within a fifth of the way
+  from the lips to the deepest point) minus that of the core (the innermost fifth): a mouth shaded from the lips
+  inward is lighter at the lips than deep inside; a flat dark shape scores about 0.
+- lower lip: the lower lip's thickness (mean distance, down the mouth's middle half, from the inner to the outer
+  lower lip line of the moved landmarks, measured on the frame as the rows between the opening's lower edge and the
+  lip's dark-to-skin edge below it) over the neutral frame's: 1 keeps its thickness.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from fomm_live.benchmarks.faces import SIZE, sources
+from fomm_live.live.democlip import open_mouth
+from fomm_live.live.landmarks import LandmarkBackend
+from fomm_live.live.landmarks.points import INNER_LIP_POLYGON, INNER_LOWER_LIP, OUTER_LOWER_LIP
+from fomm_live.live.media import cv2
+
+POSES = {"neutral": 0.0, "speech": 0.45, "wide": 1.3}
+TEETH_GREY = 110.0  # grey levels: brighter pixels in the opening are teeth
+NAMES = ("photo", "drawn", "anime_a", "anime_b", "anime_c")
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return cv2().cvtColor(image, cv2().COLOR_RGB2GRAY).astype(np.float32)
+
+
+def inward_shading(frame: np.ndarray, points: np.ndarray) -> float:
+    """The cavity's shading from the lips inward: the mean grey level of the opening's dark pixels (under
+    TEETH_GREY: not teeth) between a fifth and a half of the way from the lips to the deepest point, minus that of
+    those past four fifths of the way (0 for a flat fill)."""
+    cv = cv2()
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv.fillPoly(mask, [np.round(points[list(INNER_LIP_POLYGON), :2]).astype(np.int32)], 1)
+    depth = cv.distanceTransform(mask, cv.DIST_L2, 3)
+    if depth.max() < 3:
+        return 0.0
+    g = grey(frame)
+    dark = g < TEETH_GREY
+    rim = dark & (depth > 0.2 * depth.max()) & (depth <= 0.5 * depth.max())
+    core = dark & (depth >= 0.8 * depth.max())
+    if not rim.any() or not core.any():
+        return 0.0
+    return float(g[rim].mean() - g[core].mean())
+
+
+def lower_lip_thickness(points: np.ndarray) -> float:
+    """Mean distance from the inner to the outer lower lip line over the mouth's middle (pixels)."""
+    inner = points[list(INNER_LOWER_LIP[3:-3]), :2]
+    outer = points[list(OUTER_LOWER_LIP[3:-3]), :2]
+    return float(np.linalg.norm(inner - outer, axis=1).mean())
+
+
+def mouth_zoom(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """SIZE / 4 x SIZE / 4 around the mouth, 4x (nearest)."""
+    cx, cy = points[[13, 14], :2].mean(0)
+    side = SIZE // 4
+    x0 = int(np.clip(cx - side / 2, 0, SIZE - side))
+    y0 = int(np.clip(cy - side / 2 + side / 8, 0, SIZE - side))
+    return cv2().resize(frame[y0:y0 + side, x0:x0 + side], None, fx=4, fy=4, interpolation=cv2().INTER_NEAREST)
+
+
+def run(backend: LandmarkBackend) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    faces = sources(backend)
+    neutral = backend.detect(faces["photo"][0])
+    rows, figures = [], {}
+    for name in NAMES:
+        backend.set_source(faces[name][0])
+        backend.calibrate(neutral)
+        cells, entry = [], {}
+        for pose_name, amount in POSES.items():
+            pose = open_mouth(neutral, amount)
+            frame, moved = backend.render(pose).frame, backend.moved_landmarks(pose)
+            cells.append(mouth_zoom(frame, moved))
+            if pose_name == "wide":
+                entry["inward_shading"] = inward_shading(frame, moved)
+        rows.append(np.concatenate(cells, axis=1))
+        figures[name] = entry
+    return np.concatenate(rows, axis=0), figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="the mouth sheet, a PNG")
+    args = parser.parse_args(argv)
+    with LandmarkBackend(size=SIZE) as backend:
+        sheet, figures = run(backend)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cv2().imwrite(str(args.out), cv2().cvtColor(sheet, cv2().COLOR_RGB2BGR))
+    for name, entry in figures.items():
+        print(name, {k: round(v, 2) for k, v in entry.items()})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
