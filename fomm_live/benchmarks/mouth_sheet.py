@@ -8,9 +8,10 @@ Measures, per face, with the driver's jaw dropped wide (``democlip.open_mouth`` 
 - inward shading: inside the painted opening, the mean grey level of the outer ring (within a fifth of the way
   from the lips to the deepest point) minus that of the core (the innermost fifth): a mouth shaded from the lips
   inward is lighter at the lips than deep inside; a flat dark shape scores about 0.
-- lower lip: the lower lip's thickness (mean distance, down the mouth's middle half, from the inner to the outer
-  lower lip line of the moved landmarks, measured on the frame as the rows between the opening's lower edge and the
-  lip's dark-to-skin edge below it) over the neutral frame's: 1 keeps its thickness.
+- lower lip: the lower lip's thickness as the face mesh reads it back from the frame (mean distance, over the
+  mouth's middle, from the inner to the outer lower lip line of ``detect`` on the rendered frame) over its thickness
+  in the moved landmarks that made the frame: 1 where the drawn lip keeps the thickness it was moved to, less where
+  the painted mouth eats into it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def inward_shading(frame: np.ndarray, points: np.ndarray) -> float:
 
 
 def lower_lip_thickness(points: np.ndarray) -> float:
-    """Mean distance from the inner to the outer lower lip line over the mouth's middle (pixels)."""
+    """Mean distance from the inner to the outer lower lip line over the mouth's middle (points' units)."""
     inner = points[list(INNER_LOWER_LIP[3:-3]), :2]
     outer = points[list(OUTER_LOWER_LIP[3:-3]), :2]
     return float(np.linalg.norm(inner - outer, axis=1).mean())
@@ -84,6 +85,9 @@ def run(backend: LandmarkBackend) -> tuple[np.ndarray, dict[str, dict[str, float
             cells.append(mouth_zoom(frame, moved))
             if pose_name == "wide":
                 entry["inward_shading"] = inward_shading(frame, moved)
+                seen = backend.detect(frame)
+                entry["lower_lip"] = (0.0 if seen is None else
+                                      lower_lip_thickness(seen * SIZE) / lower_lip_thickness(moved))
         rows.append(np.concatenate(cells, axis=1))
         figures[name] = entry
     return np.concatenate(rows, axis=0), figures

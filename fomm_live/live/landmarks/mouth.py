@@ -43,7 +43,8 @@ EDGE_SOFTNESS = 0.6  # gaussian sigma of the opening's edge, output pixels
 RIM = 0.15  # the lips' shadow's width inside the mouth, over the opening's height (at most 1.5 pixels)
 WALL = 0.4  # the lit band of the mouth's inner walls inside the lips, over the opening's height
 WALL_COLOUR = np.array([140.0, 62.0, 62.0], np.float32)  # their colour just inside the lips, scaled by the light
-LOWER_TEETH = 0.12  # the lower teeth's height in a wide open mouth, over the opening's height
+LOWER_TEETH = 0.09  # the lower teeth's height in a wide open mouth, over the opening's height (0.12: the face mesh read
+# the lower lip over them at 0.77 of its moved thickness on the photo, as if the pale teeth were lip: 0.95 at 0.09)
 UPPER_TEETH = 0.2  # a drawn face's upper teeth, over the opening's height
 TEETH_COLOUR = np.array([224.0, 214.0, 198.0], np.float32)  # for a source showing no teeth, scaled by its light
 TEETH_SATURATION = 110.0  # teeth are paler than this (HSV saturation, 0..255), fully so 40 below it
