@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fomm_live.benchmarks import mouth_sheet
-from fomm_live.benchmarks.faces import SIZE
+from fomm_live.benchmarks.faces import SIZE, sources
 from fomm_live.live.landmarks import LandmarkBackend
 
 PHOTO_SHADING = 24.0  # grey levels, rim over core (see ``mouth_sheet.inward_shading``)
@@ -19,7 +19,7 @@ DRAWN_SHADING = 21.0
 @pytest.fixture(scope="module")
 def figures() -> dict[str, dict[str, float]]:
     with LandmarkBackend(size=SIZE) as backend:
-        return mouth_sheet.run(backend)[1]
+        return mouth_sheet.run(backend, sources(backend))[1]
 
 
 def test_the_photos_wide_mouth_is_shaded_from_the_lips_inward(figures: dict) -> None:

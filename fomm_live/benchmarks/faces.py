@@ -299,7 +299,11 @@ def main(argv: list[str] | None = None) -> None:
     from fomm_live.benchmarks import large_photo, mouth_sheet
 
     large_photo.main(["--out", str(args.out / "turn-4x.png")])
-    mouth_sheet.main(["--out", str(args.out / "mouth-4x.png")])
+    with LandmarkBackend(size=SIZE) as backend:
+        mouths, mouth_figures = mouth_sheet.run(backend, sources(backend))
+    cv.imwrite(str(args.out / "mouth-4x.png"), sheet([[mouths]], [""], ("neutral, speech, wide",))[..., ::-1])
+    for name, entry in mouth_figures.items():
+        print(name, "wide mouth:", " ".join(f"{k}={v:.2f}" for k, v in entry.items()))
     if args.readme and readme is not None:
         picture = sheet([readme], ["photo"], README_COLUMNS)[:, 90:]
         cv.imwrite(str(args.readme), picture[..., ::-1], [cv.IMWRITE_PNG_COMPRESSION, 9])

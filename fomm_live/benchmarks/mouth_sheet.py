@@ -1,7 +1,6 @@
 """The wide-open mouth, looked at and measured: a 4x sheet of the mouth on each test face at rest, speaking and wide
-open, and the mouth's measures (``mouth_measures``).
-
-    python -m fomm_live.benchmarks.mouth_sheet --out mouth.png
+open, and the mouth's measures, made by ``python -m fomm_live.benchmarks.faces`` (``mouth-4x.png``; the figures are
+printed).
 
 Measures, per face, with the driver's jaw dropped wide (``democlip.open_mouth`` at 1.3, the ``mouth wide`` column of
 ``benchmarks.faces``):
@@ -16,12 +15,8 @@ Measures, per face, with the driver's jaw dropped wide (``democlip.open_mouth`` 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
-from fomm_live.benchmarks.faces import SIZE, sources
 from fomm_live.live.democlip import open_mouth
 from fomm_live.live.landmarks import LandmarkBackend
 from fomm_live.live.landmarks.points import INNER_LIP_POLYGON, INNER_LOWER_LIP, OUTER_LOWER_LIP
@@ -63,16 +58,21 @@ def lower_lip_thickness(points: np.ndarray) -> float:
 
 
 def mouth_zoom(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """SIZE / 4 x SIZE / 4 around the mouth, 4x (nearest)."""
+    """A quarter of the frame's side square around the mouth, 4x (nearest)."""
+    size = frame.shape[0]
     cx, cy = points[[13, 14], :2].mean(0)
-    side = SIZE // 4
-    x0 = int(np.clip(cx - side / 2, 0, SIZE - side))
-    y0 = int(np.clip(cy - side / 2 + side / 8, 0, SIZE - side))
+    side = size // 4
+    x0 = int(np.clip(cx - side / 2, 0, size - side))
+    y0 = int(np.clip(cy - side / 2 + side / 8, 0, size - side))
     return cv2().resize(frame[y0:y0 + side, x0:x0 + side], None, fx=4, fy=4, interpolation=cv2().INTER_NEAREST)
 
 
-def run(backend: LandmarkBackend) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
-    faces = sources(backend)
+def run(backend: LandmarkBackend, faces: dict) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """The sheet (a row per face: neutral, speech, wide) and each face's measures of the wide mouth.
+
+    Args:
+        backend: The landmark backend; faces: ``benchmarks.faces.sources`` (the photo's face drives).
+    """
     neutral = backend.detect(faces["photo"][0])
     rows, figures = [], {}
     for name in NAMES:
@@ -87,24 +87,7 @@ def run(backend: LandmarkBackend) -> tuple[np.ndarray, dict[str, dict[str, float
                 entry["inward_shading"] = inward_shading(frame, moved)
                 seen = backend.detect(frame)
                 entry["lower_lip"] = (0.0 if seen is None else
-                                      lower_lip_thickness(seen * SIZE) / lower_lip_thickness(moved))
+                                      lower_lip_thickness(seen * backend.size) / lower_lip_thickness(moved))
         rows.append(np.concatenate(cells, axis=1))
         figures[name] = entry
     return np.concatenate(rows, axis=0), figures
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="the mouth sheet, a PNG")
-    args = parser.parse_args(argv)
-    with LandmarkBackend(size=SIZE) as backend:
-        sheet, figures = run(backend)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2().imwrite(str(args.out), cv2().cvtColor(sheet, cv2().COLOR_RGB2BGR))
-    for name, entry in figures.items():
-        print(name, {k: round(v, 2) for k, v in entry.items()})
-    print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()
