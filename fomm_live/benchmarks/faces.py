@@ -301,7 +301,11 @@ def main(argv: list[str] | None = None) -> None:
     large_photo.main(["--out", str(args.out / "turn-4x.png")])
     with LandmarkBackend(size=SIZE) as backend:
         mouths, mouth_figures = mouth_sheet.run(backend, sources(backend))
-    cv.imwrite(str(args.out / "mouth-4x.png"), sheet([[mouths]], [""], ("neutral, speech, wide",))[..., ::-1])
+    side = mouths.shape[1] // 3  # a row per face, a cell per pose
+    cells = [[mouths[i * side:(i + 1) * side, j * side:(j + 1) * side] for j in range(3)]
+             for i in range(len(mouth_figures))]
+    cv.imwrite(str(args.out / "mouth-4x.png"),
+               sheet(cells, list(mouth_figures), ("neutral", "speech", "wide"))[..., ::-1])
     for name, entry in mouth_figures.items():
         print(name, "wide mouth:", " ".join(f"{k}={v:.2f}" for k, v in entry.items()))
     if args.readme and readme is not None:
