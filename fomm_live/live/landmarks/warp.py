@@ -35,9 +35,10 @@ OVAL_CLEARANCE = 1 / 48  # landmarks closer than this (of the frame's side) to t
 BACKGROUND_DEPTH = 1e6  # drawing depth of the head ring and the anchors: behind any face point (output pixels)
 MIN_AREA_RATIO = 0.1  # moved triangles squeezed below this fraction of their source area are drawn first
 # Where neighbouring output pixels come from source places this far apart (pixels, at any size) and from different
-# triangles, the warp tore: a nearer surface over a farther one (the face's edge over its surroundings in a head
-# turn). At 20-30 degrees of yaw the culled far cheek left a saw-toothed edge there, the triangles' own outline;
-# softening a 3-pixel band across it hides the teeth. Within one triangle, even a squeezed one, nothing is
+# triangles, the warp tore: a nearer surface over a farther one (the face's edge over its surroundings, the nose
+# over the far cheek, in a head turn). At 20-30 degrees of yaw the culled far cheek left a saw-toothed edge there,
+# the triangles' own outline, and the nose's squeezed side a dark line down the cheek; softening a 3-pixel band
+# across it hides both (not on the lips: see ``soften_tears``). Within one triangle, even a squeezed one, nothing is
 # softened, and at rest the map has no tear, so the neutral frame is the photo's own.
 TEAR_JUMP = 3.0
 TEAR_BLUR = 1.0  # gaussian sigma of the softening, output pixels
