@@ -163,13 +163,44 @@ def turn_seam(frame: np.ndarray, points: np.ndarray) -> float:
     from fomm_live.live.landmarks.points import FACE_OVAL
 
     cv = cv2()
-    face = np.zeros((SIZE, SIZE), np.uint8)
+    n = frame.shape[0]  # a square
+    face = np.zeros((n, n), np.uint8)
     cv.fillPoly(face, [np.round(points[list(FACE_OVAL), :2]).astype(np.int32)], 1)
     face = cv.erode(face, np.ones((7, 7), np.uint8))[:, 1:] & cv.erode(face, np.ones((7, 7), np.uint8))[:, :-1]
-    step = np.abs(np.diff(grey(frame), axis=1)) * face  # SIZE x SIZE-1
+    step = np.abs(np.diff(grey(frame), axis=1)) * face  # n x n-1
     rows = face.sum(0)
-    columns = step.sum(0)[rows > SIZE // 8] / rows[rows > SIZE // 8]
+    columns = step.sum(0)[rows > n // 8] / rows[rows > n // 8]
     return float(columns.max() / max(np.median(columns), 1e-6))
+
+
+def tear_darkness(face: np.ndarray, tears: np.ndarray) -> float:
+    """How dark a line runs along the warp's tears inside a turned face: the mean black-hat (the grey levels'
+    closing over 9 x 9 pixels minus the image: a thin dark line stands out, broad shading does not) over the tears,
+    widened by 2 pixels (0 where nothing tore). A seam down the cheek is a dark line there; a softened fold is not.
+
+    Args:
+        face: The output's face square; tears: where the warp tore inside the face (``large_photo.turns``).
+    """
+    cv = cv2()
+    if not tears.any():
+        return 0.0
+    image = grey(face)
+    black = cv.morphologyEx(image, cv.MORPH_BLACKHAT, np.ones((9, 9), np.uint8))
+    band = cv.dilate(tears.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return float(black[band].mean())
+
+
+def framed_turns(backend: LandmarkBackend, yaws: tuple[float, ...] = (-30.0, 30.0, 0.0)) -> dict[str, list[float]]:
+    """The seam measures on the full-resolution output, one figure per yaw (degrees): the large photo in photo
+    framing at 1280 x 720, over the face's square at the output's resolution (``benchmarks.large_photo``):
+    ``turn_seam`` and ``tear_darkness``."""
+    from fomm_live.benchmarks.large_photo import turns
+
+    seams, dark = [], []
+    for face, points, tears in turns(backend, yaws):
+        seams.append(turn_seam(face, points))
+        dark.append(tear_darkness(face, tears))
+    return {"turn_seam": seams, "tear_darkness": dark}
 
 
 def measure(backend: LandmarkBackend, faces: dict) -> dict[str, dict]:

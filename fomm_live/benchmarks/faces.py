@@ -1,6 +1,8 @@
 """The landmark backend's faces up close: contact sheets over a blink, a wide open mouth, speech and a strong head
-tilt, the eyes at 4x at openness 1, 0.75, 0.5, 0.25 and 0 and in a squint (``eyes-4x.png``), and the figures that say
-how the lids and the mouth hold up (the lids' own measures: ``benchmarks.face_measures``).
+tilt, the eyes at 4x at openness 1, 0.75, 0.5, 0.25 and 0 and in a squint (``eyes-4x.png``), a 30 degree turn on a
+large photo in photo framing at 1280 x 720 (``turn-4x.png``, ``benchmarks.large_photo``), the mouth at rest, speaking
+and wide open at 4x (``mouth-4x.png``, ``benchmarks.mouth_sheet``, with its measures), and the figures that say how
+the lids and the mouth hold up (the lids' and the turn's own measures: ``benchmarks.face_measures``).
 
     python -m fomm_live.benchmarks.faces [--out DIR] [--readme benchmarks/faces.png] [--clips DIR]
 
@@ -8,7 +10,8 @@ Sources: the bundled photo, the bundled drawn portrait and the procedurally draw
 (``live.assets.make_anime_faces``), each cropped to its face square. The driver is the bundled photo's own face
 mesh, edited by script (``live.democlip``'s edits, a wink, a squint, speech and a 30 degree roll with yaw), fed to
 ``render`` as landmarks, so the driver's motion is known exactly. ``--clips`` also writes the scripts as driving MP4s
-for ``fomm-live animate --backend landmarks --crop face`` (``openness.mp4`` holds each openness, then a squint).
+for ``fomm-live animate --backend landmarks --crop face`` (``openness.mp4`` holds each openness, then a squint;
+``turn.mp4`` turns to 30 degrees of yaw each way and holds it).
 
 Figures (printed, and in ``DIR/figures.json``):
 
@@ -92,7 +95,9 @@ def scripts(neutral: np.ndarray) -> dict[str, list[np.ndarray]]:
     # Each openness held for 0.4 s (1, 0.75, 0.5, 0.25, 0), then a squint.
     held = [openness(neutral, v) for v in OPENNESS for _ in range(FPS * 2 // 5)]
     held += [squint(neutral, 1.0)] * (FPS * 2 // 5)
-    return {"blink": blink, "mouth": mouth, "speech": speech, "tilt": tilt, "openness": held}
+    # A strong turn: to 30 degrees of yaw over 0.4 s, held 0.6 s, then the other way.
+    turn = [rotate_head(neutral, yaw=30 * side * min(1.0, 2.5 * t)) for side in (1, -1) for t in u[::2]]
+    return {"blink": blink, "mouth": mouth, "speech": speech, "tilt": tilt, "openness": held, "turn": turn}
 
 
 def key_frames(neutral: np.ndarray) -> dict[str, np.ndarray]:
@@ -290,6 +295,19 @@ def main(argv: list[str] | None = None) -> None:
     cv.imwrite(str(args.out / "mouth.png"), sheet(zooms_mouth, names, COLUMNS)[..., ::-1])
     # One sheet per openness, 4x: each is two eyes wide.
     cv.imwrite(str(args.out / "eyes-4x.png"), sheet(zooms_open, names, EYE_COLUMNS)[..., ::-1])
+    # The strong turn on a large photo in photo framing, and the wide mouth, each at 4x.
+    from fomm_live.benchmarks import large_photo, mouth_sheet
+
+    large_photo.main(["--out", str(args.out / "turn-4x.png")])
+    with LandmarkBackend(size=SIZE) as backend:
+        mouths, mouth_figures = mouth_sheet.run(backend, sources(backend))
+    side = mouths.shape[1] // 3  # a row per face, a cell per pose
+    cells = [[mouths[i * side:(i + 1) * side, j * side:(j + 1) * side] for j in range(3)]
+             for i in range(len(mouth_figures))]
+    cv.imwrite(str(args.out / "mouth-4x.png"),
+               sheet(cells, list(mouth_figures), ("neutral", "speech", "wide"))[..., ::-1])
+    for name, entry in mouth_figures.items():
+        print(name, "wide mouth:", " ".join(f"{k}={v:.2f}" for k, v in entry.items()))
     if args.readme and readme is not None:
         picture = sheet([readme], ["photo"], README_COLUMNS)[:, 90:]
         cv.imwrite(str(args.readme), picture[..., ::-1], [cv.IMWRITE_PNG_COMPRESSION, 9])

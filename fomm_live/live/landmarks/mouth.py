@@ -40,8 +40,11 @@ WIDE = (0.5, 0.65)
 DRAWN_LIP = 0.24  # a drawn face's lips around its opening, their width over the opening's height (0.16: the face mesh
 # read the anime_a test face's wide open mouth at 0.5 of the driver's amplitude; 0.24: 0.75)
 EDGE_SOFTNESS = 0.6  # gaussian sigma of the opening's edge, output pixels
-RIM = 0.15  # the lips' shadow's width inside the mouth, over the opening's height
-LOWER_TEETH = 0.12  # the lower teeth's height in a wide open mouth, over the opening's height
+RIM = 0.15  # the lips' shadow's width inside the mouth, over the opening's height (at most 1.5 pixels)
+WALL = 0.4  # the lit band of the mouth's inner walls inside the lips, over the opening's height
+WALL_COLOUR = np.array([140.0, 62.0, 62.0], np.float32)  # their colour just inside the lips, scaled by the light
+LOWER_TEETH = 0.09  # the lower teeth's height in a wide open mouth, over the opening's height (0.12: the face mesh read
+# the lower lip over them at 0.77 of its moved thickness on the photo, as if the pale teeth were lip: 0.95 at 0.09)
 UPPER_TEETH = 0.2  # a drawn face's upper teeth, over the opening's height
 TEETH_COLOUR = np.array([224.0, 214.0, 198.0], np.float32)  # for a source showing no teeth, scaled by its light
 TEETH_SATURATION = 110.0  # teeth are paler than this (HSV saturation, 0..255), fully so 40 below it
@@ -199,9 +202,15 @@ def paint_mouth(out: np.ndarray, moved: np.ndarray, source: np.ndarray, image: n
     back = np.clip(np.sqrt(s ** 2 + ((t - 0.55) / 0.7) ** 2), 0.0, 1.0)[..., None]  # h x w x 1
     fill = (THROAT_BACK + (THROAT - THROAT_BACK) * back) * np.float32(mouth.light)
     fill *= (0.75 + 0.25 * np.clip(t / 0.3, 0.0, 1.0))[..., None]
-    # The lips' own shadow along the edge: a dark rim where the cavity meets them (the face mesh reads the lips'
-    # inner line from it: a lighter rim took 0.1-0.3 off the relative amplitude it measured).
     inner = cv.distanceTransform(mask, cv.DIST_L2, 3)  # h x w, pixels from the edge
+    # Shaded from the lips inward: the mouth's inner walls, lit through the opening, show a warm red just inside
+    # the lips that deepens into the dark back (a flat fill read as a dark maroon cut-out). The band's width grows
+    # with the opening, and it is lightest in the lower half (the floor and the lower lip's inside face the light).
+    depth = np.clip(inner / max(1.0, WALL * gap), 0.0, 1.0)  # h x w: 0 at the lips, 1 past the wall
+    wall = (1.0 - depth) ** 1.5 * (1.0 - 0.8 * t)
+    fill += (wall * amount)[..., None] * (WALL_COLOUR * np.float32(mouth.light) - fill)
+    # The lips' own shadow along the edge: a dark rim where the cavity meets them (the face mesh reads the lips'
+    # inner line from it: a lighter rim took 0.1-0.3 off the relative amplitude it measured), a pixel or two wide.
     fill *= (0.5 + 0.5 * np.clip(inner / max(1.0, RIM * gap), 0.0, 1.0))[..., None]
     # A tongue when wide open: a lit mound on the floor of the mouth, lighter at its top.
     if wide > 0.0:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fomm_live.live.landmarks.points import FACE_OVAL, MESH_POINTS
+from fomm_live.live.landmarks.points import FACE_OVAL, MESH_POINTS, OUTER_LIP_POLYGON
 from fomm_live.live.media import cv2
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,10 @@ OVAL_CLEARANCE = 1 / 48  # landmarks closer than this (of the frame's side) to t
 BACKGROUND_DEPTH = 1e6  # drawing depth of the head ring and the anchors: behind any face point (output pixels)
 MIN_AREA_RATIO = 0.1  # moved triangles squeezed below this fraction of their source area are drawn first
 # Where neighbouring output pixels come from source places this far apart (pixels, at any size) and from different
-# triangles, the warp tore: a nearer surface over a farther one (the face's edge over its surroundings in a head
-# turn). At 20-30 degrees of yaw the culled far cheek left a saw-toothed edge there, the triangles' own outline;
-# softening a 3-pixel band across it hides the teeth. Within one triangle, even a squeezed one, nothing is
+# triangles, the warp tore: a nearer surface over a farther one (the face's edge over its surroundings, the nose
+# over the far cheek, in a head turn). At 20-30 degrees of yaw the culled far cheek left a saw-toothed edge there,
+# the triangles' own outline, and the nose's squeezed side a dark line down the cheek; softening a 3-pixel band
+# across it hides both (not on the lips: see ``soften_tears``). Within one triangle, even a squeezed one, nothing is
 # softened, and at rest the map has no tear, so the neutral frame is the photo's own.
 TEAR_JUMP = 3.0
 TEAR_BLUR = 1.0  # gaussian sigma of the softening, output pixels
@@ -218,34 +219,46 @@ class Warp:
 
 def soften_tears(out: np.ndarray, pmap: np.ndarray, index: np.ndarray, mesh: SourceMesh,
                  targets: np.ndarray) -> None:
-    """Blur ``out`` (in place) in a band along the face's outline where the warp tore (see TEAR_JUMP): between a
-    face triangle and one of the surroundings (head ring, anchors). Tears inside the face are left sharp: softening
-    the lips' edges made the face mesh read an open mouth as less open.
+    """Blur ``out`` (in place) in a band along every place where the warp tore (see TEAR_JUMP): the face's outline
+    over its surroundings, and inside the face where a nearer part folds over a farther one (the nose over the far
+    cheek in a strong turn, where the unsoftened edge read as a dark seam down the cheek, a few pixels wide and
+    jagged once the full-resolution paste-back brought it to the output). The lips are left sharp: softening their
+    edges made the face mesh read an open mouth as less open. A softened pixel differs from the plain warp, so the
+    paste-back takes it from this frame (``live.framing.pasteback_map``): across a fold the full-resolution photo
+    fades into this softened frame over a couple of model pixels instead of being sampled between two far-apart
+    places of the photo (the smear).
 
     Args:
         out: size x size x 3 uint8 warped frame.
         pmap: Its size x size x 2 float32 backward map (``Warp.backward_map``).
         index: The triangle per output pixel (``Warp.index``).
         mesh: The source's mesh.
-        targets: M x 2 moved vertex positions (``mesh_targets``): the face's box bounds the search.
+        targets: M x 2 moved vertex positions (``mesh_targets``): the face's box bounds the search, the lips'
+            outline is kept out of it.
     """
     cv = cv2()
     n = index.shape[0]
-    # Only the face's box, 4 pixels wider, is searched, and there only the pixels where face meets surroundings
-    # (a few hundred) are compared: the whole frame's map difference cost 4 ms at 256 x 256 on the 2-core CPU,
-    # twice the warp itself.
+    # Only the face's box, 4 pixels wider, is searched, and there only the pixels where two triangles meet (a few
+    # thousand) are compared: the whole frame's map difference cost 4 ms at 256 x 256 on the 2-core CPU, twice the
+    # warp itself.
     x0, y0 = np.clip(np.floor(targets[:MESH_POINTS].min(0)).astype(int) - 4, 0, n - 1)
     x1, y1 = np.clip(np.ceil(targets[:MESH_POINTS].max(0)).astype(int) + 5, 1, n)
-    outer = np.append((mesh.triangles >= MESH_POINTS).any(1), True).take(index[y0:y1, x0:x1])  # h x w
+    tris = index[y0:y1, x0:x1]  # h x w
     box = pmap[y0:y1, x0:x1]  # h x w x 2
-    tear = np.zeros(outer.shape, np.uint8)
+    tear = np.zeros(tris.shape, np.uint8)
     for dy, dx in ((0, 1), (1, 0)):
-        ys, xs = np.nonzero(outer[dy:, dx:] != outer[:outer.shape[0] - dy, :outer.shape[1] - dx])
+        ys, xs = np.nonzero(tris[dy:, dx:] != tris[:tris.shape[0] - dy, :tris.shape[1] - dx])
         torn = np.abs(box[ys + dy, xs + dx] - box[ys, xs]).sum(1) > TEAR_JUMP
         tear[ys[torn], xs[torn]] = 1
         tear[ys[torn] + dy, xs[torn] + dx] = 1
     if not tear.any():
         return
-    ys, xs = np.nonzero(cv.dilate(tear, np.ones((3, 3), np.uint8)))
+    lips = np.round(targets[list(OUTER_LIP_POLYGON)] - (x0, y0)).astype(np.int32)
+    cv.fillPoly(tear, [lips], 0)
+    band = cv.dilate(tear, np.ones((3, 3), np.uint8))
+    cv.fillPoly(band, [lips], 0)
+    ys, xs = np.nonzero(band)
+    if not len(ys):
+        return
     region = out[y0:y1, x0:x1]
     region[ys, xs] = cv.GaussianBlur(region, (0, 0), TEAR_BLUR)[ys, xs]
