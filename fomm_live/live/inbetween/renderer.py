@@ -29,7 +29,7 @@ import numpy as np
 from fomm_live.live.backends import check_strengths
 from fomm_live.live.errors import UserError
 from fomm_live.live.landmarks.facemesh import FaceMesh
-from fomm_live.live.landmarks.motion import UNFOLD_REACH, falloff, relative_motion, unfolded_strengths
+from fomm_live.live.landmarks.motion import StrengthMotion
 from fomm_live.live.landmarks.mouth import THROAT, mouth_opening
 from fomm_live.live.landmarks.points import INNER_LIP_POLYGON, MESH_POINTS, check_image, check_landmarks
 from fomm_live.live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
@@ -147,12 +147,7 @@ class Inbetweener:
         source = check_landmarks(points, "set_source").astype(np.float64) * self.size  # 478 x 3, square pixels
         self._source_points = source
         self._mesh = mesh = build_mesh(source, size=self.size)
-        ring = len(mesh.ring_of)
-        self._vertex_owner = np.concatenate([np.arange(MESH_POINTS), mesh.ring_of,
-                                             np.full(len(mesh.vertices) - MESH_POINTS - ring, -1)])
-        iris = source[MESH_POINTS:, None, :2] - source[None, :MESH_POINTS, :2]  # 10 x 468 x 2
-        self._iris_owner = np.argmin((iris**2).sum(-1), axis=1)
-        self._unfold_reach = falloff(source[:, :2], UNFOLD_REACH * self.size)  # 478 x 478
+        self._motion = StrengthMotion.of(source, mesh, size=self.size)
         self._key = None
         self._fading = None
 
@@ -195,16 +190,8 @@ class Inbetweener:
             raise RuntimeError("set_source() must be called before keyframe() and render()")
         if self._neutral is None:
             raise RuntimeError("in-betweens need a neutral pose: call calibrate() first")
-        source, neutral = self._source_points, self._neutral
         head, expression = self._strengths
-        if expression <= 1.0:
-            return relative_motion(source, neutral, driving, head=head, expression=expression)
-        still = relative_motion(source, neutral, driving, head=head, expression=0.0)
-        copied = relative_motion(source, neutral, driving, head=head, expression=1.0)
-        x = unfolded_strengths(mesh_targets(self._mesh, still, source)[0], mesh_targets(self._mesh, copied, source)[0],
-                               self._mesh.triangles, self._vertex_owner, expression, self._unfold_reach)
-        x[MESH_POINTS:] = x[self._iris_owner]
-        return still + x[:, None] * (copied - still)
+        return self._motion.moved(self._neutral, driving, head=head, expression=expression)
 
     # -- keyframes and in-betweens -------------------------------------------------------------------------------
     def keyframe(self, frame: np.ndarray, landmarks: np.ndarray, placement: Placement) -> None:

@@ -16,14 +16,13 @@ from fomm_live.live.errors import UserError
 from fomm_live.live.landmarks import eyes, lids
 from fomm_live.live.landmarks.eyes import Eyeball, eye_opening
 from fomm_live.live.landmarks.facemesh import FaceMesh
-from fomm_live.live.landmarks.motion import UNFOLD_REACH, falloff, relative_motion, unfolded_strengths
+from fomm_live.live.landmarks.motion import StrengthMotion
 from fomm_live.live.landmarks.mouth import SourceMouth, build_mouth, paint_mouth
 from fomm_live.live.landmarks.points import (
     EYES,
     IRIS_CENTRES,
     LEFT_EYE_LOWER,
     LEFT_EYE_UPPER,
-    MESH_POINTS,
     RIGHT_EYE_LOWER,
     RIGHT_EYE_UPPER,
     check_image,
@@ -145,15 +144,7 @@ class LandmarkBackend(Backend):
         self._source = source = np.ascontiguousarray(cv2().resize(image, (n, n), interpolation=interpolation))
         self._source_points = points = points.astype(np.float64) * n  # 478 x 3, output pixels
         self._mesh = build_mesh(points, size=n)
-        # Which landmark each mesh vertex moves with (the head ring with its oval point; -1 for the fixed anchors),
-        # the nearest mesh landmark of each iris point, and how far a pull-back reaches: the exaggeration bound's
-        # per-landmark strengths.
-        ring = len(self._mesh.ring_of)
-        self._vertex_owner = np.concatenate([np.arange(MESH_POINTS), self._mesh.ring_of,
-                                             np.full(len(self._mesh.vertices) - MESH_POINTS - ring, -1)])
-        iris = points[MESH_POINTS:, None, :2] - points[None, :MESH_POINTS, :2]  # 10 x 468 x 2
-        self._iris_owner = np.argmin((iris**2).sum(-1), axis=1)
-        self._unfold_reach = falloff(self._source_points[:, :2], UNFOLD_REACH * n)  # 478 x 478
+        self._motion = StrengthMotion.of(self._source_points, self._mesh, size=n)
         drawn = lids.is_drawn(source, points)
         self._mouth = build_mouth(source, points, drawn=drawn)
         self._eye_openings = [eye_opening(points, eye) for eye in EYES]
@@ -215,19 +206,9 @@ class LandmarkBackend(Backend):
         return moved
 
     def _relative(self, driving: np.ndarray) -> np.ndarray:
-        """``relative_motion`` at the current strengths; an exaggerated expression pulled back where the mesh would
-        fold (``unfolded_strengths``; the motion is linear in the expression strength, so two evaluations give it at
-        any per-landmark strength)."""
-        source, neutral = self._source_points, self._neutral.astype(np.float64)
+        """The relative motion at the current strengths (``motion.StrengthMotion``)."""
         head, expression = self._strengths
-        if expression <= 1.0:
-            return relative_motion(source, neutral, driving, head=head, expression=expression)
-        still = relative_motion(source, neutral, driving, head=head, expression=0.0)
-        copied = relative_motion(source, neutral, driving, head=head, expression=1.0)
-        x = unfolded_strengths(mesh_targets(self._mesh, still, source)[0], mesh_targets(self._mesh, copied, source)[0],
-                               self._mesh.triangles, self._vertex_owner, expression, self._unfold_reach)
-        x[MESH_POINTS:] = x[self._iris_owner]  # each iris point moves as the nearest mesh landmark
-        return still + x[:, None] * (copied - still)
+        return self._motion.moved(self._neutral.astype(np.float64), driving, head=head, expression=expression)
 
     def moved_mesh(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The warp's triangles for these driving landmarks: ``(source, moved, triangles)``, the M x 2 vertex

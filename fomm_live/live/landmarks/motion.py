@@ -39,10 +39,12 @@ small drawn mouth never opens less than the face's scale says (its opening, rela
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from fomm_live.live.landmarks.points import JAW_AND_LIPS, MOUTH_CORNERS, STABLE
+from fomm_live.live.landmarks.points import JAW_AND_LIPS, MESH_POINTS, MOUTH_CORNERS, STABLE
+from fomm_live.live.landmarks.warp import SourceMesh, mesh_targets
 
 YAW_EASE = (25.0, 35.0)  # degrees: the yaw passed on unchanged up to the first, approaching the second beyond it
 PITCH_EASE = (15.0, 25.0)  # the same for pitch
@@ -210,3 +212,48 @@ def unfolded_strengths(still: np.ndarray, copied: np.ndarray, triangles: np.ndar
         pulled = pulled[pulled >= 0]
         pull[pulled] = np.minimum(1.0, pull[pulled] + 0.25)
     return np.ones(count)
+
+
+@dataclass(frozen=True)
+class StrengthMotion:
+    """The driver's motion carried to one source at the head and expression strengths, an exaggerated expression
+    (above 1) pulled back where the source's mesh would fold (``unfolded_strengths``). Built once per source photo;
+    the landmark backend and the in-between renderer move their meshes with it.
+
+    Attributes:
+        source: 478 x 3 float64, the source's landmarks in output pixels.
+        mesh: The source's triangle mesh (``warp.build_mesh``).
+        vertex_owner: Which landmark each mesh vertex moves with (the head ring with its oval point; -1 for the fixed
+            anchors).
+        iris_owner: The nearest mesh landmark of each iris point.
+        reach: 478 x 478, how far a pull-back reaches (``falloff``).
+    """
+
+    source: np.ndarray
+    mesh: SourceMesh
+    vertex_owner: np.ndarray
+    iris_owner: np.ndarray
+    reach: np.ndarray
+
+    @classmethod
+    def of(cls, source: np.ndarray, mesh: SourceMesh, *, size: int) -> StrengthMotion:
+        ring = len(mesh.ring_of)
+        owner = np.concatenate([np.arange(MESH_POINTS), mesh.ring_of,
+                                np.full(len(mesh.vertices) - MESH_POINTS - ring, -1)])
+        iris = source[MESH_POINTS:, None, :2] - source[None, :MESH_POINTS, :2]  # 10 x 468 x 2
+        return cls(source, mesh, owner, np.argmin((iris**2).sum(-1), axis=1),
+                   falloff(source[:, :2], UNFOLD_REACH * size))  # reach: 478 x 478
+
+    def moved(self, neutral: np.ndarray, driving: np.ndarray, *, head: float, expression: float) -> np.ndarray:
+        """``relative_motion`` at these strengths; past 1 the expression is pulled back where the mesh would fold
+        (the motion is linear in the expression strength, so two evaluations give it at any per-landmark
+        strength)."""
+        source = self.source
+        if expression <= 1.0:
+            return relative_motion(source, neutral, driving, head=head, expression=expression)
+        still = relative_motion(source, neutral, driving, head=head, expression=0.0)
+        copied = relative_motion(source, neutral, driving, head=head, expression=1.0)
+        x = unfolded_strengths(mesh_targets(self.mesh, still, source)[0], mesh_targets(self.mesh, copied, source)[0],
+                               self.mesh.triangles, self.vertex_owner, expression, self.reach)
+        x[MESH_POINTS:] = x[self.iris_owner]  # each iris point moves as the nearest mesh landmark
+        return still + x[:, None] * (copied - still)
