@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import golden_dir
+from helpers.jpeg import split_segments
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis drives the fuzzing (pip install -e '.[test]')")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -63,18 +64,6 @@ def _jpeg(width: int, height: int, progressive: bool = False) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])[1].tobytes()
 
 
-def _segments(jpeg: bytes) -> tuple[list[bytes], bytes]:
-    """The marker segments of a JPEG from SOI up to its first scan, and the rest (the scans and EOI)."""
-    import struct
-
-    parts, i = [jpeg[:2]], 2
-    while jpeg[i + 1] != 0xDA:
-        (length,) = struct.unpack(">H", jpeg[i + 2:i + 4])
-        parts.append(jpeg[i:i + 2 + length])
-        i += 2 + length
-    return parts, jpeg[i:]
-
-
 def _fake_sof(width: int, height: int) -> bytes:
     import struct
 
@@ -93,7 +82,7 @@ def test_jpeg_size_check_reads_the_size_the_decoder_decodes(data) -> None:
     from fomm_live.live.remote.protocol import ProtocolError, image_dimensions
 
     width, height = data.draw(st.integers(8, 48)), data.draw(st.integers(8, 48))
-    parts, rest = _segments(_jpeg(width, height, progressive=data.draw(st.booleans())))
+    parts, rest = split_segments(_jpeg(width, height, progressive=data.draw(st.booleans())))
     for _ in range(data.draw(st.integers(0, 3))):  # a comment or APPn hiding a fake frame header
         hidden = data.draw(st.binary(max_size=8)) + _fake_sof(data.draw(st.integers(8, 64)), 9)
         marker = data.draw(st.sampled_from([0xFE, 0xE1, 0xEF]))
@@ -117,7 +106,7 @@ def test_fill_byte_before_the_frame_header_does_not_hide_the_real_size() -> None
     comment holding a fake 64 x 64 header; the real frame is 1100 x 20 (over the 1024 limit)."""
     from fomm_live.live.remote.protocol import ProtocolError, decode_image, image_dimensions
 
-    parts, rest = _segments(_jpeg(1100, 20))
+    parts, rest = split_segments(_jpeg(1100, 20))
     sof = next(k for k, p in enumerate(parts) if p[1] == 0xC0)
     landing = 2 + 0xC000  # where the old walk landed: 0xFF 0xFF 0xC0 0x00 read as marker 0xFF of length 0xC000
     comment_body = bytearray(0xC000)
@@ -134,7 +123,7 @@ def test_fill_byte_before_the_frame_header_does_not_hide_the_real_size() -> None
 def test_many_scans_refused_before_decoding() -> None:
     from fomm_live.live.remote.protocol import MAX_JPEG_SCANS, ProtocolError, image_dimensions
 
-    parts, rest = _segments(_jpeg(32, 32, progressive=True))
+    parts, rest = split_segments(_jpeg(32, 32, progressive=True))
     scan_end = rest.index(b"\xff", 2 + int.from_bytes(rest[2:4], "big"))  # the first scan: header, entropy data
     empty = rest[:scan_end]
     blob = b"".join(parts) + empty * (MAX_JPEG_SCANS + 1) + b"\xff\xd9"

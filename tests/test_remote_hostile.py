@@ -9,13 +9,13 @@ Nothing here sends traffic anywhere but 127.0.0.1.
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.jpeg import split_segments
 from helpers.serving import TOKEN, Server, descendants, golden
 
 from fomm_live.live.remote import protocol
@@ -151,13 +151,7 @@ def jpeg_segments(width: int, height: int, *, progressive: bool = False) -> tupl
 
     ramp = (np.arange(width) * 255 // max(width - 1, 1)).astype(np.uint8)
     image = np.broadcast_to(ramp[None, :, None], (height, width, 3)).copy()  # small once compressed
-    jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])[1].tobytes()
-    parts, i = [jpeg[:2]], 2
-    while jpeg[i + 1] != 0xDA:
-        (length,) = struct.unpack(">H", jpeg[i + 2:i + 4])
-        parts.append(jpeg[i:i + 2 + length])
-        i += 2 + length
-    return parts, jpeg[i:]
+    return split_segments(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])[1].tobytes())
 
 
 def hidden_size_jpeg() -> bytes:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import secrets
@@ -17,7 +16,6 @@ from fomm_live.live.options import CHECKPOINT_HELP
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 MALLOC_MMAP_THRESHOLD = 1 << 20  # bytes: blocks from 1 MiB up are mapped apart and returned to the system when freed
 KEEP_ALIVE_S = 10  # seconds an idle or half-sent HTTP request is held (Serve's default, 90, let them pile up)
 RAY_MISSING = "fomm-live serve needs Ray Serve: pip install 'fomm-live[serve]'"
@@ -67,18 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_debug_option(serve)
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_listen(host: str, token_file: str | None) -> str | None:
     """The token (None on loopback without one); refuses a non-loopback address without a token."""
     from fomm_live.live.remote.client import read_token
+    from fomm_live.live.remote.guard import is_loopback  # the server's own rule (build_app applies it too)
 
     if not is_loopback(host) and token_file is None:
         raise UserError(f"--host {host} listens beyond this machine: pass --token-file F (a file whose first line is "
