@@ -51,7 +51,17 @@ def frame_at(i: int = 0) -> np.ndarray:
 
 
 def stream(sink: BrowserSink, origin: str | None):
-    return connect(f"ws://127.0.0.1:{sink.port}/stream", origin=origin, open_timeout=5)
+    return connect(f"ws://127.0.0.1:{sink.port}/stream", origin=origin, open_timeout=5, max_size=None)
+
+
+def picture_of(message: bytes, sink: BrowserSink) -> np.ndarray:
+    """The RGB picture of a frame message, decoded as a viewer does (I420 planes or a JPEG after the header)."""
+    data = np.frombuffer(message[HEADER.size:], np.uint8)
+    if sink.format == "jpeg":
+        return cv2().imdecode(data, cv2().IMREAD_COLOR)[..., ::-1]
+    width, height = sink.size
+    assert data.size == width * height * 3 // 2, f"expected {width * height * 3 // 2} bytes of I420, got {data.size}"
+    return cv2().cvtColor(data.reshape(height * 3 // 2, width), cv2().COLOR_YUV2RGB_I420)
 
 
 def test_extension_id_is_the_one_the_manifest_key_gives() -> None:
@@ -71,16 +81,59 @@ def test_output_spec_parses_default_and_explicit_port_and_rejects_bad_ones() -> 
         browser_port("browser:70000")
 
 
-def test_extension_origin_gets_the_description_then_the_frame_sent(sink: BrowserSink) -> None:
-    with stream(sink, EXTENSION_ORIGIN) as ws:
-        assert json.loads(ws.recv(timeout=5)) == {"width": 320, "height": 240, "fps": 30.0}
-        sent = frame_at()
-        sink.send(sent, FrameInfo(0, 0.0))
-        message = ws.recv(timeout=5)
+@pytest.mark.parametrize("picture_format", ["i420", "jpeg"])
+def test_extension_origin_gets_the_description_then_the_frame_sent(picture_format: str) -> None:
+    sink = BrowserSink(width=320, height=240, fps=30, port=0, picture_format=picture_format)
+    try:
+        with stream(sink, EXTENSION_ORIGIN) as ws:
+            assert json.loads(ws.recv(timeout=5)) == {"width": 320, "height": 240, "fps": 30.0,
+                                                      "format": picture_format}
+            sent = frame_at()
+            sink.send(sent, FrameInfo(0, 0.0))
+            message = ws.recv(timeout=5)
+    finally:
+        sink.close()
     number, received_ms = HEADER.unpack_from(message)
-    got = cv2().imdecode(np.frombuffer(message[HEADER.size:], np.uint8), cv2().IMREAD_COLOR)[..., ::-1]
+    got = picture_of(message, sink)
     assert number == 1 and received_ms > 0
-    assert psnr(got, sent) >= 30, f"JPEG round trip {psnr(got, sent):.1f} dB"
+    assert psnr(got, sent) >= 30, f"{picture_format} round trip {psnr(got, sent):.1f} dB"
+
+
+def test_default_format_is_raw_i420_and_an_odd_size_or_unknown_format_is_refused() -> None:
+    assert BrowserSink.__init__.__kwdefaults__["picture_format"] == "i420"
+    with pytest.raises(SinkUnavailable, match="even size: got 321x240.*--output-size"):
+        BrowserSink(width=321, height=240, fps=30, port=0)
+    with pytest.raises(ValueError, match="expected one of i420, jpeg, got 'png'"):
+        BrowserSink(width=320, height=240, fps=30, port=0, picture_format="png")
+
+
+@pytest.mark.parametrize("picture_format", ["i420", "jpeg"])
+def test_a_repeated_frame_is_the_header_alone_and_a_new_viewer_still_gets_the_picture(picture_format: str) -> None:
+    sink = BrowserSink(width=320, height=240, fps=30, port=0, picture_format=picture_format)
+    try:
+        with stream(sink, EXTENSION_ORIGIN) as first:
+            first.recv(timeout=5)
+            still = frame_at(3)
+            sink.send(still, FrameInfo(0, 0.0))
+            full = first.recv(timeout=5)
+            sink.send(still.copy(), FrameInfo(1, 0.0))  # the same picture in another buffer
+            repeat = first.recv(timeout=5)
+            with stream(sink, EXTENSION_ORIGIN) as second:  # joins after the picture was made
+                second.recv(timeout=5)
+                sink.send(still.copy(), FrameInfo(2, 0.0))
+                joined = second.recv(timeout=5)
+                again = first.recv(timeout=5)
+            moved = frame_at(20)
+            sink.send(moved, FrameInfo(3, 0.0))
+            changed = first.recv(timeout=5)
+    finally:
+        sink.close()
+    assert len(full) > HEADER.size and psnr(picture_of(full, sink), still) >= 30
+    assert len(repeat) == HEADER.size and HEADER.unpack_from(repeat)[0] == 2
+    assert len(again) == HEADER.size and HEADER.unpack_from(again)[0] == 3
+    assert len(joined) > HEADER.size and psnr(picture_of(joined, sink), still) >= 30, "the new viewer got no picture"
+    assert psnr(picture_of(changed, sink), moved) >= 30 and HEADER.unpack_from(changed)[0] == 4
+    assert (sink.encoded, sink.repeats) == (2, 2)
 
 
 def test_output_page_origin_is_allowed(sink: BrowserSink) -> None:
@@ -155,7 +208,7 @@ def test_mirror_output_flips_what_the_call_sees() -> None:
             message = ws.recv(timeout=5)
     finally:
         mirrored.close()
-    got = cv2().imdecode(np.frombuffer(message[HEADER.size:], np.uint8), cv2().IMREAD_COLOR)[..., ::-1]
+    got = picture_of(message, mirrored)
     assert psnr(got, sent[:, ::-1]) >= 30 > psnr(got, sent)
 
 

@@ -1,12 +1,17 @@
 """The browser output (``--output browser``): the output frames on loopback, for the fomm-live browser extension and
 for a plain page at ``http://127.0.0.1:PORT/`` that shows the live stream.
 
-Transport: one WebSocket per viewer at ``/stream``; a text message first ({"width", "height", "fps"}), then one
-binary message per frame: a 12-byte header (uint32 frame number, float64 epoch milliseconds at which the output
-received the frame, both little-endian) and the frame as a JPEG. JPEG was chosen over raw RGB by measurement
-(``benchmarks/browser.py``, RESULTS.md 2026-12-06): raw 1280x720 frames are 2.7 MB each (83 MB/s at 30 fps through
-the sockets, the extension's frame and the page, and a per-pixel copy in the page's script), a JPEG at quality 85
-35 kB on the bench clip (1.9 ms to encode on the 2-core test CPU, decoded by the browser) at about 50 dB.
+Transport: one WebSocket per viewer at ``/stream``; a text message first ({"width", "height", "fps", "format"}),
+then one binary message per frame: a 12-byte header (uint32 frame number, float64 epoch milliseconds at which the
+output received the frame, both little-endian) and the picture, raw I420 (YUV 4:2:0: the Y plane, then U, then V;
+"format": "i420", the default) or a JPEG ("format": "jpeg"). A message that is the header alone repeats the last
+picture: a frame identical to the one before (the live loop repeats its last frame while the camera or the face is
+lost) is not sent again. The page turns an I420 picture into a WebCodecs ``VideoFrame`` without decoding it.
+
+I420 was chosen over JPEG by measurement (``benchmarks/browser.py``, RESULTS.md 2026-12-07): at 1280x720 the
+conversion from RGB is 0.63 ms against 2.1 ms for the JPEG (its BGR copy and encode) on the 2-core test CPU, and the
+watching browser has no JPEG to decode and no canvas to draw and read back; the 1.38 MB a frame (41 MB/s at 30 fps)
+stay on loopback. The picture loses only the chroma subsampling (JPEG quality 85 loses that and more).
 
 Security: the server binds 127.0.0.1 only, and the WebSocket handshake is refused (HTTP 403) unless its Origin is the
 extension's own (``chrome-extension://`` + the fixed id its manifest key gives) or this output's own page: another
@@ -14,9 +19,10 @@ website open in the same browser cannot watch the stream. A Host header other th
 is refused too (DNS rebinding). The extension adds its own checks (a one-time ticket for its frame, the page's
 camera permission: see its scripts). The frames are the sinks' frames, so the "AI-generated" label is on them.
 
-The failure it survives: a viewer that is slow or gone. Encoding runs on this output's own thread, only while a
-viewer is connected, always on the newest frame (older ones are skipped, never queued); each viewer's connection
-thread sends the newest encoded frame when it can, so one slow viewer delays no one else and never the model.
+The failure it survives: a viewer that is slow or gone. Nothing is converted while no viewer is connected; the
+picture thread (the JPEG encoder, or the repeat check for I420) always takes the newest frame (older ones are
+skipped, never queued); each viewer's connection thread sends the newest picture when it can, so one slow viewer
+delays no one else and never the model.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import time
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,6 +54,7 @@ EXTENSION_ID = "hijoelcenfodncdpepehcidanefcbojo"
 EXTENSION_ORIGIN = f"chrome-extension://{EXTENSION_ID}"
 JPEG_QUALITY = 85
 HEADER = struct.Struct("<Id")  # frame number, epoch ms at which the output received the frame
+FORMATS = ("i420", "jpeg")  # the picture formats a viewer understands; the first is the default
 
 
 def parse_browser_spec(spec: str) -> int | None:
@@ -66,39 +74,58 @@ def page_html() -> bytes:
     return resources.files("fomm_live.live.output").joinpath("browser_page.html").read_bytes()
 
 
+class Picture(NamedTuple):
+    """The newest picture for viewers: ``message`` (header and picture) is sent to a viewer that has not had picture
+    ``picture`` yet, ``header`` alone (a repeat) to one that has."""
+
+    number: int
+    header: bytes
+    picture: int
+    message: bytes | bytearray
+
+
 class BrowserSink:
     """Serves the output frames to the browser extension and to the output's page, on 127.0.0.1 only.
 
     Args:
-        width: Output width.
-        height: Output height.
+        width: Output width (even, for I420's half-size chroma planes).
+        height: Output height (even).
         fps: The frame rate the extension's camera announces.
         port: The loopback port (``DEFAULT_PORT`` by default; 0 picks a free one, see ``port`` after opening).
-        quality: JPEG quality, 1-100.
+        picture_format: ``"i420"`` (raw YUV 4:2:0, the default) or ``"jpeg"`` (see the module's docstring).
+        quality: JPEG quality, 1-100 (``"jpeg"`` only).
         mirror: Flip what the call shows left to right (``--mirror-output``, as the virtual camera does).
     """
 
     name = "browser"
 
-    def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT,
+    def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT, picture_format: str = "i420",
                  quality: int = JPEG_QUALITY, mirror: bool = False) -> None:
         try:
             from websockets.sync.server import serve
         except ImportError as err:
             raise SinkUnavailable("the browser output needs websockets (pip install websockets)") from err
+        if picture_format not in FORMATS:
+            raise ValueError(f"picture_format: expected one of {', '.join(FORMATS)}, got {picture_format!r}")
+        if picture_format == "i420" and (width % 2 or height % 2):
+            raise SinkUnavailable(f"the browser output sends I420, which needs an even size: got {width}x{height}; "
+                                  f"choose another with --output-size")
         self.size = (width, height)
         self.fps = float(fps)
+        self.format = picture_format
         self.quality = int(quality)
         self.mirror = mirror
         self._closed = False
         self._lock = threading.Condition()
-        self._latest: tuple[np.ndarray, int, float] | None = None  # BGR frame, number, epoch ms received
-        self._encoded: tuple[int, bytes] | None = None  # number, message
+        # The newest frame: I420 message (header included) or BGR frame, its number, epoch ms received.
+        self._latest: tuple[bytearray | np.ndarray, int, float] | None = None
+        self._picture: Picture | None = None
         self._number = 0
         self.viewers = 0
         self.received = 0
-        self.encoded = 0
-        self.encode_cpu_s = 0.0  # thread CPU time spent encoding (benchmarks read it)
+        self.encoded = 0  # pictures made for viewers (repeats not counted)
+        self.repeats = 0  # frames identical to the one before, sent as a header alone
+        self.encode_cpu_s = 0.0  # the picture thread's CPU time (benchmarks read it)
         try:
             self.server = serve(self._viewer, "127.0.0.1", port, process_request=self._http, compression=None,
                                 origins=None, max_size=2**16, close_timeout=1.0)
@@ -110,49 +137,71 @@ class BrowserSink:
         self.allowed_origins = {EXTENSION_ORIGIN, f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
         self._serving = threading.Thread(target=self.server.serve_forever, name="browser-server", daemon=True)
         self._serving.start()
-        self._encoder = threading.Thread(target=self._encode_loop, name="browser-encoder", daemon=True)
-        self._encoder.start()
+        self._pictures = threading.Thread(target=self._picture_loop, name="browser-pictures", daemon=True)
+        self._pictures.start()
         logger.info("browser output: %s (the fomm-live extension's camera; open it to watch), %dx%d at %.3g fps",
                     self.url, width, height, fps)
 
     # -- the pipeline's side --------------------------------------------------------------------------------------
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
-        """Keep the newest frame, converted to BGR for the encoder thread: the conversion is the copy the sink needs
-        anyway (the pipeline may reuse its buffers), 0.38 ms at 1280x720 on the 2-core test CPU against 0.31 ms for a
-        plain copy; nothing is kept while no viewer is connected."""
+        """Keep the newest frame, converted for the picture thread: the conversion is the copy the sink needs anyway
+        (the pipeline may reuse its buffers). I420: straight into the message sent, 0.63 ms at 1280x720 on the
+        2-core test CPU (a plain copy is 0.29 ms; the virtual camera converts on this thread too). JPEG: to BGR,
+        0.34 ms. Nothing is kept while no viewer is connected."""
         check_frame(frame, self.size)
         if not self.viewers:
             with self._lock:
                 self.received += 1
             return
-        frame = cv2().cvtColor(frame, cv2().COLOR_RGB2BGR)
         if self.mirror:
             frame = cv2().flip(frame, 1)
+        received_ms = time.time() * 1000.0
         with self._lock:
-            self._number += 1
+            number = self._number = self._number + 1
+        if self.format == "i420":
+            width, height = self.size
+            converted = bytearray(HEADER.size + width * height * 3 // 2)
+            HEADER.pack_into(converted, 0, number, received_ms)
+            planes = np.frombuffer(converted, np.uint8, offset=HEADER.size).reshape(height * 3 // 2, width)
+            cv2().cvtColor(frame, cv2().COLOR_RGB2YUV_I420, dst=planes)  # Y, then U, then V
+        else:
+            converted = cv2().cvtColor(frame, cv2().COLOR_RGB2BGR)
+        with self._lock:
             self.received += 1
-            self._latest = (frame, self._number, time.time() * 1000.0)
+            if self._latest is None or self._latest[1] < number:
+                self._latest = (converted, number, received_ms)
             self._lock.notify_all()
 
-    # -- the encoder thread ---------------------------------------------------------------------------------------
+    # -- the picture thread ---------------------------------------------------------------------------------------
 
-    def _encode_loop(self) -> None:
+    def _picture_loop(self) -> None:
         done = 0
+        previous: bytearray | np.ndarray | None = None  # the last picture's source, to spot a repeat
         while True:
             with self._lock:
                 self._lock.wait_for(lambda done=done: self._closed or (
                     self.viewers > 0 and self._latest is not None and self._latest[1] != done))
                 if self._closed:
                     return
-                frame, number, received_ms = self._latest
+                converted, number, received_ms = self._latest
             start = time.thread_time()
-            message = HEADER.pack(number, received_ms) + encode_jpeg_bgr(frame, self.quality)
+            header = HEADER.pack(number, received_ms)
+            current = self._picture
+            if current is not None and same_picture(converted, previous, self.format):
+                picture = current._replace(number=number, header=header)
+            elif self.format == "i420":
+                picture = Picture(number, header, number, converted)
+            else:
+                picture = Picture(number, header, number, header + encode_jpeg_bgr(converted, self.quality))
             spent = time.thread_time() - start
-            done = number
+            done, previous = number, converted
             with self._lock:
-                self._encoded = (number, message)
-                self.encoded += 1
+                self._picture = picture
+                if picture.picture == number:
+                    self.encoded += 1
+                else:
+                    self.repeats += 1
                 self.encode_cpu_s += spent
                 self._lock.notify_all()
 
@@ -184,25 +233,28 @@ class BrowserSink:
         return connection.respond(HTTPStatus.NOT_FOUND, "fomm-live: not found\n")
 
     def _viewer(self, connection) -> None:
-        """One viewer's thread: the stream's description, then the newest encoded frame whenever there is one."""
+        """One viewer's thread: the stream's description, then the newest picture whenever there is one (the header
+        alone when this viewer has that picture already)."""
         with self._lock:
             self.viewers += 1
             self._lock.notify_all()
-        sent = 0
+        sent, shown = 0, 0
         try:
-            connection.send(json.dumps({"width": self.size[0], "height": self.size[1], "fps": self.fps}))
+            width, height = self.size
+            connection.send(json.dumps({"width": width, "height": height, "fps": self.fps, "format": self.format}))
             while True:
                 with self._lock:
                     self._lock.wait_for(lambda sent=sent: self._closed or (
-                        self._encoded is not None and self._encoded[0] != sent), timeout=1.0)
+                        self._picture is not None and self._picture.number != sent), timeout=1.0)
                     if self._closed:
                         return
-                    encoded = self._encoded
-                if encoded is None or encoded[0] == sent:
+                    picture = self._picture
+                if picture is None or picture.number == sent:
                     connection.ping()  # notices a viewer that is gone within a second
                     continue
-                sent = encoded[0]
-                connection.send(encoded[1])
+                sent = picture.number
+                connection.send(picture.header if picture.picture == shown else picture.message)
+                shown = picture.picture
         except Exception as err:  # noqa: BLE001 - a viewer that leaves ends its own thread, nothing else
             logger.debug("browser output: a viewer left (%s)", err)
         finally:
@@ -217,9 +269,24 @@ class BrowserSink:
             self._lock.notify_all()
         self.server.shutdown()
         self._serving.join(timeout=2.0)
-        self._encoder.join(timeout=2.0)
+        self._pictures.join(timeout=2.0)
         if self.received:
-            logger.info("browser output: %d frames received, %d encoded for viewers", self.received, self.encoded)
+            logger.info("browser output: %d frames received, %d pictures made for viewers, %d repeats sent as such",
+                        self.received, self.encoded, self.repeats)
+
+
+def same_picture(new: bytearray | np.ndarray, old: bytearray | np.ndarray | None, picture_format: str) -> bool:
+    """Whether a converted frame shows the same picture as the one before (the header of an I420 message aside):
+    0.15 ms at 1280x720 when equal on the 2-core test CPU, compared 8 bytes at a time (a memoryview comparison, byte
+    by byte, took 1.6 ms)."""
+    if old is None or len(new) != len(old):
+        return False
+    offset = HEADER.size if picture_format == "i420" else 0
+    new_bytes = np.frombuffer(new, np.uint8, offset=offset) if offset else np.asarray(new).reshape(-1)
+    old_bytes = np.frombuffer(old, np.uint8, offset=offset) if offset else np.asarray(old).reshape(-1)
+    if new_bytes.size % 8 == 0:
+        new_bytes, old_bytes = new_bytes.view(np.uint64), old_bytes.view(np.uint64)
+    return bool(np.array_equal(new_bytes, old_bytes))
 
 
 def encode_jpeg_bgr(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

@@ -1,7 +1,8 @@
 "use strict";
 // In the page's own world, at document start in every frame: adds the "fomm-live" camera to
-// navigator.mediaDevices.enumerateDevices() and answers getUserMedia() for it with a canvas stream of the frames
-// that fomm-live sends (through the extension frame that bridge.js opens). Every other camera is untouched.
+// navigator.mediaDevices.enumerateDevices() and answers getUserMedia() for it with a track of the frames that
+// fomm-live sends (through the extension frame that bridge.js opens), each a WebCodecs VideoFrame: raw I420 taken as
+// it is, a JPEG decoded by the browser. Every other camera is untouched.
 // While fomm-live is not running the stream shows a still card saying so; when it stops mid-call the last frame is
 // held for HOLD_MS, then the card returns; frames resume when it starts again.
 (() => {
@@ -104,21 +105,74 @@
   // The stream opens at the output's size when fomm-live answers within READY_MS; else at the card's, and changes
   // size when fomm-live starts.
   const READY_MS = 1000;
+  // Chromium's MediaStreamTrackGenerator takes VideoFrames as they come, with no canvas and no timer (timers in a
+  // hidden tab run once a second at most). Elsewhere the frames are drawn on a canvas that is captured.
+  const Generator = window.MediaStreamTrackGenerator;
+  const Frame = window.VideoFrame;
 
-  function openCamera() {
-    const id = `${Date.now()}-${++sessions}`;
+  // A track fed VideoFrames: show(frame) takes the frame (and closes it).
+  function frameTrack(size) {
+    if (typeof Generator === "function") {
+      const track = new Generator({kind: "video"});
+      const writer = track.writable.getWriter();
+      return {track, show: (frame) => { writer.write(frame).catch(() => frame.close()); }};
+    }
     const canvas = document.createElement("canvas");
-    let size = {...DEFAULT};
     canvas.width = size.width;
     canvas.height = size.height;
     const context = canvas.getContext("2d");
-    drawCard(context, canvas.width, canvas.height);
     const track = canvas.captureStream(size.fps).getVideoTracks()[0];
+    return {track, show: (frame) => {
+      if (canvas.width !== frame.displayWidth || canvas.height !== frame.displayHeight) {
+        canvas.width = frame.displayWidth;
+        canvas.height = frame.displayHeight;
+      }
+      context.drawImage(frame, 0, 0);
+      frame.close();
+    }};
+  }
+
+  const micros = () => Math.round(performance.now() * 1000);
+
+  // An I420 picture (Y, U, V planes after the 12-byte header) as a VideoFrame, the buffer handed over, not copied,
+  // where the browser allows it.
+  function i420Frame(buffer, width, height) {
+    const ySize = width * height;
+    const init = {format: "I420", codedWidth: width, codedHeight: height, timestamp: micros(),
+                  layout: [{offset: 12, stride: width}, {offset: 12 + ySize, stride: width / 2},
+                           {offset: 12 + ySize * 5 / 4, stride: width / 2}]};
+    try {
+      return new Frame(buffer, {...init, transfer: [buffer]});
+    } catch (err) {
+      return new Frame(buffer, init);
+    }
+  }
+
+  function openCamera() {
+    const id = `${Date.now()}-${++sessions}`;
+    let size = {...DEFAULT};
+    const card = document.createElement("canvas");
+    const cardContext = card.getContext("2d");
+    const {track, show} = frameTrack(size);
+    let last = null;  // the newest picture (a VideoFrame kept open: repeats and the hold show copies of it)
     let lastFrameAt = 0;
     let stopped = false;
     let showing = "card";
     let ready;
     const answered = new Promise((resolve) => { ready = resolve; });
+
+    function showCard() {
+      if (card.width !== size.width || card.height !== size.height) {
+        card.width = size.width;
+        card.height = size.height;
+      }
+      drawCard(cardContext, card.width, card.height);
+      show(new Frame(card, {timestamp: micros()}));
+    }
+    function showLast() {
+      if (last) show(new Frame(last, {timestamp: micros()}));
+    }
+    showCard();
 
     const channel = new MessageChannel();
     const port = channel.port1;
@@ -127,12 +181,9 @@
       if (stopped || !data) return;
       if (data.down) ready();
       if (data.info) {
-        size = {width: data.info.width, height: data.info.height, fps: data.info.fps};
-        if (canvas.width !== size.width || canvas.height !== size.height) {
-          canvas.width = size.width;
-          canvas.height = size.height;
-          drawCard(context, size.width, size.height);
-        }
+        size = {width: data.info.width, height: data.info.height, fps: data.info.fps,
+                format: data.info.format || "jpeg"};
+        if (showing === "card") showCard();
         ready();
       } else if (data.frame) {
         pending = data.frame;  // a frame that arrives while one is decoding replaces the one waiting
@@ -140,7 +191,8 @@
       }
     };
 
-    // Decodes and draws the newest frame; one decode at a time, so a slow page skips frames instead of queueing.
+    // Shows the newest frame; one JPEG decode at a time, so a slow page skips frames instead of queueing. A message
+    // that is the header alone repeats the last picture.
     let pending = null;
     let decoding = false;
     async function draw() {
@@ -151,39 +203,50 @@
         const header = new DataView(buffer, 0, 12);
         const number = header.getUint32(0, true);
         const receivedAt = header.getFloat64(4, true);
-        let bitmap;
+        let frame = null;
         try {
-          bitmap = await createImageBitmap(new Blob([new Uint8Array(buffer, 12)], {type: "image/jpeg"}));
+          if (buffer.byteLength === 12) {
+            if (!last) continue;
+          } else if (size.format === "i420") {
+            frame = i420Frame(buffer, size.width, size.height);
+          } else {
+            const bitmap = await createImageBitmap(new Blob([new Uint8Array(buffer, 12)], {type: "image/jpeg"}));
+            frame = new Frame(bitmap, {timestamp: micros()});
+            bitmap.close();
+          }
         } catch (err) {
           continue;  // a damaged frame: the next one replaces it
         }
         if (stopped) {
-          bitmap.close();
+          if (frame) frame.close();
           break;
         }
-        context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-        bitmap.close();
+        if (frame) {
+          if (last) last.close();
+          last = frame;
+        }
+        showLast();
         lastFrameAt = performance.now();
         showing = "stream";
-        // For measurements (the output's own page and benchmarks): when each frame was drawn, in epoch ms.
+        // For measurements (the output's own page and benchmarks): when each frame was shown, in epoch ms.
         window.dispatchEvent(new CustomEvent("fomm-live-frame", {
-          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now()}}));
+          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now(), repeat: !frame}}));
       }
       decoding = false;
     }
-    // Holds the last frame HOLD_MS after fomm-live stops, then shows the card; a light redraw keeps the track's
-    // frames coming while nothing new arrives (a still canvas sends none).
+    // Holds the last frame HOLD_MS after fomm-live stops, then shows the card; the last picture is shown again
+    // while nothing new arrives, so that the track keeps sending frames (a call's encoder may wait for them).
     const timer = setInterval(() => {
       if (stopped) return;
       if (showing === "stream" && performance.now() - lastFrameAt > HOLD_MS) showing = "card";
-      if (showing === "card") drawCard(context, canvas.width, canvas.height);
-      else if (performance.now() - lastFrameAt > 500) context.drawImage(canvas, 0, 0);
+      if (showing === "card") showCard();
+      else if (performance.now() - lastFrameAt > 500) showLast();
     }, 250);
     window.postMessage({fommLive: "open", id}, "*", [channel.port2]);
 
     const stop = track.stop.bind(track);
-    const settings = () => ({deviceId: DEVICE_ID, groupId: GROUP_ID, width: canvas.width, height: canvas.height,
-                             frameRate: size.fps, aspectRatio: canvas.width / canvas.height, resizeMode: "none"});
+    const settings = () => ({deviceId: DEVICE_ID, groupId: GROUP_ID, width: size.width, height: size.height,
+                             frameRate: size.fps, aspectRatio: size.width / size.height, resizeMode: "none"});
     Object.defineProperties(track, {
       label: {get: () => LABEL},
       getSettings: {value: settings},
@@ -194,6 +257,8 @@
         if (stopped) return;
         stopped = true;
         clearInterval(timer);
+        if (last) last.close();
+        last = null;
         port.postMessage({stop: true});
         port.close();
         window.postMessage({fommLive: "close", id}, "*");
