@@ -99,11 +99,11 @@ def test_extension_origin_gets_the_description_then_the_frame_sent(picture_forma
     assert psnr(got, sent) >= 30, f"{picture_format} round trip {psnr(got, sent):.1f} dB"
 
 
-def test_default_format_is_raw_i420_and_an_odd_size_or_unknown_format_is_refused() -> None:
-    assert BrowserSink.__init__.__kwdefaults__["picture_format"] == "i420"
+def test_default_format_is_jpeg_and_an_odd_size_for_i420_or_an_unknown_format_is_refused() -> None:
+    assert BrowserSink.__init__.__kwdefaults__["picture_format"] == "jpeg"
     with pytest.raises(SinkUnavailable, match="even size: got 321x240.*--output-size"):
-        BrowserSink(width=321, height=240, fps=30, port=0)
-    with pytest.raises(ValueError, match="expected one of i420, jpeg, got 'png'"):
+        BrowserSink(width=321, height=240, fps=30, port=0, picture_format="i420")
+    with pytest.raises(ValueError, match="expected one of jpeg, i420, got 'png'"):
         BrowserSink(width=320, height=240, fps=30, port=0, picture_format="png")
 
 
@@ -236,3 +236,21 @@ def test_a_bad_port_is_one_line_naming_the_option(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "--output browser:x: the port must be a number from 1 to 65535" in result.stderr, result.stderr
+
+
+def test_frames_faster_than_the_announced_rate_are_thinned_to_the_newest() -> None:
+    # Like the virtual camera, viewers get at most fps pictures a second: at 2 fps, ten frames sent at once become
+    # the first and then the newest, not ten pictures.
+    sink = BrowserSink(width=320, height=240, fps=2, port=0)
+    try:
+        with stream(sink, EXTENSION_ORIGIN) as ws:
+            ws.recv(timeout=5)
+            for i in range(10):
+                sink.send(frame_at(i), FrameInfo(i, 0.0))
+            numbers = [HEADER.unpack_from(ws.recv(timeout=5))[0]]
+            while numbers[-1] < 10:
+                numbers.append(HEADER.unpack_from(ws.recv(timeout=5))[0])
+    finally:
+        sink.close()
+    assert numbers[-1] == 10 and sink.received == 10
+    assert sink.encoded == len(numbers) < 10, (sink.encoded, numbers)

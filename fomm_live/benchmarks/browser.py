@@ -1,21 +1,27 @@
-"""Browser output benchmark (``--output browser``), in one run, on the bundled clip at the output size:
+"""Browser output benchmark (``--output browser``), in one run, on the bundled clip at the output size, for each
+picture format the output can send (JPEG quality 85, the default, and raw I420):
 
-1. Transport: per 1280x720 frame, the CPU a JPEG (quality 85) takes to encode and the bytes it and a raw RGB frame
-   put on the wire; the CPU of sending each over a loopback WebSocket to a Python client (thread CPU time).
+1. Transport: per 1280x720 frame, the CPU to make the picture (I420 from RGB; JPEG: the BGR copy and the encode,
+   OpenCV's defaults, which are 4:2:0 without Huffman optimisation, and with optimisation), the bytes it puts on the
+   wire, and the CPU of sending it over a loopback WebSocket to a Python client (thread CPU time).
 2. The output in use: a ``BrowserSink`` at 30 fps, fed the clip's frames from a thread, watched by the extension's
    camera in a headless Chromium (``benchmarks.chromium``): fomm-live's CPU per frame received (process CPU time,
-   which holds the feeder, the sink's copy, the encoder and the viewer's send; and the encoder thread alone), the
-   page's frame rate, and how long after the output received a frame the page drew it (epoch ms, read in the page).
+   which holds the feeder, the sink's conversion, the picture thread and the viewer's send; and the picture thread
+   alone), the watching Chromium's CPU per frame (all its processes), the page's frame rate, and how long after the
+   output received a frame the page showed it (epoch ms, read in the page); then the same with one frame repeated
+   (the live loop's repeats: sent as the header alone).
 3. Quality: the page's frames (read back through a canvas) against the frames sent, PSNR, each frame held long enough
    to be shown.
 4. The live loop (landmark backend, no weights; unpaced: as fast as it goes) with ``--output browser`` watched by the
    page, against the loop with the virtual camera's stand-in (``VirtualCamSink`` on a pyvirtualcam stand-in whose
    ``send`` does nothing: the I420 conversion on the loop's thread and the pacing thread stay) while the page watches
    Chromium's fake camera playing the same clip at the same size (as it would watch a real virtual camera: the
-   browser's own work is in both), rounds alternating: the loop's rate, and fomm-live's CPU time per frame (the
-   process's, which a loaded machine's other work does not inflate as much as it does the rate).
+   browser's own work is in both), rounds alternating (each round runs every output, in a rotated order): the loop's
+   rate, fomm-live's CPU time per frame (the process's, which a loaded machine's other work does not inflate as much
+   as it does the rate) and the watching Chromium's CPU per loop frame.
 
-    python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2] [--json PATH]
+    python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2] [--formats jpeg,i420]
+                                           [--json PATH]
 
 Goals (issue 28): output <= 5 ms of CPU per frame; loop rate within 5% of the stand-in's; page p50 <= 33 ms after
 the output receives a frame; page frames >= 30 dB.
@@ -36,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_live.benchmarks.chromium import (
+    browser_cpu_seconds,
     chromium_with_extension,
     decode_data_url,
     missing_reason,
@@ -65,24 +72,42 @@ def p(values: list[float], q: float) -> float:
 
 
 def transport(frames: list[np.ndarray]) -> dict:
-    """JPEG vs raw RGB: encode CPU (RGB to BGR included), bytes, and the CPU of one loopback WebSocket send."""
+    """I420 vs JPEG: the CPU to make each picture from an RGB frame, its bytes, and the CPU of one loopback WebSocket
+    send."""
     from websockets.sync.client import connect
     from websockets.sync.server import serve
 
     from fomm_live.live.media import cv2
-    from fomm_live.live.output.browser import JPEG_QUALITY, encode_jpeg_bgr
+    from fomm_live.live.output.browser import HEADER, JPEG_QUALITY
 
-    encode_ms, jpegs = [], []
-    for frame in frames:
-        start = time.thread_time()
-        jpegs.append(encode_jpeg_bgr(cv2().cvtColor(frame, cv2().COLOR_RGB2BGR), JPEG_QUALITY))
-        encode_ms.append((time.thread_time() - start) * 1000)
-    raws = [frame.tobytes() for frame in frames]
-    sends: dict[str, list[float]] = {"jpeg": [], "raw": []}
+    height, width = frames[0].shape[:2]
+
+    def i420(frame: np.ndarray) -> bytearray:
+        message = bytearray(HEADER.size + width * height * 3 // 2)
+        planes = np.frombuffer(message, np.uint8, offset=HEADER.size).reshape(height * 3 // 2, width)
+        cv2().cvtColor(frame, cv2().COLOR_RGB2YUV_I420, dst=planes)
+        return message
+
+    def jpeg(optimize: int):
+        params = [cv2().IMWRITE_JPEG_QUALITY, JPEG_QUALITY, cv2().IMWRITE_JPEG_OPTIMIZE, optimize,
+                  cv2().IMWRITE_JPEG_SAMPLING_FACTOR, cv2().IMWRITE_JPEG_SAMPLING_FACTOR_420]
+        return lambda frame: cv2().imencode(".jpg", cv2().cvtColor(frame, cv2().COLOR_RGB2BGR), params)[1].tobytes()
+
+    makers = {"i420": i420, "jpeg": jpeg(0), "jpeg optimized": jpeg(1)}
+    made: dict[str, list] = {name: [] for name in makers}
+    make_ms: dict[str, list[float]] = {name: [] for name in makers}
+    for _ in range(2):  # alternating, twice
+        for name, make in makers.items():
+            made[name] = []
+            for frame in frames:
+                start = time.thread_time()
+                made[name].append(make(frame))
+                make_ms[name].append((time.thread_time() - start) * 1000)
+    sends: dict[str, list[float]] = {"i420": [], "jpeg": []}
 
     def handler(connection) -> None:
-        for name, messages in (("jpeg", jpegs), ("raw", raws)):
-            for message in messages:
+        for name in sends:
+            for message in made[name]:
                 start = time.thread_time()
                 connection.send(message)
                 sends[name].append((time.thread_time() - start) * 1000)
@@ -95,9 +120,10 @@ def transport(frames: list[np.ndarray]) -> dict:
             while ws.recv(timeout=60) != "done":
                 pass
         server.shutdown()
-    return {"jpeg_encode_ms_p50": p(encode_ms, 50), "jpeg_kB_mean": round(np.mean([len(j) for j in jpegs]) / 1e3, 1),
-            "raw_kB": round(len(raws[0]) / 1e3, 1), "jpeg_send_ms_p50": p(sends["jpeg"], 50),
-            "raw_send_ms_p50": p(sends["raw"], 50)}
+    return {"load": os.getloadavg()[0],
+            **{f"{name} make_ms_p50": p(make_ms[name], 50) for name in makers},
+            **{f"{name} kB_mean": round(float(np.mean([len(m) for m in made[name]])) / 1e3, 1) for name in makers},
+            **{f"{name} send_ms_p50": p(sends[name], 50) for name in sends}}
 
 
 class Feeder:
@@ -128,24 +154,44 @@ class Feeder:
         self._thread.join()
 
 
-def output_in_use(page, port: int, frames: list[np.ndarray], size: tuple[int, int], seconds: float) -> dict:
-    """The sink at 30 fps watched by the page: CPU per frame, page rate and latency, then PSNR of held frames."""
+def watch(page, sink, feeder, seconds: float) -> dict:
+    """``seconds`` of the page watching ``sink``: fomm-live's and Chromium's CPU per frame received, the page's rate
+    and delay."""
+    page.evaluate("fl.frames = []")
+    received0, encoded0, encode_cpu0 = sink.received, sink.encoded, sink.encode_cpu_s
+    chromium0 = browser_cpu_seconds()
+    cpu0, wall0, load = time.process_time(), time.perf_counter(), os.getloadavg()[0]
+    time.sleep(seconds)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    chromium = browser_cpu_seconds()
+    received, encoded = sink.received - received0, sink.encoded - encoded0
+    encode_cpu = sink.encode_cpu_s - encode_cpu0
+    shown = page.evaluate("fl.frames")
+    latency = [f["drawnAt"] - f["receivedAt"] for f in shown if not f.get("repeat")]
+    per_frame = 1000 / max(received, 1)
+    return {"load": load, "seconds": round(wall, 2), "frames_received": received, "pictures_made": encoded,
+            "process_cpu_ms_per_frame": round(cpu * per_frame, 3),
+            "picture_thread_cpu_ms_per_frame": round(encode_cpu * per_frame, 3),
+            "chromium_cpu_ms_per_frame": None if chromium is None else round((chromium - chromium0) * per_frame, 3),
+            "page_fps": round(len(shown) / wall, 2), "latency_ms_p50": p(latency, 50),
+            "latency_ms_p95": p(latency, 95)}
+
+
+def output_in_use(page, port: int, frames: list[np.ndarray], size: tuple[int, int], seconds: float,
+                  picture_format: str) -> dict:
+    """The sink at 30 fps watched by the page: CPU per frame, page rate and latency, the same with one frame repeated,
+    then PSNR of held frames."""
     from fomm_live.live.output.browser import BrowserSink
 
-    sink = BrowserSink(width=size[0], height=size[1], fps=30, port=port)
+    sink = BrowserSink(width=size[0], height=size[1], fps=30, port=port, picture_format=picture_format)
     feeder = Feeder(sink, frames)
     try:
         page.evaluate("fl.open('fomm-live')")
         time.sleep(2.0)  # warm-up: the stream settles
-        page.evaluate("fl.frames = []")
-        received0, encoded0, encode_cpu0 = sink.received, sink.encoded, sink.encode_cpu_s
-        cpu0, wall0, load = time.process_time(), time.perf_counter(), os.getloadavg()[0]
-        time.sleep(seconds)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        received, encoded = sink.received - received0, sink.encoded - encoded0
-        encode_cpu = sink.encode_cpu_s - encode_cpu0
-        shown = page.evaluate("fl.frames")
-        latency = [f["drawnAt"] - f["receivedAt"] for f in shown]
+        moving = watch(page, sink, feeder, seconds)
+        feeder.hold = frames[0]
+        time.sleep(0.5)
+        repeated = watch(page, sink, feeder, seconds / 2)
         quality = []
         for frame in frames[:: max(1, len(frames) // 5)][:5]:
             feeder.hold = frame
@@ -155,11 +201,7 @@ def output_in_use(page, port: int, frames: list[np.ndarray], size: tuple[int, in
         page.evaluate("fl.stop()")
         feeder.close()
         sink.close()
-    return {"load": load, "seconds": round(wall, 2), "frames_received": received, "frames_encoded": encoded,
-            "process_cpu_ms_per_frame": round(cpu * 1000 / max(received, 1), 3),
-            "encoder_cpu_ms_per_frame": round(encode_cpu * 1000 / max(encoded, 1), 3),
-            "page_fps": round(len(shown) / wall, 2), "latency_ms_p50": p(latency, 50),
-            "latency_ms_p95": p(latency, 95), "psnr_db": quality}
+    return {"format": picture_format, **moving, "repeated_frame": repeated, "psnr_db": quality}
 
 
 def standin_pyvirtualcam() -> types.ModuleType:
@@ -191,18 +233,25 @@ def loop_rate(clip: Path, size: tuple[int, int], make_sink, seconds: float, back
     options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
                               pacing=PacingOptions(realtime=False, loop=True, fps=source.fps,
                                                    max_frames=round(seconds * source.fps)))
-    load, cpu = os.getloadavg()[0], time.process_time()
+    load, cpu, chromium = os.getloadavg()[0], time.process_time(), browser_cpu_seconds()
     try:
         summary = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector,
                                stats=PipelineStats()).run()
     finally:
         sink.close()
     cpu = time.process_time() - cpu
+    per_frame = 1000 / max(summary["frames_out"], 1)
+    chromium = None if chromium is None else (browser_cpu_seconds() - chromium) * per_frame
     return {"load": load, "achieved_fps": summary["achieved_fps"], "frames_out": summary["frames_out"],
-            "process_cpu_ms_per_frame": round(cpu * 1000 / max(summary["frames_out"], 1), 2)}
+            "process_cpu_ms_per_frame": round(cpu * per_frame, 2),
+            "chromium_cpu_ms_per_frame": None if chromium is None else round(chromium, 2)}
 
 
-def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int, say=print) -> dict:
+STANDIN = "virtualcam stand-in"
+
+
+def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int, formats: tuple[str, ...] = ("jpeg",),
+                          say=print) -> dict:
     from fomm_live.live.face import FaceDetector
     from fomm_live.live.landmarks import LandmarkBackend
     from fomm_live.live.loop.pipeline import prepare_avatars
@@ -216,7 +265,7 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
         raise SystemExit(f"the browser benchmark needs Chromium and Playwright: {reason}")
     clip = bench_clip(size)
     frames = clip_frames(clip, 60)
-    say("transport: JPEG vs raw")
+    say("transport: JPEG vs I420")
     result: dict = {"size": list(size), "cpu_count": os.cpu_count(), "transport": transport(frames[:30])}
     sys.modules["pyvirtualcam"] = standin_pyvirtualcam()
     bound_helper_threads()
@@ -231,28 +280,45 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
                                                           port=free) as context:
             page = context.new_page()
             page.goto(url)
-            say("the output in use, watched by the page")
-            result["output"] = output_in_use(page, free, frames, size, seconds)
+            result["output"] = []
+            for picture_format in formats:
+                say(f"the output in use ({picture_format}), watched by the page")
+                result["output"].append(output_in_use(page, free, frames, size, seconds, picture_format))
             backend = LandmarkBackend(relative=True, tracking=True)
             rows = []
             with FaceDetector() as detector:
                 avatars = prepare_avatars(load_sources(None), backend.size, detector)
-                sinks = {"virtualcam stand-in": lambda fps: VirtualCamSink(width=size[0], height=size[1], fps=fps),
-                         "browser": lambda fps: BrowserSink(width=size[0], height=size[1], fps=fps, port=free)}
+
+                def browser(picture_format: str):
+                    return lambda fps: BrowserSink(width=size[0], height=size[1], fps=fps, port=free,
+                                                   picture_format=picture_format)
+
+                sinks = {STANDIN: lambda fps: VirtualCamSink(width=size[0], height=size[1], fps=fps),
+                         **{f"browser {f}": browser(f) for f in formats}}
+                names = list(sinks)
                 for r in range(rounds):
-                    for name in (list(sinks) if r % 2 == 0 else list(sinks)[::-1]):
+                    shift = r % len(names)
+                    for name in (names[shift:] + names[:shift])[:: -1 if r % 2 else 1]:
                         say(f"round {r + 1}/{rounds}: live loop to {name}")
-                        page.evaluate("fl.open('fomm-live')" if name == "browser" else "fl.open(null)")
+                        page.evaluate("fl.open(null)" if name == STANDIN else "fl.open('fomm-live')")
                         rows.append({"round": r, "output": name, **loop_rate(clip, size, sinks[name], seconds,
                                                                               backend, avatars, detector)})
                         page.evaluate("fl.stop()")
             backend.close()
     result["loop"] = rows
-    rates = {name: float(np.mean([r["achieved_fps"] for r in rows if r["output"] == name])) for name in sinks}
-    result["loop_rate_ratio"] = round(rates["browser"] / rates["virtualcam stand-in"], 4)
-    cpus = {name: float(np.mean([r["process_cpu_ms_per_frame"] for r in rows if r["output"] == name]))
-            for name in sinks}
-    result["loop_cpu_ms_per_frame_extra"] = round(cpus["browser"] - cpus["virtualcam stand-in"], 2)
+
+    def mean(name: str, key: str) -> float:
+        return float(np.mean([r[key] for r in rows if r["output"] == name]))
+
+    for name in sinks:
+        if name == STANDIN:
+            continue
+        result[f"{name}: loop_rate_ratio"] = round(mean(name, "achieved_fps") / mean(STANDIN, "achieved_fps"), 4)
+        result[f"{name}: loop_cpu_ms_per_frame_extra"] = round(
+            mean(name, "process_cpu_ms_per_frame") - mean(STANDIN, "process_cpu_ms_per_frame"), 2)
+        if rows[0]["chromium_cpu_ms_per_frame"] is not None:
+            result[f"{name}: chromium_cpu_ms_per_frame_extra"] = round(
+                mean(name, "chromium_cpu_ms_per_frame") - mean(STANDIN, "chromium_cpu_ms_per_frame"), 2)
     return result
 
 
@@ -261,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1280x720", help="output size WxH (default 1280x720)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     parser.add_argument("--rounds", type=int, default=2, help="live-loop rounds per output, alternating")
+    parser.add_argument("--formats", default="jpeg,i420",
+                        help="the output's picture formats to compare, in order (default jpeg,i420)")
     parser.add_argument("--json", metavar="PATH", help="write the figures here")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
-    result = run_browser_benchmark(size=size, seconds=args.seconds, rounds=args.rounds,
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    result = run_browser_benchmark(size=size, seconds=args.seconds, rounds=args.rounds, formats=formats,
                                    say=lambda text: print(text, file=sys.stderr))
     text = json.dumps(result, indent=2)
     print(text)

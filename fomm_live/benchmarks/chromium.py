@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -103,6 +104,37 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
     return path
 
 
+def browser_cpu_seconds() -> float | None:
+    """CPU time (user + system, seconds) of every Chromium process below this one (the browser, its GPU, network and
+    renderer processes: the watching page's whole cost), read from /proc; None where there is no /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    names: dict[int, str] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # a process that ended meanwhile
+            continue
+        name_end = text.rindex(")")
+        fields = text[name_end + 2:].split()  # from field 3 (state) on
+        pid = int(text[:text.index(" ")])
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        names[pid] = text[text.index("(") + 1:name_end]
+    below, stack = set(), [os.getpid()]
+    while stack:
+        parent = stack.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in below:
+                below.add(pid)
+                stack.append(pid)
+    return sum(times[pid] for pid in below if "chrom" in names[pid].lower())
+
+
 def decode_data_url(url: str) -> np.ndarray:
     """A PNG data URL (the test page's grab) as H x W x 3 RGB."""
     data = np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8)
@@ -179,7 +211,6 @@ def screenshot_output_page(path: Path, *, seconds: float = 8.0) -> Path:
     """A picture of the browser output's page (the README's): ``fomm-live run --output browser`` on the demo clip
     (landmark backend, no preview) in a subprocess, its page at http://127.0.0.1:PORT/ opened in Chromium, shot after
     ``seconds``."""
-    import os
     import socket
     import subprocess
     import sys

@@ -3,15 +3,17 @@ for a plain page at ``http://127.0.0.1:PORT/`` that shows the live stream.
 
 Transport: one WebSocket per viewer at ``/stream``; a text message first ({"width", "height", "fps", "format"}),
 then one binary message per frame: a 12-byte header (uint32 frame number, float64 epoch milliseconds at which the
-output received the frame, both little-endian) and the picture, raw I420 (YUV 4:2:0: the Y plane, then U, then V;
-"format": "i420", the default) or a JPEG ("format": "jpeg"). A message that is the header alone repeats the last
+output received the frame, both little-endian) and the picture, a JPEG ("format": "jpeg", the default) or raw I420
+(YUV 4:2:0: the Y plane, then U, then V; "format": "i420"). A message that is the header alone repeats the last
 picture: a frame identical to the one before (the live loop repeats its last frame while the camera or the face is
-lost) is not sent again. The page turns an I420 picture into a WebCodecs ``VideoFrame`` without decoding it.
+lost) is not sent again. Viewers get at most ``fps`` pictures a second, the newest at each turn, as the virtual
+camera gives its device: a loop faster than the camera it announces costs the watching browser no more.
 
-I420 was chosen over JPEG by measurement (``benchmarks/browser.py``, RESULTS.md 2026-12-07): at 1280x720 the
-conversion from RGB is 0.63 ms against 2.1 ms for the JPEG (its BGR copy and encode) on the 2-core test CPU, and the
-watching browser has no JPEG to decode and no canvas to draw and read back; the 1.38 MB a frame (41 MB/s at 30 fps)
-stay on loopback. The picture loses only the chroma subsampling (JPEG quality 85 loses that and more).
+JPEG was chosen over raw I420 by measurement (``benchmarks/browser.py``, RESULTS.md 2026-12-07, 1280x720 at 30 fps,
+Chromium 156 on the 2-core test CPU): I420 costs fomm-live less (0.6-0.9 ms to convert against 2.0-2.1 ms for the
+BGR copy and the JPEG) but the watching browser far more: its 1.38 MB a frame cross from the extension's frame to
+the page through the browser process, about 21 ms of Chromium's CPU a frame there against 2 ms for a 35 kB JPEG,
+which the page decodes to YUV planes with WebCodecs' ImageDecoder in about 4 ms. JPEG quality 85 keeps about 50 dB.
 
 Security: the server binds 127.0.0.1 only, and the WebSocket handshake is refused (HTTP 403) unless its Origin is the
 extension's own (``chrome-extension://`` + the fixed id its manifest key gives) or this output's own page: another
@@ -54,7 +56,7 @@ EXTENSION_ID = "hijoelcenfodncdpepehcidanefcbojo"
 EXTENSION_ORIGIN = f"chrome-extension://{EXTENSION_ID}"
 JPEG_QUALITY = 85
 HEADER = struct.Struct("<Id")  # frame number, epoch ms at which the output received the frame
-FORMATS = ("i420", "jpeg")  # the picture formats a viewer understands; the first is the default
+FORMATS = ("jpeg", "i420")  # the picture formats a viewer understands; the first is the default
 
 
 def parse_browser_spec(spec: str) -> int | None:
@@ -92,14 +94,14 @@ class BrowserSink:
         height: Output height (even).
         fps: The frame rate the extension's camera announces.
         port: The loopback port (``DEFAULT_PORT`` by default; 0 picks a free one, see ``port`` after opening).
-        picture_format: ``"i420"`` (raw YUV 4:2:0, the default) or ``"jpeg"`` (see the module's docstring).
+        picture_format: ``"jpeg"`` (the default) or ``"i420"`` (raw YUV 4:2:0; see the module's docstring).
         quality: JPEG quality, 1-100 (``"jpeg"`` only).
         mirror: Flip what the call shows left to right (``--mirror-output``, as the virtual camera does).
     """
 
     name = "browser"
 
-    def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT, picture_format: str = "i420",
+    def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT, picture_format: str = "jpeg",
                  quality: int = JPEG_QUALITY, mirror: bool = False) -> None:
         try:
             from websockets.sync.server import serve
@@ -146,9 +148,9 @@ class BrowserSink:
 
     def send(self, frame: np.ndarray, info: FrameInfo) -> None:
         """Keep the newest frame, converted for the picture thread: the conversion is the copy the sink needs anyway
-        (the pipeline may reuse its buffers). I420: straight into the message sent, 0.63 ms at 1280x720 on the
-        2-core test CPU (a plain copy is 0.29 ms; the virtual camera converts on this thread too). JPEG: to BGR,
-        0.34 ms. Nothing is kept while no viewer is connected."""
+        (the pipeline may reuse its buffers). JPEG: to BGR, 0.34 ms at 1280x720 on the 2-core test CPU (a plain copy
+        is 0.29 ms). I420: straight into the message sent, 0.63 ms (the virtual camera converts on this thread too).
+        Nothing is kept while no viewer is connected."""
         check_frame(frame, self.size)
         if not self.viewers:
             with self._lock:
@@ -178,13 +180,21 @@ class BrowserSink:
     def _picture_loop(self) -> None:
         done = 0
         previous: bytearray | np.ndarray | None = None  # the last picture's source, to spot a repeat
+        period, due = 1.0 / max(self.fps, 1.0), 0.0
         while True:
             with self._lock:
                 self._lock.wait_for(lambda done=done: self._closed or (
                     self.viewers > 0 and self._latest is not None and self._latest[1] != done))
+                # At most fps pictures a second: a frame that comes early waits for its turn, and a newer one that
+                # comes meanwhile replaces it (perf_counter deadlines, as the virtual camera's pacing thread).
+                now = time.perf_counter()
+                if now < due:
+                    self._lock.wait_for(lambda: self._closed, timeout=due - now)
                 if self._closed:
                     return
                 converted, number, received_ms = self._latest
+                now = time.perf_counter()
+                due = due + period if now - due < period else now + period  # late by a turn or more: start afresh
             start = time.thread_time()
             header = HEADER.pack(number, received_ms)
             current = self._picture
