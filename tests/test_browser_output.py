@@ -254,3 +254,21 @@ def test_frames_faster_than_the_announced_rate_are_thinned_to_the_newest() -> No
         sink.close()
     assert numbers[-1] == 10 and sink.received == 10
     assert sink.encoded == len(numbers) < 10, (sink.encoded, numbers)
+
+
+@pytest.mark.parametrize("picture_format", ["i420", "jpeg"])
+def test_a_frame_that_differs_by_one_pixel_between_the_sampled_rows_is_sent_whole(picture_format: str) -> None:
+    sink = BrowserSink(width=320, height=240, fps=30, port=0, picture_format=picture_format)
+    try:
+        with stream(sink, EXTENSION_ORIGIN) as ws:
+            ws.recv(timeout=5)
+            still = frame_at(3)
+            sink.send(still, FrameInfo(0, 0.0))
+            ws.recv(timeout=5)
+            touched = still.copy()
+            touched[5, 7] = 255 - touched[5, 7]  # row 5: not one of the rows compared first (every 16th)
+            sink.send(touched, FrameInfo(1, 0.0))
+            message = ws.recv(timeout=5)
+    finally:
+        sink.close()
+    assert len(message) > HEADER.size and (sink.encoded, sink.repeats) == (2, 0)
