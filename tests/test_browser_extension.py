@@ -63,9 +63,10 @@ def free_port() -> int:
 class Feeder:
     """A BrowserSink on ``port`` sent ``frame`` at 30 fps from a thread: a stand-in for the live loop."""
 
-    def __init__(self, port: int, frame: np.ndarray) -> None:
+    def __init__(self, port: int, frame: np.ndarray, picture_format: str = "jpeg") -> None:
         self.frame = frame
-        self.sink = BrowserSink(width=frame.shape[1], height=frame.shape[0], fps=30, port=port)
+        self.sink = BrowserSink(width=frame.shape[1], height=frame.shape[0], fps=30, port=port,
+                                picture_format=picture_format)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, daemon=True)
         self._thread.start()
@@ -205,6 +206,31 @@ def test_card_while_not_running_then_stream_then_held_then_card_then_picked_up_a
     finally:
         feeder.close()
     page.screenshot(path=str(tmp_path / "picked-up.png"))
+
+
+@pytest.mark.parametrize("picture_format", ["jpeg", "i420"])
+def test_the_outputs_own_page_shows_the_frames_sent(browser, tmp_path, picture_format: str) -> None:
+    context, _, port = browser
+    sent = place(portrait(), width=SIZE[0], height=SIZE[1], angle=-8, tx=-30)
+    feeder = Feeder(port, sent, picture_format)
+    tab = context.new_page()
+    try:
+        tab.goto(feeder.sink.url)
+        deadline = time.monotonic() + 15
+        while True:
+            shown = decode_data_url(tab.evaluate("document.getElementById('view').toDataURL('image/png')"))
+            if (shown.shape == sent.shape and psnr(shown, sent) >= 30) or time.monotonic() > deadline:
+                break
+            tab.wait_for_timeout(100)
+        tab.wait_for_function("document.getElementById('status').textContent.includes('shown')", timeout=10_000)
+        status = tab.text_content("#status")
+        tab.screenshot(path=str(tmp_path / f"output-page-{picture_format}.png"))
+    finally:
+        tab.close()
+        feeder.close()
+    assert shown.shape == sent.shape, f"the page's canvas is {shown.shape}, the frames sent {sent.shape}"
+    assert psnr(shown, sent) >= 30, f"{psnr(shown, sent):.1f} dB"
+    assert f"{SIZE[0]}x{SIZE[1]}" in status and "ms from the output to this page" in status, status
 
 
 def test_real_run_on_a_clip_reaches_the_camera(browser, page, tmp_path) -> None:
