@@ -314,6 +314,11 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
         if name == STANDIN:
             continue
         result[f"{name}: loop_rate_ratio"] = round(mean(name, "achieved_fps") / mean(STANDIN, "achieved_fps"), 4)
+        # Per round too: the rounds' rates drift with the machine's load, each round's pair less so.
+        result[f"{name}: loop_rate_ratio_by_round"] = [
+            round(next(r["achieved_fps"] for r in rows if r["round"] == i and r["output"] == name)
+                  / next(r["achieved_fps"] for r in rows if r["round"] == i and r["output"] == STANDIN), 4)
+            for i in range(rounds)]
         result[f"{name}: loop_cpu_ms_per_frame_extra"] = round(
             mean(name, "process_cpu_ms_per_frame") - mean(STANDIN, "process_cpu_ms_per_frame"), 2)
         if rows[0]["chromium_cpu_ms_per_frame"] is not None:
