@@ -6,8 +6,9 @@ then one binary message per frame: a 12-byte header (uint32 frame number, float6
 output received the frame, both little-endian) and the picture, a JPEG ("format": "jpeg", the default) or raw I420
 (YUV 4:2:0: the Y plane, then U, then V; "format": "i420"). A message that is the header alone repeats the last
 picture: a frame identical to the one before (the live loop repeats its last frame while the camera or the face is
-lost) is not sent again. Viewers get at most ``fps`` pictures a second, the newest at each turn, as the virtual
-camera gives its device: a loop faster than the camera it announces costs the watching browser no more.
+lost) is not sent again. Viewers get about ``fps`` pictures a second (10% more at most), the newest at each turn,
+as the virtual camera gives its device: a loop faster than the camera it announces costs the watching browser little
+more.
 
 JPEG was chosen over raw I420 by measurement (``benchmarks/browser.py``, RESULTS.md 2026-12-07, 1280x720 at 30 fps,
 Chromium 156 on the 2-core test CPU): I420 costs fomm-live less (0.6-0.9 ms to convert against 2.0-2.1 ms for the
@@ -56,6 +57,8 @@ EXTENSION_ID = "hijoelcenfodncdpepehcidanefcbojo"
 EXTENSION_ORIGIN = f"chrome-extension://{EXTENSION_ID}"
 JPEG_QUALITY = 85
 HEADER = struct.Struct("<Id")  # frame number, epoch ms at which the output received the frame
+# Viewers get at most this many times fps pictures a second (see _picture_loop).
+PACE_MARGIN = 1.1
 FORMATS = ("jpeg", "i420")  # the picture formats a viewer understands; the first is the default
 
 
@@ -180,15 +183,16 @@ class BrowserSink:
     def _picture_loop(self) -> None:
         done = 0
         previous: bytearray | np.ndarray | None = None  # the last picture's source, to spot a repeat
-        period, due = 1.0 / max(self.fps, 1.0), 0.0
+        period, due = 1.0 / (max(self.fps, 1.0) * PACE_MARGIN), 0.0
         while True:
             with self._lock:
                 self._lock.wait_for(lambda done=done: self._closed or (
                     self.viewers > 0 and self._latest is not None and self._latest[1] != done))
-                # At most fps pictures a second: a frame that comes early waits for its turn, and a newer one that
+                # About fps pictures a second: a frame that comes early waits for its turn, and a newer one that
                 # comes meanwhile replaces it (perf_counter deadlines, as the virtual camera's pacing thread). A turn
-                # may start half a period early, so that frames coming at about fps, with jitter, wait little (a
-                # 30 fps feeder waited 7 ms more at the median without it); the deadlines keep the average rate.
+                # may start half a period early, and the turns are PACE_MARGIN faster than fps: turns at exactly
+                # the frames' rate would lock onto a phase where every frame waits (a 30 fps feeder's frames waited
+                # 17 ms more at the median in one run, 7 ms in another); a little faster, they drift back in step.
                 now = time.perf_counter()
                 if now < due - period / 2:
                     self._lock.wait_for(lambda: self._closed, timeout=due - period / 2 - now)
