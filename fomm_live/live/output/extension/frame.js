@@ -3,7 +3,8 @@
 // the output allows (a script in the page's world would send the page's Origin, which it refuses). It connects only
 // with a ticket that bridge.js got from the service worker for this frame (a site that embeds this page itself has
 // none). It relays what arrives to the page's camera through the MessagePort the page gave it: the stream's
-// description as an object, frames as ArrayBuffers (transferred, not copied), and {down: true} when fomm-live stops.
+// description as an object, frames as ArrayBuffers (transferred; the page is another process, so the browser still
+// copies them: why frames are JPEGs, not raw), and {down: true} when fomm-live stops.
 // It connects again every second while fomm-live is not running.
 const RETRY_MS = 1000;
 
