@@ -254,7 +254,10 @@ class LandmarkBackend(Backend):
         # What the warp alone made (one more remap of the square: 0.1 ms at 256): every pixel that differs from it
         # was painted (closing lids, eyeballs, lashes, the mouth's inside, softened tears).
         plain = cv2().remap(self._source, pmap, None, cv2().INTER_LINEAR, borderMode=cv2().BORDER_REPLICATE)
-        return Rendered(out, warp=WarpMap(source_map=pmap, painted=(out != plain).any(axis=2)))
+        # The channels' differences OR-ed: 0.06 ms at 256 against 0.72 ms for numpy's any over the last axis of 3.
+        change = cv2().absdiff(out, plain)  # size x size x 3
+        painted = (change[..., 0] | change[..., 1] | change[..., 2]) != 0  # size x size
+        return Rendered(out, warp=WarpMap(source_map=pmap, painted=painted))
 
     def _render(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the frame, the warp's backward map) for ``motion``."""
