@@ -253,8 +253,9 @@ def paint_mouth(out: np.ndarray, moved: np.ndarray, source: np.ndarray, image: n
         fill += tongue * (TONGUE * np.float32(mouth.light) * (0.8 + 0.25 * (1.0 - t))[..., None] - fill)
     # Lower teeth when wide: a row of crowns rising from the lower lip (see ``lower_teeth``).
     if wide > 0.0 and gap > 4:
-        row, shade = lower_teeth(s, t, gap)
-        fill += (wide * row)[..., None] * (mouth.teeth * shade - fill)
+        first = int(np.argmax((t > 1.0 - LOWER_TEETH).any(1)))  # the rows above the tallest tooth's tip have none
+        row, shade = lower_teeth(s[first:], t[first:], gap)
+        fill[first:] += (wide * row)[..., None] * (mouth.teeth * shade - fill[first:])
     if mouth.lip_colour is not None and gap > 4:  # a drawn face shows no teeth of its own: an upper row is drawn
         row = np.clip((UPPER_TEETH * (1.0 - np.abs(s) ** 2) - t) * gap / 1.2, 0.0, 1.0)
         row *= np.clip((0.7 - np.abs(s)) / 0.2, 0.0, 1.0)
