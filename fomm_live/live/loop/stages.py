@@ -103,7 +103,7 @@ class TrackingStage:
         size: Side of the crops (the backend's input size).
         smoothing: Smooth the crop box.
         controls: Where ``mirror`` lives (this stage owns it).
-        stats: Receives the ``face_tracking``, ``crop`` and ``face_mesh`` times.
+        stats: Receives the ``face_tracking``, ``crop``, ``face_mesh`` and (with ``detect``) ``keypoints`` times.
         face_mesh: Finds the crop's landmarks on every frame, for in-betweens (``live.landmarks.FaceMesh``, video
             mode); None: not needed.
         detect: The backend's ``detect`` when it declares ``detect_beside_render``: run here on each crop with a face
@@ -190,7 +190,7 @@ class ModelStage:
         controls: Best-frame mode and the preview toggles (this stage owns them).
         label: Draw the disclosure label on outputs.
         preview: Build the preview frame (a preview window is open).
-        stats: Receives the ``keypoints``, ``generator`` and ``compose`` times.
+        stats: Receives the ``keypoints`` (unless tracking ran ``detect``), ``generator`` and ``compose`` times.
         camera_lost: Tells whether the camera is being reconnected (for the preview).
         calibrate_first: Take the first frame with motion as the neutral pose when none is set yet.
         framing: ``face``: the model's square fitted to the output; ``photo``: the whole source photo framed for the
