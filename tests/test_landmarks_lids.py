@@ -128,6 +128,51 @@ def test_the_drawn_eyes_are_found_whatever_the_crop(name: str, backend: Landmark
     assert all(all(eyes) for eyes in found.values())
 
 
+def canvases(image: np.ndarray) -> dict[str, np.ndarray]:
+    """A drawing as given (square), on a wider canvas with the face off centre, enlarged, and small on a tall canvas:
+    photos of every shape and size, which the face crop meets at different scales."""
+    from fomm_live.live.media import cv2
+
+    cv = cv2()
+    return {"as drawn": image, "wide": cv.copyMakeBorder(image, 0, 0, 300, 100, cv.BORDER_REPLICATE),
+            "enlarged": cv.resize(image, (1100, 1100), interpolation=cv.INTER_CUBIC),
+            "tall": cv.copyMakeBorder(cv.resize(image, (400, 400), interpolation=cv.INTER_AREA), 40, 360, 0, 0,
+                                      cv.BORDER_REPLICATE)}
+
+
+@pytest.mark.parametrize("name", ["drawn", *make_anime_faces.VARIANTS])
+def test_the_drawn_eyes_are_found_by_every_crop_of_the_command_line(name: str, backend: LandmarkBackend,
+                                                                    tmp_path) -> None:
+    """The crops the commands make, by their own code: ``animate``'s default (the whole photo at the model's square,
+    for square photos: any other is squashed), ``animate --crop face`` and ``run`` (the face detector's box), on each
+    drawing in four canvases: both drawn eyes found every time. (Before: the face with dark strands over both eyes,
+    on the wide canvas, had its right eye found with ``animate``'s default crop but not by ``--crop face`` nor
+    ``run``: its outline and iris fell apart into pieces too small to be a drawn eye.)"""
+    from fomm_live.live.animate import prepare_photo
+    from fomm_live.live.avatars import prepare_avatars
+    from fomm_live.live.face import FaceDetector
+    from fomm_live.live.media import cv2, read_image
+    from fomm_live.live.options import AnimateOptions
+    from fomm_live.live.paths import ASSETS
+
+    drawing = read_image(ASSETS / "drawn_portrait.png") if name == "drawn" else make_anime_faces.draw(name)[0]
+    found = {}
+    with FaceDetector() as detector:
+        for canvas, image in canvases(drawing).items():
+            path = tmp_path / f"{canvas}.png"
+            cv2().imwrite(str(path), image[..., ::-1])
+            crops = {"run": prepare_avatars([(name, image)], SIZE, detector, needs_face=True)[0].crop}
+            for crop in ("none", "face") if image.shape[0] == image.shape[1] else ("face",):
+                job = AnimateOptions(source=path, driving=path, out=tmp_path / "out.mp4", crop=crop)
+                crops[f"animate --crop {crop}"] = prepare_photo(job, size=SIZE, detector=detector,
+                                                                needs_face=True)[0].crop
+            for command, crop in crops.items():
+                backend.set_source(crop)
+                found[canvas, command] = [lid is not None and lid.drawn is not None for lid in backend._lids]
+    print(f"{name}: drawn eyes found {found}")
+    assert all(all(eyes) for eyes in found.values()), {key: eyes for key, eyes in found.items() if not all(eyes)}
+
+
 def cv2_resize(image: np.ndarray) -> np.ndarray:
     from fomm_live.live.media import cv2
 

@@ -321,3 +321,43 @@ def test_pipelined_realtime_run_drops_stale_tracked_frames_at_the_hand_off(detec
     assert animated >= 3, "the run calibrates and animates"
     ceiling = (len(sink.infos) - 1) / (backend.delay * (animated - 1))
     assert summary["achieved_fps"] is not None and 0 < summary["achieved_fps"] <= ceiling * 1.001, (summary, ceiling)
+
+
+class ThreadNoting(WrappedBackend):
+    """Wraps a backend and notes the thread each ``detect`` and ``render`` runs on."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.threads: dict[str, set[str]] = {"detect": set(), "render": set()}
+
+    def detect(self, image):
+        self.threads["detect"].add(threading.current_thread().name)
+        return self.inner.detect(image)
+
+    def render(self, motion, *, detail=False):
+        self.threads["render"].add(threading.current_thread().name)
+        return self.inner.render(motion, detail=detail)
+
+
+def test_a_backend_that_detects_beside_render_has_its_motion_found_on_the_tracking_thread(detector) -> None:
+    """The landmark backend declares ``detect_beside_render``: pipelined, its face mesh runs on the tracking thread
+    (beside the render of the frame before) and only ``render`` on the model thread; FOMM's keypoint detector stays
+    on the model thread. The frames are those of the one-thread loop, bit for bit (the face mesh in image mode gives
+    the same answer for the same crop)."""
+    from fomm_live.live.landmarks import LandmarkBackend
+
+    frames = moving_frames(30, still=8)
+    sinks = {}
+    with LandmarkBackend(size=128) as landmarks:
+        for pipelining in (True, False):
+            noting = ThreadNoting(landmarks)
+            landmarks.reset_calibration()
+            _, sinks[pipelining] = _run(frames, detector, backend=noting, pipelining=pipelining, steady_seconds=0.1)
+            if pipelining:
+                assert noting.threads == {"detect": {"tracking"}, "render": {"model"}}, noting.threads
+    assert sum(info.animated for info in sinks[True].infos) >= 10, "the run calibrates and animates"
+    for i, (a, b) in enumerate(zip(sinks[True].frames, sinks[False].frames, strict=True)):
+        assert np.array_equal(a, b), f"frame {i} differs between the pipelined and the one-thread loop"
+    fomm = ThreadNoting(tiny_backend())
+    _run(moving_frames(12, still=4), detector, backend=fomm, pipelining=True, steady_seconds=0.1)
+    assert fomm.threads == {"detect": {"model"}, "render": {"model"}}, fomm.threads

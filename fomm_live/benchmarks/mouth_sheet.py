@@ -11,6 +11,9 @@ Measures, per face, with the driver's jaw dropped wide (``democlip.open_mouth`` 
   mouth's middle, from the inner to the outer lower lip line of ``detect`` on the rendered frame) over its thickness
   in the moved landmarks that made the frame: 1 where the drawn lip keeps the thickness it was moved to, less where
   the painted mouth eats into it.
+- lower teeth: the pixels lighter than the cavity in the opening's lower half, as separate crowns: how many blobs of
+  at least 2 pixels they make (a row of teeth: one per tooth; a pale band along the lip: 1), and how many pixels high
+  they are (the median of their columns' heights).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from fomm_live.live.media import cv2
 
 POSES = {"neutral": 0.0, "speech": 0.45, "wide": 1.3}
 TEETH_GREY = 110.0  # grey levels: brighter pixels in the opening are teeth
+LIGHTER = 25.0  # grey levels over the cavity's median: the lower teeth (in shadow, darker than TEETH_GREY)
 NAMES = ("photo", "drawn", "anime_a", "anime_b", "anime_c")
 
 
@@ -48,6 +52,25 @@ def inward_shading(frame: np.ndarray, points: np.ndarray) -> float:
     if not rim.any() or not core.any():
         return 0.0
     return float(g[rim].mean() - g[core].mean())
+
+
+def lower_teeth(frame: np.ndarray, points: np.ndarray) -> tuple[int, float]:
+    """(crowns, height): in the lower half of the opening (below the middle of the inner lips' gap, landmarks 13 and
+    14, a pixel in from the lips), the blobs of at least 2 pixels lighter than the cavity (its median grey there plus
+    LIGHTER), and the median height, in pixels, of their columns."""
+    cv = cv2()
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv.fillPoly(mask, [np.round(points[list(INNER_LIP_POLYGON), :2]).astype(np.int32)], 1)
+    mask = cv.erode(mask, np.ones((3, 3), np.uint8))
+    mask[:int(np.ceil(points[[13, 14], 1].mean()))] = 0
+    if not mask.any():
+        return 0, 0.0
+    g = grey(frame)
+    light = ((g > np.median(g[mask > 0]) + LIGHTER) & (mask > 0)).astype(np.uint8)
+    _, _, stats, _ = cv.connectedComponentsWithStats(light, connectivity=8)
+    heights = light.sum(0)  # per column
+    height = float(np.median(heights[heights > 0])) if heights.any() else 0.0
+    return int((stats[1:, cv.CC_STAT_AREA] >= 2).sum()), height
 
 
 def lower_lip_thickness(points: np.ndarray) -> float:
@@ -85,6 +108,7 @@ def run(backend: LandmarkBackend, faces: dict) -> tuple[np.ndarray, dict[str, di
             cells.append(mouth_zoom(frame, moved))
             if pose_name == "wide":
                 entry["inward_shading"] = inward_shading(frame, moved)
+                entry["lower_teeth"], entry["lower_teeth_height"] = lower_teeth(frame, moved)
                 seen = backend.detect(frame)
                 entry["lower_lip"] = (0.0 if seen is None else
                                       lower_lip_thickness(seen * backend.size) / lower_lip_thickness(moved))

@@ -140,6 +140,10 @@ class Backend:
         inbetweens: Its renders may be moved by the face's motion between two of them (``live.loop.keyframes``): a
             generator slower than a camera (FOMM: about 5 keyframes a second on a 2-core CPU) whose frames are the
             avatar's face, which the face mesh can follow. The landmark backend keeps up by itself.
+        detect_beside_render: ``detect`` uses nothing ``render`` or ``set_source`` changes, and may run on another
+            thread while they run: the live loop then calls it in the tracking stage, so that the crop's motion of
+            frame N+1 is found beside the render of frame N (the landmark backend's face mesh, a CPU graph of its
+            own). False for a model whose detector shares its cores or device with the generator (FOMM).
     """
 
     name: str = "backend"
@@ -152,6 +156,7 @@ class Backend:
     first_source_slow: bool = False
     needs_face: bool = False
     inbetweens: bool = False
+    detect_beside_render: bool = False
 
     def set_source(self, image: np.ndarray) -> None:
         """Take an H x W x 3 uint8 RGB source crop; expensive per-source work happens here, once."""

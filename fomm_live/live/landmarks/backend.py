@@ -8,6 +8,7 @@ It finds the source's and the driver's face meshes (``facemesh``), carries the d
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 
@@ -58,6 +59,9 @@ class LandmarkBackend(Backend):
     name = "landmarks"
     motion_kind = "warp"
     needs_face = True
+    # The face mesh is a CPU graph of its own: the live loop runs ``detect`` in the tracking stage, beside the render
+    # of the frame before (a lock keeps ``set_source``'s use of the graphs apart from it).
+    detect_beside_render = True
     # Eyelids move fast and briefly (a blink lasts 100-300 ms): the live loop smooths them with a quicker filter.
     fast_rows = tuple(sorted(set(RIGHT_EYE_UPPER + RIGHT_EYE_LOWER + LEFT_EYE_UPPER + LEFT_EYE_LOWER)))
 
@@ -74,6 +78,7 @@ class LandmarkBackend(Backend):
         self.mouth_interior = mouth_interior
         self.min_detection_confidence = min_detection_confidence
         self.face_mesh = FaceMesh(min_detection_confidence=min_detection_confidence)
+        self._mesh_lock = threading.Lock()  # ``detect`` may run on another thread than ``set_source``
         self._source: np.ndarray | None = None  # size x size x 3 uint8
         self._source_points: np.ndarray | None = None  # 478 x 3 float64, output pixels
         self._mesh: SourceMesh | None = None
@@ -111,11 +116,13 @@ class LandmarkBackend(Backend):
             frame: H x W x 3 uint8 RGB face crop.
         """
         check_image(frame, "detect")
-        return self.face_mesh.landmarks(frame, static=not self.tracking)
+        with self._mesh_lock:
+            return self.face_mesh.landmarks(frame, static=not self.tracking)
 
     def close(self) -> None:
         """Release the mediapipe graphs (safe to call twice; ``detect`` would open them again)."""
-        self.face_mesh.close()
+        with self._mesh_lock:
+            self.face_mesh.close()
 
     def __enter__(self) -> LandmarkBackend:
         return self
@@ -135,7 +142,8 @@ class LandmarkBackend(Backend):
             UserError: no face found in the image.
         """
         check_image(image, "set_source")
-        points = self.face_mesh.landmarks(image, static=True)
+        with self._mesh_lock:
+            points = self.face_mesh.landmarks(image, static=True)
         if points is None:
             raise UserError("no face found in the source image: use a photo with one face, seen from the front")
         n = self.size
@@ -246,7 +254,10 @@ class LandmarkBackend(Backend):
         # What the warp alone made (one more remap of the square: 0.1 ms at 256): every pixel that differs from it
         # was painted (closing lids, eyeballs, lashes, the mouth's inside, softened tears).
         plain = cv2().remap(self._source, pmap, None, cv2().INTER_LINEAR, borderMode=cv2().BORDER_REPLICATE)
-        return Rendered(out, warp=WarpMap(source_map=pmap, painted=(out != plain).any(axis=2)))
+        # The channels' differences OR-ed: 0.06 ms at 256 against 0.72 ms for numpy's any over the last axis of 3.
+        change = cv2().absdiff(out, plain)  # size x size x 3
+        painted = (change[..., 0] | change[..., 1] | change[..., 2]) != 0  # size x size
+        return Rendered(out, warp=WarpMap(source_map=pmap, painted=painted))
 
     def _render(self, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the frame, the warp's backward map) for ``motion``."""

@@ -86,6 +86,9 @@ def find_drawn_eye(image: np.ndarray, points: np.ndarray, eye: tuple, sign: floa
     blob = cv.dilate(blob, disk) & hair_like  # the strands' thin tips back (and an outline's end where it meets them)
     other = (np.abs(patch - skin).sum(2) > SKIN_DISTANCE) & (blob == 0)
     other = cv.morphologyEx(other.astype(np.uint8), cv.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    # Its pieces joined across a pixel's gap: where a drawn eye is small in the crop (a wide photo's face crop), the
+    # outline's anti-aliased pixels near the skin's colour split it from the iris, and no piece was large enough.
+    other = cv.morphologyEx(other, cv.MORPH_CLOSE, cv.getStructuringElement(cv.MORPH_ELLIPSE, (3, 3)))
     count, labels = cv.connectedComponents(other, connectivity=8)
     mesh_eye = np.zeros_like(other)
     polygon = points[[corners[0], *upper, corners[1], *lower[::-1]], :2] - (x0, y0)

@@ -43,8 +43,14 @@ EDGE_SOFTNESS = 0.6  # gaussian sigma of the opening's edge, output pixels
 RIM = 0.15  # the lips' shadow's width inside the mouth, over the opening's height (at most 1.5 pixels)
 WALL = 0.4  # the lit band of the mouth's inner walls inside the lips, over the opening's height
 WALL_COLOUR = np.array([140.0, 62.0, 62.0], np.float32)  # their colour just inside the lips, scaled by the light
-LOWER_TEETH = 0.09  # the lower teeth's height in a wide open mouth, over the opening's height (0.12: the face mesh read
-# the lower lip over them at 0.77 of its moved thickness on the photo, as if the pale teeth were lip: 0.95 at 0.09)
+# The lower teeth of a wide open mouth (``lower_teeth``). The face mesh reads pale pixels right above the lower lip
+# as lip: on the photo it read the lower lip back at 0.87 of its moved thickness with these, 0.83 with teeth 0.14 of
+# the opening high at 0.6 of the upper teeth's colour, 0.77 at 0.14 and 0.78 (the test asks 0.85).
+LOWER_TEETH = 0.12  # the middle lower teeth's height, over the opening's height
+LOWER_TEETH_COUNT = 6  # the lower front teeth in view
+LOWER_TEETH_SPAN = 0.62  # how far across the opening (0 middle, 1 corner) the row reaches
+LOWER_TEETH_SHADE = np.array([0.66, 0.64, 0.62], np.float32)  # their colour over the upper teeth's, per channel: in
+# the shadow of the upper lip and teeth, warmed by the light the mouth's red walls throw back
 UPPER_TEETH = 0.2  # a drawn face's upper teeth, over the opening's height
 TEETH_COLOUR = np.array([224.0, 214.0, 198.0], np.float32)  # for a source showing no teeth, scaled by its light
 TEETH_SATURATION = 110.0  # teeth are paler than this (HSV saturation, 0..255), fully so 40 below it
@@ -140,6 +146,34 @@ def _lip_line(points: np.ndarray, lip: tuple, xs: np.ndarray) -> np.ndarray:
     return np.interp(xs, xy[order, 0], xy[order, 1])
 
 
+def lower_teeth(s: np.ndarray, t: np.ndarray, gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """The lower front teeth of a wide open mouth, where the photo shows none: ``(coverage, shade)``, h x w each.
+
+    LOWER_TEETH_COUNT crowns across the front of the mouth (a gap between the two middle ones at s = 0), each
+    rounded at its tip, tallest in the middle (LOWER_TEETH of the opening) and lower towards the sides, where the
+    row curves back; a dark line between neighbours, and in the lips' and upper teeth's shadow, greyer than the upper
+    row and darker at the sides and towards the lip. A uniform pale band of the same height read as a thin line.
+
+    Args:
+        s: -1..1 across the opening; t: 0 at the upper inner lip, 1 at the lower (h x w each).
+        gap: The opening's height, pixels.
+
+    Returns:
+        How much of each pixel is tooth (h x w float32) and the teeth's colour there over the upper teeth's
+        (h x w x 3 float32).
+    """
+    across = np.abs(s) / LOWER_TEETH_SPAN  # 0 in the middle, 1 at the last tooth's outer side
+    k = s * (LOWER_TEETH_COUNT / 2 / LOWER_TEETH_SPAN)  # which tooth, counted from the middle
+    u = np.abs(2.0 * (k - np.floor(k)) - 1.0)  # 0 at a crown's middle, 1 at its sides
+    crown = np.sqrt(np.clip(1.0 - u ** 4, 0.0, 1.0))  # h x w: a rounded tip, 0 between two teeth
+    height = LOWER_TEETH * np.clip(1.0 - across ** 2, 0.0, 1.0) * crown  # over the opening's height
+    above = (t - (1.0 - height)) * gap  # pixels into a tooth from its tip
+    coverage = np.clip(above / 1.2, 0.0, 1.0) * np.clip((1.0 - across) / 0.15, 0.0, 1.0)
+    coverage *= np.clip((1.0 - u) / 0.25, 0.0, 1.0)  # the dark line between two teeth
+    shade = (1.0 - 0.35 * across) * (1.0 - 0.25 * np.clip(above / np.maximum(height * gap, 1.0), 0.0, 1.0))
+    return coverage.astype(np.float32), shade[..., None].astype(np.float32) * LOWER_TEETH_SHADE
+
+
 def _smooth(v: float) -> float:
     v = float(np.clip(v, 0.0, 1.0))
     return v * v * (3 - 2 * v)
@@ -217,12 +251,11 @@ def paint_mouth(out: np.ndarray, moved: np.ndarray, source: np.ndarray, image: n
         tongue = wide * np.clip(1.0 - (s / 0.7) ** 2 - ((1.0 - t) / 0.32) ** 2, 0.0, 1.0)
         tongue = TONGUE_OPACITY * np.clip(tongue * 3.0, 0.0, 1.0)[..., None]
         fill += tongue * (TONGUE * np.float32(mouth.light) * (0.8 + 0.25 * (1.0 - t))[..., None] - fill)
-    # Lower teeth when wide: a row just above the lower lip, shaded at the sides, a soft top edge.
+    # Lower teeth when wide: a row of crowns rising from the lower lip (see ``lower_teeth``).
     if wide > 0.0 and gap > 4:
-        row = np.clip((t - (1.0 - LOWER_TEETH * (1.0 - np.abs(s) ** 2))) * gap / 1.2, 0.0, 1.0)
-        row *= wide * np.clip((0.65 - np.abs(s)) / 0.2, 0.0, 1.0)
-        teeth_colour = mouth.teeth * (1.0 - 0.3 * np.abs(s))[..., None]
-        fill += row[..., None] * (teeth_colour - fill)
+        first = int(np.argmax((t > 1.0 - LOWER_TEETH).any(1)))  # the rows above the tallest tooth's tip have none
+        row, shade = lower_teeth(s[first:], t[first:], gap)
+        fill[first:] += (wide * row)[..., None] * (mouth.teeth * shade - fill[first:])
     if mouth.lip_colour is not None and gap > 4:  # a drawn face shows no teeth of its own: an upper row is drawn
         row = np.clip((UPPER_TEETH * (1.0 - np.abs(s) ** 2) - t) * gap / 1.2, 0.0, 1.0)
         row *= np.clip((0.7 - np.abs(s)) / 0.2, 0.0, 1.0)

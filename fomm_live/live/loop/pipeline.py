@@ -139,7 +139,10 @@ class LivePipeline:
             window.controls = self.controls  # the slider panel (hotkey t) sets them
         self.tracking = TrackingStage(crop_mode=tracking.crop, detector=detector, size=backend.size,
                                       smoothing=tracking.smoothing, controls=self.controls, stats=self.stats,
-                                      face_mesh=face_mesh if self.inbetweens else None)
+                                      face_mesh=face_mesh if self.inbetweens else None,
+                                      # the keyframe stage finds its own motion (``live.loop.keyframes``)
+                                      detect=backend.detect if backend.detect_beside_render and not self.inbetweens
+                                      else None)
         smoother = (MotionSmoother(min_cutoff=tracking.kp_min_cutoff, beta=tracking.kp_beta,
                                    fast_rows=tuple(backend.fast_rows))
                     if tracking.smoothing else None)

@@ -1,8 +1,9 @@
 """The two stages of the live loop and what each one owns.
 
 - ``TrackingStage`` (CPU): the hotkeys that change the crop geometry or the mirror, the mirror itself, face
-  detection, the crop box (``CropTracker``) and the crop. It owns the tracker and ``Controls.mirror``.
-- ``ModelStage`` (the model's device): every other hotkey, the backend's ``detect`` (keypoints), motion smoothing,
+  detection, the crop box (``CropTracker``), the crop, and the backend's ``detect`` where it runs beside ``render``
+  (``Backend.detect_beside_render``). It owns the tracker and ``Controls.mirror``.
+- ``ModelStage`` (the model's device): every other hotkey, the backend's ``detect`` (keypoints) otherwise, smoothing,
   calibration (it needs the face and the media time from tracking and the motion from ``detect``), ``render``
   (generator), composition to the output size (the compositor's ``paste``, ``live.framing.compositor``) and the
   preview. It owns the backend, the smoother, the calibrators, the compositor, the avatar choice, the held frame and
@@ -61,6 +62,8 @@ class TrackedFrame:
         error: What made tracking fail on this frame (the model stage then serves the held frame).
         landmarks: The crop's face mesh, 478 x 3 normalised (``live.landmarks``), for in-betweens; None when not
             asked for or not found.
+        motion: The backend's ``detect`` of the crop when tracking ran it (``detected``; None: no face).
+        detected: Whether tracking ran ``detect`` (``Backend.detect_beside_render``): the model stage then does not.
     """
 
     item: CapturedFrame
@@ -70,6 +73,8 @@ class TrackedFrame:
     keys: list[str] = field(default_factory=list)
     error: Exception | None = None
     landmarks: np.ndarray | None = None
+    motion: Any = None
+    detected: bool = False
 
     @property
     def index(self) -> int:
@@ -78,8 +83,7 @@ class TrackedFrame:
 
 def merge_keys(older: TrackedFrame, newer: TrackedFrame) -> TrackedFrame:
     """A newer tracked frame replacing an older one in a hand-off keeps the older one's model keys (first)."""
-    if older.keys:
-        newer.keys = older.keys + newer.keys
+    newer.keys = older.keys + newer.keys
     return newer
 
 
@@ -99,14 +103,18 @@ class TrackingStage:
         size: Side of the crops (the backend's input size).
         smoothing: Smooth the crop box.
         controls: Where ``mirror`` lives (this stage owns it).
-        stats: Receives the ``face_tracking``, ``crop`` and ``face_mesh`` times.
+        stats: Receives the ``face_tracking``, ``crop``, ``face_mesh`` and (with ``detect``) ``keypoints`` times.
         face_mesh: Finds the crop's landmarks on every frame, for in-betweens (``live.landmarks.FaceMesh``, video
             mode); None: not needed.
+        detect: The backend's ``detect`` when it declares ``detect_beside_render``: run here on each crop with a face
+            (``keypoints``), beside the model stage's render of the frame before. None: the model stage runs it.
     """
 
     def __init__(self, *, crop_mode: str, detector: FaceDetector | None, size: int, smoothing: bool,
-                 controls: Controls, stats: PipelineStats, face_mesh: Any | None = None) -> None:
+                 controls: Controls, stats: PipelineStats, face_mesh: Any | None = None,
+                 detect: Callable[[np.ndarray], Any] | None = None) -> None:
         self.face_mesh = face_mesh
+        self.detect = detect
         self.crop_mode = crop_mode
         self.detector = detector
         self.size = size
@@ -148,6 +156,10 @@ class TrackingStage:
             if self.face_mesh is not None and tracked.crop is not None:
                 tracked.landmarks = timed(self.stats, "face_mesh",
                                           lambda: self.face_mesh.landmarks(tracked.crop, static=False))
+            if (self.detect is not None and tracked.crop is not None and not self.controls.frozen
+                    and (self.crop_mode != "face" or tracked.face is not None)):
+                tracked.motion = timed(self.stats, "keypoints", lambda: self.detect(tracked.crop))
+                tracked.detected = True
         except Exception as err:  # noqa: BLE001 - handed to the model stage's failure policy with the frame
             tracked.error = err
         return tracked
@@ -178,7 +190,7 @@ class ModelStage:
         controls: Best-frame mode and the preview toggles (this stage owns them).
         label: Draw the disclosure label on outputs.
         preview: Build the preview frame (a preview window is open).
-        stats: Receives the ``keypoints``, ``generator`` and ``compose`` times.
+        stats: Receives the ``keypoints`` (unless tracking ran ``detect``), ``generator`` and ``compose`` times.
         camera_lost: Tells whether the camera is being reconnected (for the preview).
         calibrate_first: Take the first frame with motion as the neutral pose when none is set yet.
         framing: ``face``: the model's square fitted to the output; ``photo``: the whole source photo framed for the
@@ -344,7 +356,8 @@ class ModelStage:
             self.stats.count("no_face")
             status.append("no face in view")
         else:
-            motion = timed(self.stats, "keypoints", lambda: self.backend.detect(crop))
+            motion = (tracked.motion if tracked.detected
+                      else timed(self.stats, "keypoints", lambda: self.backend.detect(crop)))
             if motion is None:
                 self.stats.count("no_face")
                 status.append("no face in view")
