@@ -40,6 +40,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from fomm_live.live.remote.guard import CLIENT_HEADER, INGRESS_HEADER, refusal
 from fomm_live.live.remote.protocol import MAX_MESSAGE_BYTES, STREAM_ROUTE, pack
@@ -82,7 +83,7 @@ class _Connection(ServerConnection):
         self.client = "unknown"
         self.counted = False
         self.head_read = 0
-        self.head_timer: asyncio.TimerHandle | None = None
+        self.timers: list[asyncio.TimerHandle] = []
         self.refused: str | None = None  # why a WebSocket is refused once open (told in its one message)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,10 +94,13 @@ class _Connection(ServerConnection):
         if why is not None:
             return self.answer_and_close(http.HTTPStatus.SERVICE_UNAVAILABLE, why)
         self.counted = True
+        self.ingress.connections.add(self)
         limits = self.ingress.limits
-        self.head_timer = self.loop.call_later(limits.head_timeout_s, self.answer_and_close,
-                                               http.HTTPStatus.REQUEST_TIMEOUT,
-                                               f"the request line and headers took over {limits.head_timeout_s:g} s")
+        self.timers = [self.loop.call_later(limits.head_timeout_s, self.answer_and_close,
+                                            http.HTTPStatus.REQUEST_TIMEOUT,
+                                            f"the request line and headers took over {limits.head_timeout_s:g} s"),
+                       # whatever is not an open WebSocket by then (an answered HTTP request the client keeps open)
+                       self.loop.call_later(limits.head_timeout_s + RELAY_TIMEOUT_S, self.drop_unless_open)]
 
     def data_received(self, data: bytes) -> None:
         if self.request is None:  # still the request head
@@ -116,12 +120,17 @@ class _Connection(ServerConnection):
                              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
         self.transport.close()
 
+    def drop_unless_open(self) -> None:
+        if self.protocol.state is not State.OPEN:
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.head_timer is not None:
-            self.head_timer.cancel()
+        for timer in self.timers:
+            timer.cancel()
         if self.counted:
             self.counted = False
             self.ingress.release(self.client)
+            self.ingress.connections.discard(self)
         super().connection_lost(exc)
 
 
@@ -144,6 +153,7 @@ class Ingress:
         self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
         self.limits = limits or IngressLimits()
         self.open: Counter = Counter()  # connections open, by client address
+        self.connections: set[_Connection] = set()
 
     def admit(self, client: str) -> str | None:
         """Counts a new connection from ``client``, or says why it is refused (nothing counted)."""
@@ -160,14 +170,21 @@ class Ingress:
             del self.open[client]
 
     async def run(self, host: str, port: int, ready: Callable[[], None] = lambda: None) -> None:
-        """Serves on ``host:port`` until cancelled; calls ``ready`` once listening."""
-        async with serve(self._relay_stream, host, port, process_request=self._request,
-                         create_connection=functools.partial(_Connection, ingress=self),
-                         max_size=max(ROUTES.values()), max_queue=QUEUE, compression=None,
-                         open_timeout=self.limits.head_timeout_s + RELAY_TIMEOUT_S, server_header=None,
-                         logger=logging.getLogger(f"{__name__}.connections")) as server:
+        """Serves on ``host:port`` until cancelled; calls ``ready`` once listening. On cancel every connection is
+        dropped at once: a graceful close waits for clients, and a client that keeps its socket held it open."""
+        server = await serve(self._relay_stream, host, port, process_request=self._request,
+                             create_connection=functools.partial(_Connection, ingress=self),
+                             max_size=max(ROUTES.values()), max_queue=QUEUE, compression=None,
+                             open_timeout=self.limits.head_timeout_s + RELAY_TIMEOUT_S, server_header=None,
+                             logger=logging.getLogger(f"{__name__}.connections"))
+        try:
             ready()
-            await server.serve_forever()
+            await asyncio.Future()  # until cancelled
+        finally:
+            server.close(close_connections=False)
+            for connection in list(self.connections):
+                connection.transport.abort()
+            await server.wait_closed()
 
     # ------------------------------------------------------------------------------------------ requests
     def _upstream_headers(self, request: Request, client: str) -> list[tuple[str, str]]:
@@ -176,8 +193,6 @@ class Ingress:
 
     async def _request(self, connection: _Connection, request: Request) -> Response | None:
         """A WebSocket handshake goes on (None) or an HTTP request gets the app's answer."""
-        if connection.head_timer is not None:
-            connection.head_timer.cancel()
         why = refusal(request.headers, connection.client, token_required=self.token_required,
                       allowed_origins=self.allowed_origins)
         if "websocket" in request.headers.get("Upgrade", "").lower():

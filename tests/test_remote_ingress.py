@@ -1,0 +1,168 @@
+"""The ingress of ``fomm-live serve`` on its own, in front of a stand-in for Serve's proxy (a small websockets server
+on loopback that reports the headers it got and echoes messages): what reaches the app, and what never does. The
+real server behind it is tried in ``tests/test_remote_hostile.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+
+from fomm_live.live.remote import protocol
+
+pytest.importorskip("websockets", reason="the serve extra (websockets) is not installed")
+pytest.importorskip("h11", reason="the serve extra (h11) is not installed")
+
+SECRET = "per-launch-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def forwarded(headers) -> dict:
+    """The headers the stand-in app got that the ingress decides, each with every value it had."""
+    from fomm_live.live.remote.guard import CLIENT_HEADER, INGRESS_HEADER
+
+    return {name: headers.get_all(name) for name in (CLIENT_HEADER, INGRESS_HEADER, "Authorization", "Origin")}
+
+
+async def with_ingress(check, **ingress_options) -> None:
+    """Runs ``check(url)`` against an ingress in front of the stand-in app."""
+    from websockets.asyncio.server import serve
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    from fomm_live.live.remote.ingress import Ingress
+
+    def http_answer(connection, request):
+        if "websocket" in request.headers.get("Upgrade", "").lower():
+            return None
+        body = json.dumps(forwarded(request.headers)).encode()
+        return Response(200, "OK", Headers([("Content-Type", "application/json"),
+                                            ("Content-Length", str(len(body)))]), body)
+
+    async def stream(ws) -> None:
+        await ws.send(json.dumps(forwarded(ws.request.headers)))
+        async for message in ws:
+            if message == b"bye":
+                return await ws.close(1013, "stand-in is full")
+            await ws.send(message)
+
+    upstream, port = free_port(), free_port()
+    async with serve(stream, "127.0.0.1", upstream, process_request=http_answer):
+        ingress = Ingress(upstream_port=upstream, secret=SECRET, token_required=True, **ingress_options)
+        listening = asyncio.Event()
+        task = asyncio.create_task(ingress.run("127.0.0.1", port, listening.set))
+        await asyncio.wait_for(listening.wait(), 30)
+        try:
+            await check(f"127.0.0.1:{port}")
+        finally:
+            task.cancel()
+
+
+def test_the_app_gets_the_clients_address_beside_the_secret_and_never_a_forged_one() -> None:
+    import urllib.request
+
+    from fomm_live.live.remote.guard import CLIENT_HEADER, INGRESS_HEADER
+
+    forged = {CLIENT_HEADER: "10.1.2.3", INGRESS_HEADER: "guessed", "Authorization": "Bearer t"}
+
+    async def check(address: str) -> None:
+        from websockets.asyncio.client import connect
+
+        request = urllib.request.Request(f"http://{address}/stats", headers=forged)
+        seen_http = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(request, timeout=10).read()))
+        async with connect(f"ws://{address}{protocol.STREAM_ROUTE}", additional_headers=forged) as ws:
+            seen_ws = json.loads(await ws.recv())
+        for seen in (seen_http, seen_ws):
+            assert seen[CLIENT_HEADER] == ["127.0.0.1"], seen
+            assert seen[INGRESS_HEADER] == [SECRET], seen
+            assert seen["Authorization"] == ["Bearer t"], seen
+
+    asyncio.run(with_ingress(check))
+
+
+def test_messages_are_relayed_both_ways_and_the_apps_close_reaches_the_client() -> None:
+    async def check(address: str) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        async with connect(f"ws://{address}{protocol.STREAM_ROUTE}") as ws:
+            await ws.recv()  # the stand-in's report of the headers
+            for message in (b"\x00" * 1000, "text", bytes(range(256)) * 64):
+                await ws.send(message)
+                assert await ws.recv() == message
+            await ws.send(b"bye")
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013, "stand-in is full")
+
+    asyncio.run(with_ingress(check))
+
+
+def test_a_message_over_the_routes_limit_closes_the_stream_1009_and_never_reaches_the_app() -> None:
+    async def check(address: str) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        async with connect(f"ws://{address}{protocol.STREAM_ROUTE}", max_size=None) as ws:
+            await ws.recv()
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.send(bytes(protocol.MAX_MESSAGE_BYTES + 1))
+                await ws.recv()  # an echo here would mean the stand-in got it
+        assert closed.value.rcvd.code == 1009
+
+    asyncio.run(with_ingress(check))
+
+
+def test_foreign_origins_and_unknown_routes_are_refused_at_the_ingress() -> None:
+    import urllib.error
+    import urllib.request
+
+    async def check(address: str) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+
+        async with connect(f"ws://{address}{protocol.STREAM_ROUTE}", origin="http://evil.example") as ws:
+            reply = protocol.unpack(await ws.recv())[0]
+        assert reply["fatal"] and "web pages of http://evil.example are refused" in reply["message"]
+        assert ws.close_code == 1008
+        request = urllib.request.Request(f"http://{address}/stats", headers={"Origin": "http://evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+        assert err.value.code == 403
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://{address}/elsewhere")
+        assert refused.value.response.status_code == 404
+        async with connect(f"ws://{address}{protocol.STREAM_ROUTE}", origin="https://studio.example.org") as ws:
+            assert "127.0.0.1" in await ws.recv()  # an allowed origin reaches the app
+
+    asyncio.run(with_ingress(check, allowed_origins=("https://studio.example.org/",)))
+
+
+def test_connections_are_counted_per_address_and_in_all() -> None:
+    from fomm_live.live.remote.ingress import Ingress, IngressLimits
+
+    ingress = Ingress(upstream_port=1, secret=SECRET, token_required=True,
+                      limits=IngressLimits(connections_per_address=2, connections=3))
+    assert [ingress.admit("a"), ingress.admit("a")] == [None, None]
+    assert "too many connections from one address (at most 2)" in ingress.admit("a")
+    assert ingress.admit("b") is None
+    assert "the server is full (3 connections)" in ingress.admit("c")
+    ingress.release("a")
+    assert ingress.admit("c") is None and dict(ingress.open) == {"a": 1, "b": 1, "c": 1}
+
+
+def test_the_app_believes_a_forwarded_address_only_beside_the_secret() -> None:
+    from fomm_live.live.remote.guard import CLIENT_HEADER, INGRESS_HEADER, forwarded_client
+
+    assert forwarded_client({CLIENT_HEADER: "10.0.0.7", INGRESS_HEADER: SECRET}, SECRET) == "10.0.0.7"
+    assert forwarded_client({CLIENT_HEADER: "10.0.0.7", INGRESS_HEADER: SECRET + "x"}, SECRET) is None
+    assert forwarded_client({CLIENT_HEADER: "10.0.0.7"}, SECRET) is None
+    assert forwarded_client({CLIENT_HEADER: "10.0.0.7", INGRESS_HEADER: "é"}, SECRET) is None
+    assert forwarded_client({INGRESS_HEADER: SECRET}, SECRET) is None
