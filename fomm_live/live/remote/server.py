@@ -1,6 +1,8 @@
 """The Ray Serve application behind ``fomm-live serve``: a FastAPI WebSocket ingress whose replicas hold the FOMM
 networks and animate the face crops of many streams in shared batches.
 
+- ``fomm-live serve`` puts its ingress (``live.remote.ingress``) in front: the app then takes the client's address
+  from the ingress (beside the per-launch secret; a request without it is refused) and leaves Origin and Host to it.
 - One WebSocket per stream (``protocol.STREAM_ROUTE``); the stream's state (codec, motion options, neutral pose,
   avatar) lives in its handler on the replica that accepted it.
 - Avatars are addressed by the content hash of their crop, encoded once per replica and scoped by client
