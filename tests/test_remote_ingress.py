@@ -53,11 +53,13 @@ async def with_ingress(check, **ingress_options) -> None:
                 return await ws.close(1013, "stand-in is full")
             await ws.send(message)
 
-    upstream, port = free_port(), free_port()
+    upstream = free_port()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     async with serve(stream, "127.0.0.1", upstream, process_request=http_answer):
         ingress = Ingress(upstream_port=upstream, secret=SECRET, token_required=True, **ingress_options)
         listening = asyncio.Event()
-        task = asyncio.create_task(ingress.run("127.0.0.1", port, listening.set))
+        task = asyncio.create_task(ingress.run(listener, listening.set))
         await asyncio.wait_for(listening.wait(), 30)
         try:
             await check(f"127.0.0.1:{port}")

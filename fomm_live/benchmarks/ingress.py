@@ -48,12 +48,13 @@ async def run(rounds: int, messages: int, size: int) -> list[tuple[str, dict]]:
         async for message in ws:
             await ws.send(message)
 
-    app, door = free_port(), free_port()
+    app, listener = free_port(), socket.create_server(("127.0.0.1", 0))
+    door = listener.getsockname()[1]
     results = []
     async with serve(echo, "127.0.0.1", app, max_size=None, compression=None):
         ingress = Ingress(upstream_port=app, secret="benchmark", token_required=True)
         listening = asyncio.Event()
-        task = asyncio.create_task(ingress.run("127.0.0.1", door, listening.set))
+        task = asyncio.create_task(ingress.run(listener, listening.set))
         await listening.wait()
         try:
             for _ in range(rounds):

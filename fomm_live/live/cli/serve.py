@@ -79,6 +79,15 @@ def check_listen(host: str, token_file: str | None) -> str | None:
     return read_token(token_file)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The socket the ingress serves on, bound before Ray starts: a taken port or a foreign address fails at once."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=128)
+    except OSError as err:
+        raise UserError(f"cannot listen on --host {host} --port {port}: {err.strerror or err}") from None
+
+
 def private_port() -> int:
     """A free port on 127.0.0.1 for Serve's HTTP proxy (the ingress holds the user's)."""
     with socket.socket() as s:
@@ -94,6 +103,7 @@ def execute(args: argparse.Namespace) -> int:
     token = check_listen(args.host, args.token_file)
     if not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist")
+    listener = listen(args.host, args.port)
     if not os.environ.get("RAY_ADDRESS"):  # this command starts its own one-machine Ray cluster
         # Ray's services (GCS, raylet, workers) listen on every interface, whatever address is asked for: token
         # authentication (Ray >= 2.52) keeps everyone else out of them. A fresh random token for each run.
@@ -145,11 +155,9 @@ def execute(args: argparse.Namespace) -> int:
 
         ingress = Ingress(upstream_port=upstream, secret=secret, token_required=token is not None,
                           allowed_origins=tuple(args.allow_origin))
-        try:
-            asyncio.run(ingress.run(args.host, args.port, ready))
-        except OSError as err:  # the address is taken or not this machine's
-            raise UserError(f"cannot listen on --host {args.host} --port {args.port}: {err.strerror or err}") from err
+        asyncio.run(ingress.run(listener, ready))
     finally:
+        listener.close()
         try:
             serve.shutdown()
         finally:

@@ -30,6 +30,7 @@ import functools
 import http
 import json
 import logging
+import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,10 +170,11 @@ class Ingress:
         if self.open[client] <= 0:
             del self.open[client]
 
-    async def run(self, host: str, port: int, ready: Callable[[], None] = lambda: None) -> None:
-        """Serves on ``host:port`` until cancelled; calls ``ready`` once listening. On cancel every connection is
-        dropped at once: a graceful close waits for clients, and a client that keeps its socket held it open."""
-        server = await serve(self._relay_stream, host, port, process_request=self._request,
+    async def run(self, listener: socket.socket, ready: Callable[[], None] = lambda: None) -> None:
+        """Serves on ``listener`` (a bound socket: its address is checked before Ray starts) until cancelled; calls
+        ``ready`` once listening. On cancel every connection is dropped at once: a graceful close waits for clients,
+        and a client that keeps its socket held it open."""
+        server = await serve(self._relay_stream, sock=listener, process_request=self._request,
                              create_connection=functools.partial(_Connection, ingress=self),
                              max_size=max(ROUTES.values()), max_queue=QUEUE, compression=None,
                              open_timeout=self.limits.head_timeout_s + RELAY_TIMEOUT_S, server_header=None,
