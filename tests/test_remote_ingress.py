@@ -147,6 +147,42 @@ def test_foreign_origins_and_unknown_routes_are_refused_at_the_ingress() -> None
     asyncio.run(with_ingress(check, allowed_origins=("https://studio.example.org/",)))
 
 
+def test_request_heads_that_are_late_too_big_or_not_get_are_answered_and_closed() -> None:
+    """Each answered before anything reaches the app: 408 past the head deadline (0.5 s here), 431 over the head's
+    size, 405 for another method; and a fourth connection from the address is refused (limit 3)."""
+
+    def exchange(address: str, head: bytes) -> bytes:
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(head)
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            return answer
+
+    async def check(address: str) -> None:
+        cases = [b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",  # never finished
+                 b"GET /stats HTTP/1.1\r\nX-Big: " + b"a" * 2048 + b"\r\n\r\n",
+                 b"POST /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"]
+        answers = await asyncio.gather(*(asyncio.to_thread(exchange, address, head) for head in cases))
+        assert answers[0].startswith(b"HTTP/1.1 408 "), answers[0]
+        assert answers[1].startswith(b"HTTP/1.1 431 ") and b"over 1024 bytes" in answers[1], answers[1]
+        assert answers[2].startswith(b"HTTP/1.1 405 ") and b"Allow: GET" in answers[2], answers[2]
+        host, port = address.split(":")
+        held = [socket.create_connection((host, int(port))) for _ in range(3)]
+        try:
+            over = await asyncio.to_thread(exchange, address, b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        finally:
+            for sock in held:
+                sock.close()
+        assert over.startswith(b"HTTP/1.1 503 ") and b"too many connections from one address" in over, over
+
+    from fomm_live.live.remote.ingress import IngressLimits
+
+    asyncio.run(with_ingress(check, limits=IngressLimits(connections_per_address=3, head_timeout_s=0.5,
+                                                         head_bytes=1024)))
+
+
 def test_connections_are_counted_per_address_and_in_all() -> None:
     from fomm_live.live.remote.ingress import Ingress, IngressLimits
 

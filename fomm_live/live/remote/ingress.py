@@ -53,6 +53,7 @@ QUEUE = 2  # messages read ahead of the relay per direction: a client has one in
 RESPONSE_BYTES = 1 << 20  # the largest HTTP answer relayed (``/stats`` is under 1 KB)
 RELAY_TIMEOUT_S = 10.0  # to reach the app and get its HTTP answer or WebSocket handshake
 FORWARDED = ("authorization", "accept")  # the client's headers the app gets; the rest stay here
+LINGER_S = 2.0  # seconds a refused connection stays to drop what its client still sends (so the answer arrives)
 UNSENDABLE_CODES = (1005, 1006, 1015)  # close codes that only describe a close, never travel in one
 
 
@@ -83,7 +84,8 @@ class _Connection(ServerConnection):
         self.ingress = ingress
         self.client = "unknown"
         self.counted = False
-        self.head_read = 0
+        self.head = b""  # the request head so far (at most ``head_bytes``)
+        self.answered = False  # refused before a request was read (``answer_and_close``)
         self.timers: list[asyncio.TimerHandle] = []
         self.refused: str | None = None  # why a WebSocket is refused once open (told in its one message)
 
@@ -104,22 +106,33 @@ class _Connection(ServerConnection):
                        self.loop.call_later(limits.head_timeout_s + RELAY_TIMEOUT_S, self.drop_unless_open)]
 
     def data_received(self, data: bytes) -> None:
+        if self.answered:  # refused before its request was read: dropped
+            return
         if self.request is None:  # still the request head
-            self.head_read += len(data)
-            if self.head_read > self.ingress.limits.head_bytes:
+            self.head += data
+            if len(self.head) > self.ingress.limits.head_bytes:
                 return self.answer_and_close(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                                              f"the request line and headers are over {self.ingress.limits.head_bytes} "
                                              "bytes")
+            if b"\n" in self.head and not self.head.startswith(b"GET "):  # websockets would close without a word
+                return self.answer_and_close(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                             "only GET requests are served (the stream's WebSocket and /stats)")
         super().data_received(data)
 
     def answer_and_close(self, status: http.HTTPStatus, why: str) -> None:
         """Answers ``status`` with ``why`` before a request was read, and closes the connection."""
-        if self.request is not None or self.transport.is_closing():
+        if self.request is not None or self.answered or self.transport.is_closing():
             return
+        self.answered = True
         body = json.dumps({"error": why}).encode()
-        self.transport.write(f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
+        allow = "Allow: GET\r\n" if status == http.HTTPStatus.METHOD_NOT_ALLOWED else ""
+        self.transport.write(f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n{allow}"
                              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-        self.transport.close()
+        # Closing with the client's bytes unread would reset the connection, and the answer with it: our side is shut
+        # now, what the client still sends is read and dropped, and the socket goes after LINGER_S.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     def drop_unless_open(self) -> None:
         if self.protocol.state is not State.OPEN:
