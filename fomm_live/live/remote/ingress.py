@@ -94,8 +94,8 @@ class _Connection(ServerConnection):
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "unknown"
         why = self.ingress.admit(self.client)
-        if why is not None:
-            return self.answer_and_close(http.HTTPStatus.SERVICE_UNAVAILABLE, why)
+        if why is not None:  # answered at once, before the client sends anything; not kept to linger (not counted)
+            return self.answer_and_close(http.HTTPStatus.SERVICE_UNAVAILABLE, why, linger=False)
         self.counted = True
         self.ingress.connections.add(self)
         limits = self.ingress.limits
@@ -119,8 +119,9 @@ class _Connection(ServerConnection):
                                              "only GET requests are served (the stream's WebSocket and /stats)")
         super().data_received(data)
 
-    def answer_and_close(self, status: http.HTTPStatus, why: str) -> None:
-        """Answers ``status`` with ``why`` before a request was read, and closes the connection."""
+    def answer_and_close(self, status: http.HTTPStatus, why: str, *, linger: bool = True) -> None:
+        """Answers ``status`` with ``why`` before a request was read, and closes the connection (after ``LINGER_S``
+        with ``linger``)."""
         if self.request is not None or self.answered or self.transport.is_closing():
             return
         self.answered = True
@@ -130,6 +131,8 @@ class _Connection(ServerConnection):
                              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
         # Closing with the client's bytes unread would reset the connection, and the answer with it: our side is shut
         # now, what the client still sends is read and dropped, and the socket goes after LINGER_S.
+        if not linger:
+            return self.transport.close()
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
