@@ -16,6 +16,7 @@ pytest.importorskip("websockets", reason="the serve extra (websockets) is not in
 pytest.importorskip("h11", reason="the serve extra (h11) is not installed")
 
 SECRET = "per-launch-secret"
+HOLD_S = 0.5  # how long the stand-in app waits for a message the ingress must not have relayed yet
 
 
 def free_port() -> int:
@@ -51,6 +52,13 @@ async def with_ingress(check, **ingress_options) -> None:
         async for message in ws:
             if message == b"bye":
                 return await ws.close(1013, "stand-in is full")
+            if message == b"hold":  # before replying: does the next message come up already? (a bounded wait)
+                try:
+                    ahead = await asyncio.wait_for(ws.recv(), HOLD_S)
+                    await ws.send(b"relayed ahead: " + ahead)
+                except TimeoutError:
+                    await ws.send(b"held back")
+                continue
             await ws.send(message)
 
     upstream = free_port()
@@ -103,6 +111,20 @@ def test_messages_are_relayed_both_ways_and_the_apps_close_reaches_the_client() 
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013, "stand-in is full")
+
+    asyncio.run(with_ingress(check))
+
+
+def test_a_streams_next_message_reaches_the_app_only_after_its_reply() -> None:
+    async def check(address: str) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(f"ws://{address}{protocol.STREAM_ROUTE}") as ws:
+            await ws.recv()
+            for message in (b"hold", b"one", b"two"):  # sent at once, as a flooding client would
+                await ws.send(message)
+            assert await ws.recv() == b"held back"
+            assert [await ws.recv(), await ws.recv()] == [b"one", b"two"]
 
     asyncio.run(with_ingress(check))
 

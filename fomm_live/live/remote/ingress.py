@@ -10,9 +10,10 @@ long as its client waited.
 - Connections open at once, per client address and in total, counted from the moment they are accepted (a half-sent
   request holds one); over a limit the client gets 503 before anything is read.
 - WebSocket messages: the size limit of each route (``ROUTES``) is checked on the frame header, before the payload is
-  read (websockets' ``max_size``): the stream is closed with 1009 and the reason. At most ``QUEUE`` messages are read
-  ahead of the relay; a faster sender waits (TCP backpressure). Memory per connection stays near
-  ``(QUEUE + 1) x`` the route's limit.
+  read (websockets' ``max_size``): the stream is closed with 1009 and the reason. A stream's next message goes to
+  the app only once the app has replied to the last (the protocol's one reply per message), at most ``QUEUE`` more
+  are read ahead, and a faster sender waits (TCP backpressure): memory per connection stays near ``(QUEUE + 2) x``
+  the route's limit, and Serve's proxy holds at most one message per stream.
 - HTTP: GET requests without a body (the app has no other) are relayed; the app's answer is read up to
   ``RESPONSE_BYTES``, within ``RELAY_TIMEOUT_S``.
 - Origin and Host are checked here (``guard.refusal``), on the request as the client sent it; the token and the
@@ -273,7 +274,11 @@ class Ingress:
             logger.warning("a stream could not be relayed to the app: %s", err)
             return await client.close(1011, "the model server is not reachable")
         async with upstream:
-            relays = [asyncio.create_task(_pump(client, upstream)), asyncio.create_task(_pump(upstream, client))]
+            # The app answers each message with one reply: the next message goes up only after it, so the app's
+            # side (Serve's proxy reads without backpressure) holds at most one message of a stream.
+            replied = asyncio.Event()
+            relays = [asyncio.create_task(_pump(client, upstream, after_each=replied)),
+                      asyncio.create_task(_pump(upstream, client, on_each=replied))]
             await asyncio.wait(relays, return_when=asyncio.FIRST_COMPLETED)
             for task in relays:
                 task.cancel()
@@ -285,11 +290,19 @@ class Ingress:
                 await upstream.close(1001, "the client left")
 
 
-async def _pump(source, sink) -> None:
-    """Sends on ``sink`` each message from ``source`` until either closes."""
+async def _pump(source, sink, *, after_each: asyncio.Event | None = None, on_each: asyncio.Event | None = None
+                ) -> None:
+    """Sends on ``sink`` each message from ``source`` until either closes; sets ``on_each`` after each, and waits for
+    ``after_each`` to be set after each (cleared before the send: what came before is no reply to it)."""
     try:
         async for message in source:
+            if after_each is not None:
+                after_each.clear()
             await sink.send(message)
+            if on_each is not None:
+                on_each.set()
+            if after_each is not None:
+                await after_each.wait()
     except ConnectionClosed:
         pass
 
