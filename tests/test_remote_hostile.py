@@ -607,3 +607,11 @@ def test_the_avatar_cache_evicts_the_biggest_holder_first() -> None:
     assert cache.get("flood", "v1") is None, "a hash alone does not reach another owner's avatar"
     assert len(cache) == 4 and cache.get("flood", "f19") == "enc-f19"
     assert cache.shared("f0") is None, "an encoding goes with its last owner"
+
+
+def test_the_servers_log_gets_no_line_per_connection(server: Server, honest: HonestStream) -> None:
+    """After every case above (hundreds of connections), the log holds no line per connection (``--debug`` shows
+    them): a flood of connections must not flood the log."""
+    log = server.log.read_text()
+    assert "serving on" in log
+    assert "connection open" not in log and "connection closed" not in log, log[-2000:]

@@ -113,7 +113,7 @@ def execute(args: argparse.Namespace) -> int:
         import ray
         from ray import serve
 
-        from fomm_live.live.remote.ingress import Ingress
+        from fomm_live.live.remote.ingress import Ingress, connection_logger
         from fomm_live.live.remote.server import build_app
     except ImportError:
         raise UserError(RAY_MISSING) from None
@@ -155,6 +155,7 @@ def execute(args: argparse.Namespace) -> int:
 
         ingress = Ingress(upstream_port=upstream, secret=secret, token_required=token is not None,
                           allowed_origins=tuple(args.allow_origin))
+        connection_logger.setLevel(logging.DEBUG if args.debug else logging.WARNING)  # a line per connection: --debug
         asyncio.run(ingress.run(listener, ready))
     finally:
         listener.close()

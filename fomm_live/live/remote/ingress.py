@@ -48,6 +48,7 @@ from fomm_live.live.remote.guard import CLIENT_HEADER, INGRESS_HEADER, refusal
 from fomm_live.live.remote.protocol import MAX_MESSAGE_BYTES, STREAM_ROUTE, pack
 
 logger = logging.getLogger(__name__)
+connection_logger = logging.getLogger(f"{__name__}.connections")  # websockets' line per connection (open, closed)
 
 ROUTES = {STREAM_ROUTE: MAX_MESSAGE_BYTES}  # the WebSocket routes and their largest message, bytes
 QUEUE = 2  # messages read ahead of the relay per direction: a client has one in flight
@@ -195,7 +196,7 @@ class Ingress:
                              create_connection=functools.partial(_Connection, ingress=self),
                              max_size=max(ROUTES.values()), max_queue=QUEUE, compression=None,
                              open_timeout=self.limits.head_timeout_s + RELAY_TIMEOUT_S, server_header=None,
-                             logger=logging.getLogger(f"{__name__}.connections"))
+                             logger=connection_logger)
         try:
             ready()
             await asyncio.Future()  # until cancelled
