@@ -52,7 +52,10 @@ setup(
         # fomm-live serve and run --remote: Ray Serve (its FastAPI ingress serves the WebSocket) and the client's
         # WebSocket library. Resolves beside mediapipe's numpy<2 and protobuf<5 pins (ray 2.60 checked).
         # 2.52: the first Ray release with token authentication for its own services (RAY_AUTH_MODE=token).
-        "serve": ["ray[serve]>=2.52", "websockets>=13"],
+        # h11: the serve command's ingress relays plain HTTP requests (/stats) to Serve's private proxy with it (the
+        # HTTP/1.1 parser Serve's uvicorn uses too). websockets 15: the ingress's relay turns off the environment's
+        # proxies (connect(proxy=None)), which earlier releases do not accept.
+        "serve": ["ray[serve]>=2.52", "websockets>=15", "h11>=0.14"],
         "test": [
             # tests/test_remote.py starts a real Ray Serve instance on the CPU.
             "fomm-live[serve]",

@@ -410,9 +410,13 @@ def test_malformed_messages_get_clear_errors_and_the_server_serves_the_others(se
         assert "finite number" in ask(ws, {"type": "calibrate", "smooth": [1.0, 2.0]}, neutral)["message"]
         # The same stream still works after all of that, and so does the other client.
         assert good.render(good.detect(golden("driving_2.png"))).frame is not None
-    with raw_stream(server) as ws:  # a message over the limit ends its stream (what it sent after is dropped)
-        oversized = ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
-        assert f"over the {protocol.MAX_MESSAGE_BYTES} byte limit" in oversized["message"] and oversized["fatal"]
+    from websockets.exceptions import ConnectionClosed
+
+    with raw_stream(server) as ws:  # a message over the limit ends its stream, refused from its frame header
+        with pytest.raises(ConnectionClosed) as closed:
+            ask(ws, {"type": "frame", "id": 2}, b"\x89PNG" + bytes(protocol.MAX_MESSAGE_BYTES))
+        assert closed.value.rcvd.code == 1009  # message too big; the reason names the limit
+        assert f"exceeds limit of {protocol.MAX_MESSAGE_BYTES} bytes" in closed.value.rcvd.reason
     assert max_diff(good.render(good.detect(golden("driving_2.png"))).frame, want) <= 1
     good.close()
 

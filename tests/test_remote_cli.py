@@ -32,6 +32,22 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_token(capsys: pytest.
     assert err.count("\n") == 1, err
 
 
+def test_serve_says_in_one_line_that_its_port_is_taken_before_starting_ray(capsys: pytest.CaptureFixture,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    started = []
+    monkeypatch.setattr(ray, "init", lambda *a, **k: started.append(1))  # a stand-in: Ray must not be reached
+    tiny = golden_dir("tiny")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--checkpoint", str(tiny / "checkpoint.pth.tar"), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on --host 127.0.0.1 --port {port}: Address already in use" in err
+    assert err.count("\n") == 1, err
+    assert started == []
+
+
 def test_serve_help_says_how_to_run_on_one_gpu_machine_and_on_a_ray_cluster(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as done:
         main(["serve", "--help"])

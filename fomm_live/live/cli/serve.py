@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
-import time
+import socket
 from pathlib import Path
 
 from fomm_live.live.cli.common import PRECISIONS, add_config_option, add_debug_option
@@ -17,7 +18,7 @@ from fomm_live.live.options import CHECKPOINT_HELP
 logger = logging.getLogger(__name__)
 
 MALLOC_MMAP_THRESHOLD = 1 << 20  # bytes: blocks from 1 MiB up are mapped apart and returned to the system when freed
-KEEP_ALIVE_S = 10  # seconds an idle or half-sent HTTP request is held (Serve's default, 90, let them pile up)
+KEEP_ALIVE_S = 10  # seconds Serve's proxy keeps an idle connection of the ingress (Serve's default: 90)
 RAY_MISSING = "fomm-live serve needs Ray Serve: pip install 'fomm-live[serve]'"
 
 EPILOG = """\
@@ -29,7 +30,9 @@ A running Ray cluster (replicas, GPUs per replica and autoscaling are in the con
   serve deploy live/remote/serve-config.yaml   # edit its checkpoint and token_file first
 
 Without --token-file the server listens on loopback only (127.0.0.1). GET /stats reports streams, frames and
-avatar-cache hits.
+avatar-cache hits. Clients reach Ray Serve through this command's own front door on --host/--port, which bounds each
+connection (request head in 10 s and 16 KB, 32 connections per address, 256 in all, messages refused from their
+frame header); Serve's HTTP proxy listens on a private port of 127.0.0.1 and answers only the front door.
 """
 
 
@@ -76,6 +79,22 @@ def check_listen(host: str, token_file: str | None) -> str | None:
     return read_token(token_file)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The socket the ingress serves on, bound before Ray starts: a taken port or a foreign address fails at once."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=128)
+    except OSError as err:
+        raise UserError(f"cannot listen on --host {host} --port {port}: {err.strerror or err}") from None
+
+
+def private_port() -> int:
+    """A free port on 127.0.0.1 for Serve's HTTP proxy (the ingress holds the user's)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def execute(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port} is out of range (1 to 65535)")
@@ -84,6 +103,7 @@ def execute(args: argparse.Namespace) -> int:
     token = check_listen(args.host, args.token_file)
     if not Path(args.checkpoint).is_file():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist")
+    listener = listen(args.host, args.port)
     if not os.environ.get("RAY_ADDRESS"):  # this command starts its own one-machine Ray cluster
         # Ray's services (GCS, raylet, workers) listen on every interface, whatever address is asked for: token
         # authentication (Ray >= 2.52) keeps everyone else out of them. A fresh random token for each run.
@@ -93,6 +113,7 @@ def execute(args: argparse.Namespace) -> int:
         import ray
         from ray import serve
 
+        from fomm_live.live.remote.ingress import Ingress, connection_logger
         from fomm_live.live.remote.server import build_app
     except ImportError:
         raise UserError(RAY_MISSING) from None
@@ -105,7 +126,10 @@ def execute(args: argparse.Namespace) -> int:
     ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=args.debug)
     install_interrupt_handlers()  # again: Ray's start may have replaced the SIGTERM handler
     try:
-        serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": KEEP_ALIVE_S},
+        # Serve's proxy cannot bound a request's head nor a WebSocket message before reading it: it listens on
+        # loopback, and the ingress, with the bounds, on the user's address; they share a secret of this run.
+        upstream, secret = private_port(), secrets.token_hex(32)
+        serve.start(http_options={"host": "127.0.0.1", "port": upstream, "keep_alive_timeout_s": KEEP_ALIVE_S},
                     logging_config={"log_level": "WARNING"})
         gpus = args.gpus_per_replica
         if gpus is None:
@@ -114,20 +138,27 @@ def execute(args: argparse.Namespace) -> int:
                          "device": args.device, "precision": args.precision, "engine": args.engine,
                          "token_file": args.token_file, "host": args.host, "allowed_origins": args.allow_origin,
                          "max_fps": args.max_fps, "num_replicas": args.replicas,
-                         "num_gpus": gpus})
+                         "num_gpus": gpus, "ingress_secret": secret})
         try:
             serve.run(app, name="fomm-live", route_prefix="/")
         except RuntimeError as err:  # the replica failed to start: its error is the last line
             lines = [line for line in str(err).strip().splitlines() if line.strip()]
             raise UserError(f"the model replica failed to start: {lines[-1] if lines else err}") from err
         host = f"[{args.host}]" if ":" in args.host else args.host
-        logger.info("%s", "streams must carry the token of --token-file" if token else
-                    "listening on loopback only, no token needed")
-        logger.info("serving on http://%s:%d (%d replica%s, %g GPU each); Ctrl-C stops", host, args.port,
-                    args.replicas, "" if args.replicas == 1 else "s", gpus)
-        while True:
-            time.sleep(1.0)
+
+        def ready() -> None:
+            logger.info("%s", "streams must carry the token of --token-file" if token else
+                        "listening on loopback only, no token needed")
+            logger.info("Serve's HTTP proxy on 127.0.0.1:%d answers only this command's front door", upstream)
+            logger.info("serving on http://%s:%d (%d replica%s, %g GPU each); Ctrl-C stops", host, args.port,
+                        args.replicas, "" if args.replicas == 1 else "s", gpus)
+
+        ingress = Ingress(upstream_port=upstream, secret=secret, token_required=token is not None,
+                          allowed_origins=tuple(args.allow_origin))
+        connection_logger.setLevel(logging.DEBUG if args.debug else logging.WARNING)  # a line per connection: --debug
+        asyncio.run(ingress.run(listener, ready))
     finally:
+        listener.close()
         try:
             serve.shutdown()
         finally:

@@ -6,6 +6,11 @@
   output's pages and the extension, when they talk to ``serve``). Programs (``run --remote``) send none.
 - Host: a page of another site can make its own name resolve to 127.0.0.1 (DNS rebinding); its requests then carry
   that name in ``Host``. Without a token only loopback names are served; with one, any (the token is the check).
+- The client's address: with ``fomm-live serve`` the clients reach the app through its ingress
+  (``live.remote.ingress``), which names each client's address in ``CLIENT_HEADER`` beside the per-launch secret in
+  ``INGRESS_HEADER``; the app believes the address only with that secret, and refuses a request without it (a local
+  process that reaches Serve's private port directly). The ingress checks Origin and Host on the request as the client
+  sent it; the app, without an ingress (a Serve config on a cluster), checks them itself.
 - Limits: streams per client address and per replica, and how long a stream may stay silent (before its ``hello``,
   then between messages). A client over a limit is told so in one message and closed. Each stream handles one
   message at a time, so a client has at most as many messages in flight as it has streams.
@@ -15,11 +20,14 @@ Standard library only; imported by ``live.remote.server`` and the tests.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+CLIENT_HEADER = "x-fomm-live-client"  # the client's address, as the ingress saw it
+INGRESS_HEADER = "x-fomm-live-ingress"  # the per-launch secret the ingress shares with the app
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,15 @@ def refusal(headers, client: str | None, *, token_required: bool, allowed_origin
     if not token_required and not (is_loopback(host_name(headers.get("host"))) and is_loopback(client or "")):
         return "without a token this server answers only on loopback (127.0.0.1, localhost)"
     return None
+
+
+def forwarded_client(headers, secret: str) -> str | None:
+    """The client's address that the ingress named in ``headers``, or None when they do not carry ``secret`` (compared
+    in constant time) or name no address."""
+    given = headers.get(INGRESS_HEADER) or ""
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        return None
+    return headers.get(CLIENT_HEADER) or None
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The Ray Serve application behind ``fomm-live serve``: a FastAPI WebSocket ingress whose replicas hold the FOMM
 networks and animate the face crops of many streams in shared batches.
 
+- ``fomm-live serve`` puts its ingress (``live.remote.ingress``) in front: the app then takes the client's address
+  from the ingress (beside the per-launch secret; a request without it is refused) and leaves Origin and Host to it.
 - One WebSocket per stream (``protocol.STREAM_ROUTE``); the stream's state (codec, motion options, neutral pose,
   avatar) lives in its handler on the replica that accepted it.
 - Avatars are addressed by the content hash of their crop, encoded once per replica and scoped by client
@@ -34,7 +36,7 @@ from ray import serve
 from fomm_live.live.remote.avatars import AvatarCache
 from fomm_live.live.remote.batch import FrameFailed, RenderedFrame, render_frames
 from fomm_live.live.remote.decoding import DecoderPool, DecodeTimeout
-from fomm_live.live.remote.guard import Limits, StreamSlots, is_loopback, refusal
+from fomm_live.live.remote.guard import Limits, StreamSlots, forwarded_client, is_loopback, refusal
 from fomm_live.live.remote.protocol import (
     CODECS,
     DEFAULT_MAX_FPS,
@@ -86,11 +88,15 @@ class FommServer:
         max_fps: Frames per second per stream; faster streams are paced.
         allowed_origins: Web origins (``https://host[:port]``) whose pages may use the server; others are refused.
         limits: Streams per address and per replica, and the idle timeouts (``guard.Limits``).
+        ingress_secret: The per-launch secret of ``fomm-live serve``'s ingress (``live.remote.ingress``): every
+            request must carry it, and the client's address and the Origin and Host checks come from the ingress;
+            None: clients reach Serve's proxy directly (a Serve config) and are checked here.
     """
 
     def __init__(self, *, checkpoint: str, config: str = "vox-256", device: str = "auto", precision: str = "auto",
                  engine: str = "auto", token_sha256: str | None = None, max_fps: float = DEFAULT_MAX_FPS,
-                 allowed_origins: tuple[str, ...] = (), limits: Limits | None = None) -> None:
+                 allowed_origins: tuple[str, ...] = (), limits: Limits | None = None,
+                 ingress_secret: str | None = None) -> None:
         from fomm_live.models import Animator
 
         self.animator = Animator.from_checkpoint(checkpoint, config, device=device, precision=precision,
@@ -100,6 +106,7 @@ class FommServer:
         self.max_fps = max_fps
         self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
         self.limits = limits or Limits()
+        self.ingress_secret = ingress_secret
         self.slots = StreamSlots(self.limits)
         # One thread runs every model call of the replica: the networks are not shared between threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fomm-model")
@@ -155,10 +162,19 @@ class FommServer:
         return JSONResponse(dict(self.counts, image_size=self.size, device=str(self.animator.device),
                                  precision=self.animator.precision, max_fps=self.max_fps))
 
+    def _client(self, request: Request | WebSocket) -> str | None:
+        """The client's address: as the ingress names it (None without its secret), or the connection's peer."""
+        if self.ingress_secret is not None:
+            return forwarded_client(request.headers, self.ingress_secret)
+        return request.client.host if request.client else None
+
     def _refusal(self, request: Request | WebSocket) -> str | None:
-        """Why this request's origin, host or address is refused (``guard.refusal``), or None."""
-        return refusal(request.headers, request.client.host if request.client else None,
-                       token_required=self.token_sha256 is not None, allowed_origins=self.allowed_origins)
+        """Why this request's origin, host or address is refused (``guard.refusal``), or None. Behind the ingress,
+        which checked them on the client's own request, only a request without the ingress's secret is refused."""
+        if self.ingress_secret is not None:
+            return None if self._client(request) else "this server is reached only at the address it serves on"
+        return refusal(request.headers, self._client(request), token_required=self.token_sha256 is not None,
+                       allowed_origins=self.allowed_origins)
 
     async def _end(self, ws: WebSocket, message: str, code: int, frame_id: Any = None) -> None:
         """Tells the client why in one message, then closes its stream."""
@@ -177,7 +193,7 @@ class FommServer:
             return await self._end(ws, why, 1008)
         if not self._authorized(ws.headers.get("authorization")):
             return await self._end(ws, "wrong or missing token: pass the server's token with --token-file", 1008)
-        address = ws.client.host if ws.client else "unknown"
+        address = self._client(ws) or "unknown"
         why = self.slots.take(address)
         if why is not None:
             self.counts["refused_streams"] += 1
@@ -349,7 +365,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         args: ``checkpoint`` (required), ``config``, ``device``, ``precision``, ``engine``, ``token_file``,
             ``host`` (the address the HTTP proxy listens on, ``http_options.host``; without ``token_file`` it must
             be a loopback address), ``allowed_origins`` (web origins whose pages may use the server), ``max_fps``,
-            and ``num_replicas`` / ``num_gpus`` when not set by the config file's deployment options.
+            ``ingress_secret`` (``fomm-live serve`` only: its ingress's per-launch secret), and ``num_replicas`` /
+            ``num_gpus`` when not set by the config file's deployment options.
     """
     if not args.get("checkpoint"):
         raise ValueError("the application needs 'checkpoint': the server's FOMM checkpoint")
@@ -373,4 +390,5 @@ def build_app(args: dict[str, Any]) -> serve.Application:
                            device=str(args.get("device", "auto")), precision=str(args.get("precision", "auto")),
                            engine=str(args.get("engine", "auto")),
                            token_sha256=None if token is None else token_digest(token),
-                           max_fps=float(args.get("max_fps", DEFAULT_MAX_FPS)), allowed_origins=tuple(origins))
+                           max_fps=float(args.get("max_fps", DEFAULT_MAX_FPS)), allowed_origins=tuple(origins),
+                           ingress_secret=args.get("ingress_secret"))
