@@ -53,7 +53,9 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
     Switch("FOMM_LIVE_CACHE", ("DIR",), None,
            "the cache folder (demo clip, TensorRT engines, int8 calibrations); default: the user cache folder"),
     Switch("FOMM_LIVE_PIPELINING", ("0", "1", "auto"), "auto",
-           "`1`: face tracking of the next frame overlaps the model's work on this one (two threads); `0`: one "
+           "`1`: face tracking of the next frame overlaps the model's work on this one (two threads; with the "
+           "landmark backend the face mesh of the next frame runs on the tracking thread too, beside this frame's "
+           "warp and paste-back); `0`: one "
            "after the other in one thread; `auto`: two threads, except for the FOMM networks on the CPU, which keep "
            "every core busy themselves"),
     Switch("FOMM_LIVE_DEVICE_COMPOSE", ("0", "1"), "1",
