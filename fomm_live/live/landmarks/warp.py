@@ -165,12 +165,17 @@ class Warp:
         view.flags.writeable = False
         return view
 
-    def backward_map(self, mesh: SourceMesh, targets: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    def backward_map(self, mesh: SourceMesh, targets: np.ndarray, depth: np.ndarray, *,
+                     reuse_index: bool = False) -> np.ndarray:
         """Per output pixel, the source position to sample: size x size x 2 float32 (x, y), for ``cv2.remap``.
 
         Args:
             mesh: The source's mesh.
             targets: M x 2 moved vertex positions, depth: M drawing depths (``mesh_targets``).
+            reuse_index: Keep the last call's triangle index (``index``) instead of rasterising it again: for a
+                second mesh of the same triangles moved to the same ``targets`` (another source position of each
+                vertex). A triangle that faces away between this mesh and ``targets`` but not in the last call's
+                keeps its own (mirrored) map where the index has it; ``culled`` stays the last call's.
         """
         n = self.size
         src = mesh.vertices[mesh.triangles]  # T x 3 x 2
@@ -181,7 +186,8 @@ class Warp:
         det_src = s1[:, 0] * s2[:, 1] - s2[:, 0] * s1[:, 1]  # T: the same in the source
         ratio = det / np.where(det_src != 0, det_src, 1.0)  # T: area change, negative when turned over
         front = ratio > 1e-9  # turned-over triangles face away (a fold: the side of the nose in a head turn)
-        inv = np.where(front, 1.0 / np.where(front, det, 1.0), 0.0)
+        drawn = det != 0  # the index holds only front-facing triangles, unless reused for another mesh
+        inv = np.where(drawn, 1.0 / np.where(drawn, det, 1.0), 0.0)
         # L = [s1 s2] [d1 d2]^-1 maps moved edges to source edges; p = src0 + L (q - dst0).
         l00 = (s1[:, 0] * d2[:, 1] - s2[:, 0] * d1[:, 1]) * inv
         l01 = (s2[:, 0] * d1[:, 0] - s1[:, 0] * d2[:, 0]) * inv
@@ -200,16 +206,17 @@ class Warp:
         # no neighbour covers take their steep maps. One fillConvexPoly per triangle (~1000): 0.8 ms at 256 and
         # 1.1 ms at 512 on the 2-core CPU, cheaper and exact where inverting a precomputed forward map by
         # iteration was not (it cycled on sub-pixel triangles, the closed eyelid among them).
-        tri_depth = depth[mesh.triangles].mean(1)  # T
-        order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
-        order = order[front[order]]
-        self.culled = len(order) < len(front)
-        polys = np.round(dst[order] * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
         index = self._index
-        index.fill(len(a) - 1)  # T: no triangle (the identity map)
-        cv = cv2()
-        for t, poly in zip(order.tolist(), polys, strict=True):
-            cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
+        if not reuse_index:
+            tri_depth = depth[mesh.triangles].mean(1)  # T
+            order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
+            order = order[front[order]]
+            self.culled = len(order) < len(front)
+            polys = np.round(dst[order] * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
+            index.fill(len(a) - 1)  # T: no triangle (the identity map)
+            cv = cv2()
+            for t, poly in zip(order.tolist(), polys, strict=True):
+                cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
         flat = index.ravel()  # H*W
         p = np.take(a, flat) * self._qx
         p += np.take(b, flat) * self._qy
