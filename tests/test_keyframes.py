@@ -190,6 +190,36 @@ def test_keyframe_in_time_goes_out_as_it_is_and_a_late_one_is_the_base_of_the_ne
     stage.close()
 
 
+def test_a_frame_offered_while_the_generator_is_busy_starts_the_moment_it_finishes(detector) -> None:
+    """Frames that come while the generator works are offered as its next job, the newest winning: when the keyframe
+    in flight finishes, the newest offer starts at once, before the stage has seen another camera frame (waiting for
+    the next frame idled the generator about half a camera interval per keyframe); the stage then takes the newest
+    finished keyframe as the in-betweens' base."""
+    frames = moving_frames(8, still=0)
+    backend = GatedBackend(tiny_backend().animator)
+    inbetweener = StandInInbetweener()
+    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
+    backend.gate.set()
+    step(0)
+    step(1)
+    backend.gate.clear()
+    backend.started.clear()
+    waiting["next"] = True
+    out, info = step(2)  # frame 2 goes to the generator, which waits at the gate
+    assert info.inbetween and backend.started.wait(30)
+    step(3)  # offered
+    out, info = step(4)  # offered instead of frame 3
+    assert info.inbetween and len(inbetweener.keyframes) == 2
+    backend.started.clear()
+    backend.gate.set()  # frame 2's keyframe finishes; frame 4's starts without another step of the stage
+    assert backend.started.wait(30), "the offered frame did not start when the generator became free"
+    assert stage.worker.wait(30)
+    key = stage.worker.take()  # the newest finished keyframe: frame 4's (frame 2's, not taken in time, replaced)
+    assert key is not None and key.tracked.index == 4
+    assert stage.worker.take() is None and not stage.worker.busy  # frame 3 never went to the generator
+    stage.close()
+
+
 def test_a_held_frame_from_a_server_away_is_not_a_new_keyframe(detector) -> None:
     """A remote backend whose server is away gives its last frame again (``Rendered.held``): the in-betweens go on
     from the newest real keyframe, which is not replaced by the stale face paired with a newer face mesh."""

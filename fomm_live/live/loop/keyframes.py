@@ -13,7 +13,9 @@ Per tracked frame, in capture order, on the model stage's thread (``KeyframeStag
    the stage waits for that keyframe until the next camera frame is waiting: in time, the keyframe itself goes out
    (a model faster than the camera gives keyframes only, as without in-betweens); late, the frame gets an in-between
    from the keyframe before, and the late keyframe is the base of the in-betweens that follow;
-4. while the generator is busy, the frame gets an in-between at once.
+4. while the generator is busy, the frame gets an in-between at once, and is offered to the generator as its next
+   job: the generator starts the newest frame offered as soon as it finishes, without waiting for the next camera
+   frame to reach the stage (that wait idled it for half a camera interval, about 20 ms, per keyframe).
 
 So every camera frame that reaches the stage gives one output frame, in order, and an in-between never waits for the
 keyframe in flight: it extrapolates from the newest finished keyframe (no interpolation, which would wait a whole
@@ -96,8 +98,9 @@ class Keyframe:
 
 
 class KeyframeWorker:
-    """One keyframe at a time on a thread of its own: ``submit`` a tracked frame, ``done`` says when it is finished,
-    ``take`` returns it. ``close()`` stops the thread (safe to call twice).
+    """One keyframe at a time on a thread of its own: ``submit`` a tracked frame, ``wait`` until it is finished,
+    ``take`` returns it; ``offer`` a frame while one is in flight and it starts as soon as that one finishes (the
+    newest offer wins; ``drop_offer`` withdraws it). ``close()`` stops the thread (safe to call twice).
 
     Args:
         render: Makes the composed keyframe of a tracked frame (None when there is no face); runs on the worker.
@@ -107,6 +110,7 @@ class KeyframeWorker:
         self._render = render
         self._cond = threading.Condition()
         self._job: TrackedFrame | None = None
+        self._offer: TrackedFrame | None = None  # the next job, started when the one in flight finishes
         self._result: Keyframe | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="keyframes", daemon=True)
@@ -114,15 +118,30 @@ class KeyframeWorker:
 
     @property
     def busy(self) -> bool:
-        """A job is submitted and not taken yet."""
+        """A job is in flight, or finished and not taken yet."""
         with self._cond:
             return self._job is not None or self._result is not None
+
+    def offer(self, tracked: TrackedFrame) -> None:
+        """The job to start when the one in flight finishes (replacing an earlier offer); started at once when none
+        is in flight (a finished one not taken yet stays to be taken)."""
+        with self._cond:
+            if self._job is None:
+                self._job, self._offer = tracked, None
+            else:
+                self._offer = tracked
+            self._cond.notify_all()
+
+    def drop_offer(self) -> None:
+        """Withdraw the offer not started yet (what it was rendered with is about to change)."""
+        with self._cond:
+            self._offer = None
 
     def submit(self, tracked: TrackedFrame) -> None:
         with self._cond:
             if self._job is not None or self._result is not None:
                 raise RuntimeError("a keyframe is already in flight")
-            self._job = tracked
+            self._job, self._offer = tracked, None
             self._cond.notify_all()
 
     def wait(self, timeout: float | None) -> bool:
@@ -131,10 +150,9 @@ class KeyframeWorker:
             return self._cond.wait_for(lambda: self._job is None or self._closed, timeout)
 
     def take(self) -> Keyframe | None:
-        """The finished keyframe, once (None while it is in flight or when none was submitted)."""
+        """The newest finished keyframe, once (None when none has finished since the last ``take``; an offered job
+        may be in flight meanwhile)."""
         with self._cond:
-            if self._job is not None:
-                return None
             result, self._result = self._result, None
             return result
 
@@ -152,7 +170,9 @@ class KeyframeWorker:
             except Exception as err:  # noqa: BLE001 - handed to the loop's failure policy
                 result.error = err
             with self._cond:
-                self._result, self._job = result, None
+                # A finished keyframe not taken yet is replaced by this newer one (the stage takes one a camera
+                # frame; a keyframe takes several); the offer, if any, starts at once.
+                self._result, self._job, self._offer = result, self._offer, None
                 self._cond.notify_all()
 
     def close(self) -> None:
@@ -186,8 +206,10 @@ class KeyframeStage(ModelStage):
 
     # ------------------------------------------------------------------------ what the generator uses, settled
     def settle(self) -> None:
-        """Wait for the keyframe in flight and take it (its error, if any, is raised here)."""
+        """Withdraw the offered frame, wait for the keyframe in flight and take it (its error, if any, is raised
+        here)."""
         if self.worker is not None and self.worker.busy:
+            self.worker.drop_offer()
             self.worker.wait(None)
             self._install(self.worker.take())
 
@@ -307,6 +329,8 @@ class KeyframeStage(ModelStage):
                 if frame is not None:
                     self._held = frame
                     return self.output(tracked, frame, [], t0, face=True, animated=True)
+        else:
+            self.worker.offer(tracked)  # the generator's next job, started the moment it is free
         if not self.inbetweener.has_keyframe:  # the first keyframe is not ready yet
             return self.output(tracked, self.held_frame(), [], time.perf_counter(), face=True, animated=False)
         frame = timed(self.stats, "inbetween", lambda: self.inbetweener.render(tracked.landmarks))
