@@ -194,6 +194,45 @@ def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar
     assert np.array_equal(third, newer)
 
 
+def test_crossfade_with_the_same_photo_around_the_square_blends_the_two_keyframes_moved(avatar) -> None:
+    """Photo framing: two keyframes that differ only inside the model's square (here the second is the first's square
+    turned upside down), taken at the same landmarks, then a driver moving by a similarity. The cross-fade warps the
+    blend of the two squares once; what it should show is the blend of each keyframe's own in-between (a fresh
+    renderer per keyframe, no cross-fade), at 2/3 then 1/3 of the previous one. Tolerance: mean absolute difference
+    under 0.25 level, 99.9th percentile at most 2 levels (the blend is rounded to 8 bits before it is resampled;
+    measured 0.04 and 1); outside the square, the keyframe's own pixels exactly."""
+    cv = cv2()
+    square, points, frame = avatar
+    x0, y0, side = PLACEMENT
+    rows, cols = slice(int(y0), int(np.ceil(y0 + side))), slice(int(x0), int(np.ceil(x0 + side)))
+    newer = frame.copy()
+    newer[rows, cols] = frame[rows, cols][::-1]
+    driven = similarity(points, degrees=3.0, scale=1.03, shift=(0.01, -0.006))
+
+    def alone(keyframe: np.ndarray) -> np.ndarray:
+        renderer = Inbetweener(size=SIZE)
+        renderer.set_source(square, points=points)
+        renderer.calibrate(points)
+        renderer.keyframe(keyframe, points, PLACEMENT)
+        return renderer.render(driven)
+
+    old_moved, new_moved = alone(frame), alone(newer)
+    renderer = Inbetweener(size=SIZE, crossfade=2)
+    renderer.set_source(square, points=points)
+    renderer.calibrate(points)
+    renderer.keyframe(frame, points, PLACEMENT)
+    renderer.keyframe(newer, points, PLACEMENT)
+    for share in (2 / 3, 1 / 3):
+        out = renderer.render(driven)
+        expected = cv.addWeighted(old_moved, share, new_moved, 1 - share, 0.0)
+        diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))
+        assert diff.mean() < 0.25 and np.percentile(diff, 99.9) <= 2, (share, diff.mean(), np.percentile(diff, 99.9))
+        outside = np.ones(frame.shape[:2], bool)
+        outside[rows, cols] = False
+        assert np.array_equal(out[outside], newer[outside])
+    np.testing.assert_array_equal(renderer.render(driven), new_moved)  # the fade is over: the new keyframe alone
+
+
 def test_a_face_that_moved_less_than_the_still_threshold_shows_the_keyframe_itself(avatar) -> None:
     """Face-mesh noise of a still face (0.2 px at 256, under STILL's 0.3) leaves the keyframe as it is, not
     resampled; a 2 px move does not."""
