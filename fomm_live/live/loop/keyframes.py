@@ -9,7 +9,8 @@ Per tracked frame, in capture order, on the model stage's thread (``KeyframeStag
    geometry, strengths) first waits for the keyframe in flight, so that no keyframe mixes two states;
 2. while the output cannot be animated (no face, no face mesh, frozen, before the neutral pose) the frame takes
    ``ModelStage``'s own path, the generator's keyframe in flight finished first;
-3. else, when the generator is free, the frame goes to it (keypoints, generator, paste-back: ``KeyframeWorker``), and
+3. else, when the generator is free, the frame goes to it (keypoints, generator: ``KeyframeWorker``; the paste-back
+   is the stage's, when it takes the keyframe), and
    the stage waits for that keyframe until the next camera frame is waiting: in time, the keyframe itself goes out
    (a model faster than the camera gives keyframes only, as without in-betweens); late, the frame gets an in-between
    from the keyframe before, and the late keyframe is the base of the in-betweens that follow;
@@ -111,13 +112,14 @@ class Keyframe:
 
     Attributes:
         tracked: The camera frame it was rendered from.
-        frame: The composed output frame without the label (None: the keypoint detector found no face, or the
-            backend gave its last frame again, ``Rendered.held``).
+        rendered: The generator's render (``live.backends.Rendered``), pasted into the output frame when the stage
+            takes it (None: the keypoint detector found no face, or the backend gave its last frame again,
+            ``Rendered.held``).
         error: What the job raised (handed to the loop's failure policy with the next frame).
     """
 
     tracked: TrackedFrame
-    frame: np.ndarray | None = None
+    rendered: Any | None = None
     error: Exception | None = None
 
 
@@ -127,10 +129,10 @@ class KeyframeWorker:
     newest offer wins; ``drop_offer`` withdraws it). ``close()`` stops the thread (safe to call twice).
 
     Args:
-        render: Makes the composed keyframe of a tracked frame (None when there is no face); runs on the worker.
+        render: Renders the keyframe of a tracked frame (None when there is none); runs on the worker.
     """
 
-    def __init__(self, render: Callable[[TrackedFrame], np.ndarray | None]) -> None:
+    def __init__(self, render: Callable[[TrackedFrame], Any | None]) -> None:
         self._render = render
         self._cond = threading.Condition()
         self._job: TrackedFrame | None = None
@@ -190,7 +192,7 @@ class KeyframeWorker:
             assert job is not None
             result = Keyframe(job)
             try:
-                result.frame = self._render(job)
+                result.rendered = self._render(job)
             except Exception as err:  # noqa: BLE001 - handed to the loop's failure policy
                 result.error = err
             with self._cond:
@@ -293,9 +295,11 @@ class KeyframeStage(ModelStage):
         side = round(self.backend.size * min(width / self.backend.size, height / self.backend.size))
         return float((width - side) // 2), float((height - side) // 2), float(side)  # as ``fit_to_output`` pads
 
-    def _render_keyframe(self, tracked: TrackedFrame) -> np.ndarray | None:
-        """On the generator's thread: keypoints, smoothing, generator, paste-back (the loop's other calls to the
-        backend wait for it: ``settle``)."""
+    def _render_keyframe(self, tracked: TrackedFrame) -> Any | None:
+        """On the generator's thread: keypoints, smoothing, generator (the loop's other calls to the backend wait for
+        it: ``settle``). The paste-back is the stage's, when it takes the keyframe (``_install``): on the other core,
+        beside the generator's next keyframe, rather than 17 ms of each keyframe's own time (1280x720, 2-core
+        Xeon)."""
         with MODEL_TURNS.running():  # the recording's encoder waits for the end of this (live.threads)
             motion = timed(self.stats, "keypoints", lambda: self.backend.detect(tracked.crop))
             if motion is None:
@@ -306,8 +310,7 @@ class KeyframeStage(ModelStage):
             rendered = timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
         if rendered.held:  # not a render of this frame (a remote server away): the newest keyframe stays
             return None
-        # Timed as ``compose`` as in ``ModelStage`` (there with the label; here the label is the output's).
-        return timed(self.stats, "compose", lambda: self.compositor.paste(rendered))
+        return rendered
 
     def _install(self, key: Keyframe | None) -> np.ndarray | None:
         """Make a finished keyframe the base of the in-betweens; its frame (None when there was none). The held
@@ -316,12 +319,15 @@ class KeyframeStage(ModelStage):
             return None
         if key.error is not None:
             raise key.error
-        if key.frame is None:
+        if key.rendered is None:
             return None
+        rendered = key.rendered
+        # Timed as ``compose`` as in ``ModelStage`` (there with the label; here the label is the output's).
+        frame = timed(self.stats, "compose", lambda: self.compositor.paste(rendered))
         self.stats.mark_keyframe(time.perf_counter())
         assert key.tracked.landmarks is not None
-        self.inbetweener.keyframe(key.frame, key.tracked.landmarks, self.placement())
-        return key.frame
+        self.inbetweener.keyframe(frame, key.tracked.landmarks, self.placement())
+        return frame
 
     def _animatable(self, tracked: TrackedFrame) -> bool:
         return (not self.controls.frozen and tracked.crop is not None and tracked.landmarks is not None
