@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers.clips import moving_frames, portrait, write_clip
+from helpers.clips import moving_frames, portrait
 from helpers.inbetweens import StandInInbetweener
 from helpers.options import pipeline_options
 from helpers.standins import ListSource, SlowBackend, tiny_backend
@@ -69,9 +69,8 @@ def test_slow_generator_on_a_paced_input_gives_in_betweens_for_the_frames_it_can
     assert summary["keyframes_shown"] == len(shown_keys)
     assert summary["frames_animated"] == len(inbetweens) + len(shown_keys)
     # Keyframes kept coming while the in-betweens went out: each became the base of the in-betweens after it.
-    # (The generator may have two more renders: the one finished when the input ended, which no frame came to take,
-    # replaced by the offered one that started at once.)
-    assert 3 <= summary["keyframes"] <= summary["stages_ms"]["generator"]["count"] <= summary["keyframes"] + 2
+    # (The generator may have one more render: the one in flight when the input ended.)
+    assert 3 <= summary["keyframes"] <= summary["stages_ms"]["generator"]["count"] <= summary["keyframes"] + 1
     print("".join("K" if info.animated and not info.inbetween else "i" if info.inbetween else "." for info in
                   sink.infos), summary["keyframes"], "keyframes")
     marks = [int(sink.frames[i][0, 0, 1]) for i in inbetweens]  # without the label: the frame's own corner
@@ -323,42 +322,6 @@ def test_no_inbetweens_flag_reaches_the_loop_options(command: str, flag: list[st
     monkeypatch.setattr("fomm_live.live.democlip.demo_clip_path", lambda: __import__("pathlib").Path("clip.mp4"))
     assert main([command, *flag, "--no-preview"]) == 0
     assert seen == {"inbetweens": wanted}
-
-
-@pytest.mark.parametrize(("realtime", "inbetweens", "chosen", "wanted"), [
-    (True, True, None, 3), (True, False, None, None), (False, True, None, None), (True, True, "2", None)],
-    ids=["paced-with-inbetweens", "no-inbetweens", "file-read-losslessly", "user-chose-threads"])
-def test_with_in_betweens_the_networks_leave_a_core_to_the_camera_rate_side(
-        realtime: bool, inbetweens: bool, chosen: str | None, wanted: int | None, tmp_path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """``run_live`` builds a local FOMM with one thread fewer than the physical cores (4 here, a stand-in count) when
-    the loop makes in-betweens; without them, for a file read losslessly, or with ``FOMM_LIVE_THREADS`` set, the
-    engine's own default (None)."""
-    import fomm_live.live.wiring as wiring
-    from fomm_live.live.cli.run import run_live
-    from fomm_live.live.options import CameraOptions, ModelOptions, OutputOptions
-
-    class Stop(Exception):
-        pass
-
-    seen = {}
-
-    def fake_make_backend(model, **kwargs):
-        seen["threads"] = kwargs.get("threads")
-        raise Stop
-
-    monkeypatch.setattr(wiring, "make_backend", fake_make_backend)
-    monkeypatch.setattr("fomm_live.models.engines.cpu.physical_cores", lambda: 4)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    if chosen is None:
-        monkeypatch.delenv("FOMM_LIVE_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("FOMM_LIVE_THREADS", chosen)
-    clip = write_clip(tmp_path / "clip.mp4", [np.zeros((64, 64, 3), np.uint8)] * 2)
-    with pytest.raises(Stop):
-        run_live(None, model=ModelOptions(checkpoint="model.pth.tar"), camera=CameraOptions(camera=str(clip)),
-                 outputs=OutputOptions(), loop=pipeline_options(realtime=realtime, inbetweens=inbetweens))
-    assert seen == {"threads": wanted}
 
 
 def test_a_keyframe_that_fails_on_the_generators_thread_is_raised_in_the_loop(detector) -> None:

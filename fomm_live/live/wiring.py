@@ -33,7 +33,7 @@ def resolve_backend(model: ModelOptions) -> str:
 
 
 def make_backend(model: ModelOptions, *, tracking: bool, remote: RemoteOptions | None = None,
-                 lossless: bool = False, threads: int | None = None) -> Backend:
+                 lossless: bool = False) -> Backend:
     """The animation backend the options ask for.
 
     Args:
@@ -43,14 +43,13 @@ def make_backend(model: ModelOptions, *, tracking: bool, remote: RemoteOptions |
         remote: The FOMM of a ``fomm-live serve`` server instead of a local model (None: local).
         lossless: With ``remote``: every input frame must be animated (a file read losslessly), so a lost server is
             waited for instead of repeating the last frame.
-        threads: CPU threads for a local FOMM's networks (None: the engine's default).
     """
     from fomm_live.live.backends import FommBackend
 
     if remote is not None:
         return make_remote_backend(model, remote, lossless=lossless)
     if resolve_backend(model) == "fomm":
-        return FommBackend(load_animator(model, threads=threads))
+        return FommBackend(load_animator(model))
     from fomm_live.live.landmarks import LandmarkBackend
 
     return LandmarkBackend(relative=model.relative, tracking=tracking)
@@ -77,17 +76,15 @@ def make_remote_backend(model: ModelOptions, remote: RemoteOptions, *, lossless:
     return backend
 
 
-def load_animator(model: ModelOptions, *, threads: int | None = None):
-    """The ``models.Animator`` the options describe (imports torch only when needed); ``threads``: CPU threads for
-    its networks (None: the engine's default)."""
+def load_animator(model: ModelOptions):
+    """The ``models.Animator`` the options describe (imports torch only when needed)."""
     from fomm_live.models import Animator, CheckpointError, ConfigError, MotionOptions
 
     try:
         animator = Animator.from_checkpoint(model.checkpoint, model.config, device=model.device,
                                             precision=model.precision, engine=model.engine,
                                             motion=MotionOptions(relative=model.relative,
-                                                                 adapt_scale=model.adapt_scale),
-                                            threads=threads)
+                                                                 adapt_scale=model.adapt_scale))
     except (CheckpointError, ConfigError) as err:
         raise UserError(str(err)) from err
     except RuntimeError as err:  # e.g. --device cuda without a GPU

@@ -167,14 +167,13 @@ class Animator:
         image_size: Model input size (256 for every published checkpoint).
         engine: ``auto``, ``eager``, ``tensorrt`` or ``onnxruntime`` (see ``models.engines``); ``auto`` picks the
             fastest one installed that passes its self-check and logs what it picked and why.
-        threads: CPU threads for the networks (None: ``FOMM_LIVE_THREADS``, else one per physical core).
 
     ``kp_detector`` and ``generator`` stay the loaded networks, unchanged (the engine keeps any tuned copy).
     """
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: str = "auto",
                  precision: str = "auto", motion: MotionOptions | None = None,
-                 image_size: int = DEFAULT_IMAGE_SIZE, engine: str = "auto", threads: int | None = None) -> None:
+                 image_size: int = DEFAULT_IMAGE_SIZE, engine: str = "auto") -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         self.device = resolve_device(device)
@@ -183,7 +182,7 @@ class Animator:
         self.image_size = image_size
         self.engine: Engine = create_engine(self.kp_detector, self.generator, device=self.device,
                                             precision=resolve_precision(precision, self.device, engine=engine),
-                                            engine=engine, image_size=image_size, threads=threads)
+                                            engine=engine, image_size=image_size)
         self.normalizer = MotionNormalizer(motion)
         self.source: SourceState | None = None
         self.kp_source: Keypoints | None = None
@@ -198,14 +197,13 @@ class Animator:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, config: str | os.PathLike | dict = DEFAULT_PRESET, *,
                         device: str = "auto", precision: str = "auto", motion: MotionOptions | None = None,
-                        engine: str = "auto", threads: int | None = None) -> Animator:
+                        engine: str = "auto") -> Animator:
         """Build the networks of ``config`` (preset name or original YAML) and load ``checkpoint`` strictly."""
         cfg = load_config(config)
         kp_detector, generator = build_networks(cfg)
         load_into(kp_detector, generator, read_checkpoint(checkpoint), source=str(checkpoint),
                   config_name=str(config) if not isinstance(config, dict) else "the config")
-        return cls(kp_detector, generator, device=device, precision=precision, motion=motion, engine=engine,
-                   threads=threads)
+        return cls(kp_detector, generator, device=device, precision=precision, motion=motion, engine=engine)
 
     @property
     def motion(self) -> MotionOptions:

@@ -124,11 +124,10 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     from fomm_live.live.capture.cameras import check_camera, parse_camera_spec
     from fomm_live.live.capture.sources import OpenCVSource
     from fomm_live.live.face import FaceDetector
-    from fomm_live.live.loop.keyframes import keyframe_threads
     from fomm_live.live.loop.pipeline import LivePipeline, prepare_avatars
     from fomm_live.live.stats import PipelineStats
     from fomm_live.live.threads import bound_helper_threads
-    from fomm_live.live.wiring import close_backend, load_sources, make_backend, open_outputs, resolve_backend
+    from fomm_live.live.wiring import close_backend, load_sources, make_backend, open_outputs
 
     # The camera's existence is checked before the model loads (a TensorRT build can take minutes) and the camera is
     # opened only after, so that it is not held, light on, while nothing reads it.
@@ -139,10 +138,7 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     with contextlib.ExitStack() as cleanup:
         # A remote server is sent every frame of a file read losslessly (none dropped), as a local model would be.
         lossless = spec.kind == "file" and not loop.pacing.realtime
-        # With in-betweens a local FOMM leaves a core to the camera-rate side (``loop.keyframes.keyframe_threads``).
-        threads = (keyframe_threads() if loop.inbetweens and not lossless and remote is None
-                   and resolve_backend(model) == "fomm" else None)
-        backend = make_backend(model, tracking=True, remote=remote, lossless=lossless, threads=threads)
+        backend = make_backend(model, tracking=True, remote=remote, lossless=lossless)
         cleanup.callback(close_backend, backend)
         if not loop.frame.label:
             logger.warning("the 'AI-generated' label is removed from the output (--no-label)")

@@ -57,30 +57,6 @@ INBETWEEN_CROSSFADE = 2
 WAIT_STEP_S = 0.004
 
 
-def keyframe_threads() -> int | None:
-    """CPU threads for the FOMM networks while the loop makes keyframes and in-betweens: one core fewer than the CPU
-    has (at least one), so that the camera-rate side (face mesh, in-betweens, tracking, encoding: about half a core
-    at 25 fps) runs beside the generator instead of stalling it; None where the user chose (``FOMM_LIVE_THREADS``,
-    ``OMP_NUM_THREADS``).
-
-    The networks' threads split each layer evenly and wait for each other at its end, so whenever another thread takes
-    one of their cores, the other waits too. Side by side on the shared 2-core Xeon (vox-256 size, int8, the 25 fps
-    demo clip paced, 1280x720 recording; load average 4-7 from other jobs, so each figure is noisy), five rounds of one
-    thread against two with in-betweens: 3.28/2.85, 2.63/1.62, 1.51/1.66, 3.51/1.12, 1.28/2.40 keyframes a second,
-    1.23x for one thread (geometric mean); without in-betweens the same rounds gave 3.55, 1.15, 4.65, 3.15, 4.07
-    (RESULTS, 2026-12-07). A CPU shared with a call's own app is the usual case, where one thread holds up best.
-    """
-    import os
-
-    from fomm_live.common.switches import switch
-
-    if switch("FOMM_LIVE_THREADS") is not None or os.environ.get("OMP_NUM_THREADS"):
-        return None
-    from fomm_live.models.engines.cpu import physical_cores
-
-    return max(1, physical_cores() - 1)
-
-
 def inbetweens_wanted(options: PipelineOptions, backend: Backend, *, paced: bool) -> bool:
     """Whether the loop makes keyframes and in-betweens: asked for (the default), allowed by the backend
     (``Backend.inbetweens``), and a live or paced input, whose frames the generator cannot all render in time. A file

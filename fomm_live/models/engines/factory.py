@@ -24,7 +24,7 @@ ENGINES = ("auto", "eager", "tensorrt", "onnxruntime")
 
 
 def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: torch.device,
-                  precision: str, engine: str = "auto", image_size: int = 256, threads: int | None = None) -> Engine:
+                  precision: str, engine: str = "auto", image_size: int = 256) -> Engine:
     """Pick and start an engine; on failure fall back to eager with one warning. The choice is logged.
 
     Args:
@@ -34,14 +34,11 @@ def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *
         precision: The resolved precision (``fp32``, ``fp16`` or ``bf16``).
         engine: ``auto``, ``eager``, ``tensorrt`` or ``onnxruntime``.
         image_size: Model input size.
-        threads: CPU threads for the networks (None: ``FOMM_LIVE_THREADS``, else one per physical core; see
-            ``engines.cpu.configure_threads``).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if precision == "int8":
-        return _int8_engine(kp_detector, generator, device=device, engine=engine, image_size=image_size,
-                            threads=threads)
+        return _int8_engine(kp_detector, generator, device=device, engine=engine, image_size=image_size)
     chosen = engine
     reason = "asked for"
     if engine == "auto":
@@ -61,17 +58,15 @@ def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *
             result: Engine = TensorRTEngine(kp_detector, generator, device=device, precision=precision,
                                             image_size=image_size, reason=reason)
         elif chosen == "onnxruntime":
-            result = OnnxRuntimeEngine(kp_detector, generator, device=device, image_size=image_size, reason=reason,
-                                       threads=threads)
+            result = OnnxRuntimeEngine(kp_detector, generator, device=device, image_size=image_size, reason=reason)
             if precision != "fp32":
                 logger.warning("onnxruntime engine runs float32; precision %s does not apply", precision)
         else:
-            result = EagerEngine(kp_detector, generator, device=device, precision=precision, reason=reason,
-                                 threads=threads)
+            result = EagerEngine(kp_detector, generator, device=device, precision=precision, reason=reason)
     except EngineError as err:
         logger.warning("engine %s unavailable (%s); falling back to eager", chosen, err)
         result = EagerEngine(kp_detector, generator, device=device, precision=precision,
-                             reason=f"fallback: {chosen} unavailable ({err})", threads=threads)
+                             reason=f"fallback: {chosen} unavailable ({err})")
         result.checks.extend(getattr(err, "checks", []))  # e.g. TensorRT's failed build check
     extra = ""
     if isinstance(result, EagerEngine):
@@ -91,23 +86,22 @@ def create_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *
 
 
 def _int8_engine(kp_detector: KPDetector, generator: OcclusionAwareGenerator, *, device: torch.device, engine: str,
-                 image_size: int, threads: int | None) -> Engine:
+                 image_size: int) -> Engine:
     """The int8 engine (``engine="onnxruntime"`` asks for its ONNX Runtime runtime), else eager at the device's
     default precision with one warning."""
     runtime_name = "onnxruntime" if engine == "onnxruntime" else None
     try:
         result: Engine = Int8Engine(kp_detector, generator, device=device, image_size=image_size,
-                                    runtime_name=runtime_name, reason="asked for", threads=threads)
+                                    runtime_name=runtime_name, reason="asked for")
     except EngineError as err:
         fallback = default_precision(device)
         logger.warning("int8 unavailable (%s); running eager %s", err, fallback)
         result = EagerEngine(kp_detector, generator, device=device, precision=fallback,
-                             reason=f"fallback: int8 unavailable ({err})", threads=threads)
+                             reason=f"fallback: int8 unavailable ({err})")
         logger.info("engine: %s on %s, %s (%s)", result.name, device, result.precision, result.reason)
         return result
-    logger.info("engine: int8 on %s, %s runtime, %d threads (%s); calibrated on the first photo (cached), checked "
-                "against float32 eager on the first frame and on poses beyond the calibration, else eager %s; "
-                "keypoint detector in float32 (%s)", device, result.runtime_label, result.threads, result.reason,
-                result.fallback_precision,
+    logger.info("engine: int8 on %s, %s runtime (%s); calibrated on the first photo (cached), checked against "
+                "float32 eager on the first frame and on poses beyond the calibration, else eager %s; keypoint "
+                "detector in float32 (%s)", device, result.runtime_label, result.reason, result.fallback_precision,
                 f"{result.runtime.name}, checked on its first input" if result.runtime.float_keypoints else "PyTorch")
     return result
