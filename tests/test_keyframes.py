@@ -69,8 +69,9 @@ def test_slow_generator_on_a_paced_input_gives_in_betweens_for_the_frames_it_can
     assert summary["keyframes_shown"] == len(shown_keys)
     assert summary["frames_animated"] == len(inbetweens) + len(shown_keys)
     # Keyframes kept coming while the in-betweens went out: each became the base of the in-betweens after it.
-    # (The generator may have one more render: the one in flight when the input ended.)
-    assert 3 <= summary["keyframes"] <= summary["stages_ms"]["generator"]["count"] <= summary["keyframes"] + 1
+    # (The generator may have two more renders: the one finished when the input ended, which no frame came to take,
+    # replaced by the offered one that started at once.)
+    assert 3 <= summary["keyframes"] <= summary["stages_ms"]["generator"]["count"] <= summary["keyframes"] + 2
     print("".join("K" if info.animated and not info.inbetween else "i" if info.inbetween else "." for info in
                   sink.infos), summary["keyframes"], "keyframes")
     marks = [int(sink.frames[i][0, 0, 1]) for i in inbetweens]  # without the label: the frame's own corner
