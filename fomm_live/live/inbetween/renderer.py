@@ -106,7 +106,8 @@ class Inbetweener:
         self._strengths = (1.0, 1.0)
         self._key: _Keyframe | None = None
         self._last_map: tuple[_Keyframe, np.ndarray] | None = None  # the last render's (keyframe, grid map)
-        self._index_of: np.ndarray | None = None  # the targets the warp's triangle index was rasterised for
+        # (targets, warp): what the last triangle index was rasterised for (``_warp_region`` reuses it once)
+        self._index_of: tuple[np.ndarray, Warp] | None = None
 
     def close(self) -> None:
         """Release the face mesh it opened for ``set_source`` (safe to call twice; a face mesh passed in is the
