@@ -28,7 +28,7 @@ import numpy as np
 
 from fomm_live.live.backends import check_strengths
 from fomm_live.live.errors import UserError
-from fomm_live.live.inbetween.uncovered import MOUTH_NEW_GAP_FULL, fill_holes, paint_gap
+from fomm_live.live.inbetween.uncovered import fill_holes, gap_amount, paint_gap
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.motion import StrengthMotion
 from fomm_live.live.landmarks.mouth import mouth_opening
@@ -346,10 +346,10 @@ class Inbetweener:
         at_region = at_output[f:f + height, f:f + width]  # h x w x 2, output pixels
         cv.remap(key.frame if source is None else source, at_region, None, cv.INTER_LINEAR, dst=region,
                  borderMode=cv.BORDER_REPLICATE)
-        opened = mouth_opening(moved) - key.mouth
-        if opened > 0.0:
+        amount = gap_amount(mouth_opening(moved), key.mouth)
+        if amount > 0.0:
             paint_gap(region, moved, origin=key.origin, scale=key.scale, at=(key.cols.start, key.rows.start),
-                      amount=min(1.0, opened / MOUTH_NEW_GAP_FULL))
+                      amount=amount)
         return pmap
 
 

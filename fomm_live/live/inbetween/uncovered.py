@@ -14,8 +14,10 @@ from fomm_live.live.media import cv2
 
 # A mouth that opens past the keyframe's has no pixels for the new gap: the warp would stretch the lip line across
 # it. The gap is painted dark (the landmark backend's cavity colour), blended in as the opening grows past the
-# keyframe's by up to this much (inner-lip gap over mouth width, as ``mouth_opening``); what the cavity holds
-# (teeth, tongue) waits for the next keyframe.
+# keyframe's by up to this much (inner-lip gap over mouth width, as ``mouth_opening``), and only for the share of
+# the gap that is new (``gap_amount``): a keyframe whose mouth was already half as open shows its own cavity
+# stretched, half darkened, instead of a dark hole between two keyframes that show teeth. What the cavity holds
+# waits for the next keyframe.
 MOUTH_NEW_GAP_FULL = 0.08
 MOUTH_EDGE = 0.6  # gaussian sigma of the painted gap's edge, square pixels
 
@@ -77,6 +79,19 @@ def fill_holes(pmap: np.ndarray, *, warp: Warp, mesh: SourceMesh, inside: np.nda
                                                                  1e-6)[..., None]
     filled[holes] = warp.positions[holes] + around[holes]
     return filled
+
+
+def gap_amount(now: float, at_keyframe: float) -> float:
+    """How far ``paint_gap`` darkens the mouth's gap (0..1): the opening past the keyframe's, eased in up to
+    MOUTH_NEW_GAP_FULL, times the share of today's gap the keyframe had no pixels for.
+
+    Args:
+        now: The mouth's opening now; at_keyframe: at the keyframe (``live.landmarks.mouth.mouth_opening``).
+    """
+    opened = now - at_keyframe
+    if opened <= 0.0:
+        return 0.0
+    return min(1.0, opened / MOUTH_NEW_GAP_FULL) * opened / now
 
 
 def paint_gap(out: np.ndarray, moved: np.ndarray, *, origin: tuple[float, float], scale: float,
