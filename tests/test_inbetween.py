@@ -86,9 +86,9 @@ def test_render_at_the_keyframes_own_landmarks_is_the_keyframe_exactly(avatar) -
 
 def test_a_driver_moving_by_a_similarity_moves_the_face_by_that_similarity(avatar) -> None:
     """Every face triangle moves by the same similarity, so inside the face the in-between is the keyframe moved by
-    that similarity; only the two resamplings (field and frame, 1/32 pixel fixed point in cv2.remap) differ.
-    Tolerance: mean absolute difference under 0.25 level, 99th percentile at most 1 level (of 255); measured 0.01
-    and 0."""
+    that similarity; only the two resamplings (the map enlarged from every other output pixel, and the frame at
+    1/32 pixel fixed point in cv2.remap) differ. Tolerance: mean absolute difference under 0.25 level, 99th
+    percentile at most 1 level (of 255); measured 0.004 and 0 (0.01 and 0 with the map at the square's pixels)."""
     cv = cv2()
     _, points, frame = avatar
     renderer = ready(avatar)
@@ -194,6 +194,45 @@ def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar
     assert np.array_equal(third, newer)
 
 
+def test_crossfade_with_the_same_photo_around_the_square_blends_the_two_keyframes_moved(avatar) -> None:
+    """Photo framing: two keyframes that differ only inside the model's square (here the second is the first's square
+    turned upside down), taken at the same landmarks, then a driver moving by a similarity. The cross-fade warps the
+    blend of the two squares once; what it should show is the blend of each keyframe's own in-between (a fresh
+    renderer per keyframe, no cross-fade), at 2/3 then 1/3 of the previous one. Tolerance: mean absolute difference
+    under 0.25 level, 99.9th percentile at most 2 levels (the blend is rounded to 8 bits before it is resampled;
+    measured 0.04 and 1); outside the square, the keyframe's own pixels exactly."""
+    cv = cv2()
+    square, points, frame = avatar
+    x0, y0, side = PLACEMENT
+    rows, cols = slice(int(y0), int(np.ceil(y0 + side))), slice(int(x0), int(np.ceil(x0 + side)))
+    newer = frame.copy()
+    newer[rows, cols] = frame[rows, cols][::-1]
+    driven = similarity(points, degrees=3.0, scale=1.03, shift=(0.01, -0.006))
+
+    def alone(keyframe: np.ndarray) -> np.ndarray:
+        renderer = Inbetweener(size=SIZE)
+        renderer.set_source(square, points=points)
+        renderer.calibrate(points)
+        renderer.keyframe(keyframe, points, PLACEMENT)
+        return renderer.render(driven)
+
+    old_moved, new_moved = alone(frame), alone(newer)
+    renderer = Inbetweener(size=SIZE, crossfade=2)
+    renderer.set_source(square, points=points)
+    renderer.calibrate(points)
+    renderer.keyframe(frame, points, PLACEMENT)
+    renderer.keyframe(newer, points, PLACEMENT)
+    for share in (2 / 3, 1 / 3):
+        out = renderer.render(driven)
+        expected = cv.addWeighted(old_moved, share, new_moved, 1 - share, 0.0)
+        diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))
+        assert diff.mean() < 0.25 and np.percentile(diff, 99.9) <= 2, (share, diff.mean(), np.percentile(diff, 99.9))
+        outside = np.ones(frame.shape[:2], bool)
+        outside[rows, cols] = False
+        assert np.array_equal(out[outside], newer[outside])
+    np.testing.assert_array_equal(renderer.render(driven), new_moved)  # the fade is over: the new keyframe alone
+
+
 def test_a_face_that_moved_less_than_the_still_threshold_shows_the_keyframe_itself(avatar) -> None:
     """Face-mesh noise of a still face (0.2 px at 256, under STILL's 0.3) leaves the keyframe as it is, not
     resampled; a 2 px move does not."""
@@ -207,9 +246,10 @@ def test_a_face_that_moved_less_than_the_still_threshold_shows_the_keyframe_itse
 
 
 def test_a_mouth_opening_past_the_keyframes_gets_its_new_gap_painted_dark(avatar) -> None:
-    """The driver's jaw drops (the demo clip's mouth opening) after a keyframe of the photo's own mouth: inside the
-    moved inner-lip polygon the in-between is near the cavity colour, where the keyframe there showed the lips and
-    teeth (much brighter)."""
+    """The driver's jaw drops (the demo clip's mouth opening) after a keyframe of the photo's own mouth (slightly open,
+    teeth showing: 0.15 of the mouth's width, 0.53 now): inside the moved inner-lip polygon the in-between is darkened
+    towards the cavity colour by the new share of the gap (0.73), where the keyframe there showed the lips and teeth
+    (much brighter); measured 53 levels from the cavity colour against 167 for the keyframe."""
     from fomm_live.live.democlip import open_mouth
     from fomm_live.live.landmarks.mouth import THROAT
     from fomm_live.live.landmarks.points import INNER_LIP_POLYGON
@@ -229,4 +269,15 @@ def test_a_mouth_opening_past_the_keyframes_gets_its_new_gap_painted_dark(avatar
     assert inside.sum() > 100, "the opening is too small to measure"
     painted = np.abs(out[inside].astype(np.float32) - THROAT).mean()
     before = np.abs(frame[inside].astype(np.float32) - THROAT).mean()
-    assert painted < 25 and before > 60, (painted, before)
+    assert before > 60 and painted < 0.45 * before, (painted, before)
+
+
+def test_the_painted_share_of_a_mouth_gap_is_the_share_the_keyframe_had_no_pixels_for() -> None:
+    """A keyframe with the mouth closed: the whole new gap darkens (eased in up to MOUTH_NEW_GAP_FULL); half as open
+    at the keyframe: half; as open or more: nothing."""
+    from fomm_live.live.inbetween.uncovered import MOUTH_NEW_GAP_FULL, gap_amount
+
+    assert gap_amount(0.3, 0.0) == pytest.approx(1.0)
+    assert gap_amount(MOUTH_NEW_GAP_FULL / 2, 0.0) == pytest.approx(0.5)
+    assert gap_amount(0.4, 0.2) == pytest.approx(0.5)
+    assert gap_amount(0.2, 0.2) == 0.0 and gap_amount(0.1, 0.3) == 0.0

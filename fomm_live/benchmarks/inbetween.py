@@ -13,8 +13,10 @@ Frames where the face mesh finds no face are left out (counted in the output). T
 ``inbetween_psnr=... held_psnr=... gain_db=...``: the means over all in-between frames (offsets 1..N-1).
 
 The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
-photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), and ``render`` is timed there (p50 and p90, ms,
-wall clock; and the p50 of the CPU time it took, all threads, which other work on the machine changes less).
+photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), the rest of the frame the same for every
+keyframe (as photo framing's photo around the square), and ``render`` is timed there with OpenCV on one thread, as
+in the live loop (``live.threads``) (p50 and p90, ms, wall clock; and the p50 of the CPU time it took, all threads,
+which other work on the machine changes less).
 
 ``--sheet-of`` writes a contact sheet instead: two runs of ``animate`` (video files or PNG folders) side by side, frame
 by frame, e.g. every frame beside ``--keyframe-every N`` (keyframes marked with a green bar).
@@ -45,6 +47,7 @@ from fomm_live.live.face import CropTracker, FaceDetector, crop_square
 from fomm_live.live.inbetween import Inbetweener
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.media import cv2
+from fomm_live.live.threads import bound_helper_threads
 
 SIZE = 256
 OUTPUT = (1280, 720)
@@ -110,6 +113,10 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     s = side / SIZE
     to_output = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]])
     keys = [k for k in range(first, len(squares), every) if landmarks[k] is not None]
+    rows = slice(int(np.floor(y0)), int(np.ceil(y0 + side)))  # the square's region of the output frame
+    cols = slice(int(np.floor(x0)), int(np.ceil(x0 + side)))
+    around: np.ndarray | None = None  # the first keyframe's frame: the same photo around every keyframe's square
+    bound_helper_threads(1)
     stage_ms: list[float] = []
     stage_cpu_ms: list[float] = []  # CPU time of all the process's threads: what the stage costs without other load
     per_offset: dict[int, dict[str, list[float]]] = {}
@@ -127,6 +134,12 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
             renderer.keyframe(squares[key], landmarks[key], (0.0, 0.0, float(SIZE)))
             big = cv.warpAffine(squares[key], to_output, OUTPUT, flags=cv.INTER_LINEAR,
                                 borderMode=cv.BORDER_REPLICATE)
+            if around is None:
+                around = big
+            else:
+                framed = around.copy()
+                framed[rows, cols] = big[rows, cols]
+                big = framed
             at_output.keyframe(big, landmarks[key], OUTPUT_PLACEMENT)
         if landmarks[t] is None:
             skipped, previous = skipped + 1, None

@@ -6,12 +6,13 @@ in between gets an in-between: the keyframe's composed output frame warped by th
 avatar's face mesh where the driver's face was at the keyframe's camera frame (P_k) to where it is now (P_t). Both
 meshes come from the landmark backend's relative motion (``live.landmarks.motion``), so the head and expression
 strengths and the calibrated neutral pose apply to in-betweens as they do to the landmark backend. The map is
-computed at the model's square and scaled into output pixels; only the square's region of the output frame is
-resampled (the square's border is fixed, so the rest of the frame is the keyframe's own).
+computed at every other output pixel of the square's region (about one point per square pixel at 1280 x 720),
+enlarged and applied there; the square's border is fixed, so the rest of the frame is the keyframe's own.
 
 The rooms:
 
 - ``renderer``: ``Inbetweener``, the one object (source, neutral pose, strengths, keyframe, render);
+- ``uncovered``: what the warp cannot show, made up (pixels no triangle covers in a turn, a mouth's new gap);
 - ``keyframes``: ``KeyframeEvery``, a backend running the generator on every N-th frame and in-betweens on the rest
   (``animate --keyframe-every N``).
 

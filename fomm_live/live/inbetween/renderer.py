@@ -1,16 +1,16 @@
 """``Inbetweener``: the newest keyframe's output frame moved by the face's motion since the keyframe's camera frame.
 
-Per keyframe: the avatar's mesh where the driver's face put it then, P_k (``live.landmarks.motion.relative_motion``
-at the strengths of the moment, with the head ring and the fixed border anchors of ``live.landmarks.warp``). Per
-camera frame: the same mesh now, P_t; the backward map of the piecewise-affine warp P_k -> P_t at the model's square
-(``Warp.backward_map`` with P_k as the "source" mesh), turned into the keyframe's output position of every square
-pixel, resampled at the output pixels of the square's region, and one ``cv2.remap`` of the keyframe's output frame
-there. The square's border anchors stay put, so the motion falls off to zero at the square's edge and the frame
-outside it is the keyframe's own. Three details, each measured (see the constants): a face that has not moved shows
-the keyframe itself (``STILL``), a mouth opening past the keyframe's gets its new gap painted dark
-(``MOUTH_NEW_GAP_FULL``), and ``crossfade`` blends the previous keyframe out over the renders after a new one.
-The landmarks are used as given: a caller with a noisy camera smooths them first (the live loop's One Euro filter,
-``live.loop.smoothing``), as it smooths FOMM's keypoints.
+Per keyframe: the avatar's mesh where the driver's face put it then, P_k (``live.landmarks.motion.relative_motion`` at
+the strengths of the moment, with the head ring and the fixed border anchors of ``live.landmarks.warp``). Per camera
+frame: the same mesh now, P_t; the backward map of the piecewise-affine warp P_k -> P_t (``Warp.backward_map`` with P_k
+as the "source" mesh) at a grid of every ``factor``-th output pixel of the square's region (about one point per square
+pixel), turned into the keyframe's output positions, enlarged to every output pixel of the region by ``cv2.resize``, and
+one ``cv2.remap`` of the keyframe's output frame written straight into the output frame there. The square's border
+anchors stay put, so the motion falls off to zero at the square's edge and the frame outside it is the keyframe's own.
+Three details, each measured (see the constants): a face that has not moved shows the keyframe itself (``STILL``), a
+mouth opening past the keyframe's gets its new gap painted dark (``MOUTH_NEW_GAP_FULL``), and ``crossfade`` blends the
+previous keyframe out over the renders after a new one. The landmarks are used as given: a caller with a noisy camera
+smooths them first (the live loop's One Euro filter, ``live.loop.smoothing``), as it smooths FOMM's keypoints.
 
 Convention: landmarks are the landmark backend's (478 x 3 float32, normalised to the driving crop: x, y fractions of
 its width and height, z in units of its width; see ``live.landmarks``). A placement is where the model's square lies
@@ -28,21 +28,15 @@ import numpy as np
 
 from fomm_live.live.backends import check_strengths
 from fomm_live.live.errors import UserError
+from fomm_live.live.inbetween.uncovered import fill_holes, gap_amount, paint_gap
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.motion import StrengthMotion
-from fomm_live.live.landmarks.mouth import THROAT, mouth_opening
-from fomm_live.live.landmarks.points import INNER_LIP_POLYGON, MESH_POINTS, check_image, check_landmarks
+from fomm_live.live.landmarks.mouth import mouth_opening
+from fomm_live.live.landmarks.points import MESH_POINTS, check_image, check_landmarks
 from fomm_live.live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
 from fomm_live.live.media import cv2
 
 logger = logging.getLogger(__name__)
-
-# A mouth that opens past the keyframe's has no pixels for the new gap: the warp would stretch the lip line across
-# it. The gap is painted dark (the landmark backend's cavity colour), blended in as the opening grows past the
-# keyframe's by up to this much (inner-lip gap over mouth width, as ``mouth_opening``); what the cavity holds
-# (teeth, tongue) waits for the next keyframe.
-MOUTH_NEW_GAP_FULL = 0.08
-MOUTH_EDGE = 0.6  # gaussian sigma of the painted gap's edge, square pixels
 
 # A face that has not moved shows the keyframe itself: below STILL[0] of the square's side (the largest landmark's
 # move since the keyframe; 0.3 px at 256) the in-between is the keyframe, and the motion eases in up to STILL[1]. On
@@ -51,16 +45,6 @@ MOUTH_EDGE = 0.6  # gaussian sigma of the painted gap's edge, square pixels
 # N=5, mean gain over holding on four made clips (demo, drawn demo, sway, still with noise): 2.90 dB without this,
 # 3.06 at (0.5, 1.0) px, 3.18 at (0.3, 0.6), 3.19 at (0.25, 0.5), 3.14 at (0.4, 0.8).
 STILL = (0.3 / 256, 0.6 / 256)
-
-# Where the face turns towards the camera after the keyframe, surfaces hidden in the keyframe come into view (the far
-# cheek): their triangles were turned over at P_k, so the warp leaves them out and no triangle covers those pixels.
-# The identity there showed whatever the keyframe had at that place (a second eye beside the cheek, on the drawn demo
-# clip's head turn with keyframes 5 frames late). They now take the turned-over triangles' own maps (the fold's
-# mirror of the surface beside it: mostly skin, some of the eye's outline), and what those do not cover moves as
-# its surroundings do on average (a normalised gaussian average of the covered pixels' motion, this reach as a
-# fraction of the square's side). On that clip (latency 5, cross-fade 2): 4.26 dB over holding either way (4.25 with
-# the average alone, which left a dark smear; 4.20 with the face triangles' motion alone, which brought in the hair).
-HOLE_REACH = 0.03
 
 Placement = tuple[float, float, float]  # (x0, y0, side): the model's square in the output frame, edge coordinates
 
@@ -74,12 +58,18 @@ class _Keyframe:
     mesh: SourceMesh  # the avatar's triangles with P_k as their "source" positions (what the warp samples)
     rows: slice  # the output rows and columns the square covers
     cols: slice
-    square_x: np.ndarray  # h x w float32: each region pixel's position in the padded square map (see ``_warped``)
-    square_y: np.ndarray
-    at_output: np.ndarray  # (n + 2) x (n + 2) x 2 float32: each padded square pixel's own position, output pixels
+    warp: Warp  # the warp at this keyframe's grid (shared with the keyframe before when the grid is the same)
+    factor: int  # the grid's spacing in output pixels (the map is enlarged by this much)
+    inside: np.ndarray  # grid rows x columns bool: grid points within the square's mesh (its border anchors)
     scale: float  # output pixels per square pixel
     origin: tuple[float, float]  # the placement's (x0, y0)
     mouth: float  # the mouth's opening at P_k (``mouth_opening``)
+    same_outside: bool = False  # the frame equals the previous keyframe's outside the square (``render``'s fade)
+
+    @property
+    def region(self) -> np.ndarray:
+        """The square's region of the keyframe's frame (a view)."""
+        return self.frame[self.rows, self.cols]
 
 
 class Inbetweener:
@@ -103,11 +93,11 @@ class Inbetweener:
         if crossfade < 0:
             raise ValueError(f"crossfade: expected 0 or more frames, got {crossfade}")
         self.crossfade = int(crossfade)
-        self._fading: tuple[_Keyframe, int] | None = None  # (the previous keyframe, renders left in its fade)
+        # (the previous keyframe, renders left in its fade, its square moved to the keyframe's mesh or None)
+        self._fading: tuple[_Keyframe, int, np.ndarray | None] | None = None
         self.size = int(size)
         self._face_mesh = face_mesh
         self._own_face_mesh = face_mesh is None  # close() closes only a face mesh it opened itself
-        self._warp = Warp(size=self.size)
         ys, xs = np.mgrid[0:self.size, 0:self.size].astype(np.float32)  # n x n each
         self._grid = np.dstack([xs, ys])  # n x n x 2: each square pixel's own (x, y)
         self._source_points: np.ndarray | None = None  # 478 x 3 float64, square pixels
@@ -115,8 +105,9 @@ class Inbetweener:
         self._neutral: np.ndarray | None = None  # 478 x 3 float64, normalised driving landmarks
         self._strengths = (1.0, 1.0)
         self._key: _Keyframe | None = None
-        self._square_map = self._grid
-        self._padded = np.zeros((self.size + 2, self.size + 2, 2), np.float32)  # render's buffer (see _warped)
+        self._last_map: tuple[_Keyframe, np.ndarray] | None = None  # the last render's (keyframe, grid map)
+        # (targets, warp): what the last triangle index was rasterised for (``_warp_region`` reuses it once)
+        self._index_of: tuple[np.ndarray, Warp] | None = None
 
     def close(self) -> None:
         """Release the face mesh it opened for ``set_source`` (safe to call twice; a face mesh passed in is the
@@ -209,35 +200,57 @@ class Inbetweener:
         if not side > 0:
             raise ValueError(f"keyframe: the placement's side must be positive, got {side}")
         moved = self.moved_landmarks(landmarks)
-        targets, _ = mesh_targets(self._mesh, moved, self._source_points)
+        targets, depth = mesh_targets(self._mesh, moved, self._source_points)
         height, width = frame.shape[:2]
         c0, c1 = max(0, int(np.floor(x0))), min(width, int(np.ceil(x0 + side)))
         r0, r1 = max(0, int(np.floor(y0))), min(height, int(np.ceil(y0 + side)))
         if c1 <= c0 or r1 <= r0:
             raise ValueError(f"keyframe: the square {placement} lies outside the {width} x {height} frame")
         n = self.size
-        cols = np.arange(c0, c1, dtype=np.float32)  # w: output columns
-        rows = np.arange(r0, r1, dtype=np.float32)  # h
-        out_x, out_y = np.meshgrid(cols, rows)  # h x w each
-        # The square pixel each output pixel shows, plus 1: the maps below are padded by a pixel of zero motion
-        # (the square's border anchors do not move), so that the few output pixels whose centre lies within half a
-        # square pixel outside it interpolate towards the identity.
-        square_x = (out_x + 0.5 - x0) * (n / side) + 0.5  # h x w
-        square_y = (out_y + 0.5 - y0) * (n / side) + 0.5
-        ys, xs = np.mgrid[-1:n + 1, -1:n + 1].astype(np.float64)  # (n + 2) x (n + 2) each, square pixels
-        scale = side / n
-        at_output = np.dstack([x0 + (xs + 0.5) * scale - 0.5, y0 + (ys + 0.5) * scale - 0.5]).astype(np.float32)
+        scale = side / n  # output pixels per square pixel
+        # The grid the map is evaluated at: every ``factor``-th output pixel of the region (about one per square
+        # pixel), one more on each side, in square pixels for the warp. ``cv2.resize`` by ``factor`` then gives the
+        # map at every output pixel: its bilinear sample positions (i + 0.5) / factor - 0.5 fall exactly on this
+        # grid. Evaluating the map at the region's own pixels through the square's map (``cv2.remap`` of the map)
+        # took 0.94 ms at 480 x 480 where the resize takes 0.2 (one thread of the 2-core Xeon); the grid (242 x 242
+        # points at 2 px) costs what the square's 256 x 256 did.
+        factor = max(1, round(scale))
+        rows, cols = -(-(r1 - r0) // factor) + 2, -(-(c1 - c0) // factor) + 2
+        # Grid point (i, j) sits at region pixel ((j - 1) + 0.5) factor - 0.5, output pixel c0 + that (centre
+        # coordinates), square position (output + 0.5 - x0) / scale - 0.5.
+        origin = ((c0 - 0.5 * factor - x0) / scale - 0.5, (r0 - 0.5 * factor - y0) / scale - 0.5)
+        step = factor / scale
         previous = self._key
+        if previous is not None and previous.warp.origin == origin and previous.warp.step == step and \
+                previous.warp.positions.shape[:2] == (rows, cols):
+            warp, inside = previous.warp, previous.inside
+        else:
+            warp = Warp(size=n, origin=origin, step=step, shape=(rows, cols))
+            inside = ((warp.positions >= 0.0) & (warp.positions <= n - 1)).all(2)  # the border anchors' square
         self._fading = None
-        if self.crossfade and previous is not None and previous.frame.shape == frame.shape:
-            self._fading = (previous, self.crossfade)
-        self._key = _Keyframe(
+        key = _Keyframe(
             frame=np.ascontiguousarray(frame).copy(), targets=targets,
             mesh=SourceMesh(vertices=targets, triangles=self._mesh.triangles, ring_of=self._mesh.ring_of,
                             ring_weight=self._mesh.ring_weight),
-            rows=slice(r0, r1), cols=slice(c0, c1), square_x=square_x.astype(np.float32),
-            square_y=square_y.astype(np.float32), at_output=at_output, scale=scale, origin=(x0, y0),
-            mouth=mouth_opening(moved))
+            rows=slice(r0, r1), cols=slice(c0, c1), warp=warp, factor=factor, inside=inside, scale=scale,
+            origin=(x0, y0), mouth=mouth_opening(moved))
+        if self.crossfade and previous is not None and previous.frame.shape == frame.shape:
+            # Checked once here, so that each faded render blends only the square's region when the rest is the
+            # same (as in the live loop: the photo around the square).
+            key.same_outside = (previous.rows, previous.cols) == (key.rows, key.cols) and _equal_outside(
+                previous.frame, key.frame, key.rows, key.cols)
+            aligned = None
+            if key.same_outside and previous.warp is warp:
+                # The previous keyframe moved to this keyframe's mesh, once: each faded render then blends the two
+                # squares and warps the blend once (a warp is linear in the pixels, so this is the blend of the two
+                # warps but for one more resampling of the fading frame); two warps a faded render cost 2.5 ms
+                # more (1280x720, one thread of the 2-core Xeon).
+                aligned = previous.region.copy()
+                self._index_of = None
+                self._warp_region(aligned, previous, moved, targets, depth)
+            self._fading = (previous, self.crossfade, aligned)
+        self._key = key
+        self._last_map = None
 
     @property
     def has_keyframe(self) -> bool:
@@ -248,8 +261,16 @@ class Inbetweener:
     def square_map(self) -> np.ndarray:
         """The last ``render``'s warp at the model's square: size x size x 2 float32, per square pixel the keyframe's
         square position (x, y; pixel centres at integer coordinates) it shows, ``cv2.remap``'s map; the identity
-        before any render and when the mesh had not moved."""
-        return self._square_map
+        before any render and when the mesh had not moved. (Sampled from the map at the keyframe's grid; the grid
+        is the square's own pixels, one more on each side, when the placement is the square, ``(0, 0, size)``.)"""
+        if self._last_map is None:
+            return self._grid
+        key, pmap = self._last_map
+        warp = key.warp
+        if warp.step == 1.0 and warp.origin == (-1.0, -1.0):
+            return pmap[1:self.size + 1, 1:self.size + 1]
+        at = warp.to_grid(self._grid)  # n x n x 2: each square pixel in grid units
+        return cv2().remap(pmap, at[..., 0], at[..., 1], cv2().INTER_LINEAR, borderMode=cv2().BORDER_REPLICATE)
 
     def render(self, landmarks: np.ndarray) -> np.ndarray:
         """The in-between for these driving landmarks: the keyframe's frame moved from the mesh at the keyframe's
@@ -267,94 +288,73 @@ class Inbetweener:
             raise RuntimeError("render() needs a keyframe first: call keyframe()")
         moved = self.moved_landmarks(landmarks)
         targets, depth = mesh_targets(self._mesh, moved, self._source_points)
-        out, self._square_map = self._warped(key, moved, targets, depth)
+        out = key.frame.copy()  # the frame outside the square is the keyframe's own
+        region = out[key.rows, key.cols]
+        self._index_of = None
+        cv = cv2()
+        blend = None  # the square's blend of the previous keyframe (moved to this one's mesh) and this one
         if self._fading is not None:  # the previous keyframe moved to the same geometry, faded out
-            old, left = self._fading
+            old, left, aligned = self._fading
             weight = left / (self.crossfade + 1)  # the old keyframe's share: crossfade / (crossfade + 1) first
-            previous, _ = self._warped(old, moved, targets, depth)
-            out = cv2().addWeighted(previous, weight, out, 1.0 - weight, 0.0)
-            self._fading = (old, left - 1) if left > 1 else None
+            if aligned is not None:
+                blend = cv.addWeighted(aligned, weight, key.region, 1.0 - weight, 0.0)
+                region[...] = blend
+        pmap = self._warp_region(region, key, moved, targets, depth, source=blend)
+        self._last_map = None if pmap is None else (key, pmap)
+        if self._fading is not None:
+            if aligned is None:  # the previous keyframe warped on its own and blended over the whole frame
+                previous = old.frame.copy()
+                self._warp_region(previous[old.rows, old.cols], old, moved, targets, depth)
+                out = cv.addWeighted(previous, weight, out, 1.0 - weight, 0.0)
+            self._fading = (old, left - 1, aligned) if left > 1 else None
         return out
 
-    def _warped(self, key: _Keyframe, moved: np.ndarray, targets: np.ndarray, depth: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """(``key``'s frame moved to the mesh ``targets``, the square map it used; see ``render``)."""
-        out = key.frame.copy()
+    def _warp_region(self, region: np.ndarray, key: _Keyframe, moved: np.ndarray, targets: np.ndarray,
+                     depth: np.ndarray, *, source: np.ndarray | None = None) -> np.ndarray | None:
+        """Write ``key``'s frame moved to the mesh ``targets`` into ``region`` (h x w x 3 uint8, the square's region
+        of an output frame that holds ``key``'s own pixels there already, or ``source``'s); the map it used at the
+        keyframe's grid (None: the mesh had not moved, the region is left as it is). ``source``: another image of
+        the square's region to move instead of ``key``'s (the cross-fade's blend).
+
+        A second call in the same ``render`` with the same ``targets`` and grid (the cross-fade's previous keyframe)
+        reuses the first call's triangle index (which moved triangle covers each grid point: it depends only on
+        ``targets``), which saves the rasterisation (0.85 ms of the 1.7 ms map at 256, 2-core Xeon).
+        """
         step = np.abs(targets[:MESH_POINTS] - key.targets[:MESH_POINTS]).max() / self.size
         if step <= STILL[0]:
-            return out, self._grid
+            return None
         if step < STILL[1]:  # ease the motion in: the vertices a fraction of the way from the keyframe's
             targets = key.targets + (step - STILL[0]) / (STILL[1] - STILL[0]) * (targets - key.targets)
         cv = cv2()
-        pmap = self._warp.backward_map(key.mesh, targets, depth)  # n x n x 2: where each square pixel was at P_k
-        if self._warp.culled:
-            pmap = self._fill_holes(pmap, key.mesh, targets)
-        # Where each square pixel's content comes from in the keyframe's output frame: its own output position plus
-        # its displacement in output pixels, the padding ring left at zero displacement.
-        moves = self._padded  # its ring stays zero
-        moves[1:-1, 1:-1] = pmap - self._grid  # n x n x 2: displacement, square pixels
-        source = moves * np.float32(key.scale) + key.at_output  # (n + 2) x (n + 2) x 2, output pixels
-        # The same at every output pixel of the square's region (bilinear), then the keyframe's frame sampled there.
-        region = cv.remap(source, key.square_x, key.square_y, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
-        out[key.rows, key.cols] = cv.remap(key.frame, region, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
-        opened = mouth_opening(moved) - key.mouth
-        if opened > 0.0:
-            self._paint_gap(out, key, moved, min(1.0, opened / MOUTH_NEW_GAP_FULL))
-        return out, pmap
+        warp = key.warp
+        reuse = self._index_of is not None and self._index_of[0] is targets and self._index_of[1] is warp
+        pmap = warp.backward_map(key.mesh, targets, depth, reuse_index=reuse)  # rows x cols x 2: where each grid
+        self._index_of = (targets, warp)  # point was at P_k, square pixels
+        if warp.culled:
+            pmap = fill_holes(pmap, warp=warp, mesh=key.mesh, inside=key.inside, targets=targets)
+        # Those positions in the keyframe's output frame, then at every output pixel of the region (bilinear: the
+        # grid's points fall on every ``factor``-th pixel, one grid point beyond the region on each side).
+        at_output = pmap * np.float32(key.scale)
+        at_output += np.float32(key.scale * 0.5 - 0.5) + np.array(key.origin, np.float32)  # output pixel centres
+        if source is not None:  # the region's own pixels
+            at_output -= np.array([key.cols.start, key.rows.start], np.float32)
+        height, width = region.shape[:2]
+        f = key.factor
+        if f > 1:
+            rows, cols = at_output.shape[:2]
+            at_output = cv.resize(at_output, (cols * f, rows * f), interpolation=cv.INTER_LINEAR)
+        at_region = at_output[f:f + height, f:f + width]  # h x w x 2, output pixels
+        cv.remap(key.frame if source is None else source, at_region, None, cv.INTER_LINEAR, dst=region,
+                 borderMode=cv.BORDER_REPLICATE)
+        amount = gap_amount(mouth_opening(moved), key.mouth)
+        if amount > 0.0:
+            paint_gap(region, moved, origin=key.origin, scale=key.scale, at=(key.cols.start, key.rows.start),
+                      amount=amount)
+        return pmap
 
-    def _fill_holes(self, pmap: np.ndarray, mesh: SourceMesh, targets: np.ndarray) -> np.ndarray:
-        """``pmap`` with the pixels no triangle covers filled: by the turned-over triangles' own maps where they lie
-        (the fold's mirror of the nearby surface), else by the motion around them (see HOLE_REACH)."""
-        holes = self._warp.index == len(mesh.triangles)  # n x n: no front-facing triangle here
-        if not holes.any():
-            return pmap
-        cv = cv2()
-        filled = pmap.copy()
-        src = mesh.vertices[mesh.triangles]  # T x 3 x 2: at P_k
-        dst = targets[mesh.triangles]  # T x 3 x 2: now
-        d1, d2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]
-        s1, s2 = src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]
-        det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]  # T
-        det_src = s1[:, 0] * s2[:, 1] - s2[:, 0] * s1[:, 1]
-        turned = np.flatnonzero((det * det_src < 0) & (np.abs(det) > 1e-3))
-        if len(turned):
-            index = np.full(holes.shape, -1, np.int32)
-            for t, poly in zip(turned.tolist(), np.round(dst[turned] * 16).astype(np.int32), strict=True):
-                cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
-            ys, xs = np.nonzero(holes & (index >= 0))
-            t = index[ys, xs]
-            inv = 1.0 / det[t]
-            qx, qy = xs - dst[t, 0, 0], ys - dst[t, 0, 1]
-            a = (d2[t, 1] * qx - d2[t, 0] * qy) * inv  # q = dst0 + a d1 + b d2
-            b = (d1[t, 0] * qy - d1[t, 1] * qx) * inv
-            filled[ys, xs] = (src[t, 0] + a[:, None] * s1[t] + b[:, None] * s2[t]).astype(np.float32)
-            holes[ys, xs] = False
-            if not holes.any():
-                return filled
-        covered = (~holes).astype(np.float32)  # n x n
-        moves = (filled - self._grid) * covered[..., None]  # n x n x 2
-        sigma = HOLE_REACH * self.size
-        around = cv.GaussianBlur(moves, (0, 0), sigma) / np.maximum(cv.GaussianBlur(covered, (0, 0), sigma),
-                                                                     1e-6)[..., None]
-        filled[holes] = self._grid[holes] + around[holes]
-        return filled
 
-    def _paint_gap(self, out: np.ndarray, key: _Keyframe, moved: np.ndarray, amount: float) -> None:
-        """Paint the inner-lip polygon of ``moved`` (square pixels) dark in ``out``, ``amount`` of the way, with a
-        soft edge (see MOUTH_NEW_GAP_FULL)."""
-        cv = cv2()
-        height, width = out.shape[:2]
-        polygon = moved[list(INNER_LIP_POLYGON), :2]  # P x 2, square pixels
-        origin = np.array([key.origin[0] - 0.5 + 0.5 * key.scale, key.origin[1] - 0.5 + 0.5 * key.scale])
-        points = polygon * key.scale + origin  # output pixels
-        pad = int(np.ceil(3 * MOUTH_EDGE * key.scale)) + 2
-        c0, r0 = np.maximum(np.floor(points.min(0)).astype(int) - pad, 0)
-        c1, r1 = np.minimum(np.ceil(points.max(0)).astype(int) + pad + 1, [width, height])
-        if c1 <= c0 or r1 <= r0:
-            return
-        mask = np.zeros((r1 - r0, c1 - c0), np.float32)
-        cv.fillPoly(mask, [np.round((points - [c0, r0]) * 16).astype(np.int32)], 1.0, cv.LINE_AA, 4)
-        mask = cv.GaussianBlur(mask, (0, 0), MOUTH_EDGE * key.scale) * np.float32(amount)  # h x w
-        region = out[r0:r1, c0:c1].astype(np.float32)
-        region += mask[..., None] * (THROAT - region)
-        out[r0:r1, c0:c1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+def _equal_outside(a: np.ndarray, b: np.ndarray, rows: slice, cols: slice) -> bool:
+    """Whether two frames of one shape are equal outside ``[rows, cols]``."""
+    return bool(np.array_equal(a[:rows.start], b[:rows.start]) and np.array_equal(a[rows.stop:], b[rows.stop:])
+                and np.array_equal(a[rows, :cols.start], b[rows, :cols.start])
+                and np.array_equal(a[rows, cols.stop:], b[rows, cols.stop:]))

@@ -146,16 +146,35 @@ def mesh_targets(mesh: SourceMesh, moved: np.ndarray, source: np.ndarray) -> tup
 class Warp:
     """The per-frame backward map of a piecewise-affine warp at one output size; holds its per-pixel buffers.
 
+    The map is evaluated at the output's pixel centres, or at another regular grid of points in the output's
+    coordinates (``origin``, ``step``, ``shape``): the in-betweens evaluate it at every other pixel of the output
+    frame's region and enlarge it (``live.inbetween.renderer``).
+
     Args:
         size: Side of the output frame.
+        origin: Where grid point (0, 0) lies, (x, y) in output pixels (default: the first pixel's centre).
+        step: The grid's spacing in output pixels (default 1).
+        shape: The grid's (rows, columns) (default: size x size).
     """
 
-    def __init__(self, *, size: int) -> None:
+    def __init__(self, *, size: int, origin: tuple[float, float] = (0.0, 0.0), step: float = 1.0,
+                 shape: tuple[int, int] | None = None) -> None:
         n = self.size = int(size)
-        ys, xs = np.mgrid[0:n, 0:n].astype(np.float32)  # H x W each
-        self._qx, self._qy = xs.ravel(), ys.ravel()  # H*W: output pixel centres
-        self._index = np.empty((n, n), np.int32)  # per output pixel, the moved triangle covering it
+        rows, cols = shape or (n, n)
+        self.origin, self.step = (float(origin[0]), float(origin[1])), float(step)
+        ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float64)  # rows x cols each
+        # rows x cols x 2 float32: each grid point's own (x, y), output pixels
+        self.positions = np.dstack([self.origin[0] + xs * self.step, self.origin[1] + ys * self.step]).astype(
+            np.float32)
+        self._qx, self._qy = self.positions[..., 0].ravel(), self.positions[..., 1].ravel()  # rows*cols
+        self._index = np.empty((rows, cols), np.int32)  # per grid point, the moved triangle covering it
         self.culled = False  # whether the last map left out triangles that turned over (then it may have tears)
+
+    def to_grid(self, points: np.ndarray) -> np.ndarray:
+        """Output positions (... x 2) in grid units (grid point (i, j) at (j, i))."""
+        if self.origin == (0.0, 0.0) and self.step == 1.0:
+            return points
+        return (points - self.origin) / self.step
 
     @property
     def index(self) -> np.ndarray:
@@ -165,14 +184,19 @@ class Warp:
         view.flags.writeable = False
         return view
 
-    def backward_map(self, mesh: SourceMesh, targets: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Per output pixel, the source position to sample: size x size x 2 float32 (x, y), for ``cv2.remap``.
+    def backward_map(self, mesh: SourceMesh, targets: np.ndarray, depth: np.ndarray, *,
+                     reuse_index: bool = False) -> np.ndarray:
+        """Per output pixel (grid point), the source position to sample: size x size (the grid's shape) x 2 float32
+        (x, y), for ``cv2.remap``; a point no triangle covers (outside the output) keeps its own position.
 
         Args:
             mesh: The source's mesh.
             targets: M x 2 moved vertex positions, depth: M drawing depths (``mesh_targets``).
+            reuse_index: Keep the last call's triangle index (``index``) instead of rasterising it again: for a
+                second mesh of the same triangles moved to the same ``targets`` (another source position of each
+                vertex). A triangle that faces away between this mesh and ``targets`` but not in the last call's
+                keeps its own (mirrored) map where the index has it; ``culled`` stays the last call's.
         """
-        n = self.size
         src = mesh.vertices[mesh.triangles]  # T x 3 x 2
         dst = targets[mesh.triangles]  # T x 3 x 2
         d1, d2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]  # T x 2: moved triangle edges
@@ -181,7 +205,8 @@ class Warp:
         det_src = s1[:, 0] * s2[:, 1] - s2[:, 0] * s1[:, 1]  # T: the same in the source
         ratio = det / np.where(det_src != 0, det_src, 1.0)  # T: area change, negative when turned over
         front = ratio > 1e-9  # turned-over triangles face away (a fold: the side of the nose in a head turn)
-        inv = np.where(front, 1.0 / np.where(front, det, 1.0), 0.0)
+        drawn = det != 0  # the index holds only front-facing triangles, unless reused for another mesh
+        inv = np.where(drawn, 1.0 / np.where(drawn, det, 1.0), 0.0)
         # L = [s1 s2] [d1 d2]^-1 maps moved edges to source edges; p = src0 + L (q - dst0).
         l00 = (s1[:, 0] * d2[:, 1] - s2[:, 0] * d1[:, 1]) * inv
         l01 = (s2[:, 0] * d1[:, 0] - s1[:, 0] * d2[:, 0]) * inv
@@ -200,21 +225,22 @@ class Warp:
         # no neighbour covers take their steep maps. One fillConvexPoly per triangle (~1000): 0.8 ms at 256 and
         # 1.1 ms at 512 on the 2-core CPU, cheaper and exact where inverting a precomputed forward map by
         # iteration was not (it cycled on sub-pixel triangles, the closed eyelid among them).
-        tri_depth = depth[mesh.triangles].mean(1)  # T
-        order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
-        order = order[front[order]]
-        self.culled = len(order) < len(front)
-        polys = np.round(dst[order] * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
         index = self._index
-        index.fill(len(a) - 1)  # T: no triangle (the identity map)
-        cv = cv2()
-        for t, poly in zip(order.tolist(), polys, strict=True):
-            cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
+        if not reuse_index:
+            tri_depth = depth[mesh.triangles].mean(1)  # T
+            order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
+            order = order[front[order]]
+            self.culled = len(order) < len(front)
+            polys = np.round(self.to_grid(dst[order]) * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
+            index.fill(len(a) - 1)  # T: no triangle (the identity map)
+            cv = cv2()
+            for t, poly in zip(order.tolist(), polys, strict=True):
+                cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
         flat = index.ravel()  # H*W
         p = np.take(a, flat) * self._qx
         p += np.take(b, flat) * self._qy
         p += np.take(c, flat)  # H*W complex64
-        return p.view(np.float32).reshape(n, n, 2)  # H x W x 2: (x, y) per output pixel
+        return p.view(np.float32).reshape(*index.shape, 2)  # H x W x 2: (x, y) per output pixel
 
 
 def soften_tears(out: np.ndarray, pmap: np.ndarray, index: np.ndarray, mesh: SourceMesh,

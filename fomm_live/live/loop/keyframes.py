@@ -9,11 +9,14 @@ Per tracked frame, in capture order, on the model stage's thread (``KeyframeStag
    geometry, strengths) first waits for the keyframe in flight, so that no keyframe mixes two states;
 2. while the output cannot be animated (no face, no face mesh, frozen, before the neutral pose) the frame takes
    ``ModelStage``'s own path, the generator's keyframe in flight finished first;
-3. else, when the generator is free, the frame goes to it (keypoints, generator, paste-back: ``KeyframeWorker``), and
+3. else, when the generator is free, the frame goes to it (keypoints, generator: ``KeyframeWorker``; the paste-back
+   is the stage's, when it takes the keyframe), and
    the stage waits for that keyframe until the next camera frame is waiting: in time, the keyframe itself goes out
    (a model faster than the camera gives keyframes only, as without in-betweens); late, the frame gets an in-between
    from the keyframe before, and the late keyframe is the base of the in-betweens that follow;
-4. while the generator is busy, the frame gets an in-between at once.
+4. while the generator is busy, the frame gets an in-between at once, and is offered to the generator as its next
+   job: the generator starts the newest frame offered as soon as it finishes, without waiting for the next camera
+   frame to reach the stage (that wait idled it for half a camera interval, about 20 ms, per keyframe).
 
 So every camera frame that reaches the stage gives one output frame, in order, and an in-between never waits for the
 keyframe in flight: it extrapolates from the newest finished keyframe (no interpolation, which would wait a whole
@@ -85,28 +88,31 @@ class Keyframe:
 
     Attributes:
         tracked: The camera frame it was rendered from.
-        frame: The composed output frame without the label (None: the keypoint detector found no face, or the
-            backend gave its last frame again, ``Rendered.held``).
+        rendered: The generator's render (``live.backends.Rendered``), pasted into the output frame when the stage
+            takes it (None: the keypoint detector found no face, or the backend gave its last frame again,
+            ``Rendered.held``).
         error: What the job raised (handed to the loop's failure policy with the next frame).
     """
 
     tracked: TrackedFrame
-    frame: np.ndarray | None = None
+    rendered: Any | None = None
     error: Exception | None = None
 
 
 class KeyframeWorker:
-    """One keyframe at a time on a thread of its own: ``submit`` a tracked frame, ``done`` says when it is finished,
-    ``take`` returns it. ``close()`` stops the thread (safe to call twice).
+    """One keyframe at a time on a thread of its own: ``submit`` a tracked frame, ``wait`` until it is finished,
+    ``take`` returns it; ``offer`` a frame while one is in flight and it starts as soon as that one finishes (the
+    newest offer wins; ``drop_offer`` withdraws it). ``close()`` stops the thread (safe to call twice).
 
     Args:
-        render: Makes the composed keyframe of a tracked frame (None when there is no face); runs on the worker.
+        render: Renders the keyframe of a tracked frame (None when there is none); runs on the worker.
     """
 
-    def __init__(self, render: Callable[[TrackedFrame], np.ndarray | None]) -> None:
+    def __init__(self, render: Callable[[TrackedFrame], Any | None]) -> None:
         self._render = render
         self._cond = threading.Condition()
         self._job: TrackedFrame | None = None
+        self._offer: TrackedFrame | None = None  # the next job, started when the one in flight finishes
         self._result: Keyframe | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="keyframes", daemon=True)
@@ -114,15 +120,30 @@ class KeyframeWorker:
 
     @property
     def busy(self) -> bool:
-        """A job is submitted and not taken yet."""
+        """A job is in flight, or finished and not taken yet."""
         with self._cond:
             return self._job is not None or self._result is not None
+
+    def offer(self, tracked: TrackedFrame) -> None:
+        """The job to start when the one in flight finishes (replacing an earlier offer); started at once when none
+        is in flight (a finished one not taken yet stays to be taken)."""
+        with self._cond:
+            if self._job is None:
+                self._job, self._offer = tracked, None
+            else:
+                self._offer = tracked
+            self._cond.notify_all()
+
+    def drop_offer(self) -> None:
+        """Withdraw the offer not started yet (what it was rendered with is about to change)."""
+        with self._cond:
+            self._offer = None
 
     def submit(self, tracked: TrackedFrame) -> None:
         with self._cond:
             if self._job is not None or self._result is not None:
                 raise RuntimeError("a keyframe is already in flight")
-            self._job = tracked
+            self._job, self._offer = tracked, None
             self._cond.notify_all()
 
     def wait(self, timeout: float | None) -> bool:
@@ -131,10 +152,9 @@ class KeyframeWorker:
             return self._cond.wait_for(lambda: self._job is None or self._closed, timeout)
 
     def take(self) -> Keyframe | None:
-        """The finished keyframe, once (None while it is in flight or when none was submitted)."""
+        """The newest finished keyframe, once (None when none has finished since the last ``take``; an offered job
+        may be in flight meanwhile)."""
         with self._cond:
-            if self._job is not None:
-                return None
             result, self._result = self._result, None
             return result
 
@@ -148,11 +168,13 @@ class KeyframeWorker:
             assert job is not None
             result = Keyframe(job)
             try:
-                result.frame = self._render(job)
+                result.rendered = self._render(job)
             except Exception as err:  # noqa: BLE001 - handed to the loop's failure policy
                 result.error = err
             with self._cond:
-                self._result, self._job = result, None
+                # A finished keyframe not taken yet is replaced by this newer one (the stage takes one a camera
+                # frame; a keyframe takes several); the offer, if any, starts at once.
+                self._result, self._job, self._offer = result, self._offer, None
                 self._cond.notify_all()
 
     def close(self) -> None:
@@ -186,8 +208,10 @@ class KeyframeStage(ModelStage):
 
     # ------------------------------------------------------------------------ what the generator uses, settled
     def settle(self) -> None:
-        """Wait for the keyframe in flight and take it (its error, if any, is raised here)."""
+        """Withdraw the offered frame, wait for the keyframe in flight and take it (its error, if any, is raised
+        here)."""
         if self.worker is not None and self.worker.busy:
+            self.worker.drop_offer()
             self.worker.wait(None)
             self._install(self.worker.take())
 
@@ -247,9 +271,11 @@ class KeyframeStage(ModelStage):
         side = round(self.backend.size * min(width / self.backend.size, height / self.backend.size))
         return float((width - side) // 2), float((height - side) // 2), float(side)  # as ``fit_to_output`` pads
 
-    def _render_keyframe(self, tracked: TrackedFrame) -> np.ndarray | None:
-        """On the generator's thread: keypoints, smoothing, generator, paste-back (the loop's other calls to the
-        backend wait for it: ``settle``)."""
+    def _render_keyframe(self, tracked: TrackedFrame) -> Any | None:
+        """On the generator's thread: keypoints, smoothing, generator (the loop's other calls to the backend wait for
+        it: ``settle``). The paste-back is the stage's, when it takes the keyframe (``_install``): on the other core,
+        beside the generator's next keyframe, rather than 17 ms of each keyframe's own time (1280x720, 2-core
+        Xeon)."""
         with MODEL_TURNS.running():  # the recording's encoder waits for the end of this (live.threads)
             motion = timed(self.stats, "keypoints", lambda: self.backend.detect(tracked.crop))
             if motion is None:
@@ -260,8 +286,7 @@ class KeyframeStage(ModelStage):
             rendered = timed(self.stats, "generator", lambda: self.backend.render(motion, detail=detail))
         if rendered.held:  # not a render of this frame (a remote server away): the newest keyframe stays
             return None
-        # Timed as ``compose`` as in ``ModelStage`` (there with the label; here the label is the output's).
-        return timed(self.stats, "compose", lambda: self.compositor.paste(rendered))
+        return rendered
 
     def _install(self, key: Keyframe | None) -> np.ndarray | None:
         """Make a finished keyframe the base of the in-betweens; its frame (None when there was none). The held
@@ -270,12 +295,15 @@ class KeyframeStage(ModelStage):
             return None
         if key.error is not None:
             raise key.error
-        if key.frame is None:
+        if key.rendered is None:
             return None
+        rendered = key.rendered
+        # Timed as ``compose`` as in ``ModelStage`` (there with the label; here the label is the output's).
+        frame = timed(self.stats, "compose", lambda: self.compositor.paste(rendered))
         self.stats.mark_keyframe(time.perf_counter())
         assert key.tracked.landmarks is not None
-        self.inbetweener.keyframe(key.frame, key.tracked.landmarks, self.placement())
-        return key.frame
+        self.inbetweener.keyframe(frame, key.tracked.landmarks, self.placement())
+        return frame
 
     def _animatable(self, tracked: TrackedFrame) -> bool:
         return (not self.controls.frozen and tracked.crop is not None and tracked.landmarks is not None
@@ -307,6 +335,8 @@ class KeyframeStage(ModelStage):
                 if frame is not None:
                     self._held = frame
                     return self.output(tracked, frame, [], t0, face=True, animated=True)
+        else:
+            self.worker.offer(tracked)  # the generator's next job, started the moment it is free
         if not self.inbetweener.has_keyframe:  # the first keyframe is not ready yet
             return self.output(tracked, self.held_frame(), [], time.perf_counter(), face=True, animated=False)
         frame = timed(self.stats, "inbetween", lambda: self.inbetweener.render(tracked.landmarks))
