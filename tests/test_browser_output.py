@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,21 @@ def frame_at(i: int = 0) -> np.ndarray:
 
 def stream(sink: BrowserSink, origin: str | None):
     return connect(f"ws://127.0.0.1:{sink.port}/stream", origin=origin, open_timeout=5, max_size=None)
+
+
+@contextmanager
+def viewing_a_still(picture_format: str):
+    """A 320x240 output in ``picture_format`` with one viewer (the extension's origin) past its first message, and a
+    still picture sent: yields the output, the viewer, the still and the viewer's message of it."""
+    output = BrowserSink(width=320, height=240, fps=30, port=0, picture_format=picture_format)
+    try:
+        with stream(output, EXTENSION_ORIGIN) as ws:
+            ws.recv(timeout=5)
+            still = frame_at(3)
+            output.send(still, FrameInfo(0, 0.0))
+            yield output, ws, still, ws.recv(timeout=5)
+    finally:
+        output.close()
 
 
 def picture_of(message: bytes, sink: BrowserSink) -> np.ndarray:
@@ -109,25 +125,17 @@ def test_default_format_is_jpeg_and_an_odd_size_for_i420_or_an_unknown_format_is
 
 @pytest.mark.parametrize("picture_format", ["i420", "jpeg"])
 def test_a_repeated_frame_is_the_header_alone_and_a_new_viewer_still_gets_the_picture(picture_format: str) -> None:
-    sink = BrowserSink(width=320, height=240, fps=30, port=0, picture_format=picture_format)
-    try:
-        with stream(sink, EXTENSION_ORIGIN) as first:
-            first.recv(timeout=5)
-            still = frame_at(3)
-            sink.send(still, FrameInfo(0, 0.0))
-            full = first.recv(timeout=5)
-            sink.send(still.copy(), FrameInfo(1, 0.0))  # the same picture in another buffer
-            repeat = first.recv(timeout=5)
-            with stream(sink, EXTENSION_ORIGIN) as second:  # joins after the picture was made
-                second.recv(timeout=5)
-                sink.send(still.copy(), FrameInfo(2, 0.0))
-                joined = second.recv(timeout=5)
-                again = first.recv(timeout=5)
-            moved = frame_at(20)
-            sink.send(moved, FrameInfo(3, 0.0))
-            changed = first.recv(timeout=5)
-    finally:
-        sink.close()
+    with viewing_a_still(picture_format) as (sink, first, still, full):
+        sink.send(still.copy(), FrameInfo(1, 0.0))  # the same picture in another buffer
+        repeat = first.recv(timeout=5)
+        with stream(sink, EXTENSION_ORIGIN) as second:  # joins after the picture was made
+            second.recv(timeout=5)
+            sink.send(still.copy(), FrameInfo(2, 0.0))
+            joined = second.recv(timeout=5)
+            again = first.recv(timeout=5)
+        moved = frame_at(20)
+        sink.send(moved, FrameInfo(3, 0.0))
+        changed = first.recv(timeout=5)
     assert len(full) > HEADER.size and psnr(picture_of(full, sink), still) >= 30
     assert len(repeat) == HEADER.size and HEADER.unpack_from(repeat)[0] == 2
     assert len(again) == HEADER.size and HEADER.unpack_from(again)[0] == 3
@@ -258,17 +266,9 @@ def test_frames_faster_than_the_announced_rate_are_thinned_to_the_newest() -> No
 
 @pytest.mark.parametrize("picture_format", ["i420", "jpeg"])
 def test_a_frame_that_differs_by_one_pixel_between_the_sampled_rows_is_sent_whole(picture_format: str) -> None:
-    sink = BrowserSink(width=320, height=240, fps=30, port=0, picture_format=picture_format)
-    try:
-        with stream(sink, EXTENSION_ORIGIN) as ws:
-            ws.recv(timeout=5)
-            still = frame_at(3)
-            sink.send(still, FrameInfo(0, 0.0))
-            ws.recv(timeout=5)
-            touched = still.copy()
-            touched[5, 7] = 255 - touched[5, 7]  # row 5: not one of the rows compared first (every 16th)
-            sink.send(touched, FrameInfo(1, 0.0))
-            message = ws.recv(timeout=5)
-    finally:
-        sink.close()
+    with viewing_a_still(picture_format) as (sink, ws, still, _):
+        touched = still.copy()
+        touched[5, 7] = 255 - touched[5, 7]  # row 5: not one of the rows compared first (every 16th)
+        sink.send(touched, FrameInfo(1, 0.0))
+        message = ws.recv(timeout=5)
     assert len(message) > HEADER.size and (sink.encoded, sink.repeats) == (2, 0)
