@@ -10,6 +10,9 @@ import numpy as np
 from fomm_live.live.media import cv2
 
 LABEL_TEXT = "AI-generated"
+# The label's dark box: each level v becomes floor(0.4 v) = 2v // 5, read from a table (cv2.LUT) instead of a float
+# round trip; the same levels as ``(box * 0.4).astype(np.uint8)`` for all 256 (``tests/test_label.py``).
+_DARKEN = ((np.arange(256) * 2) // 5).astype(np.uint8)
 
 
 def add_label(frame: np.ndarray, text: str = LABEL_TEXT) -> np.ndarray:
@@ -28,8 +31,8 @@ def add_label(frame: np.ndarray, text: str = LABEL_TEXT) -> np.ndarray:
     x0, y0 = w - tw - 2 * margin, h - th - base - 2 * margin
     if x0 < 0 or y0 < 0:
         return out  # frame too small to hold a legible label
-    box = out[y0:h, x0:w].astype(np.float32)
-    out[y0:h, x0:w] = (box * 0.4).astype(np.uint8)
+    box = out[y0:h, x0:w]
+    box[:] = cv.LUT(box, _DARKEN)
     cv.putText(out, text, (x0 + margin, h - base - margin), cv.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
                cv.LINE_AA)
     return out

@@ -102,9 +102,12 @@ class MapPasteBack:
         sub = footprint(self.matrix, rows, cols, size)
         shift = sample_square(displacement, self.matrix, sub, cv.BORDER_CONSTANT)  # h x w x 2 output pixels
         where = cv.add(self.region_grid[sub[1]:sub[3], sub[0]:sub[2]], shift)  # h x w x 2 output pixels
-        photo = cv.remap(self.source, where, None, self.interpolation, borderMode=cv.BORDER_REPLICATE)  # h x w x 3
-        if photo.dtype != np.uint8:
-            photo = cv.add(photo, 0.0, dtype=cv.CV_8U)  # rounded and saturated: bicubic overshoots at edges
+        photo = out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]]  # h x w x 3, a view: written in place
+        if self.source.dtype == np.uint8:
+            cv.remap(self.source, where, None, self.interpolation, dst=photo, borderMode=cv.BORDER_REPLICATE)
+        else:  # rounded and saturated into the output (bicubic overshoots at edges)
+            moved_photo = cv.remap(self.source, where, None, self.interpolation, borderMode=cv.BORDER_REPLICATE)
+            cv.add(moved_photo, 0.0, dst=photo, dtype=cv.CV_8U)
         painted = None
         if weight is not None:  # the rendered frame over the painted parts only (eyes and mouth: a few percent)
             rows, cols = np.flatnonzero((weight > 0).any(axis=1)), np.flatnonzero((weight > 0).any(axis=0))
@@ -115,7 +118,6 @@ class MapPasteBack:
             target = photo[part[1] - sub[1]:part[3] - sub[1], part[0] - sub[0]:part[2] - sub[0]]
             target[:] = cv.blendLinear(frame, target, painted, 1.0 - painted)
             painted = (part, painted)
-        out[y0 + sub[1]:y0 + sub[3], x0 + sub[0]:x0 + sub[2]] = photo
         self._last = (sub, shift, painted)
         return out
 

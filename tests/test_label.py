@@ -1,0 +1,41 @@
+"""The disclosure label's dark box drawn from a table of levels gives the same frame as the float reference."""
+
+import numpy as np
+
+from fomm_live.live.compose import add_label
+from fomm_live.live.media import cv2
+
+
+def float_reference_label(frame: np.ndarray, text: str = "AI-generated") -> np.ndarray:
+    """The label as it was drawn before the table: the box as float32, times 0.4, truncated to uint8."""
+    cv = cv2()
+    out = frame.copy()
+    h, w = out.shape[:2]
+    scale = max(0.3, h / 700)
+    thickness = max(1, round(scale * 1.5))
+    (tw, th), base = cv.getTextSize(text, cv.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    margin = max(2, h // 100)
+    x0, y0 = w - tw - 2 * margin, h - th - base - 2 * margin
+    box = out[y0:h, x0:w].astype(np.float32)
+    out[y0:h, x0:w] = (box * 0.4).astype(np.uint8)
+    cv.putText(out, text, (x0 + margin, h - base - margin), cv.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
+               cv.LINE_AA)
+    return out
+
+
+def test_label_darkening_table_equals_the_float_reference_on_every_level_and_odd_sizes():
+    rng = np.random.default_rng(3)
+    for h, w in [(720, 1280), (257, 391), (480, 640)]:
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        frame[-4:, -64:, 0] = np.arange(256).reshape(4, 64)  # every level inside the box
+        got, want = add_label(frame), float_reference_label(frame)
+        diff = np.argwhere(got != want)
+        assert diff.size == 0, f"{h}x{w}: first mismatch at {diff[0].tolist()}: {got[tuple(diff[0])]} != " \
+                               f"{want[tuple(diff[0])]}"
+
+
+def test_label_leaves_its_input_frame_untouched():
+    frame = np.full((360, 640, 3), 200, np.uint8)
+    labelled = add_label(frame)
+    assert (frame == 200).all()
+    assert (labelled[-5:, -5:] < 200).all()
