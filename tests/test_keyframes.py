@@ -155,6 +155,16 @@ def _stage(detector, backend, inbetweener, frames, avatars=None):
     return step, pipeline.model, waiting
 
 
+def _gated_stage(detector, count: int, avatars=None):
+    """The model stage over ``count`` moving frames with a gated generator (open at first) and the stand-in
+    in-between renderer: (step, stage, waiting, backend, inbetweener)."""
+    backend = GatedBackend(tiny_backend().animator)
+    inbetweener = StandInInbetweener()
+    step, stage, waiting = _stage(detector, backend, inbetweener, moving_frames(count, still=0), avatars=avatars)
+    backend.gate.set()
+    return step, stage, waiting, backend, inbetweener
+
+
 def test_keyframe_in_time_goes_out_as_it_is_and_a_late_one_is_the_base_of_the_next_in_betweens(detector) -> None:
     """Frame by frame, the generator's gate held by the test:
 
@@ -164,11 +174,7 @@ def test_keyframe_in_time_goes_out_as_it_is_and_a_late_one_is_the_base_of_the_ne
     2: the next frame comes first: an in-between from keyframe 1 (the stand-in marks it 2: the second keyframe);
     3: the generator is still busy: an in-between at once, still from keyframe 1;
     4: the generator has finished frame 2's keyframe meanwhile: it is taken, and frame 4 is its in-between."""
-    frames = moving_frames(6, still=0)
-    backend = GatedBackend(tiny_backend().animator)
-    inbetweener = StandInInbetweener()
-    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
-    backend.gate.set()
+    step, stage, waiting, backend, inbetweener = _gated_stage(detector, 6)
     _, info = step(0)
     assert info.animated and not info.inbetween and inbetweener.neutral is not None
     assert len(inbetweener.keyframes) == 1
@@ -196,11 +202,7 @@ def test_a_frame_offered_while_the_generator_is_busy_starts_the_moment_it_finish
     in flight finishes, the newest offer starts at once, before the stage has seen another camera frame (waiting for
     the next frame idled the generator about half a camera interval per keyframe); the stage then takes the newest
     finished keyframe as the in-betweens' base."""
-    frames = moving_frames(8, still=0)
-    backend = GatedBackend(tiny_backend().animator)
-    inbetweener = StandInInbetweener()
-    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
-    backend.gate.set()
+    step, stage, waiting, backend, inbetweener = _gated_stage(detector, 8)
     step(0)
     step(1)
     backend.gate.clear()
@@ -224,11 +226,7 @@ def test_a_frame_offered_while_the_generator_is_busy_starts_the_moment_it_finish
 def test_a_held_frame_from_a_server_away_is_not_a_new_keyframe(detector) -> None:
     """A remote backend whose server is away gives its last frame again (``Rendered.held``): the in-betweens go on
     from the newest real keyframe, which is not replaced by the stale face paired with a newer face mesh."""
-    frames = moving_frames(6, still=0)
-    backend = GatedBackend(tiny_backend().animator)
-    inbetweener = StandInInbetweener()
-    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
-    backend.gate.set()
+    step, stage, waiting, backend, inbetweener = _gated_stage(detector, 6)
     step(0)
     step(1)
     assert len(inbetweener.keyframes) == 2
@@ -244,12 +242,8 @@ def test_strengths_freeze_and_avatar_switching_apply_to_in_betweens(detector) ->
     """The head and expression strength keys reach the in-between renderer; freeze holds the picture (no
     in-between, no new keyframe); an avatar switch gives the renderer the new avatar's square and the next frames
     are in-betweens of the new avatar's keyframes; the label is on every in-between."""
-    frames = moving_frames(10, still=0)
-    backend = GatedBackend(tiny_backend().animator)
-    inbetweener = StandInInbetweener()
     avatars = [("a", portrait()), ("b", portrait()[:, ::-1].copy())]
-    step, stage, waiting = _stage(detector, backend, inbetweener, frames, avatars=avatars)
-    backend.gate.set()
+    step, stage, waiting, backend, inbetweener = _gated_stage(detector, 10, avatars=avatars)
     step(0)
     waiting["next"] = True
     step(1, ("[", "="))
@@ -277,11 +271,7 @@ def test_strengths_freeze_and_avatar_switching_apply_to_in_betweens(detector) ->
 def test_a_crop_change_takes_the_in_betweens_neutral_pose_and_keyframe_again(detector) -> None:
     """Zooming the crop (w) changes what the neutral pose and the keyframes were measured on: the in-between renderer
     forgets both and takes them again from the frame the model recalibrates on (here at once: calibrate-first)."""
-    frames = moving_frames(6, still=0)
-    backend = GatedBackend(tiny_backend().animator)
-    inbetweener = StandInInbetweener()
-    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
-    backend.gate.set()
+    step, stage, waiting, backend, inbetweener = _gated_stage(detector, 6)
     step(0)
     step(1)
     first_neutral = inbetweener.neutral.copy()
@@ -328,11 +318,7 @@ def test_no_inbetweens_flag_reaches_the_loop_options(command: str, flag: list[st
 def test_a_keyframe_that_fails_on_the_generators_thread_is_raised_in_the_loop(detector) -> None:
     """An error inside the generator's thread is not lost: it comes out of the model stage (with the frame that waited
     for it, or the next one), where the loop's failure policy counts it and serves the held frame."""
-    frames = moving_frames(6, still=0)
-    backend = GatedBackend(tiny_backend().animator)
-    inbetweener = StandInInbetweener()
-    step, stage, waiting = _stage(detector, backend, inbetweener, frames)
-    backend.gate.set()
+    step, stage, waiting, backend, inbetweener = _gated_stage(detector, 6)
     step(0)
 
     def broken(motion, *, detail=False):
