@@ -2,24 +2,20 @@
 
 import numpy as np
 
-from fomm_live.live.compose import add_label
+from fomm_live.live.compose import add_label, label_layout
 from fomm_live.live.media import cv2
 
 
 def float_reference_label(frame: np.ndarray, text: str = "AI-generated") -> np.ndarray:
-    """The label as it was drawn before the table: the box as float32, times 0.4, truncated to uint8."""
+    """The label as it was drawn before the table, at the same place: the box as float32, times 0.4, truncated to
+    uint8."""
     cv = cv2()
     out = frame.copy()
     h, w = out.shape[:2]
-    scale = max(0.3, h / 700)
-    thickness = max(1, round(scale * 1.5))
-    (tw, th), base = cv.getTextSize(text, cv.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    margin = max(2, h // 100)
-    x0, y0 = w - tw - 2 * margin, h - th - base - 2 * margin
-    box = out[y0:h, x0:w].astype(np.float32)
-    out[y0:h, x0:w] = (box * 0.4).astype(np.uint8)
-    cv.putText(out, text, (x0 + margin, h - base - margin), cv.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
-               cv.LINE_AA)
+    at = label_layout(h, w, text)
+    box = out[at.y0:h, at.x0:w].astype(np.float32)
+    out[at.y0:h, at.x0:w] = (box * 0.4).astype(np.uint8)
+    cv.putText(out, text, at.origin, cv.FONT_HERSHEY_SIMPLEX, at.scale, (255, 255, 255), at.thickness, cv.LINE_AA)
     return out
 
 

@@ -4,6 +4,7 @@ with PyTorch where the model ran), the disclosure label every output carries by 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,26 +16,41 @@ LABEL_TEXT = "AI-generated"
 _DARKEN = ((np.arange(256) * 2) // 5).astype(np.uint8)
 
 
-def add_label(frame: np.ndarray, text: str = LABEL_TEXT) -> np.ndarray:
-    """Return a copy of an H x W x 3 uint8 frame with a small disclosure label in the bottom-right corner.
+class LabelLayout(NamedTuple):
+    """Where the label goes on a frame: its dark box from (x0, y0) to the bottom-right corner, the text's origin,
+    scale and thickness (OpenCV's Hershey simplex font)."""
 
-    The label scales with the frame (about 1/25 of its height, at least legible at 256 x 256) and sits on a dark
-    box so it reads on any background.
-    """
+    x0: int
+    y0: int
+    origin: tuple[int, int]
+    scale: float
+    thickness: int
+
+
+def label_layout(height: int, width: int, text: str = LABEL_TEXT) -> LabelLayout:
+    """The label's place on a ``width`` x ``height`` frame: about 1/25 of its height, at least legible at 256 x 256
+    (x0 or y0 below 0 when the frame is too small to hold it)."""
+    cv = cv2()
+    scale = max(0.3, height / 700)
+    thickness = max(1, round(scale * 1.5))
+    (tw, th), base = cv.getTextSize(text, cv.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    margin = max(2, height // 100)
+    return LabelLayout(width - tw - 2 * margin, height - th - base - 2 * margin,
+                       (width - tw - margin, height - base - margin), scale, thickness)
+
+
+def add_label(frame: np.ndarray, text: str = LABEL_TEXT) -> np.ndarray:
+    """Return a copy of an H x W x 3 uint8 frame with a small disclosure label in the bottom-right corner, on a dark
+    box so it reads on any background (placed by ``label_layout``)."""
     cv = cv2()
     out = frame.copy()
     h, w = out.shape[:2]
-    scale = max(0.3, h / 700)
-    thickness = max(1, round(scale * 1.5))
-    (tw, th), base = cv.getTextSize(text, cv.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    margin = max(2, h // 100)
-    x0, y0 = w - tw - 2 * margin, h - th - base - 2 * margin
-    if x0 < 0 or y0 < 0:
+    at = label_layout(h, w, text)
+    if at.x0 < 0 or at.y0 < 0:
         return out  # frame too small to hold a legible label
-    box = out[y0:h, x0:w]
+    box = out[at.y0:h, at.x0:w]
     box[:] = cv.LUT(box, _DARKEN)
-    cv.putText(out, text, (x0 + margin, h - base - margin), cv.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
-               cv.LINE_AA)
+    cv.putText(out, text, at.origin, cv.FONT_HERSHEY_SIMPLEX, at.scale, (255, 255, 255), at.thickness, cv.LINE_AA)
     return out
 
 
