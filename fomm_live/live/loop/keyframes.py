@@ -1,7 +1,7 @@
 """Keyframes and in-betweens: the generator renders keyframes as fast as it can, on a thread of its own, and every
 camera frame it cannot render in time gets an in-between, the newest keyframe moved by the face's motion since that
-keyframe's camera frame (``live.inbetween.Inbetweener``, at the output size; 18-38 ms p50 at 1280x720 measured on
-the shared 2-core test CPU under load, RESULTS).
+keyframe's camera frame (``live.inbetween.Inbetweener``, at the output size; about 9 ms p50 at 1280x720 in the loop
+on a quiet 2-core CPU beside the generator, 5 ms alone, RESULTS).
 
 Per tracked frame, in capture order, on the model stage's thread (``KeyframeStage``):
 
