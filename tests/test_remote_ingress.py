@@ -210,12 +210,12 @@ def test_connections_are_counted_per_address_and_in_all() -> None:
 
     ingress = Ingress(upstream_port=1, secret=SECRET, token_required=True,
                       limits=IngressLimits(connections_per_address=2, connections=3))
-    assert [ingress.admit("a"), ingress.admit("a")] == [None, None]
-    assert "too many connections from one address (at most 2)" in ingress.admit("a")
-    assert ingress.admit("b") is None
-    assert "the server is full (3 connections)" in ingress.admit("c")
-    ingress.release("a")
-    assert ingress.admit("c") is None and dict(ingress.open) == {"a": 1, "b": 1, "c": 1}
+    assert [ingress.slots.take("a"), ingress.slots.take("a")] == [None, None]
+    assert "too many connections from one address (at most 2)" in ingress.slots.take("a")
+    assert ingress.slots.take("b") is None
+    assert "the server is full (3 connections)" in ingress.slots.take("c")
+    ingress.slots.give_back("a")
+    assert ingress.slots.take("c") is None and dict(ingress.slots.open) == {"a": 1, "b": 1, "c": 1}
 
 
 def test_the_app_believes_a_forwarded_address_only_beside_the_secret() -> None:

@@ -88,18 +88,21 @@ def forwarded_client(headers, secret: str) -> str | None:
 
 
 @dataclass
-class StreamSlots:
-    """The streams open on a replica, by client address, against ``Limits``."""
+class AddressSlots:
+    """What is open at once (the replica's streams, the ingress's connections), by client address, against a total
+    and a per-address limit."""
 
-    limits: Limits
+    total: int
+    per_address: int
+    noun: str  # what one slot is, for the refusal: "streams", "connections"
     open: Counter = field(default_factory=Counter)
 
     def take(self, address: str) -> str | None:
-        """A slot for a new stream from ``address``, or why there is none (one line; nothing taken)."""
-        if sum(self.open.values()) >= self.limits.streams:
-            return f"the server is full ({self.limits.streams} streams): try again later"
-        if self.open[address] >= self.limits.streams_per_address:
-            return f"too many streams from one address (at most {self.limits.streams_per_address})"
+        """A slot for ``address``, or why there is none (one line; nothing taken)."""
+        if self.open.total() >= self.total:
+            return f"the server is full ({self.total} {self.noun}): try again later"
+        if self.open[address] >= self.per_address:
+            return f"too many {self.noun} from one address (at most {self.per_address})"
         self.open[address] += 1
         return None
 

@@ -32,7 +32,6 @@ import http
 import json
 import logging
 import socket
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,7 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from fomm_live.live.remote.guard import CLIENT_HEADER, INGRESS_HEADER, refusal
+from fomm_live.live.remote.guard import CLIENT_HEADER, INGRESS_HEADER, AddressSlots, refusal
 from fomm_live.live.remote.protocol import MAX_MESSAGE_BYTES, STREAM_ROUTE, pack
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class _Connection(ServerConnection):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "unknown"
-        why = self.ingress.admit(self.client)
+        why = self.ingress.slots.take(self.client)
         if why is not None:  # answered at once, before the client sends anything; not kept to linger (not counted)
             return self.answer_and_close(http.HTTPStatus.SERVICE_UNAVAILABLE, why, linger=False)
         self.counted = True
@@ -148,7 +147,7 @@ class _Connection(ServerConnection):
             timer.cancel()
         if self.counted:
             self.counted = False
-            self.ingress.release(self.client)
+            self.ingress.slots.give_back(self.client)
             self.ingress.connections.discard(self)
         super().connection_lost(exc)
 
@@ -171,22 +170,8 @@ class Ingress:
         self.token_required = token_required
         self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
         self.limits = limits or IngressLimits()
-        self.open: Counter = Counter()  # connections open, by client address
+        self.slots = AddressSlots(self.limits.connections, self.limits.connections_per_address, "connections")
         self.connections: set[_Connection] = set()
-
-    def admit(self, client: str) -> str | None:
-        """Counts a new connection from ``client``, or says why it is refused (nothing counted)."""
-        if self.open.total() >= self.limits.connections:
-            return f"the server is full ({self.limits.connections} connections): try again later"
-        if self.open[client] >= self.limits.connections_per_address:
-            return f"too many connections from one address (at most {self.limits.connections_per_address})"
-        self.open[client] += 1
-        return None
-
-    def release(self, client: str) -> None:
-        self.open[client] -= 1
-        if self.open[client] <= 0:
-            del self.open[client]
 
     async def run(self, listener: socket.socket, ready: Callable[[], None] = lambda: None) -> None:
         """Serves on ``listener`` (a bound socket: its address is checked before Ray starts) until cancelled; calls

@@ -36,7 +36,7 @@ from ray import serve
 from fomm_live.live.remote.avatars import AvatarCache
 from fomm_live.live.remote.batch import FrameFailed, RenderedFrame, render_frames
 from fomm_live.live.remote.decoding import DecoderPool, DecodeTimeout
-from fomm_live.live.remote.guard import Limits, StreamSlots, forwarded_client, is_loopback, refusal
+from fomm_live.live.remote.guard import AddressSlots, Limits, forwarded_client, is_loopback, refusal
 from fomm_live.live.remote.protocol import (
     CODECS,
     DEFAULT_MAX_FPS,
@@ -107,7 +107,7 @@ class FommServer:
         self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
         self.limits = limits or Limits()
         self.ingress_secret = ingress_secret
-        self.slots = StreamSlots(self.limits)
+        self.slots = AddressSlots(self.limits.streams, self.limits.streams_per_address, "streams")
         # One thread runs every model call of the replica: the networks are not shared between threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fomm-model")
         self.decoder = DecoderPool()  # the clients' images: decoded in worker processes, each bounded in time
