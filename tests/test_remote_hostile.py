@@ -178,23 +178,26 @@ def many_scans_jpeg() -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------------ cases
-def test_a_hidden_frame_size_is_refused_and_the_honest_stream_goes_on(server: Server, honest: HonestStream) -> None:
+def calibrate_beside_honest(server: Server, honest: HonestStream, name: str, picture: bytes) -> dict:
+    """A stream says hello and asks to calibrate on ``picture`` while the honest stream is measured: the reply."""
     with connect(server) as ws:
         assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "jpeg"})["type"] == "ready"
         replies = []
-        measured("hidden frame size (2000x1500 behind a fake 64x64 header)", honest,
-                 lambda: replies.append(ask(ws, {"type": "calibrate"}, hidden_size_jpeg())))
-    assert replies[0]["type"] == "error" and "2000x1500 pixels is out of bounds" in replies[0]["message"]
+        measured(name, honest, lambda: replies.append(ask(ws, {"type": "calibrate"}, picture)))
+    return replies[0]
+
+
+def test_a_hidden_frame_size_is_refused_and_the_honest_stream_goes_on(server: Server, honest: HonestStream) -> None:
+    reply = calibrate_beside_honest(server, honest, "hidden frame size (2000x1500 behind a fake 64x64 header)",
+                                    hidden_size_jpeg())
+    assert reply["type"] == "error" and "2000x1500 pixels is out of bounds" in reply["message"]
 
 
 def test_a_jpeg_of_hundreds_of_scans_is_refused_without_stalling_the_honest_stream(server: Server,
                                                                                      honest: HonestStream) -> None:
-    with connect(server) as ws:
-        assert ask(ws, {"type": "hello", "version": protocol.PROTOCOL_VERSION, "codec": "jpeg"})["type"] == "ready"
-        replies = []
-        measured("progressive 1024x1024 JPEG of hundreds of scans", honest,
-                 lambda: replies.append(ask(ws, {"type": "calibrate"}, many_scans_jpeg())))
-    assert replies[0]["type"] == "error" and "scans" in replies[0]["message"]
+    reply = calibrate_beside_honest(server, honest, "progressive 1024x1024 JPEG of hundreds of scans",
+                                    many_scans_jpeg())
+    assert reply["type"] == "error" and "scans" in reply["message"]
 
 
 # ------------------------------------------------------------------------------- the decoder pool on its own
