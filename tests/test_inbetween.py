@@ -176,6 +176,29 @@ def test_the_quality_benchmark_prints_its_three_keys_last_and_beats_holding_on_a
     assert sorted(figures["offsets"]) == ["1", "2", "3"]
 
 
+def test_the_quality_benchmark_splits_psnr_into_the_face_hull_and_the_rest_of_the_square(avatar) -> None:
+    """A made clip whose frames differ only outside the face mesh's hull (fresh noise there each frame, the face and
+    its landmarks the same): inside the hull the in-between and holding are both exact (the 100 dB cap), outside
+    both are the noise's PSNR, and the hull's share of the square is the mask's."""
+    from fomm_live.benchmarks import inbetween as bench
+
+    square, points, _ = avatar
+    face = bench.face_hull(points)
+    rng = np.random.default_rng(0)
+    squares = []
+    for _ in range(6):
+        frame = square.copy()
+        frame[~face] = rng.integers(0, 256, size=(int((~face).sum()), 3), dtype=np.uint8)
+        squares.append(frame)
+    result, sheet = bench.measure(squares, [points] * 6, 3, sheet_rows=2)
+    inside, outside = result["face_region"], result["outside_face"]
+    assert inside["inbetween_psnr"] == inside["held_psnr"] == 100.0, inside
+    assert outside["inbetween_psnr"] == outside["held_psnr"] < 20.0, outside
+    assert inside["share_of_square"] == pytest.approx(face.mean())
+    assert 0.1 < face.mean() < 0.6
+    assert len(sheet) == 2 and all(row.shape == (SIZE, 3 * SIZE, 3) for row in sheet)
+
+
 def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar) -> None:
     """With ``crossfade=2`` the two renders after a new keyframe blend in the previous keyframe (moved to the same
     geometry: here both keyframes were taken at the landmarks rendered, so no move) at 2/3 then 1/3; the third is the

@@ -11,6 +11,8 @@ first frame as the avatar and its neutral pose, so the mesh follows the driver's
 measured on the tracked face square (the live loop's crop tracker, 256 px), the square the generator renders.
 Frames where the face mesh finds no face are left out (counted in the output). The last line printed is
 ``inbetween_psnr=... held_psnr=... gain_db=...``: the means over all in-between frames (offsets 1..N-1).
+The same split by region (``face_region``, ``outside_face`` in the JSON): inside the convex hull of the true frame's
+face mesh, and the rest of the square (hair, neck, shoulders, background), which the warp moves only near the face.
 
 The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
 photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), the rest of the frame the same for every
@@ -54,10 +56,32 @@ OUTPUT = (1280, 720)
 OUTPUT_PLACEMENT = (322.1, 12.0, 480.0)  # the bundled portrait's square in photo framing at 1280 x 720
 
 
-def psnr(got: np.ndarray, want: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (peak 255); capped at 100 for identical images."""
-    mse = float(np.mean((got.astype(np.float64) - want.astype(np.float64)) ** 2))
+def psnr(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR in dB of two uint8 images (peak 255), over the pixels where ``mask`` (H x W bool) is set if given; capped
+    at 100 for identical images (or an empty mask)."""
+    squared = (got.astype(np.float64) - want.astype(np.float64)) ** 2
+    if mask is not None:
+        squared = squared[mask]
+    mse = float(np.mean(squared)) if squared.size else 0.0
     return 100.0 if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def face_hull(landmarks: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """size x size bool: the pixels inside the convex hull of a face mesh (478 x 3, x and y fractions of the
+    square)."""
+    cv = cv2()
+    hull = cv.convexHull(np.round(landmarks[:, :2] * size).astype(np.int32))  # K x 1 x 2 (x, y) pixels
+    mask = np.zeros((size, size), np.uint8)
+    cv.fillConvexPoly(mask, hull, 1)
+    return mask.astype(bool)
+
+
+def _region_figures(per_frame: dict[str, list[float]], share: list[float]) -> dict | None:
+    if not share:
+        return None
+    inbetween, held = float(np.mean(per_frame["inbetween"])), float(np.mean(per_frame["held"]))
+    return {"inbetween_psnr": inbetween, "held_psnr": held, "gain_db": inbetween - held,
+            "share_of_square": float(np.mean(share))}
 
 
 def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -122,6 +146,9 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     per_offset: dict[int, dict[str, list[float]]] = {}
     steps, jumps, held_jumps = [], [], []
     sheet: list[tuple[float, int, np.ndarray]] = []  # (held PSNR, frame, row): the worst held kept
+    regions: dict[str, dict[str, list[float]]] = {"face": {"inbetween": [], "held": []},
+                                                  "outside": {"inbetween": [], "held": []}}
+    face_share: list[float] = []
     skipped, key, previous = 0, None, None
     for t in range(first, len(squares)):
         available = [k for k in keys if k + latency <= t]
@@ -154,8 +181,17 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
             row = per_offset.setdefault(offset, {"inbetween": [], "held": []})
             row["inbetween"].append(psnr(predicted, squares[t]))
             row["held"].append(psnr(squares[key], squares[t]))
+            face = face_hull(landmarks[t])
+            face_share.append(float(face.mean()))
+            for name, mask in (("face", face), ("outside", ~face)):
+                regions[name]["inbetween"].append(psnr(predicted, squares[t], mask))
+                regions[name]["held"].append(psnr(squares[key], squares[t], mask))
             if sheet_rows:
-                sheet.append((row["held"][-1], t, np.hstack([squares[t], predicted, squares[key]])))
+                tiles = [squares[t].copy(), predicted.copy(), squares[key].copy()]
+                labels = (f"frame {t}, +{offset}", f"{row['inbetween'][-1]:.1f} dB", f"held {row['held'][-1]:.1f} dB")
+                for tile, text in zip(tiles, labels, strict=True):
+                    cv.putText(tile, text, (4, 14), cv.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 0), 1, cv.LINE_AA)
+                sheet.append((row["held"][-1], t, np.hstack(tiles)))
                 sheet = sorted(sheet, key=lambda item: item[0])[:sheet_rows]
         if previous is not None:
             if switched:
@@ -177,6 +213,8 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
         "keyframe_jump": float(np.mean(jumps)) if jumps else float("nan"),
         "held_keyframe_jump": float(np.mean(held_jumps)) if held_jumps else float("nan"),
         "inbetween_step": float(np.mean(steps)) if steps else float("nan"),
+        "face_region": _region_figures(regions["face"], face_share),
+        "outside_face": _region_figures(regions["outside"], face_share),
         "stage_ms_1280x720": {"p50": float(np.percentile(stage_ms, 50)), "p90": float(np.percentile(stage_ms, 90)),
                               "cpu_p50": float(np.percentile(stage_cpu_ms, 50)), "count": len(stage_ms)}
         if stage_ms else None,
@@ -223,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crossfade", type=int, default=0,
                         help="renders after a new keyframe that blend in the previous one (default 0)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument("--sheet", help="write a PNG of the first in-betweens: true frame | in-between | held")
+    parser.add_argument("--sheet", help="write a PNG of the 12 in-betweens where holding does worst, in the clip's "
+                                        "order: true frame | in-between | held, each labelled (frame, offset, dB)")
     parser.add_argument("--make-clip", help="write the demo's scripted driving clip (from --portrait) here and stop")
     parser.add_argument("--portrait", help="the photo --make-clip animates (default: the bundled portrait)")
     parser.add_argument("--sheet-of", nargs=2, metavar=("EVERY_FRAME", "KEYFRAMED"),
@@ -276,6 +315,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{result['stage_ms_1280x720']['p50']:.2f} ms, p90 {result['stage_ms_1280x720']['p90']:.2f} ms "
               f"(CPU time p50 {result['stage_ms_1280x720']['cpu_p50']:.2f} ms), load average "
               f"{result['load_average']:.2f}")
+    if result["face_region"]:
+        face, rest = result["face_region"], result["outside_face"]
+        print(f"inside the face mesh's hull ({face['share_of_square']:.0%} of the square): in-between "
+              f"{face['inbetween_psnr']:.2f} dB, held {face['held_psnr']:.2f} dB, gain {face['gain_db']:.2f} dB; "
+              f"outside it: {rest['inbetween_psnr']:.2f}, {rest['held_psnr']:.2f}, gain {rest['gain_db']:.2f} dB")
     print(f"step at a new keyframe {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}),"
           f" step between other frames {result['inbetween_step']:.2f} (mean absolute difference)")
     if args.sheet and sheet:
