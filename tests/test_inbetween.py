@@ -195,6 +195,9 @@ def test_the_quality_benchmark_splits_psnr_into_the_face_hull_and_the_rest_of_th
     assert inside["inbetween_psnr"] == inside["held_psnr"] == 100.0, inside
     assert outside["inbetween_psnr"] == outside["held_psnr"] < 20.0, outside
     assert inside["share_of_square"] == pytest.approx(face.mean())
+    assert sorted(result["offsets"]) == [1, 2]
+    assert all(row["face_inbetween_psnr"] == row["face_held_psnr"] == 100.0 > row["held_psnr"]
+               for row in result["offsets"].values())
     assert 0.1 < face.mean() < 0.6
     assert len(sheet) == 2 and all(row.shape == (SIZE, 3 * SIZE, 3) for row in sheet)
 

@@ -11,8 +11,9 @@ first frame as the avatar and its neutral pose, so the mesh follows the driver's
 measured on the tracked face square (the live loop's crop tracker, 256 px), the square the generator renders.
 Frames where the face mesh finds no face are left out (counted in the output). The last line printed is
 ``inbetween_psnr=... held_psnr=... gain_db=...``: the means over all in-between frames (offsets 1..N-1).
-The same split by region (``face_region``, ``outside_face`` in the JSON): inside the convex hull of the true frame's
-face mesh, and the rest of the square (hair, neck, shoulders, background), which the warp moves only near the face.
+The same split by region (``face_region``, ``outside_face`` in the JSON; the face's per offset too): inside the convex
+hull of the true frame's face mesh, and the rest of the square (hair, neck, shoulders, background), which the warp
+moves only near the face.
 
 The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
 photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), the rest of the frame the same for every
@@ -178,7 +179,7 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
             at_output.render(landmarks[t])
             stage_ms.append((time.perf_counter() - start) * 1000)
             stage_cpu_ms.append((time.process_time() - cpu) * 1000)
-            row = per_offset.setdefault(offset, {"inbetween": [], "held": []})
+            row = per_offset.setdefault(offset, {"inbetween": [], "held": [], "face_inbetween": [], "face_held": []})
             row["inbetween"].append(psnr(predicted, squares[t]))
             row["held"].append(psnr(squares[key], squares[t]))
             face = face_hull(landmarks[t])
@@ -186,11 +187,14 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
             for name, mask in (("face", face), ("outside", ~face)):
                 regions[name]["inbetween"].append(psnr(predicted, squares[t], mask))
                 regions[name]["held"].append(psnr(squares[key], squares[t], mask))
+            row["face_inbetween"].append(regions["face"]["inbetween"][-1])
+            row["face_held"].append(regions["face"]["held"][-1])
             if sheet_rows:
                 tiles = [squares[t].copy(), predicted.copy(), squares[key].copy()]
                 labels = (f"frame {t}, +{offset}", f"{row['inbetween'][-1]:.1f} dB", f"held {row['held'][-1]:.1f} dB")
                 for tile, text in zip(tiles, labels, strict=True):
-                    cv.putText(tile, text, (4, 14), cv.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 0), 1, cv.LINE_AA)
+                    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 0), 1)):  # outlined: readable on white
+                        cv.putText(tile, text, (4, 14), cv.FONT_HERSHEY_SIMPLEX, 0.42, colour, thickness, cv.LINE_AA)
                 sheet.append((row["held"][-1], t, np.hstack(tiles)))
                 sheet = sorted(sheet, key=lambda item: item[0])[:sheet_rows]
         if previous is not None:
@@ -202,6 +206,8 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
                 steps.append(mean_abs(predicted, previous))
         previous = predicted
     offsets = {i: {"inbetween_psnr": float(np.mean(v["inbetween"])), "held_psnr": float(np.mean(v["held"])),
+                   "face_inbetween_psnr": float(np.mean(v["face_inbetween"])),
+                   "face_held_psnr": float(np.mean(v["face_held"])),
                    "frames": len(v["inbetween"])} for i, v in sorted(per_offset.items())}
     every_in = [x for v in per_offset.values() for x in v["inbetween"]]
     every_held = [x for v in per_offset.values() for x in v["held"]]
@@ -306,10 +312,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.clip}: {result['frames']} frames at {fps:g} fps, a keyframe every {args.every} arriving "
           f"{args.latency} frames late, cross-fade {args.crossfade}, {result['skipped_no_face']} without a face "
           "left out")
-    print(f"{'offset':>6} {'frames':>6} {'inbetween dB':>12} {'held dB':>8} {'gain dB':>8}")
+    print(f"{'offset':>6} {'frames':>6} {'inbetween dB':>12} {'held dB':>8} {'gain dB':>8} {'face gain dB':>12}")
     for i, row in result["offsets"].items():
         print(f"{i:>6} {row['frames']:>6} {row['inbetween_psnr']:>12.2f} {row['held_psnr']:>8.2f} "
-              f"{row['inbetween_psnr'] - row['held_psnr']:>8.2f}")
+              f"{row['inbetween_psnr'] - row['held_psnr']:>8.2f} "
+              f"{row['face_inbetween_psnr'] - row['face_held_psnr']:>12.2f}")
     if result["stage_ms_1280x720"]:
         print(f"in-between stage at 1280x720 (square {OUTPUT_PLACEMENT[2]:g} px): p50 "
               f"{result['stage_ms_1280x720']['p50']:.2f} ms, p90 {result['stage_ms_1280x720']['p90']:.2f} ms "
