@@ -202,6 +202,36 @@ def test_the_quality_benchmark_splits_psnr_into_the_face_hull_and_the_rest_of_th
     assert len(sheet) == 2 and all(row.shape == (SIZE, 3 * SIZE, 3) for row in sheet)
 
 
+@pytest.mark.parametrize(("sheet_by", "frame"), [("mouth", 2), ("eyes", 4)])
+def test_the_quality_benchmark_sheet_by_eyes_or_mouth_shows_the_frame_whose_opening_changed_most(
+        avatar, sheet_by, frame) -> None:
+    """Six frames of the still portrait, each marked in a corner pixel with its index (frame 5 also changed in
+    another corner, so that holding does worst there); in the landmarks frame 2 opens the mouth and frame 4 shuts
+    both eyes (keyframes 0 and 3). A one-row sheet picked by the mouth shows frame 2, by the eyes frame 4 (its first
+    tile is that frame's square)."""
+    from fomm_live.benchmarks import inbetween as bench
+    from fomm_live.live.landmarks.points import EYES, INNER_LOWER_LIP
+
+    square, points, _ = avatar
+    squares, landmarks = [], []
+    for index in range(6):
+        marked = square.copy()
+        marked[-1, -1] = index
+        if index == 5:  # the worst holding is frame 5's: a pick by holding would show it
+            marked[-8:, :8] = 255 - marked[-8:, :8]
+        squares.append(marked)
+        landmarks.append(points.copy())
+    landmarks[2][list(INNER_LOWER_LIP[1:-1]), 1] += 0.02  # the lower lip down 5 px: the mouth opens
+    for _, upper, lower in EYES:
+        landmarks[4][list(upper), :2] = landmarks[4][list(lower), :2]  # the upper lids onto the lower: shut
+    assert bench.openings(landmarks[2])[1] > bench.openings(points)[1] + 0.05
+    assert bench.openings(landmarks[4])[0] == 0.0
+    _, sheet = bench.measure(squares, landmarks, 3, sheet_rows=1, sheet_by=sheet_by)
+    assert len(sheet) == 1 and sheet[0][-1, SIZE - 1, 0] == frame
+    with pytest.raises(ValueError, match="sheet_by"):
+        bench.measure(squares, landmarks, 3, sheet_rows=1, sheet_by="nose")
+
+
 def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar) -> None:
     """With ``crossfade=2`` the two renders after a new keyframe blend in the previous keyframe (moved to the same
     geometry: here both keyframes were taken at the landmarks rendered, so no move) at 2/3 then 1/3; the third is the

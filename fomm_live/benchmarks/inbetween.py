@@ -1,7 +1,7 @@
 """How well in-betweens predict a clip's own frames: per offset from the keyframe, the PSNR of the in-between and of
 holding the keyframe (what the live loop shows without in-betweens).
 
-    python -m fomm_live.benchmarks.inbetween --clip CLIP --every N [--json PATH] [--sheet PNG]
+    python -m fomm_live.benchmarks.inbetween --clip CLIP --every N [--json PATH] [--sheet PNG [--sheet-by WHAT]]
     python -m fomm_live.benchmarks.inbetween --make-clip CLIP [--portrait IMAGE]   # the demo's scripted clip
     python -m fomm_live.benchmarks.inbetween --sheet-of EVERY_FRAME KEYFRAMED --sheet PNG [--every N]
 
@@ -13,7 +13,9 @@ Frames where the face mesh finds no face are left out (counted in the output). T
 ``inbetween_psnr=... held_psnr=... gain_db=...``: the means over all in-between frames (offsets 1..N-1).
 The same split by region (``face_region``, ``outside_face`` in the JSON; the face's per offset too): inside the convex
 hull of the true frame's face mesh, and the rest of the square (hair, neck, shoulders, background), which the warp
-moves only near the face.
+moves only near the face. ``--sheet PNG`` shows 12 in-betweens beside the true frame and the held keyframe:
+``--sheet-by held`` (the default) those where holding does worst, ``eyes`` or ``mouth`` those where the eyes' or the
+mouth's opening changed most since the keyframe (blinks, a mouth opening or closing: what a warp shows worst).
 
 The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
 photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), the rest of the frame the same for every
@@ -48,13 +50,17 @@ from fomm_live.live.capture.driving import open_driving
 from fomm_live.live.errors import UserError
 from fomm_live.live.face import CropTracker, FaceDetector, crop_square
 from fomm_live.live.inbetween import Inbetweener
+from fomm_live.live.landmarks.eyes import eye_opening
 from fomm_live.live.landmarks.facemesh import FaceMesh
+from fomm_live.live.landmarks.mouth import mouth_opening
+from fomm_live.live.landmarks.points import EYES
 from fomm_live.live.media import cv2
 from fomm_live.live.threads import bound_helper_threads
 
 SIZE = 256
 OUTPUT = (1280, 720)
 OUTPUT_PLACEMENT = (322.1, 12.0, 480.0)  # the bundled portrait's square in photo framing at 1280 x 720
+SHEET_BY = ("held", "eyes", "mouth")  # what picks a sheet's rows: the worst holding, the most change of eyes or mouth
 
 
 def psnr(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -75,6 +81,11 @@ def face_hull(landmarks: np.ndarray, size: int = SIZE) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
     cv.fillConvexPoly(mask, hull, 1)
     return mask.astype(bool)
+
+
+def openings(landmarks: np.ndarray) -> tuple[float, float]:
+    """(the two eyes' mean opening, the mouth's opening) of a face mesh: each gap over its width."""
+    return float(np.mean([eye_opening(landmarks, eye) for eye in EYES])), mouth_opening(landmarks)
 
 
 def _region_figures(per_frame: dict[str, list[float]], share: list[float]) -> dict | None:
@@ -113,7 +124,7 @@ def tracked_squares(clip: str | Path, *, size: int = SIZE) -> tuple[list[np.ndar
 
 
 def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every: int, *, latency: int = 0,
-            crossfade: int = 0, sheet_rows: int = 0) -> tuple[dict, list[np.ndarray]]:
+            crossfade: int = 0, sheet_rows: int = 0, sheet_by: str = "held") -> tuple[dict, list[np.ndarray]]:
     """Per-offset PSNRs and the keyframe jumps (see the module docstring).
 
     Args:
@@ -125,7 +136,12 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
         crossfade: The renderer's cross-fade after a new keyframe (``Inbetweener``).
         sheet_rows: Also return that many sheet rows (true frame, in-between, held keyframe side by side): the
             in-betweens where holding does worst (the most motion), in the clip's order.
+        sheet_by: What picks the sheet's rows (``SHEET_BY``): ``held``, the worst holding; ``eyes`` or ``mouth``, the
+            largest change of the eyes' or the mouth's opening since the keyframe (blinks, a mouth opening or
+            closing).
     """
+    if sheet_by not in SHEET_BY:
+        raise ValueError(f"sheet_by: expected one of {', '.join(SHEET_BY)}, got {sheet_by!r}")
     first = next((i for i, p in enumerate(landmarks) if p is not None), None)
     if first is None:
         raise UserError("the face mesh found no face in any frame of the clip")
@@ -146,7 +162,7 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     stage_cpu_ms: list[float] = []  # CPU time of all the process's threads: what the stage costs without other load
     per_offset: dict[int, dict[str, list[float]]] = {}
     steps, jumps, held_jumps = [], [], []
-    sheet: list[tuple[float, int, np.ndarray]] = []  # (held PSNR, frame, row): the worst held kept
+    sheet: list[tuple[float, int, np.ndarray]] = []  # (rank, frame, row): the lowest ranks kept
     regions: dict[str, dict[str, list[float]]] = {"face": {"inbetween": [], "held": []},
                                                   "outside": {"inbetween": [], "held": []}}
     face_share: list[float] = []
@@ -195,7 +211,12 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
                 for tile, text in zip(tiles, labels, strict=True):
                     for colour, thickness in (((0, 0, 0), 3), ((255, 255, 0), 1)):  # outlined: readable on white
                         cv.putText(tile, text, (4, 14), cv.FONT_HERSHEY_SIMPLEX, 0.42, colour, thickness, cv.LINE_AA)
-                sheet.append((row["held"][-1], t, np.hstack(tiles)))
+                if sheet_by == "held":
+                    rank = row["held"][-1]
+                else:  # the largest change first
+                    part = SHEET_BY.index(sheet_by) - 1
+                    rank = -abs(openings(landmarks[t])[part] - openings(landmarks[key])[part])
+                sheet.append((rank, t, np.hstack(tiles)))
                 sheet = sorted(sheet, key=lambda item: item[0])[:sheet_rows]
         if previous is not None:
             if switched:
@@ -267,10 +288,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crossfade", type=int, default=0,
                         help="renders after a new keyframe that blend in the previous one (default 0)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument("--sheet", help="write a PNG of the 12 in-betweens where holding does worst, in the clip's "
-                                        "order: true frame | in-between | held, each labelled (frame, offset, dB)")
+    parser.add_argument("--sheet", help="write a PNG of 12 in-betweens (picked by --sheet-by), in the clip's order: "
+                                        "true frame | in-between | held, each labelled (frame, offset, dB)")
     parser.add_argument("--make-clip", help="write the demo's scripted driving clip (from --portrait) here and stop")
     parser.add_argument("--portrait", help="the photo --make-clip animates (default: the bundled portrait)")
+    parser.add_argument("--sheet-by", choices=SHEET_BY, default="held",
+                        help="--sheet's rows: where holding does worst (held, the default), or where the eyes' "
+                             "(eyes: blinks) or the mouth's opening (mouth) changed most since the keyframe")
     parser.add_argument("--sheet-of", nargs=2, metavar=("EVERY_FRAME", "KEYFRAMED"),
                         help="write --sheet from two animate outputs (every frame, --keyframe-every N) and stop")
     parser.add_argument("--first", type=int, default=0, help="--sheet-of: the first frame shown (default 0)")
@@ -304,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         mesh.close()
     try:
         result, sheet = measure(squares, landmarks, args.every, latency=args.latency, crossfade=args.crossfade,
-                                sheet_rows=12 if args.sheet else 0)
+                                sheet_rows=12 if args.sheet else 0, sheet_by=args.sheet_by)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
     result.update(clip=str(args.clip), fps=fps, cpu=platform.processor() or platform.machine(),
