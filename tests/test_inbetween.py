@@ -176,6 +176,33 @@ def test_the_quality_benchmark_prints_its_three_keys_last_and_beats_holding_on_a
     assert sorted(figures["offsets"]) == ["1", "2", "3"]
 
 
+def test_the_quality_benchmark_start_and_frames_take_that_stretch_of_the_clip(tmp_path, capsys) -> None:
+    """A clip of the still portrait brightening by 8 levels a frame: ``start=4, limit=5`` gives 5 squares, each as
+    bright as frames 4-8's of the whole clip (so frames 0-3 were left out, not just counted); ``--start`` past the
+    end is one line naming it."""
+    from fomm_live.benchmarks import inbetween as bench
+    from tests.helpers.clips import place, portrait
+
+    still = place(portrait()).astype(np.int16)
+    frames = [np.clip(still + 8 * i - 40, 0, 255).astype(np.uint8) for i in range(12)]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2().imwrite(str(folder / f"{i:03d}.png"), cv2().cvtColor(frame, cv2().COLOR_RGB2BGR))
+    whole, _ = bench.tracked_squares(folder)
+    stretch, _ = bench.tracked_squares(folder, start=4, limit=5)
+    assert len(whole) == 12 and len(stretch) == 5
+    means = np.array([square.mean() for square in whole])  # about 8 levels apart (the crop moves a little)
+    assert [int(np.argmin(np.abs(means - square.mean()))) for square in stretch] == [4, 5, 6, 7, 8]
+    with pytest.raises(SystemExit, match="--start 20 is past the clip's end .12 frames."):
+        bench.main(["--clip", str(folder), "--start", "20"])
+    bench.main(["--clip", str(folder), "--start", "4", "--frames", "7", "--every", "3",
+                "--json", str(tmp_path / "figures.json")])
+    figures = json.loads((tmp_path / "figures.json").read_text(encoding="utf-8"))
+    assert (figures["frames"], figures["start"], sorted(figures["offsets"])) == (7, 4, ["1", "2"])
+    assert "7 frames from frame 4" in capsys.readouterr().out
+
+
 def test_the_quality_benchmark_splits_psnr_into_the_face_hull_and_the_rest_of_the_square(avatar) -> None:
     """A made clip whose frames differ only outside the face mesh's hull (fresh noise there each frame, the face and
     its landmarks the same): inside the hull the in-between and holding are both exact (the 100 dB cap), outside

@@ -1,7 +1,8 @@
 """How well in-betweens predict a clip's own frames: per offset from the keyframe, the PSNR of the in-between and of
 holding the keyframe (what the live loop shows without in-betweens).
 
-    python -m fomm_live.benchmarks.inbetween --clip CLIP --every N [--json PATH] [--sheet PNG [--sheet-by WHAT]]
+    python -m fomm_live.benchmarks.inbetween --clip CLIP --every N [--start S] [--frames F] [--json PATH]
+        [--sheet PNG [--sheet-by WHAT]]
     python -m fomm_live.benchmarks.inbetween --make-clip CLIP [--portrait IMAGE]   # the demo's scripted clip
     python -m fomm_live.benchmarks.inbetween --sheet-of EVERY_FRAME KEYFRAMED --sheet PNG [--every N]
 
@@ -100,20 +101,32 @@ def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16))))
 
 
-def tracked_squares(clip: str | Path, *, size: int = SIZE) -> tuple[list[np.ndarray], float]:
-    """The clip's face squares as the live loop crops them (crop tracker, One Euro smoothing) and its frame rate."""
+def tracked_squares(clip: str | Path, *, size: int = SIZE, start: int = 0,
+                    limit: int | None = None) -> tuple[list[np.ndarray], float]:
+    """The clip's face squares as the live loop crops them (crop tracker, One Euro smoothing) and its frame rate.
+
+    Args:
+        clip: A video file or a folder of frames.
+        size: The squares' side.
+        start: The first frame used (the frames before it are read and left out; the tracker starts there).
+        limit: At most this many frames from ``start`` (None: to the end).
+    """
     source = open_driving(clip)
     detector = FaceDetector()
     tracker = CropTracker(smoothing=True)
     squares: list[np.ndarray] = []
     box = None
     try:
+        for skipped in range(start):
+            if source.read() is None:
+                raise UserError(f"{clip}: --start {start} is past the clip's end ({skipped} frames)")
         index = 0
-        while (frame := source.read()) is not None:
+        while (limit is None or index < limit) and (frame := source.read()) is not None:
             faces = detector.detect(frame)
             box = tracker.update(faces[0] if faces else None, index / source.fps) or box
             if box is None:
-                raise UserError(f"{clip}: no face in frame {index}; the benchmark needs one from the first frame")
+                raise UserError(f"{clip}: no face in frame {start + index}; the benchmark needs one from the first "
+                                f"frame it uses (--start)")
             squares.append(crop_square(frame, box, size))
             index += 1
         fps = source.fps
@@ -124,7 +137,8 @@ def tracked_squares(clip: str | Path, *, size: int = SIZE) -> tuple[list[np.ndar
 
 
 def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every: int, *, latency: int = 0,
-            crossfade: int = 0, sheet_rows: int = 0, sheet_by: str = "held") -> tuple[dict, list[np.ndarray]]:
+            crossfade: int = 0, sheet_rows: int = 0, sheet_by: str = "held",
+            number_from: int = 0) -> tuple[dict, list[np.ndarray]]:
     """Per-offset PSNRs and the keyframe jumps (see the module docstring).
 
     Args:
@@ -139,6 +153,7 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
         sheet_by: What picks the sheet's rows (``SHEET_BY``): ``held``, the worst holding; ``eyes`` or ``mouth``, the
             largest change of the eyes' or the mouth's opening since the keyframe (blinks, a mouth opening or
             closing).
+        number_from: The clip's frame number of ``squares[0]`` (the sheet's labels).
     """
     if sheet_by not in SHEET_BY:
         raise ValueError(f"sheet_by: expected one of {', '.join(SHEET_BY)}, got {sheet_by!r}")
@@ -207,7 +222,8 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
             row["face_held"].append(regions["face"]["held"][-1])
             if sheet_rows:
                 tiles = [squares[t].copy(), predicted.copy(), squares[key].copy()]
-                labels = (f"frame {t}, +{offset}", f"{row['inbetween'][-1]:.1f} dB", f"held {row['held'][-1]:.1f} dB")
+                labels = (f"frame {number_from + t}, +{offset}", f"{row['inbetween'][-1]:.1f} dB",
+                          f"held {row['held'][-1]:.1f} dB")
                 for tile, text in zip(tiles, labels, strict=True):
                     for colour, thickness in (((0, 0, 0), 3), ((255, 255, 0), 1)):  # outlined: readable on white
                         cv.putText(tile, text, (4, 14), cv.FONT_HERSHEY_SIMPLEX, 0.42, colour, thickness, cv.LINE_AA)
@@ -287,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
                              "default 0: a keyframe is shown at its own frame)")
     parser.add_argument("--crossfade", type=int, default=0,
                         help="renders after a new keyframe that blend in the previous one (default 0)")
+    parser.add_argument("--start", type=int, default=0,
+                        help="the clip's first frame used (default 0): keyframes are --start, --start + N, ...")
+    parser.add_argument("--frames", type=int, help="use at most this many frames from --start (default: to the end)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--sheet", help="write a PNG of 12 in-betweens (picked by --sheet-by), in the clip's order: "
                                         "true frame | in-between | held, each labelled (frame, offset, dB)")
@@ -318,7 +337,9 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--clip is required (or --make-clip to write a test clip)")
         if args.every < 2:
             parser.error(f"--every: expected 2 or more (1 has no in-betweens), got {args.every}")
-        squares, fps = tracked_squares(args.clip)
+        if args.start < 0 or (args.frames is not None and args.frames < 1):
+            parser.error(f"--start: expected 0 or more, --frames 1 or more, got {args.start} and {args.frames}")
+        squares, fps = tracked_squares(args.clip, start=args.start, limit=args.frames)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
     mesh = FaceMesh()
@@ -328,14 +349,14 @@ def main(argv: list[str] | None = None) -> None:
         mesh.close()
     try:
         result, sheet = measure(squares, landmarks, args.every, latency=args.latency, crossfade=args.crossfade,
-                                sheet_rows=12 if args.sheet else 0, sheet_by=args.sheet_by)
+                                sheet_rows=12 if args.sheet else 0, sheet_by=args.sheet_by, number_from=args.start)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
-    result.update(clip=str(args.clip), fps=fps, cpu=platform.processor() or platform.machine(),
+    result.update(clip=str(args.clip), start=args.start, fps=fps, cpu=platform.processor() or platform.machine(),
                   cores=os.cpu_count(), load_average=os.getloadavg()[0])
-    print(f"{args.clip}: {result['frames']} frames at {fps:g} fps, a keyframe every {args.every} arriving "
-          f"{args.latency} frames late, cross-fade {args.crossfade}, {result['skipped_no_face']} without a face "
-          "left out")
+    print(f"{args.clip}: {result['frames']} frames from frame {args.start} at {fps:g} fps, a keyframe every "
+          f"{args.every} arriving {args.latency} frames late, cross-fade {args.crossfade}, "
+          f"{result['skipped_no_face']} without a face left out")
     print(f"{'offset':>6} {'frames':>6} {'inbetween dB':>12} {'held dB':>8} {'gain dB':>8} {'face gain dB':>12}")
     for i, row in result["offsets"].items():
         print(f"{i:>6} {row['frames']:>6} {row['inbetween_psnr']:>12.2f} {row['held_psnr']:>8.2f} "
