@@ -17,8 +17,8 @@ sampling, is blended in with a soft weight (the painted pixels blurred by ``PAIN
 capped at 1: a painted part's own pixels show fully and its edge fades over two model pixels).
 
 Only what moved is computed: the output pixels whose bilinear footprint reaches a square pixel displaced by more
-than ``STILL_PX`` (in output pixels) or painted. ``cv2.remap`` quantises its map to 1/32 of a pixel, so a pixel
-displaced by less than 1/64 samples the photo's own pixel exactly: outside the moved part, and wherever the
+than ``STILL_PX`` (in the sampled photo's pixels) or painted. ``cv2.remap`` quantises its map to 1/32 of a pixel, so
+a pixel displaced by less than 1/64 samples the photo's own pixel exactly: outside the moved part, and wherever the
 displacement is under ``STILL_PX``, the output is the framed photo bit for bit, and there is no seam, because the
 warp is continuous and fades to nothing at the mesh's fixed border.
 
@@ -27,10 +27,10 @@ photo is enlarged ``UPSAMPLE`` times once, when the paster is made (``upsample``
 ``UPSAMPLE``-th place, OpenCV's bicubic values between them), and each frame samples that bilinearly at
 ``UPSAMPLE`` times the map's coordinates. Bilinear sampling of the photo itself averages neighbouring pixels at
 sub-pixel offsets (the face's variance of the Laplacian fell to 79% of the photo's at rest on the demo clip at
-1280 x 720, ``tests/test_fullres.py``); OpenCV's bicubic remap kept 95-96% but was a third of the live landmark
-loop's model thread (3.6 ms over a 480 x 480 face on the 2-core test CPU, against 1.2 ms for the bilinear lookup in
-the enlarged region, which keeps 93-94%; enlarged twice it kept 89-90%). A pixel that did not move is still the
-photo's own, bit for bit.
+1280 x 720, ``tests/test_fullres.py``); OpenCV's bicubic remap of the photo kept 95-96% but was a third of the live
+landmark loop's model thread. Enlarged three times the face keeps 92-93%, and the whole paste-back took 5.1-5.2 ms
+a frame in the loop (``benchmarks.framing``, 2-core test CPU, 480 x 480 face at 1280 x 720) against 6.2-6.4 ms
+enlarged four times (93-94%: the larger copy falls out of the cache) and 5.0 ms twice (89-90%).
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ from fomm_live.live.backends import Rendered
 from fomm_live.live.framing.pasteback import footprint, kernel_size, region, sample_square, square_to_region
 from fomm_live.live.media import cv2
 
-STILL_PX = 1 / 128  # output pixels: a displacement under this samples the photo's own pixel (remap's 1/32 grid)
+# Pixels of the sampled (enlarged) photo: a displacement under this samples the photo's own pixel (remap's 1/32 grid).
+STILL_PX = 1 / 128
 PAINT_SIGMA = 1.0  # model pixels: the soft edge of a painted part
 PAINT_GAIN = 2.0  # the blurred painted mask times this, capped at 1: a painted part's own pixels show fully
-UPSAMPLE = 4  # how many times the face's region of the photo is enlarged for sampling (see the module docstring)
+UPSAMPLE = 3  # how many times the face's region of the photo is enlarged for sampling (see the module docstring)
 MARGIN = 2  # photo pixels around the face's region enlarged with it: the bicubic taps of its edge pixels
 
 
@@ -134,7 +135,7 @@ class MapPasteBack:
         displacement *= np.float32(UPSAMPLE * self.scale)  # the enlarged region's pixels
         size = np.abs(displacement)
         # n x n (numpy's max over a last axis of 2 is slow)
-        moved = np.maximum(size[..., 0], size[..., 1]) > UPSAMPLE * STILL_PX
+        moved = np.maximum(size[..., 0], size[..., 1]) > STILL_PX
         weight = None
         if warp.painted.any():
             k = kernel_size(PAINT_SIGMA)
@@ -166,12 +167,12 @@ class MapPasteBack:
 
     def full_mask(self) -> np.ndarray:
         """Where the last paste may differ from the framed photo: H x W float32, 1 where the photo was displaced by
-        more than ``STILL_PX`` or painted over, else 0 (zeros before the first paste)."""
+        more than ``STILL_PX`` (of the enlarged photo) or painted over, else 0 (zeros before the first paste)."""
         width, height = self.output_size
         full = np.zeros((height, width), np.float32)
         if self._last is not None:
             (sx0, sy0, sx1, sy1), shift, painted = self._last
-            support = np.abs(shift).max(axis=2) > UPSAMPLE * STILL_PX  # h x w (the shift is in enlarged pixels)
+            support = np.abs(shift).max(axis=2) > STILL_PX  # h x w (the shift is in enlarged pixels)
             if painted is not None:
                 (px0, py0, px1, py1), weight = painted
                 support[py0 - sy0:py1 - sy0, px0 - sx0:px1 - sx0] |= weight > 0
