@@ -98,3 +98,23 @@ def test_on_a_known_motion_the_moved_photo_is_the_truth_at_full_resolution() -> 
           f"sharpness {sharp['plain']:.0%} -> {sharp['map']:.0%} of the truth's")
     assert errors["map"] < 0.5 * errors["plain"]
     assert sharp["map"] > 1.3 * sharp["plain"] and sharp["map"] < 1.2
+
+
+def test_the_enlarged_photo_keeps_its_pixels_and_holds_bicubic_values_between() -> None:
+    """``upsample``: the photo's own pixels at every f-th place, OpenCV's bicubic interpolation between (the values
+    the paste-back samples bilinearly instead of remapping bicubically)."""
+    from fomm_live.live.framing.pasteback_map import upsample
+    from fomm_live.live.media import cv2
+
+    cv = cv2()
+    image = textured(37, 53, 24)
+    factor = 4
+    big = upsample(image, factor)
+    assert big.shape == (factor * 36 + 1, factor * 52 + 1, 3) and big.dtype == np.uint8
+    np.testing.assert_array_equal(big[::factor, ::factor], image)
+    ys, xs = np.mgrid[0:36, 0:52].astype(np.float32)
+    for ky, kx in ((0, 1), (2, 0), (1, 3), (2, 2)):
+        truth = cv.remap(image.astype(np.float32), xs + kx / factor, ys + ky / factor, cv.INTER_CUBIC,
+                         borderMode=cv.BORDER_REPLICATE).clip(0, 255)  # saturated, as the uint8 result is
+        got = big[ky:-1:factor, kx:-1:factor].astype(np.float32)
+        assert np.abs(got - truth).max() <= 0.51, (ky, kx, np.abs(got - truth).max())
