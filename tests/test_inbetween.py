@@ -16,6 +16,7 @@ import pytest
 
 from fomm_live.live.errors import UserError
 from fomm_live.live.inbetween import Inbetweener
+from fomm_live.live.inbetween.fade import FADE_AGREE
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.points import FACE_OVAL
 from fomm_live.live.media import cv2, read_image
@@ -278,18 +279,21 @@ def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar
 
 
 def test_crossfade_with_the_same_photo_around_the_square_blends_the_two_keyframes_moved(avatar) -> None:
-    """Photo framing: two keyframes that differ only inside the model's square (here the second is the first's square
-    turned upside down), taken at the same landmarks, then a driver moving by a similarity. The cross-fade warps the
-    blend of the two squares once; what it should show is the blend of each keyframe's own in-between (a fresh
-    renderer per keyframe, no cross-fade), at 2/3 then 1/3 of the previous one. Tolerance: mean absolute difference
-    under 0.25 level, 99.9th percentile at most 2 levels (the blend is rounded to 8 bits before it is resampled;
-    measured 0.04 and 1); outside the square, the keyframe's own pixels exactly."""
+    """Photo framing: two keyframes that differ only inside the model's square (here every pixel of the second's
+    square 12 levels from the first's, so that the fade's agreement is the same everywhere: exp(-(12/40)^2) =
+    0.914), taken at the same landmarks, then a driver moving by a similarity. The cross-fade warps the blend of the
+    two squares once; what it should show is the blend of each keyframe's own in-between (a fresh renderer per
+    keyframe, no cross-fade), at 2/3 then 1/3 of the previous one times that agreement. Tolerance: mean absolute
+    difference under 0.25 level, 99.9th percentile at most 2 levels (the blend is rounded to 8 bits before it is
+    resampled; measured 0.04 and 1); outside the square, the keyframe's own pixels exactly."""
     cv = cv2()
     square, points, frame = avatar
     x0, y0, side = PLACEMENT
     rows, cols = slice(int(y0), int(np.ceil(y0 + side))), slice(int(x0), int(np.ceil(x0 + side)))
     newer = frame.copy()
-    newer[rows, cols] = frame[rows, cols][::-1]
+    inside = frame[rows, cols]
+    newer[rows, cols] = np.where(inside < 128, inside + 12, inside - 12)
+    agree = float(np.exp(-(12 / FADE_AGREE) ** 2))
     driven = similarity(points, degrees=3.0, scale=1.03, shift=(0.01, -0.006))
 
     def alone(keyframe: np.ndarray) -> np.ndarray:
@@ -305,7 +309,7 @@ def test_crossfade_with_the_same_photo_around_the_square_blends_the_two_keyframe
     renderer.calibrate(points)
     renderer.keyframe(frame, points, PLACEMENT)
     renderer.keyframe(newer, points, PLACEMENT)
-    for share in (2 / 3, 1 / 3):
+    for share in (2 / 3 * agree, 1 / 3 * agree):
         out = renderer.render(driven)
         expected = cv.addWeighted(old_moved, share, new_moved, 1 - share, 0.0)
         diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))
@@ -314,6 +318,38 @@ def test_crossfade_with_the_same_photo_around_the_square_blends_the_two_keyframe
         outside[rows, cols] = False
         assert np.array_equal(out[outside], newer[outside])
     np.testing.assert_array_equal(renderer.render(driven), new_moved)  # the fade is over: the new keyframe alone
+
+
+def test_crossfade_shows_the_new_keyframe_alone_where_the_previous_one_disagrees_with_it(avatar) -> None:
+    """Two keyframes at the same landmarks whose squares differ by 12 levels everywhere but in a patch below the face,
+    where they differ by 100 (a collar that moved between them, far past FADE_AGREE). Where they agree the first
+    faded render blends them as the fade does (2/3 x 0.914 of the previous keyframe); inside the patch (8 square
+    pixels clear of its edge, past the smoothing) it is the new keyframe within 1 level, where an even blend would
+    show two thirds of the old collar over the new."""
+    square, points, frame = avatar
+    x0, y0, side = PLACEMENT
+    rows, cols = slice(int(y0), int(np.ceil(y0 + side))), slice(int(x0), int(np.ceil(x0 + side)))
+    newer = frame.copy()
+    inside = frame[rows, cols]
+    newer[rows, cols] = np.where(inside < 128, inside + 12, inside - 12)
+    scale = side / SIZE
+    top, bottom, left, right = (round(v * scale) for v in (190, 250, 40, 200))  # the patch, region pixels
+    was = frame[rows, cols][top:bottom, left:right]
+    newer[rows, cols][top:bottom, left:right] = np.where(was < 128, was + 100, was - 100)
+    renderer = Inbetweener(size=SIZE, crossfade=2)
+    renderer.set_source(square, points=points)
+    renderer.calibrate(points)
+    renderer.keyframe(frame, points, PLACEMENT)
+    renderer.keyframe(newer, points, PLACEMENT)
+    out = renderer.render(points)[rows, cols].astype(np.int16)
+    clear = round(8 * scale)
+    got = out[top + clear:bottom - clear, left + clear:right - clear]
+    want = newer[rows, cols][top + clear:bottom - clear, left + clear:right - clear]
+    assert np.abs(got - want).max() <= 1, np.abs(got - want).max()
+    share = 2 / 3 * np.exp(-(12 / FADE_AGREE) ** 2)
+    away = slice(0, round(150 * scale))  # the top of the square, far from the patch
+    expected = share * frame[rows, cols][away] + (1 - share) * newer[rows, cols][away]
+    assert np.abs(out[away] - expected).max() <= 1
 
 
 def test_a_face_that_moved_less_than_the_still_threshold_shows_the_keyframe_itself(avatar) -> None:

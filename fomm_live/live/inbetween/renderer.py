@@ -9,8 +9,9 @@ one ``cv2.remap`` of the keyframe's output frame written straight into the outpu
 anchors stay put, so the motion falls off to zero at the square's edge and the frame outside it is the keyframe's own.
 Three details, each measured (see the constants): a face that has not moved shows the keyframe itself (``STILL``), a
 mouth opening past the keyframe's gets its new gap painted dark (``MOUTH_NEW_GAP_FULL``), and ``crossfade`` blends the
-previous keyframe out over the renders after a new one. The landmarks are used as given: a caller with a noisy camera
-smooths them first (the live loop's One Euro filter, ``live.loop.smoothing``), as it smooths FOMM's keypoints.
+previous keyframe out over the renders after a new one (less where the two disagree: ``fade``). The landmarks are used
+as given: a caller with a noisy camera smooths them first (the live loop's One Euro filter, ``live.loop.smoothing``),
+as it smooths FOMM's keypoints.
 
 Convention: landmarks are the landmark backend's (478 x 3 float32, normalised to the driving crop: x, y fractions of
 its width and height, z in units of its width; see ``live.landmarks``). A placement is where the model's square lies
@@ -28,6 +29,7 @@ import numpy as np
 
 from fomm_live.live.backends import check_strengths
 from fomm_live.live.errors import UserError
+from fomm_live.live.inbetween.fade import fade_blends
 from fomm_live.live.inbetween.uncovered import fill_holes, gap_amount, paint_gap
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.motion import StrengthMotion
@@ -93,8 +95,8 @@ class Inbetweener:
         if crossfade < 0:
             raise ValueError(f"crossfade: expected 0 or more frames, got {crossfade}")
         self.crossfade = int(crossfade)
-        # (the previous keyframe, renders left in its fade, its square moved to the keyframe's mesh or None)
-        self._fading: tuple[_Keyframe, int, np.ndarray | None] | None = None
+        # (the previous keyframe, renders left in its fade, the faded renders' squares before the warp or None)
+        self._fading: tuple[_Keyframe, int, list[np.ndarray] | None] | None = None
         self.size = int(size)
         self._face_mesh = face_mesh
         self._own_face_mesh = face_mesh is None  # close() closes only a face mesh it opened itself
@@ -239,16 +241,19 @@ class Inbetweener:
             # same (as in the live loop: the photo around the square).
             key.same_outside = (previous.rows, previous.cols) == (key.rows, key.cols) and _equal_outside(
                 previous.frame, key.frame, key.rows, key.cols)
-            aligned = None
+            blends = None
             if key.same_outside and previous.warp is warp:
                 # The previous keyframe moved to this keyframe's mesh, once: each faded render then blends the two
                 # squares and warps the blend once (a warp is linear in the pixels, so this is the blend of the two
                 # warps but for one more resampling of the fading frame); two warps a faded render cost 2.5 ms
-                # more (1280x720, one thread of the 2-core Xeon).
+                # more (1280x720, one thread of the 2-core Xeon). The blends, less of the previous keyframe where
+                # it disagrees with this one (``fade``), are made here too: 1 ms each at 480 x 480 where the even
+                # blend of the two took 0.15 (2-core Xeon, loaded), so the faded renders cost no more than others.
                 aligned = previous.region.copy()
                 self._index_of = None
                 self._warp_region(aligned, previous, moved, targets, depth)
-            self._fading = (previous, self.crossfade, aligned)
+                blends = fade_blends(aligned, key.region, self.crossfade, scale=scale)
+            self._fading = (previous, self.crossfade, blends)
         self._key = key
         self._last_map = None
 
@@ -294,19 +299,19 @@ class Inbetweener:
         cv = cv2()
         blend = None  # the square's blend of the previous keyframe (moved to this one's mesh) and this one
         if self._fading is not None:  # the previous keyframe moved to the same geometry, faded out
-            old, left, aligned = self._fading
+            old, left, blends = self._fading
             weight = left / (self.crossfade + 1)  # the old keyframe's share: crossfade / (crossfade + 1) first
-            if aligned is not None:
-                blend = cv.addWeighted(aligned, weight, key.region, 1.0 - weight, 0.0)
+            if blends is not None:
+                blend = blends[self.crossfade - left]
                 region[...] = blend
         pmap = self._warp_region(region, key, moved, targets, depth, source=blend)
         self._last_map = None if pmap is None else (key, pmap)
         if self._fading is not None:
-            if aligned is None:  # the previous keyframe warped on its own and blended over the whole frame
+            if blends is None:  # the previous keyframe warped on its own and blended over the whole frame
                 previous = old.frame.copy()
                 self._warp_region(previous[old.rows, old.cols], old, moved, targets, depth)
                 out = cv.addWeighted(previous, weight, out, 1.0 - weight, 0.0)
-            self._fading = (old, left - 1, aligned) if left > 1 else None
+            self._fading = (old, left - 1, blends) if left > 1 else None
         return out
 
     def _warp_region(self, region: np.ndarray, key: _Keyframe, moved: np.ndarray, targets: np.ndarray,
