@@ -195,8 +195,10 @@
         await part.copyTo(copy.buffer, {layout: [{offset: at(0, x, y), stride: width},
                                                  {offset: at(1, x / 2, y / 2), stride: width / 2},
                                                  {offset: at(2, x / 2, y / 2), stride: width / 2}]});
+        // The JPEG's colours: full-range BT.601 YCbCr, not the limited range a VideoFrame of planes assumes.
+        copy.colorSpace = part.colorSpace.toJSON();
         return new Frame(copy.buffer, {format: "I420", codedWidth: width, codedHeight: height, timestamp: micros(),
-                                       layout});
+                                       layout, colorSpace: copy.colorSpace});
       }
       if (!copy.canvas) {
         copy.canvas = new OffscreenCanvas(copy.width, copy.height);
@@ -323,7 +325,9 @@
         showing = "stream";
         // For measurements (the output's own page and benchmarks): when each frame was shown, in epoch ms.
         window.dispatchEvent(new CustomEvent("fomm-live-frame", {
-          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now(), repeat: !frame}}));
+          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now(), repeat: !frame,
+                   // "jpeg-rect": where the page keeps its copy of the frame (I420 planes, or a canvas)
+                   copy: size.format === "jpeg-rect" ? (copy.canvas ? "canvas" : "planes") : null}}));
       }
       decoding = false;
     }
