@@ -11,21 +11,17 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
-# The harness's fixtures, by their names (the tests below take them as arguments: hence F811 there).
-from test_browser_extension import (  # noqa: F401
-    SIZE,
-    Feeder,
-    browser,
-    chromium_installed,
-    grab,
-    page,
-    playwright,
-    wait_for,
-)
+import pytest
 
 from fomm_live.benchmarks.chromium import decode_data_url, psnr
+from tests.helpers.browser import SIZE, Feeder, grab, require_chromium, wait_for
 from tests.helpers.clips import place, portrait
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium_installed() -> None:
+    require_chromium()
+
 
 SQUARE = (slice(100, 160), slice(200, 290))  # rows, columns of the square drawn on the portrait (inside the face)
 
@@ -42,7 +38,7 @@ def matches(sent: np.ndarray):
                           and psnr(frame[SQUARE], sent[SQUARE]) >= 30)
 
 
-def test_camera_shows_a_rectangle_a_whole_change_and_a_change_after_a_still_frame(browser, page, tmp_path) -> None:  # noqa: F811
+def test_camera_shows_a_rectangle_a_whole_change_and_a_change_after_a_still_frame(browser, page, tmp_path) -> None:
     _, _, port = browser
     still = place(portrait(), width=SIZE[0], height=SIZE[1])
     red, blue = with_square(still, (230, 40, 40)), with_square(still, (40, 60, 230), shift=8)
@@ -79,7 +75,7 @@ def test_camera_shows_a_rectangle_a_whole_change_and_a_change_after_a_still_fram
     assert psnr(got, red) >= 30
 
 
-def test_a_viewer_that_joins_mid_stream_shows_the_whole_frame(browser, page, tmp_path) -> None:  # noqa: F811
+def test_a_viewer_that_joins_mid_stream_shows_the_whole_frame(browser, page, tmp_path) -> None:
     """A second tab opens the camera while only a moving square is being sent: it starts from a whole frame, so the
     rest of the picture is there too, not black."""
     context, url, port = browser
@@ -113,7 +109,7 @@ def test_a_viewer_that_joins_mid_stream_shows_the_whole_frame(browser, page, tmp
     assert psnr(got, last) >= 30 and psnr(first_page, last) >= 30
 
 
-def test_the_outputs_own_page_shows_rectangles_at_their_place(browser, tmp_path) -> None:  # noqa: F811
+def test_the_outputs_own_page_shows_rectangles_at_their_place(browser, tmp_path) -> None:
     context, _, port = browser
     still = place(portrait(), width=SIZE[0], height=SIZE[1])
     red = with_square(still, (230, 40, 40))
