@@ -154,3 +154,37 @@ def test_most_of_the_frame_changed_or_the_refresh_due_sends_it_whole(monkeypatch
     assert most[2:] == (0, 0, 0, 320, 240), f"most of it changed: whole, not {most}"
     assert due[2:] == (0, 0, 0, 320, 240), f"the refresh is due: whole, not {due}"
     assert psnr(viewer.frame, first) >= 30
+
+
+def test_frames_faster_than_the_pictures_send_every_change_since_the_last_picture() -> None:
+    """A burst of frames, each adding a square at another place, comes faster than the pictures (about 33 a second):
+    the pictures skip frames, and each rectangle must hold every change since the picture before, or the squares of
+    the frames skipped would be missing from the viewer's copy."""
+    still = place(portrait(), width=320, height=240)
+    burst, squares = [], []
+    for i in range(12):  # 16 x 16 squares, each a block of its own, on a 4 x 3 grid of 32 x 32 cells
+        square = (slice(32 * (i // 4) + 48, 32 * (i // 4) + 64), slice(32 * (i % 4) + 48, 32 * (i % 4) + 64))
+        frame = (burst[-1] if burst else still).copy()
+        frame[square] = 40 + 15 * i  # grey: a flat block that JPEG keeps (a saturated one loses 23-30 dB)
+        burst.append(frame)
+        squares.append(square)
+    sink = BrowserSink(width=320, height=240, fps=30, port=0)
+    stack = contextlib.ExitStack()
+    try:
+        viewer = Viewer(sink, stack.enter_context(stream(sink)))
+        sink.send(still, FrameInfo(0, 0.0))
+        viewer.receive()
+        for i, frame in enumerate(burst):
+            sink.send(frame, FrameInfo(i + 1, 0.0))
+        last = 1 + len(burst)  # the output's number of the last frame sent
+        headers = [viewer.receive()]
+        while headers[-1][0] != last:
+            headers.append(viewer.receive())
+    finally:
+        stack.close()
+        sink.close()
+    skipped = len(burst) - len(headers)
+    assert skipped > 0, "every frame of the burst got its own picture: the burst did not test skipping"
+    assert all(h[2] != 0 for h in headers if h[6]), f"a picture of the burst went whole: {headers}"
+    missing = [i for i, square in enumerate(squares) if psnr(viewer.frame[square], burst[-1][square]) < 30]
+    assert not missing, f"the squares of frames {missing} are missing from the viewer's copy"

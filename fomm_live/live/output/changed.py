@@ -91,3 +91,20 @@ def same_picture(new: bytearray | np.ndarray, old: bytearray | np.ndarray | None
     if new_rows.shape[1] % 8 == 0:
         new_rows, old_rows = new_rows.view(np.uint64), old_rows.view(np.uint64)
     return bool(np.array_equal(new_rows, old_rows))
+
+
+def whole_rect(size: tuple[int, int]) -> Rect:
+    """The whole of a ``size`` (width, height) frame."""
+    return Rect(0, 0, size[0], size[1])
+
+
+def union(a: Rect, b: Rect) -> Rect:
+    """The smallest rectangle that holds ``a`` and ``b`` (on the block grid when both are)."""
+    left, top = min(a.x, b.x), min(a.y, b.y)
+    right, bottom = max(a.x + a.width, b.x + b.width), max(a.y + a.height, b.y + b.height)
+    return Rect(left, top, right - left, bottom - top)
+
+
+def slices(rect: Rect) -> tuple[slice, slice]:
+    """The rows and columns of ``rect``, to index an H x W (x C) array."""
+    return slice(rect.y, rect.y + rect.height), slice(rect.x, rect.x + rect.width)
