@@ -284,8 +284,9 @@
     };
     const isWhole = (buffer) => buffer.byteLength > 24 && new DataView(buffer, 12, 4).getUint32(0, true) === 0;
 
-    // Shows the newest frame; one JPEG decode at a time, so a slow page skips frames instead of queueing. A message
-    // that is the header alone repeats the last picture.
+    // Shows the newest frame; one JPEG decode at a time, so a slow page skips frames instead of queueing (in
+    // "jpeg-rect", rectangles until the next whole frame, at most 2 s of them). A message that is the header alone
+    // repeats the last picture.
     const pending = [];
     let decoding = false;
     async function draw() {
