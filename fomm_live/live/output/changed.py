@@ -39,7 +39,7 @@ def changed_rect(new: np.ndarray, old: np.ndarray, block: int = BLOCK) -> Rect |
 
     Compared 8 bytes at a time where a row's bytes divide into whole 8-byte words at block edges (W a multiple of 8,
     so that a block of 16 pixels x 3 channels is exactly 6 words): at 1280x720 on the 2-core test CPU its steps took
-    0.27 ms at load 2.4 (0.6-0.7 ms p50 on the live loop's frames at load 3-7), against 0.6 ms for OpenCV's absdiff
+    0.27 ms at load 2.4 (0.6-0.8 ms p50 on the live loop's frames at load 2-7), against 0.6 ms for OpenCV's absdiff
     then boundingRect and 5 ms for absdiff then cv2.reduce(MAX). Other widths compare byte by byte."""
     if new.shape != old.shape:
         raise ValueError(f"changed_rect: frames of different shapes, {new.shape} != {old.shape}")
