@@ -183,7 +183,7 @@ class BrowserSink:
         (the pipeline may reuse its buffers). JPEG: to BGR, 0.34 ms at 1280x720 on the 2-core test CPU (a plain copy
         is 0.29 ms). I420: straight into the message sent, 0.63 ms (the virtual camera converts on this thread too).
         JPEG rectangles: only the pixels that changed are copied into the kept frame (RGB), and their rectangle added
-        to the one the next picture sends; finding it (0.3-0.6 ms) costs about what the whole copy would, and the
+        to the one the next picture sends; finding it (0.3-0.8 ms) costs about what the whole copy would, and the
         picture thread then converts only the rectangle. Nothing is kept while no viewer is connected."""
         check_frame(frame, self.size)
         if not self.viewers:
