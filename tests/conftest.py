@@ -73,3 +73,45 @@ def onnx_export_once(_onnx_export_once, monkeypatch: pytest.MonkeyPatch) -> None
     """ONNX Runtime engines built in this test reuse the session's export of the same weights (``helpers.exports``)."""
     import fomm_live.models.export
     monkeypatch.setattr(fomm_live.models.export, "export_onnx_networks", _onnx_export_once)
+
+
+# -- the browser tests' Chromium (tests/test_browser_*.py; the rest of their harness is in helpers/browser.py) ------
+@pytest.fixture(scope="module")
+def playwright():
+    """One Playwright for the module (the sync API runs one per thread); skips (fails on CI) without Chromium."""
+    from helpers.browser import require_chromium
+
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, playwright):
+    """(context, test page address, extension port): one Chromium for the module, the extension loaded, its fake
+    camera a still of ``CAMERA_RGB``."""
+    from helpers.browser import CAMERA_RGB, free_port
+
+    from fomm_live.benchmarks.chromium import chromium_with_extension, serve_page, write_y4m
+
+    folder = tmp_path_factory.mktemp("chromium")
+    clip = write_y4m(folder / "camera.y4m", [np.full((240, 320, 3), CAMERA_RGB, np.uint8)] * 3)
+    port = free_port()
+    # The test page counts as a public website (as a call's site would), so that Chromium's Local Network Access
+    # rules apply to it; the extension's frame reaches 127.0.0.1 all the same.
+    with serve_page() as url, chromium_with_extension(folder / "profile", camera_clip=clip, port=port,
+                                                      public=(url.split("/")[2],), playwright=playwright) as context:
+        yield context, url, port
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    context, url, _ = browser
+    tab = context.new_page()
+    tab.goto(url)
+    yield tab
+    tab.screenshot(path=str(tmp_path / "test-page.png"))
+    tab.evaluate("fl.stop()")
+    tab.close()

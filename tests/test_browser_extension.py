@@ -10,127 +10,34 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ON_CI
 
 from fomm_live.benchmarks.chromium import (
     chromium_with_extension,
     decode_data_url,
-    missing_reason,
     psnr,
     serve_page,
     write_y4m,
 )
-from fomm_live.live.output.browser import EXTENSION_ID, BrowserSink
-from fomm_live.live.output.sinks import FrameInfo
+from fomm_live.live.output.browser import EXTENSION_ID
+from tests.helpers.browser import CAMERA_RGB, SIZE, Feeder, free_port, grab, require_chromium, wait_for
 from tests.helpers.clips import moving_frames, place, portrait, write_clip
 
-REASON = missing_reason()
+REPO = Path(__file__).resolve().parents[1]
+CARD_RGB = (29, 35, 48)  # the card's background (#1d2330 in inject.js)
+DEVICE_ID = "f0bb11fe" * 8  # the fomm-live camera's deviceId (inject.js)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def chromium_installed() -> None:
-    """Without Chromium or Playwright these tests skip, saying which is missing; on CI (which installs them) they
-    fail instead: a CI run that skipped the browser would prove nothing about the extension."""
-    if REASON is None:
-        return
-    if ON_CI:
-        pytest.fail(f"{REASON}; CI=true: .ci/run installs Chromium, the test extra Playwright", pytrace=False)
-    pytest.skip(f"{REASON}: the extension is tested in Chromium")
-
-REPO = Path(__file__).resolve().parents[1]
-CAMERA_RGB = (40, 160, 60)  # the fake real camera's colour
-CARD_RGB = (29, 35, 48)  # the card's background (#1d2330 in inject.js)
-SIZE = (640, 360)
-DEVICE_ID = "f0bb11fe" * 8  # the fomm-live camera's deviceId (inject.js)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Feeder:
-    """A BrowserSink on ``port`` sent ``frame`` at 30 fps from a thread: a stand-in for the live loop."""
-
-    def __init__(self, port: int, frame: np.ndarray, picture_format: str = "jpeg") -> None:
-        self.frame = frame
-        self.sink = BrowserSink(width=frame.shape[1], height=frame.shape[0], fps=30, port=port,
-                                picture_format=picture_format)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._feed, daemon=True)
-        self._thread.start()
-
-    def _feed(self) -> None:
-        i = 0
-        while not self._stop.wait(1 / 30):
-            self.sink.send(self.frame, FrameInfo(i, time.perf_counter()))
-            i += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sink.close()
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    """One Playwright for the module (the sync API runs one per thread)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory, playwright):
-    """(context, test page address, extension port): one Chromium for the module."""
-    folder = tmp_path_factory.mktemp("chromium")
-    clip = write_y4m(folder / "camera.y4m", [np.full((240, 320, 3), CAMERA_RGB, np.uint8)] * 3)
-    port = free_port()
-    # The test page counts as a public website (as a call's site would), so that Chromium's Local Network Access
-    # rules apply to it; the extension's frame reaches 127.0.0.1 all the same.
-    with serve_page() as url, chromium_with_extension(folder / "profile", camera_clip=clip, port=port,
-                                                      public=(url.split("/")[2],), playwright=playwright) as context:
-        yield context, url, port
-
-
-@pytest.fixture
-def page(browser, tmp_path):
-    context, url, _ = browser
-    tab = context.new_page()
-    tab.goto(url)
-    yield tab
-    tab.screenshot(path=str(tmp_path / "test-page.png"))
-    tab.evaluate("fl.stop()")
-    tab.close()
-
-
-def grab(page) -> np.ndarray:
-    return decode_data_url(page.evaluate("fl.grab()"))
-
-
-def wait_for(page, test: Callable[[np.ndarray], bool], what: str, timeout: float = 15.0) -> np.ndarray:
-    """Grabs the page's video until ``test`` holds (polled every 0.1 s); fails saying ``what`` it waited for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = grab(page)
-        if frame.size and test(frame):
-            return frame
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f} s for {what}; the last frame was {frame.shape}, mean colour "
-                        f"{frame.reshape(-1, 3).mean(0).round() if frame.size else None}")
-        page.wait_for_timeout(100)
+    require_chromium()
 
 
 def is_card(frame: np.ndarray) -> bool:

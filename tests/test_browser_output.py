@@ -30,6 +30,7 @@ from fomm_live.live.output.browser import (
     EXTENSION_ID,
     EXTENSION_ORIGIN,
     HEADER,
+    RECT_HEADER,
     BrowserSink,
     parse_browser_spec,
 )
@@ -72,6 +73,9 @@ def viewing_a_still(picture_format: str):
 
 def picture_of(message: bytes, sink: BrowserSink) -> np.ndarray:
     """The RGB picture of a frame message, decoded as a viewer does (I420 planes or a JPEG after the header)."""
+    if sink.format == "jpeg-rect":
+        assert RECT_HEADER.unpack_from(message)[2:] == (0, 0, 0, *sink.size), "expected a whole frame"
+        return cv2().imdecode(np.frombuffer(message[RECT_HEADER.size:], np.uint8), cv2().IMREAD_COLOR)[..., ::-1]
     data = np.frombuffer(message[HEADER.size:], np.uint8)
     if sink.format == "jpeg":
         return cv2().imdecode(data, cv2().IMREAD_COLOR)[..., ::-1]
@@ -115,11 +119,11 @@ def test_extension_origin_gets_the_description_then_the_frame_sent(picture_forma
     assert psnr(got, sent) >= 30, f"{picture_format} round trip {psnr(got, sent):.1f} dB"
 
 
-def test_default_format_is_jpeg_and_an_odd_size_for_i420_or_an_unknown_format_is_refused() -> None:
-    assert BrowserSink.__init__.__kwdefaults__["picture_format"] == "jpeg"
+def test_default_format_is_jpeg_rect_and_an_odd_size_for_i420_or_an_unknown_format_is_refused() -> None:
+    assert BrowserSink.__init__.__kwdefaults__["picture_format"] == "jpeg-rect"
     with pytest.raises(SinkUnavailable, match="even size: got 321x240.*--output-size"):
         BrowserSink(width=321, height=240, fps=30, port=0, picture_format="i420")
-    with pytest.raises(ValueError, match="expected one of jpeg, i420, got 'png'"):
+    with pytest.raises(ValueError, match="expected one of jpeg-rect, jpeg, i420, got 'png'"):
         BrowserSink(width=320, height=240, fps=30, port=0, picture_format="png")
 
 

@@ -1,5 +1,6 @@
 """Browser output benchmark (``--output browser``), in one run, on the bundled clip at the output size, for each
-picture format the output can send (JPEG quality 85, the default, and raw I420):
+picture format the output can send (JPEG quality 85: the changed rectangle, ``jpeg-rect``, the default, or the whole
+frame, ``jpeg``; and raw I420):
 
 1. Transport: per 1280x720 frame, the CPU to make the picture (I420 from RGB; JPEG: the BGR copy and the encode,
    OpenCV's defaults, which are 4:2:0 without Huffman optimisation, and with optimisation), the bytes it puts on the
@@ -10,6 +11,9 @@ picture format the output can send (JPEG quality 85, the default, and raw I420):
    alone), the watching Chromium's CPU per frame (all its processes), the page's frame rate, and how long after the
    output received a frame the page showed it (epoch ms, read in the page); then the same with one frame repeated
    (the live loop's repeats: sent as the header alone).
+   Then the same on the live loop's own frames (landmark backend, photo framing: 60 of them recorded first), where
+   only the face's region changes from frame to frame (``jpeg-rect`` sends that rectangle alone); and, on those
+   frames, the picture thread's cost of finding the rectangle and of encoding it.
 3. Quality: the page's frames (read back through a canvas) against the frames sent, PSNR, each frame held long enough
    to be shown.
 4. The live loop (landmark backend, no weights; unpaced: as fast as it goes) with ``--output browser`` watched by the
@@ -20,8 +24,8 @@ picture format the output can send (JPEG quality 85, the default, and raw I420):
    rate, fomm-live's CPU time per frame (the process's, which a loaded machine's other work does not inflate as much
    as it does the rate) and the watching Chromium's CPU per loop frame.
 
-    python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2] [--formats jpeg,i420]
-                                           [--json PATH]
+    python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2]
+                                           [--formats jpeg-rect,jpeg,i420] [--json PATH]
 
 Goals (issue 28): output <= 5 ms of CPU per frame; loop rate within 5% of the stand-in's; page p50 <= 33 ms after
 the output receives a frame; page frames >= 30 dB.
@@ -36,11 +40,11 @@ import sys
 import tempfile
 import threading
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 
+from fomm_live.benchmarks.browser_loop import loop_frames, loop_rate, standin_pyvirtualcam
 from fomm_live.benchmarks.chromium import (
     browser_cpu_seconds,
     chromium_with_extension,
@@ -204,47 +208,32 @@ def output_in_use(page, port: int, frames: list[np.ndarray], size: tuple[int, in
     return {"format": picture_format, **moving, "repeated_frame": repeated, "psnr_db": quality}
 
 
-def standin_pyvirtualcam() -> types.ModuleType:
-    """pyvirtualcam with a Camera whose ``send`` does nothing: the virtual camera's stand-in."""
+def rect_cost(frames: list[np.ndarray]) -> dict:
+    """On consecutive frames (RGB): the thread CPU to find the changed rectangle (``changed_rect`` on the BGR frames
+    the picture thread holds) and to encode it, against encoding the whole frame; the rectangle's share of the
+    frame."""
+    from fomm_live.live.media import cv2
+    from fomm_live.live.output.browser import JPEG_QUALITY, encode_jpeg_bgr
+    from fomm_live.live.output.changed import changed_rect
 
-    class Camera:
-        def __init__(self, *, width: int, height: int, fps: float, fmt, device=None) -> None:
-            self.device, self.backend = "stand-in", "stand-in"
-
-        def send(self, frame: np.ndarray) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    formats = types.SimpleNamespace(RGB="RGB", BGR="BGR", I420="I420", NV12="NV12")
-    return types.SimpleNamespace(Camera=Camera, PixelFormat=formats)
-
-
-def loop_rate(clip: Path, size: tuple[int, int], make_sink, seconds: float, backend, avatars, detector) -> dict:
-    """One unpaced run of the live loop into ``make_sink()``; its frame rate."""
-    from fomm_live.live.capture.sources import OpenCVSource
-    from fomm_live.live.loop.pipeline import LivePipeline
-    from fomm_live.live.options import FrameOptions, PacingOptions, PipelineOptions
-    from fomm_live.live.stats import PipelineStats
-
-    source = OpenCVSource(str(clip))
-    sink = make_sink(source.fps)
-    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
-                              pacing=PacingOptions(realtime=False, loop=True, fps=source.fps,
-                                                   max_frames=round(seconds * source.fps)))
-    load, cpu, chromium = os.getloadavg()[0], time.process_time(), browser_cpu_seconds()
-    try:
-        summary = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector,
-                               stats=PipelineStats()).run()
-    finally:
-        sink.close()
-    cpu = time.process_time() - cpu
-    per_frame = 1000 / max(summary["frames_out"], 1)
-    chromium = None if chromium is None else (browser_cpu_seconds() - chromium) * per_frame
-    return {"load": load, "achieved_fps": summary["achieved_fps"], "frames_out": summary["frames_out"],
-            "process_cpu_ms_per_frame": round(cpu * per_frame, 2),
-            "chromium_cpu_ms_per_frame": None if chromium is None else round(chromium, 2)}
+    bgr = [cv2().cvtColor(f, cv2().COLOR_RGB2BGR) for f in frames]
+    find, part, whole, shares = [], [], [], []
+    for _ in range(2):
+        for old, new in zip(bgr, bgr[1:], strict=False):
+            start = time.thread_time()
+            rect = changed_rect(new, old)
+            found = time.thread_time()
+            if rect is not None:
+                encode_jpeg_bgr(new[rect.y:rect.y + rect.height, rect.x:rect.x + rect.width], JPEG_QUALITY)
+            encoded = time.thread_time()
+            encode_jpeg_bgr(new, JPEG_QUALITY)
+            find.append((found - start) * 1000)
+            part.append((encoded - found) * 1000)
+            whole.append((time.thread_time() - encoded) * 1000)
+            shares.append(0.0 if rect is None else rect.area / (new.shape[0] * new.shape[1]))
+    return {"load": os.getloadavg()[0], "changed_rect_ms_p50": p(find, 50), "changed_rect_ms_p95": p(find, 95),
+            "rect_jpeg_ms_p50": p(part, 50), "whole_jpeg_ms_p50": p(whole, 50),
+            "rect_share_mean": round(float(np.mean(shares)), 3)}
 
 
 STANDIN = "virtualcam stand-in"
@@ -288,6 +277,14 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
             rows = []
             with FaceDetector() as detector:
                 avatars = prepare_avatars(load_sources(None), backend.size, detector)
+                looped = loop_frames(clip, size, 60, backend, avatars, detector)
+                say("the live loop's frames: the changed rectangle's cost")
+                result["rect_cost"] = rect_cost(looped)
+                result["output_loop_frames"] = []
+                for picture_format in formats:
+                    say(f"the output in use ({picture_format}) on the live loop's frames, watched by the page")
+                    result["output_loop_frames"].append(output_in_use(page, free, looped, size, seconds,
+                                                                      picture_format))
 
                 def browser(picture_format: str):
                     return lambda fps: BrowserSink(width=size[0], height=size[1], fps=fps, port=free,
@@ -332,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1280x720", help="output size WxH (default 1280x720)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     parser.add_argument("--rounds", type=int, default=2, help="live-loop rounds per output, alternating")
-    parser.add_argument("--formats", default="jpeg,i420",
-                        help="the output's picture formats to compare, in order (default jpeg,i420)")
+    parser.add_argument("--formats", default="jpeg-rect,jpeg,i420",
+                        help="the output's picture formats to compare, in order (default jpeg-rect,jpeg,i420)")
     parser.add_argument("--json", metavar="PATH", help="write the figures here")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))

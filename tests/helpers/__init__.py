@@ -6,6 +6,8 @@
   slow) and the tiny golden FOMM backend.
 - ``pasteback``: textured photos and a known motion at full resolution for the paste-back tests.
 - ``exports``: one ONNX export per set of weights for the session (the ``onnx_export_once`` fixture of conftest).
+- ``browser``: the browser tests' harness (a ``BrowserSink`` fed by a thread, the test page's video read back; the
+  fixtures that start Chromium are in ``conftest.py``).
 - ``fast_paths``: ``assert_fast_path_ran``: a test named for a fast path fails when that path fell back.
 - ``spoil``: a pytest plugin (``-p helpers.spoil --spoil PATH``) that spoils one fast path, to show that those tests
   then fail; never loaded by the normal run.

@@ -3,10 +3,15 @@ for a plain page at ``http://127.0.0.1:PORT/`` that shows the live stream.
 
 Transport: one WebSocket per viewer at ``/stream``; a text message first ({"width", "height", "fps", "format"}),
 then one binary message per frame: a 12-byte header (uint32 frame number, float64 epoch milliseconds at which the
-output received the frame, both little-endian) and the picture, a JPEG ("format": "jpeg", the default) or raw I420
-(YUV 4:2:0: the Y plane, then U, then V; "format": "i420"). A message that is the header alone repeats the last
-picture: a frame identical to the one before (the live loop repeats its last frame while the camera or the face is
-lost) is not sent again. Viewers get about ``fps`` pictures a second (10% more at most), the newest at each turn,
+output received the frame, both little-endian) and the picture, a JPEG ("format": "jpeg") or raw I420 (YUV 4:2:0:
+the Y plane, then U, then V; "format": "i420"). "format": "jpeg-rect" (the default) sends only what changed: a
+24-byte header (``RECT_HEADER``: the same two fields, then uint32 the number of the picture the rectangle goes on,
+0 for a whole frame, and uint16 x, y, width, height) and a JPEG of that rectangle (``changed.py``: the changed
+pixels' bounding box on JPEG's 16-pixel grid), the whole frame for a viewer that lacks the picture it goes on, when
+most of the frame changed, and every ``WHOLE_EVERY_S``; a page of before this format reads its header as the start
+of a JPEG, fails to decode it and keeps its card. A message that is the header alone repeats the last picture: a
+frame identical to the one before (the live loop repeats its last frame while the camera or the face is lost) is not
+sent again. Viewers get about ``fps`` pictures a second (10% more at most), the newest at each turn,
 as the virtual camera gives its device: a loop faster than the camera it announces costs the watching browser little
 more.
 
@@ -44,6 +49,7 @@ import numpy as np
 
 from fomm_live.live.errors import SinkUnavailable
 from fomm_live.live.media import cv2
+from fomm_live.live.output.changed import Rect, changed_rect, same_picture, slices, union, whole_rect
 from fomm_live.live.output.sinks import FrameInfo, check_frame
 
 logger = logging.getLogger(__name__)
@@ -57,9 +63,19 @@ EXTENSION_ID = "hijoelcenfodncdpepehcidanefcbojo"
 EXTENSION_ORIGIN = f"chrome-extension://{EXTENSION_ID}"
 JPEG_QUALITY = 85
 HEADER = struct.Struct("<Id")  # frame number, epoch ms at which the output received the frame
+# "jpeg-rect": frame number, epoch ms received, the picture the rectangle goes on (0: the whole frame), x, y, w, h.
+RECT_HEADER = struct.Struct("<IdIHHHH")
+# "jpeg-rect": the whole frame at least this often, so that a page whose copy of the frame missed a rectangle (a
+# picture it could not decode) shows it right again within the 2 s for which the extension holds a stopped stream's
+# last frame; at 30 fps a whole 1280x720 frame every 60 costs about 0.03 ms of fomm-live's CPU a frame and 0.1 ms of
+# the page's.
+WHOLE_EVERY_S = 2.0
+# "jpeg-rect": a rectangle over this share of the frame is sent as the whole frame (it costs about as much and starts
+# every viewer's copy afresh).
+WHOLE_ABOVE = 0.5
 # Viewers get at most this many times fps pictures a second (see _picture_loop).
 PACE_MARGIN = 1.1
-FORMATS = ("jpeg", "i420")  # the picture formats a viewer understands; the first is the default
+FORMATS = ("jpeg-rect", "jpeg", "i420")  # the picture formats a viewer understands; the first is the default
 
 
 def parse_browser_spec(spec: str) -> int | None:
@@ -81,12 +97,14 @@ def page_html() -> bytes:
 
 class Picture(NamedTuple):
     """The newest picture for viewers: ``message`` (header and picture) is sent to a viewer that has not had picture
-    ``picture`` yet, ``header`` alone (a repeat) to one that has."""
+    ``picture`` yet, ``header`` alone (a repeat) to one that has. ``base``: the picture a rectangle goes on top of
+    (``jpeg-rect``), which the viewer must have had; 0 for a whole frame."""
 
     number: int
     header: bytes
     picture: int
     message: bytes | bytearray
+    base: int = 0
 
 
 class BrowserSink:
@@ -97,15 +115,17 @@ class BrowserSink:
         height: Output height (even).
         fps: The frame rate the extension's camera announces.
         port: The loopback port (``DEFAULT_PORT`` by default; 0 picks a free one, see ``port`` after opening).
-        picture_format: ``"jpeg"`` (the default) or ``"i420"`` (raw YUV 4:2:0; see the module's docstring).
+        picture_format: ``"jpeg-rect"`` (the default: the changed rectangle as a JPEG), ``"jpeg"`` (the whole frame
+            as a JPEG) or ``"i420"`` (raw YUV 4:2:0); see the module's docstring. ``jpeg-rect`` at an odd size
+            sends ``jpeg`` (the page's copy of the frame is I420, whose chroma planes need an even size).
         quality: JPEG quality, 1-100 (``"jpeg"`` only).
         mirror: Flip what the call shows left to right (``--mirror-output``, as the virtual camera does).
     """
 
     name = "browser"
 
-    def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT, picture_format: str = "jpeg",
-                 quality: int = JPEG_QUALITY, mirror: bool = False) -> None:
+    def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT,
+                 picture_format: str = "jpeg-rect", quality: int = JPEG_QUALITY, mirror: bool = False) -> None:
         try:
             from websockets.sync.server import serve
         except ImportError as err:
@@ -115,6 +135,10 @@ class BrowserSink:
         if picture_format == "i420" and (width % 2 or height % 2):
             raise SinkUnavailable(f"the browser output sends I420, which needs an even size: got {width}x{height}; "
                                   f"choose another with --output-size")
+        if picture_format == "jpeg-rect" and (width % 2 or height % 2):
+            logger.info("browser output: whole-frame JPEGs at the odd size %dx%d (rectangles need an even size)",
+                        width, height)
+            picture_format = "jpeg"
         self.size = (width, height)
         self.fps = float(fps)
         self.format = picture_format
@@ -131,6 +155,11 @@ class BrowserSink:
         self.encoded = 0  # pictures made for viewers (repeats not counted)
         self.repeats = 0  # frames identical to the one before, sent as a header alone
         self.encode_cpu_s = 0.0  # the picture thread's CPU time (benchmarks read it)
+        self.pixels_sent = 0  # "jpeg-rect": pixels in the pictures made, whole frames and rectangles
+        self.rects = 0  # "jpeg-rect": pictures made of a rectangle alone
+        self._want_whole = False  # a viewer lacks the picture the newest rectangle goes on ("jpeg-rect")
+        self._kept: np.ndarray | None = None  # "jpeg-rect": the newest frame (RGB); send() alone writes it
+        self._dirty: Rect | None = None  # "jpeg-rect": what changed in it since the last picture
         try:
             self.server = serve(self._viewer, "127.0.0.1", port, process_request=self._http, compression=None,
                                 origins=None, max_size=2**16, close_timeout=1.0)
@@ -153,7 +182,9 @@ class BrowserSink:
         """Keep the newest frame, converted for the picture thread: the conversion is the copy the sink needs anyway
         (the pipeline may reuse its buffers). JPEG: to BGR, 0.34 ms at 1280x720 on the 2-core test CPU (a plain copy
         is 0.29 ms). I420: straight into the message sent, 0.63 ms (the virtual camera converts on this thread too).
-        Nothing is kept while no viewer is connected."""
+        JPEG rectangles: only the pixels that changed are copied into the kept frame (RGB), and their rectangle added
+        to the one the next picture sends; finding it (0.3-0.8 ms) costs about what the whole copy would, and the
+        picture thread then converts only the rectangle. Nothing is kept while no viewer is connected."""
         check_frame(frame, self.size)
         if not self.viewers:
             with self._lock:
@@ -164,7 +195,11 @@ class BrowserSink:
         received_ms = time.time() * 1000.0
         with self._lock:
             number = self._number = self._number + 1
-        if self.format == "i420":
+        changed = None
+        if self.format == "jpeg-rect":
+            converted, kept = None, self._kept
+            changed = whole_rect(self.size) if kept is None else changed_rect(frame, kept)
+        elif self.format == "i420":
             width, height = self.size
             converted = bytearray(HEADER.size + width * height * 3 // 2)
             HEADER.pack_into(converted, 0, number, received_ms)
@@ -174,6 +209,13 @@ class BrowserSink:
             converted = cv2().cvtColor(frame, cv2().COLOR_RGB2BGR)
         with self._lock:
             self.received += 1
+            if changed is not None:
+                if self._kept is None:
+                    self._kept = np.array(frame)
+                else:
+                    region = slices(changed)
+                    self._kept[region] = frame[region]
+                self._dirty = changed if self._dirty is None else union(self._dirty, changed)
             if self._latest is None or self._latest[1] < number:
                 self._latest = (converted, number, received_ms)
             self._lock.notify_all()
@@ -184,10 +226,11 @@ class BrowserSink:
         done = 0
         previous: bytearray | np.ndarray | None = None  # the last picture's source, to spot a repeat
         period, due = 1.0 / (max(self.fps, 1.0) * PACE_MARGIN), 0.0
+        whole_at = 0.0  # perf_counter of the last whole frame ("jpeg-rect")
         while True:
             with self._lock:
                 self._lock.wait_for(lambda done=done: self._closed or (
-                    self.viewers > 0 and self._latest is not None and self._latest[1] != done))
+                    self.viewers > 0 and self._latest is not None and (self._latest[1] != done or self._want_whole)))
                 # About fps pictures a second: a frame that comes early waits for its turn, and a newer one that
                 # comes meanwhile replaces it (perf_counter deadlines, as the virtual camera's pacing thread). A turn
                 # may start half a period early, and the turns are PACE_MARGIN faster than fps: turns at exactly
@@ -201,25 +244,64 @@ class BrowserSink:
                 converted, number, received_ms = self._latest
                 now = time.perf_counter()
                 due = due + period if now - due < period else now + period  # late by a turn or more: start afresh
-            start = time.thread_time()
-            header = HEADER.pack(number, received_ms)
-            current = self._picture
-            if current is not None and same_picture(converted, previous, self.format, self.size[1]):
-                picture = current._replace(number=number, header=header)
-            elif self.format == "i420":
-                picture = Picture(number, header, number, converted)
+                want_whole, self._want_whole = self._want_whole, False
+                start = time.thread_time()
+                current = self._picture
+                if self.format == "jpeg-rect":
+                    whole = want_whole or now - whole_at >= WHOLE_EVERY_S or current is None
+                    rect, part = self._take_dirty(whole)
+            if self.format == "jpeg-rect":
+                picture = self._rect_picture(rect, part, current, number, received_ms)
+                if picture.base == 0 and (whole or picture.picture == number):
+                    whole_at = now
             else:
-                picture = Picture(number, header, number, header + encode_jpeg_bgr(converted, self.quality))
+                header = HEADER.pack(number, received_ms)
+                if current is not None and same_picture(converted, previous, self.format, self.size[1], HEADER.size):
+                    picture = current._replace(number=number, header=header)
+                elif self.format == "i420":
+                    picture = Picture(number, header, number, converted)
+                else:
+                    picture = Picture(number, header, number, header + encode_jpeg_bgr(converted, self.quality))
             spent = time.thread_time() - start
-            done, previous = number, converted
+            made = picture.picture == number
+            if made:
+                previous = converted
+            done = number
             with self._lock:
                 self._picture = picture
-                if picture.picture == number:
+                if made:
                     self.encoded += 1
+                    if self.format == "jpeg-rect":
+                        self.pixels_sent += rect_of(picture).area
+                        self.rects += picture.base != 0
                 else:
                     self.repeats += 1
                 self.encode_cpu_s += spent
                 self._lock.notify_all()
+
+    def _take_dirty(self, whole: bool) -> tuple[Rect | None, np.ndarray | None]:
+        """``jpeg-rect``, under the lock: what changed since the last picture (None: nothing), and the kept frame's
+        pixels there as BGR (the whole frame when ``whole`` or when most of it changed); then nothing has."""
+        dirty, self._dirty = self._dirty, None
+        if dirty is None and not whole:
+            return None, None
+        rect = whole_rect(self.size) if whole or dirty.area > WHOLE_ABOVE * self.size[0] * self.size[1] else dirty
+        return dirty, cv2().cvtColor(self._kept[slices(rect)], cv2().COLOR_RGB2BGR)
+
+    def _rect_picture(self, dirty: Rect | None, part: np.ndarray | None, current: Picture | None, number: int,
+                      received_ms: float) -> Picture:
+        """The ``jpeg-rect`` picture: a repeat of ``current`` when nothing changed and ``part`` is None; ``current``'s
+        picture again, whole, for a viewer that lacks it when nothing changed; else ``part``, the changed rectangle
+        on top of ``current``, or the whole frame."""
+        width, height = self.size
+        if part is None:
+            return current._replace(number=number, header=RECT_HEADER.pack(number, received_ms, 0, 0, 0, 0, 0))
+        if dirty is None:
+            number = current.picture  # the same picture, whole, for a viewer that lacks it
+        whole = part.shape[:2] == (height, width)
+        rect, base = (whole_rect(self.size), 0) if whole else (dirty, current.picture)
+        header = RECT_HEADER.pack(number, received_ms, base, *rect)
+        return Picture(number, header, number, header + encode_jpeg_bgr(part, self.quality), base)
 
     # -- the server's side ----------------------------------------------------------------------------------------
 
@@ -250,27 +332,37 @@ class BrowserSink:
 
     def _viewer(self, connection) -> None:
         """One viewer's thread: the stream's description, then the newest picture whenever there is one (the header
-        alone when this viewer has that picture already)."""
+        alone when this viewer has that picture already). A rectangle goes only to a viewer that has the picture it
+        goes on; one that has not (it joined, or it was too slow for the one before) asks for the next picture whole
+        and gets nothing meanwhile."""
         with self._lock:
             self.viewers += 1
             self._lock.notify_all()
-        sent, shown = 0, 0
+        seen: Picture | None = None
+        shown = 0
         try:
             width, height = self.size
             connection.send(json.dumps({"width": width, "height": height, "fps": self.fps, "format": self.format}))
             while True:
                 with self._lock:
-                    self._lock.wait_for(lambda sent=sent: self._closed or (
-                        self._picture is not None and self._picture.number != sent), timeout=1.0)
+                    self._lock.wait_for(lambda seen=seen: self._closed or (
+                        self._picture is not None and self._picture is not seen), timeout=1.0)
                     if self._closed:
                         return
                     picture = self._picture
-                if picture is None or picture.number == sent:
+                if picture is None or picture is seen:
                     connection.ping()  # notices a viewer that is gone within a second
                     continue
-                sent = picture.number
-                connection.send(picture.header if picture.picture == shown else picture.message)
-                shown = picture.picture
+                seen = picture
+                if picture.picture == shown:
+                    connection.send(picture.header)
+                elif picture.base in (0, shown):
+                    connection.send(picture.message)
+                    shown = picture.picture
+                else:
+                    with self._lock:
+                        self._want_whole = True
+                        self._lock.notify_all()
         except Exception as err:  # noqa: BLE001 - a viewer that leaves ends its own thread, nothing else
             logger.debug("browser output: a viewer left (%s)", err)
         finally:
@@ -291,26 +383,9 @@ class BrowserSink:
                         self.received, self.encoded, self.repeats)
 
 
-def same_picture(new: bytearray | np.ndarray, old: bytearray | np.ndarray | None, picture_format: str,
-                 height: int) -> bool:
-    """Whether a converted frame (``height`` rows of BGR, or an I420 message) shows the same picture as the one
-    before (the header of an I420 message aside). Every 16th row first: a frame that moved differs there, known in
-    0.03 ms at 1280x720 (the whole comparison, 8 bytes at a time, took 0.4-0.5 ms of the picture thread's CPU a
-    frame on the 2-core test CPU; byte by byte through memoryviews 1.6 ms); only a frame equal there is compared
-    whole."""
-    if old is None or len(new) != len(old):
-        return False
-    if picture_format == "i420":
-        rows = height * 3 // 2
-        new_rows = np.frombuffer(new, np.uint8, offset=HEADER.size).reshape(rows, -1)
-        old_rows = np.frombuffer(old, np.uint8, offset=HEADER.size).reshape(rows, -1)
-    else:
-        new_rows, old_rows = np.asarray(new).reshape(height, -1), np.asarray(old).reshape(height, -1)
-    if not np.array_equal(new_rows[::16], old_rows[::16]):
-        return False
-    if new_rows.shape[1] % 8 == 0:
-        new_rows, old_rows = new_rows.view(np.uint64), old_rows.view(np.uint64)
-    return bool(np.array_equal(new_rows, old_rows))
+def rect_of(picture: Picture) -> Rect:
+    """The rectangle a ``jpeg-rect`` picture covers (its header's x, y, width, height)."""
+    return Rect(*RECT_HEADER.unpack_from(picture.header)[3:])
 
 
 def encode_jpeg_bgr(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

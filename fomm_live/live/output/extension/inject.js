@@ -2,7 +2,8 @@
 // In the page's own world, at document start in every frame: adds the "fomm-live" camera to
 // navigator.mediaDevices.enumerateDevices() and answers getUserMedia() for it with a track of the frames that
 // fomm-live sends (through the extension frame that bridge.js opens), each a WebCodecs VideoFrame: a JPEG decoded by
-// the browser (or raw I420 taken as it is). Every other camera is untouched.
+// the browser (or raw I420 taken as it is; or, in the "jpeg-rect" format, the JPEG of the rectangle that changed,
+// copied into the page's whole frame). Every other camera is untouched.
 // While fomm-live is not running the stream shows a still card saying so; when it stops mid-call the last frame is
 // held for HOLD_MS, then the card returns; frames resume when it starts again.
 (() => {
@@ -168,6 +169,73 @@
     return frame;
   }
 
+  // "jpeg-rect": the page's copy of the whole frame, as I420 planes in one buffer, each plane followed by one spare
+  // row: the browser counts a copyTo destination plane as stride x rows from its offset, and a rectangle's plane
+  // starts x bytes into its first row, so its span ends up to a row past the plane. A rectangle decodes (YUV, with
+  // ImageDecoder) straight into the buffer at its place; a VideoFrame is made from the buffer for each picture.
+  // Where a decoder gives no I420 frame (createImageBitmap, or ImageDecoder handing RGB), the copy is a canvas.
+  function frameCopy(width, height) {
+    const ySize = width * (height + 1);
+    const cSize = (width / 2) * (height / 2 + 1);
+    const buffer = new Uint8Array(ySize + 2 * cSize);
+    const layout = [{offset: 0, stride: width}, {offset: ySize, stride: width / 2},
+                    {offset: ySize + cSize, stride: width / 2}];
+    return {width, height, buffer, layout, picture: 0, canvas: null};
+  }
+
+  // A frame made from the copy after the rectangle `part` (a VideoFrame or ImageBitmap, which it closes) went on it
+  // at (x, y); `last` is the frame the page shows now (the copy's content, for a switch to the canvas).
+  async function onCopy(copy, part, x, y, last) {
+    const planar = part.format === "I420" && part.visibleRect && part.visibleRect.x === 0 &&
+                   part.visibleRect.y === 0 && x % 2 === 0 && y % 2 === 0;
+    try {
+      if (planar && !copy.canvas) {
+        const {width, height, layout} = copy;
+        const at = (plane, px, py) => layout[plane].offset + py * layout[plane].stride + px;
+        await part.copyTo(copy.buffer, {layout: [{offset: at(0, x, y), stride: width},
+                                                 {offset: at(1, x / 2, y / 2), stride: width / 2},
+                                                 {offset: at(2, x / 2, y / 2), stride: width / 2}]});
+        // The JPEG's colours: full-range BT.601 YCbCr, not the limited range a VideoFrame of planes assumes.
+        copy.colorSpace = part.colorSpace.toJSON();
+        return new Frame(copy.buffer, {format: "I420", codedWidth: width, codedHeight: height, timestamp: micros(),
+                                       layout, colorSpace: copy.colorSpace});
+      }
+      if (!copy.canvas) {
+        copy.canvas = new OffscreenCanvas(copy.width, copy.height);
+        copy.context = copy.canvas.getContext("2d");
+        if (last && (x || y || part.displayWidth !== copy.width || part.displayHeight !== copy.height)) {
+          copy.context.drawImage(last, 0, 0);
+        }
+      }
+      copy.context.drawImage(part, x, y);
+      return new Frame(copy.canvas, {timestamp: micros()});
+    } finally {
+      part.close();
+    }
+  }
+
+  // A "jpeg-rect" message (24-byte header: number, received ms, the picture it goes on or 0, x, y, width, height;
+  // then the JPEG) as the frame to show; null when it goes on a picture this page does not have (it waits for the
+  // next whole frame, which fomm-live sends at least every 2 s).
+  async function rectFrame(buffer, size, copy, last) {
+    const header = new DataView(buffer, 0, 24);
+    const number = header.getUint32(0, true);
+    const base = header.getUint32(12, true);
+    const [x, y] = [header.getUint16(16, true), header.getUint16(18, true)];
+    if (base === 0) {
+      if (copy.width !== size.width || copy.height !== size.height) Object.assign(copy, frameCopy(size.width,
+                                                                                                  size.height));
+      copy.canvas = null;  // a whole frame: the planes again where the decoder gives them
+    } else if (base !== copy.picture) {
+      return null;
+    }
+    copy.picture = 0;  // until this one is on the copy
+    const decoded = await jpegFrame(new Uint8Array(buffer, 24));
+    const frame = await onCopy(copy, decoded, x, y, last);
+    copy.picture = number;
+    return frame;
+  }
+
   function openCamera() {
     const id = `${Date.now()}-${++sessions}`;
     let size = {...DEFAULT};
@@ -175,6 +243,7 @@
     const cardContext = card.getContext("2d");
     const {track, show} = frameTrack(size);
     let last = null;  // the newest picture (a VideoFrame kept open: repeats and the hold show copies of it)
+    const copy = frameCopy(2, 2);  // "jpeg-rect": the whole frame the rectangles go on
     let lastFrameAt = 0;
     let stopped = false;
     let showing = "card";
@@ -206,29 +275,38 @@
         if (showing === "card") showCard();
         ready();
       } else if (data.frame) {
-        pending = data.frame;  // a frame that arrives while one is decoding replaces the one waiting
+        // A frame that arrives while one is decoding replaces the one waiting; in "jpeg-rect" the rectangles
+        // queue (each goes on the one before), and a whole frame replaces the queue.
+        if (size.format !== "jpeg-rect" || isWhole(data.frame)) pending.length = 0;
+        pending.push(data.frame);
         if (!decoding) draw();
       }
     };
+    const isWhole = (buffer) => buffer.byteLength > 24 && new DataView(buffer, 12, 4).getUint32(0, true) === 0;
 
-    // Shows the newest frame; one JPEG decode at a time, so a slow page skips frames instead of queueing. A message
-    // that is the header alone repeats the last picture.
-    let pending = null;
+    // Shows the newest frame; one JPEG decode at a time, so a slow page skips frames instead of queueing (in
+    // "jpeg-rect", rectangles until the next whole frame, at most 2 s of them). A message that is the header alone
+    // repeats the last picture.
+    const pending = [];
     let decoding = false;
     async function draw() {
       decoding = true;
-      while (pending && !stopped) {
-        const buffer = pending;
-        pending = null;
+      while (pending.length && !stopped) {
+        const buffer = pending.shift();
         const header = new DataView(buffer, 0, 12);
         const number = header.getUint32(0, true);
         const receivedAt = header.getFloat64(4, true);
         let frame = null;
         try {
-          if (buffer.byteLength === 12) {
+          if (buffer.byteLength === (size.format === "jpeg-rect" ? 24 : 12)) {
             if (!last) continue;
+          } else if (size.format === "jpeg-rect") {
+            frame = await rectFrame(buffer, size, copy, last);
+            if (!frame) continue;
           } else if (size.format === "i420") {
             frame = i420Frame(buffer, size.width, size.height);
+          } else if (size.format !== "jpeg") {
+            continue;  // a format of a newer fomm-live: the card stays rather than garbage
           } else {
             frame = await jpegFrame(new Uint8Array(buffer, 12));
           }
@@ -248,7 +326,9 @@
         showing = "stream";
         // For measurements (the output's own page and benchmarks): when each frame was shown, in epoch ms.
         window.dispatchEvent(new CustomEvent("fomm-live-frame", {
-          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now(), repeat: !frame}}));
+          detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now(), repeat: !frame,
+                   // "jpeg-rect": where the page keeps its copy of the frame (I420 planes, or a canvas)
+                   copy: size.format === "jpeg-rect" ? (copy.canvas ? "canvas" : "planes") : null}}));
       }
       decoding = false;
     }
