@@ -91,3 +91,20 @@ def test_softened_tears_are_the_reference_ones_to_the_bit(turning: tuple,
     print(f"softened pixels per call: {calls}")
     assert len(calls) >= 3, "too few turns tore the warp: the test would prove little"
     assert sum(calls) > 100, "the reference softened almost nothing: the test would prove little"
+
+
+def test_the_painted_mask_is_what_differs_from_a_second_remap_of_the_warp(turning: tuple) -> None:
+    """The render keeps a copy of its warped frame from before the painting instead of remapping the photo again;
+    the mask of painted pixels must be the one the second remap gives (lids, eyeballs, mouth, softened tears)."""
+    backend, motions = turning
+    cv = cv2()
+    source = backend._source  # the photo at the render's size, as the backend holds it
+    painted_pixels = 0
+    for motion in motions:
+        rendered = backend.render(motion, detail=True)
+        plain = cv.remap(source, rendered.warp.source_map, None, cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
+        expected = (rendered.frame != plain).any(2)
+        differ = np.argwhere(rendered.warp.painted != expected)
+        assert not len(differ), f"{len(differ)} pixels of the painted mask differ, the first at (y, x) {differ[0]}"
+        painted_pixels += int(expected.sum())
+    assert painted_pixels > 500, "almost nothing was painted: the test would prove little"
