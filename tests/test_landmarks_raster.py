@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 
-import fomm_live.live.landmarks.warp as warp_module
 from fomm_live.live.landmarks.raster import triangle_index, triangle_index_filled
 
 # The warp's frames with the new edge ownership against the fills' (test_the_warp_stays_within_tolerance...): edge
@@ -117,9 +116,11 @@ def turning():
 
 
 def test_the_warp_stays_within_tolerance_of_the_reference_fills(turning, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend's warp with FOMM_LIVE_RASTER=spans (its warp's ``spans``) against its default, the fills."""
     backend, motions = turning
+    monkeypatch.setattr(backend._warp, "spans", True)
     ours = [backend.render(m).frame.astype(int) for m in motions]
-    monkeypatch.setattr(warp_module, "triangle_index", triangle_index_filled)
+    monkeypatch.setattr(backend._warp, "spans", False)
     reference = [backend.render(m).frame.astype(int) for m in motions]
     for i, (a, b) in enumerate(zip(ours, reference, strict=True)):
         diff = np.abs(a - b).max(2)

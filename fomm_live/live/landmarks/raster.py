@@ -1,13 +1,14 @@
 """Which triangle covers each pixel: a triangle index image drawn in a few whole-array numpy calls.
 
 The warp (``live.landmarks.warp``) needs, per output pixel, the moved triangle that shows there; triangles drawn
-later win where they overlap (the nearer surface where the mesh folds). One ``cv2.fillConvexPoly`` per triangle did
-it in ~1000 Python-level calls per frame; here every triangle is cut into one horizontal span per pixel row it
-covers, the spans into pixels, and each pixel keeps the latest-drawn triangle through ``np.maximum.at`` on draw
-ranks. Alone it is slower than the loop of fills (1.6 against 1.1 ms at 256 x 256, 2-core Xeon, one OpenCV thread),
-but in the live loop it is quicker: every OpenCV call releases the GIL, and each of the ~1000 releases let the
-tracking thread in, so that the render waited for it again and again (the loop at 1280 x 720: see
-``benchmarks/RESULTS.md``, 2026-12-07).
+later win where they overlap (the nearer surface where the mesh folds). ``triangle_index_filled`` draws it with one
+``cv2.fillConvexPoly`` per triangle, ~1000 calls a frame, each of which releases the GIL (so that in the live loop
+the tracking thread may take it a thousand times in a render); ``triangle_index`` cuts every triangle into one
+horizontal span per pixel row, the spans into pixels, and keeps per pixel the latest-drawn triangle through
+``np.maximum.at`` on draw ranks, in about twenty numpy calls. Alone it is slower (1.6 against 1.1 ms at 256 x 256,
+2-core Xeon, one OpenCV thread); in the live loop at 1280 x 720 the model thread's CPU per frame came out the same
+and the frame rate within the noise of a loaded machine (``benchmarks/RESULTS.md``, 2026-12-07), so the warp uses
+the fills unless ``FOMM_LIVE_RASTER=spans``.
 
 Convention: pixel (x, y) has its centre at integer (x, y). A triangle takes the pixels the fills took, near enough:
 its corners rounded to 1/16 pixel, the rows from its top corner's y to its bottom corner's, each rounded to the
@@ -88,8 +89,9 @@ def triangle_index(corners: np.ndarray, shape: tuple[int, int], *, background: i
 
 def triangle_index_filled(corners: np.ndarray, shape: tuple[int, int], *, background: int,
                           labels: np.ndarray | None = None) -> np.ndarray:
-    """The reference: ``triangle_index`` drawn with one ``cv2.fillConvexPoly`` per triangle (corners rounded to
-    1/16 pixel, edge pixels included), as the warp did before. Same arguments and result."""
+    """``triangle_index`` drawn with one ``cv2.fillConvexPoly`` per triangle (corners rounded to 1/16 pixel, edge
+    pixels included): the warp's default (``FOMM_LIVE_RASTER``) and the spans' reference. Same arguments and
+    result."""
     from fomm_live.live.media import cv2
 
     cv = cv2()

@@ -7,12 +7,12 @@ stay put. The source vertices are triangulated once (Delaunay, cv2.Subdiv2D); la
 the oval are left out of it, so that only the oval meets the ring. Per frame only the vertex positions change: each
 triangle gets the affine map from its moved position back to its source position (a 2 x 3 matrix, kept as three
 complex numbers so that one gather fetches x and y), the moved triangles' indices are rasterised into an index image
-(``live.landmarks.raster``: spans of pixel centres, in a few array calls), and every output pixel q is pulled from
-the source through its triangle's map, p = a[i] qx + b[i] qy + c[i], then sampled bilinearly by cv2.remap. That is
-the exact inverse of the
-piecewise-affine forward warp; nothing loops over pixels in Python. Where the mesh folds (the far cheek in a head
-turn), triangles turned over are not drawn (they face away) and the rest are drawn far to near by their landmarks'
-depth, the ring and anchors behind the face, so the nearer surface shows, as in a z-buffer.
+(one cv2.fillConvexPoly per triangle, ~1000 calls; see ``live.landmarks.raster``), and every output pixel q is
+pulled from the source through its triangle's map, p = a[i] qx + b[i] qy + c[i], then sampled bilinearly by
+cv2.remap. That is the exact inverse of the piecewise-affine forward warp; nothing loops over pixels in Python.
+Where the mesh folds (the far cheek in a head turn), triangles turned over are not drawn (they face away) and the
+rest are drawn far to near by their landmarks' depth, the ring and anchors behind the face, so the nearer surface
+shows, as in a z-buffer.
 
 Convention: positions are in output pixels of a ``size x size`` frame, (x, y) with pixel centres at integer
 coordinates; depths are the landmarks' z in the same units (larger is farther).
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fomm_live.common.switches import switch
 from fomm_live.live.landmarks.points import FACE_OVAL, MESH_POINTS, OUTER_LIP_POLYGON
-from fomm_live.live.landmarks.raster import triangle_index
+from fomm_live.live.landmarks.raster import triangle_index, triangle_index_filled
 from fomm_live.live.media import cv2
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ class Warp:
             np.float32)
         self._qx, self._qy = self.positions[..., 0].ravel(), self.positions[..., 1].ravel()  # rows*cols
         self._index = np.empty((rows, cols), np.int32)  # per grid point, the moved triangle covering it
+        self.spans = switch("FOMM_LIVE_RASTER") == "spans"  # how the index is drawn (``live.landmarks.raster``)
         self.culled = False  # whether the last map left out triangles that turned over (then it may have tears)
 
     def to_grid(self, points: np.ndarray) -> np.ndarray:
@@ -226,15 +228,16 @@ class Warp:
         # surface wins where the mesh folds; squeezed triangles (a closed eyelid) go first, so that only pixels
         # no neighbour covers take their steep maps. Exact where inverting a precomputed forward map by iteration
         # was not (it cycled on sub-pixel triangles, the closed eyelid among them). One cv2.fillConvexPoly per
-        # triangle (~1000 calls) was quicker alone (1.1 against 1.6 ms at 256 on the 2-core CPU) but slower in the
-        # live loop, where each call let the tracking thread take the GIL (see ``live.landmarks.raster``).
+        # triangle (~1000 calls: 0.8 ms at 256 and 1.1 ms at 512 on the 2-core CPU), or with FOMM_LIVE_RASTER=spans
+        # in a few numpy calls (``live.landmarks.raster``).
         index = self._index
         if not reuse_index:
             tri_depth = depth[mesh.triangles].mean(1)  # T
             order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
             order = order[front[order]]
             self.culled = len(order) < len(front)
-            index[:] = triangle_index(self.to_grid(dst[order]), index.shape, background=len(a) - 1, labels=order)
+            rasterise = triangle_index if self.spans else triangle_index_filled
+            index[:] = rasterise(self.to_grid(dst[order]), index.shape, background=len(a) - 1, labels=order)
         flat = index.ravel()  # H*W
         p = np.take(a, flat) * self._qx
         p += np.take(b, flat) * self._qy
