@@ -108,3 +108,31 @@ def test_the_painted_mask_is_what_differs_from_a_second_remap_of_the_warp(turnin
         assert not len(differ), f"{len(differ)} pixels of the painted mask differ, the first at (y, x) {differ[0]}"
         painted_pixels += int(expected.sum())
     assert painted_pixels > 500, "almost nothing was painted: the test would prove little"
+
+
+def test_landmarks_read_from_the_wire_are_the_attributes_values() -> None:
+    """The face mesh's landmarks read from their serialised bytes equal those read attribute by attribute, on the
+    face mesh's own output and on lists it would not write (a visibility set, a zero left out: the slow path)."""
+    from mediapipe.framework.formats import landmark_pb2
+
+    from fomm_live.live.landmarks.facemesh import landmark_array
+
+    with LandmarkBackend(size=SIZE) as backend:
+        image = read_image(DEFAULT_PORTRAIT)
+        crop = portrait_crop(image, backend.detect(image), SIZE)
+        faces = backend.face_mesh.graph(True).process(crop).multi_face_landmarks
+    assert faces, "no face found: the test would prove nothing"
+    assert len(faces[0].SerializeToString()) == 17 * len(faces[0].landmark), \
+        "the face mesh's output is not in the layout the fast read expects: only the slow path was tested"
+    rng = np.random.default_rng(5)
+    visible = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in rng.normal(size=(20, 3)):
+        visible.landmark.add(x=x, y=y, z=z, visibility=0.5)
+    zero = landmark_pb2.NormalizedLandmarkList()
+    zero.landmark.add(x=0.25, y=0.5)  # z never set: not written
+    for landmarks in (faces[0], visible, zero):
+        expected = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
+        got = landmark_array(landmarks)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        differ = np.argwhere(got != expected)
+        assert not len(differ), f"{len(differ)} values differ, the first at {differ[0]}"
