@@ -136,3 +136,19 @@ def test_landmarks_read_from_the_wire_are_the_attributes_values() -> None:
         assert got.dtype == np.float32 and got.shape == expected.shape
         differ = np.argwhere(got != expected)
         assert not len(differ), f"{len(differ)} values differ, the first at {differ[0]}"
+
+
+def test_the_maps_products_with_a_complex_grid_are_those_with_the_float_grid() -> None:
+    """``Warp`` keeps its grid as complex64 so that numpy does not cast it on every frame; the backward map's
+    products must be the bits the float32 grid gave (complex64 maps of every magnitude, signs and zeros)."""
+    rng = np.random.default_rng(11)
+    maps = (rng.normal(size=4096) * 10.0 ** rng.integers(-3, 3, 4096)
+            + 1j * rng.normal(size=4096) * 10.0 ** rng.integers(-3, 3, 4096)).astype(np.complex64)
+    maps[:8] = [0, 1, -1, 1j, -1j, 0.5 - 0.25j, -0.0, 3e-8 + 2e7j]
+    grid = np.arange(4096, dtype=np.float32) * np.float32(0.5) - np.float32(7.0)  # with 0 and negatives
+    former = maps * grid
+    ours = maps.copy()
+    ours *= grid.astype(np.complex64)
+    assert former.dtype == ours.dtype == np.complex64
+    differ = np.argwhere(former.view(np.float32) != ours.view(np.float32))
+    assert not len(differ), f"{len(differ)} components differ, the first at {differ[0]}"

@@ -169,7 +169,9 @@ class Warp:
         # rows x cols x 2 float32: each grid point's own (x, y), output pixels
         self.positions = np.dstack([self.origin[0] + xs * self.step, self.origin[1] + ys * self.step]).astype(
             np.float32)
-        self._qx, self._qy = self.positions[..., 0].ravel(), self.positions[..., 1].ravel()  # rows*cols
+        # rows*cols complex64 each: the grid's x and y, ready to multiply the complex maps (numpy would otherwise cast
+        # a float32 copy of them on every frame: 0.36 against 0.42 ms for the three products at 256, the same bits)
+        self._qx, self._qy = (self.positions[..., i].ravel().astype(np.complex64) for i in (0, 1))
         self._index = np.empty((rows, cols), np.int32)  # per grid point, the moved triangle covering it
         self.spans = switch("FOMM_LIVE_RASTER") == "spans"  # how the index is drawn (``live.landmarks.raster``)
         self.culled = False  # whether the last map left out triangles that turned over (then it may have tears)
@@ -239,7 +241,8 @@ class Warp:
             rasterise = triangle_index if self.spans else triangle_index_filled
             index[:] = rasterise(self.to_grid(dst[order]), index.shape, background=len(a) - 1, labels=order)
         flat = index.ravel()  # H*W
-        p = np.take(a, flat) * self._qx
+        p = np.take(a, flat)
+        p *= self._qx
         p += np.take(b, flat) * self._qy
         p += np.take(c, flat)  # H*W complex64
         return p.view(np.float32).reshape(*index.shape, 2)  # H x W x 2: (x, y) per output pixel
