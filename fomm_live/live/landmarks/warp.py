@@ -7,11 +7,12 @@ stay put. The source vertices are triangulated once (Delaunay, cv2.Subdiv2D); la
 the oval are left out of it, so that only the oval meets the ring. Per frame only the vertex positions change: each
 triangle gets the affine map from its moved position back to its source position (a 2 x 3 matrix, kept as three
 complex numbers so that one gather fetches x and y), the moved triangles' indices are rasterised into an index image
-(one cv2.fillConvexPoly per triangle, ~1000 calls), and every output pixel q is pulled from the source through its
-triangle's map, p = a[i] qx + b[i] qy + c[i], then sampled bilinearly by cv2.remap. That is the exact inverse of the
-piecewise-affine forward warp; nothing loops over pixels in Python. Where the mesh folds (the far cheek in a head
-turn), triangles turned over are not drawn (they face away) and the rest are drawn far to near by their landmarks'
-depth, the ring and anchors behind the face, so the nearer surface shows, as in a z-buffer.
+(one cv2.fillConvexPoly per triangle, ~1000 calls; see ``live.landmarks.raster``), and every output pixel q is
+pulled from the source through its triangle's map, p = a[i] qx + b[i] qy + c[i], then sampled bilinearly by
+cv2.remap. That is the exact inverse of the piecewise-affine forward warp; nothing loops over pixels in Python.
+Where the mesh folds (the far cheek in a head turn), triangles turned over are not drawn (they face away) and the
+rest are drawn far to near by their landmarks' depth, the ring and anchors behind the face, so the nearer surface
+shows, as in a z-buffer.
 
 Convention: positions are in output pixels of a ``size x size`` frame, (x, y) with pixel centres at integer
 coordinates; depths are the landmarks' z in the same units (larger is farther).
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fomm_live.common.switches import switch
 from fomm_live.live.landmarks.points import FACE_OVAL, MESH_POINTS, OUTER_LIP_POLYGON
+from fomm_live.live.landmarks.raster import triangle_index, triangle_index_filled
 from fomm_live.live.media import cv2
 
 logger = logging.getLogger(__name__)
@@ -166,8 +169,11 @@ class Warp:
         # rows x cols x 2 float32: each grid point's own (x, y), output pixels
         self.positions = np.dstack([self.origin[0] + xs * self.step, self.origin[1] + ys * self.step]).astype(
             np.float32)
-        self._qx, self._qy = self.positions[..., 0].ravel(), self.positions[..., 1].ravel()  # rows*cols
+        # rows*cols complex64 each: the grid's x and y, ready to multiply the complex maps (numpy would otherwise cast
+        # a float32 copy of them on every frame: 0.36 against 0.42 ms for the three products at 256, the same bits)
+        self._qx, self._qy = (self.positions[..., i].ravel().astype(np.complex64) for i in (0, 1))
         self._index = np.empty((rows, cols), np.int32)  # per grid point, the moved triangle covering it
+        self.spans = switch("FOMM_LIVE_RASTER") == "spans"  # how the index is drawn (``live.landmarks.raster``)
         self.culled = False  # whether the last map left out triangles that turned over (then it may have tears)
 
     def to_grid(self, points: np.ndarray) -> np.ndarray:
@@ -222,22 +228,21 @@ class Warp:
 
         # Which moved triangle covers each output pixel: rasterise their indices, far to near so that the nearer
         # surface wins where the mesh folds; squeezed triangles (a closed eyelid) go first, so that only pixels
-        # no neighbour covers take their steep maps. One fillConvexPoly per triangle (~1000): 0.8 ms at 256 and
-        # 1.1 ms at 512 on the 2-core CPU, cheaper and exact where inverting a precomputed forward map by
-        # iteration was not (it cycled on sub-pixel triangles, the closed eyelid among them).
+        # no neighbour covers take their steep maps. Exact where inverting a precomputed forward map by iteration
+        # was not (it cycled on sub-pixel triangles, the closed eyelid among them). One cv2.fillConvexPoly per
+        # triangle (~1000 calls: 0.8 ms at 256 and 1.1 ms at 512 on the 2-core CPU), or with FOMM_LIVE_RASTER=spans
+        # in a few numpy calls (``live.landmarks.raster``).
         index = self._index
         if not reuse_index:
             tri_depth = depth[mesh.triangles].mean(1)  # T
             order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
             order = order[front[order]]
             self.culled = len(order) < len(front)
-            polys = np.round(self.to_grid(dst[order]) * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
-            index.fill(len(a) - 1)  # T: no triangle (the identity map)
-            cv = cv2()
-            for t, poly in zip(order.tolist(), polys, strict=True):
-                cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
+            rasterise = triangle_index if self.spans else triangle_index_filled
+            index[:] = rasterise(self.to_grid(dst[order]), index.shape, background=len(a) - 1, labels=order)
         flat = index.ravel()  # H*W
-        p = np.take(a, flat) * self._qx
+        p = np.take(a, flat)
+        p *= self._qx
         p += np.take(b, flat) * self._qy
         p += np.take(c, flat)  # H*W complex64
         return p.view(np.float32).reshape(*index.shape, 2)  # H x W x 2: (x, y) per output pixel
@@ -271,20 +276,24 @@ def soften_tears(out: np.ndarray, pmap: np.ndarray, index: np.ndarray, mesh: Sou
     x1, y1 = np.clip(np.ceil(targets[:MESH_POINTS].max(0)).astype(int) + 5, 1, n)
     tris = index[y0:y1, x0:x1]  # h x w
     box = pmap[y0:y1, x0:x1]  # h x w x 2
-    tear = np.zeros(tris.shape, np.uint8)
+    h, w = tris.shape
+    tear = np.zeros((h, w), bool)
+    # Each pair of neighbours compared over the whole box at once (whole-array OpenCV and numpy calls: 0.2 ms against
+    # 0.7 ms for gathering the pairs where the triangle changes, 2-core Xeon, one OpenCV thread); the same pairs torn.
     for dy, dx in ((0, 1), (1, 0)):
-        ys, xs = np.nonzero(tris[dy:, dx:] != tris[:tris.shape[0] - dy, :tris.shape[1] - dx])
-        torn = np.abs(box[ys + dy, xs + dx] - box[ys, xs]).sum(1) > TEAR_JUMP
-        tear[ys[torn], xs[torn]] = 1
-        tear[ys[torn] + dy, xs[torn] + dx] = 1
+        jump = cv.absdiff(box[dy:, dx:], box[:h - dy, :w - dx])  # (h - dy) x (w - dx) x 2 float32
+        torn = (jump[..., 0] + jump[..., 1]) > TEAR_JUMP
+        torn &= tris[dy:, dx:] != tris[:h - dy, :w - dx]
+        tear[:h - dy, :w - dx] |= torn
+        tear[dy:, dx:] |= torn
     if not tear.any():
         return
+    tear = tear.view(np.uint8)
     lips = np.round(targets[list(OUTER_LIP_POLYGON)] - (x0, y0)).astype(np.int32)
     cv.fillPoly(tear, [lips], 0)
     band = cv.dilate(tear, np.ones((3, 3), np.uint8))
     cv.fillPoly(band, [lips], 0)
-    ys, xs = np.nonzero(band)
-    if not len(ys):
+    if not band.any():
         return
     region = out[y0:y1, x0:x1]
-    region[ys, xs] = cv.GaussianBlur(region, (0, 0), TEAR_BLUR)[ys, xs]
+    np.copyto(region, cv.GaussianBlur(region, (0, 0), TEAR_BLUR), where=band.view(bool)[..., None])
