@@ -65,11 +65,6 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
     Switch("FOMM_LIVE_INT8", ("0", "1"), "1", "`0`: `--precision auto` never picks int8"),
     Switch("FOMM_LIVE_INT8_RUNTIME", ("openvino", "onnxruntime", "torch"), None,
            "the int8 runtime (default: the first installed, in that order)"),
-    Switch("FOMM_LIVE_RASTER", ("fills", "spans"), "fills",
-           "the landmark warp's triangle index: `fills` = one `cv2.fillConvexPoly` per triangle (~1000 calls a "
-           "frame); `spans` = spans of pixels in a few numpy calls (slower alone, 1.6 against 1.1 ms at 256 px, "
-           "but fewer GIL hand-overs in the live loop; the same pixels but a few along edges). `fills` until "
-           "`spans` is shown to gain on a quiet machine"),
 )}
 
 _warned: set[tuple[str, str]] = set()

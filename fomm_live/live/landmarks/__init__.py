@@ -23,7 +23,6 @@ The rooms, one job each:
 - ``facemesh``: mediapipe's face mesh, with its native start-up output kept quiet;
 - ``motion``: the similarity fit, the head rotation's easing and the driver's motion carried to the source;
 - ``warp``: the source's triangle mesh, the piecewise-affine warp drawn in depth order, its torn edges softened;
-- ``raster``: which triangle covers each pixel (the warp's triangle index), two ways;
 - ``eyes``: how open an eye is, and the eyeballs following the gaze;
 - ``drawn``: whether a source is drawn, and a drawn eye's outline found in the image;
 - ``lids``: closing lids painted over the eyes (a photo's own lid skin, or over a drawn eye's outline);

@@ -7,7 +7,7 @@ stay put. The source vertices are triangulated once (Delaunay, cv2.Subdiv2D); la
 the oval are left out of it, so that only the oval meets the ring. Per frame only the vertex positions change: each
 triangle gets the affine map from its moved position back to its source position (a 2 x 3 matrix, kept as three
 complex numbers so that one gather fetches x and y), the moved triangles' indices are rasterised into an index image
-(one cv2.fillConvexPoly per triangle, ~1000 calls; see ``live.landmarks.raster``), and every output pixel q is
+(one cv2.fillConvexPoly per triangle, ~1000 calls), and every output pixel q is
 pulled from the source through its triangle's map, p = a[i] qx + b[i] qy + c[i], then sampled bilinearly by
 cv2.remap. That is the exact inverse of the piecewise-affine forward warp; nothing loops over pixels in Python.
 Where the mesh folds (the far cheek in a head turn), triangles turned over are not drawn (they face away) and the
@@ -25,9 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fomm_live.common.switches import switch
 from fomm_live.live.landmarks.points import FACE_OVAL, MESH_POINTS, OUTER_LIP_POLYGON
-from fomm_live.live.landmarks.raster import triangle_index, triangle_index_filled
 from fomm_live.live.media import cv2
 
 logger = logging.getLogger(__name__)
@@ -173,7 +171,6 @@ class Warp:
         # a float32 copy of them on every frame: 0.36 against 0.42 ms for the three products at 256, the same bits)
         self._qx, self._qy = (self.positions[..., i].ravel().astype(np.complex64) for i in (0, 1))
         self._index = np.empty((rows, cols), np.int32)  # per grid point, the moved triangle covering it
-        self.spans = switch("FOMM_LIVE_RASTER") == "spans"  # how the index is drawn (``live.landmarks.raster``)
         self.culled = False  # whether the last map left out triangles that turned over (then it may have tears)
 
     def to_grid(self, points: np.ndarray) -> np.ndarray:
@@ -228,18 +225,21 @@ class Warp:
 
         # Which moved triangle covers each output pixel: rasterise their indices, far to near so that the nearer
         # surface wins where the mesh folds; squeezed triangles (a closed eyelid) go first, so that only pixels
-        # no neighbour covers take their steep maps. Exact where inverting a precomputed forward map by iteration
-        # was not (it cycled on sub-pixel triangles, the closed eyelid among them). One cv2.fillConvexPoly per
-        # triangle (~1000 calls: 0.8 ms at 256 and 1.1 ms at 512 on the 2-core CPU), or with FOMM_LIVE_RASTER=spans
-        # in a few numpy calls (``live.landmarks.raster``).
+        # no neighbour covers take their steep maps. One fillConvexPoly per triangle (~1000): 0.8 ms at 256 and
+        # 1.1 ms at 512 on the 2-core CPU, cheaper and exact where inverting a precomputed forward map by
+        # iteration was not (it cycled on sub-pixel triangles, the closed eyelid among them). Spans of pixels in a
+        # few numpy calls were slower alone (1.6 against 1.1 ms) and no faster in the live loop (RESULTS).
         index = self._index
         if not reuse_index:
             tri_depth = depth[mesh.triangles].mean(1)  # T
             order = np.lexsort((-tri_depth, ratio >= MIN_AREA_RATIO))  # squeezed first, then far to near
             order = order[front[order]]
             self.culled = len(order) < len(front)
-            rasterise = triangle_index if self.spans else triangle_index_filled
-            index[:] = rasterise(self.to_grid(dst[order]), index.shape, background=len(a) - 1, labels=order)
+            polys = np.round(self.to_grid(dst[order]) * 16).astype(np.int32)  # T' x 3 x 2, 4 fractional bits
+            index.fill(len(a) - 1)  # T: no triangle (the identity map)
+            cv = cv2()
+            for t, poly in zip(order.tolist(), polys, strict=True):
+                cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
         flat = index.ravel()  # H*W
         p = np.take(a, flat)
         p *= self._qx
