@@ -87,6 +87,20 @@ def stream(sink: BrowserSink):
     return connect(f"ws://127.0.0.1:{sink.port}/stream", origin=EXTENSION_ORIGIN, open_timeout=5, max_size=None)
 
 
+@contextlib.contextmanager
+def watching(still: np.ndarray):
+    """A 320x240 browser output and one viewer that has had ``still`` as its first picture: (sink, viewer)."""
+    sink = BrowserSink(width=320, height=240, fps=30, port=0)
+    try:
+        with stream(sink) as connection:
+            viewer = Viewer(sink, connection)
+            sink.send(still, FrameInfo(0, 0.0))
+            viewer.receive()
+            yield sink, viewer
+    finally:
+        sink.close()
+
+
 def frames_with_a_moving_square() -> list[np.ndarray]:
     """A 320x240 portrait, then the same with a square drawn at two places: each differs from the one before only
     inside a known box."""
@@ -135,21 +149,13 @@ def test_a_viewer_rebuilds_the_frames_from_rectangles_and_a_late_one_starts_from
 
 def test_most_of_the_frame_changed_or_the_refresh_due_sends_it_whole(monkeypatch) -> None:
     still, first, _ = frames_with_a_moving_square()
-    sink = BrowserSink(width=320, height=240, fps=30, port=0)
-    stack = contextlib.ExitStack()
-    try:
-        viewer = Viewer(sink, stack.enter_context(stream(sink)))
-        sink.send(still, FrameInfo(0, 0.0))
-        viewer.receive()
+    with watching(still) as (sink, viewer):
         moved = place(portrait(), width=320, height=240, tx=12)  # the whole portrait moved: most pixels differ
         sink.send(moved, FrameInfo(1, 0.0))
         most = viewer.receive()
         monkeypatch.setattr(browser_module, "WHOLE_EVERY_S", 0.0)  # every picture is due for a refresh
         sink.send(first, FrameInfo(2, 0.0))
         due = viewer.receive()
-    finally:
-        stack.close()
-        sink.close()
     assert expected_rect(moved, still).area > browser_module.WHOLE_ABOVE * 320 * 240
     assert most[2:] == (0, 0, 0, 320, 240), f"most of it changed: whole, not {most}"
     assert due[2:] == (0, 0, 0, 320, 240), f"the refresh is due: whole, not {due}"
@@ -168,21 +174,13 @@ def test_frames_faster_than_the_pictures_send_every_change_since_the_last_pictur
         frame[square] = 40 + 15 * i  # grey: a flat block that JPEG keeps (a saturated one loses 23-30 dB)
         burst.append(frame)
         squares.append(square)
-    sink = BrowserSink(width=320, height=240, fps=30, port=0)
-    stack = contextlib.ExitStack()
-    try:
-        viewer = Viewer(sink, stack.enter_context(stream(sink)))
-        sink.send(still, FrameInfo(0, 0.0))
-        viewer.receive()
+    with watching(still) as (sink, viewer):
         for i, frame in enumerate(burst):
             sink.send(frame, FrameInfo(i + 1, 0.0))
         last = 1 + len(burst)  # the output's number of the last frame sent
         headers = [viewer.receive()]
         while headers[-1][0] != last:
             headers.append(viewer.receive())
-    finally:
-        stack.close()
-        sink.close()
     skipped = len(burst) - len(headers)
     assert skipped > 0, "every frame of the burst got its own picture: the burst did not test skipping"
     assert all(h[2] != 0 for h in headers if h[6]), f"a picture of the burst went whole: {headers}"

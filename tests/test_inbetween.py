@@ -278,6 +278,17 @@ def test_crossfade_blends_the_previous_keyframe_out_over_the_next_renders(avatar
     assert np.array_equal(third, newer)
 
 
+def square_moved_12_levels(frame: np.ndarray) -> tuple[slice, slice, np.ndarray]:
+    """The square's rows and columns in the output frame (``PLACEMENT``), and a copy of ``frame`` whose square differs
+    from it by 12 levels at every pixel (up in the dark half, down in the light)."""
+    x0, y0, side = PLACEMENT
+    rows, cols = slice(int(y0), int(np.ceil(y0 + side))), slice(int(x0), int(np.ceil(x0 + side)))
+    newer = frame.copy()
+    inside = frame[rows, cols]
+    newer[rows, cols] = np.where(inside < 128, inside + 12, inside - 12)
+    return rows, cols, newer
+
+
 def test_crossfade_with_the_same_photo_around_the_square_blends_the_two_keyframes_moved(avatar) -> None:
     """Photo framing: two keyframes that differ only inside the model's square (here every pixel of the second's
     square 12 levels from the first's, so that the fade's agreement is the same everywhere: exp(-(12/40)^2) =
@@ -288,11 +299,7 @@ def test_crossfade_with_the_same_photo_around_the_square_blends_the_two_keyframe
     resampled; measured 0.04 and 1); outside the square, the keyframe's own pixels exactly."""
     cv = cv2()
     square, points, frame = avatar
-    x0, y0, side = PLACEMENT
-    rows, cols = slice(int(y0), int(np.ceil(y0 + side))), slice(int(x0), int(np.ceil(x0 + side)))
-    newer = frame.copy()
-    inside = frame[rows, cols]
-    newer[rows, cols] = np.where(inside < 128, inside + 12, inside - 12)
+    rows, cols, newer = square_moved_12_levels(frame)
     agree = float(np.exp(-(12 / FADE_AGREE) ** 2))
     driven = similarity(points, degrees=3.0, scale=1.03, shift=(0.01, -0.006))
 
@@ -327,12 +334,8 @@ def test_crossfade_shows_the_new_keyframe_alone_where_the_previous_one_disagrees
     pixels clear of its edge, past the smoothing) it is the new keyframe within 1 level, where an even blend would
     show two thirds of the old collar over the new."""
     square, points, frame = avatar
-    x0, y0, side = PLACEMENT
-    rows, cols = slice(int(y0), int(np.ceil(y0 + side))), slice(int(x0), int(np.ceil(x0 + side)))
-    newer = frame.copy()
-    inside = frame[rows, cols]
-    newer[rows, cols] = np.where(inside < 128, inside + 12, inside - 12)
-    scale = side / SIZE
+    rows, cols, newer = square_moved_12_levels(frame)
+    scale = PLACEMENT[2] / SIZE
     top, bottom, left, right = (round(v * scale) for v in (190, 250, 40, 200))  # the patch, region pixels
     was = frame[rows, cols][top:bottom, left:right]
     newer[rows, cols][top:bottom, left:right] = np.where(was < 128, was + 100, was - 100)
