@@ -192,9 +192,14 @@ def test_helper_threads_are_bounded(monkeypatch) -> None:
     before = cv2.getNumThreads()
     try:
         monkeypatch.delenv(HELPER_THREADS_ENV, raising=False)
-        assert bound_helper_threads() == 1 == cv2.getNumThreads()
+        assert bound_helper_threads() == 1 == cv2.getNumThreads()  # the FOMM networks keep every core busy
+        cv2.setNumThreads(-1)  # OpenCV's own count
+        default = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        assert bound_helper_threads(cores_busy=False) == default == cv2.getNumThreads(), "the landmark backend's"
         monkeypatch.setenv(HELPER_THREADS_ENV, "3")
         assert bound_helper_threads() == 3 == cv2.getNumThreads()
+        assert bound_helper_threads(cores_busy=False) == 3 == cv2.getNumThreads(), "the variable wins"
     finally:
         cv2.setNumThreads(before)
 

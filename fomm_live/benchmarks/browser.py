@@ -257,7 +257,7 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
     say("transport: JPEG vs I420")
     result: dict = {"size": list(size), "cpu_count": os.cpu_count(), "transport": transport(frames[:30])}
     sys.modules["pyvirtualcam"] = standin_pyvirtualcam()
-    bound_helper_threads()
+    bound_helper_threads(cores_busy=False)  # as ``run`` does for the landmark backend of the loop rows
     with tempfile.TemporaryDirectory() as folder:
         # The page's real camera plays the clip at the output size: in the stand-in's rounds it watches that (as it
         # would watch a real virtual camera), in the browser output's rounds the fomm-live camera.

@@ -60,8 +60,9 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
            "every core busy themselves"),
     Switch("FOMM_LIVE_DEVICE_COMPOSE", ("0", "1"), "1",
            "`0`: fit the output frame on the host with OpenCV rather than on the GPU"),
-    Switch("FOMM_LIVE_HELPER_THREADS", ("N",), "1",
-           "OpenCV's threads in `run` and `demo` (1, so that the networks keep the cores)"),
+    Switch("FOMM_LIVE_HELPER_THREADS", ("N",), None,
+           "OpenCV's threads in `run` and `demo` (default: 1 with the FOMM networks on the CPU, so that they keep the "
+           "cores; OpenCV's own, one per core, with the landmark backend)"),
     Switch("FOMM_LIVE_INT8", ("0", "1"), "1", "`0`: `--precision auto` never picks int8"),
     Switch("FOMM_LIVE_INT8_RUNTIME", ("openvino", "onnxruntime", "torch"), None,
            "the int8 runtime (default: the first installed, in that order)"),

@@ -14,8 +14,9 @@ beside it is bounded here and in ``live.output.recording``:
   expose its thread count. With the FOMM networks on the CPU it runs one after the model, not beside it
   (``live.loop.pipeline.pipelining_default``).
 
-One OpenCV thread by default: on the 2-core test CPU the model's two PyTorch threads take both cores; with OpenCV at
-its default two, the loop's paste-back took 9.0 ms p50 against 7.9 ms at one (tiny golden model at 720 x 528, runs back
+One OpenCV thread by default with the FOMM networks on the CPU (with the landmark backend OpenCV keeps its own count:
+``helper_threads``): on the 2-core test CPU the model's two PyTorch threads take both cores; with OpenCV at its
+default two, the loop's paste-back took 9.0 ms p50 against 7.9 ms at one (tiny golden model at 720 x 528, runs back
 to back at a load average of 11: within the noise, not worse; ``python -m fomm_live.benchmarks.loop``, RESULTS.md).
 ``FOMM_LIVE_HELPER_THREADS=N`` sets another count (``common.switches``).
 """
@@ -33,23 +34,30 @@ from fomm_live.live.media import cv2
 logger = logging.getLogger(__name__)
 
 
-def helper_threads() -> int:
-    """The thread count for OpenCV: ``FOMM_LIVE_HELPER_THREADS`` (default 1)."""
-    return int(switch("FOMM_LIVE_HELPER_THREADS"))
+def helper_threads(*, cores_busy: bool = True) -> int:
+    """The thread count for OpenCV: ``FOMM_LIVE_HELPER_THREADS``; by default 1 when the model keeps every core busy
+    (``cores_busy``: the FOMM networks on the CPU), else 0 (OpenCV's own, one per core). With the landmark backend,
+    whose only networks are mediapipe's small ones, OpenCV's two threads ran the loop at 1280x720 as fast or faster
+    than one: 60.0-61.0 against 57.1-63.0 fps (quiet 2-core Xeon, RESULTS 2026-12-07 03:16), 53.7-57.4 against
+    50.9-52.2 in an earlier hour."""
+    value = switch("FOMM_LIVE_HELPER_THREADS")
+    if value is not None:
+        return int(value)
+    return 1 if cores_busy else 0
 
 
-def bound_helper_threads(threads: int | None = None) -> int:
+def bound_helper_threads(threads: int | None = None, *, cores_busy: bool = True) -> int:
     """Bound OpenCV's worker threads (process-wide).
 
     Args:
-        threads: The count (None: ``helper_threads()``; 0 leaves OpenCV's default).
+        threads: The count (None: ``helper_threads(cores_busy=...)``; 0: OpenCV's own, one per core).
+        cores_busy: The model keeps every core busy by itself (``Backend.uses_all_cores``).
 
     Returns:
         OpenCV's thread count now.
     """
-    threads = helper_threads() if threads is None else threads
-    if threads > 0:
-        cv2().setNumThreads(threads)
+    threads = helper_threads(cores_busy=cores_busy) if threads is None else threads
+    cv2().setNumThreads(threads if threads > 0 else -1)  # -1: OpenCV's own count
     count = cv2().getNumThreads()
     logger.debug("OpenCV threads: %d", count)
     return count

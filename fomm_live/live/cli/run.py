@@ -161,7 +161,7 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
         # A lost camera is opened again by the same name (device path or index), without probing the others.
         reopen = None if source.is_file else (lambda: OpenCVSource(camera.camera, resolution=camera.resolution,
                                                                   fps=camera.fps))
-        bound_helper_threads()
+        bound_helper_threads(cores_busy=backend.uses_all_cores)
         pipeline = LivePipeline(source, backend, avatars, sinks, detector=detector, window=window, reopen=reopen,
                                 options=replace(loop, frame=replace(loop.frame, size=(width, height)),
                                                 pacing=replace(loop.pacing, fps=source.fps)), stats=stats)
