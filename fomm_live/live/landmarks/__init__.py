@@ -29,9 +29,9 @@ The rooms, one job each:
 - ``mouth``: the inside of an opening mouth;
 - ``backend``: ``LandmarkBackend``, joining them.
 
-Imports: these rooms may import numpy, mediapipe (lazily, in ``facemesh``), ``common.switches`` (in ``warp``),
-``live.errors``, ``live.media``, the backend contract ``live.backends`` (in ``backend``) and each other (never this
-``__init__``, which only re-exports); nothing from ``models`` or ``benchmarks``.
+Imports: these rooms may import numpy, mediapipe (lazily, in ``facemesh``), ``live.errors``, ``live.media``, the
+backend contract ``live.backends`` (in ``backend``) and each other (never this ``__init__``, which only re-exports);
+nothing from ``models`` or ``benchmarks``.
 """
 
 from fomm_live.live.landmarks.backend import LandmarkBackend

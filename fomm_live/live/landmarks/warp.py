@@ -7,12 +7,11 @@ stay put. The source vertices are triangulated once (Delaunay, cv2.Subdiv2D); la
 the oval are left out of it, so that only the oval meets the ring. Per frame only the vertex positions change: each
 triangle gets the affine map from its moved position back to its source position (a 2 x 3 matrix, kept as three
 complex numbers so that one gather fetches x and y), the moved triangles' indices are rasterised into an index image
-(one cv2.fillConvexPoly per triangle, ~1000 calls), and every output pixel q is
-pulled from the source through its triangle's map, p = a[i] qx + b[i] qy + c[i], then sampled bilinearly by
-cv2.remap. That is the exact inverse of the piecewise-affine forward warp; nothing loops over pixels in Python.
-Where the mesh folds (the far cheek in a head turn), triangles turned over are not drawn (they face away) and the
-rest are drawn far to near by their landmarks' depth, the ring and anchors behind the face, so the nearer surface
-shows, as in a z-buffer.
+(one cv2.fillConvexPoly per triangle, ~1000 calls), and every output pixel q is pulled from the source through its
+triangle's map, p = a[i] qx + b[i] qy + c[i], then sampled bilinearly by cv2.remap. That is the exact inverse of the
+piecewise-affine forward warp; nothing loops over pixels in Python. Where the mesh folds (the far cheek in a head
+turn), triangles turned over are not drawn (they face away) and the rest are drawn far to near by their landmarks'
+depth, the ring and anchors behind the face, so the nearer surface shows, as in a z-buffer.
 
 Convention: positions are in output pixels of a ``size x size`` frame, (x, y) with pixel centres at integer
 coordinates; depths are the landmarks' z in the same units (larger is farther).
