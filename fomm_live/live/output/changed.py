@@ -72,12 +72,12 @@ def align(rect: Rect, width: int, height: int, block: int = BLOCK) -> Rect:
 
 
 def same_picture(new: bytearray | np.ndarray, old: bytearray | np.ndarray | None, picture_format: str,
-                 height: int, header_size: int = 12) -> bool:
-    """Whether a converted frame (``height`` rows of BGR, or an I420 message) shows the same picture as the one
-    before (the header of an I420 message aside). Every 16th row first: a frame that moved differs there, known in
-    0.03 ms at 1280x720 (the whole comparison, 8 bytes at a time, took 0.4-0.5 ms of the picture thread's CPU a
-    frame on the 2-core test CPU; byte by byte through memoryviews 1.6 ms); only a frame equal there is compared
-    whole."""
+                 height: int, header_size: int) -> bool:
+    """Whether a converted frame (``height`` rows of BGR, or an I420 message whose header is ``header_size`` bytes)
+    shows the same picture as the one before (the header aside). Every 16th row first: a frame that moved differs
+    there, known in 0.03 ms at 1280x720 (the whole comparison, 8 bytes at a time, took 0.4-0.5 ms of the picture
+    thread's CPU a frame on the 2-core test CPU; byte by byte through memoryviews 1.6 ms); only a frame equal there is
+    compared whole."""
     if old is None or len(new) != len(old):
         return False
     if picture_format == "i420":
