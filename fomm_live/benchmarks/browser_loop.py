@@ -14,19 +14,25 @@ import numpy as np
 from fomm_live.benchmarks.chromium import browser_cpu_seconds
 
 
+def unpaced(size: tuple[int, int], fps: float, frames: int):
+    """The loop's options here: photo framing at ``size``, the clip looped unpaced for ``frames`` frames."""
+    from fomm_live.live.options import FrameOptions, PacingOptions, PipelineOptions
+
+    return PipelineOptions(frame=FrameOptions(framing="photo", size=size),
+                           pacing=PacingOptions(realtime=False, loop=True, fps=fps, max_frames=frames))
+
+
 def loop_frames(clip: Path, size: tuple[int, int], count: int, backend, avatars, detector) -> list[np.ndarray]:
     """The live loop's first ``count`` output frames (landmark backend, photo framing) on ``clip``."""
     from fomm_live.live.capture.sources import OpenCVSource
     from fomm_live.live.loop.pipeline import LivePipeline
-    from fomm_live.live.options import FrameOptions, PacingOptions, PipelineOptions
     from fomm_live.live.output.sinks import RecordingSink
     from fomm_live.live.stats import PipelineStats
 
     source = OpenCVSource(str(clip))
     sink = RecordingSink(keep_infos=False)
-    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
-                              pacing=PacingOptions(realtime=False, loop=True, fps=source.fps, max_frames=count))
-    LivePipeline(source, backend, avatars, [sink], options=options, detector=detector, stats=PipelineStats()).run()
+    LivePipeline(source, backend, avatars, [sink], options=unpaced(size, source.fps, count), detector=detector,
+                 stats=PipelineStats()).run()
     return [np.ascontiguousarray(f) for f in sink.frames]
 
 
@@ -51,15 +57,12 @@ def loop_rate(clip: Path, size: tuple[int, int], make_sink, seconds: float, back
     """One unpaced run of the live loop into ``make_sink()``; its frame rate."""
     from fomm_live.live.capture.sources import OpenCVSource
     from fomm_live.live.loop.pipeline import LivePipeline
-    from fomm_live.live.options import FrameOptions, PacingOptions, PipelineOptions
     from fomm_live.live.output.browser import BrowserSink
     from fomm_live.live.stats import PipelineStats
 
     source = OpenCVSource(str(clip))
     sink = make_sink(source.fps)
-    options = PipelineOptions(frame=FrameOptions(framing="photo", size=size),
-                              pacing=PacingOptions(realtime=False, loop=True, fps=source.fps,
-                                                   max_frames=round(seconds * source.fps)))
+    options = unpaced(size, source.fps, round(seconds * source.fps))
     load, cpu, chromium = os.getloadavg()[0], time.process_time(), browser_cpu_seconds()
     try:
         summary = LivePipeline(source, backend, avatars, [sink], options=options, detector=detector,
