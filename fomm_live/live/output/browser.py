@@ -40,7 +40,6 @@ import threading
 import time
 from http import HTTPStatus
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -52,13 +51,15 @@ from fomm_live.live.output.browser_wire import (
     MIN_PROTOCOL,
     PROTOCOL,
     RECT_HEADER,
+    Picture,
     encode_jpeg_bgr,
     page_html,
+    rect_of,
     send_update_card,
     viewer_protocol,
 )
 from fomm_live.live.output.changed import Rect, changed_rect, same_picture, slices, union, whole_rect
-from fomm_live.live.output.sinks import FrameInfo, check_frame
+from fomm_live.live.output.sinks import FrameInfo, StillOutside, check_frame
 
 logger = logging.getLogger(__name__)
 
@@ -94,18 +95,6 @@ def parse_browser_spec(spec: str) -> int | None:
     return int(port)
 
 
-class Picture(NamedTuple):
-    """The newest picture for viewers: ``message`` (header and picture) is sent to a viewer that has not had picture
-    ``picture`` yet, ``header`` alone (a repeat) to one that has. ``base``: the picture a rectangle goes on top of
-    (``jpeg-rect``), which the viewer must have had; 0 for a whole frame."""
-
-    number: int
-    header: bytes
-    picture: int
-    message: bytes | bytearray
-    base: int = 0
-
-
 class BrowserSink:
     """Serves the output frames to the browser extension and to the output's page, on 127.0.0.1 only.
 
@@ -119,12 +108,15 @@ class BrowserSink:
             sends ``jpeg`` (the page's copy of the frame is I420, whose chroma planes need an even size).
         quality: JPEG quality, 1-100 (``"jpeg"`` only).
         mirror: Flip what the call shows left to right (``--mirror-output``, as the virtual camera does).
+        search_everywhere: ``jpeg-rect``: look for what changed in the whole frame even where the frames' infos say
+            it is still (``FrameInfo.still_outside``): the benchmarks' "before".
     """
 
     name = "browser"
 
     def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT,
-                 picture_format: str = "jpeg-rect", quality: int = JPEG_QUALITY, mirror: bool = False) -> None:
+                 picture_format: str = "jpeg-rect", quality: int = JPEG_QUALITY, mirror: bool = False,
+                 search_everywhere: bool = False) -> None:
         try:
             from websockets.sync.server import serve
         except ImportError as err:
@@ -159,6 +151,8 @@ class BrowserSink:
         self._want_whole = False  # a viewer lacks the picture the newest rectangle goes on ("jpeg-rect")
         self._kept: np.ndarray | None = None  # "jpeg-rect": the newest frame (RGB); send() alone writes it
         self._dirty: Rect | None = None  # "jpeg-rect": what changed in it since the last picture
+        self._still: StillOutside = None  # "jpeg-rect": the kept frame's ``FrameInfo.still_outside``
+        self.search_everywhere = search_everywhere
         try:
             self.server = serve(self._viewer, "127.0.0.1", port, process_request=self._http, compression=None,
                                 origins=None, max_size=2**16, close_timeout=1.0)
@@ -196,8 +190,8 @@ class BrowserSink:
             number = self._number = self._number + 1
         changed = None
         if self.format == "jpeg-rect":
-            converted, kept = None, self._kept
-            changed = whole_rect(self.size) if kept is None else changed_rect(frame, kept)
+            converted, kept, within = None, self._kept, self._within(info.still_outside)
+            changed = whole_rect(self.size) if kept is None else changed_rect(frame, kept, within=within)
         elif self.format == "i420":
             width, height = self.size
             converted = bytearray(HEADER.size + width * height * 3 // 2)
@@ -218,6 +212,17 @@ class BrowserSink:
             if self._latest is None or self._latest[1] < number:
                 self._latest = (converted, number, received_ms)
             self._lock.notify_all()
+
+    def _within(self, still: StillOutside) -> Rect | None:
+        """Where the frame may differ from the kept one: both frames' boxes when they name the same background (the
+        frames are that background everywhere else), or None (anywhere)."""
+        before, self._still = self._still, still
+        if self.search_everywhere or still is None or before is None or still[0] != before[0]:
+            return None
+        (x0, y0, x1, y1), (u0, v0, u1, v1), width = still[1], before[1], self.size[0]
+        left, right = (width - max(x1, u1), width - min(x0, u0)) if self.mirror else (min(x0, u0), max(x1, u1))
+        top, bottom = max(min(y0, v0), 0), min(max(y1, v1), self.size[1])
+        return Rect(max(left, 0), top, min(right, width) - max(left, 0), bottom - top)  # mirror: the boxes unflipped
 
     # -- the picture thread ---------------------------------------------------------------------------------------
 
@@ -390,9 +395,3 @@ class BrowserSink:
         if self.received:
             logger.info("browser output: %d frames received, %d pictures made for viewers, %d repeats sent as such",
                         self.received, self.encoded, self.repeats)
-
-
-def rect_of(picture: Picture) -> Rect:
-    """The rectangle a ``jpeg-rect`` picture covers (its header's x, y, width, height)."""
-    return Rect(*RECT_HEADER.unpack_from(picture.header)[3:])
-

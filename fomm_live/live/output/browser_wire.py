@@ -17,11 +17,13 @@ import struct
 import time
 from collections.abc import Callable
 from importlib import resources
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from fomm_live.live.media import cv2
+from fomm_live.live.output.changed import Rect
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,23 @@ RECT_HEADER = struct.Struct("<IdIHHHH")
 PROTOCOL = 2
 MIN_PROTOCOL = 2  # the oldest viewer protocol sent the stream; older ones get the update card
 UPDATE_CARD_BGR = (16, 42, 58)  # the update card's background: not the extension's "not running" card (#1d2330)
+
+
+class Picture(NamedTuple):
+    """The newest picture for viewers: ``message`` (header and picture) is sent to a viewer that has not had picture
+    ``picture`` yet, ``header`` alone (a repeat) to one that has. ``base``: the picture a rectangle goes on top of
+    (``jpeg-rect``), which the viewer must have had; 0 for a whole frame."""
+
+    number: int
+    header: bytes
+    picture: int
+    message: bytes | bytearray
+    base: int = 0
+
+
+def rect_of(picture: Picture) -> Rect:
+    """The rectangle a ``jpeg-rect`` picture covers (its header's x, y, width, height)."""
+    return Rect(*RECT_HEADER.unpack_from(picture.header)[3:])
 
 
 def page_html() -> bytes:
