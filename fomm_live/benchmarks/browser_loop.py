@@ -23,18 +23,19 @@ def unpaced(size: tuple[int, int], fps: float, frames: int):
                            pacing=PacingOptions(realtime=False, loop=True, fps=fps, max_frames=frames))
 
 
-def loop_frames(clip: Path, size: tuple[int, int], count: int, backend, avatars, detector) -> list[np.ndarray]:
-    """The live loop's first ``count`` output frames (landmark backend, photo framing) on ``clip``."""
+def loop_frames(clip: Path, size: tuple[int, int], count: int, backend, avatars, detector) -> tuple[list, list]:
+    """The live loop's first ``count`` output frames (landmark backend, photo framing) on ``clip``, and their
+    ``FrameInfo.still_outside``."""
     from fomm_live.live.capture.sources import OpenCVSource
     from fomm_live.live.loop.pipeline import LivePipeline
     from fomm_live.live.output.sinks import RecordingSink
     from fomm_live.live.stats import PipelineStats
 
     source = OpenCVSource(str(clip))
-    sink = RecordingSink(keep_infos=False)
+    sink = RecordingSink()
     LivePipeline(source, backend, avatars, [sink], options=unpaced(size, source.fps, count), detector=detector,
                  stats=PipelineStats()).run()
-    return [np.ascontiguousarray(f) for f in sink.frames]
+    return [np.ascontiguousarray(f) for f in sink.frames], [info.still_outside for info in sink.infos]
 
 
 def standin_pyvirtualcam() -> types.ModuleType:
