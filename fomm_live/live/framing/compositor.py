@@ -186,7 +186,8 @@ class PhotoCompositor:
         return self.framed
 
     def still_outside(self) -> tuple[int, tuple[int, int, int, int]]:
-        """The framed photo outside the paste-back's region: every paste is a copy of it written inside only."""
+        """The framed photo outside the paste-back's region: every paste is a copy of it written inside only. Its
+        ``id`` names it (kept here as long as the compositor, so no other array takes the number meanwhile)."""
         return id(self.framed), self.paster.bounds
 
 

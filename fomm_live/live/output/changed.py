@@ -37,7 +37,7 @@ def changed_rect(new: np.ndarray, old: np.ndarray, block: int = BLOCK, within: R
     """The smallest rectangle aligned to ``block`` that holds every pixel where ``new`` and ``old`` (H x W x C uint8,
     contiguous, the same shape) differ; None when they are equal. ``within``: the frames differ nowhere else (the
     caller knows it: ``FrameInfo.still_outside``), so only there is compared, grown to the block grid first (the
-    result is the same; photo framing's face region is about a fifth of a 1280x720 frame).
+    result is the same): on the landmark loop's 1280x720 frames 0.27 against 0.39 ms p50 (2-core test CPU, load 5.4).
 
     Compared 8 bytes at a time where a row's bytes divide into whole 8-byte words at block edges (W a multiple of 8,
     so that a block of 16 pixels x 3 channels is exactly 6 words): at 1280x720 on the 2-core test CPU its steps took
