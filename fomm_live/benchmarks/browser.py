@@ -25,7 +25,7 @@ frame, ``jpeg``; and raw I420):
    as it does the rate) and the watching Chromium's CPU per loop frame.
 
     python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2]
-                                           [--formats jpeg-rect,jpeg,i420] [--everywhere] [--json PATH]
+                                           [--formats jpeg-rect,jpeg,i420] [--everywhere] [--copying] [--json PATH]
 
 Goals (issue 28): output <= 5 ms of CPU per frame; loop rate within 5% of the stand-in's; page p50 <= 33 ms after
 the output receives a frame; page frames >= 30 dB.
@@ -249,10 +249,11 @@ def rect_cost(frames: list[np.ndarray], stills: list) -> dict:
 
 STANDIN = "virtualcam stand-in"
 EVERYWHERE = "browser jpeg-rect searching everywhere"
+COPYING = "virtualcam stand-in copying each frame, as pyvirtualcam does into the device"
 
 
 def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int, formats: tuple[str, ...] = ("jpeg",),
-                          everywhere: bool = False, say=print) -> dict:
+                          everywhere: bool = False, copying: bool = False, say=print) -> dict:
     from fomm_live.live.face import FaceDetector
     from fomm_live.live.landmarks import LandmarkBackend
     from fomm_live.live.loop.pipeline import prepare_avatars
@@ -302,16 +303,24 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
                     return lambda fps: BrowserSink(width=size[0], height=size[1], fps=fps, port=free,
                                                    picture_format=picture_format, search_everywhere=search_everywhere)
 
-                sinks = {STANDIN: lambda fps: VirtualCamSink(width=size[0], height=size[1], fps=fps),
+                def virtual_camera(copying: bool = False):
+                    def make(fps: float) -> VirtualCamSink:
+                        sys.modules["pyvirtualcam"].Camera.copying = copying
+                        return VirtualCamSink(width=size[0], height=size[1], fps=fps)
+                    return make
+
+                sinks = {STANDIN: virtual_camera(),
                          **{f"browser {f}": browser(f) for f in formats}}
                 if everywhere and "jpeg-rect" in formats:  # the changed rectangle looked for in the whole frame
                     sinks[EVERYWHERE] = browser("jpeg-rect", search_everywhere=True)
+                if copying:
+                    sinks[COPYING] = virtual_camera(copying=True)
                 names = list(sinks)
                 for r in range(rounds):
                     shift = r % len(names)
                     for name in (names[shift:] + names[:shift])[:: -1 if r % 2 else 1]:
                         say(f"round {r + 1}/{rounds}: live loop to {name}")
-                        page.evaluate("fl.open(null)" if name == STANDIN else "fl.open('fomm-live')")
+                        page.evaluate("fl.open(null)" if name in (STANDIN, COPYING) else "fl.open('fomm-live')")
                         rows.append({"round": r, "output": name, **loop_rate(clip, size, sinks[name], seconds,
                                                                               backend, avatars, detector)})
                         page.evaluate("fl.stop()")
@@ -348,12 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--everywhere", action="store_true",
                         help="add jpeg-rect looking for what changed in the whole frame, ignoring the frames' "
                              "still_outside boxes (before they were used), to the live loop's rounds")
+    parser.add_argument("--copying", action="store_true",
+                        help="add a second virtual camera stand-in that copies each frame (already I420) as "
+                             "pyvirtualcam does into its device; the goal's ratio stays against the first")
     parser.add_argument("--json", metavar="PATH", help="write the figures here")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     result = run_browser_benchmark(size=size, seconds=args.seconds, rounds=args.rounds, formats=formats,
-                                   everywhere=args.everywhere, say=lambda text: print(text, file=sys.stderr))
+                                   everywhere=args.everywhere, copying=args.copying,
+                                   say=lambda text: print(text, file=sys.stderr))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -39,14 +39,22 @@ def loop_frames(clip: Path, size: tuple[int, int], count: int, backend, avatars,
 
 
 def standin_pyvirtualcam() -> types.ModuleType:
-    """pyvirtualcam with a Camera whose ``send`` does nothing: the virtual camera's stand-in."""
+    """pyvirtualcam with a Camera whose ``send`` does nothing: the virtual camera's stand-in. With ``Camera.copying``
+    set, ``send`` copies the frame into a buffer of its own instead, as pyvirtualcam's v4l2loopback backend copies the
+    frame (already in the device's I420) into the device: a separate, labelled stand-in."""
 
     class Camera:
+        copying = False
+
         def __init__(self, *, width: int, height: int, fps: float, fmt, device=None) -> None:
             self.device, self.backend = "stand-in", "stand-in"
+            self.buffer: np.ndarray | None = None
 
         def send(self, frame: np.ndarray) -> None:
-            pass
+            if self.copying:
+                if self.buffer is None or self.buffer.shape != frame.shape:
+                    self.buffer = np.empty_like(frame)
+                np.copyto(self.buffer, frame)
 
         def close(self) -> None:
             pass
