@@ -30,6 +30,7 @@ from fomm_live.live.output.browser import (
     EXTENSION_ID,
     EXTENSION_ORIGIN,
     HEADER,
+    PROTOCOL,
     RECT_HEADER,
     BrowserSink,
     parse_browser_spec,
@@ -53,7 +54,8 @@ def frame_at(i: int = 0) -> np.ndarray:
 
 
 def stream(sink: BrowserSink, origin: str | None):
-    return connect(f"ws://127.0.0.1:{sink.port}/stream", origin=origin, open_timeout=5, max_size=None)
+    return connect(f"ws://127.0.0.1:{sink.port}/stream?protocol={PROTOCOL}", origin=origin, open_timeout=5,
+                   max_size=None)
 
 
 @contextmanager
@@ -107,7 +109,7 @@ def test_extension_origin_gets_the_description_then_the_frame_sent(picture_forma
     try:
         with stream(sink, EXTENSION_ORIGIN) as ws:
             assert json.loads(ws.recv(timeout=5)) == {"width": 320, "height": 240, "fps": 30.0,
-                                                      "format": picture_format}
+                                                      "format": picture_format, "protocol": PROTOCOL}
             sent = frame_at()
             sink.send(sent, FrameInfo(0, 0.0))
             message = ws.recv(timeout=5)
@@ -174,7 +176,7 @@ def test_page_is_served_and_may_not_be_framed(sink: BrowserSink) -> None:
     with urllib.request.urlopen(sink.url, timeout=5) as response:
         body = response.read().decode()
         assert response.headers["X-Frame-Options"] == "DENY"
-    assert "new WebSocket(`ws://${location.host}/stream`)" in body
+    assert f"new WebSocket(`ws://${{location.host}}/stream?protocol={PROTOCOL}`)" in body  # the page speaks ours
 
 
 def test_nothing_is_encoded_without_a_viewer_and_a_slow_viewer_gets_the_newest_frame(sink: BrowserSink) -> None:

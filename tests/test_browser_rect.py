@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 from fomm_live.benchmarks.chromium import psnr
 from fomm_live.live.media import cv2
 from fomm_live.live.output import browser as browser_module
-from fomm_live.live.output.browser import EXTENSION_ORIGIN, RECT_HEADER, BrowserSink
+from fomm_live.live.output.browser import EXTENSION_ORIGIN, PROTOCOL, RECT_HEADER, BrowserSink
 from fomm_live.live.output.changed import Rect, changed_rect
 from fomm_live.live.output.sinks import FrameInfo
 from tests.helpers.clips import place, portrait
@@ -84,7 +84,8 @@ class Viewer:
 
 
 def stream(sink: BrowserSink):
-    return connect(f"ws://127.0.0.1:{sink.port}/stream", origin=EXTENSION_ORIGIN, open_timeout=5, max_size=None)
+    return connect(f"ws://127.0.0.1:{sink.port}/stream?protocol={PROTOCOL}", origin=EXTENSION_ORIGIN, open_timeout=5,
+                   max_size=None)
 
 
 @contextlib.contextmanager

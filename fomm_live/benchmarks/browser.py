@@ -25,7 +25,7 @@ frame, ``jpeg``; and raw I420):
    as it does the rate) and the watching Chromium's CPU per loop frame.
 
     python -m fomm_live.benchmarks.browser [--size 1280x720] [--seconds 10] [--rounds 2]
-                                           [--formats jpeg-rect,jpeg,i420] [--json PATH]
+                                           [--formats jpeg-rect,jpeg,i420] [--everywhere] [--copying] [--json PATH]
 
 Goals (issue 28): output <= 5 ms of CPU per frame; loop rate within 5% of the stand-in's; page p50 <= 33 ms after
 the output receives a frame; page frames >= 30 dB.
@@ -208,18 +208,27 @@ def output_in_use(page, port: int, frames: list[np.ndarray], size: tuple[int, in
     return {"format": picture_format, **moving, "repeated_frame": repeated, "psnr_db": quality}
 
 
-def rect_cost(frames: list[np.ndarray]) -> dict:
+def rect_cost(frames: list[np.ndarray], stills: list) -> dict:
     """On consecutive frames (RGB): the thread CPU to find the changed rectangle (``changed_rect`` on the BGR frames
-    the picture thread holds) and to encode it, against encoding the whole frame; the rectangle's share of the
-    frame."""
+    the picture thread holds; in the whole frame, and only inside the two frames' ``still_outside`` boxes, as the
+    output does when they name the same background) and to encode it, against encoding the whole frame; the
+    rectangle's share of the frame."""
     from fomm_live.live.media import cv2
     from fomm_live.live.output.browser import JPEG_QUALITY, encode_jpeg_bgr
-    from fomm_live.live.output.changed import changed_rect
+    from fomm_live.live.output.changed import Rect, changed_rect
 
     bgr = [cv2().cvtColor(f, cv2().COLOR_RGB2BGR) for f in frames]
-    find, part, whole, shares = [], [], [], []
+    find, inside, part, whole, shares = [], [], [], [], []
     for _ in range(2):
-        for old, new in zip(bgr, bgr[1:], strict=False):
+        for old, new, before, after in zip(bgr, bgr[1:], stills, stills[1:], strict=False):
+            if before is not None and after is not None and before[0] == after[0]:
+                (x0, y0, x1, y1), (u0, v0, u1, v1) = before[1], after[1]
+                within = Rect(min(x0, u0), min(y0, v0), max(x1, u1) - min(x0, u0), max(y1, v1) - min(y0, v0))
+                start = time.thread_time()
+                limited = changed_rect(new, old, within=within)
+                inside.append((time.thread_time() - start) * 1000)
+                if limited != changed_rect(new, old):
+                    raise AssertionError(f"changed_rect inside {within}: {limited}, in the whole frame another")
             start = time.thread_time()
             rect = changed_rect(new, old)
             found = time.thread_time()
@@ -232,15 +241,19 @@ def rect_cost(frames: list[np.ndarray]) -> dict:
             whole.append((time.thread_time() - encoded) * 1000)
             shares.append(0.0 if rect is None else rect.area / (new.shape[0] * new.shape[1]))
     return {"load": os.getloadavg()[0], "changed_rect_ms_p50": p(find, 50), "changed_rect_ms_p95": p(find, 95),
+            "pairs_with_boxes": len(inside) // 2, "changed_rect_in_boxes_ms_p50": p(inside, 50),
+            "changed_rect_in_boxes_ms_p95": p(inside, 95),
             "rect_jpeg_ms_p50": p(part, 50), "whole_jpeg_ms_p50": p(whole, 50),
             "rect_share_mean": round(float(np.mean(shares)), 3)}
 
 
 STANDIN = "virtualcam stand-in"
+EVERYWHERE = "browser jpeg-rect searching everywhere"
+COPYING = "virtualcam stand-in copying each frame, as pyvirtualcam does into the device"
 
 
 def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int, formats: tuple[str, ...] = ("jpeg",),
-                          say=print) -> dict:
+                          everywhere: bool = False, copying: bool = False, say=print) -> dict:
     from fomm_live.live.face import FaceDetector
     from fomm_live.live.landmarks import LandmarkBackend
     from fomm_live.live.loop.pipeline import prepare_avatars
@@ -277,27 +290,37 @@ def run_browser_benchmark(*, size: tuple[int, int], seconds: float, rounds: int,
             rows = []
             with FaceDetector() as detector:
                 avatars = prepare_avatars(load_sources(None), backend.size, detector)
-                looped = loop_frames(clip, size, 60, backend, avatars, detector)
+                looped, stills = loop_frames(clip, size, 60, backend, avatars, detector)
                 say("the live loop's frames: the changed rectangle's cost")
-                result["rect_cost"] = rect_cost(looped)
+                result["rect_cost"] = rect_cost(looped, stills)
                 result["output_loop_frames"] = []
                 for picture_format in formats:
                     say(f"the output in use ({picture_format}) on the live loop's frames, watched by the page")
                     result["output_loop_frames"].append(output_in_use(page, free, looped, size, seconds,
                                                                       picture_format))
 
-                def browser(picture_format: str):
+                def browser(picture_format: str, search_everywhere: bool = False):
                     return lambda fps: BrowserSink(width=size[0], height=size[1], fps=fps, port=free,
-                                                   picture_format=picture_format)
+                                                   picture_format=picture_format, search_everywhere=search_everywhere)
 
-                sinks = {STANDIN: lambda fps: VirtualCamSink(width=size[0], height=size[1], fps=fps),
+                def virtual_camera(copying: bool = False):
+                    def make(fps: float) -> VirtualCamSink:
+                        sys.modules["pyvirtualcam"].Camera.copying = copying
+                        return VirtualCamSink(width=size[0], height=size[1], fps=fps)
+                    return make
+
+                sinks = {STANDIN: virtual_camera(),
                          **{f"browser {f}": browser(f) for f in formats}}
+                if everywhere and "jpeg-rect" in formats:  # the changed rectangle looked for in the whole frame
+                    sinks[EVERYWHERE] = browser("jpeg-rect", search_everywhere=True)
+                if copying:
+                    sinks[COPYING] = virtual_camera(copying=True)
                 names = list(sinks)
                 for r in range(rounds):
                     shift = r % len(names)
                     for name in (names[shift:] + names[:shift])[:: -1 if r % 2 else 1]:
                         say(f"round {r + 1}/{rounds}: live loop to {name}")
-                        page.evaluate("fl.open(null)" if name == STANDIN else "fl.open('fomm-live')")
+                        page.evaluate("fl.open(null)" if name in (STANDIN, COPYING) else "fl.open('fomm-live')")
                         rows.append({"round": r, "output": name, **loop_rate(clip, size, sinks[name], seconds,
                                                                               backend, avatars, detector)})
                         page.evaluate("fl.stop()")
@@ -331,11 +354,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="live-loop rounds per output, alternating")
     parser.add_argument("--formats", default="jpeg-rect,jpeg,i420",
                         help="the output's picture formats to compare, in order (default jpeg-rect,jpeg,i420)")
+    parser.add_argument("--everywhere", action="store_true",
+                        help="add jpeg-rect looking for what changed in the whole frame, ignoring the frames' "
+                             "still_outside boxes (before they were used), to the live loop's rounds")
+    parser.add_argument("--copying", action="store_true",
+                        help="add a second virtual camera stand-in that copies each frame (already I420) as "
+                             "pyvirtualcam does into its device; the goal's ratio stays against the first")
     parser.add_argument("--json", metavar="PATH", help="write the figures here")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     result = run_browser_benchmark(size=size, seconds=args.seconds, rounds=args.rounds, formats=formats,
+                                   everywhere=args.everywhere, copying=args.copying,
                                    say=lambda text: print(text, file=sys.stderr))
     text = json.dumps(result, indent=2)
     print(text)

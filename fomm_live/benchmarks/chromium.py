@@ -177,14 +177,15 @@ def serve_page(body: bytes = TEST_PAGE, *, headers: dict[str, str] | None = None
 @contextlib.contextmanager
 def chromium_with_extension(profile: Path, *, camera_clip: Path | None, port: int,
                             public: tuple[str, ...] = (), playwright: object | None = None,
-                            deny_camera: bool = False) -> Iterator[object]:
+                            deny_camera: bool = False, extension: Path = EXTENSION_DIR) -> Iterator[object]:
     """A persistent Playwright context of the system Chromium, headless, with the extension loaded (its port set to
     ``port``) and a fake camera playing ``camera_clip`` (None: the machine's own cameras, if any); the extension's
     service worker has started when it is yielded. ``public``: HOST:PORT addresses Chromium is to treat as public
     websites (its Local Network Access rules then apply to their pages' requests to 127.0.0.1, as to a real call's
     site). ``playwright``: a started sync Playwright to launch it with (one thread runs one); None starts one.
-    ``deny_camera``: the user refuses every camera prompt (else accepts it)."""
-    extension = str(EXTENSION_DIR)
+    ``deny_camera``: the user refuses every camera prompt (else accepts it). ``extension``: the unpacked extension's
+    folder (a test's altered copy; the package's by default)."""
+    extension = str(extension)
     args = ["--headless=new", f"--disable-extensions-except={extension}", f"--load-extension={extension}",
             "--use-fake-ui-for-media-stream" + ("=deny" if deny_camera else ""), "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",

@@ -22,4 +22,6 @@ def execute(args: argparse.Namespace) -> int:
     print("  2. click 'Load unpacked' and choose the folder above")
     print(f"  3. start 'fomm-live run --output browser' (port {DEFAULT_PORT}), then pick the camera 'fomm-live' "
           "in the call's settings")
+    print("After updating fomm-live, press the extension's reload button there (its camera shows a card saying "
+          "'Update the fomm-live extension' until then, if the two no longer match)")
     return 0

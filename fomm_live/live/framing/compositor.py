@@ -49,6 +49,10 @@ class Paster(Protocol):
     def full_mask(self) -> np.ndarray:
         """Where the last paste may differ from the framed photo: H x W float32."""
 
+    @property
+    def bounds(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): the region of the output a paste writes into; outside it, the framed photo."""
+
 
 class Compositor(Protocol):
     """Makes output frames (H x W x 3 uint8, without the label) from a backend's renders.
@@ -67,6 +71,10 @@ class Compositor(Protocol):
 
     def unanimated(self) -> np.ndarray:
         """The current avatar at the output size, not animated (shown until the first animated frame)."""
+
+    def still_outside(self) -> tuple[int, tuple[int, int, int, int]] | None:
+        """(background, box) for the current avatar's frames, ``paste``'s and ``unanimated``'s: outside box (x0, y0,
+        x1, y1) they are the background that the number names (``FrameInfo.still_outside``); None: not known."""
 
 
 class FaceCompositor:
@@ -90,6 +98,9 @@ class FaceCompositor:
 
     def select(self, index: int) -> None:
         self.index = index
+
+    def still_outside(self) -> None:
+        return None  # the whole output is the model's square, fitted
 
     def paste(self, rendered: Rendered) -> np.ndarray:
         width, height = self.output_size
@@ -173,6 +184,11 @@ class PhotoCompositor:
 
     def unanimated(self) -> np.ndarray:
         return self.framed
+
+    def still_outside(self) -> tuple[int, tuple[int, int, int, int]]:
+        """The framed photo outside the paste-back's region: every paste is a copy of it written inside only. Its
+        ``id`` names it (kept here as long as the compositor, so no other array takes the number meanwhile)."""
+        return id(self.framed), self.paster.bounds
 
 
 def paste_kind(backend: Backend, *, detail: bool) -> str:

@@ -35,7 +35,7 @@ from fomm_live.live.loop.calibration import AutoCalibrator, BestFrameSelector
 from fomm_live.live.loop.hotkeys import GEOMETRY_CHANGED, Controls, apply_model_key, apply_tracking_key, is_tracking_key
 from fomm_live.live.loop.overlay import build_preview
 from fomm_live.live.loop.smoothing import MotionSmoother
-from fomm_live.live.output.sinks import FrameInfo
+from fomm_live.live.output.sinks import FrameInfo, StillOutside
 from fomm_live.live.stats import PipelineStats
 from fomm_live.live.threads import MODEL_TURNS
 
@@ -321,17 +321,18 @@ class ModelStage:
         with MODEL_TURNS.running():  # the recording's encoder waits for the end of this (live.threads)
             motion, rendered = self._model(tracked, status)
         t0 = time.perf_counter()
+        still = self.compositor.still_outside() if rendered is not None or self._held is None else None  # not held
         if rendered is not None:
             self.stats.mark_keyframe(time.perf_counter())
             fitted = self._held = self.compositor.paste(rendered)
         else:
             fitted = self.held_frame()
-        return self.output(tracked, fitted, status, t0, face=motion is not None, animated=rendered is not None)
+        return self.output(tracked, fitted, status, t0, face=motion is not None, animated=rendered is not None,
+                           still=still)
 
     def output(self, tracked: TrackedFrame, fitted: np.ndarray, status: list[str], t0: float, *, face: bool,
-               animated: bool, inbetween: bool = False) -> tuple[np.ndarray, FrameInfo]:
-        """The output frame (``fitted`` with the label) and its info; the preview built; ``compose`` timed from
-        ``t0`` (``perf_counter`` seconds)."""
+               animated: bool, inbetween: bool = False, still: StillOutside = None) -> tuple[np.ndarray, FrameInfo]:
+        """The output frame (``fitted`` with the label), its info and preview; ``compose`` timed from ``t0``."""
         out = add_label(fitted) if self.label else fitted
         preview = (build_preview(out, tracked.crop, status, controls=self.controls, stats=self.stats,
                                  camera_lost=self.camera_lost()) if self.preview else None)
@@ -339,7 +340,7 @@ class ModelStage:
         box = tracked.box
         info = FrameInfo(tracked.index, tracked.item.captured_at, face=face, animated=animated, preview=preview,
                          status=status, crop_box=None if box is None else (box.cx, box.cy, box.side),
-                         inbetween=inbetween)
+                         inbetween=inbetween, still_outside=still)
         return out, info
 
     def close(self) -> None:
@@ -389,8 +390,7 @@ class ModelStage:
         logger.info("neutral pose calibrated at frame %d", index)
 
     def held_frame(self) -> np.ndarray:
-        """What to show without a new animated frame: the last one, else the source photo unanimated (both at the
-        output size, without the label)."""
+        """Without a new animated frame: the last one, else the photo unanimated (output size, no label)."""
         return self._held if self._held is not None else self.compositor.unanimated()
 
     def fallback(self, tracked: TrackedFrame) -> tuple[np.ndarray, FrameInfo]:

@@ -1,56 +1,65 @@
 """The browser output (``--output browser``): the output frames on loopback, for the fomm-live browser extension and
 for a plain page at ``http://127.0.0.1:PORT/`` that shows the live stream.
 
-Transport: one WebSocket per viewer at ``/stream``; a text message first ({"width", "height", "fps", "format"}),
-then one binary message per frame: a 12-byte header (uint32 frame number, float64 epoch milliseconds at which the
-output received the frame, both little-endian) and the picture, a JPEG ("format": "jpeg") or raw I420 (YUV 4:2:0:
-the Y plane, then U, then V; "format": "i420"). "format": "jpeg-rect" (the default) sends only what changed: a
-24-byte header (``RECT_HEADER``: the same two fields, then uint32 the number of the picture the rectangle goes on,
-0 for a whole frame, and uint16 x, y, width, height) and a JPEG of that rectangle (``changed.py``: the changed
-pixels' bounding box on JPEG's 16-pixel grid), the whole frame for a viewer that lacks the picture it goes on, when
-most of the frame changed, and every ``WHOLE_EVERY_S``; a page of before this format reads its header as the start
-of a JPEG, fails to decode it and keeps its card. A message that is the header alone repeats the last picture: a
-frame identical to the one before (the live loop repeats its last frame while the camera or the face is lost) is not
-sent again. Viewers get about ``fps`` pictures a second (10% more at most), the newest at each turn,
-as the virtual camera gives its device: a loop faster than the camera it announces costs the watching browser little
-more.
+Transport: one WebSocket per viewer at ``/stream?protocol=N`` (the handshake: ``browser_wire.py``); a text message first
+({"width", "height", "fps", "format", "protocol"}), then one binary message per frame: a 12-byte header (uint32 frame
+number, float64 epoch milliseconds at which the output received the frame, both little-endian) and the picture, a JPEG
+("format": "jpeg") or raw I420 (YUV 4:2:0: the Y plane, then U, then V; "format": "i420"). "format": "jpeg-rect" (the
+default) sends only what changed: a 24-byte header (``RECT_HEADER``: the same two fields, then uint32 the number of the
+picture the rectangle goes on, 0 for a whole frame, and uint16 x, y, width, height) and a JPEG of that rectangle
+(``changed.py``: the changed pixels' bounding box on JPEG's 16-pixel grid), the whole frame for a viewer that lacks the
+picture it goes on, when most of the frame changed, and every ``WHOLE_EVERY_S``; an extension of before this format
+names no protocol and is sent the update card. A message that is the header alone repeats the last picture: a frame
+identical to the one before (the live loop repeats its last frame while the camera or the face is lost) is not sent
+again. Viewers get about ``fps`` pictures a second (10% more at most), the newest at each turn, as the virtual camera
+gives its device: a loop faster than the camera it announces costs the watching browser little more.
 
 JPEG was chosen over raw I420 by measurement (``benchmarks/browser.py``, RESULTS.md 2026-12-07, 1280x720 at 30 fps,
-Chromium 156 on the 2-core test CPU): I420 costs fomm-live less (0.6-0.9 ms to convert against 2.0-2.1 ms for the
-BGR copy and the JPEG) but the watching browser far more: its 1.38 MB a frame cross from the extension's frame to
-the page through the browser process, about 21 ms of Chromium's CPU a frame there against 2 ms for a 35 kB JPEG,
-which the page decodes to YUV planes with WebCodecs' ImageDecoder in about 4 ms. JPEG quality 85 keeps about 50 dB.
+Chromium 156 on the 2-core test CPU): I420 costs fomm-live less (0.6-0.9 ms to convert against 2.0-2.1 ms for the BGR
+copy and the JPEG) but the watching browser far more: its 1.38 MB a frame cross from the extension's frame to the page
+through the browser process, about 21 ms of Chromium's CPU a frame there against 2 ms for a 35 kB JPEG, which the page
+decodes to YUV planes with WebCodecs' ImageDecoder in about 4 ms. JPEG quality 85 keeps about 50 dB.
 
 Security: the server binds 127.0.0.1 only, and the WebSocket handshake is refused (HTTP 403) unless its Origin is the
 extension's own (``chrome-extension://`` + the fixed id its manifest key gives) or this output's own page: another
-website open in the same browser cannot watch the stream. A Host header other than 127.0.0.1 / localhost at the port
-is refused too (DNS rebinding). The extension adds its own checks (a one-time ticket for its frame, the page's
-camera permission: see its scripts). The frames are the sinks' frames, so the "AI-generated" label is on them.
+website open in the same browser cannot watch the stream. A Host header other than 127.0.0.1 / localhost at the port is
+refused too (DNS rebinding). The extension adds its own checks (a one-time ticket for its frame, the page's camera
+permission: see its scripts). The frames are the sinks' frames, so the "AI-generated" label is on them.
 
-The failure it survives: a viewer that is slow or gone. Nothing is converted while no viewer is connected; the
-picture thread (the JPEG encoder, or the repeat check for I420) always takes the newest frame (older ones are
-skipped, never queued); each viewer's connection thread sends the newest picture when it can, so one slow viewer
-delays no one else and never the model.
+The failure it survives: a viewer that is slow or gone. Nothing is converted while no viewer is connected; the picture
+thread (the JPEG encoder, or the repeat check for I420) always takes the newest frame (older ones are skipped, never
+queued); each viewer's connection thread sends the newest picture when it can, so one slow viewer delays no one else and
+never the model.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import struct
 import threading
 import time
 from http import HTTPStatus
-from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from fomm_live.live.errors import SinkUnavailable
 from fomm_live.live.media import cv2
+from fomm_live.live.output.browser_wire import (
+    HEADER,
+    JPEG_QUALITY,
+    MIN_PROTOCOL,
+    PROTOCOL,
+    RECT_HEADER,
+    Picture,
+    encode_jpeg_bgr,
+    page_html,
+    rect_of,
+    send_update_card,
+    viewer_protocol,
+)
 from fomm_live.live.output.changed import Rect, changed_rect, same_picture, slices, union, whole_rect
-from fomm_live.live.output.sinks import FrameInfo, check_frame
+from fomm_live.live.output.sinks import FrameInfo, StillOutside, check_frame
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +70,6 @@ EXTENSION_DIR = Path(__file__).resolve().parent / "extension"
 # SHA-256, written with the letters a-p. tests/test_browser_extension.py checks that they agree.
 EXTENSION_ID = "hijoelcenfodncdpepehcidanefcbojo"
 EXTENSION_ORIGIN = f"chrome-extension://{EXTENSION_ID}"
-JPEG_QUALITY = 85
-HEADER = struct.Struct("<Id")  # frame number, epoch ms at which the output received the frame
-# "jpeg-rect": frame number, epoch ms received, the picture the rectangle goes on (0: the whole frame), x, y, w, h.
-RECT_HEADER = struct.Struct("<IdIHHHH")
 # "jpeg-rect": the whole frame at least this often, so that a page whose copy of the frame missed a rectangle (a
 # picture it could not decode) shows it right again within the 2 s for which the extension holds a stopped stream's
 # last frame; at 30 fps a whole 1280x720 frame every 60 costs about 0.03 ms of fomm-live's CPU a frame and 0.1 ms of
@@ -90,23 +95,6 @@ def parse_browser_spec(spec: str) -> int | None:
     return int(port)
 
 
-def page_html() -> bytes:
-    """The output's own page (``browser_page.html`` beside this module)."""
-    return resources.files("fomm_live.live.output").joinpath("browser_page.html").read_bytes()
-
-
-class Picture(NamedTuple):
-    """The newest picture for viewers: ``message`` (header and picture) is sent to a viewer that has not had picture
-    ``picture`` yet, ``header`` alone (a repeat) to one that has. ``base``: the picture a rectangle goes on top of
-    (``jpeg-rect``), which the viewer must have had; 0 for a whole frame."""
-
-    number: int
-    header: bytes
-    picture: int
-    message: bytes | bytearray
-    base: int = 0
-
-
 class BrowserSink:
     """Serves the output frames to the browser extension and to the output's page, on 127.0.0.1 only.
 
@@ -120,12 +108,15 @@ class BrowserSink:
             sends ``jpeg`` (the page's copy of the frame is I420, whose chroma planes need an even size).
         quality: JPEG quality, 1-100 (``"jpeg"`` only).
         mirror: Flip what the call shows left to right (``--mirror-output``, as the virtual camera does).
+        search_everywhere: ``jpeg-rect``: look for what changed in the whole frame even where the frames' infos say
+            it is still (``FrameInfo.still_outside``): the benchmarks' "before".
     """
 
     name = "browser"
 
     def __init__(self, *, width: int, height: int, fps: float, port: int = DEFAULT_PORT,
-                 picture_format: str = "jpeg-rect", quality: int = JPEG_QUALITY, mirror: bool = False) -> None:
+                 picture_format: str = "jpeg-rect", quality: int = JPEG_QUALITY, mirror: bool = False,
+                 search_everywhere: bool = False) -> None:
         try:
             from websockets.sync.server import serve
         except ImportError as err:
@@ -160,6 +151,8 @@ class BrowserSink:
         self._want_whole = False  # a viewer lacks the picture the newest rectangle goes on ("jpeg-rect")
         self._kept: np.ndarray | None = None  # "jpeg-rect": the newest frame (RGB); send() alone writes it
         self._dirty: Rect | None = None  # "jpeg-rect": what changed in it since the last picture
+        self._still: StillOutside = None  # "jpeg-rect": the kept frame's ``FrameInfo.still_outside``
+        self.search_everywhere = search_everywhere
         try:
             self.server = serve(self._viewer, "127.0.0.1", port, process_request=self._http, compression=None,
                                 origins=None, max_size=2**16, close_timeout=1.0)
@@ -197,8 +190,8 @@ class BrowserSink:
             number = self._number = self._number + 1
         changed = None
         if self.format == "jpeg-rect":
-            converted, kept = None, self._kept
-            changed = whole_rect(self.size) if kept is None else changed_rect(frame, kept)
+            converted, kept, within = None, self._kept, self._within(info.still_outside)
+            changed = whole_rect(self.size) if kept is None else changed_rect(frame, kept, within=within)
         elif self.format == "i420":
             width, height = self.size
             converted = bytearray(HEADER.size + width * height * 3 // 2)
@@ -219,6 +212,17 @@ class BrowserSink:
             if self._latest is None or self._latest[1] < number:
                 self._latest = (converted, number, received_ms)
             self._lock.notify_all()
+
+    def _within(self, still: StillOutside) -> Rect | None:
+        """Where the frame may differ from the kept one: both frames' boxes when they name the same background (the
+        frames are that background everywhere else), or None (anywhere)."""
+        before, self._still = self._still, still
+        if self.search_everywhere or still is None or before is None or still[0] != before[0]:
+            return None
+        (x0, y0, x1, y1), (u0, v0, u1, v1), width = still[1], before[1], self.size[0]
+        left, right = (width - max(x1, u1), width - min(x0, u0)) if self.mirror else (min(x0, u0), max(x1, u1))
+        top, bottom = max(min(y0, v0), 0), min(max(y1, v1), self.size[1])
+        return Rect(max(left, 0), top, min(right, width) - max(left, 0), bottom - top)  # mirror: the boxes unflipped
 
     # -- the picture thread ---------------------------------------------------------------------------------------
 
@@ -334,7 +338,12 @@ class BrowserSink:
         """One viewer's thread: the stream's description, then the newest picture whenever there is one (the header
         alone when this viewer has that picture already). A rectangle goes only to a viewer that has the picture it
         goes on; one that has not (it joined, or it was too slow for the one before) asks for the next picture whole
-        and gets nothing meanwhile."""
+        and gets nothing meanwhile. An extension older than ``MIN_PROTOCOL`` gets the update card instead."""
+        protocol = viewer_protocol(connection.request.path)
+        if protocol < MIN_PROTOCOL:  # not counted as a viewer: it costs the stream nothing
+            send_update_card(connection, size=self.size, fps=self.fps, quality=self.quality, protocol=protocol,
+                             wait_closed=self._wait_closed)
+            return
         with self._lock:
             self.viewers += 1
             self._lock.notify_all()
@@ -342,7 +351,8 @@ class BrowserSink:
         shown = 0
         try:
             width, height = self.size
-            connection.send(json.dumps({"width": width, "height": height, "fps": self.fps, "format": self.format}))
+            connection.send(json.dumps({"width": width, "height": height, "fps": self.fps, "format": self.format,
+                                        "protocol": PROTOCOL}))
             while True:
                 with self._lock:
                     self._lock.wait_for(lambda seen=seen: self._closed or (
@@ -369,6 +379,10 @@ class BrowserSink:
             with self._lock:
                 self.viewers -= 1
 
+    def _wait_closed(self, timeout: float) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: self._closed, timeout=timeout)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -381,18 +395,3 @@ class BrowserSink:
         if self.received:
             logger.info("browser output: %d frames received, %d pictures made for viewers, %d repeats sent as such",
                         self.received, self.encoded, self.repeats)
-
-
-def rect_of(picture: Picture) -> Rect:
-    """The rectangle a ``jpeg-rect`` picture covers (its header's x, y, width, height)."""
-    return Rect(*RECT_HEADER.unpack_from(picture.header)[3:])
-
-
-def encode_jpeg_bgr(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """A contiguous BGR frame as JPEG bytes (OpenCV's libjpeg-turbo; 4:2:0). Contiguous matters: a channel-reversed
-    view (``rgb[..., ::-1]``) took 7.2 ms at 1280x720 against 1.9 ms for a contiguous BGR frame on the 2-core test
-    CPU (load 8), OpenCV copying it element by element first."""
-    ok, data = cv2().imencode(".jpg", frame, [cv2().IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return data.tobytes()

@@ -33,9 +33,11 @@ class Rect(NamedTuple):
         return self.width * self.height
 
 
-def changed_rect(new: np.ndarray, old: np.ndarray, block: int = BLOCK) -> Rect | None:
+def changed_rect(new: np.ndarray, old: np.ndarray, block: int = BLOCK, within: Rect | None = None) -> Rect | None:
     """The smallest rectangle aligned to ``block`` that holds every pixel where ``new`` and ``old`` (H x W x C uint8,
-    contiguous, the same shape) differ; None when they are equal.
+    contiguous, the same shape) differ; None when they are equal. ``within``: the frames differ nowhere else (the
+    caller knows it: ``FrameInfo.still_outside``), so only there is compared, grown to the block grid first (the
+    result is the same): on the landmark loop's 1280x720 frames 0.27 against 0.39 ms p50 (2-core test CPU, load 5.4).
 
     Compared 8 bytes at a time where a row's bytes divide into whole 8-byte words at block edges (W a multiple of 8,
     so that a block of 16 pixels x 3 channels is exactly 6 words): at 1280x720 on the 2-core test CPU its steps took
@@ -51,12 +53,19 @@ def changed_rect(new: np.ndarray, old: np.ndarray, block: int = BLOCK) -> Rect |
     old_words = np.ascontiguousarray(old).reshape(height, row_bytes)
     if word == 8:
         new_words, old_words = new_words.view(np.uint64), old_words.view(np.uint64)
-    differs = new_words != old_words  # H x (row_bytes / word)
+    # Where to compare, in rows and words: the box's edges are on the block grid or the frame's edge, so that they
+    # fall between words (a block's row is whole words when word == 8, and so is a row).
+    box = Rect(0, 0, width, height) if within is None else align(within, width, height, block)
+    if box.width <= 0 or box.height <= 0:
+        return None
+    first, last = box.x * channels // word, (box.x + box.width) * channels // word
+    differs = new_words[box.y:box.y + box.height, first:last] != old_words[box.y:box.y + box.height, first:last]
     rows = np.flatnonzero(differs.any(axis=1))
     if not rows.size:
         return None
     top, bottom = int(rows[0]), int(rows[-1]) + 1
-    columns = np.flatnonzero(differs[top:bottom].any(axis=0))
+    columns = np.flatnonzero(differs[top:bottom].any(axis=0)) + first
+    top, bottom = top + box.y, bottom + box.y
     # The pixels the first and last differing words touch (a word may hold parts of two or three pixels).
     left = int(columns[0]) * word // channels
     right = ((int(columns[-1]) + 1) * word - 1) // channels + 1

@@ -33,6 +33,9 @@ VIRTUALCAM_HELP = {
 }
 
 
+StillOutside = tuple[int, tuple[int, int, int, int]] | None  # FrameInfo.still_outside: (background, box) or None
+
+
 @dataclass
 class FrameInfo:
     """What the pipeline knows about an output frame.
@@ -47,6 +50,10 @@ class FrameInfo:
         crop_box: (centre x, centre y, side) of the face crop in the input frame, None before the first face.
         inbetween: An animated frame made from the newest keyframe moved by the face's motion since, not by the
             generator (``live.loop.inbetweens``); False for a keyframe and for a frame that is not animated.
+        still_outside: (background, (x0, y0, x1, y1)): outside the box (pixels, x1 and y1 excluded) the frame is its
+            background, the same in every frame naming the same ``background`` number (photo framing: the framed
+            photo and the label; ``Compositor.still_outside``); None when not known. The browser output looks for
+            what changed only inside the two frames' boxes.
     """
 
     index: int
@@ -57,6 +64,7 @@ class FrameInfo:
     status: list[str] = field(default_factory=list)
     crop_box: tuple[float, float, float] | None = None
     inbetween: bool = False
+    still_outside: StillOutside = None
 
 
 class Sink(Protocol):

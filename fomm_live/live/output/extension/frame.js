@@ -7,13 +7,16 @@
 // copies them: why frames are JPEGs, not raw), and {down: true} when fomm-live stops.
 // It connects again every second while fomm-live is not running.
 const RETRY_MS = 1000;
+// The protocol this extension speaks, named in the address (fomm-live's browser_wire.py): a fomm-live that needs a
+// newer one sends a card saying to update the extension instead of the stream.
+const PROTOCOL = 2;
 
 function relay(pagePort, tcpPort) {
   let closed = false;
   let socket = null;
   const open = () => {
     if (closed) return;
-    socket = new WebSocket(`ws://127.0.0.1:${tcpPort}/stream`);
+    socket = new WebSocket(`ws://127.0.0.1:${tcpPort}/stream?protocol=${PROTOCOL}`);
     socket.binaryType = "arraybuffer";
     socket.onmessage = (event) => {
       if (typeof event.data === "string") pagePort.postMessage({info: JSON.parse(event.data)});

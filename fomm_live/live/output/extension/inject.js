@@ -17,6 +17,7 @@
   const GROUP_ID = "f0bb11fe0000".repeat(5) + "f0bb";
   const HOLD_MS = 2000;
   const DEFAULT = {width: 1280, height: 720, fps: 30};
+  const FORMATS = ["jpeg-rect", "jpeg", "i420"];  // the picture formats this extension shows
 
   const originalEnumerate = devices.enumerateDevices.bind(devices);
   const originalGetUserMedia = devices.getUserMedia.bind(devices);
@@ -91,45 +92,57 @@
 
   let sessions = 0;
 
-  function drawCard(context, width, height) {
+  const NOT_RUNNING = ["fomm-live is not running", "start it with: fomm-live run --output browser"];
+  // fomm-live sends pictures in a format newer than this extension knows (an older fomm-live's formats it shows).
+  const outdated = (format) => ["Update the fomm-live extension",
+                                `fomm-live sends "${format}" pictures, which this version cannot show`];
+
+  function drawCard(context, width, height, [title, hint]) {
     context.fillStyle = "#1d2330";
     context.fillRect(0, 0, width, height);
     context.fillStyle = "#e8e8e8";
     context.textAlign = "center";
     context.font = `bold ${Math.round(height / 12)}px sans-serif`;
-    context.fillText("fomm-live is not running", width / 2, height * 0.45);
+    context.fillText(title, width / 2, height * 0.45);
     context.fillStyle = "#9aa3b0";
     context.font = `${Math.round(height / 24)}px sans-serif`;
-    context.fillText("start it with: fomm-live run --output browser", width / 2, height * 0.58);
+    context.fillText(hint, width / 2, height * 0.58);
   }
 
   // The stream opens at the output's size when fomm-live answers within READY_MS; else at the card's, and changes
   // size when fomm-live starts.
   const READY_MS = 1000;
   // Chromium's MediaStreamTrackGenerator takes VideoFrames as they come, with no canvas and no timer (timers in a
-  // hidden tab run once a second at most). Elsewhere the frames are drawn on a canvas that is captured.
-  const Generator = window.MediaStreamTrackGenerator;
-  const Frame = window.VideoFrame;
+  // hidden tab run once a second at most). Elsewhere (a browser without it or without WebCodecs' VideoFrame) the
+  // pictures are drawn on a canvas that is captured. WebCodecs is looked up when a camera opens, not when this
+  // script loads, so that what the page's world has then decides.
+  const hasFrames = () => typeof window.VideoFrame === "function";
+  const widthOf = (image) => image.displayWidth || image.width;
+  const heightOf = (image) => image.displayHeight || image.height;
 
-  // A track fed VideoFrames: show(frame) takes the frame (and closes it).
+  // A track fed pictures: show(image) sends a copy of `image` (a canvas, VideoFrame or ImageBitmap, which stays the
+  // caller's). `via`: "generator" or "canvas".
   function frameTrack(size) {
-    if (typeof Generator === "function") {
+    const Generator = window.MediaStreamTrackGenerator;
+    if (typeof Generator === "function" && hasFrames()) {
       const track = new Generator({kind: "video"});
       const writer = track.writable.getWriter();
-      return {track, show: (frame) => { writer.write(frame).catch(() => frame.close()); }};
+      return {track, via: "generator", show: (image) => {
+        const frame = new VideoFrame(image, {timestamp: micros()});
+        writer.write(frame).catch(() => frame.close());
+      }};
     }
     const canvas = document.createElement("canvas");
     canvas.width = size.width;
     canvas.height = size.height;
     const context = canvas.getContext("2d");
     const track = canvas.captureStream(size.fps).getVideoTracks()[0];
-    return {track, show: (frame) => {
-      if (canvas.width !== frame.displayWidth || canvas.height !== frame.displayHeight) {
-        canvas.width = frame.displayWidth;
-        canvas.height = frame.displayHeight;
+    return {track, via: "canvas", show: (image) => {
+      if (canvas.width !== widthOf(image) || canvas.height !== heightOf(image)) {
+        canvas.width = widthOf(image);
+        canvas.height = heightOf(image);
       }
-      context.drawImage(frame, 0, 0);
-      frame.close();
+      context.drawImage(image, 0, 0);
     }};
   }
 
@@ -143,17 +156,17 @@
                   layout: [{offset: 12, stride: width}, {offset: 12 + ySize, stride: width / 2},
                            {offset: 12 + ySize * 5 / 4, stride: width / 2}]};
     try {
-      return new Frame(buffer, {...init, transfer: [buffer]});
+      return new VideoFrame(buffer, {...init, transfer: [buffer]});
     } catch (err) {
-      return new Frame(buffer, init);
+      return new VideoFrame(buffer, init);
     }
   }
 
   // A JPEG as a VideoFrame. WebCodecs' ImageDecoder hands over the decoded YUV planes: 3.4-4.2 ms of the page's
   // CPU a 1280x720 frame against 6.6 ms through createImageBitmap and 7.8 ms drawn on a canvas (Chromium 156 on the
-  // 2-core test CPU, RESULTS.md 2026-12-07). createImageBitmap where there is no ImageDecoder.
-  const Decoder = window.ImageDecoder;
+  // 2-core test CPU, RESULTS.md 2026-12-07). An ImageBitmap from createImageBitmap where there is no ImageDecoder.
   async function jpegFrame(bytes) {
+    const Decoder = window.ImageDecoder;
     if (typeof Decoder === "function") {
       const decoder = new Decoder({type: "image/jpeg", data: bytes});
       try {
@@ -163,17 +176,15 @@
         decoder.close();
       }
     }
-    const bitmap = await createImageBitmap(new Blob([bytes], {type: "image/jpeg"}));
-    const frame = new Frame(bitmap, {timestamp: micros()});
-    bitmap.close();
-    return frame;
+    return createImageBitmap(new Blob([bytes], {type: "image/jpeg"}));
   }
 
   // "jpeg-rect": the page's copy of the whole frame, as I420 planes in one buffer, each plane followed by one spare
   // row: the browser counts a copyTo destination plane as stride x rows from its offset, and a rectangle's plane
   // starts x bytes into its first row, so its span ends up to a row past the plane. A rectangle decodes (YUV, with
   // ImageDecoder) straight into the buffer at its place; a VideoFrame is made from the buffer for each picture.
-  // Where a decoder gives no I420 frame (createImageBitmap, or ImageDecoder handing RGB), the copy is a canvas.
+  // Where a decoder gives no I420 frame (createImageBitmap, or ImageDecoder handing RGB), or where VideoFrame cannot
+  // be made, the copy is a canvas.
   function frameCopy(width, height) {
     const ySize = width * (height + 1);
     const cSize = (width / 2) * (height / 2 + 1);
@@ -186,7 +197,7 @@
   // A frame made from the copy after the rectangle `part` (a VideoFrame or ImageBitmap, which it closes) went on it
   // at (x, y); `last` is the frame the page shows now (the copy's content, for a switch to the canvas).
   async function onCopy(copy, part, x, y, last) {
-    const planar = part.format === "I420" && part.visibleRect && part.visibleRect.x === 0 &&
+    const planar = hasFrames() && part.format === "I420" && part.visibleRect && part.visibleRect.x === 0 &&
                    part.visibleRect.y === 0 && x % 2 === 0 && y % 2 === 0;
     try {
       if (planar && !copy.canvas) {
@@ -197,18 +208,18 @@
                                                  {offset: at(2, x / 2, y / 2), stride: width / 2}]});
         // The JPEG's colours: full-range BT.601 YCbCr, not the limited range a VideoFrame of planes assumes.
         copy.colorSpace = part.colorSpace.toJSON();
-        return new Frame(copy.buffer, {format: "I420", codedWidth: width, codedHeight: height, timestamp: micros(),
-                                       layout, colorSpace: copy.colorSpace});
+        return new VideoFrame(copy.buffer, {format: "I420", codedWidth: width, codedHeight: height,
+                                            timestamp: micros(), layout, colorSpace: copy.colorSpace});
       }
       if (!copy.canvas) {
         copy.canvas = new OffscreenCanvas(copy.width, copy.height);
         copy.context = copy.canvas.getContext("2d");
-        if (last && (x || y || part.displayWidth !== copy.width || part.displayHeight !== copy.height)) {
+        if (last && (x || y || widthOf(part) !== copy.width || heightOf(part) !== copy.height)) {
           copy.context.drawImage(last, 0, 0);
         }
       }
       copy.context.drawImage(part, x, y);
-      return new Frame(copy.canvas, {timestamp: micros()});
+      return hasFrames() ? new VideoFrame(copy.canvas, {timestamp: micros()}) : createImageBitmap(copy.canvas);
     } finally {
       part.close();
     }
@@ -241,12 +252,13 @@
     let size = {...DEFAULT};
     const card = document.createElement("canvas");
     const cardContext = card.getContext("2d");
-    const {track, show} = frameTrack(size);
-    let last = null;  // the newest picture (a VideoFrame kept open: repeats and the hold show copies of it)
+    const {track, via, show} = frameTrack(size);
+    let last = null;  // the newest picture (a VideoFrame or ImageBitmap kept open: repeats and the hold show copies)
     const copy = frameCopy(2, 2);  // "jpeg-rect": the whole frame the rectangles go on
     let lastFrameAt = 0;
     let stopped = false;
     let showing = "card";
+    let cardText = NOT_RUNNING;  // what the card says
     let ready;
     const answered = new Promise((resolve) => { ready = resolve; });
 
@@ -255,11 +267,11 @@
         card.width = size.width;
         card.height = size.height;
       }
-      drawCard(cardContext, card.width, card.height);
-      show(new Frame(card, {timestamp: micros()}));
+      drawCard(cardContext, card.width, card.height, cardText);
+      show(card);
     }
     function showLast() {
-      if (last) show(new Frame(last, {timestamp: micros()}));
+      if (last) show(last);
     }
     showCard();
 
@@ -268,10 +280,15 @@
     port.onmessage = (event) => {
       const data = event.data;
       if (stopped || !data) return;
-      if (data.down) ready();
+      if (data.down) {
+        cardText = NOT_RUNNING;
+        ready();
+      }
       if (data.info) {
         size = {width: data.info.width, height: data.info.height, fps: data.info.fps,
                 format: data.info.format || "jpeg"};
+        cardText = FORMATS.includes(size.format) ? NOT_RUNNING : outdated(size.format);
+        if (!FORMATS.includes(size.format)) showing = "card";
         if (showing === "card") showCard();
         ready();
       } else if (data.frame) {
@@ -306,7 +323,7 @@
           } else if (size.format === "i420") {
             frame = i420Frame(buffer, size.width, size.height);
           } else if (size.format !== "jpeg") {
-            continue;  // a format of a newer fomm-live: the card stays rather than garbage
+            continue;  // a format of a newer fomm-live: the card saying to update the extension stays
           } else {
             frame = await jpegFrame(new Uint8Array(buffer, 12));
           }
@@ -328,7 +345,8 @@
         window.dispatchEvent(new CustomEvent("fomm-live-frame", {
           detail: {number, receivedAt, drawnAt: performance.timeOrigin + performance.now(), repeat: !frame,
                    // "jpeg-rect": where the page keeps its copy of the frame (I420 planes, or a canvas)
-                   copy: size.format === "jpeg-rect" ? (copy.canvas ? "canvas" : "planes") : null}}));
+                   copy: size.format === "jpeg-rect" ? (copy.canvas ? "canvas" : "planes") : null,
+                   track: via}}));  // how the track is fed: "generator" or "canvas" (the fallback)
       }
       decoding = false;
     }
