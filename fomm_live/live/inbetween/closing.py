@@ -38,6 +38,9 @@ from fomm_live.live.landmarks.points import EYES
 KEY_OPEN = 0.5
 # The painted lid's band above the warped upper lid (eye widths) that it covers too: the keyframe's upper lashes,
 # squeezed down onto the slit, are hidden under it (a shut eye shows its lashes at the lid's lower edge only).
+# (Covering the whole band the warp stretched as well, the keyframe's opening less the slit's: a proper closed lid on a
+# made blink, but -3.3 dB around the eyes on single_face's real blink, frames 26-27, where the squeezed lashes look
+# like the true shut eye's, +1.3 dB on carphone's frame 42; half of it: -2.7 and +0.5; a quarter: -1.7 and +0.4.)
 BAND = 0.08
 
 
