@@ -247,8 +247,7 @@ class Inbetweener:
                             ring_weight=self._mesh.ring_weight),
             rows=slice(r0, r1), cols=slice(c0, c1), warp=warp, factor=factor, inside=inside, scale=scale,
             origin=(x0, y0), mouth=mouth_opening(moved),
-            lids=key_lids(frame[r0:r1, c0:c1], moved, self._closures(landmarks), scale=scale,
-                          shift=region_shift((x0, y0), scale, (c0, r0))))
+            lids=key_lids(moved, self._closures(landmarks), shift=region_shift((x0, y0), scale, (c0, r0)), scale=scale))
         if self.crossfade and previous is not None and previous.frame.shape == frame.shape:
             # Checked once here, so that each faded render blends only the square's region when the rest is the
             # same (as in the live loop: the photo around the square).
@@ -375,7 +374,7 @@ class Inbetweener:
             local = at_region if source is not None else at_region - np.array([key.cols.start, key.rows.start],
                                                                               np.float32)
             paint_lids(region, local, key.region if source is None else source, moved, key.lids, amounts,
-                       shift=region_shift(key.origin, key.scale, (key.cols.start, key.rows.start)), scale=key.scale)
+                       own=key.region)
         amount = gap_amount(mouth_opening(moved), key.mouth)
         if amount > 0.0:
             paint_gap(region, moved, origin=key.origin, scale=key.scale, at=(key.cols.start, key.rows.start),
