@@ -12,11 +12,11 @@ half closed at the keyframe, is today's warp, exactly.
 
 Why only a shut eye, over the warp's slit, measured (``benchmarks.inbetween --every 5``, the eye region's PSNR,
 RESULTS 2026-12-07): the landmark backend's own way, the upper lid held where the keyframe has it and the lid painted
-down by the openness since the keyframe, lost 0.8 dB around the eyes on single_face (-5 dB on its half-closed frames:
-the painted lid lighter than the true one, the keyframe's crease band replaced by a blur) and 0.1 dB on Pexels (a lid
-painted over an eye already shut at the keyframe, which the face mesh read as less closed); painting over the slit at
-every partial closure lost on both too (-2.6 dB on single's frame 28, half closed). Over the slit of a shut eye only,
-no clip's mean fell.
+down by the openness since the keyframe, lost 2.2 dB around the eyes on single_face's 12 blink frames (up to 5 dB on
+its half-closed ones: the painted lid lighter than the true one, the keyframe's crease band replaced by a blur) and
+0.6 dB over all of Pexels' in-betweens (lids painted over eyes already shut at the keyframe, which the face mesh read
+as less than shut); painting over the slit at every partial closure lost too (-2.6 dB on single's frame 28, half
+closed). Over the slit of a shut eye only, no clip's mean fell.
 
 Convention: landmarks in square pixels (478 x 3) as ``live.inbetween.renderer``'s; a region is the square's part of
 an output frame, its pixels ``square * scale + shift`` (``region_shift``).
@@ -34,7 +34,7 @@ from fomm_live.live.landmarks.points import EYES
 
 # An eye whose lid amount (``lids.lid_amount`` of its closure) was at most this at the keyframe counts as open there:
 # a keyframe more closed than this shows its own lid, which the warp keeps (Pexels frames 51, 67 and 462: shut in the
-# keyframe at a closure the face mesh read as 0.7, a painted lid over them cost 2-3 dB around the eyes).
+# keyframe too, read by the face mesh as less than shut; a lid painted over their slit cost 2.2-2.5 dB around the eyes).
 KEY_OPEN = 0.5
 # The painted lid's band above the warped upper lid (eye widths) that it covers too: the keyframe's upper lashes,
 # squeezed down onto the slit, are hidden under it (a shut eye shows its lashes at the lid's lower edge only).
