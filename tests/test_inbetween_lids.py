@@ -170,3 +170,22 @@ def test_the_lid_is_painted_at_the_outputs_placement_too(avatar, monkeypatch) ->
     eyes = points[[i for eye in EYES for part in eye for i in part], :2] * side + (x0, y0)  # output pixels
     assert xs.min() >= eyes[:, 0].min() - 0.2 * side and xs.max() <= eyes[:, 0].max() + 0.2 * side
     assert ys.min() >= eyes[:, 1].min() - 0.1 * side and ys.max() <= eyes[:, 1].max() + 0.1 * side
+
+
+def test_the_benchmarks_eye_region_covers_the_eyes_and_picks_the_in_betweens_whose_eyes_changed_most(avatar) -> None:
+    """``benchmarks.inbetween``'s eye region: every eye landmark of the portrait inside it, the mouth outside, a small
+    share of the square; its figures over the PICKED rows of largest change (their frames listed) and over all."""
+    from fomm_live.benchmarks.inbetween_eyes import PICKED, eye_figures, eye_mask
+    from fomm_live.live.landmarks.points import INNER_LIP_POLYGON
+
+    _, points = avatar
+    mask = eye_mask(points, SIZE)
+    eyes = np.round(points[[i for eye in EYES for part in eye for i in part], :2] * SIZE).astype(int)
+    mouth = np.round(points[list(INNER_LIP_POLYGON), :2] * SIZE).astype(int)
+    assert mask[eyes[:, 1], eyes[:, 0]].all() and not mask[mouth[:, 1], mouth[:, 0]].any()
+    assert 0.01 < mask.mean() < 0.15
+    rows = [(float(i), 100 + i, 30.0 + i, 20.0) for i in range(PICKED + 3)]  # (change, frame, in-between, held)
+    figures = eye_figures(rows)
+    assert figures["most_change"]["frames"] == list(range(103, 100 + PICKED + 3))
+    assert figures["most_change"]["gain_db"] == pytest.approx(np.mean(range(3, PICKED + 3)) + 10.0)
+    assert figures["all"]["count"] == PICKED + 3 and eye_figures([]) is None
