@@ -47,8 +47,8 @@ BAND = 0.08
 @dataclass
 class KeyLids:
     """What a keyframe's in-betweens need to paint its eyes shut (``key_lids``). The lids themselves are built on
-    the first in-between that paints one (``built``): 1.9 ms a keyframe at a 480 px square (2-core Xeon), for the few
-    keyframes whose eyes shut before the next."""
+    the first in-between that paints one (``lids_from``): 1.9 ms a keyframe at a 480 px square (2-core Xeon), for
+    the few keyframes whose eyes shut before the next."""
 
     amounts: list[float]  # per eye, the lid amount at the keyframe (``lids.lid_amount`` of the coupled closure)
     moved: np.ndarray  # 478 x 3 float64, the keyframe's moved landmarks (P_k), square pixels
@@ -56,7 +56,7 @@ class KeyLids:
     scale: float
     built: list[lids.Lid | None] | None = None  # per eye (EYES order); None: too small or outside the square
 
-    def lids(self, region: np.ndarray) -> list[lids.Lid | None]:
+    def lids_from(self, region: np.ndarray) -> list[lids.Lid | None]:
         """The keyframe's lids, built from its region (h x w x 3 uint8) on the first call: a photo's lid always (a
         keyframe is the generator's rendering, and ``lids.is_drawn`` read carphone's blurred, upscaled face as drawn,
         its flat patch then covering the eye up to the brow)."""
@@ -117,7 +117,7 @@ def paint_lids(region: np.ndarray, source_map: np.ndarray, image: np.ndarray, mo
     """
     points = _in_region(moved, key.shift, key.scale)
     ends = np.array([[-0.5, 0.0]]), np.array([[0.5, 0.0]])  # the corners, in the eye's frame
-    for lid, amount in zip(key.lids(own), amounts, strict=True):
+    for lid, amount in zip(key.lids_from(own), amounts, strict=True):
         if lid is None or amount <= 0.0:
             continue
         corners, upper, lower = lid.eye
