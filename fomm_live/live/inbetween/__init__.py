@@ -19,7 +19,7 @@ The rooms:
   (``animate --keyframe-every N``).
 
 What it may import: numpy, OpenCV (through ``live.media``), ``live.backends`` (the contract, the strengths' check),
-``live.errors`` and the landmark rooms ``live.landmarks`` (motion, mesh and warp; mediapipe only when the source's
+``live.errors`` and the landmark rooms ``live.landmarks`` (motion, mesh, warp and lids; mediapipe only when the source's
 landmarks are not given); nothing from ``models``, ``loop`` or ``benchmarks``.
 """
 
