@@ -17,6 +17,7 @@ hull of the true frame's face mesh, and the rest of the square (hair, neck, shou
 moves only near the face. ``--sheet PNG`` shows 12 in-betweens beside the true frame and the held keyframe:
 ``--sheet-by held`` (the default) those where holding does worst, ``eyes`` or ``mouth`` those where the eyes' or the
 mouth's opening changed most since the keyframe (blinks, a mouth opening or closing: what a warp shows worst).
+``eye_region`` in the JSON: the PSNR around the eyes, over those 12 and over all in-betweens (``inbetween_eyes``).
 
 The in-between stage's time at output resolution: each keyframe square is also placed into a 1280 x 720 frame where
 photo framing puts the bundled portrait's square (OUTPUT_PLACEMENT), the rest of the frame the same for every
@@ -47,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fomm_live.benchmarks.inbetween_eyes import eye_figures, eye_mask
 from fomm_live.live.capture.driving import open_driving
 from fomm_live.live.errors import UserError
 from fomm_live.live.face import CropTracker, FaceDetector, crop_square
@@ -181,6 +183,7 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
     regions: dict[str, dict[str, list[float]]] = {"face": {"inbetween": [], "held": []},
                                                   "outside": {"inbetween": [], "held": []}}
     face_share: list[float] = []
+    eye_rows: list[tuple[float, int, float, float]] = []  # (eyes' opening change, frame, in-between dB, held dB)
     skipped, key, previous = 0, None, None
     for t in range(first, len(squares)):
         available = [k for k in keys if k + latency <= t]
@@ -220,6 +223,9 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
                 regions[name]["held"].append(psnr(squares[key], squares[t], mask))
             row["face_inbetween"].append(regions["face"]["inbetween"][-1])
             row["face_held"].append(regions["face"]["held"][-1])
+            eyes = eye_mask(landmarks[t], SIZE)
+            eye_rows.append((abs(openings(landmarks[t])[0] - openings(landmarks[key])[0]), number_from + t,
+                             psnr(predicted, squares[t], eyes), psnr(squares[key], squares[t], eyes)))
             if sheet_rows:
                 tiles = [squares[t].copy(), predicted.copy(), squares[key].copy()]
                 labels = (f"frame {number_from + t}, +{offset}", f"{row['inbetween'][-1]:.1f} dB",
@@ -258,6 +264,7 @@ def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every
         "inbetween_step": float(np.mean(steps)) if steps else float("nan"),
         "face_region": _region_figures(regions["face"], face_share),
         "outside_face": _region_figures(regions["outside"], face_share),
+        "eye_region": eye_figures(eye_rows),
         "stage_ms_1280x720": {"p50": float(np.percentile(stage_ms, 50)), "p90": float(np.percentile(stage_ms, 90)),
                               "cpu_p50": float(np.percentile(stage_cpu_ms, 50)), "count": len(stage_ms)}
         if stage_ms else None,
@@ -372,6 +379,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"inside the face mesh's hull ({face['share_of_square']:.0%} of the square): in-between "
               f"{face['inbetween_psnr']:.2f} dB, held {face['held_psnr']:.2f} dB, gain {face['gain_db']:.2f} dB; "
               f"outside it: {rest['inbetween_psnr']:.2f}, {rest['held_psnr']:.2f}, gain {rest['gain_db']:.2f} dB")
+    if result["eye_region"]:
+        picked, every_one = result["eye_region"]["most_change"], result["eye_region"]["all"]
+        print(f"eye region, the {picked['count']} in-betweens whose eyes changed most (--sheet-by eyes): in-between "
+              f"{picked['inbetween_psnr']:.2f} dB, held {picked['held_psnr']:.2f}, gain {picked['gain_db']:.2f} dB; "
+              f"all in-betweens: gain {every_one['gain_db']:.2f} dB")
     print(f"step at a new keyframe {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}),"
           f" step between other frames {result['inbetween_step']:.2f} (mean absolute difference)")
     if args.sheet and sheet:

@@ -13,12 +13,13 @@ The rooms:
 
 - ``renderer``: ``Inbetweener``, the one object (source, neutral pose, strengths, keyframe, render);
 - ``uncovered``: what the warp cannot show, made up (pixels no triangle covers in a turn, a mouth's new gap);
+- ``closing``: an eye shut since the keyframe, its lid painted over the warp's slit (``live.landmarks.lids``');
 - ``fade``: the cross-fade's blends, less of the previous keyframe where it disagrees with the new one;
 - ``keyframes``: ``KeyframeEvery``, a backend running the generator on every N-th frame and in-betweens on the rest
   (``animate --keyframe-every N``).
 
 What it may import: numpy, OpenCV (through ``live.media``), ``live.backends`` (the contract, the strengths' check),
-``live.errors`` and the landmark rooms ``live.landmarks`` (motion, mesh and warp; mediapipe only when the source's
+``live.errors`` and the landmark rooms ``live.landmarks`` (motion, mesh, warp and lids; mediapipe only when the source's
 landmarks are not given); nothing from ``models``, ``loop`` or ``benchmarks``.
 """
 

@@ -7,8 +7,9 @@ as the "source" mesh) at a grid of every ``factor``-th output pixel of the squar
 pixel), turned into the keyframe's output positions, enlarged to every output pixel of the region by ``cv2.resize``, and
 one ``cv2.remap`` of the keyframe's output frame written straight into the output frame there. The square's border
 anchors stay put, so the motion falls off to zero at the square's edge and the frame outside it is the keyframe's own.
-Three details, each measured (see the constants): a face that has not moved shows the keyframe itself (``STILL``), a
-mouth opening past the keyframe's gets its new gap painted dark (``MOUTH_NEW_GAP_FULL``), and ``crossfade`` blends the
+Four details, each measured (see the constants): a face that has not moved shows the keyframe itself (``STILL``), a
+mouth opening past the keyframe's gets its new gap painted dark (``MOUTH_NEW_GAP_FULL``), an eye shut since the
+keyframe gets the landmark backend's lid painted over the warp's slit (``closing``), and ``crossfade`` blends the
 previous keyframe out over the renders after a new one (less where the two disagree: ``fade``). The landmarks are used
 as given: a caller with a noisy camera smooths them first (the live loop's One Euro filter, ``live.loop.smoothing``),
 as it smooths FOMM's keypoints.
@@ -29,12 +30,15 @@ import numpy as np
 
 from fomm_live.live.backends import check_strengths
 from fomm_live.live.errors import UserError
+from fomm_live.live.inbetween.closing import KeyLids, closing, key_lids, paint_lids, region_shift
 from fomm_live.live.inbetween.fade import fade_blends
 from fomm_live.live.inbetween.uncovered import fill_holes, gap_amount, paint_gap
+from fomm_live.live.landmarks import lids
+from fomm_live.live.landmarks.eyes import eye_opening
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.motion import StrengthMotion
 from fomm_live.live.landmarks.mouth import mouth_opening
-from fomm_live.live.landmarks.points import MESH_POINTS, check_image, check_landmarks
+from fomm_live.live.landmarks.points import EYES, MESH_POINTS, check_image, check_landmarks
 from fomm_live.live.landmarks.warp import SourceMesh, Warp, build_mesh, mesh_targets
 from fomm_live.live.media import cv2
 
@@ -66,6 +70,7 @@ class _Keyframe:
     scale: float  # output pixels per square pixel
     origin: tuple[float, float]  # the placement's (x0, y0)
     mouth: float  # the mouth's opening at P_k (``mouth_opening``)
+    lids: KeyLids  # its eyes' lids, for an eye shut after it (``closing``)
     same_outside: bool = False  # the frame equals the previous keyframe's outside the square (``render``'s fade)
 
     @property
@@ -105,6 +110,7 @@ class Inbetweener:
         self._source_points: np.ndarray | None = None  # 478 x 3 float64, square pixels
         self._mesh: SourceMesh | None = None
         self._neutral: np.ndarray | None = None  # 478 x 3 float64, normalised driving landmarks
+        self._neutral_openings: list[float] = []  # its eyes' turn-proof openings (``lids.driver_closures``)
         self._strengths = (1.0, 1.0)
         self._key: _Keyframe | None = None
         self._last_map: tuple[_Keyframe, np.ndarray] | None = None  # the last render's (keyframe, grid map)
@@ -148,6 +154,7 @@ class Inbetweener:
         """Take these driving landmarks as the neutral pose (the landmark backend's ``calibrate``); a keyframe
         already taken keeps the mesh it was rendered at."""
         self._neutral = check_landmarks(landmarks, "calibrate").astype(np.float64)
+        self._neutral_openings = [eye_opening(self._neutral, eye, turn_proof=True) for eye in EYES]
 
     def reset_calibration(self) -> None:
         """Forget the neutral pose and the keyframe (both belong to the old crops): ``calibrate`` and ``keyframe``
@@ -185,6 +192,10 @@ class Inbetweener:
             raise RuntimeError("in-betweens need a neutral pose: call calibrate() first")
         head, expression = self._strengths
         return self._motion.moved(self._neutral, driving, head=head, expression=expression)
+
+    def _closures(self, landmarks: np.ndarray) -> list[float]:
+        """The driver's eyes' closures against the neutral pose, as the landmark backend's."""
+        return lids.driver_closures(np.asarray(landmarks, np.float64), self._neutral_openings, self._strengths[1])
 
     # -- keyframes and in-betweens -------------------------------------------------------------------------------
     def keyframe(self, frame: np.ndarray, landmarks: np.ndarray, placement: Placement) -> None:
@@ -235,7 +246,8 @@ class Inbetweener:
             mesh=SourceMesh(vertices=targets, triangles=self._mesh.triangles, ring_of=self._mesh.ring_of,
                             ring_weight=self._mesh.ring_weight),
             rows=slice(r0, r1), cols=slice(c0, c1), warp=warp, factor=factor, inside=inside, scale=scale,
-            origin=(x0, y0), mouth=mouth_opening(moved))
+            origin=(x0, y0), mouth=mouth_opening(moved),
+            lids=key_lids(moved, self._closures(landmarks), shift=region_shift((x0, y0), scale, (c0, r0)), scale=scale))
         if self.crossfade and previous is not None and previous.frame.shape == frame.shape:
             # Checked once here, so that each faded render blends only the square's region when the rest is the
             # same (as in the live loop: the photo around the square).
@@ -292,6 +304,8 @@ class Inbetweener:
         if key is None:
             raise RuntimeError("render() needs a keyframe first: call keyframe()")
         moved = self.moved_landmarks(landmarks)
+        closures = self._closures(landmarks)
+        amounts = closing(key.lids, closures)  # an eye shut since the keyframe: its lid painted down
         targets, depth = mesh_targets(self._mesh, moved, self._source_points)
         out = key.frame.copy()  # the frame outside the square is the keyframe's own
         region = out[key.rows, key.cols]
@@ -304,29 +318,34 @@ class Inbetweener:
             if blends is not None:
                 blend = blends[self.crossfade - left]
                 region[...] = blend
-        pmap = self._warp_region(region, key, moved, targets, depth, source=blend)
+        pmap = self._warp_region(region, key, moved, targets, depth, source=blend, amounts=amounts)
         self._last_map = None if pmap is None else (key, pmap)
         if self._fading is not None:
             if blends is None:  # the previous keyframe warped on its own and blended over the whole frame
                 previous = old.frame.copy()
-                self._warp_region(previous[old.rows, old.cols], old, moved, targets, depth)
+                self._warp_region(previous[old.rows, old.cols], old, moved, targets, depth,
+                                  amounts=closing(old.lids, closures))
                 out = cv.addWeighted(previous, weight, out, 1.0 - weight, 0.0)
             self._fading = (old, left - 1, blends) if left > 1 else None
         return out
 
     def _warp_region(self, region: np.ndarray, key: _Keyframe, moved: np.ndarray, targets: np.ndarray,
-                     depth: np.ndarray, *, source: np.ndarray | None = None) -> np.ndarray | None:
+                     depth: np.ndarray, *, source: np.ndarray | None = None,
+                     amounts: list[float] | None = None) -> np.ndarray | None:
         """Write ``key``'s frame moved to the mesh ``targets`` into ``region`` (h x w x 3 uint8, the square's region
         of an output frame that holds ``key``'s own pixels there already, or ``source``'s); the map it used at the
         keyframe's grid (None: the mesh had not moved, the region is left as it is). ``source``: another image of
-        the square's region to move instead of ``key``'s (the cross-fade's blend).
+        the square's region to move instead of ``key``'s (the cross-fade's blend). ``amounts``: per eye, how far
+        its lid is painted down over the warped eye (``closing``; the region is warped then even when the mesh had
+        not moved).
 
         A second call in the same ``render`` with the same ``targets`` and grid (the cross-fade's previous keyframe)
         reuses the first call's triangle index (which moved triangle covers each grid point: it depends only on
         ``targets``), which saves the rasterisation (0.85 ms of the 1.7 ms map at 256, 2-core Xeon).
         """
         step = np.abs(targets[:MESH_POINTS] - key.targets[:MESH_POINTS]).max() / self.size
-        if step <= STILL[0]:
+        lidded = amounts is not None and any(a > 0.0 for a in amounts)
+        if step <= STILL[0] and not lidded:
             return None
         if step < STILL[1]:  # ease the motion in: the vertices a fraction of the way from the keyframe's
             targets = key.targets + (step - STILL[0]) / (STILL[1] - STILL[0]) * (targets - key.targets)
@@ -351,6 +370,11 @@ class Inbetweener:
         at_region = at_output[f:f + height, f:f + width]  # h x w x 2, output pixels
         cv.remap(key.frame if source is None else source, at_region, None, cv.INTER_LINEAR, dst=region,
                  borderMode=cv.BORDER_REPLICATE)
+        if lidded:  # the lids' skin is taken through the map, in the region's own pixels
+            local = at_region if source is not None else at_region - np.array([key.cols.start, key.rows.start],
+                                                                              np.float32)
+            paint_lids(region, local, key.region if source is None else source, moved, key.lids, amounts,
+                       own=key.region)
         amount = gap_amount(mouth_opening(moved), key.mouth)
         if amount > 0.0:
             paint_gap(region, moved, origin=key.origin, scale=key.scale, at=(key.cols.start, key.rows.start),

@@ -291,9 +291,7 @@ class LandmarkBackend(Backend):
         """Per eye, how closed the driver's eye is against its neutral pose (``eye_opening``'s turn-proof measure: a
         turn or a tilt leaves it as it is, so both eyes of a blink read alike), times the expression strength (0 for
         an eye shut at calibration)."""
-        expression = self._strengths[1]
-        return [expression * (1.0 - eye_opening(driving, eye, turn_proof=True) / opening) if opening > 0.02 else 0.0
-                for eye, opening in zip(EYES, self._neutral_openings, strict=True)]
+        return lids.driver_closures(driving, self._neutral_openings, self._strengths[1])
 
     def _closures(self, moved: np.ndarray) -> list[float]:
         """Per eye, how closed it is: with relative motion, the driver's own eye against its neutral pose (from the

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fomm_live.live.landmarks.drawn import GRID, DrawnEye, find_drawn_eye, is_drawn
-from fomm_live.live.landmarks.eyes import curve, lid_frame, to_eye
+from fomm_live.live.landmarks.eyes import curve, eye_opening, lid_frame, to_eye
+from fomm_live.live.landmarks.points import EYES
 from fomm_live.live.media import cv2
 
 __all__ = ["is_drawn"]  # (re-exported: whether a source is drawn decides its lids)
@@ -78,6 +79,18 @@ class Lid:
 def lid_amount(closure: float) -> float:
     """How far the lid is down, 0 (open) to 1 (shut), for an eye's closure: linear from LID_START to LID_FULL."""
     return float(np.clip((closure - LID_START) / (LID_FULL - LID_START), 0.0, 1.0))
+
+
+def driver_closures(driving: np.ndarray, neutral_openings: list[float], expression: float) -> list[float]:
+    """Per eye (``EYES`` order), how closed the driver's eye is against its neutral pose (``eye_opening``'s
+    turn-proof measure: a turn or a tilt leaves it as it is, so both eyes of a blink read alike), times the
+    expression strength (0 for an eye shut at calibration).
+
+    Args:
+        driving: 478 x 3 normalised driving landmarks; neutral_openings: the neutral pose's turn-proof openings.
+    """
+    return [expression * (1.0 - eye_opening(driving, eye, turn_proof=True) / opening) if opening > 0.02 else 0.0
+            for eye, opening in zip(EYES, neutral_openings, strict=True)]
 
 
 def couple(closures: list[float]) -> list[float]:
