@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fomm_live.live.filters import OneEuroFilter
-from fomm_live.live.media import cv2, quiet_native_output
+from fomm_live.live.media import cv2, quiet_native_output, read_only
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an H x W x 3 uint8 RGB image, largest first."""
-        image = np.ascontiguousarray(image)
+        image = read_only(image)  # handed to mediapipe without a copy
         faces = self._run(0, image)
         if not faces and self.fallback:
             faces = self._run(1, image)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fomm_live.live.landmarks.points import ALL_POINTS
-from fomm_live.live.media import quiet_native_output
+from fomm_live.live.media import quiet_native_output, read_only
 
 # One landmark of a serialised NormalizedLandmarkList as the face mesh writes it: field 1 (a landmark) of 15 bytes
 # holding x, y and z (fields 1-3, 32-bit floats, little-endian), no visibility or presence.
@@ -81,11 +81,12 @@ class FaceMesh:
             static: Image mode (True) or video mode (False).
         """
         graph = self.graph(static)
+        image = read_only(image)  # handed to mediapipe without a copy
         if static in self._warm:
-            result = graph.process(np.ascontiguousarray(image))
+            result = graph.process(image)
         else:  # the first run of a graph prints its inference warnings
             with quiet_native_output():
-                result = graph.process(np.ascontiguousarray(image))
+                result = graph.process(image)
             self._warm.add(static)
         faces = result.multi_face_landmarks
         if not faces:

@@ -1,0 +1,78 @@
+"""mediapipe is handed the camera frame and the crop without a copy (``live.media.read_only``), and finds exactly what
+its own ``process()`` finds on a writeable copy: the same face boxes, the same 478 x 3 landmarks, bit for bit, on the
+bundled demo clip centred on a 1280 x 720 canvas (the live loop's input in ``benchmarks.framing``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fomm_live.benchmarks.common import bench_clip
+from fomm_live.live.face import CropTracker, FaceDetector, crop_square
+from fomm_live.live.landmarks.facemesh import FaceMesh, landmark_array
+from fomm_live.live.media import cv2, read_only
+
+FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def clip_frames() -> list[np.ndarray]:
+    cv = cv2()
+    cap = cv.VideoCapture(str(bench_clip((1280, 720))))
+    frames = []
+    while len(frames) < FRAMES:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv.cvtColor(bgr, cv.COLOR_BGR2RGB))
+    cap.release()
+    assert len(frames) == FRAMES
+    return frames
+
+
+def test_read_only_is_a_view_that_leaves_the_callers_array_writeable() -> None:
+    image = np.zeros((4, 6, 3), np.uint8)
+    view = read_only(image)
+    assert np.shares_memory(view, image)
+    assert not view.flags.writeable and view.flags.c_contiguous
+    assert image.flags.writeable
+    mirrored = image[:, ::-1]  # not contiguous: a contiguous copy
+    assert read_only(mirrored).flags.c_contiguous
+    np.testing.assert_array_equal(read_only(mirrored), mirrored)
+
+
+def test_detector_and_face_mesh_find_what_process_finds_on_a_writeable_copy(clip_frames) -> None:
+    import mediapipe as mp
+
+    reference_detector = mp.solutions.face_detection.FaceDetection(min_detection_confidence=0.5, model_selection=0)
+    reference_mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                                                     min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    tracker = CropTracker()
+    compared = 0
+    with FaceDetector(fallback=False) as detector:  # the short-range model only, as the reference
+        mesh = FaceMesh()
+        try:
+            for i, frame in enumerate(clip_frames):
+                faces = detector.detect(frame)
+                expected = reference_detector.process(frame.copy()).detections or []
+                h, w = frame.shape[:2]
+                boxes = [d.location_data.relative_bounding_box for d in expected]
+                assert sorted(f.box for f in faces) == sorted((b.xmin * w, b.ymin * h, b.width * w, b.height * h)
+                                                              for b in boxes), f"frame {i}"
+                if not faces:
+                    continue
+                crop = crop_square(frame, tracker.update(faces[0], i / 25), 256)
+                points = mesh.landmarks(crop, static=False)
+                reference = reference_mesh.process(crop.copy()).multi_face_landmarks
+                assert points is not None and reference, f"frame {i}"
+                expected_points = landmark_array(reference[0])
+                mismatch = np.argwhere(points != expected_points)
+                assert mismatch.size == 0, f"frame {i}: first mismatching landmark {mismatch[0]}"
+                compared += 1
+        finally:
+            mesh.close()
+            reference_detector.close()
+            reference_mesh.close()
+    # The short-range model finds no face on a few frames of the clip's turn (32 of 40 frames have one).
+    assert compared >= 30, f"only {compared} of {FRAMES} frames had a face to compare"
