@@ -84,7 +84,7 @@ def test_detector_and_face_mesh_find_what_process_finds_on_a_writeable_copy(clip
             reference_detector.close()
             reference_mesh.close()
             reference_still.close()
-    assert "read through process()" not in caplog.text, "the direct read fell back: only process() was compared"
+    assert "through process()" not in caplog.text, "a direct read fell back: only process() was compared"
     # The short-range model finds no face on a few frames of the clip's turn (32 of 40 frames have one).
     assert compared >= 30, f"only {compared} of {FRAMES} frames had a face to compare"
 
@@ -134,3 +134,35 @@ def test_face_mesh_falls_back_to_process_with_one_warning(caplog) -> None:
             np.testing.assert_array_equal(mesh.landmarks(image, static=False), stand_in.points)
     assert caplog.text.count("read through process()") == 1
     mesh.close()
+
+
+class _DetectionsOnly:
+    """A stand-in for a mediapipe face detection solution without the internals ``solution_output`` reads: only
+    ``process()``, which finds one face box."""
+
+    def __init__(self) -> None:
+        from mediapipe.framework.formats import detection_pb2
+
+        self.detection = detection_pb2.Detection(score=[0.9])
+        box = self.detection.location_data.relative_bounding_box
+        box.xmin, box.ymin, box.width, box.height = 0.25, 0.5, 0.25, 0.25
+
+    def process(self, image: np.ndarray):
+        class Result:
+            detections = [self.detection]
+
+        return Result()
+
+    def close(self) -> None:
+        pass
+
+
+def test_face_detector_falls_back_to_process_with_one_warning(caplog) -> None:
+    with FaceDetector(fallback=False) as detector:
+        detector._detectors[0].close()
+        detector._detectors[0] = _DetectionsOnly()  # in place of the started graph
+        image = np.zeros((40, 80, 3), np.uint8)
+        with caplog.at_level("WARNING"):
+            for _ in range(2):
+                assert [face.box for face in detector.detect(image)] == [(20.0, 20.0, 20.0, 10.0)]
+    assert caplog.text.count("read through process()") == 1

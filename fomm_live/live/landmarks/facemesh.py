@@ -51,20 +51,22 @@ def landmark_array(landmarks: Any) -> np.ndarray:
     return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32).reshape(count, 3)
 
 
-def first_face_bytes(solution: Any, image: np.ndarray) -> bytes | None:
-    """One image through a mediapipe face mesh solution's graph, sent as its ``process()`` sends it (an SRGB image
-    packet on the solution's simulated 30 fps clock, then a wait until the graph is idle), and the first face's
-    NormalizedLandmarkList as the graph wrote it, serialised (None: no face).
+def solution_output(solution: Any, image: np.ndarray, stream: str) -> list[bytes] | None:
+    """One image through a mediapipe solution's graph, sent as its ``process()`` sends it (an SRGB image packet on
+    the solution's simulated 30 fps clock, then a wait until the graph is idle), and the messages the graph wrote on
+    the output ``stream``, serialised (None: nothing written).
 
-    ``process()`` builds a new named-tuple class on every call and parses the landmarks into Python messages, which
-    ``landmark_array`` serialises again: 0.64-0.69 against 0.29-0.31 ms of the tracking thread's CPU a frame in the
-    landmark loop at 1280 x 720, all of it holding the GIL (2-core Xeon, load 7). This reads mediapipe 0.10.21's
-    ``SolutionBase`` internals (``_graph``, ``_graph_outputs``, ``_simulated_timestamp``); ``FaceMesh`` falls back
-    to ``process()`` where they are not there.
+    ``process()`` builds a new named-tuple class on every call and parses the output into Python messages (which
+    ``landmark_array`` serialised again). Read here instead, the face mesh took 0.29-0.31 against 0.64-0.69 ms of the
+    tracking thread's CPU a frame in the landmark loop at 1280 x 720, the face detector 0.23-0.30 against 0.44-0.55
+    ms, all of it holding the GIL (2-core Xeon, load 5-7). This reads mediapipe 0.10.21's ``SolutionBase``
+    internals (``_graph``, ``_graph_outputs``, ``_simulated_timestamp``); callers fall back to ``process()`` on an
+    AttributeError or ImportError.
 
     Args:
-        solution: A started ``mediapipe.solutions.face_mesh.FaceMesh``.
+        solution: A started ``mediapipe.solutions`` solution with one image input named ``image``.
         image: H x W x 3 uint8 RGB; read-only, so that the packet references it instead of copying it.
+        stream: The output stream (``multi_face_landmarks``, ``detections``).
     """
     from mediapipe.python import packet_creator
     from mediapipe.python._framework_bindings import _packet_getter, image_frame
@@ -74,11 +76,10 @@ def first_face_bytes(solution: Any, image: np.ndarray) -> bytes | None:
     packet = packet_creator.create_image(image, image_format=image_frame.ImageFormat.SRGB)
     solution._graph.add_packet_to_input_stream(stream="image", packet=packet.at(solution._simulated_timestamp))
     solution._graph.wait_until_idle()
-    found = solution._graph_outputs.get("multi_face_landmarks")
+    found = solution._graph_outputs.get(stream)
     if found is None or found.is_empty():
         return None
-    faces = _packet_getter._get_serialized_proto_list(found)
-    return faces[0] if faces else None
+    return _packet_getter._get_serialized_proto_list(found)
 
 
 class FaceMesh:
@@ -95,7 +96,7 @@ class FaceMesh:
         self.min_detection_confidence = min_detection_confidence
         self._graphs: dict[bool, Any] = {}  # static_image_mode -> mediapipe FaceMesh, created on first use
         self._warm: set[bool] = set()  # graphs that have run once
-        self._direct = True  # read the graphs' output directly (``first_face_bytes``); False: through process()
+        self._direct = True  # read the graphs' output directly (``solution_output``); False: through process()
 
     def graph(self, static: bool) -> Any:
         """The mediapipe graph of this mode (``static``: image mode), started and warmed up on first use.
@@ -142,16 +143,17 @@ class FaceMesh:
 
     def _run(self, graph: Any, image: np.ndarray) -> np.ndarray | None:
         """The first face's N x 3 landmarks in ``image`` (None: no face): read straight from the graph's output
-        (``first_face_bytes``), or through ``process()`` where mediapipe's internals are not as expected."""
+        (``solution_output``), or through ``process()`` where mediapipe's internals are not as expected."""
         if self._direct:
             try:
-                raw = first_face_bytes(graph, image)
+                faces = solution_output(graph, image, "multi_face_landmarks")
             except (AttributeError, ImportError) as err:
                 logger.warning("mediapipe's face mesh is read through process() (its internals differ: %s)", err)
                 self._direct = False
             else:
-                if raw is None:
+                if not faces:
                     return None
+                raw = faces[0]
                 points = wire_landmarks(raw)
                 if points is None:  # a layout the fast read does not know: parsed as a message
                     from mediapipe.framework.formats import landmark_pb2
