@@ -74,6 +74,19 @@ def quiet_native_output() -> Iterator[None]:
             os.close(fd)
 
 
+def read_only(image: np.ndarray) -> np.ndarray:
+    """A read-only, C-contiguous view of ``image`` (a contiguous copy where it is not), for mediapipe.
+
+    mediapipe's ``process()`` copies a writeable array into its own image frame and references a read-only one: a
+    1280 x 720 camera frame's copy was 0.2-0.3 of the face detector's 2.0 ms CPU a call (2-core Xeon), the same
+    detections bit for bit. ``process()`` waits until its graph is idle, so the graph is done with the pixels when it
+    returns; the caller's array stays writeable.
+    """
+    view = np.ascontiguousarray(image).view()
+    view.flags.writeable = False
+    return view
+
+
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF",
           b"MM\x00*": "TIFF"}
 
