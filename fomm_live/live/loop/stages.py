@@ -125,9 +125,7 @@ class TrackingStage:
     def apply_key(self, key: str) -> None:
         apply_tracking_key(key, self.controls, self.tracker)
         if key == "m":  # the face is now on the other side: follow it from there instead of gliding across
-            self.tracker.last = None
-            if self.tracker.filter is not None:
-                self.tracker.filter.reset()
+            self.tracker.reset()
 
     def __call__(self, item: CapturedFrame, keys: list[str]) -> TrackedFrame:
         """Apply this frame's tracking keys (the others ride along to the model stage, followed by
