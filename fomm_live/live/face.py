@@ -205,6 +205,8 @@ class CropTracker:
         size_zone: ``steady``: how far the face's size may change, as a ratio of the box's (1.15: 15% either way).
         glide_hz: ``steady``: the re-centring spring's natural frequency (higher: quicker).
         max_speed: ``steady``: the fastest glide, sides per second.
+        max_accel: ``steady``: the glide's speed changes by at most this, sides per second per second (no jerk
+            when a glide starts, however far the face went).
     """
 
     ZOOM_STEP = 1.1
@@ -215,7 +217,7 @@ class CropTracker:
     def __init__(self, *, margin: float = DEFAULT_MARGIN, smoothing: bool = True,
                  tracking: str = DEFAULT_CROP_TRACKING,
                  min_cutoff: float = 0.3, beta: float = 0.02, dead_zone: float = 0.08, size_zone: float = 1.15,
-                 glide_hz: float = 0.6, max_speed: float = 0.6) -> None:
+                 glide_hz: float = 0.6, max_speed: float = 0.6, max_accel: float = 1.5) -> None:
         if tracking not in CROP_TRACKING:
             raise ValueError(f"tracking: expected one of {', '.join(CROP_TRACKING)}, got {tracking!r}")
         self.margin = margin
@@ -224,7 +226,7 @@ class CropTracker:
                        if smoothing and tracking == "follow" else None)
         self.dead_zone, self.size_zone = dead_zone, size_zone
         self.omega = 2 * np.pi * glide_hz
-        self.max_speed = max_speed
+        self.max_speed, self.max_accel = max_speed, max_accel
         self.last: CropBox | None = None
         self.gliding = False  # steady: re-centring now
         self._velocity = np.zeros(3)  # steady: the glide's (cx, cy, side) per second
@@ -266,14 +268,13 @@ class CropTracker:
             return box  # exactly still
         dt = min(max(t - (self._t if self._t is not None else t), 0.0), self.MAX_DT)
         w = self.omega
-        self._velocity += (w * w * (target - box) - 2 * w * self._velocity) * dt  # critically damped spring
-        speed = np.abs(self._velocity) / box[2]
-        limit = self.max_speed
-        if speed.max() > limit:
-            self._velocity *= limit / speed.max()
+        change = (w * w * (target - box) - 2 * w * self._velocity) * dt  # a critically damped spring's
+        self._velocity += _limited(change, self.max_accel * box[2] * dt)
+        self._velocity = _limited(self._velocity, self.max_speed * box[2])
         box = box + self._velocity * dt
         if (np.abs(target[:2] - box[:2]).max() / box[2] < self.SETTLE and abs(np.log(target[2] / box[2])) < self.SETTLE
-                and np.abs(self._velocity).max() * dt < self.SETTLE * box[2]):
+                and np.abs(self._velocity).max() < self.SETTLE * box[2]):  # under 1% of the side a second: a halt
+
             self.gliding = False
             self._velocity[:] = 0
         return box
@@ -291,6 +292,12 @@ class CropTracker:
         """Undo zoom and offset (hotkey r)."""
         self.zoom = 1.0
         self.offset[:] = 0
+
+
+def _limited(vector: np.ndarray, limit: float) -> np.ndarray:
+    """``vector`` scaled down so that no element exceeds ``limit`` in size."""
+    largest = float(np.abs(vector).max())
+    return vector * (limit / largest) if largest > limit else vector
 
 
 def crop_source_image(image: np.ndarray, size: int, detector: FaceDetector | None,
