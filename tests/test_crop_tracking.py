@@ -114,5 +114,5 @@ def test_reset_frames_the_next_face_at_once() -> None:
 
 
 def test_an_unknown_tracking_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="tracking: expected one of follow, steady"):
+    with pytest.raises(ValueError, match="tracking: expected one of steady, follow"):
         CropTracker(tracking="still")

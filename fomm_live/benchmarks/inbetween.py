@@ -52,13 +52,13 @@ from fomm_live.benchmarks.inbetween_crop import crop_figures, crop_line, tracked
 from fomm_live.benchmarks.inbetween_eyes import eye_figures, eye_mask
 from fomm_live.live.capture.driving import open_driving
 from fomm_live.live.errors import UserError
-from fomm_live.live.face import CROP_TRACKING, DEFAULT_CROP_TRACKING
 from fomm_live.live.inbetween import Inbetweener
 from fomm_live.live.landmarks.eyes import eye_opening
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.mouth import mouth_opening
 from fomm_live.live.landmarks.points import EYES
 from fomm_live.live.media import cv2
+from fomm_live.live.options import CROP_TRACKING, DEFAULT_CROP_TRACKING
 from fomm_live.live.threads import bound_helper_threads
 
 SIZE = 256

@@ -18,7 +18,8 @@ import numpy as np
 
 from fomm_live.live.capture.driving import open_driving
 from fomm_live.live.errors import UserError
-from fomm_live.live.face import DEFAULT_CROP_TRACKING, CropBox, CropTracker, Face, FaceDetector, crop_square
+from fomm_live.live.face import CropBox, CropTracker, Face, FaceDetector, crop_square
+from fomm_live.live.options import DEFAULT_CROP_TRACKING
 
 
 @dataclass

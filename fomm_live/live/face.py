@@ -17,6 +17,7 @@ import numpy as np
 from fomm_live.live.filters import OneEuroFilter
 from fomm_live.live.landmarks.facemesh import solution_output
 from fomm_live.live.media import cv2, quiet_native_output, read_only
+from fomm_live.live.options import CROP_TRACKING, DEFAULT_CROP_TRACKING
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +181,6 @@ def crop_square(image: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     return cv.warpAffine(image, matrix, (size, size), flags=cv.INTER_LINEAR, borderMode=cv.BORDER_REPLICATE)
 
 
-CROP_TRACKING = ("follow", "steady")  # how the crop box follows the face (``CropTracker``'s ``tracking``)
-DEFAULT_CROP_TRACKING = "follow"  # the live loop's, ``animate``'s and the benchmarks'
 
 
 class CropTracker:
