@@ -116,3 +116,27 @@ def test_reset_frames_the_next_face_at_once() -> None:
 def test_an_unknown_tracking_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="tracking: expected one of steady, follow"):
         CropTracker(tracking="still")
+
+
+def test_crop_figures_count_the_box_motion_the_face_outside_and_the_head_motion_kept() -> None:
+    """Made tracks (no detector): a still box with the face moving 10 square px right keeps all of the head's motion;
+    a box that moves with the face keeps none of it (the square shows a still face) and its steps are counted; a face
+    box reaching past the square's edge is counted in that frame."""
+    from fomm_live.benchmarks.inbetween_crop import Track, crop_figures
+    from fomm_live.live.face import CropBox
+
+    size, side = 256, 400.0
+    neutral = np.random.default_rng(1).uniform(0.3, 0.7, (478, 3))
+    shifted = neutral.copy()
+    shifted[:, 0] += 10 / size
+    still = Track([CropBox(640, 360, side)] * 2, [face_at(640, 360), face_at(640 + 10 * side / size, 360)])
+    figures = crop_figures(still, [neutral, shifted], size)
+    assert figures["landmarks_from_neutral_px"]["mean"] == pytest.approx(5.0)  # mean over the two frames: 0 and 10
+    assert figures["head_motion_kept"] == pytest.approx(1.0)
+    assert figures["box_step_px"]["max"] == 0 and figures["face_outside_square_frames"] == 0
+    following = Track([CropBox(640, 360, side), CropBox(640 + 10 * side / size, 360, side)], still.faces)
+    figures = crop_figures(following, [neutral, neutral], size)
+    assert figures["head_motion_kept"] == pytest.approx(0.0)
+    assert figures["box_step_px"]["max"] == pytest.approx(10 * side / size)
+    edge = Track([CropBox(640, 360, side)], [face_at(640 + 0.3 * side, 360)])  # its right edge 0.05 side outside
+    assert crop_figures(edge, [neutral], size)["face_outside_square_frames"] == 1

@@ -6,7 +6,10 @@ way the face's motion does not predict, and with relative motion it is subtracte
 the avatar. The figures: the box's motion per frame (centre, px of the frame, p50 / p95 / max, and the share of frames
 where it moved at all), how far the face's centre gets from the square's centre (max, share of the side), the frames
 where the face's box is not wholly inside the square (must be none), and the face's landmarks' mean displacement in the
-square from the first frame's (the calibrated neutral pose's), in square pixels: a proxy for how much the avatar moves.
+square from the first frame's (the calibrated neutral pose's), in square pixels: a proxy for how much the avatar moves;
+beside it the same landmarks' displacement in the camera frame (scaled to square pixels at the neutral frame's box),
+how far the head really moved, and the ratio of the two (``head_motion_kept``: 1 when the box holds still, less when
+the box's motion cancels part of the head's, which the avatar then does not show).
 """
 
 from __future__ import annotations
@@ -85,8 +88,20 @@ def crop_figures(track: Track, landmarks: list[np.ndarray | None], size: int) ->
         half = box.side / 2
         if x0 < box.cx - half or y0 < box.cy - half or x0 + w > box.cx + half or y0 + h > box.cy + half:
             outside += 1
-    first = next((p for p in landmarks if p is not None), None)
-    moved = [float(np.mean(np.hypot(*((p[:, :2] - first[:, :2]) * size).T))) for p in landmarks if p is not None]
+    first = next((i for i, p in enumerate(landmarks) if p is not None), None)
+    moved, in_frame = [], []
+    if first is not None:
+        neutral, neutral_box = landmarks[first][:, :2], boxes[first]
+        to_square = size / neutral_box[2]  # camera pixels -> square pixels at the neutral frame's box
+
+        def in_camera(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+            return box[:2] - box[2] / 2 + points * box[2]  # 478 x 2 camera pixels
+
+        for p, box in zip(landmarks, boxes, strict=True):
+            if p is not None:
+                moved.append(float(np.mean(np.hypot(*((p[:, :2] - neutral) * size).T))))
+                shift = (in_camera(p[:, :2], box) - in_camera(neutral, neutral_box)) * to_square
+                in_frame.append(float(np.mean(np.hypot(*shift.T))))
     return {
         "box_step_px": {"p50": float(np.percentile(steps, 50)), "p95": float(np.percentile(steps, 95)),
                         "max": float(steps.max()), "moving_share": float(np.mean(steps > 1e-9))},
@@ -97,6 +112,8 @@ def crop_figures(track: Track, landmarks: list[np.ndarray | None], size: int) ->
         "landmarks_from_neutral_px": {"mean": float(np.mean(moved)) if moved else 0.0,
                                       "p95": float(np.percentile(moved, 95)) if moved else 0.0,
                                       "max": float(max(moved, default=0.0))},
+        "head_in_camera_px": {"mean": float(np.mean(in_frame)) if in_frame else 0.0},
+        "head_motion_kept": float(np.mean(moved) / np.mean(in_frame)) if in_frame and np.mean(in_frame) > 0 else 1.0,
     }
 
 
@@ -106,4 +123,5 @@ def crop_line(figures: dict, tracking: str) -> str:
     return (f"crop tracking {tracking}: box step p50 {step['p50']:.2f} px, p95 {step['p95']:.2f}, max {step['max']:.2f}"
             f" (moving {step['moving_share']:.0%} of frames); face off centre max {off['max']:.1%} of the side; "
             f"face box outside the square in {figures['face_outside_square_frames']} frames; landmarks from neutral "
-            f"mean {moved['mean']:.2f} px (p95 {moved['p95']:.2f})")
+            f"mean {moved['mean']:.2f} px (p95 {moved['p95']:.2f}), in the camera frame "
+            f"{figures['head_in_camera_px']['mean']:.2f} (kept {figures['head_motion_kept']:.0%})")

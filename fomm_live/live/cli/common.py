@@ -38,7 +38,8 @@ def add_crop_tracking_option(group: argparse._ActionsContainer) -> None:
                        help="how the face crop follows your head: steady holds it still while your face "
                             "stays near its centre and glides it to re-centre when you move further, so a head that "
                             "moves and stays gives an avatar that moves and stays; follow moves it with every head "
-                            "motion, a little behind (the avatar then drifts back as the crop catches up); default: %(default)s")
+                            "motion, a little behind (the avatar then drifts back as the crop catches up); "
+                            "default: %(default)s")
 
 
 def add_config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
