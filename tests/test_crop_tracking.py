@@ -140,3 +140,18 @@ def test_crop_figures_count_the_box_motion_the_face_outside_and_the_head_motion_
     assert figures["box_step_px"]["max"] == pytest.approx(10 * side / size)
     edge = Track([CropBox(640, 360, side)], [face_at(640 + 0.3 * side, 360)])  # its right edge 0.05 side outside
     assert crop_figures(edge, [neutral], size)["face_outside_square_frames"] == 1
+
+
+def test_a_head_that_moves_and_stays_keeps_its_place_in_the_steady_square_but_drifts_back_in_follow() -> None:
+    """The face steps 6% of the crop's side right and stays 3 s: in the steady square it stays 6% right of centre (the
+    avatar, driven by the face's motion in the square, moves and stays); the follow tracker's box catches up, so the
+    face drifts back to under 1% from centre (the avatar moves and slides back)."""
+    offsets = {}
+    for tracking in ("steady", "follow"):
+        tracker = CropTracker(tracking=tracking)
+        crop_side = tracker.update(face_at(640, 360), 0.0).side
+        for i in range(1, 90):
+            box = tracker.update(face_at(640 + 0.06 * crop_side, 360), i / FPS)
+        offsets[tracking] = (640 + 0.06 * crop_side - box.cx) / box.side
+    assert offsets["steady"] == pytest.approx(0.06)
+    assert abs(offsets["follow"]) < 0.01
