@@ -15,8 +15,8 @@ CHECKPOINT_HELP = ("an original First Order Motion Model checkpoint (vox-cpk.pth
 
 CROP_TRACKING = ("steady", "follow")  # how the crop box follows the face (``live.face.CropTracker``'s ``tracking``)
 # steady: the box holds while the face stays near its centre, glides to re-centre when it nears the edge (in-betweens
-# +0.2 to +1.5 dB over holding on three real clips, the avatar no longer slides back after a head moves and stays:
-# benchmarks/RESULTS.md, 2026-12-07 05:00 UTC); follow: a One Euro filter follows every head motion with a lag
+# +0.22 to +1.43 dB over holding on three real clips, the avatar no longer slides back after a head moves and stays:
+# benchmarks/RESULTS.md, 2026-12-07 04:55-05:11 UTC); follow: a One Euro filter follows every head motion with a lag
 DEFAULT_CROP_TRACKING = "steady"
 
 
