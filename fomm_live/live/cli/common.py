@@ -35,11 +35,11 @@ def parse_size(text: str) -> tuple[int, int]:
 def add_crop_tracking_option(group: argparse._ActionsContainer) -> None:
     """``--crop-tracking`` (``run``, ``demo``, ``animate``)."""
     group.add_argument("--crop-tracking", choices=CROP_TRACKING, default=DEFAULT_CROP_TRACKING,
-                       help="how the face crop follows your head: steady holds it still while your face "
-                            "stays near its centre and glides it to re-centre when you move further, so a head that "
-                            "moves and stays gives an avatar that moves and stays; follow moves it with every head "
-                            "motion, a little behind (the avatar then drifts back as the crop catches up); "
-                            "default: %(default)s")
+                       help="how the face crop follows your head: follow moves it with every head motion, a "
+                            "little behind (the avatar then drifts back as the crop catches up); steady holds it still "
+                            "while your face stays near its centre and glides it to re-centre when you move further, "
+                            "so a head that moves and stays gives an avatar that moves and stays (default: "
+                            "%(default)s)")
 
 
 def add_config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
