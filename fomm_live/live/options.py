@@ -18,7 +18,8 @@ CROP_TRACKING = ("follow", "steady")  # how the crop box follows the face (``liv
 # centre and glides to re-centre when it nears the edge (in-betweens +0.22 to +1.43 dB over holding on three real
 # clips, the avatar no longer slides back after a head moves and stays: benchmarks/RESULTS.md, 2026-12-07 04:55-05:11
 # UTC). Not the default yet: with it the landmark backend's --head-strength 0 left 30% of a drawn head's yaw range in
-# the avatar instead of 23% (tests/test_strength_landmarks.py, whose bound is 25%), not understood yet.
+# the avatar instead of 23% (tests/test_strength_landmarks.py, whose bound is 25%): the motion smoother's per-coordinate
+# cutoffs bend a fast-moving mesh, and more of the head's motion now reaches it (same RESULTS section).
 DEFAULT_CROP_TRACKING = "follow"
 
 
