@@ -190,8 +190,8 @@ def test_the_quality_benchmark_start_and_frames_take_that_stretch_of_the_clip(tm
     folder.mkdir()
     for i, frame in enumerate(frames):
         cv2().imwrite(str(folder / f"{i:03d}.png"), cv2().cvtColor(frame, cv2().COLOR_RGB2BGR))
-    whole, _ = bench.tracked_squares(folder)
-    stretch, _ = bench.tracked_squares(folder, start=4, limit=5)
+    whole, _, _ = bench.tracked_squares(folder, size=bench.SIZE)
+    stretch, _, _ = bench.tracked_squares(folder, size=bench.SIZE, start=4, limit=5)
     assert len(whole) == 12 and len(stretch) == 5
     means = np.array([square.mean() for square in whole])  # about 8 levels apart (the crop moves a little)
     assert [int(np.argmin(np.abs(means - square.mean()))) for square in stretch] == [4, 5, 6, 7, 8]

@@ -48,16 +48,17 @@ from pathlib import Path
 
 import numpy as np
 
+from fomm_live.benchmarks.inbetween_crop import crop_figures, crop_line, tracked_squares
 from fomm_live.benchmarks.inbetween_eyes import eye_figures, eye_mask
 from fomm_live.live.capture.driving import open_driving
 from fomm_live.live.errors import UserError
-from fomm_live.live.face import CropTracker, FaceDetector, crop_square
 from fomm_live.live.inbetween import Inbetweener
 from fomm_live.live.landmarks.eyes import eye_opening
 from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.mouth import mouth_opening
 from fomm_live.live.landmarks.points import EYES
 from fomm_live.live.media import cv2
+from fomm_live.live.options import CROP_TRACKING, DEFAULT_CROP_TRACKING
 from fomm_live.live.threads import bound_helper_threads
 
 SIZE = 256
@@ -101,41 +102,6 @@ def _region_figures(per_frame: dict[str, list[float]], share: list[float]) -> di
 
 def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16))))
-
-
-def tracked_squares(clip: str | Path, *, size: int = SIZE, start: int = 0,
-                    limit: int | None = None) -> tuple[list[np.ndarray], float]:
-    """The clip's face squares as the live loop crops them (crop tracker, One Euro smoothing) and its frame rate.
-
-    Args:
-        clip: A video file or a folder of frames.
-        size: The squares' side.
-        start: The first frame used (the frames before it are read and left out; the tracker starts there).
-        limit: At most this many frames from ``start`` (None: to the end).
-    """
-    source = open_driving(clip)
-    detector = FaceDetector()
-    tracker = CropTracker(smoothing=True)
-    squares: list[np.ndarray] = []
-    box = None
-    try:
-        for skipped in range(start):
-            if source.read() is None:
-                raise UserError(f"{clip}: --start {start} is past the clip's end ({skipped} frames)")
-        index = 0
-        while (limit is None or index < limit) and (frame := source.read()) is not None:
-            faces = detector.detect(frame)
-            box = tracker.update(faces[0] if faces else None, index / source.fps) or box
-            if box is None:
-                raise UserError(f"{clip}: no face in frame {start + index}; the benchmark needs one from the first "
-                                f"frame it uses (--start)")
-            squares.append(crop_square(frame, box, size))
-            index += 1
-        fps = source.fps
-    finally:
-        source.close()
-        detector.close()
-    return squares, fps
 
 
 def measure(squares: list[np.ndarray], landmarks: list[np.ndarray | None], every: int, *, latency: int = 0,
@@ -313,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", type=int, default=0,
                         help="the clip's first frame used (default 0): keyframes are --start, --start + N, ...")
     parser.add_argument("--frames", type=int, help="use at most this many frames from --start (default: to the end)")
+    parser.add_argument("--crop-tracking", choices=CROP_TRACKING, default=DEFAULT_CROP_TRACKING,
+                        help=f"how the crop box follows the face (default {DEFAULT_CROP_TRACKING}, the live loop's)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--sheet", help="write a PNG of 12 in-betweens (picked by --sheet-by), in the clip's order: "
                                         "true frame | in-between | held, each labelled (frame, offset, dB)")
@@ -346,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--every: expected 2 or more (1 has no in-betweens), got {args.every}")
         if args.start < 0 or (args.frames is not None and args.frames < 1):
             parser.error(f"--start: expected 0 or more, --frames 1 or more, got {args.start} and {args.frames}")
-        squares, fps = tracked_squares(args.clip, start=args.start, limit=args.frames)
+        squares, fps, track = tracked_squares(args.clip, size=SIZE, start=args.start, limit=args.frames,
+                                              tracking=args.crop_tracking)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
     mesh = FaceMesh()
@@ -359,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
                                 sheet_rows=12 if args.sheet else 0, sheet_by=args.sheet_by, number_from=args.start)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
+    result.update(crop_tracking=args.crop_tracking, crop=crop_figures(track, landmarks, SIZE))
     result.update(clip=str(args.clip), start=args.start, fps=fps, cpu=platform.processor() or platform.machine(),
                   cores=os.cpu_count(), load_average=os.getloadavg()[0])
     print(f"{args.clip}: {result['frames']} frames from frame {args.start} at {fps:g} fps, a keyframe every "
@@ -384,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"eye region, the {picked['count']} in-betweens whose eyes changed most (--sheet-by eyes): in-between "
               f"{picked['inbetween_psnr']:.2f} dB, held {picked['held_psnr']:.2f}, gain {picked['gain_db']:.2f} dB; "
               f"all in-betweens: gain {every_one['gain_db']:.2f} dB")
+    print(crop_line(result["crop"], args.crop_tracking))
     print(f"step at a new keyframe {result['keyframe_jump']:.2f} levels (holding: {result['held_keyframe_jump']:.2f}),"
           f" step between other frames {result['inbetween_step']:.2f} (mean absolute difference)")
     if args.sheet and sheet:

@@ -40,7 +40,8 @@ def animate_pipeline_options(job: AnimateOptions, *, size: int, fps: float) -> P
         fps: The driving input's frame rate.
     """
     default_size = (1280, 720) if job.framing == "photo" else (size, size)
-    return PipelineOptions(tracking=TrackingOptions(crop=job.crop, smoothing=job.crop == "face" and job.smoothing),
+    return PipelineOptions(tracking=TrackingOptions(crop=job.crop, smoothing=job.crop == "face" and job.smoothing,
+                                                    crop_tracking=job.crop_tracking),
                            calibration=CalibrationOptions(auto=False, first=True),
                            frame=FrameOptions(framing=job.framing, size=job.output_size or default_size,
                                               detail=job.detail, label=job.label),
@@ -87,7 +88,7 @@ def find_best_frame(job: AnimateOptions, avatar: Avatar, detector: FaceDetector,
             raise UserError(f"--find-best-frame needs a face in {job.source}; none was found")
         points = faces[0].points
     selector = BestFrameSelector(points)
-    tracker = CropTracker(smoothing=job.smoothing)
+    tracker = CropTracker(smoothing=job.smoothing, tracking=job.crop_tracking)
     source = open_driving(job.driving, size=driving_size(job, size))
     best_index, best = -1, None
     try:

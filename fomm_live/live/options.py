@@ -13,6 +13,15 @@ from dataclasses import dataclass, field
 CHECKPOINT_HELP = ("an original First Order Motion Model checkpoint (vox-cpk.pth.tar, vox-adv-cpk.pth.tar, "
                    "taichi-cpk.pth.tar, ...); see the README for where to get one")
 
+CROP_TRACKING = ("follow", "steady")  # how the crop box follows the face (``live.face.CropTracker``'s ``tracking``)
+# follow: a One Euro filter follows every head motion with a lag; steady: the box holds while the face stays near its
+# centre and glides to re-centre when it nears the edge (in-betweens +0.22 to +1.43 dB over holding on three real
+# clips, the avatar no longer slides back after a head moves and stays: benchmarks/RESULTS.md, 2026-12-07 04:55-05:11
+# UTC). Not the default yet: with it the landmark backend's --head-strength 0 left 30% of a drawn head's yaw range in
+# the avatar instead of 23% (tests/test_strength_landmarks.py, whose bound is 25%): the motion smoother's per-coordinate
+# cutoffs bend a fast-moving mesh, and more of the head's motion now reaches it (same RESULTS section).
+DEFAULT_CROP_TRACKING = "follow"
+
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -88,6 +97,7 @@ class AnimateOptions:
         find_best_frame: Take as the neutral pose the driving frame closest to the photo's pose (else the first).
         smoothing: Smooth the crop box and the keypoints (only with ``crop="face"``: there is nothing to track
             otherwise, and the original demo does not smooth).
+        crop_tracking: With ``crop="face"``, how the crop box follows the face (``CROP_TRACKING``).
         label: Draw the "AI-generated" label on every frame.
         framing: ``face`` (the model's square) or ``photo`` (the photo framed, the face pasted back).
         output_size: (width, height); None: the model's square (``face``) or 1280 x 720 (``photo``).
@@ -102,6 +112,7 @@ class AnimateOptions:
     crop: str = "none"
     find_best_frame: bool = False
     smoothing: bool = True
+    crop_tracking: str = DEFAULT_CROP_TRACKING
     label: bool = True
     framing: str = "face"
     output_size: tuple[int, int] | None = None
@@ -133,6 +144,8 @@ class TrackingOptions:
         crop: ``face`` (track and crop the face) or ``none`` (the centre square of the whole frame).
         mirror: Mirror the camera image before processing (hotkey m toggles it).
         smoothing: Smooth the crop box and the motion (keypoints or landmarks).
+        crop_tracking: How the crop box follows the face (``CROP_TRACKING``): ``steady`` holds it while the face
+            stays near its centre; ``follow`` moves it with every head motion.
         kp_min_cutoff: The motion's smoothing at rest, Hz (``--kp-cutoff``): lower is steadier but laggier.
         kp_beta: How fast that cutoff opens with speed.
     """
@@ -140,6 +153,7 @@ class TrackingOptions:
     crop: str = "face"
     mirror: bool = False
     smoothing: bool = True
+    crop_tracking: str = DEFAULT_CROP_TRACKING
     kp_min_cutoff: float = 1.0
     kp_beta: float = 2.0
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fomm_live.live.cli.common import (
+    add_crop_tracking_option,
     add_framing_options,
     add_model_options,
     add_remote_options,
@@ -51,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     animate.add_argument("--no-smoothing", action="store_true",
                          help="with --crop face, no smoothing of the crop box and keypoints (--crop none smooths "
                               "nothing)")
+    add_crop_tracking_option(animate)
     animate.add_argument("--find-best-frame", action="store_true",
                          help="take as the neutral pose the driving frame whose face best matches the photo's pose "
                               "(default: the first frame)")
@@ -95,6 +97,7 @@ def animate_options(args: argparse.Namespace) -> AnimateOptions:
     check_animate_output(args.output)
     return AnimateOptions(source=args.source, driving=args.driving, out=args.output, crop=args.crop,
                           find_best_frame=args.find_best_frame, smoothing=not args.no_smoothing,
+                          crop_tracking=args.crop_tracking,
                           label=not args.no_label, framing=args.framing, output_size=args.output_size,
                           detail=args.detail, head_strength=args.head_strength,
                           expression_strength=args.expression_strength)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fomm_live.live.backends import MAX_STRENGTH, MIN_STRENGTH
 from fomm_live.live.errors import UserError
-from fomm_live.live.options import CHECKPOINT_HELP, ModelOptions, RemoteOptions
+from fomm_live.live.options import CHECKPOINT_HELP, CROP_TRACKING, DEFAULT_CROP_TRACKING, ModelOptions, RemoteOptions
 
 # The generator precisions (models.animator.PRECISIONS, listed here so that --help needs no torch import).
 PRECISIONS = ["auto", "fp32", "fp16", "bf16", "int8"]
@@ -30,6 +30,16 @@ def parse_size(text: str) -> tuple[int, int]:
     if w < 16 or h < 16 or w > 8192 or h > 8192:
         raise argparse.ArgumentTypeError(f"{text} is out of range (16 to 8192 pixels a side)")
     return w, h
+
+
+def add_crop_tracking_option(group: argparse._ActionsContainer) -> None:
+    """``--crop-tracking`` (``run``, ``demo``, ``animate``)."""
+    group.add_argument("--crop-tracking", choices=CROP_TRACKING, default=DEFAULT_CROP_TRACKING,
+                       help="how the face crop follows your head: follow moves it with every head motion, a "
+                            "little behind (the avatar then drifts back as the crop catches up); steady holds it still "
+                            "while your face stays near its centre and glides it to re-centre when you move further, "
+                            "so a head that moves and stays gives an avatar that moves and stays (default: "
+                            "%(default)s)")
 
 
 def add_config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from fomm_live.live.cli.common import add_framing_options, add_model_options, add_strength_options, model_options
+from fomm_live.live.cli.common import (
+    add_crop_tracking_option,
+    add_framing_options,
+    add_model_options,
+    add_strength_options,
+    model_options,
+)
 from fomm_live.live.cli.outputs import LIVE_OUTPUTS, add_renamed_option, check_live_output
 from fomm_live.live.cli.run import add_inbetween_option, run_live
 from fomm_live.live.options import LIVE_FRAMING, CameraOptions, OutputOptions
@@ -27,13 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--no-preview", action="store_true", help="no preview window")
     demo.add_argument("--stats-json", metavar="PATH", help="write the per-stage latency figures here")
     add_inbetween_option(demo)
+    add_crop_tracking_option(demo)
     add_framing_options(demo, framing=LIVE_FRAMING, output_size="default: 1280x720")
     add_strength_options(demo)
 
 
 def execute(args: argparse.Namespace) -> int:
     from fomm_live.live.democlip import demo_clip_path
-    from fomm_live.live.options import FrameOptions, PacingOptions, PipelineOptions
+    from fomm_live.live.options import FrameOptions, PacingOptions, PipelineOptions, TrackingOptions
 
     wanted = tuple(args.output or (DEMO_OUTPUT,))
     for value in wanted:
@@ -45,7 +52,8 @@ def execute(args: argparse.Namespace) -> int:
                             size=args.output_size or (1280, 720))
     # Paced like a camera, so the latency figures mean what they would live; every other live-loop option at its
     # default.
-    loop = PipelineOptions(frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
+    loop = PipelineOptions(tracking=TrackingOptions(crop_tracking=args.crop_tracking),
+                           frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
                            pacing=PacingOptions(realtime=True), head_strength=args.head_strength,
                            expression_strength=args.expression_strength, inbetweens=not args.no_inbetweens)
     code = run_live(args.source, model=model_options(args), camera=CameraOptions(camera=str(clip)), outputs=outputs,

@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 
 from fomm_live.live.cli.common import (
+    add_crop_tracking_option,
     add_framing_options,
     add_model_options,
     add_remote_options,
@@ -73,6 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--crop", default=TrackingOptions.crop, choices=["face", "none"],
                       help="face: track and crop the face (default); none: use the centre square of the frame")
     live.add_argument("--no-smoothing", action="store_true", help="no smoothing of the crop box and keypoints")
+    add_crop_tracking_option(live)
     live.add_argument("--kp-cutoff", type=float, default=TrackingOptions.kp_min_cutoff, metavar="HZ",
                       help="keypoint smoothing at rest: lower is steadier but laggier "
                            f"(default: {TrackingOptions.kp_min_cutoff})")
@@ -98,7 +100,7 @@ def execute(args: argparse.Namespace) -> int:
     outputs = OutputOptions(outputs=tuple(args.output or ()), preview=not args.no_preview, size=args.output_size,
                             stats_json=args.stats_json, mirror_output=args.mirror_output)
     loop = PipelineOptions(tracking=TrackingOptions(crop=args.crop, mirror=args.mirror, smoothing=not args.no_smoothing,
-                                                    kp_min_cutoff=args.kp_cutoff),
+                                                    crop_tracking=args.crop_tracking, kp_min_cutoff=args.kp_cutoff),
                            calibration=CalibrationOptions(auto=not args.manual_calibration),
                            frame=FrameOptions(label=not args.no_label, framing=args.framing, detail=args.detail),
                            pacing=PacingOptions(realtime=args.realtime, loop=args.loop, max_frames=args.max_frames),

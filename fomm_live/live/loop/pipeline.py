@@ -138,7 +138,8 @@ class LivePipeline:
         if window is not None:
             window.controls = self.controls  # the slider panel (hotkey t) sets them
         self.tracking = TrackingStage(crop_mode=tracking.crop, detector=detector, size=backend.size,
-                                      smoothing=tracking.smoothing, controls=self.controls, stats=self.stats,
+                                      smoothing=tracking.smoothing, crop_tracking=tracking.crop_tracking,
+                                      controls=self.controls, stats=self.stats,
                                       face_mesh=face_mesh if self.inbetweens else None,
                                       # the keyframe stage finds its own motion (``live.loop.keyframes``)
                                       detect=backend.detect if backend.detect_beside_render and not self.inbetweens

@@ -102,6 +102,7 @@ class TrackingStage:
         detector: The face detector (``crop_mode="face"``).
         size: Side of the crops (the backend's input size).
         smoothing: Smooth the crop box.
+        crop_tracking: How the crop box follows the face (``live.options.CROP_TRACKING``).
         controls: Where ``mirror`` lives (this stage owns it).
         stats: Receives the ``face_tracking``, ``crop``, ``face_mesh`` and (with ``detect``) ``keypoints`` times.
         face_mesh: Finds the crop's landmarks on every frame, for in-betweens (``live.landmarks.FaceMesh``, video
@@ -111,7 +112,7 @@ class TrackingStage:
     """
 
     def __init__(self, *, crop_mode: str, detector: FaceDetector | None, size: int, smoothing: bool,
-                 controls: Controls, stats: PipelineStats, face_mesh: Any | None = None,
+                 crop_tracking: str, controls: Controls, stats: PipelineStats, face_mesh: Any | None = None,
                  detect: Callable[[np.ndarray], Any] | None = None) -> None:
         self.face_mesh = face_mesh
         self.detect = detect
@@ -120,14 +121,12 @@ class TrackingStage:
         self.size = size
         self.controls = controls
         self.stats = stats
-        self.tracker = CropTracker(smoothing=smoothing)
+        self.tracker = CropTracker(smoothing=smoothing, tracking=crop_tracking)
 
     def apply_key(self, key: str) -> None:
         apply_tracking_key(key, self.controls, self.tracker)
         if key == "m":  # the face is now on the other side: follow it from there instead of gliding across
-            self.tracker.last = None
-            if self.tracker.filter is not None:
-                self.tracker.filter.reset()
+            self.tracker.reset()
 
     def __call__(self, item: CapturedFrame, keys: list[str]) -> TrackedFrame:
         """Apply this frame's tracking keys (the others ride along to the model stage, followed by
