@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 
+import numpy as np
 import pytest
 from helpers.clips import moving_frames, portrait
 from helpers.inbetweens import StandInInbetweener
@@ -175,3 +176,48 @@ def test_the_landmark_backend_leaves_every_thread_as_it_was(detector, monkeypatc
                                 options=pipeline_options(realtime=True, steady_seconds=0.1), detector=detector)
         pipeline.run()
     assert sink.nice and set().union(*sink.nice.values()) == {base}
+
+
+class NiceRecording:
+    """A stand-in for ``FragmentedRecording``: notes the niceness of the thread each frame is encoded on."""
+
+    path = "stand-in.mp4"
+    fps = 25.0
+
+    def __init__(self) -> None:
+        self.nice: list[int] = []
+        self.written = threading.Condition()
+
+    def write(self, frame, *, t: float, index: int) -> None:
+        with self.written:
+            self.nice.append(niceness())
+            self.written.notify_all()
+
+    def wait_for(self, count: int) -> None:
+        with self.written:
+            assert self.written.wait_for(lambda: len(self.nice) >= count, timeout=10.0)
+
+    def hold_until(self, t: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_recordings_encoder_takes_the_niceness_of_the_run_that_sends_its_frames() -> None:
+    from fomm_live.live.output.recording import QueuedRecording
+
+    base = niceness()
+    frame = np.zeros((8, 8, 3), np.uint8)
+    recording = NiceRecording()
+    queued = QueuedRecording(recording, lossless=True)  # its thread starts before any run sets the niceness
+    try:
+        queued.write(frame, t=0.0, index=0)
+        recording.wait_for(1)
+        CAMERA_SIDE.lower(4)
+        queued.write(frame, t=0.04, index=1)
+        recording.wait_for(2)  # the niceness is the one set when the frame is encoded
+    finally:
+        CAMERA_SIDE.lower(0)
+        queued.close()
+    assert recording.nice == [base, min(19, base + 4)]
