@@ -1,7 +1,8 @@
 """The camera-rate threads' lower OS priority (``live.threads.CameraSide``): with keyframes and in-betweens beside the
 FOMM networks on the CPU, the threads that run at the camera's rate (capture, tracking, the in-between stage, the
-recording's encoder) run at a higher niceness than the generator's thread; without in-betweens, with
-``FOMM_LIVE_CAMERA_NICE=0`` and for a backend that leaves the cores free (the landmark backend) nothing changes. The
+recording's encoder) run at a higher niceness than the generator's thread when ``FOMM_LIVE_CAMERA_NICE`` asks (off by
+default); without in-betweens, at 0 or unset, and for a backend that leaves the cores free (the landmark backend)
+nothing changes. The
 niceness is read back from the kernel (``os.getpriority`` on each thread's id)."""
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def test_a_thread_that_joins_takes_the_camera_sides_niceness_and_others_keep_the
     assert in_thread(joined_when_off) == base
 
 
-def test_the_switch_sets_the_niceness_and_zero_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_switch_sets_the_niceness_and_it_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FOMM_LIVE_CAMERA_NICE", raising=False)
-    assert camera_nice() == CAMERA_NICE > 0
+    assert camera_nice() == CAMERA_NICE == 0
     monkeypatch.setenv("FOMM_LIVE_CAMERA_NICE", "0")
     assert camera_nice() == 0
     monkeypatch.setenv("FOMM_LIVE_CAMERA_NICE", "9")
@@ -138,35 +139,39 @@ def _run(detector, *, inbetweens: bool) -> tuple[LivePipeline, NiceBackend, Nice
 
 def test_with_inbetweens_the_camera_rate_threads_run_below_the_generators(detector,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FOMM_LIVE_CAMERA_NICE", raising=False)
+    monkeypatch.setenv("FOMM_LIVE_CAMERA_NICE", "5")
     base = niceness()
     pipeline, backend, inbetweener, sink, summary = _run(detector, inbetweens=True)
     assert pipeline.inbetweens and pipeline.backend.uses_all_cores and summary["inbetweens"] > 0
-    lower = min(19, base + CAMERA_NICE)
+    lower = min(19, base + 5)
     assert inbetweener.nice == {lower}
     assert sink.nice == {"capture": {lower}, "tracking": {lower}}
     assert backend.nice["keyframes"] == {base}  # the generator's thread keeps the process's niceness
     assert niceness() == base and CAMERA_SIDE.nice == 0  # the caller's own thread, and the setting after the run
 
 
-def test_without_inbetweens_or_with_the_switch_at_zero_no_thread_is_lowered(detector,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_inbetweens_by_default_or_at_zero_no_thread_is_lowered(detector,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     base = niceness()
-    monkeypatch.delenv("FOMM_LIVE_CAMERA_NICE", raising=False)
+    monkeypatch.setenv("FOMM_LIVE_CAMERA_NICE", "5")
     _, backend, _, sink, summary = _run(detector, inbetweens=False)
     # Without in-betweens the FOMM networks on the CPU track and render on one thread (``processing``).
     assert summary["inbetweens"] == 0 and set(backend.nice) == {"processing"}
     assert backend.nice["processing"] == set().union(*sink.nice.values()) == {base}
-    monkeypatch.setenv("FOMM_LIVE_CAMERA_NICE", "0")
-    _, backend, inbetweener, sink, summary = _run(detector, inbetweens=True)
-    assert summary["inbetweens"] > 0
-    assert backend.nice["keyframes"] == inbetweener.nice == set().union(*sink.nice.values()) == {base}
+    for value in ("0", None):  # the switch at zero, and unset (the default)
+        if value is None:
+            monkeypatch.delenv("FOMM_LIVE_CAMERA_NICE")
+        else:
+            monkeypatch.setenv("FOMM_LIVE_CAMERA_NICE", value)
+        _, backend, inbetweener, sink, summary = _run(detector, inbetweens=True)
+        assert summary["inbetweens"] > 0
+        assert backend.nice["keyframes"] == inbetweener.nice == set().union(*sink.nice.values()) == {base}
 
 
 def test_the_landmark_backend_leaves_every_thread_as_it_was(detector, monkeypatch: pytest.MonkeyPatch) -> None:
     from fomm_live.live.landmarks import LandmarkBackend
 
-    monkeypatch.delenv("FOMM_LIVE_CAMERA_NICE", raising=False)
+    monkeypatch.setenv("FOMM_LIVE_CAMERA_NICE", "5")
     base = niceness()
     sink = NiceSink()
     with LandmarkBackend(size=128) as backend:

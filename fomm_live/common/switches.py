@@ -66,7 +66,7 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
            "cores; OpenCV's own, one per core, with the landmark backend)"),
     Switch("FOMM_LIVE_CAMERA_NICE", ("0", "N"), None,
            "how much lower (nice) the camera-rate threads run than the FOMM networks' while in-betweens share the "
-           "cores with them (default 5; `0`: the same)"),
+           "cores with them (Linux; default `0`, the same: 5 cost animated frames in the measured rounds)"),
     Switch("FOMM_LIVE_INT8", ("0", "1"), "1", "`0`: `--precision auto` never picks int8"),
     Switch("FOMM_LIVE_INT8_RUNTIME", ("openvino", "onnxruntime", "torch"), None,
            "the int8 runtime (default: the first installed, in that order)"),

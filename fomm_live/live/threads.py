@@ -101,7 +101,10 @@ class ModelTurns:
 MODEL_TURNS = ModelTurns()
 
 
-CAMERA_NICE = 5
+# Off by default: on the shared 2-core Xeon (AMX) niceness 5 lowered the animated frame rate in every paired round
+# (18.7-19.7 against 22.2-24.2 fps at load 3-5) without more keyframes (3.3-4.0 against 2.7-5.6 a second); 2 was as
+# often better as worse (RESULTS 2026-12-07, 04:20-05:00). The switch stays for the quiet-machine rerun.
+CAMERA_NICE = 0
 
 
 class CameraSide:
@@ -109,11 +112,13 @@ class CameraSide:
     encoder), run at a lower OS priority than the networks' threads while keyframes and in-betweens share the cores
     with the FOMM networks.
 
-    Why: the networks' threads (OpenVINO's, two on a 2-core CPU) wait for each other at every layer, so whenever a
-    camera-rate thread takes one core the other network thread idles too (RESULTS). A higher nice value makes the
-    kernel hand a core back to a network thread as soon as it wakes, while the camera-rate threads still run whenever a
-    core is free (unlike ``SCHED_IDLE``, which starves them while the networks run). Linux only (per-thread nice);
-    elsewhere nothing changes. The networks' threads cannot be raised instead without privileges.
+    Why it was tried: the networks' threads (OpenVINO's, two on a 2-core CPU, pinned to the cores with a static split
+    of each layer) wait for each other at every layer, so whenever a camera-rate thread takes one core the other
+    network thread idles too. A higher nice value makes the kernel hand a core back to a network thread as soon as it
+    wakes, while the camera-rate threads still run whenever a core is free (unlike ``SCHED_IDLE``, which starves them
+    while the networks run); the networks' threads cannot be raised instead without a privilege (``RLIMIT_NICE``).
+    Measured on the shared 2-core Xeon it bought no keyframes and cost animated frames (``CAMERA_NICE``), so it is
+    off unless ``FOMM_LIVE_CAMERA_NICE`` asks. Linux only (per-thread niceness); elsewhere nothing changes.
 
     Each camera-rate thread calls ``join`` (once at its start; the recording's encoder before each frame, as it
     outlives a run's settings): it takes the niceness ``lower(n)`` set for the run, relative to the niceness it had.
@@ -151,7 +156,7 @@ class CameraSide:
 
 def camera_nice() -> int:
     """How much lower the camera-rate threads run beside the FOMM networks with in-betweens on:
-    ``FOMM_LIVE_CAMERA_NICE`` (0: as the networks), default ``CAMERA_NICE``."""
+    ``FOMM_LIVE_CAMERA_NICE`` (0: as the networks), default ``CAMERA_NICE`` (off)."""
     value = switch("FOMM_LIVE_CAMERA_NICE")
     return CAMERA_NICE if value is None else int(value)
 
