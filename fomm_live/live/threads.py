@@ -19,6 +19,9 @@ One OpenCV thread by default with the FOMM networks on the CPU (with the landmar
 default two, the loop's paste-back took 9.0 ms p50 against 7.9 ms at one (tiny golden model at 720 x 528, runs back
 to back at a load average of 11: within the noise, not worse; ``python -m fomm_live.benchmarks.loop``, RESULTS.md).
 ``FOMM_LIVE_HELPER_THREADS=N`` sets another count (``common.switches``).
+
+The camera-rate threads' OS priority beside the FOMM networks (``CameraSide``, ``FOMM_LIVE_CAMERA_NICE``) is here too:
+tried, and off by default.
 """
 
 from __future__ import annotations
