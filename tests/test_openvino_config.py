@@ -1,8 +1,11 @@
 """OpenVINO's settings for the int8 generator and the keypoint detector (``models.engines.int8_runtimes``):
 ``FOMM_LIVE_INT8_PINNING=0`` leaves the threads unpinned with work stealing, and the CPU plugin takes it (read back
-from a compiled model); unset, the plugin's own pinning stays."""
+from a compiled model); unset, the plugin's own pinning stays, except where the live loop asks for unpinned threads
+because in-betweens will share the cores (``live.threads.unpin_networks_for_inbetweens``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,3 +48,21 @@ def test_the_cpu_plugin_takes_the_unpinned_settings_and_computes_the_same(monkey
             assert str(compiled.get_property("TBB_PARTITIONER")).endswith("AUTO")
         outputs[pinning] = np.array(compiled.create_infer_request().infer({"x": feeds})[0])
     np.testing.assert_allclose(outputs["0"], outputs["1"], rtol=0, atol=1e-5)
+
+
+def test_the_live_loop_unpins_the_networks_only_with_inbetweens_and_never_against_the_users_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from fomm_live.live.threads import unpin_networks_for_inbetweens
+
+    monkeypatch.setenv("FOMM_LIVE_INT8_PINNING", "")  # unset, as the switch reads it (and restored after the test)
+    assert unpin_networks_for_inbetweens(inbetweens=False) is False
+    assert os.environ["FOMM_LIVE_INT8_PINNING"] == "" and "ENABLE_CPU_PINNING" not in openvino_config(
+        Path("c"), threads=2)
+    assert unpin_networks_for_inbetweens(inbetweens=True) is True
+    assert os.environ["FOMM_LIVE_INT8_PINNING"] == "0"
+    assert openvino_config(Path("c"), threads=2)["ENABLE_CPU_PINNING"] is False
+    monkeypatch.setenv("FOMM_LIVE_INT8_PINNING", "1")  # the user's choice stays
+    assert unpin_networks_for_inbetweens(inbetweens=True) is False
+    assert os.environ["FOMM_LIVE_INT8_PINNING"] == "1"

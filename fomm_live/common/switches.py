@@ -68,10 +68,10 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
            "how much lower (nice) the camera-rate threads run than the FOMM networks' while in-betweens share the "
            "cores with them (Linux; default `0`, the same: 5 cost animated frames in the measured rounds)"),
     Switch("FOMM_LIVE_INT8", ("0", "1"), "1", "`0`: `--precision auto` never picks int8"),
-    Switch("FOMM_LIVE_INT8_PINNING", ("0", "1"), "1",
+    Switch("FOMM_LIVE_INT8_PINNING", ("0", "1"), None,
            "`0`: OpenVINO (int8 generator, keypoint detector) leaves its threads unpinned and lets them steal each "
-           "other's share of a layer (with in-betweens: more keyframes and a faster in-between stage in the measured "
-           "rounds; without them: a slower generator); `1`: pinned to the cores, fixed shares (OpenVINO's default)"),
+           "other's share of a layer; `1`: pinned to the cores, fixed shares (OpenVINO's default). Unset: `0` in "
+           "`run` and `demo` with in-betweens (more keyframes, a faster in-between stage), `1` elsewhere"),
     Switch("FOMM_LIVE_INT8_RUNTIME", ("openvino", "onnxruntime", "torch"), None,
            "the int8 runtime (default: the first installed, in that order)"),
 )}

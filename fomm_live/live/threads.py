@@ -166,3 +166,18 @@ def camera_nice() -> int:
 
 # The process's camera side: the live loop sets its niceness for a run (``live.loop.pipeline``), its threads join.
 CAMERA_SIDE = CameraSide()
+
+
+def unpin_networks_for_inbetweens(*, inbetweens: bool) -> bool:
+    """Before the model loads: with keyframes and in-betweens ahead, OpenVINO's threads unpinned, with work stealing
+    (``FOMM_LIVE_INT8_PINNING=0`` for this process, unless the variable is set already); whether they will be.
+
+    With in-betweens the camera-rate threads take a core from the networks many times a second, and a pinned network
+    thread with a fixed share of each layer then holds up the other: unpinned gave 1.3-2.8x the keyframes and a 6.4-7.0
+    ms in-between stage against 8.4-12.8 in three paired rounds (vox-256 size, 2-core Xeon with AMX, load 3-4.5 from
+    other jobs, RESULTS 2026-12-07 05:10). Without in-betweens the pinned generator was as fast or faster, so it stays
+    pinned there (``models.engines.int8_runtimes.openvino_config``)."""
+    if inbetweens and not os.environ.get("FOMM_LIVE_INT8_PINNING", "").strip():
+        os.environ["FOMM_LIVE_INT8_PINNING"] = "0"
+        logger.info("in-betweens: the networks' OpenVINO threads unpinned (FOMM_LIVE_INT8_PINNING=1 pins them)")
+    return switch("FOMM_LIVE_INT8_PINNING") == "0"

@@ -197,8 +197,8 @@ def openvino_config(cache: Path, *, threads: int | None) -> dict[str, object]:
     at the end of each layer. Unpinned, with work stealing, in the live loop with in-betweens: 6.22 and 5.91 keyframes
     a second against 3.14 and 4.55 pinned, the in-between stage 6.7-7.0 ms p50 against 9.4-10.4; but without
     in-betweens 5.53 and 5.79 against 6.65 and 7.94 (generator 117-126 ms p50 against 66-75). vox-256 size, 1280x720,
-    2-core Xeon with AMX, load 3-4 from other jobs (RESULTS 2026-12-07, 05:10). Pinned stays the default until the live
-    loop can ask for it only with in-betweens.
+    2-core Xeon with AMX, load 3-4 from other jobs (RESULTS 2026-12-07, 05:10). Pinned unless asked: the live loop
+    asks with in-betweens (``live.threads.unpin_networks_for_inbetweens``).
     """
     config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
                                  "CACHE_DIR": str(cache)}
