@@ -27,7 +27,8 @@ class Switch:
 
     Attributes:
         name: The variable (``FOMM_LIVE_...``).
-        values: The values it takes, normalised; ``("N",)``: a positive whole number; ``("DIR",)``: a folder.
+        values: The values it takes, normalised; ``("N",)``: a positive whole number (``("0", "N")``: or zero);
+            ``("DIR",)``: a folder.
         default: What an unset variable means (None: decided by the code that reads it, as documented in
             ``meaning``).
         meaning: What it does, in one sentence or two (the README's wording).
@@ -63,7 +64,14 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
     Switch("FOMM_LIVE_HELPER_THREADS", ("N",), None,
            "OpenCV's threads in `run` and `demo` (default: 1 with the FOMM networks on the CPU, so that they keep the "
            "cores; OpenCV's own, one per core, with the landmark backend)"),
+    Switch("FOMM_LIVE_CAMERA_NICE", ("0", "N"), None,
+           "how much lower (nice) the camera-rate threads run than the FOMM networks' while in-betweens share the "
+           "cores with them (Linux; default `0`, the same: 5 cost animated frames in the measured rounds)"),
     Switch("FOMM_LIVE_INT8", ("0", "1"), "1", "`0`: `--precision auto` never picks int8"),
+    Switch("FOMM_LIVE_INT8_PINNING", ("0", "1"), None,
+           "`0`: OpenVINO (int8 generator, keypoint detector) leaves its threads unpinned and lets them steal each "
+           "other's share of a layer; `1`: pinned to the cores, fixed shares (OpenVINO's default). Unset: `0` in "
+           "`run` and `demo` with in-betweens (more keyframes, a faster in-between stage), `1` elsewhere"),
     Switch("FOMM_LIVE_INT8_RUNTIME", ("openvino", "onnxruntime", "torch"), None,
            "the int8 runtime (default: the first installed, in that order)"),
 )}
@@ -89,11 +97,11 @@ def switch(name: str) -> str | None:
     value = raw.strip()
     if spec.values == ("DIR",):
         return value or spec.default
-    if spec.values == ("N",):
+    if "N" in spec.values:  # ("N",): a positive whole number; ("0", "N"): zero too
         if not value:
             return spec.default
-        if value.isdigit() and int(value) > 0:
-            return value
+        if value.isdigit() and (int(value) > 0 or "0" in spec.values):
+            return str(int(value))
         return _reject(spec, raw, "a number")
     value = value.lower()
     if value in ("", "auto") and "auto" not in spec.values:

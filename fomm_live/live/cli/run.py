@@ -128,7 +128,7 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     from fomm_live.live.face import FaceDetector
     from fomm_live.live.loop.pipeline import LivePipeline, prepare_avatars
     from fomm_live.live.stats import PipelineStats
-    from fomm_live.live.threads import bound_helper_threads
+    from fomm_live.live.threads import bound_helper_threads, unpin_networks_for_inbetweens
     from fomm_live.live.wiring import close_backend, load_sources, make_backend, open_outputs
 
     # The camera's existence is checked before the model loads (a TensorRT build can take minutes) and the camera is
@@ -140,6 +140,8 @@ def run_live(sources: list[str] | None, *, model: ModelOptions, camera: CameraOp
     with contextlib.ExitStack() as cleanup:
         # A remote server is sent every frame of a file read losslessly (none dropped), as a local model would be.
         lossless = spec.kind == "file" and not loop.pacing.realtime
+        # In-betweens ahead (a local model on a live or paced input): OpenVINO's threads unpinned (live.threads).
+        unpin_networks_for_inbetweens(inbetweens=loop.inbetweens and not lossless and remote is None)
         backend = make_backend(model, tracking=True, remote=remote, lossless=lossless)
         cleanup.callback(close_backend, backend)
         if not loop.frame.label:

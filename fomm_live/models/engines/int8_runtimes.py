@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fomm_live.common.switches import switch
 from fomm_live.models.export import FrameGraph
 
 logger = logging.getLogger(__name__)
@@ -171,15 +172,8 @@ class OpenVinoRuntime(Int8Runtime):
     def _compiled(path: Path, *, threads: int | None) -> RunGraph:
         import openvino as ov
 
-        # CACHE_DIR: the CPU plugin keeps its compiled blob beside the IR, so a warm start skips the compile.
-        # INFERENCE_PRECISION_HINT f32: what is not int8 (the dense motion network, the warp, the keypoint
-        # detector) runs in float32, not the bf16 the plugin would choose on AMX / AVX512-BF16 CPUs (it moved the
-        # motion field by 3e-3).
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-                  "CACHE_DIR": str(path.parent / "compiled")}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(str(path), "CPU", config)
+        compiled = ov.Core().compile_model(str(path), "CPU", openvino_config(path.parent / "compiled",
+                                                                             threads=threads))
         request = compiled.create_infer_request()
         names = [port.any_name for port in compiled.outputs]
         inputs = [port.any_name for port in compiled.inputs]
@@ -189,6 +183,30 @@ class OpenVinoRuntime(Int8Runtime):
             return {name: np.array(result[i]) for i, name in enumerate(names)}
 
         return run
+
+
+def openvino_config(cache: Path, *, threads: int | None) -> dict[str, object]:
+    """The CPU plugin's settings for the generator and the keypoint detector.
+
+    CACHE_DIR: the CPU plugin keeps its compiled blob beside the IR, so a warm start skips the compile.
+    INFERENCE_PRECISION_HINT f32: what is not int8 (the dense motion network, the warp, the keypoint detector) runs in
+    float32, not the bf16 the plugin would choose on AMX / AVX512-BF16 CPUs (it moved the motion field by 3e-3).
+    ENABLE_CPU_PINNING false and TBB_PARTITIONER AUTO with ``FOMM_LIVE_INT8_PINNING=0``: the plugin's own default on a
+    2-core CPU pins its two threads to the two cores and splits every layer between them in fixed shares, so that when
+    the live loop's camera-rate threads (face mesh, in-betweens, encoder) take one core, the other network thread waits
+    at the end of each layer. Unpinned, with work stealing, in the live loop with in-betweens: 6.22 and 5.91 keyframes
+    a second against 3.14 and 4.55 pinned, the in-between stage 6.7-7.0 ms p50 against 9.4-10.4; but without
+    in-betweens 5.53 and 5.79 against 6.65 and 7.94 (generator 117-126 ms p50 against 66-75). vox-256 size, 1280x720,
+    2-core Xeon with AMX, load 3-4 from other jobs (RESULTS 2026-12-07, 05:10). Pinned unless asked: the live loop
+    asks with in-betweens (``live.threads.unpin_networks_for_inbetweens``).
+    """
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                                 "CACHE_DIR": str(cache)}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if switch("FOMM_LIVE_INT8_PINNING") == "0":
+        config.update(ENABLE_CPU_PINNING=False, TBB_PARTITIONER="AUTO")
+    return config
 
 
 class OnnxRuntimeInt8(Int8Runtime):
