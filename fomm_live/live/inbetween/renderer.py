@@ -116,7 +116,6 @@ class Inbetweener:
         self._last_map: tuple[_Keyframe, np.ndarray] | None = None  # the last render's (keyframe, grid map)
         # (targets, warp): what the last triangle index was rasterised for (``_warp_region`` reuses it once)
         self._index_of: tuple[np.ndarray, Warp] | None = None
-        self._buffers: dict[str, np.ndarray] = {}  # ``_buffer``'s scratch maps by name
 
     def close(self) -> None:
         """Release the face mesh it opened for ``set_source`` (safe to call twice; a face mesh passed in is the
@@ -330,14 +329,6 @@ class Inbetweener:
             self._fading = (old, left - 1, blends) if left > 1 else None
         return out
 
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A float32 scratch array of this shape, reused from render to render (each call's maps are used up before
-        the next call takes them; a fresh 1.9 MB map a render is new memory to fault in)."""
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape:
-            self._buffers[name] = buffer = np.empty(shape, np.float32)
-        return buffer
-
     def _warp_region(self, region: np.ndarray, key: _Keyframe, moved: np.ndarray, targets: np.ndarray,
                      depth: np.ndarray, *, source: np.ndarray | None = None,
                      amounts: list[float] | None = None) -> np.ndarray | None:
@@ -367,7 +358,7 @@ class Inbetweener:
             pmap = fill_holes(pmap, warp=warp, mesh=key.mesh, inside=key.inside, targets=targets)
         # Those positions in the keyframe's output frame, then at every output pixel of the region (bilinear: the
         # grid's points fall on every ``factor``-th pixel, one grid point beyond the region on each side).
-        at_output = np.multiply(pmap, np.float32(key.scale), out=self._buffer("grid", pmap.shape))
+        at_output = pmap * np.float32(key.scale)
         at_output += np.float32(key.scale * 0.5 - 0.5) + np.array(key.origin, np.float32)  # output pixel centres
         if source is not None:  # the region's own pixels
             at_output -= np.array([key.cols.start, key.rows.start], np.float32)
@@ -375,8 +366,7 @@ class Inbetweener:
         f = key.factor
         if f > 1:
             rows, cols = at_output.shape[:2]
-            at_output = cv.resize(at_output, (cols * f, rows * f), dst=self._buffer("map", (rows * f, cols * f, 2)),
-                                  interpolation=cv.INTER_LINEAR)
+            at_output = cv.resize(at_output, (cols * f, rows * f), interpolation=cv.INTER_LINEAR)
         at_region = at_output[f:f + height, f:f + width]  # h x w x 2, output pixels
         cv.remap(key.frame if source is None else source, at_region, None, cv.INTER_LINEAR, dst=region,
                  borderMode=cv.BORDER_REPLICATE)

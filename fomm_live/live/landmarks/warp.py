@@ -170,10 +170,7 @@ class Warp:
         # a float32 copy of them on every frame: 0.36 against 0.42 ms for the three products at 256, the same bits)
         self._qx, self._qy = (self.positions[..., i].ravel().astype(np.complex64) for i in (0, 1))
         self._index = np.empty((rows, cols), np.int32)  # per grid point, the moved triangle covering it
-        self._scratch = np.empty(rows * cols, np.complex64)  # ``backward_map``'s products
         self.culled = False  # whether the last map left out triangles that turned over (then it may have tears)
-        # (mesh, its triangles' corners, edges and areas): what depends on the source mesh alone (``_source_triangles``)
-        self._source: tuple[SourceMesh, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def to_grid(self, points: np.ndarray) -> np.ndarray:
         """Output positions (... x 2) in grid units (grid point (i, j) at (j, i))."""
@@ -189,16 +186,6 @@ class Warp:
         view.flags.writeable = False
         return view
 
-    def _source_triangles(self, mesh: SourceMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The source triangles' corners (T x 3 x 2), two edges (T x 2 each) and doubled signed areas (T), kept for
-        the last mesh seen: the in-betweens map one keyframe's mesh many times."""
-        if self._source is None or self._source[0] is not mesh:
-            src = mesh.vertices[mesh.triangles]  # T x 3 x 2
-            s1, s2 = src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]  # T x 2: source triangle edges
-            det_src = s1[:, 0] * s2[:, 1] - s2[:, 0] * s1[:, 1]  # T: twice the source triangle's signed area
-            self._source = (mesh, src, s1, s2, det_src)
-        return self._source[1:]
-
     def backward_map(self, mesh: SourceMesh, targets: np.ndarray, depth: np.ndarray, *,
                      reuse_index: bool = False) -> np.ndarray:
         """Per output pixel (grid point), the source position to sample: size x size (the grid's shape) x 2 float32
@@ -212,10 +199,12 @@ class Warp:
                 vertex). A triangle that faces away between this mesh and ``targets`` but not in the last call's
                 keeps its own (mirrored) map where the index has it; ``culled`` stays the last call's.
         """
-        src, s1, s2, det_src = self._source_triangles(mesh)
+        src = mesh.vertices[mesh.triangles]  # T x 3 x 2
         dst = targets[mesh.triangles]  # T x 3 x 2
         d1, d2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]  # T x 2: moved triangle edges
+        s1, s2 = src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]  # T x 2: source triangle edges
         det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]  # T: twice the moved triangle's signed area
+        det_src = s1[:, 0] * s2[:, 1] - s2[:, 0] * s1[:, 1]  # T: the same in the source
         ratio = det / np.where(det_src != 0, det_src, 1.0)  # T: area change, negative when turned over
         front = ratio > 1e-9  # turned-over triangles face away (a fold: the side of the nose in a head turn)
         drawn = det != 0  # the index holds only front-facing triangles, unless reused for another mesh
@@ -251,11 +240,10 @@ class Warp:
             for t, poly in zip(order.tolist(), polys, strict=True):
                 cv.fillConvexPoly(index, poly, t, cv.LINE_8, 4)
         flat = index.ravel()  # H*W
-        scratch = self._scratch  # H*W complex64, reused: new memory each call was page faults to fill
         p = np.take(a, flat)
         p *= self._qx
-        p += np.multiply(np.take(b, flat, out=scratch), self._qy, out=scratch)
-        p += np.take(c, flat, out=scratch)  # H*W complex64
+        p += np.take(b, flat) * self._qy
+        p += np.take(c, flat)  # H*W complex64
         return p.view(np.float32).reshape(*index.shape, 2)  # H x W x 2: (x, y) per output pixel
 
 
