@@ -17,16 +17,14 @@ import pytest
 from fomm_live.live.errors import UserError
 from fomm_live.live.inbetween import Inbetweener
 from fomm_live.live.inbetween.fade import FADE_AGREE
-from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.points import FACE_OVAL
 from fomm_live.live.media import cv2, read_image
 from fomm_live.live.paths import DEFAULT_PORTRAIT
+from tests.helpers.inbetweens import FACE_SQUARE, portrait_square
 
 SIZE = 256
 OUTPUT = (1280, 720)
 PLACEMENT = (400.3, 40.7, 480.0)  # the model's square in the output: x0, y0, side (edge coordinates)
-# The portrait's face square (centre x, centre y, side) in its 512 x 512 pixels.
-FACE_SQUARE = (225, 122, 240)
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +34,7 @@ def avatar() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cv = cv2()
     photo = read_image(DEFAULT_PORTRAIT)
     cx, cy, side = FACE_SQUARE
-    square = cv.resize(photo[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2], (SIZE, SIZE),
-                       interpolation=cv.INTER_AREA)
-    mesh = FaceMesh()
-    try:
-        points = mesh.landmarks(square, static=True)
-    finally:
-        mesh.close()
-    assert points is not None, "the face mesh found no face in the bundled portrait"
+    square, points = portrait_square(SIZE)
     # The keyframe: the photo scaled so that the face square lands on PLACEMENT (square pixel j at output
     # x0 + (j + 0.5) * side / SIZE - 0.5), the rest of the output the photo around it.
     x0, y0, out_side = PLACEMENT

@@ -15,13 +15,11 @@ import pytest
 
 import fomm_live.live.inbetween.renderer as renderer_room
 from fomm_live.live.inbetween import Inbetweener
-from fomm_live.live.landmarks.facemesh import FaceMesh
 from fomm_live.live.landmarks.points import EYES
-from fomm_live.live.media import cv2, read_image
-from fomm_live.live.paths import DEFAULT_PORTRAIT
+from fomm_live.live.media import cv2
+from tests.helpers.inbetweens import portrait_square
 
 SIZE = 256
-FACE_SQUARE = (225, 122, 240)  # the portrait's face square (centre x, centre y, side) in its 512 x 512 pixels
 BRIGHT = 150  # grey level above which a pixel in the squeezed eye is its white (or a catchlight), not the lid's shade
 PLACEMENT = (400.3, 40.7, 480.0)  # a 1280 x 720 output with the square at a fractional place, as photo framing
 
@@ -29,18 +27,7 @@ PLACEMENT = (400.3, 40.7, 480.0)  # a 1280 x 720 output with the square at a fra
 @pytest.fixture(scope="module")
 def avatar() -> tuple[np.ndarray, np.ndarray]:
     """(the model's square, its 478 x 3 normalised landmarks)."""
-    cv = cv2()
-    photo = read_image(DEFAULT_PORTRAIT)
-    cx, cy, side = FACE_SQUARE
-    square = cv.resize(photo[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2], (SIZE, SIZE),
-                       interpolation=cv.INTER_AREA)
-    mesh = FaceMesh()
-    try:
-        points = mesh.landmarks(square, static=True)
-    finally:
-        mesh.close()
-    assert points is not None, "the face mesh found no face in the bundled portrait"
-    return square, points
+    return portrait_square(SIZE)
 
 
 def blink(points: np.ndarray, eyes: tuple[int, ...] = (0, 1), fraction: float = 0.95) -> np.ndarray:

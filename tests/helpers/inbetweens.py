@@ -6,6 +6,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from fomm_live.live.landmarks.facemesh import FaceMesh
+from fomm_live.live.media import cv2, read_image
+from fomm_live.live.paths import DEFAULT_PORTRAIT
+
+# The bundled portrait's face square (centre x, centre y, side) in its 512 x 512 pixels.
+FACE_SQUARE = (225, 122, 240)
+
+
+def portrait_square(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled portrait's face square at ``size`` px and its 478 x 3 normalised landmarks (the face mesh's, in
+    image mode): the avatar of the in-between renderer's tests."""
+    cv = cv2()
+    photo = read_image(DEFAULT_PORTRAIT)
+    cx, cy, side = FACE_SQUARE
+    square = cv.resize(photo[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2], (size, size),
+                       interpolation=cv.INTER_AREA)
+    mesh = FaceMesh()
+    try:
+        points = mesh.landmarks(square, static=True)
+    finally:
+        mesh.close()
+    assert points is not None, "the face mesh found no face in the bundled portrait"
+    return square, points
+
 
 class StandInInbetweener:
     """Holds the keyframe; ``render`` returns a copy of it with its keyframe number written into pixel (0, 0)'s
