@@ -103,7 +103,7 @@ def test_wire_landmarks_reads_only_the_layout_it_knows() -> None:
 
 
 class _ProcessOnly:
-    """A stand-in for a mediapipe face mesh solution without the internals ``first_face_bytes`` reads: only
+    """A stand-in for a mediapipe face mesh solution without the internals ``solution_output`` reads: only
     ``process()``, which finds one face of 478 known landmarks."""
 
     def __init__(self) -> None:

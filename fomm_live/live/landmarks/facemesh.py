@@ -82,6 +82,30 @@ def solution_output(solution: Any, image: np.ndarray, stream: str) -> list[bytes
     return _packet_getter._get_serialized_proto_list(found)
 
 
+class SolutionReader:
+    """One output stream of mediapipe solutions, read from their graphs (``solution_output``) until mediapipe's
+    internals turn out different, then through ``process()``, saying so once.
+
+    Args:
+        name: What is read, for the warning (``face mesh``, ``face detector``).
+        stream: The output stream (``multi_face_landmarks``, ``detections``).
+    """
+
+    def __init__(self, name: str, stream: str) -> None:
+        self.name, self.stream = name, stream
+        self.direct = True  # False once a direct read failed: ``process()`` from then on
+
+    def read(self, solution: Any, image: np.ndarray) -> list[bytes]:
+        """The messages ``solution`` writes on the stream for ``image``, serialised (empty: none)."""
+        if self.direct:
+            try:
+                return solution_output(solution, image, self.stream) or []
+            except (AttributeError, ImportError) as err:
+                logger.warning("mediapipe's %s is read through process() (its internals differ: %s)", self.name, err)
+                self.direct = False
+        return [message.SerializeToString() for message in getattr(solution.process(image), self.stream) or []]
+
+
 class FaceMesh:
     """One face, 478 x 3 float32 normalised landmarks per RGB image (see ``live.landmarks`` for the convention).
 
@@ -96,7 +120,7 @@ class FaceMesh:
         self.min_detection_confidence = min_detection_confidence
         self._graphs: dict[bool, Any] = {}  # static_image_mode -> mediapipe FaceMesh, created on first use
         self._warm: set[bool] = set()  # graphs that have run once
-        self._direct = True  # read the graphs' output directly (``solution_output``); False: through process()
+        self._reader = SolutionReader("face mesh", "multi_face_landmarks")
 
     def graph(self, static: bool) -> Any:
         """The mediapipe graph of this mode (``static``: image mode), started and warmed up on first use.
@@ -142,26 +166,16 @@ class FaceMesh:
         return points
 
     def _run(self, graph: Any, image: np.ndarray) -> np.ndarray | None:
-        """The first face's N x 3 landmarks in ``image`` (None: no face): read straight from the graph's output
-        (``solution_output``), or through ``process()`` where mediapipe's internals are not as expected."""
-        if self._direct:
-            try:
-                faces = solution_output(graph, image, "multi_face_landmarks")
-            except (AttributeError, ImportError) as err:
-                logger.warning("mediapipe's face mesh is read through process() (its internals differ: %s)", err)
-                self._direct = False
-            else:
-                if not faces:
-                    return None
-                raw = faces[0]
-                points = wire_landmarks(raw)
-                if points is None:  # a layout the fast read does not know: parsed as a message
-                    from mediapipe.framework.formats import landmark_pb2
+        """The first face's N x 3 landmarks in ``image`` (None: no face)."""
+        faces = self._reader.read(graph, image)
+        if not faces:
+            return None
+        points = wire_landmarks(faces[0])
+        if points is None:  # a layout the fast read does not know: parsed as a message
+            from mediapipe.framework.formats import landmark_pb2
 
-                    points = landmark_array(landmark_pb2.NormalizedLandmarkList.FromString(raw))
-                return points
-        faces = graph.process(image).multi_face_landmarks
-        return landmark_array(faces[0]) if faces else None
+            points = landmark_array(landmark_pb2.NormalizedLandmarkList.FromString(faces[0]))
+        return points
 
     def close(self) -> None:
         """Release the graphs (safe to call twice; ``landmarks`` would open them again)."""
