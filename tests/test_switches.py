@@ -52,7 +52,6 @@ def test_every_switch_named_in_the_code_is_declared() -> None:
     ("FOMM_LIVE_COMPILE", None, "0"), ("FOMM_LIVE_PIPELINING", "AUTO", "auto"),
     ("FOMM_LIVE_DEVICE_COMPOSE", "off", "0"), ("FOMM_LIVE_THREADS", "3", "3"), ("FOMM_LIVE_THREADS", None, None),
     ("FOMM_LIVE_CACHE", "/tmp/x", "/tmp/x"), ("FOMM_LIVE_CACHE", None, None),
-    ("FOMM_LIVE_CAMERA_NICE", "0", "0"), ("FOMM_LIVE_CAMERA_NICE", " 7 ", "7"), ("FOMM_LIVE_CAMERA_NICE", None, None),
     ("FOMM_LIVE_THREADS", "0", None),
 ])
 def test_switch_normalises_what_it_reads(monkeypatch: pytest.MonkeyPatch, name: str, raw: str | None,
@@ -68,7 +67,6 @@ def test_switch_normalises_what_it_reads(monkeypatch: pytest.MonkeyPatch, name: 
     ("FOMM_LIVE_PIPELINING", "sometimes", "FOMM_LIVE_PIPELINING='sometimes' is not 0, 1 or auto; using auto"),
     ("FOMM_LIVE_THREADS", "two", "FOMM_LIVE_THREADS='two' is not a number; using the default"),
     ("FOMM_LIVE_COMPILE", "fast", "FOMM_LIVE_COMPILE='fast' is not 0, 1 or cudagraphs; using 0"),
-    ("FOMM_LIVE_CAMERA_NICE", "-2", "FOMM_LIVE_CAMERA_NICE='-2' is not a number; using the default"),
 ])
 def test_a_value_not_declared_is_warned_about_and_the_default_used(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, name: str, raw: str, message: str) -> None:

@@ -27,8 +27,7 @@ class Switch:
 
     Attributes:
         name: The variable (``FOMM_LIVE_...``).
-        values: The values it takes, normalised; ``("N",)``: a positive whole number (``("0", "N")``: or zero);
-            ``("DIR",)``: a folder.
+        values: The values it takes, normalised; ``("N",)``: a positive whole number; ``("DIR",)``: a folder.
         default: What an unset variable means (None: decided by the code that reads it, as documented in
             ``meaning``).
         meaning: What it does, in one sentence or two (the README's wording).
@@ -64,9 +63,6 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
     Switch("FOMM_LIVE_HELPER_THREADS", ("N",), None,
            "OpenCV's threads in `run` and `demo` (default: 1 with the FOMM networks on the CPU, so that they keep the "
            "cores; OpenCV's own, one per core, with the landmark backend)"),
-    Switch("FOMM_LIVE_CAMERA_NICE", ("0", "N"), None,
-           "how much lower (nice) the camera-rate threads run than the FOMM networks' while in-betweens share the "
-           "cores with them (Linux; default `0`, the same: 5 cost animated frames in the measured rounds)"),
     Switch("FOMM_LIVE_INT8", ("0", "1"), "1", "`0`: `--precision auto` never picks int8"),
     Switch("FOMM_LIVE_INT8_PINNING", ("0", "1"), None,
            "`0`: OpenVINO (int8 generator, keypoint detector) leaves its threads unpinned and lets them steal each "
@@ -97,11 +93,11 @@ def switch(name: str) -> str | None:
     value = raw.strip()
     if spec.values == ("DIR",):
         return value or spec.default
-    if "N" in spec.values:  # ("N",): a positive whole number; ("0", "N"): zero too
+    if spec.values == ("N",):
         if not value:
             return spec.default
-        if value.isdigit() and (int(value) > 0 or "0" in spec.values):
-            return str(int(value))
+        if value.isdigit() and int(value) > 0:
+            return value
         return _reject(spec, raw, "a number")
     value = value.lower()
     if value in ("", "auto") and "auto" not in spec.values:

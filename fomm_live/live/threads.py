@@ -20,8 +20,7 @@ default two, the loop's paste-back took 9.0 ms p50 against 7.9 ms at one (tiny g
 to back at a load average of 11: within the noise, not worse; ``python -m fomm_live.benchmarks.loop``, RESULTS.md).
 ``FOMM_LIVE_HELPER_THREADS=N`` sets another count (``common.switches``).
 
-The camera-rate threads' OS priority beside the FOMM networks (``CameraSide``, ``FOMM_LIVE_CAMERA_NICE``) is here too:
-tried, and off by default.
+With in-betweens ahead, OpenVINO's network threads are left unpinned (``unpin_networks_for_inbetweens``).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -102,70 +100,6 @@ class ModelTurns:
 # The process's model: the live loop marks its calls (``live.loop.stages``), the recording's encoder waits for their
 # breaks (``live.output.recording``). One per process, as the cores are.
 MODEL_TURNS = ModelTurns()
-
-
-# Off by default: on the shared 2-core Xeon (AMX) niceness 5 lowered the animated frame rate in every paired round
-# (18.7-19.7 against 22.2-24.2 fps at load 3-5) without more keyframes (3.3-4.0 against 2.7-5.6 a second); 2 was as
-# often better as worse (RESULTS 2026-12-07, 04:20-05:00). The switch stays for the quiet-machine rerun.
-CAMERA_NICE = 0
-
-
-class CameraSide:
-    """The live loop's camera-rate threads (capture, tracking and face mesh, the in-between stage, the recording's
-    encoder), run at a lower OS priority than the networks' threads while keyframes and in-betweens share the cores
-    with the FOMM networks.
-
-    Why it was tried: the networks' threads (OpenVINO's, two on a 2-core CPU, pinned to the cores with a static split
-    of each layer) wait for each other at every layer, so whenever a camera-rate thread takes one core the other
-    network thread idles too. A higher nice value makes the kernel hand a core back to a network thread as soon as it
-    wakes, while the camera-rate threads still run whenever a core is free (unlike ``SCHED_IDLE``, which starves them
-    while the networks run); the networks' threads cannot be raised instead without a privilege (``RLIMIT_NICE``).
-    Measured on the shared 2-core Xeon it bought no keyframes and cost animated frames (``CAMERA_NICE``), so it is
-    off unless ``FOMM_LIVE_CAMERA_NICE`` asks. Linux only (per-thread niceness); elsewhere nothing changes.
-
-    Each camera-rate thread calls ``join`` (once at its start; the recording's encoder before each frame, as it
-    outlives a run's settings): it takes the niceness ``lower(n)`` set for the run, relative to the niceness it had.
-    Threads a joined thread starts later (mediapipe's graph threads, started at the first face mesh) inherit it.
-    """
-
-    def __init__(self) -> None:
-        self._nice = 0
-        self._local = threading.local()
-
-    @property
-    def nice(self) -> int:
-        """How much lower the camera-rate threads run now (0: as every other thread)."""
-        return self._nice
-
-    def lower(self, nice: int) -> None:
-        """Set the camera-rate threads' niceness above the process's for the threads that ``join`` from now on."""
-        self._nice = max(0, int(nice))
-
-    def join(self) -> None:
-        """Run this thread at the camera side's niceness (a no-op when it already does, or off Linux)."""
-        want = self._nice
-        have = getattr(self._local, "nice", 0)
-        if want == have or not sys.platform.startswith("linux"):
-            return
-        tid = threading.get_native_id()
-        try:
-            base = os.getpriority(os.PRIO_PROCESS, tid) - have
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, base + want))
-        except OSError as err:  # raising it back needs a privilege; it then stays lower
-            logger.debug("thread %d keeps its niceness: %s", tid, err)
-            return
-        self._local.nice = want
-
-
-def camera_nice() -> int:
-    """How much lower the camera-rate threads run beside the FOMM networks with in-betweens on:
-    ``FOMM_LIVE_CAMERA_NICE`` (0: as the networks), default ``CAMERA_NICE`` (off)."""
-    value = switch("FOMM_LIVE_CAMERA_NICE")
-    return CAMERA_NICE if value is None else int(value)
-
-
-# The process's camera side: the live loop sets its niceness for a run (``live.loop.pipeline``), its threads join.
-CAMERA_SIDE = CameraSide()
 
 
 def unpin_networks_for_inbetweens(*, inbetweens: bool) -> bool:

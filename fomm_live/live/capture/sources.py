@@ -30,7 +30,6 @@ from fomm_live.live.capture.cameras import (
 from fomm_live.live.errors import UserError
 from fomm_live.live.media import cv2
 from fomm_live.live.stats import PipelineStats
-from fomm_live.live.threads import CAMERA_SIDE
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +285,6 @@ class CaptureThread(threading.Thread):
         self.black_reported = False
 
     def run(self) -> None:
-        CAMERA_SIDE.join()
         try:
             self._run()
         except BaseException as err:  # noqa: BLE001 - handed to the main thread, which reports it

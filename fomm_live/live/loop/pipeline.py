@@ -55,7 +55,6 @@ from fomm_live.live.options import PipelineOptions
 from fomm_live.live.output.sinks import FrameInfo, Sink
 from fomm_live.live.output.window import WindowSink
 from fomm_live.live.stats import INBETWEEN_E2E, PipelineStats
-from fomm_live.live.threads import CAMERA_SIDE, camera_nice
 
 __all__ = ["MAX_CONSECUTIVE_ERRORS", "Avatar", "LivePipeline", "MotionSmoother", "PipelineOptions",
            "pipelining_default", "prepare_avatars"]
@@ -246,7 +245,6 @@ class LivePipeline:
         self._model_loop(map(self._track, self._arrivals(in_queue)), out_queue)
 
     def _tracking_loop(self, in_queue: FrameQueue, slot: OneSlot[TrackedFrame]) -> None:
-        CAMERA_SIDE.join()  # before the first face mesh, whose graph threads take this thread's niceness
         try:
             for item in self._arrivals(in_queue):
                 dropped = slot.put(self._track(item), stop=self.stop_event)
@@ -258,7 +256,6 @@ class LivePipeline:
 
     def _model_loop(self, tracked_frames: Iterable[TrackedFrame], out_queue: FrameQueue) -> None:
         """The model stage over ``tracked_frames`` into ``out_queue``, until they end or the failure policy stops."""
-        CAMERA_SIDE.join()  # with in-betweens: the in-between stage; the generator has a thread of its own
         try:
             for tracked in tracked_frames:
                 result = self._model_step(tracked)
@@ -336,8 +333,6 @@ class LivePipeline:
         stall = StallRule(fps=pacing.fps or self.source.fps or 30.0, live=paced)
         last: tuple[np.ndarray, FrameInfo] | None = None
         frames_in = 0
-        # Camera-rate threads below the networks' while in-betweens share the cores with them (live.threads).
-        CAMERA_SIDE.lower(camera_nice() if self.inbetweens and self.backend.uses_all_cores else 0)
         capture.start()
         stages = self._start_stages(in_queue, out_queue, lossless=not paced)
         try:
@@ -366,7 +361,6 @@ class LivePipeline:
                 last = item
                 stall.output_sent(time.perf_counter())
         finally:
-            CAMERA_SIDE.lower(0)
             self.stop_event.set()
             in_queue.close()
             out_queue.close()

@@ -30,7 +30,7 @@ import numpy as np
 from fomm_live.live.errors import UserError
 from fomm_live.live.media import SYNTHETIC_TAG, check_writable, cv2
 from fomm_live.live.stats import PipelineStats
-from fomm_live.live.threads import CAMERA_SIDE, MODEL_TURNS, ModelTurns
+from fomm_live.live.threads import MODEL_TURNS, ModelTurns
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +295,6 @@ class QueuedRecording:
             if self.turns is not None and self._queue.empty():  # behind: no waiting, catch up
                 self.turns.wait_for_break(BREAK_WAIT_S)
             frame, t, index = item
-            CAMERA_SIDE.join()  # the niceness of the run that sends the frames (live.threads)
             try:
                 self.recording.write(frame, t=t, index=index)
             except Exception as err:  # noqa: BLE001 - raised in the caller's thread by the next write
